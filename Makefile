@@ -1,0 +1,48 @@
+# Two entry points do all the set-up themselves on a fresh Debian machine:
+#   make up     the whole system on this machine (see README)
+#   make test   lint, types and the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STATE_DIR ?= .flotta
+DEVICES ?= 50
+PYTEST_ARGS ?=
+
+.PHONY: setup system-packages python-env up down test check lint typecheck crds bench
+
+setup: system-packages python-env
+
+system-packages:
+	bash deploy/local/install-system-packages.sh
+
+python-env: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+up: setup
+	$(BIN)/flotta dev up --state-dir $(STATE_DIR) --devices $(DEVICES)
+
+down: python-env
+	$(BIN)/flotta dev down --state-dir $(STATE_DIR)
+
+lint: python-env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: python-env
+	$(BIN)/mypy -p flotta
+
+check: lint typecheck
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+crds: python-env
+	$(BIN)/python -m flotta.schemas.crdgen deploy/crds
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
