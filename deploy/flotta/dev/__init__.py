@@ -1,0 +1,1 @@
+"""The one-machine development stack: local Kubernetes API, server runners, simulator."""

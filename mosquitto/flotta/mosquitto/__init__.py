@@ -1,0 +1,1 @@
+"""Mosquitto configuration and ACL for the Flotta contract."""

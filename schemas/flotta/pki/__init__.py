@@ -1,0 +1,1 @@
+"""The fleet PKI: CA, broker, internal, bootstrap and device certificates, CRL."""
