@@ -15,12 +15,21 @@ from collections.abc import Callable, Sequence
 
 # subcommand -> (module with register(), one-line help)
 COMPONENTS: dict[str, tuple[str, str]] = {
-    "pki": ("flotta.pki.cli", "fleet certificate authority: CA, broker, internal and device certificates"),
+    "pki": (
+        "flotta.pki.cli",
+        "fleet certificate authority: CA, broker, internal and device certificates",
+    ),
     "broker": ("flotta.mosquitto.cli", "render the Mosquitto configuration and ACL"),
-    "operator": ("flotta.operator.cli", "run the operator (CRDs -> retained desired state, enrolment)"),
+    "operator": (
+        "flotta.operator.cli",
+        "run the operator (CRDs -> retained desired state, enrolment)",
+    ),
     "bridge": ("flotta.bridge.cli", "run the bridge (device topics -> CRD status and NATS)"),
     "agent": ("flotta.agent.cli", "run or inspect the device agent"),
-    "dev": ("flotta.dev.cli", "one-machine development stack: local Kubernetes API, simulator, up/down"),
+    "dev": (
+        "flotta.dev.cli",
+        "one-machine development stack: local Kubernetes API, simulator, up/down",
+    ),
 }
 
 Handler = Callable[[argparse.Namespace], int]
