@@ -18,7 +18,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from flotta.pki.errors import AuthorityExpiredError, CsrError
 from flotta.pki.identities import Identity, Role, device_identity
-from flotta.pki.keys import PrivateKey, PublicKey, check_public_key, generate_key
+from flotta.pki.keys import (
+    PrivateKey,
+    PublicKey,
+    check_device_public_key,
+    check_public_key,
+    generate_key,
+)
 from flotta.schemas.topics import validate_namespace
 
 CA_VALIDITY = timedelta(days=3650)
@@ -229,7 +235,7 @@ def sign_device_csr(
         )
     return issue_client_certificate(
         authority,
-        check_public_key(csr.public_key()),
+        check_device_public_key(csr.public_key()),
         identity,
         namespace=namespace,
         validity=validity,
