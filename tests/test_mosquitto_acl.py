@@ -203,14 +203,26 @@ def test_operator_writes_desired_and_certificate_and_answers_enrolment(
     mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory
 ) -> None:
     operator = mqtt_probes.connect(mosquitto_broker.operator(), "operator-1")
+    operator.subscribe("flotta/#")
     for kind in (DeviceTopic.DESIRED, DeviceTopic.CERTIFICATE, DeviceTopic.CONNECTION):
         assert operator.publish(device_topic("dev-a", kind), b"x") in ACCEPTED, kind
     for kind in (DeviceTopic.STATUS, DeviceTopic.EVENTS, DeviceTopic.METRICS, DeviceTopic.LOGS):
         assert operator.publish(device_topic("dev-a", kind), b"x") == NOT_AUTHORIZED, kind
-    for kind in EnrolTopic:
-        assert operator.publish(enrol_topic("dev-a", kind), b"x") in ACCEPTED
+    for enrol_kind in EnrolTopic:
+        assert operator.publish(enrol_topic("dev-a", enrol_kind), b"x") in ACCEPTED
     # What the global patterns would give a client named "internal:operator" is denied.
     assert operator.publish("flotta/devices/internal:operator/status", b"x") == NOT_AUTHORIZED
+    operator.drain(quiet=0.5)
+
+    # It reads applied versions (status), connection and renewal CSRs, not telemetry.
+    device = mqtt_probes.connect(mosquitto_broker.device("dev-b"), "dev-b")
+    for kind in (*TELEMETRY_KINDS, DeviceTopic.CSR):
+        device.publish(device_topic("dev-b", kind), b"r")
+    got = {m.topic for m in operator.drain(quiet=1.0)}
+    assert got == {
+        device_topic("dev-b", kind)
+        for kind in (DeviceTopic.STATUS, DeviceTopic.CONNECTION, DeviceTopic.CSR)
+    }
 
 
 def test_bridge_shared_subscription_reads_reports_and_writes_nothing(

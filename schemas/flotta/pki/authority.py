@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from flotta.pki.errors import AuthorityExpiredError, CsrError
-from flotta.pki.identities import Identity, Role, device_identity
+from flotta.pki.identities import Identity, Role, device_identity, namespace_label
 from flotta.pki.keys import (
     PrivateKey,
     PublicKey,
@@ -25,7 +25,6 @@ from flotta.pki.keys import (
     check_public_key,
     generate_key,
 )
-from flotta.schemas.topics import validate_namespace
 
 CA_VALIDITY = timedelta(days=3650)
 SERVER_VALIDITY = timedelta(days=365)
@@ -197,7 +196,7 @@ def issue_client_certificate(
             raise CsrError(f"device {identity.name!r} needs a namespace")
         attributes = [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, DEVICE_ORGANIZATION),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, validate_namespace(namespace)),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, namespace_label(namespace)),
             *attributes,
         ]
     builder = _leaf(
