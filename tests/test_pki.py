@@ -302,21 +302,21 @@ def _pki(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_round_trip(tmp_path: Path) -> None:
     root = tmp_path / "pki"
     d = ["--dir", str(root)]
-    assert _pki(*d, "init").returncode == 0
+    assert _pki("init", *d).returncode == 0
     assert (
-        _pki(*d, "issue-server", "--hostname", "localhost", "--address", "127.0.0.1").returncode
+        _pki("issue-server", *d, "--hostname", "localhost", "--address", "127.0.0.1").returncode
         == 0
     )
-    assert _pki(*d, "issue-client", "--identity", "internal:operator").returncode == 0
-    assert _pki(*d, "issue-bootstrap", "--batch", "factory").returncode == 0
+    assert _pki("issue-client", *d, "--identity", "internal:operator").returncode == 0
+    assert _pki("issue-bootstrap", *d, "--batch", "factory").returncode == 0
     assert (root / "clients" / "bootstrap-factory.key").is_file()
 
     csr = tmp_path / "dev.csr"
     csr.write_bytes(csr_to_pem(build_csr(generate_key(), "dev-1")))
     out = tmp_path / "dev.crt"
     signed = _pki(
-        *d,
         "sign-csr",
+        *d,
         "--device-id",
         "dev-1",
         "--namespace",
@@ -330,16 +330,16 @@ def test_cli_round_trip(tmp_path: Path) -> None:
     cert = x509.load_pem_x509_certificate(out.read_bytes())
     assert device_certificate_info(cert).device_id == "dev-1"
 
-    revoked = _pki(*d, "revoke", "--cert", str(out))
+    revoked = _pki("revoke", *d, "--cert", str(out))
     assert revoked.returncode == 0, revoked.stderr
     crl = x509.load_pem_x509_crl((root / "crl.pem").read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
 
-    shown = _pki(*d, "show")
+    shown = _pki("show", *d)
     assert shown.returncode == 0
     assert "dev-1" in shown.stdout
     assert "revoked" in shown.stdout
-    assert _pki(*d, "crl").returncode == 0
+    assert _pki("crl", *d).returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -359,7 +359,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], mes
     root = tmp_path / "pki"
     if args != ["show"]:
         PkiStore.create(root)
-    result = _pki("--dir", str(root), *args)
+    result = _pki(args[0], "--dir", str(root), *args[1:])
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -371,9 +371,9 @@ def test_cli_refuses_a_csr_for_another_device(tmp_path: Path) -> None:
     csr = tmp_path / "dev.csr"
     csr.write_bytes(csr_to_pem(build_csr(generate_key(), "dev-2")))
     result = _pki(
+        "sign-csr",
         "--dir",
         str(root),
-        "sign-csr",
         "--device-id",
         "dev-1",
         "--namespace",

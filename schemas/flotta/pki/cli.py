@@ -34,21 +34,25 @@ def _days(text: str) -> timedelta:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dir", type=Path, required=True, help="the PKI directory")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", type=Path, required=True, help="the PKI directory")
     sub = parser.add_subparsers(dest="pki_command", metavar="COMMAND", required=True)
 
-    init = sub.add_parser("init", help="create the fleet CA and an empty CRL")
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    init = add("init", "create the fleet CA and an empty CRL")
     init.add_argument("--name", default="Flotta fleet CA", help="the CA's common name")
     init.add_argument("--days", type=_days, default=timedelta(days=3650), help="CA validity")
     init.set_defaults(handler=_guard(_init))
 
-    server = sub.add_parser("issue-server", help="issue the broker's TLS certificate")
+    server = add("issue-server", "issue the broker's TLS certificate")
     server.add_argument("--hostname", action="append", default=[], help="DNS name (repeat)")
     server.add_argument("--address", action="append", default=[], help="IP address (repeat)")
     server.add_argument("--days", type=_days, default=SERVER_VALIDITY)
     server.set_defaults(handler=_guard(_issue_server))
 
-    client = sub.add_parser("issue-client", help="issue an internal or observer certificate")
+    client = add("issue-client", "issue an internal or observer certificate")
     client.add_argument(
         "--identity", required=True, help="internal:operator, internal:bridge or observer:NAME"
     )
@@ -56,13 +60,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     client.add_argument("--days", type=_days, default=CLIENT_VALIDITY)
     client.set_defaults(handler=_guard(_issue_client))
 
-    boot = sub.add_parser("issue-bootstrap", help="issue a bootstrap (register) certificate")
+    boot = add("issue-bootstrap", "issue a bootstrap (register) certificate")
     boot.add_argument("--batch", required=True, help="batch name (DNS-1123 label)")
     boot.add_argument("--out-dir", type=Path, help="default: DIR/clients")
     boot.add_argument("--days", type=_days, default=CLIENT_VALIDITY)
     boot.set_defaults(handler=_guard(_issue_bootstrap))
 
-    sign = sub.add_parser("sign-csr", help="sign a device CSR (CN forced to the device id)")
+    sign = add("sign-csr", "sign a device CSR (CN forced to the device id)")
     sign.add_argument("--device-id", required=True)
     sign.add_argument("--namespace", required=True)
     sign.add_argument("--csr", type=Path, required=True, help="PEM CSR file")
@@ -70,17 +74,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     sign.add_argument("--days", type=_days, default=DEVICE_VALIDITY)
     sign.set_defaults(handler=_guard(_sign_csr))
 
-    revoke = sub.add_parser("revoke", help="revoke a certificate and rewrite the CRL")
+    revoke = add("revoke", "revoke a certificate and rewrite the CRL")
     which = revoke.add_mutually_exclusive_group(required=True)
     which.add_argument("--serial", help="serial number in hex")
     which.add_argument("--cert", type=Path, help="PEM certificate file")
     revoke.set_defaults(handler=_guard(_revoke))
 
-    crl = sub.add_parser("crl", help="re-issue the CRL (do it well before it expires)")
+    crl = add("crl", "re-issue the CRL (do it well before it expires)")
     crl.add_argument("--days", type=_days, default=timedelta(days=30))
     crl.set_defaults(handler=_guard(_crl))
 
-    show = sub.add_parser("show", help="show the CA, the CRL and issued certificates")
+    show = add("show", "show the CA, the CRL and issued certificates")
     show.set_defaults(handler=_guard(_show))
 
 
