@@ -515,3 +515,23 @@ def test_broker_is_stopped_by_pid(fleet_pki: PkiStore, tmp_path: Path) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not broker.process.running
+
+
+def test_revocation_and_open_connections(
+    mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory
+) -> None:
+    """Mosquitto 2.0 checks the CRL only during the TLS handshake: an open connection of a
+    revoked device survives the reload. Taking over its client id ends it, and the device
+    cannot come back."""
+    revoked = mosquitto_broker.device("dev-a")
+    device = mqtt_probes.connect(revoked, "dev-a")
+    mosquitto_broker.revoke(revoked)
+    assert device.connected
+    assert device.publish(device_topic("dev-a", DeviceTopic.STATUS), b"still") in ACCEPTED
+
+    mqtt_probes.connect(mosquitto_broker.operator(), "dev-a")  # session takeover
+    deadline = time.monotonic() + 5
+    while device.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not device.connected
+    assert mqtt_probes.new(revoked, "dev-a").refused()

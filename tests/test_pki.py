@@ -251,6 +251,13 @@ def test_opening_a_missing_or_incomplete_store_says_what_is_missing(tmp_path: Pa
         PkiStore.open(tmp_path / "half")
 
 
+def test_a_ca_key_others_can_read_is_refused(tmp_path: Path) -> None:
+    store = PkiStore.create(tmp_path / "pki")
+    store.ca_key_path.chmod(0o644)
+    with pytest.raises(StoreError, match="must be 0600"):
+        PkiStore.open(store.root).issue_server()
+
+
 def test_revocation_lists_the_serial_in_a_signed_crl(tmp_path: Path) -> None:
     store = PkiStore.create(tmp_path / "pki")
     key = generate_key()
