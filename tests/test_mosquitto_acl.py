@@ -535,3 +535,16 @@ def test_revocation_and_open_connections(
         time.sleep(0.05)
     assert not device.connected
     assert mqtt_probes.new(revoked, "dev-a").refused()
+
+
+def test_an_expired_crl_locks_everyone_out(
+    mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory
+) -> None:
+    """Why the CRL must be re-issued in time: OpenSSL refuses all clients once it expires."""
+    creds = mosquitto_broker.device("dev-a")
+    mosquitto_broker.pki.write_crl(now=datetime.now(UTC) - timedelta(days=40))
+    mosquitto_broker.reload()
+    assert mqtt_probes.new(creds, "dev-a").refused()
+    mosquitto_broker.pki.write_crl()
+    mosquitto_broker.reload()
+    assert not mqtt_probes.new(creds, "dev-a-2").refused()
