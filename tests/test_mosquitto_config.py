@@ -11,7 +11,9 @@ import pytest
 
 from flotta.mosquitto.acl import AclSettings, render_acl
 from flotta.mosquitto.config import BrokerLimits, production_settings, render_config
+from flotta.mosquitto.errors import BrokerStartError
 from flotta.mosquitto.example import example_files
+from flotta.mosquitto.process import MosquittoProcess
 from flotta.pki.errors import IdentityError
 from flotta.pki.store import PkiStore
 
@@ -119,3 +121,13 @@ def test_broker_render_errors(tmp_path: Path, args: list[str], message: str) -> 
     missing = _broker_cli("render", "--pki-dir", str(tmp_path / "no"), "--out-dir", str(tmp_path))
     assert missing.returncode == 2
     assert "not a PKI directory" in missing.stderr
+
+
+def test_a_broken_configuration_fails_start_with_the_log(tmp_path: Path) -> None:
+    config = tmp_path / "mosquitto.conf"
+    config.write_text("log_dest stderr\nno_such_option true\n")
+    process = MosquittoProcess(config, log_path=tmp_path / "mosquitto.log")
+    with pytest.raises(BrokerStartError, match="no_such_option") as caught:
+        process.start(timeout=5)
+    assert "exited with code" in caught.value.reason
+    assert not process.running
