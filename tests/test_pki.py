@@ -24,7 +24,13 @@ from flotta.pki.authority import (
     issue_server_certificate,
     sign_device_csr,
 )
-from flotta.pki.certinfo import certificate_identity, device_certificate_info, same_public_key
+from flotta.pki.certinfo import (
+    certificate_identity,
+    device_certificate_info,
+    device_certificate_info_from_pem,
+    issued_by,
+    same_public_key,
+)
 from flotta.pki.errors import (
     AuthorityExpiredError,
     CertificateError,
@@ -33,7 +39,7 @@ from flotta.pki.errors import (
     StoreError,
 )
 from flotta.pki.identities import Identity, Role, parse_identity
-from flotta.pki.keys import build_csr, csr_to_pem, generate_key, load_csr
+from flotta.pki.keys import build_csr, certificate_to_pem, csr_to_pem, generate_key, load_csr
 from flotta.pki.revocation import decode_revoked, parse_serial
 from flotta.pki.store import PkiStore
 
@@ -154,6 +160,9 @@ def test_device_csr_is_signed_with_the_cn_forced_and_a_short_validity() -> None:
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert DEVICE_VALIDITY <= lifetime <= DEVICE_VALIDITY + timedelta(minutes=10)
     _verify_client(authority.certificate, cert, NOW + timedelta(days=1))
+    assert issued_by(cert, authority.certificate)
+    assert not issued_by(cert, create_authority(now=NOW).certificate)
+    assert device_certificate_info_from_pem(certificate_to_pem(cert)) == info
     with pytest.raises(ValueError, match="not valid at"):
         _verify_client(authority.certificate, cert, NOW + timedelta(days=8))
 
