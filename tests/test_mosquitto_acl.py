@@ -110,8 +110,9 @@ def test_device_will_on_connection_is_published_by_the_broker(
     foreign = Will(device_topic("dev-b", DeviceTopic.CONNECTION), b"forged-offline")
     for will in (own, foreign):
         creds = mosquitto_broker.device("dev-a")
-        client = _mosquitto_sub(mosquitto_broker, creds, f"will-{will.payload.decode()}", will)
-        time.sleep(0.5)
+        client_id = f"will-{will.payload.decode()}"
+        client = _mosquitto_sub(mosquitto_broker, creds, client_id, will)
+        _wait_for_log(mosquitto_broker, f" as {client_id} ")
         os.kill(client.pid, signal.SIGKILL)  # no DISCONNECT: the broker sends the will
         client.wait(5)
     got = operator.drain(quiet=1.5)
@@ -125,6 +126,13 @@ def test_device_will_on_connection_is_published_by_the_broker(
     fresh = mqtt_probes.connect(mosquitto_broker.bridge(), "bridge-fresh")
     fresh.subscribe(own.topic)
     assert fresh.drain(quiet=0.7) == []
+
+
+def _wait_for_log(broker: TestBroker, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in broker.process.log_text():
+        assert time.monotonic() < deadline, f"broker never logged {text!r}"
+        time.sleep(0.02)
 
 
 def _mosquitto_sub(
