@@ -97,6 +97,7 @@ class TelemetryBuffer:
         self.max_age_seconds = max_age_seconds
         self._clock = clock
         self._lock = threading.Lock()
+        self._closed = False
         self._db = self._open()
         self._bytes = self._records = self._dropped = 0
         self._stream, self._bytes, self._records, self._dropped = self._load_state()
@@ -170,9 +171,10 @@ class TelemetryBuffer:
             with self._transaction() as db:
                 self._enforce_bounds(db)
 
-    def add(self, kind: Kind, bodies: Sequence[bytes]) -> int:
-        """Store records in one transaction; returns how many records the bounds dropped."""
-        if not bodies:
+    def add(self, kind: Kind, bodies: Sequence[bytes], *, dropped_upstream: int = 0) -> int:
+        """Store records in one transaction; returns how many records were dropped: by the
+        bounds, plus ``dropped_upstream`` (lost before reaching the buffer, counted here)."""
+        if not bodies and not dropped_upstream:
             return 0
         now_ms = int(self._clock() * 1000)
         with self._lock, self._transaction() as db:
@@ -182,7 +184,7 @@ class TelemetryBuffer:
             )
             self._bytes += sum(len(body) + ROW_OVERHEAD for body in bodies)
             self._records += len(bodies)
-            return self._enforce_bounds(db)
+            return self._enforce_bounds(db, {kind: dropped_upstream})
 
     def next_batch(self, kind: Kind) -> StoredBatch | None:
         """The oldest batch not yet acknowledged, forming one from records when there is none."""
@@ -211,11 +213,14 @@ class TelemetryBuffer:
 
     def stats(self) -> BufferStats:
         with self._lock:
+            if self._closed:
+                return BufferStats(self._records, self._bytes, self._dropped, 0)
             waiting = self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
             return BufferStats(self._records, self._bytes, self._dropped, int(waiting))
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
 
     # ---- internals -------------------------------------------------------------------------
@@ -262,8 +267,10 @@ class TelemetryBuffer:
         self._bytes += len(payload) - sum(len(body) + ROW_OVERHEAD for _, body in rows)
         return StoredBatch(kind, sequence, len(rows), payload)
 
-    def _enforce_bounds(self, db: sqlite3.Connection) -> int:
-        dropped: dict[Kind, int] = dict.fromkeys(Kind, 0)
+    def _enforce_bounds(
+        self, db: sqlite3.Connection, upstream: dict[Kind, int] | None = None
+    ) -> int:
+        dropped: dict[Kind, int] = dict.fromkeys(Kind, 0) | (upstream or {})
         if self.max_age_seconds is not None:
             cutoff_ms = int((self._clock() - self.max_age_seconds) * 1000)
             while self._drop_oldest_records(db, dropped, lambda created: created < cutoff_ms):
@@ -328,6 +335,8 @@ class TelemetryBuffer:
         )
 
     def _transaction(self) -> _Transaction:
+        if self._closed:
+            raise BufferStoreError(str(self.path), "closed")
         return _Transaction(self._db, str(self.path), on_rollback=self._resync)
 
     def _resync(self) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from pydantic import ValidationError
+
 from flotta.schemas.wire.telemetry import MetricSample
 
 
@@ -15,6 +17,7 @@ class Measurement:
     name: str
     value: float
     labels: Mapping[str, str] = field(default_factory=dict)
+    timestamp_ms: int | None = None
 
 
 class AllowList:
@@ -40,7 +43,8 @@ def stamp(
     measurements: Iterable[Measurement], *, timestamp_ms: int, allow: AllowList
 ) -> tuple[list[MetricSample], int]:
     """The allowed measurements as wire samples, and how many were skipped because their
-    value is not finite (JSON cannot carry NaN or infinities)."""
+    value is not finite (JSON cannot carry NaN or infinities) or they break the sample
+    limits (name, label count and length)."""
     samples: list[MetricSample] = []
     skipped = 0
     for measurement in measurements:
@@ -49,12 +53,15 @@ def stamp(
         if not math.isfinite(measurement.value):
             skipped += 1
             continue
-        samples.append(
-            MetricSample(
-                name=measurement.name,
-                labels=dict(measurement.labels),
-                value=measurement.value,
-                timestamp_ms=timestamp_ms,
+        try:
+            samples.append(
+                MetricSample(
+                    name=measurement.name,
+                    labels=dict(measurement.labels),
+                    value=measurement.value,
+                    timestamp_ms=measurement.timestamp_ms or timestamp_ms,
+                )
             )
-        )
+        except ValidationError:
+            skipped += 1
     return samples, skipped

@@ -1,0 +1,115 @@
+"""Following workload logs from an injectable source into the staging area."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Protocol
+
+from flotta.agent.telemetry.backoff import Backoff
+from flotta.agent.telemetry.batching import record_body
+from flotta.agent.telemetry.staging import Staging
+from flotta.schemas.wire.common import KiB
+from flotta.schemas.wire.telemetry import LogLine
+
+log = logging.getLogger(__name__)
+
+MAX_LINE_CHARS = 16 * KiB
+_STREAMS = {"stdout", "stderr", "system"}
+
+
+class LogEntry(Protocol):
+    """What a log source yields (the wire ``LogLine`` qualifies, as does the runtime's)."""
+
+    @property
+    def container(self) -> str: ...
+    @property
+    def time(self) -> datetime: ...
+    @property
+    def stream(self) -> str: ...
+    @property
+    def line(self) -> str: ...
+
+
+LogSource = Callable[[str], AsyncIterator[LogEntry]]
+
+
+def to_log_line(workload: str, entry: LogEntry) -> LogLine:
+    stream = entry.stream if entry.stream in _STREAMS else "stdout"
+    return LogLine(
+        workload=workload,
+        container=entry.container[:253],
+        time=entry.time,
+        stream=stream,  # checked against _STREAMS above
+        line=entry.line[:MAX_LINE_CHARS],
+    )
+
+
+class ResumePoint:
+    """Where a follower stopped, so a re-opened source (which may replay from the start)
+    does not stage the same lines twice: entries older than the last one seen are skipped,
+    and at the same instant as many as were already taken."""
+
+    def __init__(self) -> None:
+        self._last: datetime | None = None
+        self._taken_at_last = 0
+        self._seen_at_last = 0
+
+    def restart(self) -> None:
+        self._seen_at_last = 0
+
+    def accept(self, time: datetime) -> bool:
+        if self._last is None or time > self._last:
+            self._last, self._taken_at_last, self._seen_at_last = time, 1, 1
+            return True
+        if time < self._last:
+            return False
+        self._seen_at_last += 1
+        if self._seen_at_last > self._taken_at_last:
+            self._taken_at_last = self._seen_at_last
+            return True
+        return False
+
+
+async def follow(
+    workload: str,
+    source: LogSource,
+    staging: Staging,
+    wake: asyncio.Event,
+    *,
+    backoff: Backoff,
+) -> None:
+    """Follow one workload's logs forever; a source that ends or fails is re-opened."""
+    resume = ResumePoint()
+    while True:
+        resume.restart()
+        entries = source(workload)
+        try:
+            async for entry in entries:
+                if not resume.accept(entry.time):
+                    continue
+                try:
+                    body = record_body(to_log_line(workload, entry))
+                except ValueError as exc:
+                    log.warning("logs of %s: line skipped: %s", workload, exc)
+                    continue
+                staging.add(body)
+                if len(staging) * 2 >= staging.max_records:
+                    wake.set()
+                backoff.reset()
+        except Exception as exc:  # a source failing must not stop the others
+            log.warning("logs of %s: source failed: %s", workload, exc)
+        finally:
+            await _close(entries)
+        await asyncio.sleep(backoff.next_delay())
+
+
+async def _close(entries: AsyncIterator[LogEntry]) -> None:
+    aclose = getattr(entries, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception as exc:
+            log.debug("closing a log source: %s", exc)
