@@ -53,7 +53,7 @@ def test_parses_the_reference_example() -> None:
         ('m{a="1" 1', "expected , or }"),
         ('m{a="1\\x"} 1', "invalid escape"),
         ('m{a="1} 1', "unterminated"),
-        ("m{1a=\"x\"} 1", "expected a label name"),
+        ('m{1a="x"} 1', "expected a label name"),
         ("m 1 2 3", "value and an optional timestamp"),
         ("m one", "not a number"),
         ("m 1 1.5", "not an integer"),

@@ -132,7 +132,10 @@ def test_collector_reads_a_prepared_root(tmp_path: Path) -> None:
     assert values[("node_thermal_zone_temp", (("type", "x86_pkg_temp"), ("zone", "0")))] == 45.5
     assert (
         values[
-            ("node_filesystem_size_bytes", (("device", "/dev/sdb1"), ("fstype", "xfs"), ("mountpoint", "/mnt/my data")))
+            (
+                "node_filesystem_size_bytes",
+                (("device", "/dev/sdb1"), ("fstype", "xfs"), ("mountpoint", "/mnt/my data")),
+            )
         ]
         == 40960
     )
