@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ class OstreeHost:
 
 
 @pytest.fixture
-def ostree_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OstreeHost]:
+def ostree_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OstreeHost:
     host = OstreeHost(tmp_path / "ostree.json", tmp_path / "boot_id", tmp_path / "agent")
     host.state_file.write_text(
         json.dumps(
@@ -63,6 +63,6 @@ def ostree_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ost
         )
     )
     host.boot_id_file.write_text(f"{uuid.uuid4()}\n")
-    monkeypatch.setenv("PATH", f"{STANDIN}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{STANDIN}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("RPM_OSTREE_STANDIN_STATE", str(host.state_file))
-    yield host
+    return host

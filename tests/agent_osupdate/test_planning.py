@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,15 +12,32 @@ from flotta.schemas.crd.config import OsInformation
 A, B = "a" * 64, "b" * 64
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
-STATUS_JSON = """{
-  "deployments": [
-    {"id": "x-b.1", "osname": "fedora-iot", "checksum": "%s", "booted": false, "staged": true,
-     "origin": "fedora:fedora/iot", "version": "39.2", "requested-packages": []},
-    {"id": "x-a.0", "osname": "fedora-iot", "checksum": "%s", "booted": true, "staged": false,
-     "origin": "fedora:fedora/iot", "version": "39.1"}
-  ],
-  "transaction": null
-}""" % (B, A)
+STATUS_JSON = json.dumps(
+    {
+        "deployments": [
+            {
+                "id": "x-b.1",
+                "osname": "fedora-iot",
+                "checksum": B,
+                "booted": False,
+                "staged": True,
+                "origin": "fedora:fedora/iot",
+                "version": "39.2",
+                "requested-packages": [],
+            },
+            {
+                "id": "x-a.0",
+                "osname": "fedora-iot",
+                "checksum": A,
+                "booted": True,
+                "staged": False,
+                "origin": "fedora:fedora/iot",
+                "version": "39.1",
+            },
+        ],
+        "transaction": None,
+    }
+)
 
 
 def status(*deployments: Deployment) -> OstreeStatus:

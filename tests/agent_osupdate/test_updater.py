@@ -1,6 +1,7 @@
 """OsUpdater against the rpm-ostree stand-in on PATH (tests/agent_osupdate/standin): real
 subprocesses that keep the deployments in a JSON file and answer like rpm-ostree."""
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -145,37 +146,31 @@ asyncio.run(updates.reconcile(OsInformation(commit_id=sys.argv[3])))
 """
 
 
-async def test_agent_killed_mid_deploy_finishes_after_restart(ostree_host: OstreeHost) -> None:
-    ostree_host.update(deploy_delay=1.5)
+def kill_agent_mid_deploy(host: OstreeHost) -> None:
+    """Run reconcile in a separate process and SIGKILL it while rpm-ostree deploys."""
+    host.update(deploy_delay=1.5)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(str(REPO / p) for p in ("schemas", "agent"))
+    command = [sys.executable, "-c", AGENT_SCRIPT, str(host.state_dir), str(host.boot_id_file)]
     with subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            AGENT_SCRIPT,
-            str(ostree_host.state_dir),
-            str(ostree_host.boot_id_file),
-            NEW,
-            *ostree_host.reboot_command,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
+        [*command, NEW, *host.reboot_command], env=env, stdout=subprocess.PIPE, text=True
     ) as agent:
         assert agent.stdout is not None
         assert agent.stdout.readline().strip() == "reconciling"
         deadline = time.monotonic() + 20
-        while not ostree_host.calls("deploy") and time.monotonic() < deadline:
+        while not host.calls("deploy") and time.monotonic() < deadline:
             time.sleep(0.05)
         agent.send_signal(signal.SIGKILL)  # rpm-ostree's transaction goes on without the agent
         agent.wait()
-    assert ostree_host.calls("deploy") == [["deploy", NEW]]
-    assert "reboots" not in ostree_host.read()
-    while ostree_host.read()["deployments"][0]["checksum"] != NEW:
+    assert host.calls("deploy") == [["deploy", NEW]]
+    assert "reboots" not in host.read()
+    while host.read()["deployments"][0]["checksum"] != NEW:
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
+
+async def test_agent_killed_mid_deploy_finishes_after_restart(ostree_host: OstreeHost) -> None:
+    await asyncio.to_thread(kill_agent_mid_deploy, ostree_host)
     restarted = updater(ostree_host)
     assert restarted.report().last_upgrade_status == "InProgress"
     assert reasons(await restarted.reconcile(OsInformation(commit_id=NEW))) == []
