@@ -81,6 +81,9 @@ class TelemetryService:
         self._collectors = TaskSet("telemetry")
         self._core = TaskSet("telemetry")
         self._closed = False
+        self._stopping = asyncio.Event()
+        self._run_finished = asyncio.Event()
+        self._running = False
 
     # ---- configuration ---------------------------------------------------------------------
 
@@ -125,8 +128,10 @@ class TelemetryService:
     async def run(self, publish: Publish) -> None:
         """Collect and send until cancelled or closed; publish failures are retried with
         back-off while collection goes on."""
-        if self._closed:
-            raise BufferStoreError(str(self.buffer.path), "the service is closed")
+        if self._closed or self._running:
+            raise BufferStoreError(str(self.buffer.path), "the service is closed or running")
+        self._running = True
+        self._run_finished.clear()
         self._core.start(
             "sender",
             send_forever(
@@ -140,7 +145,7 @@ class TelemetryService:
         )
         self._core.start("log-flusher", self._flush_logs_forever())
         try:
-            while True:
+            while not self._stopping.is_set():
                 self._reconfigured.clear()
                 await self._apply_configuration()
                 await self._reconfigured.wait()
@@ -148,6 +153,8 @@ class TelemetryService:
             await self._collectors.stop_all()
             await self._core.stop_all()
             await self._flush_logs()
+            self._running = False
+            self._run_finished.set()
 
     async def _apply_configuration(self) -> None:
         max_bytes, max_age = self._limits()
@@ -244,6 +251,10 @@ class TelemetryService:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
+        self._reconfigured.set()
+        if self._running:
+            await self._run_finished.wait()
         await self._collectors.stop_all()
         await self._core.stop_all()
         await self._flush_logs()
