@@ -1,0 +1,78 @@
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from flotta.agent.telemetry.backoff import Backoff
+from flotta.agent.telemetry.logs import ResumePoint, follow, to_log_line
+from flotta.agent.telemetry.staging import Staging
+from flotta.schemas.wire.telemetry import LogLine
+from tests.agent_telemetry.log_sources import tail_source, write_lines
+from tests.agent_telemetry.waiting import wait_until
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_resume_point_skips_what_was_taken_even_at_the_same_instant() -> None:
+    resume = ResumePoint()
+    first_pass = [T0, T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=1)]
+    assert [resume.accept(t) for t in first_pass] == [True] * 4
+    resume.restart()  # the source replays from the start, with one more line
+    replay = [*first_pass, T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)]
+    assert [resume.accept(t) for t in replay] == [False, False, False, False, True, True]
+
+
+@dataclass(frozen=True)
+class RuntimeEntry:
+    """Another shape a runtime may yield: anything with these four attributes."""
+
+    container: str
+    time: datetime
+    stream: str
+    line: str
+
+
+def test_log_lines_are_cut_to_the_wire_limits() -> None:
+    line = to_log_line("app", RuntimeEntry("c" * 300, T0, "odd", "z" * 20000))
+    assert (line.workload, len(line.container), len(line.line), line.stream) == (
+        "app",
+        253,
+        16384,
+        "stdout",
+    )
+
+
+async def test_following_a_real_process_survives_a_source_failure(tmp_path: Path) -> None:
+    processes: list[asyncio.subprocess.Process] = []
+    staging = Staging(10_000)
+    await write_lines(tmp_path / "app.log", 100)
+    task = asyncio.create_task(
+        follow(
+            "app",
+            tail_source(tmp_path, processes),
+            staging,
+            asyncio.Event(),
+            backoff=Backoff(initial=0.05, maximum=0.1),
+        )
+    )
+    try:
+        await wait_until(lambda: len(staging) >= 100)
+        processes[0].kill()  # the source dies; the follower opens it again
+        await write_lines(tmp_path / "app.log", 50, prefix="more")
+        await wait_until(lambda: len(staging) >= 150 and len(processes) >= 2)
+        await asyncio.sleep(0.3)  # anything replayed twice would show up now
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    records, dropped = staging.take()
+    lines = [LogLine.model_validate_json(r).line for r in records]
+    assert lines == [f"line-{i}" for i in range(100)] + [f"more-{i}" for i in range(50)]
+    assert dropped == 0
+    assert all(p.returncode is not None for p in processes)
+
+
+def test_a_full_staging_area_counts_drops() -> None:
+    staging = Staging(2)
+    assert [staging.add(b"1"), staging.add(b"2"), staging.add(b"3")] == [True, True, False]
+    assert staging.take() == ([b"1", b"2"], 1)
+    assert staging.take() == ([], 0)
