@@ -13,9 +13,10 @@ the cost stays small because every write is one transaction per collection round
 batch, never one per sample.
 
 Bound: records count ``len(body) + ROW_OVERHEAD`` bytes, batches ``len(payload)``. Past the
-bound, or past the retention age, the oldest records go first (then the oldest formed
-batches); every dropped record is counted per kind, persisted, and reported once in the
-next batch of its kind.
+bound the oldest go first: formed batches (they hold the oldest records of their kind), then
+records; past the retention age, records. Every dropped record is counted per kind,
+persisted, and reported once in the next batch of its kind (a dropped batch hands the drops
+it was to report on to the next one).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS batches (
     kind TEXT NOT NULL,
     sequence INTEGER NOT NULL,
     records INTEGER NOT NULL,
+    dropped INTEGER NOT NULL,
     payload BLOB NOT NULL,
     PRIMARY KEY (kind, sequence)
 );
@@ -259,8 +261,9 @@ class TelemetryBuffer:
                 rows = rows[: len(rows) // 2]
         db.execute("DELETE FROM records WHERE kind = ? AND id <= ?", (kind.value, rows[-1][0]))
         db.execute(
-            "INSERT INTO batches (kind, sequence, records, payload) VALUES (?, ?, ?, ?)",
-            (kind.value, sequence, len(rows), payload),
+            "INSERT INTO batches (kind, sequence, records, dropped, payload) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (kind.value, sequence, len(rows), dropped, payload),
         )
         self._set_meta(db, f"next_sequence:{kind}", str(sequence + 1))
         self._set_meta(db, f"dropped_pending:{kind}", "0")
@@ -275,11 +278,13 @@ class TelemetryBuffer:
             cutoff_ms = int((self._clock() - self.max_age_seconds) * 1000)
             while self._drop_oldest_records(db, dropped, lambda created: created < cutoff_ms):
                 pass
-        while self._bytes > self.max_bytes:
-            if not self._drop_oldest_records(
-                db, dropped, lambda _: self._bytes > self.max_bytes
-            ) and not self._drop_batch(db, dropped):
-                break
+        # formed batches hold the oldest records of their kind: they go first
+        while self._bytes > self.max_bytes and self._drop_batch(db, dropped):
+            pass
+        while self._bytes > self.max_bytes and self._drop_oldest_records(
+            db, dropped, lambda _: self._bytes > self.max_bytes
+        ):
+            pass
         for kind, count in dropped.items():
             if count:
                 for key in (f"dropped_pending:{kind}", f"dropped_total:{kind}"):
@@ -292,7 +297,7 @@ class TelemetryBuffer:
         self, db: sqlite3.Connection, dropped: dict[Kind, int], wanted: Callable[[int], bool]
     ) -> bool:
         """Drop records from the oldest on while ``wanted(created_ms)`` holds, one chunk at a
-        time; returns whether the whole chunk went (so the caller goes on)."""
+        time; returns whether the whole chunk went (so there may be more to drop)."""
         rows = db.execute(
             "SELECT id, kind, created_ms, LENGTH(body) FROM records ORDER BY id LIMIT ?",
             (_DROP_CHUNK,),
@@ -311,12 +316,16 @@ class TelemetryBuffer:
 
     def _drop_batch(self, db: sqlite3.Connection, dropped: dict[Kind, int]) -> bool:
         row = db.execute(
-            "SELECT kind, sequence, records, LENGTH(payload) FROM batches ORDER BY rowid LIMIT 1"
+            "SELECT kind, sequence, records, LENGTH(payload), dropped FROM batches "
+            "ORDER BY rowid LIMIT 1"
         ).fetchone()
         if row is None:
             return False
         db.execute("DELETE FROM batches WHERE kind = ? AND sequence = ?", (row[0], row[1]))
         dropped[Kind(row[0])] += int(row[2])
+        # the drops this batch was to report are reported by the next one instead
+        key = f"dropped_pending:{row[0]}"
+        self._set_meta(db, key, str(int(self._meta(db, key, "0")) + int(row[4])))
         self._records -= int(row[2])
         self._bytes -= int(row[3])
         return True

@@ -105,11 +105,10 @@ def _parse_labels(line: str, position: int, number: int) -> tuple[dict[str, str]
         if label in labels:
             raise ExpositionError(number, f"label {label!r} appears twice")
         position = _skip_blanks(line, match.end())
-        if line[position : position + 1] == "=":
-            position = _skip_blanks(line, position + 1)
-        else:
-            position = -1
-        if position < 0 or line[position : position + 1] != '"':
+        if line[position : position + 1] != "=":
+            raise ExpositionError(number, f'expected ="value" after label {label!r}')
+        position = _skip_blanks(line, position + 1)
+        if line[position : position + 1] != '"':
             raise ExpositionError(number, f'expected ="value" after label {label!r}')
         value, position = _parse_label_value(line, position + 1, number)
         labels[label] = value
