@@ -47,7 +47,12 @@ def start(
             env=dict(env) if env is not None else None,
             start_new_session=True,  # Ctrl-C reaches `up` only; it stops them in order
         )
-    return process, ProcessRecord(name, process.pid, tuple(argv), str(log_path))
+    record = ProcessRecord(name, process.pid, tuple(argv), str(log_path))
+    # /proc/PID/cmdline is empty for a moment after exec; wait so the record can be verified.
+    deadline = time.monotonic() + 2.0
+    while not record.is_running() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return process, record
 
 
 def stop(record: ProcessRecord, *, timeout: float = 10.0) -> bool:
