@@ -6,17 +6,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from flotta.agent.telemetry.logs import LogSource
-from flotta.schemas.wire.telemetry import LogLine
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLine:
+    """The shape of flotta.agent.runtime's log lines."""
+
+    workload: str
+    container: str
+    stream: str
+    time: datetime | None
+    text: str
 
 
 def tail_source(folder: Path, processes: list[asyncio.subprocess.Process]) -> LogSource:
     """Follows ``folder/<workload>.log``; started processes are appended to ``processes``."""
 
-    async def source(workload: str) -> AsyncIterator[LogLine]:
+    async def source(workload: str) -> AsyncIterator[SourceLine]:
         process = await asyncio.create_subprocess_exec(
             "tail",
             "-n",
@@ -31,12 +42,7 @@ def tail_source(folder: Path, processes: list[asyncio.subprocess.Process]) -> Lo
         try:
             async for raw in process.stdout:
                 stamp, _, text = raw.decode().rstrip("\n").partition(" ")
-                yield LogLine(
-                    workload=workload,
-                    container="main",
-                    time=datetime.fromisoformat(stamp),
-                    line=text,
-                )
+                yield SourceLine(workload, "main", "stdout", datetime.fromisoformat(stamp), text)
         finally:
             if process.returncode is None:
                 process.kill()

@@ -1,5 +1,4 @@
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -7,7 +6,7 @@ from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.logs import ResumePoint, follow, to_log_line
 from flotta.agent.telemetry.staging import Staging
 from flotta.schemas.wire.telemetry import LogLine
-from tests.agent_telemetry.log_sources import tail_source, write_lines
+from tests.agent_telemetry.log_sources import SourceLine, tail_source, write_lines
 from tests.agent_telemetry.waiting import wait_until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -22,18 +21,11 @@ def test_resume_point_skips_what_was_taken_even_at_the_same_instant() -> None:
     assert [resume.accept(t) for t in replay] == [False, False, False, False, True, True]
 
 
-@dataclass(frozen=True)
-class RuntimeEntry:
-    """Another shape a runtime may yield: anything with these four attributes."""
-
-    container: str
-    time: datetime
-    stream: str
-    line: str
-
-
 def test_log_lines_are_cut_to_the_wire_limits() -> None:
-    line = to_log_line("app", RuntimeEntry("c" * 300, T0, "odd", "z" * 20000))
+    line = to_log_line("app", SourceLine("app", "c" * 300, "odd", T0, "z" * 20000))
+    assert line.time == T0
+    undated = to_log_line("app", SourceLine("app", "c", "stderr", None, "x"), now=T0)
+    assert (undated.time, undated.stream) == (T0, "stderr")
     assert (line.workload, len(line.container), len(line.line), line.stream) == (
         "app",
         253,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from flotta.agent.telemetry.backoff import Backoff
@@ -21,29 +21,30 @@ _STREAMS = {"stdout", "stderr", "system"}
 
 
 class LogEntry(Protocol):
-    """What a log source yields (the wire ``LogLine`` qualifies, as does the runtime's)."""
+    """What a log source yields: the shape of ``flotta.agent.runtime``'s log lines (a time
+    of ``None`` means the runtime did not say; the time of reading is used then)."""
 
     @property
     def container(self) -> str: ...
     @property
-    def time(self) -> datetime: ...
-    @property
     def stream(self) -> str: ...
     @property
-    def line(self) -> str: ...
+    def time(self) -> datetime | None: ...
+    @property
+    def text(self) -> str: ...
 
 
 LogSource = Callable[[str], AsyncIterator[LogEntry]]
 
 
-def to_log_line(workload: str, entry: LogEntry) -> LogLine:
+def to_log_line(workload: str, entry: LogEntry, *, now: datetime | None = None) -> LogLine:
     stream = entry.stream if entry.stream in _STREAMS else "stdout"
     return LogLine(
         workload=workload,
         container=entry.container[:253],
-        time=entry.time,
+        time=entry.time or now or datetime.now(UTC),
         stream=stream,  # checked against _STREAMS above
-        line=entry.line[:MAX_LINE_CHARS],
+        line=entry.text[:MAX_LINE_CHARS],
     )
 
 
@@ -60,7 +61,9 @@ class ResumePoint:
     def restart(self) -> None:
         self._seen_at_last = 0
 
-    def accept(self, time: datetime) -> bool:
+    def accept(self, time: datetime | None) -> bool:
+        if time is None:
+            return True  # nothing to compare with
         if self._last is None or time > self._last:
             self._last, self._taken_at_last, self._seen_at_last = time, 1, 1
             return True
