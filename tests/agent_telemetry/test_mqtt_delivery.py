@@ -11,6 +11,7 @@ from pathlib import Path
 from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.system import SystemCollector
+from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
 from flotta.schemas.codec import decode
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.desired import (
@@ -24,89 +25,51 @@ from tests.agent_telemetry.log_sources import tail_source, write_lines
 from tests.agent_telemetry.sample_root import sample_root
 from tests.agent_telemetry.waiting import wait_until
 from tests.fixtures.brokers import ClientCredentials, TestBroker
-from tests.fixtures.mqtt_probe import ACCEPTED, MqttProbe, ProbeRefusedError
 
 DEVICE = "dev-1"
 METRICS = device_topic(DEVICE, DeviceTopic.METRICS)
 LOGS = device_topic(DEVICE, DeviceTopic.LOGS)
 
 
-class ProbePublisher:
-    """``publish`` for the service over one MQTT connection with the device's certificate:
-    returns once the PUBACK came, raises otherwise (and connects afresh next time)."""
-
-    def __init__(self, broker: TestBroker, credentials: ClientCredentials) -> None:
-        self.broker = broker
-        self.credentials = credentials
-        self.held_back = False
-        self.failures = 0
-        self._probe: MqttProbe | None = None
-
-    async def publish(self, topic: str, payload: bytes) -> None:
-        if self.held_back:
-            raise ConnectionError("held back by the test")
-        try:
-            await asyncio.to_thread(self._publish, topic, payload)
-        except Exception:
-            self.failures += 1
-            raise
-
-    def _publish(self, topic: str, payload: bytes) -> None:
-        if self._probe is None:
-            probe = MqttProbe(self.broker.host, self.broker.port, self.credentials, DEVICE)
-            try:
-                probe.connect(timeout=2)
-            except ProbeRefusedError:
-                probe.close()
-                raise
-            self._probe = probe
-        try:
-            code = self._probe.publish(topic, payload, timeout=2)
-        except TimeoutError:
-            self.close()
-            raise
-        if code not in ACCEPTED:
-            raise RuntimeError(f"PUBACK reason code {code}")
-
-    def close(self) -> None:
-        if self._probe is not None:
-            self._probe.close()
-            self._probe = None
+def settings_for(broker: TestBroker, credentials: ClientCredentials) -> MqttSettings:
+    return MqttSettings(
+        host=broker.host,
+        port=broker.port,
+        client_id=credentials.identity,
+        tls=TlsFiles(credentials.ca, credentials.cert, credentials.key, check_hostname=False),
+        reconnect_base=0.1,
+        reconnect_cap=0.5,
+        connect_timeout=5.0,
+    )
 
 
 @dataclass
 class Observer:
-    """Reads the device's metrics and logs as an observer identity; de-duplicates."""
+    """Reads the device's metrics and logs with an observer identity and a persistent
+    session (the broker keeps its queue across the restart); de-duplicates like the bridge."""
 
-    broker: TestBroker
-    credentials: ClientCredentials
-    probes: list[MqttProbe] = field(default_factory=list)
+    client: MqttClient
     batches: dict[tuple[str, str, int], bytes] = field(default_factory=dict)
     duplicates: int = 0
+    task: asyncio.Task[None] | None = None
 
-    def connect(self) -> None:
-        probe = MqttProbe(
-            self.broker.host, self.broker.port, self.credentials, f"observer-{len(self.probes)}"
-        )
-        probe.connect()
-        assert probe.subscribe(METRICS) == [1]
-        assert probe.subscribe(LOGS) == [1]
-        self.probes.append(probe)
+    async def start(self) -> None:
+        await self.client.connect()
+        await self.client.subscribe([(METRICS, 1), (LOGS, 1)])
+        self.task = asyncio.create_task(self._collect())
 
-    def collect(self) -> None:
-        for probe in self.probes:
-            while (message := probe.next_message(timeout=0)) is not None:
-                kind = message.topic.rsplit("/", 1)[1]
-                model = MetricsBatch if kind == "metrics" else LogsBatch
-                batch = decode(model, message.payload)
-                key = (kind, batch.stream, batch.sequence)
-                if key in self.batches:
-                    assert self.batches[key] == message.payload, "resent batch differs"
-                    self.duplicates += 1
-                self.batches[key] = message.payload
+    async def _collect(self) -> None:
+        async for message in self.client.messages():
+            kind = message.topic.rsplit("/", 1)[1]
+            model = MetricsBatch if kind == "metrics" else LogsBatch
+            batch = decode(model, message.payload)
+            key = (kind, batch.stream, batch.sequence)
+            if key in self.batches:
+                assert self.batches[key] == message.payload, "resent batch differs"
+                self.duplicates += 1
+            self.batches[key] = message.payload
 
     def lines(self) -> list[str]:
-        self.collect()
         return [
             line.line
             for (kind, _, _), payload in sorted(self.batches.items())
@@ -114,16 +77,21 @@ class Observer:
             for line in decode(LogsBatch, payload).lines
         ]
 
-    def close(self) -> None:
-        for probe in self.probes:
-            probe.close()
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.client.close()
 
 
 async def test_broker_outage_every_record_arrives_once(
     mosquitto_broker: TestBroker, tmp_path: Path
 ) -> None:
-    observer = Observer(mosquitto_broker, mosquitto_broker.observer("telemetry-test"))
-    publisher = ProbePublisher(mosquitto_broker, mosquitto_broker.device(DEVICE))
+    observer = Observer(
+        MqttClient(settings_for(mosquitto_broker, mosquitto_broker.observer("telemetry-test")))
+    )
+    device = MqttClient(settings_for(mosquitto_broker, mosquitto_broker.device(DEVICE)))
+    failures_before = device.counters.publish_failures
     processes: list[asyncio.subprocess.Process] = []
     telemetry = TelemetryService(
         tmp_path / "state",
@@ -138,9 +106,10 @@ async def test_broker_outage_every_record_arrives_once(
     workload = DesiredWorkload(name="app", namespace="default", pod_spec={}, log_collection="x")
     config = DesiredConfiguration(metrics=MetricsSettings(system=SystemMetricsSettings(interval=1)))
     try:
-        await asyncio.to_thread(observer.connect)
+        await observer.start()
+        await device.connect()
         telemetry.configure(config, [workload], {})
-        runner = asyncio.create_task(telemetry.run(publisher.publish))
+        runner = asyncio.create_task(telemetry.run(device.publish))
         await write_lines(tmp_path / "app.log", 100, prefix="before")
         await wait_until(lambda: len(observer.lines()) >= 100)
 
@@ -149,10 +118,7 @@ async def test_broker_outage_every_record_arrives_once(
         await asyncio.sleep(2.5)  # two more rounds of system metrics
         assert telemetry.stats().buffered_records >= 200 + 2
 
-        publisher.held_back = True  # the observer subscribes again before the device sends
-        await asyncio.to_thread(mosquitto_broker.start)
-        await asyncio.to_thread(observer.connect)
-        publisher.held_back = False
+        await asyncio.to_thread(mosquitto_broker.start)  # same port, persistent store
         await write_lines(tmp_path / "app.log", 100, prefix="after")
         await wait_until(lambda: len(set(observer.lines())) >= 400, limit=60)
 
@@ -169,15 +135,15 @@ async def test_broker_outage_every_record_arrives_once(
         await runner
     finally:
         await telemetry.close()
-        await asyncio.to_thread(publisher.close)
-        await asyncio.to_thread(observer.close)
+        await device.close()
+        await observer.close()
 
     expected = (
         [f"before-{i}" for i in range(100)]
         + [f"during-{i}" for i in range(200)]
         + [f"after-{i}" for i in range(100)]
     )
-    assert publisher.failures > 0
+    assert device.counters.publish_failures > failures_before
     assert observer.lines() == expected  # each line once, in order
     logs = [
         decode(LogsBatch, p) for (k, _, _), p in sorted(observer.batches.items()) if k == "logs"
