@@ -224,3 +224,17 @@ def test_killed_while_a_batch_is_in_flight_the_same_batch_is_sent_again(tmp_path
     assert hashlib.sha256(batch.payload).hexdigest() == digest
     assert indices(batch.payload) == list(range(30))
     reopened.close()
+
+
+def test_log_cursors_are_stored_with_their_lines(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    buffer = TelemetryBuffer(path, max_bytes=10_000_000)
+    assert buffer.cursor("app") is None
+    line = record_body(LogLine(workload="app", time="2026-01-01T00:00:00Z", line="x"))
+    buffer.add(Kind.LOGS, [line], cursors={"app": ("2026-01-01T00:00:00+00:00", 1)})
+    buffer.add(Kind.LOGS, [line, line], cursors={"app": ("2026-01-01T00:00:05+00:00", 2)})
+    buffer.close()
+    reopened = TelemetryBuffer(path, max_bytes=10_000_000)
+    assert reopened.cursor("app") == ("2026-01-01T00:00:05+00:00", 2)
+    assert reopened.stats().buffered_records == 3
+    reopened.close()

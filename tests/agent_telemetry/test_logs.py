@@ -56,15 +56,27 @@ async def test_following_a_real_process_survives_a_source_failure(tmp_path: Path
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    records, dropped = staging.take()
-    lines = [LogLine.model_validate_json(r).line for r in records]
+    staged = staging.take()
+    lines = [LogLine.model_validate_json(r).line for r in staged.records]
     assert lines == [f"line-{i}" for i in range(100)] + [f"more-{i}" for i in range(50)]
-    assert dropped == 0
+    assert staged.dropped == 0
+    last = LogLine.model_validate_json(staged.records[-1]).time
+    assert staged.cursors == {"app": (last.isoformat(), 1)}
     assert all(p.returncode is not None for p in processes)
 
 
-def test_a_full_staging_area_counts_drops() -> None:
+def test_a_full_staging_area_counts_drops_and_still_moves_the_cursor() -> None:
     staging = Staging(2)
-    assert [staging.add(b"1"), staging.add(b"2"), staging.add(b"3")] == [True, True, False]
-    assert staging.take() == ([b"1", b"2"], 1)
-    assert staging.take() == ([], 0)
+    added = [staging.add(f"{i}".encode(), workload="w", cursor=("t", i)) for i in range(3)]
+    assert added == [True, True, False]
+    staged = staging.take()
+    assert (staged.records, staged.dropped, staged.cursors) == ([b"0", b"1"], 1, {"w": ("t", 2)})
+    assert staging.take().records == []
+
+
+def test_a_resume_point_starts_from_a_stored_cursor() -> None:
+    resume = ResumePoint((T0.isoformat(), 2))
+    offered = [T0 - timedelta(seconds=1), T0, T0, T0, T0 + timedelta(seconds=1)]
+    assert [resume.accept(t) for t in offered] == [False, False, False, True, True]
+    assert resume.cursor == ((T0 + timedelta(seconds=1)).isoformat(), 1)
+    assert ResumePoint(("garbage", 1)).cursor is None

@@ -26,7 +26,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from flotta.agent.telemetry.batching import (
     build_batch,
 )
 from flotta.agent.telemetry.errors import BufferStoreError
+from flotta.agent.telemetry.staging import Cursor
 from flotta.schemas.errors import PayloadTooLargeError
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,11 @@ CREATE TABLE IF NOT EXISTS records (
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_by_kind ON records (kind, id);
+CREATE TABLE IF NOT EXISTS cursors (
+    workload TEXT PRIMARY KEY,
+    time TEXT NOT NULL,
+    count INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS batches (
     kind TEXT NOT NULL,
     sequence INTEGER NOT NULL,
@@ -173,10 +179,18 @@ class TelemetryBuffer:
             with self._transaction() as db:
                 self._enforce_bounds(db)
 
-    def add(self, kind: Kind, bodies: Sequence[bytes], *, dropped_upstream: int = 0) -> int:
-        """Store records in one transaction; returns how many records were dropped: by the
-        bounds, plus ``dropped_upstream`` (lost before reaching the buffer, counted here)."""
-        if not bodies and not dropped_upstream:
+    def add(
+        self,
+        kind: Kind,
+        bodies: Sequence[bytes],
+        *,
+        dropped_upstream: int = 0,
+        cursors: Mapping[str, Cursor] | None = None,
+    ) -> int:
+        """Store records in one transaction, with the log cursors they move; returns how
+        many records were dropped: by the bounds, plus ``dropped_upstream`` (lost before
+        reaching the buffer, counted here)."""
+        if not bodies and not dropped_upstream and not cursors:
             return 0
         now_ms = int(self._clock() * 1000)
         with self._lock, self._transaction() as db:
@@ -184,9 +198,24 @@ class TelemetryBuffer:
                 "INSERT INTO records (kind, created_ms, body) VALUES (?, ?, ?)",
                 [(kind.value, now_ms, body) for body in bodies],
             )
+            db.executemany(
+                "INSERT INTO cursors (workload, time, count) VALUES (?, ?, ?) "
+                "ON CONFLICT (workload) DO UPDATE SET time = excluded.time, count = excluded.count",
+                [(workload, time, count) for workload, (time, count) in (cursors or {}).items()],
+            )
             self._bytes += sum(len(body) + ROW_OVERHEAD for body in bodies)
             self._records += len(bodies)
             return self._enforce_bounds(db, {kind: dropped_upstream})
+
+    def cursor(self, workload: str) -> Cursor | None:
+        """Where the stored logs of a workload end."""
+        with self._lock:
+            if self._closed:
+                raise BufferStoreError(str(self.path), "closed")
+            row = self._db.execute(
+                "SELECT time, count FROM cursors WHERE workload = ?", (workload,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
 
     def next_batch(self, kind: Kind) -> StoredBatch | None:
         """The oldest batch not yet acknowledged, forming one from records when there is none."""

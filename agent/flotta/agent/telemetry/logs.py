@@ -10,7 +10,7 @@ from typing import Protocol
 
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.batching import record_body
-from flotta.agent.telemetry.staging import Staging
+from flotta.agent.telemetry.staging import Cursor, Staging
 from flotta.schemas.wire.common import KiB
 from flotta.schemas.wire.telemetry import LogLine
 
@@ -51,12 +51,23 @@ def to_log_line(workload: str, entry: LogEntry, *, now: datetime | None = None) 
 class ResumePoint:
     """Where a follower stopped, so a re-opened source (which may replay from the start)
     does not stage the same lines twice: entries older than the last one seen are skipped,
-    and at the same instant as many as were already taken."""
+    and at the same instant as many as were already taken. Its :attr:`cursor` is stored
+    with the lines it covers, so a restarted agent resumes where the buffer ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, cursor: Cursor | None = None) -> None:
         self._last: datetime | None = None
         self._taken_at_last = 0
+        if cursor is not None:
+            try:
+                self._last = datetime.fromisoformat(cursor[0])
+                self._taken_at_last = max(0, cursor[1])
+            except ValueError:
+                log.warning("log cursor %r is unreadable; following from the start", cursor)
         self._seen_at_last = 0
+
+    @property
+    def cursor(self) -> Cursor | None:
+        return None if self._last is None else (self._last.isoformat(), self._taken_at_last)
 
     def restart(self) -> None:
         self._seen_at_last = 0
@@ -83,9 +94,11 @@ async def follow(
     wake: asyncio.Event,
     *,
     backoff: Backoff,
+    cursor: Cursor | None = None,
 ) -> None:
-    """Follow one workload's logs forever; a source that ends or fails is re-opened."""
-    resume = ResumePoint()
+    """Follow one workload's logs forever from ``cursor``; a source that ends or fails is
+    re-opened."""
+    resume = ResumePoint(cursor)
     while True:
         resume.restart()
         entries = source(workload)
@@ -98,7 +111,7 @@ async def follow(
                 except ValueError as exc:
                     log.warning("logs of %s: line skipped: %s", workload, exc)
                     continue
-                staging.add(body)
+                staging.add(body, workload=workload, cursor=resume.cursor)
                 if len(staging) * 2 >= staging.max_records:
                     wake.set()
                 backoff.reset()

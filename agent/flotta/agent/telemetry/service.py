@@ -17,7 +17,7 @@ from flotta.agent.telemetry.logs import LogSource, follow
 from flotta.agent.telemetry.samples import AllowList, Measurement, stamp
 from flotta.agent.telemetry.scraping import ScrapeTarget, scrape, scrape_targets
 from flotta.agent.telemetry.sending import Publish, SenderCounters, send_forever
-from flotta.agent.telemetry.staging import Staging
+from flotta.agent.telemetry.staging import Cursor, Staging
 from flotta.agent.telemetry.system import SystemCollector
 from flotta.agent.telemetry.tasks import TaskSet
 from flotta.schemas.wire.desired import DesiredConfiguration, DesiredWorkload
@@ -174,6 +174,11 @@ class TelemetryService:
             elif isinstance(plan, ScrapeTarget):
                 self._collectors.start(key, self._scrape_forever(plan))
             elif self._log_source is not None:
+                try:
+                    cursor = await asyncio.to_thread(self.buffer.cursor, plan.workload)
+                except BufferStoreError as exc:
+                    log.error("telemetry: no log cursor for %s: %s", plan.workload, exc)
+                    cursor = None
                 self._collectors.start(
                     key,
                     follow(
@@ -182,6 +187,7 @@ class TelemetryService:
                         self._log_staging,
                         self._wake_flush,
                         backoff=Backoff(initial=1.0, maximum=30.0),
+                        cursor=cursor,
                     ),
                 )
 
@@ -224,14 +230,22 @@ class TelemetryService:
             await self._flush_logs()
 
     async def _flush_logs(self) -> None:
-        records, dropped = self._log_staging.take()
-        await self._store(Kind.LOGS, records, dropped)
+        staged = self._log_staging.take()
+        await self._store(Kind.LOGS, staged.records, staged.dropped, staged.cursors)
 
-    async def _store(self, kind: Kind, bodies: list[bytes], dropped: int) -> None:
-        if not bodies and not dropped:
+    async def _store(
+        self,
+        kind: Kind,
+        bodies: list[bytes],
+        dropped: int,
+        cursors: dict[str, Cursor] | None = None,
+    ) -> None:
+        if not bodies and not dropped and not cursors:
             return
         try:
-            await asyncio.to_thread(self.buffer.add, kind, bodies, dropped_upstream=dropped)
+            await asyncio.to_thread(
+                self.buffer.add, kind, bodies, dropped_upstream=dropped, cursors=cursors
+            )
         except BufferStoreError as exc:
             log.error("telemetry: %d %s records lost: %s", len(bodies), kind, exc)
             return

@@ -1,7 +1,19 @@
 """A bounded in-memory stage in front of the buffer, so a stream of log lines becomes one
-transaction per flush instead of one write per line."""
+transaction per flush instead of one write per line. Each record may move a cursor
+(workload -> position in its log) that is stored in the same transaction."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Cursor = tuple[str, int]  # the last log time taken (ISO 8601), lines taken at that time
+
+
+@dataclass(slots=True)
+class Staged:
+    records: list[bytes] = field(default_factory=list)
+    dropped: int = 0
+    cursors: dict[str, Cursor] = field(default_factory=dict)
 
 
 class Staging:
@@ -9,22 +21,23 @@ class Staging:
         if max_records <= 0:
             raise ValueError("max_records must be positive")
         self.max_records = max_records
-        self._records: list[bytes] = []
-        self._dropped = 0
+        self._staged = Staged()
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._staged.records)
 
-    def add(self, body: bytes) -> bool:
-        """Keep the record, or count it as dropped when the stage is full."""
-        if len(self._records) >= self.max_records:
-            self._dropped += 1
+    def add(self, body: bytes, *, workload: str = "", cursor: Cursor | None = None) -> bool:
+        """Keep the record, or count it as dropped when the stage is full; either way the
+        workload's cursor moves past it."""
+        if workload and cursor is not None:
+            self._staged.cursors[workload] = cursor
+        if len(self._staged.records) >= self.max_records:
+            self._staged.dropped += 1
             return False
-        self._records.append(body)
+        self._staged.records.append(body)
         return True
 
-    def take(self) -> tuple[list[bytes], int]:
-        """The staged records and the drops since the last take."""
-        records, dropped = self._records, self._dropped
-        self._records, self._dropped = [], 0
-        return records, dropped
+    def take(self) -> Staged:
+        """What was staged since the last take."""
+        staged, self._staged = self._staged, Staged()
+        return staged
