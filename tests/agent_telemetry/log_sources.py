@@ -5,6 +5,7 @@ re-opened source replays from the first line."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ def tail_source(folder: Path, processes: list[asyncio.subprocess.Process]) -> Lo
             "-n",
             "+1",
             "-F",
+            f"--pid={os.getpid()}",  # ends with this process, even when it is killed
             str(folder / f"{workload}.log"),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,

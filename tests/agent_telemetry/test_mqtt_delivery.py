@@ -5,8 +5,12 @@ de-duplication by (kind, stream, sequence), as the bridge de-duplicates."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import PIPE, Popen
 
 from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.backoff import Backoff
@@ -29,6 +33,7 @@ from tests.fixtures.brokers import ClientCredentials, TestBroker
 DEVICE = "dev-1"
 METRICS = device_topic(DEVICE, DeviceTopic.METRICS)
 LOGS = device_topic(DEVICE, DeviceTopic.LOGS)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def settings_for(broker: TestBroker, credentials: ClientCredentials) -> MqttSettings:
@@ -164,3 +169,81 @@ async def test_broker_outage_every_record_arrives_once(
     assert len(samples) == len(set(samples))
     rounds = {timestamp for name, _, timestamp in samples if name == "node_load1"}
     assert len(rounds) >= 4  # before, during and after the outage
+
+
+def start_agent(broker: TestBroker, credentials: ClientCredentials, tmp_path: Path) -> Popen[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        str(REPO / folder) for folder in ("schemas", "agent", "mosquitto", "deploy", ".")
+    )
+    agent = Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.agent_telemetry.telemetry_agent",
+            str(tmp_path / "state"),
+            str(tmp_path),
+            broker.host,
+            str(broker.port),
+            str(credentials.ca),
+            str(credentials.cert),
+            str(credentials.key),
+            DEVICE,
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=PIPE,
+        text=True,
+    )
+    assert agent.stdout is not None
+    assert agent.stdout.readline().strip() == "running"
+    return agent
+
+
+def kill(agent: Popen[str]) -> None:
+    agent.send_signal(signal.SIGKILL)
+    agent.wait()
+    if agent.stdout is not None:
+        agent.stdout.close()
+
+
+async def test_agent_killed_while_sending_and_restarted_loses_and_repeats_nothing(
+    mosquitto_broker: TestBroker, tmp_path: Path
+) -> None:
+    observer = Observer(
+        MqttClient(settings_for(mosquitto_broker, mosquitto_broker.observer("telemetry-test")))
+    )
+    credentials = mosquitto_broker.device(DEVICE)
+    (tmp_path / "app.log").touch()
+    agents: list[Popen[str]] = []
+    try:
+        await observer.start()
+        agents.append(await asyncio.to_thread(start_agent, mosquitto_broker, credentials, tmp_path))
+        producer = asyncio.create_task(write_lines(tmp_path / "app.log", 400, prefix="a"))
+        await wait_until(lambda: len(observer.lines()) >= 50)
+        await asyncio.to_thread(kill, agents[0])  # SIGKILL while lines flow and batches fly
+        await producer
+        await write_lines(tmp_path / "app.log", 200, prefix="b")  # while no agent runs
+        agents.append(await asyncio.to_thread(start_agent, mosquitto_broker, credentials, tmp_path))
+        await wait_until(lambda: len(set(observer.lines())) >= 600, limit=60)
+        await asyncio.sleep(1.5)  # anything sent twice with new sequence numbers would show
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                await asyncio.to_thread(kill, agent)
+        await observer.close()
+
+    expected = [f"a-{i}" for i in range(400)] + [f"b-{i}" for i in range(200)]
+    assert observer.lines() == expected
+    metrics = [
+        decode(MetricsBatch, p)
+        for (k, _, _), p in sorted(observer.batches.items())
+        if k == "metrics"
+    ]
+    assert [b.sequence for b in metrics] == list(range(len(metrics)))
+    samples = [
+        (s.name, tuple(sorted(s.labels.items())), s.timestamp_ms)
+        for b in metrics
+        for s in b.samples
+    ]
+    assert len(samples) == len(set(samples))
