@@ -56,4 +56,5 @@ def test_timestamped_line() -> None:
 
 def test_line_without_timestamp_keeps_its_text() -> None:
     line = parse_line("w", "app", "stdout", b"no stamp here", timestamps=True)
-    assert line.time is None and line.text == "no stamp here"
+    assert line.time is None
+    assert line.text == "no stamp here"

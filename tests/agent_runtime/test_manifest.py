@@ -86,8 +86,10 @@ def test_pod_is_named_and_labelled_for_the_workload() -> None:
     labels = pod["metadata"]["labels"]
     assert labels[WORKLOAD_LABEL] == "web"
     assert labels[SPEC_HASH_LABEL] == spec_hash(spec) == rendered.spec_hash
-    assert labels[STOP_TIMEOUT_LABEL] == "3" and rendered.stop_timeout == 3
-    assert labels["app"] == "web" and labels["team"] == "edge"
+    assert labels[STOP_TIMEOUT_LABEL] == "3"
+    assert rendered.stop_timeout == 3
+    assert labels["app"] == "web"
+    assert labels["team"] == "edge"
     assert pod["metadata"]["annotations"] == {"note": "kept", "owner": "ops"}
     assert rendered.restart_policy == "Always"
 
@@ -133,7 +135,8 @@ def test_secret_and_configmap_volumes_become_read_only_files() -> None:
         conf_dir / "blob": (b"\x00\x01\x02", 0o644),
     }
     mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
-    assert mounts["tls"]["readOnly"] and mounts["conf"]["readOnly"]
+    assert mounts["tls"]["readOnly"]
+    assert mounts["conf"]["readOnly"]
 
 
 def test_export_volume_is_mounted_in_every_container() -> None:
@@ -159,7 +162,8 @@ def test_a_bare_pod_spec_is_accepted() -> None:
         files_root=FILES,
     )
     pod = documents(rendered.kube_yaml)[0]
-    assert pod["kind"] == "Pod" and pod["spec"]["containers"][0]["name"] == "a"
+    assert pod["kind"] == "Pod"
+    assert pod["spec"]["containers"][0]["name"] == "a"
     assert "ports" not in pod["spec"]["containers"][0]
 
 
@@ -182,7 +186,8 @@ spec:
     container = documents(rendered.kube_yaml)[0]["spec"]["containers"][0]
     assert container["env"] == []
     assert "envFrom" not in container
-    assert rendered.secrets == () and rendered.files == ()
+    assert rendered.secrets == ()
+    assert rendered.files == ()
     assert FILES / "opt" / "volumes" / "v" in rendered.directories
 
 
@@ -233,5 +238,6 @@ def test_missing_configmap_for_a_volume_is_rejected() -> None:
 
 def test_long_secret_names_are_hashed_within_podman_limits() -> None:
     name = podman_secret_name("w", "s" * 300)
-    assert len(name) <= 253 and name.startswith(secret_prefix("w"))
+    assert len(name) <= 253
+    assert name.startswith(secret_prefix("w"))
     assert name != podman_secret_name("w", "s" * 299)
