@@ -33,7 +33,10 @@ pytestmark = pytest.mark.podman
 # Exits promptly on SIGTERM (busybox sleep as PID 1 would ignore it for the whole grace period).
 SERVE = "trap 'exit 0' TERM; while :; do sleep 1; done"
 
-FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())"
+FETCH = (
+    "import sys, urllib.request;"
+    " print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())"
+)
 
 
 def pod_yaml(
@@ -64,26 +67,26 @@ async def runtime(podman_env: PodmanTestEnv, tmp_path: Path) -> AsyncIterator[Po
 
 
 async def wait_for(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "condition"
+    check: Callable[[], Awaitable[bool]], *, limit: float = 30.0, what: str = "condition"
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if await check():
             return
         await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {limit} s waiting for {what}")
 
 
 async def phase_of(runtime: PodmanRuntime, name: str) -> WorkloadState | None:
     return (await runtime.phases()).get(name)
 
 
-async def wait_phase(runtime: PodmanRuntime, name: str, phase: str, timeout: float = 30.0) -> None:
+async def wait_phase(runtime: PodmanRuntime, name: str, phase: str) -> None:
     async def reached() -> bool:
         state = await phase_of(runtime, name)
         return state is not None and state.phase == phase
 
-    await wait_for(reached, timeout=timeout, what=f"{name} to be {phase}")
+    await wait_for(reached, what=f"{name} to be {phase}")
 
 
 async def read_logs(runtime: PodmanRuntime, name: str) -> list[LogLine]:
@@ -175,15 +178,18 @@ async def test_unchanged_spec_is_kept_changed_spec_replaced_and_removal_cleans_u
     await wait_phase(runtime, "web", "Running")
     assert (await runtime.container_ids("web"))["app"] != ids["app"]
 
-    async def sees_new_secret() -> bool:
-        output = subprocess.run(
+    def exec_echo() -> str:
+        return subprocess.run(
             ["podman", "exec", "web-app", "sh", "-c", "echo $password"],
             env=podman_env.environment.process_env(),
             capture_output=True,
             text=True,
             check=False,
-        )
-        return output.stdout.strip() == "pw2"
+            timeout=30,
+        ).stdout.strip()
+
+    async def sees_new_secret() -> bool:
+        return await asyncio.to_thread(exec_echo) == "pw2"
 
     await wait_for(sees_new_secret, what="the replaced pod to see the new secret value")
 
@@ -339,7 +345,10 @@ async def test_registry_auth_is_accepted(runtime: PodmanRuntime, podman_env: Pod
 async def test_followed_logs_stream_lines_and_close_cleanly(
     runtime: PodmanRuntime, podman_env: PodmanTestEnv
 ) -> None:
-    script = "i=0; trap 'exit 0' TERM; while :; do i=$((i+1)); echo tick $i; echo warn $i >&2; sleep 0.2; done"
+    script = (
+        "i=0; trap 'exit 0' TERM;"
+        " while :; do i=$((i+1)); echo tick $i; echo warn $i >&2; sleep 0.2; done"
+    )
     await runtime.apply(WorkloadSpec(name="chatty", pod_yaml=pod_yaml(podman_env.image, script)))
     seen: list[LogLine] = []
     async with asyncio.timeout(20), contextlib.aclosing(runtime.logs("chatty")) as lines:
