@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +64,52 @@ def test_service_runs_in_its_own_network_namespace(podman_env: PodmanTestEnv) ->
         check=True,
     ).stdout
     assert own != theirs
+
+
+def test_kube_play_runs_a_pod_with_a_locally_built_infra_container(
+    podman_env: PodmanTestEnv, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: harness-check}\nspec:\n"
+        "  restartPolicy: Never\n  containers:\n"
+        f"  - {{name: c, image: {podman_env.image}, command: [sh, -c, 'exit 0']}}\n"
+    )
+    environment = podman_env.environment
+    # In the service's network namespace, where the pod network lives.
+    run = functools.partial(
+        subprocess.run,
+        env=environment.process_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    run(podman_env.netns_argv(["podman", "kube", "play", str(manifest)]))
+    try:
+        inspect = json.loads(run(["podman", "pod", "inspect", "harness-check"]).stdout)
+        infra_id = inspect["InfraContainerID"]
+        assert infra_id
+        image = run(["podman", "inspect", "--format", "{{.ImageName}}", infra_id]).stdout
+        assert image.startswith("localhost/podman-pause:")
+    finally:
+        run(podman_env.netns_argv(["podman", "pod", "rm", "-f", "harness-check"]))
+
+
+def test_dev_cli_prepares_an_instance(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    folders = ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(root / f) for f in folders)}
+    state = tmp_path / "device-1"
+    command = [sys.executable, "-m", "flotta.cli", "dev", "podman", "--prepare-only"]
+    output = subprocess.run(
+        [*command, "--state-dir", str(state)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert f"export CONTAINERS_CONF={state / 'containers.conf'}" in output
+    assert "localhost/flotta/busybox:latest: built" in output
+    assert 'runtime = "runc"' in (state / "containers.conf").read_text()
