@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
-from flotta.agent.runtime import ContainerState, workload_state
+from flotta.agent.runtime import ContainerState, Phase, workload_state
+from flotta.schemas.wire.status import WorkloadPhase
 
 
 def c(
@@ -37,3 +40,7 @@ def test_phase(containers: list[ContainerState], phase: str, message: str) -> No
     assert state.phase == phase
     assert message in state.message
     assert state.restarts == sum(container.restart_count for container in containers)
+
+
+def test_runtime_phases_are_the_wire_phases() -> None:
+    assert set(get_args(Phase)) == set(get_args(WorkloadPhase))

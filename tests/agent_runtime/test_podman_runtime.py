@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -391,3 +392,18 @@ async def test_unreachable_socket_is_a_clear_error(tmp_path: Path) -> None:
         await offline.list_workloads()
     with pytest.raises(PodmanUnreachableError):
         await offline.reconcile({"w": WorkloadSpec(name="w", pod_yaml="spec: {}")})
+
+
+async def test_logs_since_skip_earlier_lines(
+    runtime: PodmanRuntime, podman_env: PodmanTestEnv
+) -> None:
+    script = "i=0; trap 'exit 0' TERM; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done"
+    await runtime.apply(WorkloadSpec(name="ticker", pod_yaml=pod_yaml(podman_env.image, script)))
+    await asyncio.sleep(1.5)
+    since = datetime.now(UTC)
+    await asyncio.sleep(1.0)
+    async with contextlib.aclosing(runtime.logs("ticker", since, follow=False)) as lines:
+        ticks = [int(line.text.split()[1]) async for line in lines]
+    assert ticks
+    assert ticks[0] > 3
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks)))
