@@ -33,6 +33,15 @@ BUSYBOX_IMAGE = "localhost/flotta/busybox:latest"
 BUSYBOX_BINARY = Path("/bin/busybox")
 ULIMITS = ("nofile=4096:4096", "nproc=4096:4096")
 LOG_SIZE_MAX = 8 * 1024 * 1024
+# command -> Debian package
+TOOLS = {
+    "podman": "podman",
+    "runc": "runc",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
+    "ip": "iproute2",
+    "tar": "tar",
+}
 
 
 class PodmanUnavailableError(RuntimeError):
@@ -75,9 +84,9 @@ class PodmanEnvironment:
 
 def unavailable_reason() -> str | None:
     """None when Podman can be used here, else why not (for ``pytest.skip``)."""
-    for tool in ("podman", "runc"):
+    for tool, package in TOOLS.items():
         if shutil.which(tool) is None:
-            return f"{tool} is not installed (apt-get install podman runc)"
+            return f"{tool} is not installed (apt-get install {package})"
     if not BUSYBOX_BINARY.exists():
         return f"{BUSYBOX_BINARY} is missing (apt-get install busybox-static)"
     if os.geteuid() != 0:
