@@ -407,3 +407,20 @@ async def test_logs_since_skip_earlier_lines(
     assert ticks
     assert ticks[0] > 3
     assert ticks == list(range(ticks[0], ticks[0] + len(ticks)))
+
+
+async def test_closing_logs_early_with_a_full_queue_does_not_hang(
+    podman_env: PodmanTestEnv, tmp_path: Path
+) -> None:
+    small = PodmanRuntime(podman_env.socket_path, files_root=tmp_path / "f", log_queue_size=1)
+    script = "trap 'exit 0' TERM; while :; do echo a; echo b >&2; sleep 0.05; done"
+    await small.apply(WorkloadSpec(name="flood", pod_yaml=pod_yaml(podman_env.image, script)))
+    try:
+        await asyncio.sleep(1.0)  # a backlog for both streams
+        async with asyncio.timeout(15):
+            async with contextlib.aclosing(small.logs("flood")) as lines:
+                first = await anext(lines)
+            assert first.text in ("a", "b")
+        assert [t for t in asyncio.all_tasks() if t.get_name().startswith("logs flood")] == []
+    finally:
+        await small.remove("flood")

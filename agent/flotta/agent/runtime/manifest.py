@@ -27,7 +27,7 @@ import hashlib
 import json
 import posixpath
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,6 @@ class RenderedWorkload:
     secrets: tuple[PodmanSecret, ...] = ()
     files: tuple[ProjectedFile, ...] = ()
     directories: tuple[Path, ...] = ()
-    pod: Document = field(default_factory=dict, repr=False)
 
 
 def secret_prefix(workload: str) -> str:
@@ -175,7 +174,6 @@ class _Renderer:
             secrets=tuple(self.secrets[name] for name in sorted(self.secrets)),
             files=tuple(self.files),
             directories=tuple(self.directories),
-            pod=pod,
         )
 
     def parse_pod(self) -> Document:

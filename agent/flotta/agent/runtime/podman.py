@@ -287,39 +287,52 @@ class PodmanRuntime:
         follow: bool,
         queue: asyncio.Queue[LogLine | BaseException | None],
     ) -> None:
-        container = _short_name(pod, summary.get("Names", ""))
         try:
-            inspect = await self.client.call(
-                "inspecting container", "GET", f"/containers/{quote(summary['Id'])}/json"
-            )
-            tty = bool((inspect.get("Config") or {}).get("Tty"))
-            query = {"follow": str(follow).lower(), "stdout": "true", "stderr": "true"}
-            query["timestamps"] = "true"
-            if since is not None:
-                query["since"] = since.astimezone(UTC).isoformat()
-            path = f"/containers/{quote(summary['Id'])}/logs"
-            async with self.client.stream("GET", path, query=query) as (status, _, chunks):
-                if status == 404:
-                    return
-                if status != 200:
-                    raise PodmanApiError(f"reading logs of {name}/{container}", status, "")
-                decoder = FrameDecoder(multiplexed=not tty)
-                splitters: dict[Stream, LineSplitter] = {}
-                async for chunk in chunks:
-                    for stream, payload in decoder.feed(chunk):
-                        splitter = splitters.setdefault(stream, LineSplitter())
-                        for raw in splitter.feed(payload):
-                            line = parse_line(name, container, stream, raw, timestamps=True)
-                            await queue.put(line)
-                for stream, splitter in splitters.items():
-                    for raw in splitter.flush():
-                        await queue.put(parse_line(name, container, stream, raw, timestamps=True))
+            await self._container_lines(name, pod, summary, since, follow, queue)
         except WorkloadNotFoundError:
-            pass
+            pass  # removed meanwhile: its stream simply ends
         except (WorkloadRuntimeError, ValueError) as error:
-            await queue.put(error)
-        finally:
-            await queue.put(None)
+            await queue.put(error)  # the reader raises it and cancels the other streams
+            return
+        # Not in `finally`: a cancelled reader must not wait for room in a queue nobody reads.
+        await queue.put(None)
+
+    async def _container_lines(
+        self,
+        name: str,
+        pod: Mapping[str, Any],
+        summary: Mapping[str, Any],
+        since: datetime | None,
+        follow: bool,
+        queue: asyncio.Queue[LogLine | BaseException | None],
+    ) -> None:
+        container = _short_name(pod, summary.get("Names", ""))
+        container_path = f"/containers/{quote(summary['Id'])}"
+        inspect = await self.client.call("inspecting container", "GET", f"{container_path}/json")
+        tty = bool((inspect.get("Config") or {}).get("Tty"))
+        query = {"follow": str(follow).lower(), "stdout": "true", "stderr": "true"}
+        query["timestamps"] = "true"
+        if since is not None:
+            query["since"] = since.astimezone(UTC).isoformat()
+        async with self.client.stream("GET", f"{container_path}/logs", query=query) as (
+            status,
+            _,
+            chunks,
+        ):
+            if status == 404:
+                return
+            if status != 200:
+                raise PodmanApiError(f"reading logs of {name}/{container}", status, "")
+            decoder = FrameDecoder(multiplexed=not tty)
+            splitters: dict[Stream, LineSplitter] = {}
+            async for chunk in chunks:
+                for stream, payload in decoder.feed(chunk):
+                    splitter = splitters.setdefault(stream, LineSplitter())
+                    for raw in splitter.feed(payload):
+                        await queue.put(parse_line(name, container, stream, raw, timestamps=True))
+            for stream, splitter in splitters.items():
+                for raw in splitter.flush():
+                    await queue.put(parse_line(name, container, stream, raw, timestamps=True))
 
     # internals ---------------------------------------------------------------------------
 
