@@ -63,8 +63,8 @@ def pod_yaml(
 async def runtime(podman_env: PodmanTestEnv, tmp_path: Path) -> AsyncIterator[PodmanRuntime]:
     podman_runtime = PodmanRuntime(podman_env.socket_path, files_root=tmp_path / "files")
     yield podman_runtime
-    for name in await podman_runtime.list_workloads():
-        await podman_runtime.remove(name)
+    names = await podman_runtime.list_workloads()
+    await asyncio.gather(*(podman_runtime.remove(name) for name in names))
 
 
 async def wait_for(
