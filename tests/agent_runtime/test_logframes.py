@@ -17,7 +17,7 @@ def frame(stream: int, payload: bytes) -> bytes:
 def test_frames_split_across_reads_are_reassembled() -> None:
     raw = frame(1, b"out line\n") + frame(2, b"err line\n")
     decoder = FrameDecoder(multiplexed=True)
-    frames = []
+    frames: list[tuple[str, bytes]] = []
     for index in range(0, len(raw), 5):
         frames.extend(decoder.feed(raw[index : index + 5]))
     assert frames == [("stdout", b"out line\n"), ("stderr", b"err line\n")]
