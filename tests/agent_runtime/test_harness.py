@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flotta.dev.podman import api_call, build_busybox_image, podman
+from flotta.dev.podman import KUBE_NETWORK, api_call, build_busybox_image, podman
 from tests.fixtures.podman import PodmanTestEnv
 
 pytestmark = pytest.mark.podman
@@ -23,6 +23,8 @@ def test_config_keeps_the_instance_apart_from_the_system(podman_env: PodmanTestE
     assert info["host"]["ociRuntime"]["name"] == "runc"
     assert info["store"]["graphRoot"].startswith(state_dir)
     assert info["store"]["runRoot"].startswith(state_dir)
+    (network,) = json.loads(podman(podman_env.environment, "network", "inspect", KUBE_NETWORK))
+    assert network["dns_enabled"] is False
 
 
 def test_busybox_image_build_is_idempotent(podman_env: PodmanTestEnv) -> None:

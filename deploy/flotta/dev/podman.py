@@ -17,6 +17,7 @@ Facts of the machines this runs on (Debian Podman 4.3):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ from pathlib import Path
 
 BUSYBOX_IMAGE = "localhost/flotta/busybox:latest"
 BUSYBOX_BINARY = Path("/bin/busybox")
+KUBE_NETWORK = "podman-default-kube-network"
 ULIMITS = ("nofile=4096:4096", "nproc=4096:4096")
 LOG_SIZE_MAX = 8 * 1024 * 1024
 # command -> Debian package
@@ -115,6 +117,7 @@ def write_config(state_dir: Path) -> PodmanEnvironment:
         f"events_logfile_path = {json.dumps(str(state_dir / 'tmp' / 'events.log'))}\n"
         f"tmp_dir = {json.dumps(str(state_dir / 'tmp'))}\n"
     )
+    _write_kube_network(state_dir / "networks")
     environment.storage_conf.write_text(
         "[storage]\n"
         'driver = "vfs"\n'
@@ -122,6 +125,30 @@ def write_config(state_dir: Path) -> PodmanEnvironment:
         f"runroot = {json.dumps(str(state_dir / 'runroot'))}\n"
     )
     return environment
+
+
+def _write_kube_network(network_dir: Path) -> None:
+    """The network ``kube play`` uses, defined up front without DNS.
+
+    Podman 4.3 keeps aardvark-dns state in the fixed ``/run/containers/networks`` whatever
+    the configuration says, so instances with DNS would share one DNS server across network
+    namespaces. Pods here do not resolve each other by name; without DNS nothing is shared
+    but the IP allocation database, which keeps allocations apart.
+    """
+    definition = {
+        "name": KUBE_NETWORK,
+        "id": hashlib.sha256(KUBE_NETWORK.encode()).hexdigest(),
+        "driver": "bridge",
+        "network_interface": "podman1",
+        "created": "2024-01-01T00:00:00Z",
+        "subnets": [{"subnet": "10.89.0.0/24", "gateway": "10.89.0.1"}],
+        "ipv6_enabled": False,
+        "internal": False,
+        "dns_enabled": False,
+        "ipam_options": {"driver": "host-local"},
+    }
+    path = network_dir / f"{KUBE_NETWORK}.json"
+    path.write_text(json.dumps(definition, indent=2) + "\n")
 
 
 def podman(
