@@ -73,7 +73,8 @@ class PodmanRuntime:
     """Workloads as pods, one per workload, through the Podman API at ``socket_path``.
 
     ``files_root`` holds, per workload, the files of its secret and configMap volumes; keep
-    it on a private (ideally tmpfs) directory, and export dirs outside it.
+    it on a private (ideally tmpfs) directory, and export dirs outside it. Changes to one
+    workload must not run concurrently (the agent reconciles from one task).
     """
 
     def __init__(
