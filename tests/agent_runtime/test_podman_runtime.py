@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -424,3 +424,41 @@ async def test_closing_logs_early_with_a_full_queue_does_not_hang(
         assert [t for t in asyncio.all_tasks() if t.get_name().startswith("logs flood")] == []
     finally:
         await small.remove("flood")
+
+
+@pytest.fixture
+def registry_record(podman_env: PodmanTestEnv, tmp_path: Path) -> Iterator[Path]:
+    """A credentials-recording registry at ``podman_env.registry``; its request record."""
+    record = tmp_path / "registry.jsonl"
+    ready = Path(f"{record}.ready")
+    port = podman_env.registry.rsplit(":", 1)[1]
+    script = str(Path(__file__).with_name("fake_registry.py"))
+    registry = subprocess.Popen(podman_env.netns_argv([sys.executable, script, port, str(record)]))
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            assert registry.poll() is None, "the test registry exited"
+            assert time.monotonic() < deadline, "the test registry did not start"
+            time.sleep(0.05)
+        yield record
+    finally:
+        registry.terminate()
+        registry.wait(10)
+
+
+async def test_registry_credentials_reach_the_registry(
+    runtime: PodmanRuntime, podman_env: PodmanTestEnv, registry_record: Path
+) -> None:
+    token = base64.b64encode(b"robot:s3cret").decode()
+    spec = WorkloadSpec(
+        name="private",
+        pod_yaml=pod_yaml(f"{podman_env.registry}/flotta/app:1", SERVE),
+        registry_auth=json.dumps({"auths": {podman_env.registry: {"auth": token}}}),
+    )
+    with pytest.raises(ImageUnavailableError, match="flotta/app"):
+        await runtime.apply(spec)
+    record = await asyncio.to_thread(registry_record.read_text)
+    requests = [json.loads(line) for line in record.splitlines()]
+    manifest_requests = [r for r in requests if "/manifests/" in r["path"]]
+    assert manifest_requests
+    assert {r["authorization"] for r in manifest_requests} == {f"Basic {token}"}

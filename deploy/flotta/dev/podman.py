@@ -65,6 +65,10 @@ class PodmanEnvironment:
         return self.state_dir / "storage.conf"
 
     @property
+    def registries_conf(self) -> Path:
+        return self.state_dir / "registries.conf"
+
+    @property
     def socket_path(self) -> Path:
         return self.state_dir / "podman.sock"
 
@@ -78,6 +82,7 @@ class PodmanEnvironment:
         return {
             "CONTAINERS_CONF": str(self.containers_conf),
             "CONTAINERS_STORAGE_CONF": str(self.storage_conf),
+            "CONTAINERS_REGISTRIES_CONF": str(self.registries_conf),
         }
 
     def process_env(self) -> dict[str, str]:
@@ -96,8 +101,10 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def write_config(state_dir: Path) -> PodmanEnvironment:
-    """Write ``containers.conf`` and ``storage.conf`` for an instance rooted at ``state_dir``."""
+def write_config(state_dir: Path, *, insecure_registries: Sequence[str] = ()) -> PodmanEnvironment:
+    """Write ``containers.conf``, ``storage.conf`` and ``registries.conf`` for an instance
+    rooted at ``state_dir``. Short image names are not searched anywhere; the
+    ``insecure_registries`` (host:port) are reached over plain HTTP (test registries)."""
     state_dir = state_dir.resolve()
     environment = PodmanEnvironment(state_dir)
     for sub in ("root", "runroot", "tmp", "networks"):
@@ -124,6 +131,10 @@ def write_config(state_dir: Path) -> PodmanEnvironment:
         f"graphroot = {json.dumps(str(state_dir / 'root'))}\n"
         f"runroot = {json.dumps(str(state_dir / 'runroot'))}\n"
     )
+    registries = ["unqualified-search-registries = []\n"]
+    for location in insecure_registries:
+        registries.append(f"\n[[registry]]\nlocation = {json.dumps(location)}\ninsecure = true\n")
+    environment.registries_conf.write_text("".join(registries))
     return environment
 
 
