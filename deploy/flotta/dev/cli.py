@@ -9,6 +9,7 @@ from flotta.cli import add_subcommands
 # subcommand -> module with register(parser)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "kube-api": ("flotta.dev.kubeapi.cli", "serve the local Kubernetes-compatible API"),
+    "podman": ("flotta.dev.podman_cli", "an isolated Podman API service with a local image"),
 }
 
 
