@@ -22,8 +22,9 @@ class Receiver:
         if not self.online:
             raise ConnectionError("broker unreachable")
         kind = topic.rsplit("/", 1)[1]
-        model = MetricsBatch if kind == "metrics" else LogsBatch
-        batch = decode(model, payload)
+        batch: MetricsBatch | LogsBatch = (
+            decode(MetricsBatch, payload) if kind == "metrics" else decode(LogsBatch, payload)
+        )
         key = (kind, batch.stream, batch.sequence)
         if key in self.batches:
             assert self.batches[key] == payload, "a resent batch must be byte-identical"

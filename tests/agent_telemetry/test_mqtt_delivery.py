@@ -66,8 +66,11 @@ class Observer:
     async def _collect(self) -> None:
         async for message in self.client.messages():
             kind = message.topic.rsplit("/", 1)[1]
-            model = MetricsBatch if kind == "metrics" else LogsBatch
-            batch = decode(model, message.payload)
+            batch: MetricsBatch | LogsBatch = (
+                decode(MetricsBatch, message.payload)
+                if kind == "metrics"
+                else decode(LogsBatch, message.payload)
+            )
             key = (kind, batch.stream, batch.sequence)
             if key in self.batches:
                 assert self.batches[key] == message.payload, "resent batch differs"

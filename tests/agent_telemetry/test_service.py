@@ -15,6 +15,7 @@ from flotta.schemas.wire.desired import (
     SystemMetricsSettings,
     WorkloadMetricsSettings,
 )
+from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
 from tests.agent_telemetry.http_server import metrics_endpoint
 from tests.agent_telemetry.log_sources import tail_source, write_lines
 from tests.agent_telemetry.receiver import Receiver
@@ -103,8 +104,9 @@ async def test_offline_then_online_every_record_arrives_once(tmp_path: Path) -> 
     app_up = [s for s in samples if s.name == "app_up"]
     assert len(app_up) >= 3  # a scrape cut short by the reconfiguration stores nothing
     assert app_up[0].labels == {"device": "dev-1", "workload": "app"}
-    assert all(b.dropped == 0 for b in [*logs, *metrics])
-    assert {b.stream for b in [*logs, *metrics]} == {telemetry.buffer.stream}
+    every: list[MetricsBatch | LogsBatch] = [*logs, *metrics]
+    assert all(b.dropped == 0 for b in every)
+    assert {b.stream for b in every} == {telemetry.buffer.stream}
     assert all(p.returncode is not None for p in processes)
 
 
