@@ -144,3 +144,22 @@ async def test_close_leaves_no_task_behind(tmp_path: Path) -> None:
     await telemetry.close()
     await runner
     assert asyncio.all_tasks() == before
+
+
+async def test_connection_restored_cuts_the_back_off_short(tmp_path: Path) -> None:
+    receiver = Receiver()
+    telemetry = TelemetryService(
+        tmp_path / "state",
+        "dev-1",
+        max_bytes=1_000_000,
+        system=SystemCollector(sample_root(tmp_path / "root"), clock_ticks=100),
+        retry=Backoff(initial=60.0, maximum=60.0),
+    )
+    telemetry.configure(configuration(["node_load1"]), [], {})
+    runner = asyncio.create_task(telemetry.run(receiver.publish))
+    await wait_until(lambda: receiver.attempts >= 1)  # failed; now backing off for 30-60 s
+    receiver.online = True
+    telemetry.connection_restored()
+    await wait_until(lambda: len(receiver.metrics()) >= 1, limit=5)
+    await telemetry.close()
+    await runner

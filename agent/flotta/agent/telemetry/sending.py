@@ -37,8 +37,12 @@ async def send_forever(
     wake: asyncio.Event,
     backoff: Backoff,
     counters: SenderCounters,
+    resume: asyncio.Event | None = None,
     idle_check: float = 5.0,
 ) -> None:
+    """Send until cancelled. ``wake`` says new records are buffered; ``resume`` (the
+    connection is back) cuts a back-off short."""
+    resume = resume or asyncio.Event()
     topics = {kind: device_topic(device_id, topic) for kind, topic in TOPICS.items()}
     while True:
         wake.clear()
@@ -72,10 +76,15 @@ async def send_forever(
             sent_any = True
             backoff.reset()
         if failed:
-            await asyncio.sleep(backoff.next_delay())
+            resume.clear()
+            await _wait(resume, backoff.next_delay())
         elif not sent_any:
-            try:
-                async with asyncio.timeout(idle_check):
-                    await wake.wait()
-            except TimeoutError:
-                pass
+            await _wait(wake, idle_check)
+
+
+async def _wait(event: asyncio.Event, limit: float) -> None:
+    try:
+        async with asyncio.timeout(limit):
+            await event.wait()
+    except TimeoutError:
+        pass

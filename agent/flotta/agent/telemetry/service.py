@@ -73,6 +73,7 @@ class TelemetryService:
         self._retry = retry or Backoff()
         self._log_staging = Staging(staging_records)
         self._wake_sender = asyncio.Event()
+        self._resume_sender = asyncio.Event()
         self._wake_flush = asyncio.Event()
         self._reconfigured = asyncio.Event()
         self._configuration = DesiredConfiguration()
@@ -141,6 +142,7 @@ class TelemetryService:
                 wake=self._wake_sender,
                 backoff=self._retry,
                 counters=self.counters,
+                resume=self._resume_sender,
             ),
         )
         self._core.start("log-flusher", self._flush_logs_forever())
@@ -250,6 +252,11 @@ class TelemetryService:
             log.error("telemetry: %d %s records lost: %s", len(bodies), kind, exc)
             return
         self._wake_sender.set()
+
+    def connection_restored(self) -> None:
+        """Send now rather than after the current back-off (call it when MQTT reconnects)."""
+        self._retry.reset()
+        self._resume_sender.set()
 
     # ---- reporting and shutdown ------------------------------------------------------------
 
