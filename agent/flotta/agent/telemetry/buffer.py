@@ -116,7 +116,9 @@ class TelemetryBuffer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             return self._connect()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:  # locked, unreadable, disk I/O: not corruption
+            raise BufferStoreError(str(self.path), str(exc)) from exc
+        except sqlite3.DatabaseError as exc:  # not a database, malformed
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
             log.error("telemetry buffer %s is unreadable (%s); moved to %s", self.path, exc, aside)
             self.path.rename(aside)
@@ -136,7 +138,9 @@ class TelemetryBuffer:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA journal_size_limit=4194304")
             db.executescript(_SCHEMA)
-            db.execute("PRAGMA quick_check").fetchone()
+            (check,) = db.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
         except sqlite3.Error:
             db.close()
             raise
