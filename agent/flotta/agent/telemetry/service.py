@@ -79,7 +79,7 @@ class TelemetryService:
         self._configuration = DesiredConfiguration()
         self._workloads: list[DesiredWorkload] = []
         self._endpoints: dict[str, str] = {}
-        self._collectors = TaskSet("telemetry")
+        self._collectors = TaskSet("telemetry-collector")
         self._core = TaskSet("telemetry")
         self._closed = False
         self._stopping = asyncio.Event()
