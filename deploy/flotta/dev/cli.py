@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "kube-api": ("flotta.dev.kubeapi.cli", "serve the local Kubernetes-compatible API"),
     "simulate": ("flotta.dev.simulator.cli", "simulated devices with real TLS MQTT connections"),
     "tail": ("flotta.dev.stack.cli_tail", "print device events and telemetry from NATS"),
+    "podman": ("flotta.dev.podman_cli", "an isolated Podman API service with a local image"),
 }
 
 
