@@ -1,0 +1,247 @@
+"""Hardware inventory from /proc, /sys and DMI, without external tools.
+
+Parsers are pure functions over file contents; :func:`collect` reads the files under a root
+(``/`` on a device, a sample tree in tests). Unreadable files leave fields empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import struct
+from pathlib import Path
+
+from flotta.schemas.crd.hardware import (
+    Cpu,
+    Disk,
+    Hardware,
+    HardwareModel,
+    Interface,
+    Memory,
+    OsRelease,
+    SystemVendor,
+)
+
+SECTOR = 512
+SKIPPED_BLOCK_PREFIXES = ("loop", "ram", "zram", "dm-", "md", "sr", "nbd")
+VIRTUAL_VENDORS = ("qemu", "kvm", "vmware", "virtualbox", "xen", "microsoft corporation", "bochs")
+SIOCGIFADDR = 0x8915
+
+
+def parse_key_values(text: str, separator: str = ":") -> list[tuple[str, str]]:
+    pairs = []
+    for line in text.splitlines():
+        key, found, value = line.partition(separator)
+        if found:
+            pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def parse_cpuinfo(text: str, *, architecture: str = "") -> Cpu:
+    """x86 (``model name``, ``flags``, ``cpu MHz``) and ARM (``Features``, ``Model``)."""
+    count = 0
+    first: dict[str, str] = {}
+    for key, value in parse_key_values(text):
+        lowered = key.lower()
+        if lowered == "processor" and value.isdigit():
+            count += 1
+        first.setdefault(lowered, value)
+    model = next(
+        (
+            first[key]
+            for key in ("model name", "cpu model", "hardware", "model")
+            if first.get(key) and not first[key].isdigit()
+        ),
+        "",
+    )
+    flags = (first.get("flags") or first.get("features") or "").split()
+    frequency = 0.0
+    with contextlib.suppress(ValueError):
+        frequency = float(first.get("cpu mhz", "0"))
+    return Cpu(
+        architecture=architecture,
+        model_name=model,
+        count=count,
+        frequency=frequency,
+        flags=flags,
+    )
+
+
+def parse_meminfo(text: str) -> Memory:
+    values = dict(parse_key_values(text))
+    total = _kib(values.get("MemTotal", ""))
+    return Memory(physical_bytes=total, usable_bytes=total)
+
+
+def _kib(value: str) -> int:
+    number = value.split()[0] if value.split() else ""
+    return int(number) * 1024 if number.isdigit() else 0
+
+
+def parse_os_release(text: str, *, kernel: str = "") -> OsRelease:
+    values = {}
+    for key, value in parse_key_values(text, "="):
+        values[key] = value.strip().strip('"').strip("'")
+    return OsRelease(
+        id=values.get("ID", ""),
+        version_id=values.get("VERSION_ID", ""),
+        pretty_name=values.get("PRETTY_NAME", ""),
+        kernel=kernel,
+    )
+
+
+def system_vendor(
+    manufacturer: str, product: str, serial: str, *, hypervisor_flag: bool
+) -> SystemVendor:
+    lowered = f"{manufacturer} {product}".lower()
+    return SystemVendor(
+        manufacturer=manufacturer,
+        product_name=product,
+        serial_number=serial,
+        virtual=hypervisor_flag or any(name in lowered for name in VIRTUAL_VENDORS),
+    )
+
+
+def parse_if_inet6(text: str) -> dict[str, list[str]]:
+    """``/proc/net/if_inet6``: interface -> IPv6 addresses with prefix length."""
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) != 6 or len(fields[0]) != 32:
+            continue
+        groups = [fields[0][i : i + 4] for i in range(0, 32, 4)]
+        try:
+            address = socket.inet_ntop(socket.AF_INET6, bytes.fromhex("".join(groups)))
+            prefix = int(fields[2], 16)
+        except ValueError:
+            continue
+        found.setdefault(fields[5], []).append(f"{address}/{prefix}")
+    return found
+
+
+# ---- reading the files -------------------------------------------------------------------
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _read_int(path: Path) -> int:
+    text = _read(path)
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
+def _ipv4(name: str) -> list[str]:
+    with (
+        contextlib.suppress(OSError),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+    ):
+        packed = struct.pack("256s", name.encode()[:15])
+        answer = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, packed)
+        return [socket.inet_ntoa(answer[20:24])]
+    return []
+
+
+def collect_interfaces(root: Path, *, read_addresses: bool) -> list[Interface]:
+    base = root / "sys/class/net"
+    ipv6 = parse_if_inet6(_read(root / "proc/net/if_inet6"))
+    interfaces = []
+    for entry in sorted(base.iterdir()) if base.is_dir() else []:
+        name = entry.name
+        if name == "lo":
+            continue
+        interfaces.append(
+            Interface(
+                name=name,
+                mac_address=_read(entry / "address"),
+                mtu=_read_int(entry / "mtu"),
+                has_carrier=_read(entry / "carrier") == "1",
+                speed_mbps=max(0, _read_int(entry / "speed")),
+                ipv4_addresses=_ipv4(name) if read_addresses else [],
+                ipv6_addresses=ipv6.get(name, []),
+            )
+        )
+    return interfaces
+
+
+def collect_disks(root: Path) -> list[Disk]:
+    base = root / "sys/block"
+    disks = []
+    for entry in sorted(base.iterdir()) if base.is_dir() else []:
+        name = entry.name
+        if name.startswith(SKIPPED_BLOCK_PREFIXES):
+            continue
+        rotational = _read(entry / "queue/rotational")
+        disks.append(
+            Disk(
+                name=name,
+                path=f"/dev/{name}",
+                drive_type="HDD" if rotational == "1" else "SSD" if rotational == "0" else "",
+                size_bytes=_read_int(entry / "size") * SECTOR,
+                model=_read(entry / "device/model"),
+                vendor=_read(entry / "device/vendor"),
+                serial=_read(entry / "device/serial"),
+            )
+        )
+    return disks
+
+
+def collect(root: Path = Path("/")) -> Hardware:
+    """The whole inventory; ``root`` other than ``/`` skips reading live IPv4 addresses."""
+    live = root == Path("/")
+    kernel = _read(root / "proc/sys/kernel/osrelease")
+    architecture = os.uname().machine if live else _read(root / "arch")
+    cpu = parse_cpuinfo(_read(root / "proc/cpuinfo"), architecture=architecture)
+    dmi = root / "sys/class/dmi/id"
+    manufacturer = _read(dmi / "sys_vendor")
+    product = _read(dmi / "product_name") or _read(root / "proc/device-tree/model").strip("\0")
+    serial = _read(dmi / "product_serial") or _read(
+        root / "proc/device-tree/serial-number"
+    ).strip("\0")
+    os_release = _read(root / "etc/os-release") or _read(root / "usr/lib/os-release")
+    return Hardware(
+        cpu=cpu,
+        memory=parse_meminfo(_read(root / "proc/meminfo")),
+        disks=collect_disks(root),
+        interfaces=collect_interfaces(root, read_addresses=live),
+        system_vendor=system_vendor(
+            manufacturer, product, serial, hypervisor_flag="hypervisor" in cpu.flags
+        ),
+        hostname=_read(root / "proc/sys/kernel/hostname"),
+        os_release=parse_os_release(os_release, kernel=kernel),
+    )
+
+
+# ---- full, then deltas -------------------------------------------------------------------
+
+
+def sections(hardware: Hardware) -> dict[str, object]:
+    return {
+        name: value.to_api() if isinstance(value, HardwareModel) else _dump(value)
+        for name, value in hardware
+        if value is not None
+    }
+
+
+def _dump(value: object) -> object:
+    if isinstance(value, list):
+        return [item.to_api() if isinstance(item, HardwareModel) else item for item in value]
+    return value
+
+
+def changed_sections(previous: Hardware, current: Hardware) -> Hardware | None:
+    """The sections of ``current`` that differ from ``previous``; None when nothing did."""
+    before = sections(previous)
+    after = sections(current)
+    changed = [name for name, value in after.items() if before.get(name) != value]
+    if not changed:
+        return None
+    return Hardware(**{name: getattr(current, name) for name in changed})
