@@ -203,9 +203,9 @@ def collect(root: Path = Path("/")) -> Hardware:
     dmi = root / "sys/class/dmi/id"
     manufacturer = _read(dmi / "sys_vendor")
     product = _read(dmi / "product_name") or _read(root / "proc/device-tree/model").strip("\0")
-    serial = _read(dmi / "product_serial") or _read(
-        root / "proc/device-tree/serial-number"
-    ).strip("\0")
+    serial = _read(dmi / "product_serial") or _read(root / "proc/device-tree/serial-number").strip(
+        "\0"
+    )
     os_release = _read(root / "etc/os-release") or _read(root / "usr/lib/os-release")
     return Hardware(
         cpu=cpu,

@@ -1,0 +1,475 @@
+"""The agent daemon: re-applies the persisted desired state at once (offline or not), enrols
+when it has no certificate, then holds a persistent MQTT session and reports.
+
+Tasks: reconcile (level-triggered), heartbeat (+ local status file), events, telemetry, and
+per connection the message consumer and certificate renewal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from flotta.agent import hardware as inventory
+from flotta.agent.applying import Applier
+from flotta.agent.config import AgentConfig
+from flotta.agent.desired_store import DesiredStore
+from flotta.agent.enrolment import enrol
+from flotta.agent.errors import AgentError, StateStoreError
+from flotta.agent.events import EventQueue, new_event
+from flotta.agent.identity import IdentityStore
+from flotta.agent.osupdate import OsUpdater
+from flotta.agent.renewal import Renewer
+from flotta.agent.reporting import HardwareTracker, period_seconds, utc, workload_reports
+from flotta.agent.runtime import PodmanRuntime, PodmanUnreachableError, WorkloadState
+from flotta.agent.status_file import LocalStatus, WorkloadLine, write_status
+from flotta.agent.tasks import Tasks
+from flotta.agent.telemetry import TelemetryService
+from flotta.mqtt import Message, MqttClient, MqttError, MqttSettings, TlsFiles, Will
+from flotta.schemas.codec import decode, encode
+from flotta.schemas.crd.config import HeartbeatConfiguration
+from flotta.schemas.crd.hardware import Hardware
+from flotta.schemas.errors import ContractError
+from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire import ConnectionState, DesiredState, StatusReport
+from flotta.schemas.wire.status import TelemetryBuffer
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = "0.1.0"
+MiB = 1024 * 1024
+RENEWAL_TIMEOUT = 60.0
+RENEWAL_RETRY = 300.0
+PODMAN_RETRY = 5.0
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, runtime: PodmanRuntime | None = None) -> None:
+        self.config = config
+        self.device_id = config.resolved_device_id()
+        self.identity = IdentityStore(config.identity_dir, self.device_id)
+        self.store = DesiredStore(config.state_dir)
+        self.runtime = runtime or PodmanRuntime.from_url(
+            config.podman_socket, files_root=config.files_root
+        )
+        self.events = EventQueue(config.event_queue)
+        self.applier = Applier(self.runtime, self.events, state_dir=config.state_dir)
+        self.hardware = HardwareTracker()
+        self.renewer = Renewer(self.identity, fraction=config.renew_at_fraction)
+        self.osupdater = OsUpdater(
+            config.state_dir / "osupdate",
+            rpm_ostree=config.rpm_ostree,
+            reboot_command=config.reboot_command,
+        )
+        self.telemetry: TelemetryService | None = None
+        self.desired: DesiredState | None = None
+        self.applied_version = ""
+        self.failures: dict[str, str] = {}
+        self.states: dict[str, WorkloadState] = {}
+        self.bad_payloads = 0
+        self.phase = "starting"
+        self.exit_code = 0
+        self._client: MqttClient | None = None
+        self._key: ec.EllipticCurvePrivateKey | None = None
+        self._last_connected = ""
+        self._last_error = ""
+        self._tasks = Tasks()
+        self._session_tasks = Tasks()
+        self._wake_reconcile = asyncio.Event()
+        self._wake_heartbeat = asyncio.Event()
+        self._wake_events = asyncio.Event()
+        self._reconnect = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.desired = self.store.load()
+        if self.desired is not None:
+            log.info("re-applying the persisted desired state %s", self.desired.version)
+        self._tasks.start("reconcile", self._reconcile_forever())
+        self._tasks.start("heartbeat", self._heartbeat_forever())
+        try:
+            await self._until_stopped(self._main())
+        finally:
+            await self._shutdown()
+        return self.exit_code
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
+        main = asyncio.create_task(work, name="agent-main")
+        stop = asyncio.create_task(self._stop.wait(), name="agent-stop")
+        try:
+            await asyncio.wait({main, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (main, stop):
+                task.cancel()
+            await asyncio.gather(main, stop, return_exceptions=True)
+        error = None if main.cancelled() else main.exception()
+        if error is not None:
+            raise error
+
+    async def _main(self) -> None:
+        if not self._identity_usable():
+            self.phase = "enrolling"
+            self._write_status()
+            hardware = await asyncio.to_thread(inventory.collect)
+            await enrol(self.config, self.identity, hardware)
+        self._key = self.identity.load_key()
+        self._wake_reconcile.set()  # secrets can be opened now
+        self.phase = "running"
+        self._start_telemetry()
+        self._tasks.start("events", self._events_forever())
+        while not self._stop.is_set():
+            await self._session()
+
+    def _identity_usable(self) -> bool:
+        if not self.identity.has_certificate():
+            return False
+        status = self.identity.status()
+        if status is None or status.not_after <= datetime.now(UTC):
+            log.warning("the device certificate has expired: enrolling again")
+            return False
+        return True
+
+    async def _shutdown(self) -> None:
+        await self._session_tasks.stop_all()
+        await self._tasks.stop_all()
+        client, self._client = self._client, None
+        if client is not None:
+            if client.connected and self.phase != "deregistered":
+                with contextlib.suppress(MqttError, TimeoutError):
+                    await asyncio.wait_for(self._publish_connection(client, "agent stopped"), 5)
+            await client.close()
+        if self.telemetry is not None:
+            await self.telemetry.close()
+        if self.phase != "deregistered":
+            self.phase = "stopped"
+        self._write_status()
+
+    # ---- MQTT session ----------------------------------------------------------------------
+
+    def _settings(self) -> MqttSettings:
+        will = ConnectionState(
+            state="offline",
+            time=datetime.now(UTC),
+            applied_version=self.applied_version,
+            agent_version=AGENT_VERSION,
+            reason="connection lost",
+        )
+        return MqttSettings(
+            host=self.config.broker_host,
+            port=self.config.broker_port,
+            client_id=self.device_id,
+            tls=TlsFiles(
+                self.identity.ca_path,
+                self.identity.cert_path,
+                self.identity.key_path,
+                check_hostname=self.config.check_hostname,
+            ),
+            keepalive=self.config.keepalive_seconds,
+            will=Will(self._topic(DeviceTopic.CONNECTION), encode(will), qos=1, retain=True),
+            reconnect_base=self.config.reconnect_base_seconds,
+            reconnect_cap=self.config.reconnect_cap_seconds,
+        )
+
+    async def _session(self) -> None:
+        """One MQTT client with the current certificate, until a renewal or a stop."""
+        self._reconnect.clear()
+        client = MqttClient(
+            self._settings(),
+            on_connected=self._on_connected,
+            on_disconnected=self._on_disconnected,
+            manual_ack=True,
+        )
+        self._client = client
+        await client.start()
+        with contextlib.suppress(MqttError):  # remembered; subscribed once connected
+            await client.subscribe(
+                [(self._topic(DeviceTopic.DESIRED), 1), (self._topic(DeviceTopic.CERTIFICATE), 1)]
+            )
+        self._session_tasks.start("consume", self._consume(client))
+        self._session_tasks.start("renewal", self._renew_when_due(client))
+        await self._reconnect.wait()
+        await self._session_tasks.stop_all()
+        self._client = None
+        await client.close()
+        log.info("reconnecting with the renewed certificate")
+
+    async def _on_connected(self, session_present: bool) -> None:
+        client = self._client
+        if client is None:
+            return
+        self._last_connected = utc(datetime.now(UTC))
+        self._last_error = ""
+        await self._publish_connection(client, "")
+        self._wake_heartbeat.set()
+        self._wake_events.set()
+        if self.telemetry is not None:
+            self.telemetry.connection_restored()
+        self._write_status()
+
+    async def _on_disconnected(self, reason: str) -> None:
+        self._last_error = reason
+        log.warning("MQTT connection lost: %s", reason)
+        self._write_status()
+
+    async def _publish_connection(self, client: MqttClient, reason: str) -> None:
+        state = ConnectionState(
+            state="offline" if reason else "online",
+            time=datetime.now(UTC),
+            applied_version=self.applied_version,
+            agent_version=AGENT_VERSION,
+            reason=reason,
+        )
+        await client.publish(self._topic(DeviceTopic.CONNECTION), encode(state), qos=1, retain=True)
+
+    async def _consume(self, client: MqttClient) -> None:
+        async for message in client.messages():
+            self._handle(message)
+            client.ack(message)
+
+    def _handle(self, message: Message) -> None:
+        if message.topic == self._topic(DeviceTopic.DESIRED):
+            self.accept_desired(message.payload)
+        elif message.topic == self._topic(DeviceTopic.CERTIFICATE):
+            self.renewer.deliver(message.payload)
+
+    def accept_desired(self, payload: bytes) -> bool:
+        """Decode, persist, then act; a bad payload is counted and never replaces the last
+        good state."""
+        if not payload:
+            log.info("the retained desired state was cleared")
+            return False
+        try:
+            state = decode(DesiredState, payload)
+            if state.device_id != self.device_id:
+                raise ContractError(f"desired state is for {state.device_id!r}")
+        except ContractError as exc:
+            self.bad_payloads += 1
+            log.warning("rejected a desired state payload: %s", exc)
+            self.events.put(new_event("InvalidDesiredState", str(exc), type_="Warning"))
+            self._wake_events.set()
+            return False
+        if self.desired is not None and state.version and state.version == self.desired.version:
+            return False
+        try:
+            self.store.save(payload)
+        except StateStoreError as exc:
+            log.error("%s; acting on it from memory", exc)
+            self.events.put(new_event("StateNotPersisted", str(exc), type_="Warning"))
+        log.info("new desired state %s (%d workloads)", state.version, len(state.workloads))
+        self.desired = state
+        self._wake_reconcile.set()
+        return True
+
+    # ---- reconciling -----------------------------------------------------------------------
+
+    async def _reconcile_forever(self) -> None:
+        delay = self.config.resync_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_reconcile.wait(), delay)
+            self._wake_reconcile.clear()
+            delay = self.config.resync_seconds
+            desired = self.desired
+            if desired is None:
+                continue  # nothing known yet: leave whatever runs alone
+            if desired.deregister:
+                await self._deregister()
+                return
+            try:
+                await self._reconcile(desired)
+            except PodmanUnreachableError as exc:
+                self._last_error = str(exc)
+                log.warning("%s; retrying in %.0f s", exc, PODMAN_RETRY)
+                delay = PODMAN_RETRY
+
+    async def _reconcile(self, desired: DesiredState) -> None:
+        outcome = await self.applier.apply(desired, self._key or self._load_key())
+        self.failures = outcome.failures
+        self.states = await self.applier.phases()
+        if self.telemetry is not None:
+            self.telemetry.configure(desired.configuration, desired.workloads, {})
+        if desired.version != self.applied_version:
+            self.applied_version = desired.version
+            log.info("applied desired state %s", desired.version)
+            for event in await self.osupdater.reconcile(desired.configuration.os):
+                self.events.put(event)
+            self._wake_heartbeat.set()
+        if outcome.changed or outcome.failures:
+            self._wake_events.set()
+        self._write_status()
+
+    def _load_key(self) -> ec.EllipticCurvePrivateKey | None:
+        if not self.identity.key_path.exists():
+            return None
+        with contextlib.suppress(AgentError):
+            self._key = self.identity.load_key()
+        return self._key
+
+    async def _deregister(self) -> None:
+        log.warning("the device was deleted: removing its workloads, data and identity")
+        while True:
+            try:
+                await self.applier.remove_all()
+                break
+            except PodmanUnreachableError as exc:
+                log.warning("%s; retrying the removal in %.0f s", exc, PODMAN_RETRY)
+                await asyncio.sleep(PODMAN_RETRY)
+        if self.telemetry is not None:
+            await self.telemetry.close()
+            self.telemetry = None
+        self.store.erase()
+        for directory in ("workloads", "telemetry", "osupdate"):
+            await asyncio.to_thread(shutil.rmtree, self.config.state_dir / directory, True)
+        self.identity.erase()
+        self.desired = None
+        self.applied_version = ""
+        self.states = {}
+        self.phase = "deregistered"
+        self._stop.set()
+
+    # ---- reporting -------------------------------------------------------------------------
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            with contextlib.suppress(PodmanUnreachableError):
+                self.states = await self.applier.phases()
+            self._write_status()
+            client = self._client
+            if client is not None and client.connected:
+                try:
+                    await self._publish_heartbeat(client)
+                except MqttError as exc:
+                    log.info("heartbeat not delivered: %s", exc)
+            period = period_seconds(self.desired, self.config.heartbeat_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_heartbeat.wait(), period)
+            self._wake_heartbeat.clear()
+
+    def status_report(self, hardware: Hardware) -> tuple[StatusReport, bool]:
+        configuration = self.desired.configuration if self.desired is not None else None
+        heartbeat = configuration.heartbeat if configuration is not None else None
+        hardware_report = self.hardware.report(hardware, heartbeat or HeartbeatConfiguration())
+        certificate = self.identity.status()
+        stats = self.telemetry.stats() if self.telemetry is not None else None
+        report = StatusReport(
+            time=datetime.now(UTC),
+            applied_version=self.applied_version,
+            heartbeat_period_seconds=period_seconds(self.desired, self.config.heartbeat_seconds),
+            workloads=workload_reports(self.desired, self.states, self.failures),
+            hardware=hardware_report,
+            upgrade=self.osupdater.report(),
+            telemetry=TelemetryBuffer(
+                buffered_records=stats.buffered_records, dropped_records=stats.dropped_records
+            )
+            if stats is not None
+            else None,
+            certificate_not_after=certificate.not_after if certificate is not None else None,
+        )
+        return report, hardware_report is not None
+
+    async def _publish_heartbeat(self, client: MqttClient) -> None:
+        hardware = await asyncio.to_thread(inventory.collect)
+        report, with_hardware = self.status_report(hardware)
+        await client.publish(self._topic(DeviceTopic.STATUS), encode(report), qos=1)
+        if with_hardware:
+            self.hardware.confirm(hardware)
+
+    async def _events_forever(self) -> None:
+        while True:
+            client = self._client
+            while client is not None and client.connected:
+                event = self.events.peek()
+                if event is None:
+                    break
+                try:
+                    await client.publish(self._topic(DeviceTopic.EVENTS), encode(event), qos=1)
+                except MqttError:
+                    break
+                self.events.pop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_events.wait(), 10.0)
+            self._wake_events.clear()
+
+    def _write_status(self) -> None:
+        stats = self.telemetry.stats() if self.telemetry is not None else None
+        reports = workload_reports(self.desired, self.states, self.failures)
+        status = LocalStatus(
+            device_id=self.device_id,
+            pid=os.getpid(),
+            updated=utc(datetime.now(UTC)),
+            broker=self.config.broker_url,
+            phase=self.phase,
+            connected=self._client is not None and self._client.connected,
+            last_connected=self._last_connected,
+            last_error=self._last_error,
+            desired_version=self.desired.version if self.desired is not None else "",
+            applied_version=self.applied_version,
+            workloads=[WorkloadLine(r.name, r.phase, r.message) for r in reports],
+            telemetry_buffered=stats.buffered_records if stats is not None else 0,
+            telemetry_dropped=stats.dropped_records if stats is not None else 0,
+            events_pending=len(self.events),
+            events_dropped=self.events.dropped,
+            bad_desired_payloads=self.bad_payloads,
+        )
+        try:
+            write_status(self.config.state_dir, status)
+        except OSError as exc:
+            log.warning("cannot write the local status file: %s", exc)
+
+    # ---- renewal and telemetry -------------------------------------------------------------
+
+    async def _renew_when_due(self, client: MqttClient) -> None:
+        topic = self._topic(DeviceTopic.CSR)
+
+        async def publish(payload: bytes) -> None:
+            await client.publish(topic, payload, qos=1)
+
+        while True:
+            delay = self.renewer.due()
+            if delay > 0:
+                await asyncio.sleep(min(delay, 3600.0))
+                continue
+            await client.wait_connected()
+            try:
+                renewed = await self.renewer.renew(publish, answer_within=RENEWAL_TIMEOUT)
+            except MqttError as exc:
+                log.info("certificate renewal not sent: %s", exc)
+                renewed = None
+            if renewed is not None:
+                self._reconnect.set()
+                return
+            await asyncio.sleep(RENEWAL_RETRY)
+
+    def _start_telemetry(self) -> None:
+        self.telemetry = TelemetryService(
+            self.config.state_dir / "telemetry",
+            self.device_id,
+            max_bytes=self.config.telemetry_max_mib * MiB,
+            log_source=self.runtime.logs,
+        )
+        if self.desired is not None:
+            self.telemetry.configure(self.desired.configuration, self.desired.workloads, {})
+        self._tasks.start("telemetry", self.telemetry.run(self._publish_telemetry))
+
+    async def _publish_telemetry(self, topic: str, payload: bytes) -> None:
+        client = self._client
+        if client is None:
+            raise MqttError("no MQTT client yet")
+        await client.publish(topic, payload, qos=1)
+
+    def _topic(self, kind: DeviceTopic) -> str:
+        return device_topic(self.device_id, kind)

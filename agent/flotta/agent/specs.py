@@ -1,0 +1,146 @@
+"""Desired workloads (wire) -> workload specifications for the runtime.
+
+Sealed secrets and registry credentials are opened with the device key here; a workload
+whose secrets cannot be opened is left out with the reason, the others go on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from flotta.agent.runtime import WorkloadSpec
+from flotta.pki.sealing import SealingError, unseal
+from flotta.schemas.wire import DesiredState, DesiredWorkload, SealedSecret
+
+DEVICE_ID_ENV = "DEVICE_ID"
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertedWorkloads:
+    specs: dict[str, WorkloadSpec]
+    failures: dict[str, str]  # workload -> why it cannot run
+
+
+class SecretUnavailableError(ValueError):
+    """A secret that the workload references cannot be opened."""
+
+
+def export_dir(state_dir: Path, workload: str) -> Path:
+    return state_dir / "workloads" / workload / "export"
+
+
+def convert(
+    state: DesiredState,
+    *,
+    key: ec.EllipticCurvePrivateKey | None,
+    state_dir: Path,
+) -> ConvertedWorkloads:
+    device_id = state.device_id
+    sealed = {secret.name: secret for secret in state.secrets}
+    opened: dict[str, dict[str, bytes]] = {}
+    specs: dict[str, WorkloadSpec] = {}
+    failures: dict[str, str] = {}
+    for workload in state.workloads:
+        try:
+            secrets = {
+                name: _open_secret(name, sealed, opened, key, device_id)
+                for name in workload.secrets
+            }
+            auth = _registry_auth(workload, key, device_id)
+        except SecretUnavailableError as exc:
+            failures[workload.name] = str(exc)
+            continue
+        specs[workload.name] = workload_spec(
+            workload, device_id=device_id, secrets=secrets, registry_auth=auth, state_dir=state_dir
+        )
+    return ConvertedWorkloads(specs, failures)
+
+
+def workload_spec(
+    workload: DesiredWorkload,
+    *,
+    device_id: str,
+    secrets: dict[str, dict[str, bytes]],
+    registry_auth: str | None,
+    state_dir: Path,
+) -> WorkloadSpec:
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": workload.name},
+        "spec": workload.pod_spec,
+    }
+    configmaps = [
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": configmap.name},
+                "data": dict(configmap.data),
+            },
+            sort_keys=True,
+        )
+        for configmap in workload.configmaps
+    ]
+    return WorkloadSpec(
+        name=workload.name,
+        pod_yaml=yaml.safe_dump(pod, sort_keys=True),
+        labels=dict(workload.labels),
+        annotations=dict(workload.annotations),
+        configmaps=configmaps,
+        secrets=secrets,
+        registry_auth=registry_auth,
+        env={DEVICE_ID_ENV: device_id},
+        export_dir=export_dir(state_dir, workload.name),
+    )
+
+
+def _open_secret(
+    name: str,
+    sealed: dict[str, SealedSecret],
+    opened: dict[str, dict[str, bytes]],
+    key: ec.EllipticCurvePrivateKey | None,
+    device_id: str,
+) -> dict[str, bytes]:
+    if name in opened:
+        return opened[name]
+    secret = sealed.get(name)
+    if secret is None:
+        raise SecretUnavailableError(f"secret {name!r} is not in the desired state")
+    if key is None:
+        raise SecretUnavailableError(f"secret {name!r} cannot be opened: no device key")
+    try:
+        document = json.loads(unseal(key, secret.data, device_id=device_id))
+    except (SealingError, ValueError) as exc:
+        raise SecretUnavailableError(f"secret {name!r} cannot be opened: {exc}") from None
+    if not isinstance(document, dict) or not all(
+        isinstance(value, str) for value in document.values()
+    ):
+        raise SecretUnavailableError(f"secret {name!r} is not a map of strings")
+    try:
+        data = {str(k): base64.b64decode(value, validate=True) for k, value in document.items()}
+    except (binascii.Error, ValueError):
+        raise SecretUnavailableError(f"secret {name!r} has a value that is not base64") from None
+    opened[name] = data
+    return data
+
+
+def _registry_auth(
+    workload: DesiredWorkload, key: ec.EllipticCurvePrivateKey | None, device_id: str
+) -> str | None:
+    if workload.image_registry_auth is None:
+        return None
+    if key is None:
+        raise SecretUnavailableError("registry credentials cannot be opened: no device key")
+    try:
+        return unseal(key, workload.image_registry_auth, device_id=device_id).decode()
+    except (SealingError, UnicodeDecodeError) as exc:
+        raise SecretUnavailableError(f"registry credentials cannot be opened: {exc}") from None
