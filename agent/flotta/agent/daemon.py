@@ -261,6 +261,7 @@ class Agent:
             log.warning("rejected a desired state payload: %s", exc)
             self.events.put(new_event("InvalidDesiredState", str(exc), type_="Warning"))
             self._wake_events.set()
+            self._write_status()
             return False
         if self.desired is not None and state.version and state.version == self.desired.version:
             return False

@@ -1,0 +1,56 @@
+"""Fixtures for agent tests: configuration pointing at the test broker and the isolated
+Podman, and a Podman emptied before and after each test that uses it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flotta.agent.config import AgentConfig, build_config
+from flotta.dev.podman import remove_all_pods
+from tests.fixtures.brokers import TestBroker
+from tests.fixtures.podman import PodmanTestEnv
+
+AgentConfigFactory = Callable[..., AgentConfig]
+
+
+@pytest.fixture
+def clean_podman(podman_env: PodmanTestEnv) -> Iterator[PodmanTestEnv]:
+    remove_all_pods(podman_env.environment)
+    try:
+        yield podman_env
+    finally:
+        remove_all_pods(podman_env.environment)
+
+
+@pytest.fixture
+def agent_config(
+    tmp_path: Path, mosquitto_broker: TestBroker, clean_podman: PodmanTestEnv
+) -> AgentConfigFactory:
+    bootstrap = mosquitto_broker.bootstrap("factory")
+
+    def make(**overrides: Any) -> AgentConfig:
+        values: dict[str, Any] = {
+            "device_id": "edge-1",
+            "state_dir": str(tmp_path / "agent"),
+            "files_root": str(tmp_path / "files"),
+            "broker_url": f"mqtts://{mosquitto_broker.host}:{mosquitto_broker.port}",
+            "ca_cert": str(mosquitto_broker.ca_path),
+            "bootstrap_cert": str(bootstrap.cert),
+            "bootstrap_key": str(bootstrap.key),
+            "podman_socket": clean_podman.socket_url,
+            "heartbeat_seconds": 1,
+            "resync_seconds": 2.0,
+            "reconnect_base_seconds": 0.2,
+            "reconnect_cap_seconds": 1.0,
+            "keepalive_seconds": 5,
+            "rpm_ostree": "/nonexistent/rpm-ostree",
+            "telemetry_max_mib": 8,
+        }
+        values.update(overrides)
+        return build_config(values)
+
+    return make

@@ -1,0 +1,220 @@
+"""The agent end to end: real Mosquitto (mTLS + ACL), real Podman, the control plane played
+with the fleet PKI (tests/agent/fleet.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from flotta.agent.daemon import Agent
+from flotta.agent.runtime import PodmanRuntime
+from flotta.agent.status_file import read_status
+from flotta.schemas.crd.config import HeartbeatConfiguration
+from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload
+from tests.agent.conftest import AgentConfigFactory
+from tests.agent.fleet import FleetPeer, phases, wait_for
+from tests.agent.proxy import CuttableProxy
+from tests.fixtures.brokers import TestBroker
+from tests.fixtures.podman import PodmanTestEnv
+
+pytestmark = [pytest.mark.podman, pytest.mark.slow]
+
+SERVE = "trap 'exit 0' TERM; while :; do sleep 1; done"
+DEVICE = "edge-1"
+
+
+def workload(name: str, image: str, *, marker: str = "1") -> DesiredWorkload:
+    container: dict[str, Any] = {
+        "name": "app",
+        "image": image,
+        "command": ["sh", "-c", SERVE],
+        "env": [{"name": "MARKER", "value": marker}],
+    }
+    return DesiredWorkload(
+        name=name,
+        namespace="default",
+        pod_spec={
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [container],
+        },
+    )
+
+
+def desired(*workloads: DesiredWorkload, heartbeat: int = 1) -> DesiredState:
+    return DesiredState(
+        device_id=DEVICE,
+        namespace="default",
+        configuration=DesiredConfiguration(
+            heartbeat=HeartbeatConfiguration(period_seconds=heartbeat)
+        ),
+        workloads=list(workloads),
+    )
+
+
+@pytest.fixture
+async def fleet(mosquitto_broker: TestBroker) -> AsyncIterator[FleetPeer]:
+    async with FleetPeer(mosquitto_broker) as peer:
+        yield peer
+
+
+@pytest.fixture
+async def proxy(mosquitto_broker: TestBroker) -> AsyncIterator[CuttableProxy]:
+    link = CuttableProxy(mosquitto_broker.host, mosquitto_broker.port)
+    await link.start()
+    try:
+        yield link
+    finally:
+        await link.stop()
+
+
+class RunningAgent:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.task = asyncio.create_task(agent.run())
+
+    async def stop(self) -> int:
+        self.agent.stop()
+        return await asyncio.wait_for(self.task, 60)
+
+
+async def pods(env: PodmanTestEnv) -> dict[str, Any]:
+    runtime = PodmanRuntime.from_url(env.socket_url, files_root=env.environment.state_dir)
+    return await runtime.list_workloads()
+
+
+async def test_enrol_deploy_change_remove_and_converge_after_a_cut_link(
+    agent_config: AgentConfigFactory,
+    fleet: FleetPeer,
+    proxy: CuttableProxy,
+    clean_podman: PodmanTestEnv,
+) -> None:
+    config = agent_config(broker_url=f"mqtts://127.0.0.1:{proxy.port}")
+    running = RunningAgent(Agent(config))
+    try:
+        # Enrolment: key generated on the device, certificate issued, files 0600.
+        online = await wait_for(
+            lambda: [c for c in fleet.connections if c.state == "online"], within=30
+        )
+        assert fleet.enrolments[0].hardware is not None
+        assert fleet.enrolments[0].hardware.memory is not None
+        assert online[0].applied_version == ""
+        for name in ("device.key", "device.crt", "ca.crt"):
+            mode = (config.identity_dir / name).stat().st_mode
+            assert stat.S_IMODE(mode) == 0o600, name
+
+        # A workload arrives, runs, and its phase is reported with the applied version.
+        first = await fleet.publish_desired(desired(workload("web", clean_podman.image)))
+        await fleet.wait_status(
+            lambda s: s.applied_version == first.version and phases(s) == {"web": "Running"}
+        )
+        # Hardware: the full inventory once, then only changed sections (if any).
+        inventories = [s.hardware for s in fleet.statuses if s.hardware is not None]
+        assert inventories[0].scope == "full"
+        assert inventories[0].hardware.memory is not None
+        assert all(h.scope == "delta" for h in inventories[1:])
+        assert len(fleet.statuses) > len(inventories)
+        web_before = (await pods(clean_podman))["web"]
+
+        # Changed specification: the pod is replaced; an unchanged one would be kept.
+        second = await fleet.publish_desired(
+            desired(
+                workload("web", clean_podman.image, marker="2"),
+                workload("db", clean_podman.image),
+            )
+        )
+        await fleet.wait_status(
+            lambda s: (
+                s.applied_version == second.version
+                and phases(s) == {"web": "Running", "db": "Running"}
+            )
+        )
+        after = await pods(clean_podman)
+        assert after["web"].pod_id != web_before.pod_id
+        db_pod = after["db"].pod_id
+
+        # Removal of one workload leaves the other untouched.
+        third = await fleet.publish_desired(desired(workload("db", clean_podman.image)))
+        await fleet.wait_status(
+            lambda s: s.applied_version == third.version and phases(s) == {"db": "Running"}
+        )
+        assert set(await pods(clean_podman)) == {"db"}
+        assert (await pods(clean_podman))["db"].pod_id == db_pod
+
+        # The link goes dark; the desired state changes meanwhile; the device converges.
+        await proxy.disconnect()
+        await wait_for(lambda: not running.agent._client or not running.agent._client.connected, 15)
+        fourth = await fleet.publish_desired(
+            desired(workload("db", clean_podman.image), workload("cache", clean_podman.image))
+        )
+        await asyncio.sleep(2)
+        assert set(await pods(clean_podman)) == {"db"}  # offline: nothing has arrived
+        status = read_status(config.state_dir)
+        assert status is not None and not status.connected
+        proxy.restore()
+        await fleet.wait_status(
+            lambda s: (
+                s.applied_version == fourth.version
+                and phases(s) == {"db": "Running", "cache": "Running"}
+            ),
+            within=60,
+        )
+        assert (await pods(clean_podman))["db"].pod_id == db_pod
+        reasons = {event.reason for event in fleet.events}
+        assert {"WorkloadDeployed", "WorkloadUpdated", "WorkloadRemoved"} <= reasons
+    finally:
+        assert await running.stop() == 0
+    final = [c for c in fleet.connections if c.state == "offline"]
+    assert final and final[-1].reason == "agent stopped"
+
+
+async def test_bad_desired_payload_is_counted_and_keeps_the_last_good_state(
+    agent_config: AgentConfigFactory, fleet: FleetPeer, clean_podman: PodmanTestEnv
+) -> None:
+    config = agent_config()
+    running = RunningAgent(Agent(config))
+    try:
+        good = await fleet.publish_desired(desired(workload("web", clean_podman.image)))
+        await fleet.wait_status(
+            lambda s: s.applied_version == good.version and phases(s) == {"web": "Running"}
+        )
+        persisted = (config.state_dir / "desired.json").read_bytes()
+        await fleet.publish_raw(DEVICE, b'{"schemaVersion": 1, "deviceId": 5}')
+        await fleet.publish_raw(DEVICE, b"\xff not json")
+        await wait_for(lambda: running.agent.bad_payloads == 2, 15)
+        await wait_for(
+            lambda: [e for e in fleet.events if e.reason == "InvalidDesiredState"], within=15
+        )
+        assert (config.state_dir / "desired.json").read_bytes() == persisted
+        assert not running.task.done()
+        assert set(await pods(clean_podman)) == {"web"}
+        status = read_status(config.state_dir)
+        assert status is not None and status.bad_desired_payloads == 2
+    finally:
+        assert await running.stop() == 0
+
+
+async def test_deregistration_removes_workloads_data_and_identity(
+    agent_config: AgentConfigFactory, fleet: FleetPeer, clean_podman: PodmanTestEnv
+) -> None:
+    config = agent_config()
+    running = RunningAgent(Agent(config))
+    good = await fleet.publish_desired(desired(workload("web", clean_podman.image)))
+    await fleet.wait_status(
+        lambda s: s.applied_version == good.version and phases(s) == {"web": "Running"}
+    )
+    assert (config.state_dir / "workloads" / "web" / "export").is_dir()
+    await fleet.publish_desired(
+        DesiredState(device_id=DEVICE, namespace="default", deregister=True)
+    )
+    assert await asyncio.wait_for(running.task, 60) == 0
+    assert await pods(clean_podman) == {}
+    assert not (config.state_dir / "desired.json").exists()
+    assert not (config.state_dir / "workloads").exists()
+    assert not (config.identity_dir / "device.key").exists()
+    status = read_status(config.state_dir)
+    assert status is not None and status.phase == "deregistered"
