@@ -1,0 +1,640 @@
+"""The asyncio MQTT v5 client: paho-mqtt driven by the event loop, no network thread.
+
+paho's socket is handed to the loop (``add_reader``/``add_writer`` from paho's socket
+callbacks) and ``loop_misc`` runs on a timer task. Only the blocking TCP + TLS connect runs
+in a worker thread; socket callbacks paho makes there are passed to the loop with
+``call_soon_threadsafe``. Every other paho call and callback happens on the loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from flotta.mqtt.backoff import Backoff
+from flotta.mqtt.errors import (
+    ConnectError,
+    DisconnectedError,
+    MqttError,
+    PublishError,
+    SubscribeError,
+)
+from flotta.mqtt.messages import Inbox, Message
+from flotta.mqtt.settings import MqttSettings
+
+OnConnected = Callable[[bool], Awaitable[None]]
+OnDisconnected = Callable[[str], Awaitable[None]]
+Payload = bytes | bytearray | str
+
+
+@dataclass(slots=True)
+class MqttCounters:
+    received: int = 0
+    dropped: int = 0  # did not fit in the inbox (logged)
+    published: int = 0  # acknowledged by the broker (QoS>0) or written (QoS 0)
+    publish_failures: int = 0  # refused by the broker or lost with the connection
+    reconnects: int = 0  # successful connections after the first
+    connect_failures: int = 0
+    stale_acks: int = 0  # acks for messages of a connection that is gone (void)
+    discarded_redelivered: int = 0  # unacked messages dropped because the broker resends them
+
+
+def _reason_text(reason: ReasonCode) -> str:
+    return str(reason.getName())
+
+
+class MqttClient:
+    """One MQTT v5 connection with a persistent session, supervised reconnects and a bounded
+    inbox with manual acknowledgement. Use as ``async with MqttClient(...)``."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        on_connected: OnConnected | None = None,
+        on_disconnected: OnDisconnected | None = None,
+        logger: logging.Logger | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.settings = settings
+        self.counters = MqttCounters()
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self._log = logger or logging.getLogger("flotta.mqtt")
+        self._backoff = backoff or Backoff(settings.backoff)
+        self._inbox = Inbox(settings.queue_size)
+        self._paho = self._make_paho()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._publishes: dict[int, tuple[asyncio.Future[None], str]] = {}
+        self._subscribes: dict[int, asyncio.Future[list[ReasonCode]]] = {}
+        self._subscriptions: dict[str, int] = {}  # filter -> QoS, re-established if needed
+        self._connack: asyncio.Future[bool] | None = None
+        self._lost = asyncio.Event()
+        self._lost_reason = ""
+        self._connected = False
+        self._connecting = False
+        self._closing = False
+        self._generation = 0
+        self._last_error = ""
+        self._tls_configured = False
+
+    # ---- public API -----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in the inbox."""
+        return len(self._inbox)
+
+    async def connect(self) -> None:
+        """Connect once (raises ConnectError), then keep reconnecting in the background."""
+        self._start()
+        try:
+            session_present = await self._connect_once()
+        except BaseException:
+            await self.close()
+            raise
+        self._spawn(self._supervise(session_present), "mqtt-supervisor")
+
+    async def start(self) -> None:
+        """Like ``connect()``, but never raises: the first attempt is retried with backoff."""
+        self._start()
+        self._spawn(self._supervise(None), "mqtt-supervisor")
+
+    async def close(self) -> None:
+        """Send DISCONNECT (the session and its subscriptions stay), stop every task."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._connected:
+            self._paho.disconnect()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.close_timeout):
+                    await self._lost.wait()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._drop_socket("client closed")
+        self._inbox.close()
+
+    async def __aenter__(self) -> MqttClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Payload,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        properties: Properties | None = None,
+    ) -> None:
+        """Publish; returns once the broker acknowledged (QoS 1/2) or it was queued (QoS 0)."""
+        if not self._connected:
+            raise DisconnectedError(f"publish to {topic!r}", self._lost_reason)
+        try:
+            info = self._paho.publish(topic, payload, qos, retain, properties)
+        except (ValueError, TypeError) as exc:
+            self.counters.publish_failures += 1
+            raise PublishError(topic, str(exc)) from exc
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self.counters.publish_failures += 1
+            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                raise DisconnectedError(f"publish to {topic!r}")
+            raise PublishError(topic, paho.error_string(info.rc))
+        if qos == 0:
+            self.counters.published += 1
+            return
+        future: asyncio.Future[None] = self._running_loop().create_future()
+        self._publishes[info.mid] = (future, topic)
+        try:
+            await future
+        finally:
+            self._publishes.pop(info.mid, None)
+
+    async def subscribe(self, subscriptions: Sequence[tuple[str, int]]) -> list[int]:
+        """Subscribe and wait for SUBACK; the granted QoS per filter.
+
+        Accepted filters are remembered and re-established after a reconnect without a
+        session. Raises SubscribeError if any filter was refused.
+        """
+        codes = await self._send_subscribe(subscriptions)
+        refused: list[tuple[str, str, int | None]] = []
+        granted: list[int] = []
+        for (topic_filter, qos), code in zip(subscriptions, codes, strict=True):
+            if code.is_failure:
+                refused.append((topic_filter, _reason_text(code), code.value))
+            else:
+                self._subscriptions[topic_filter] = qos
+                granted.append(code.value)
+        if refused:
+            raise SubscribeError(refused)
+        return granted
+
+    async def unsubscribe(self, topic_filters: Sequence[str]) -> None:
+        """Forget filters (no wait for UNSUBACK: the broker always accepts)."""
+        for topic_filter in topic_filters:
+            self._subscriptions.pop(topic_filter, None)
+        if not self._connected:
+            raise DisconnectedError("unsubscribe", self._lost_reason)
+        rc, _ = self._paho.unsubscribe(list(topic_filters))
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise DisconnectedError("unsubscribe", paho.error_string(rc))
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Incoming messages until the client is closed. Ack each after handling it."""
+        while True:
+            message = await self._inbox.get()
+            if message is None:
+                return
+            yield message
+
+    # ---- paho setup ---------------------------------------------------------------------
+
+    def _make_paho(self) -> paho.Client:
+        settings = self.settings
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=paho.MQTTv5,
+            manual_ack=True,
+        )
+        client.max_inflight_messages_set(settings.max_inflight)
+        client.max_queued_messages_set(0)
+        client.connect_timeout = settings.connect_timeout
+        if settings.username is not None:
+            client.username_pw_set(settings.username, None)
+        if settings.will is not None:
+            will = settings.will
+            client.will_set(will.topic, will.payload, will.qos, will.retain)
+        client.on_connect = self._handle_connack
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_puback
+        client.on_subscribe = self._handle_suback
+        client.on_message = self._handle_message
+        client.enable_logger(self._paho_logger())
+        client.on_socket_open = self._socket_open
+        client.on_socket_close = self._socket_close
+        client.on_socket_register_write = self._socket_register_write
+        client.on_socket_unregister_write = self._socket_unregister_write
+        return client
+
+    def _connect_properties(self) -> Properties:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self.settings.session_expiry
+        properties.ReceiveMaximum = self.settings.receive_maximum
+        return properties
+
+    def _start(self) -> None:
+        if self._loop is not None:
+            raise MqttError("this client was already started; make a new one")
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._spawn(self._housekeeping(), "mqtt-housekeeping")
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise MqttError("the client is not started")
+        return self._loop
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = self._running_loop().create_task(coro, name=f"{name}[{self.settings.client_id}]")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("MQTT task %s failed", task.get_name(), exc_info=task.exception())
+
+    # ---- connecting -----------------------------------------------------------------------
+
+    def _blocking_connect(self, context: ssl.SSLContext | None) -> None:
+        """Runs in a worker thread: TCP connect, TLS handshake, CONNECT queued."""
+        settings = self.settings
+        if context is not None:
+            if self._tls_configured:
+                # paho allows tls_set_context once; a renewed certificate needs a new context.
+                self._paho._ssl_context = context
+            else:
+                self._paho.tls_set_context(context)
+                self._tls_configured = True
+        self._paho.connect(
+            settings.host,
+            settings.port,
+            keepalive=settings.keepalive,
+            clean_start=settings.clean_start,
+            properties=self._connect_properties(),
+        )
+
+    async def _connect_once(self) -> bool:
+        """One attempt; whether the broker had our session. Raises ConnectError."""
+        settings = self.settings
+        loop = self._running_loop()
+        try:
+            context = settings.tls.ssl_context() if settings.tls is not None else None
+        except (OSError, ValueError) as exc:
+            self.counters.connect_failures += 1
+            raise ConnectError(settings.host, settings.port, f"TLS setup: {exc}") from exc
+        self._last_error = ""
+        self._lost.clear()
+        self._connack = loop.create_future()
+        self._connecting = True
+        try:
+            worker = loop.run_in_executor(None, self._blocking_connect, context)
+            try:
+                await asyncio.shield(worker)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await worker  # bounded by connect_timeout; then the socket is ours to close
+                raise
+            except (OSError, ValueError) as exc:
+                raise ConnectError(settings.host, settings.port, _describe(exc)) from exc
+            async with asyncio.timeout(settings.connect_timeout):
+                return await self._connack
+        except TimeoutError:
+            raise ConnectError(
+                settings.host, settings.port, f"no CONNACK within {settings.connect_timeout} s"
+            ) from None
+        except ConnectError:
+            self.counters.connect_failures += 1
+            raise
+        finally:
+            self._connecting = False
+            self._connack = None
+            if not self._connected:
+                await asyncio.sleep(0)  # let socket callbacks marshalled from the worker run
+                self._drop_socket("connection attempt failed")
+
+    async def _supervise(self, session_present: bool | None) -> None:
+        """Keep the connection: after each loss, wait (jittered backoff) and reconnect."""
+        connected = session_present is not None
+        if session_present is not None:
+            await self._after_connect(session_present)
+        first_attempt = not connected
+        while not self._closing:
+            if connected:
+                await self._lost.wait()
+                if self._closing:
+                    return
+                self._backoff.on_disconnected(time.monotonic())
+                await self._call_hook("on_disconnected", self._on_disconnected, self._lost_reason)
+            delay = 0.0 if first_attempt else self._backoff.next_delay()
+            first_attempt = False
+            if delay > 0:
+                self._log.info("MQTT %s: reconnecting in %.2f s", self.settings.client_id, delay)
+                await asyncio.sleep(delay)
+            try:
+                present = await self._connect_once()
+            except ConnectError as exc:
+                self._log.warning("MQTT %s: %s", self.settings.client_id, exc)
+                connected = False
+                continue
+            if self._generation > 1:
+                self.counters.reconnects += 1
+            connected = True
+            await self._after_connect(present)
+
+    async def _after_connect(self, session_present: bool) -> None:
+        self._backoff.on_connected(time.monotonic())
+        if session_present:
+            # The broker resends every unacked message of the old connection; drop the copies
+            # still waiting here so that each is handled once (and acked on this connection).
+            stale = self._inbox.discard(lambda m: m.qos > 0 and m.generation != self._generation)
+            self.counters.discarded_redelivered += stale
+        elif self._subscriptions:
+            wanted = sorted(self._subscriptions.items())
+            try:
+                await self.subscribe(wanted)
+            except MqttError as exc:
+                self._log.error("MQTT %s: resubscribing failed: %s", self.settings.client_id, exc)
+        await self._call_hook("on_connected", self._on_connected, session_present)
+
+    async def _call_hook(
+        self, name: str, hook: Callable[[Any], Awaitable[None]] | None, argument: object
+    ) -> None:
+        if hook is None:
+            return
+        try:
+            await hook(argument)
+        except Exception:
+            self._log.exception("MQTT %s: %s hook failed", self.settings.client_id, name)
+
+    async def _housekeeping(self) -> None:
+        """paho's timer work: keepalive pings, keepalive timeout, retries."""
+        while True:
+            await asyncio.sleep(self.settings.misc_interval)
+            if not self._connecting and self._paho.socket() is not None:
+                self._paho.loop_misc()
+
+    def _drop_socket(self, reason: str) -> None:
+        """Close paho's socket without a DISCONNECT packet and settle what waited on it."""
+        if self._paho.socket() is not None:
+            self._paho._sock_close()
+        if self._connected or self._connack is not None:
+            self._connection_lost(reason)
+
+    # ---- paho callbacks (loop thread) -----------------------------------------------------
+
+    def _handle_connack(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        connack = self._connack
+        if reason.is_failure:
+            error = ConnectError(
+                self.settings.host, self.settings.port, _reason_text(reason), reason.value
+            )
+            if connack is not None and not connack.done():
+                connack.set_exception(error)
+            return
+        if properties is not None and hasattr(properties, "ReceiveMaximum"):
+            limit = min(self.settings.max_inflight, int(properties.ReceiveMaximum))
+            client.max_inflight_messages_set(limit)
+        self._connected = True
+        self._generation += 1
+        self._lost_reason = ""
+        self._log.info(
+            "MQTT %s connected to %s:%d (session present: %s)",
+            self.settings.client_id,
+            self.settings.host,
+            self.settings.port,
+            flags.session_present,
+        )
+        if connack is not None and not connack.done():
+            connack.set_result(bool(flags.session_present))
+
+    def _handle_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        text = _reason_text(reason)
+        if self._last_error and reason.is_failure:
+            text = f"{text}: {self._last_error}"
+        self._connection_lost(text)
+
+    def _connection_lost(self, reason: str) -> None:
+        was_connected = self._connected
+        self._connected = False
+        self._lost_reason = reason or "connection closed"
+        connack = self._connack
+        if connack is not None and not connack.done():
+            connack.set_exception(
+                ConnectError(
+                    self.settings.host,
+                    self.settings.port,
+                    f"connection closed before CONNACK: {self._lost_reason}",
+                )
+            )
+        for future, topic in self._publishes.values():
+            if not future.done():
+                self.counters.publish_failures += 1
+                future.set_exception(DisconnectedError(f"publish to {topic!r}", self._lost_reason))
+        for waiter in self._subscribes.values():
+            if not waiter.done():
+                waiter.set_exception(DisconnectedError("subscribe", self._lost_reason))
+        if was_connected:
+            self._log.warning(
+                "MQTT %s disconnected: %s", self.settings.client_id, self._lost_reason
+            )
+        self._lost.set()
+
+    def _handle_puback(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        entry = self._publishes.get(mid)
+        if entry is None or entry[0].done():
+            return
+        future, topic = entry
+        if reason.is_failure:
+            self.counters.publish_failures += 1
+            future.set_exception(PublishError(topic, _reason_text(reason), reason.value))
+        else:
+            self.counters.published += 1
+            future.set_result(None)
+
+    def _handle_suback(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        future = self._subscribes.get(mid)
+        if future is not None and not future.done():
+            future.set_result(list(reasons))
+
+    def _handle_message(self, client: paho.Client, userdata: object, raw: paho.MQTTMessage) -> None:
+        self.counters.received += 1
+        message = Message(
+            topic=raw.topic,
+            payload=bytes(raw.payload),
+            qos=raw.qos,
+            retain=bool(raw.retain),
+            mid=raw.mid,
+            duplicate=bool(raw.dup),
+            properties=getattr(raw, "properties", None),
+            generation=self._generation,
+            _acker=self._ack,
+        )
+        if not self._inbox.offer(message):
+            self.counters.dropped += 1
+            self._log.warning(
+                "MQTT %s: inbox full (%d), dropped message on %r (QoS %d, not acked)",
+                self.settings.client_id,
+                self._inbox.maxsize,
+                raw.topic,
+                raw.qos,
+            )
+
+    def _ack(self, message: Message) -> None:
+        if message.qos == 0:
+            return
+        if message.generation != self._generation or not self._connected:
+            self.counters.stale_acks += 1
+            return
+        self._paho.ack(message.mid, message.qos)
+
+    def _paho_logger(self) -> logging.Logger:
+        """A private logger for paho that only keeps its last error (debug lines cost nothing)."""
+        logger = logging.Logger(f"flotta.mqtt.paho[{self.settings.client_id}]", logging.ERROR)
+        logger.addHandler(_LastError(self))
+        return logger
+
+    def _paho_error(self, text: str) -> None:
+        self._last_error = text
+        self._log.debug("paho %s: %s", self.settings.client_id, text)
+
+    async def _send_subscribe(self, subscriptions: Sequence[tuple[str, int]]) -> list[ReasonCode]:
+        if not subscriptions:
+            raise ValueError("subscribe needs at least one (filter, qos)")
+        if not self._connected:
+            raise DisconnectedError("subscribe", self._lost_reason)
+        request = [(topic_filter, SubscribeOptions(qos=qos)) for topic_filter, qos in subscriptions]
+        try:
+            rc, mid = self._paho.subscribe(request)
+        except ValueError as exc:
+            raise SubscribeError([(f, str(exc), None) for f, _ in subscriptions]) from exc
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            raise DisconnectedError("subscribe", paho.error_string(rc))
+        future: asyncio.Future[list[ReasonCode]] = self._running_loop().create_future()
+        self._subscribes[mid] = future
+        try:
+            return await future
+        finally:
+            self._subscribes.pop(mid, None)
+
+    # ---- socket callbacks (loop thread, or the connect worker) ------------------------------
+
+    def _on_loop_thread(self, callback: Callable[..., None], *args: Any) -> None:
+        loop = self._running_loop()
+        if threading.get_ident() == self._loop_thread:
+            callback(*args)
+        else:
+            loop.call_soon_threadsafe(callback, *args)
+
+    def _is_current(self, sock: Any) -> bool:
+        """Still paho's open socket (a marshalled callback may arrive after it was closed)."""
+        current: Any = self._paho.socket()
+        return current is sock and bool(sock.fileno() >= 0)
+
+    def _socket_open(self, client: paho.Client, userdata: object, sock: Any) -> None:
+        self._on_loop_thread(self._add_reader, sock)
+
+    def _add_reader(self, sock: Any) -> None:
+        if self._is_current(sock):
+            self._running_loop().add_reader(sock, self._readable, sock)
+
+    def _readable(self, sock: Any) -> None:
+        self._paho.loop_read()
+        # TLS may hold decrypted bytes that the socket no longer signals as readable.
+        rounds = 0
+        while (
+            isinstance(sock, ssl.SSLSocket)
+            and self._is_current(sock)
+            and sock.pending()
+            and rounds < 1000
+        ):
+            self._paho.loop_read()
+            rounds += 1
+
+    def _socket_close(self, client: paho.Client, userdata: object, sock: Any) -> None:
+        if sock.fileno() >= 0:
+            self._running_loop().remove_reader(sock)
+
+    def _socket_register_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
+        self._on_loop_thread(self._add_writer, sock)
+
+    def _add_writer(self, sock: Any) -> None:
+        if self._is_current(sock):
+            self._running_loop().add_writer(sock, self._writable)
+
+    def _writable(self) -> None:
+        self._paho.loop_write()
+
+    def _socket_unregister_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
+        if sock.fileno() >= 0:
+            self._running_loop().remove_writer(sock)
+
+
+class _LastError(logging.Handler):
+    def __init__(self, client: MqttClient) -> None:
+        super().__init__(logging.ERROR)
+        self._client = client
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._client._paho_error(record.getMessage())
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"server certificate not trusted: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return str(exc) or type(exc).__name__
