@@ -282,20 +282,27 @@ class MqttClient:
     def _blocking_connect(self, context: ssl.SSLContext | None) -> None:
         """Runs in a worker thread: TCP connect, TLS handshake, CONNECT queued."""
         settings = self.settings
+        opened: list[ssl.SSLSocket] = []
         if context is not None:
+            context.sslsocket_class = _tracking_socket_class(opened)
             if self._tls_configured:
                 # paho allows tls_set_context once; a renewed certificate needs a new context.
                 self._paho._ssl_context = context
             else:
                 self._paho.tls_set_context(context)
                 self._tls_configured = True
-        self._paho.connect(
-            settings.host,
-            settings.port,
-            keepalive=settings.keepalive,
-            clean_start=settings.clean_start,
-            properties=self._connect_properties(),
-        )
+        try:
+            self._paho.connect(
+                settings.host,
+                settings.port,
+                keepalive=settings.keepalive,
+                clean_start=settings.clean_start,
+                properties=self._connect_properties(),
+            )
+        except BaseException:
+            for sock in opened:  # paho does not close a socket whose handshake failed
+                sock.close()
+            raise
 
     async def _connect_once(self) -> bool:
         """One attempt; whether the broker had our session. Raises ConnectError."""
@@ -423,8 +430,11 @@ class MqttClient:
                 connack.set_exception(error)
             return
         if properties is not None and hasattr(properties, "ReceiveMaximum"):
-            limit = min(self.settings.max_inflight, int(properties.ReceiveMaximum))
-            client.max_inflight_messages_set(limit)
+            # paho ignores the broker's Receive Maximum and its setter refuses an open
+            # connection; CONNACK precedes every publish, so setting the limit here is safe.
+            client._max_inflight_messages = min(
+                self.settings.max_inflight, int(properties.ReceiveMaximum)
+            )
         self._connected = True
         self._generation += 1
         self._lost_reason = ""
@@ -619,6 +629,17 @@ class MqttClient:
     def _socket_unregister_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
         if sock.fileno() >= 0:
             self._running_loop().remove_writer(sock)
+
+
+def _tracking_socket_class(opened: list[ssl.SSLSocket]) -> type[ssl.SSLSocket]:
+    class _TrackedSSLSocket(ssl.SSLSocket):
+        @classmethod
+        def _create(cls, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+            sock: ssl.SSLSocket = super()._create(*args, **kwargs)  # type: ignore[misc]
+            opened.append(sock)
+            return sock
+
+    return _TrackedSSLSocket
 
 
 class _LastError(logging.Handler):
