@@ -18,8 +18,8 @@ STATUS_A = device_topic("dev-a", DeviceTopic.STATUS)
 NOT_AUTHORIZED = 0x87
 
 
-async def _next(client: MqttClient, timeout: float = 5.0) -> Message:
-    async with asyncio.timeout(timeout):
+async def _next(client: MqttClient, within: float = 5.0) -> Message:
+    async with asyncio.timeout(within):
         async for message in client.messages():
             return message
     raise AssertionError("the client was closed")
@@ -144,7 +144,7 @@ async def test_a_message_not_acked_is_redelivered_after_reconnect(
         again.ack()
     async with MqttClient(settings_for(mosquitto_broker, creds, "dev-a")) as device:
         with pytest.raises(TimeoutError):
-            await _next(device, timeout=1.0)  # acked: not delivered a third time
+            await _next(device, within=1.0)  # acked: not delivered a third time
 
 
 async def test_reconnects_by_itself_after_a_broker_restart(mosquitto_broker: TestBroker) -> None:
@@ -239,6 +239,6 @@ async def test_qos0_overflow_is_counted(mosquitto_broker: TestBroker) -> None:
         for n in range(5):
             await operator.publish(DESIRED_A, str(n).encode(), qos=1)
         async with asyncio.timeout(5):
-            while device.counters.received < 5:
+            while device.counters.received < 5:  # noqa: ASYNC110 (a counter, no event to wait on)
                 await asyncio.sleep(0.05)
         assert (device.queued, device.counters.dropped) == (2, 3)
