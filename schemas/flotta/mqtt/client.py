@@ -482,8 +482,11 @@ class MqttClient:
             if not waiter.done():
                 waiter.set_exception(DisconnectedError("subscribe", self._lost_reason))
         if was_connected:
-            self._log.warning(
-                "MQTT %s disconnected: %s", self.settings.client_id, self._lost_reason
+            self._log.log(
+                logging.INFO if self._closing else logging.WARNING,
+                "MQTT %s disconnected: %s",
+                self.settings.client_id,
+                self._lost_reason,
             )
         self._lost.set()
 
