@@ -233,7 +233,7 @@ class MqttClient:
         client.max_queued_messages_set(0)
         client.connect_timeout = settings.connect_timeout
         if settings.username is not None:
-            client.username_pw_set(settings.username, None)
+            client.username_pw_set(settings.username, settings.password)
         if settings.will is not None:
             will = settings.will
             client.will_set(will.topic, will.payload, will.qos, will.retain)

@@ -58,7 +58,8 @@ class MqttSettings:
     queue_size: int = 1000  # incoming messages waiting for the consumer
     max_inflight: int = 1000  # our unacked QoS>0 publishes (lowered to the broker's maximum)
     will: WillSettings | None = None
-    username: str | None = None
+    username: str | None = None  # with client certificates the broker takes the CN instead
+    password: str | None = field(default=None, repr=False)
     connect_timeout: float = 10.0  # seconds for TCP + TLS + CONNACK
     close_timeout: float = 2.0  # seconds to wait for DISCONNECT to be written on close()
     misc_interval: float = 1.0  # seconds between paho housekeeping calls (keepalive, retries)
