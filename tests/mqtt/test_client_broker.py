@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from flotta.mqtt import ConnectError, Message, MqttClient, PublishError
+from flotta.mqtt import (
+    BackoffPolicy,
+    ConnectError,
+    DisconnectedError,
+    Message,
+    MqttClient,
+    PublishError,
+)
 from flotta.pki.store import PkiStore
 from flotta.schemas.topics import DeviceTopic, device_filter, device_topic
 from tests.fixtures.brokers import TestBroker, new_fleet_pki
@@ -242,3 +249,29 @@ async def test_qos0_overflow_is_counted(mosquitto_broker: TestBroker) -> None:
             while device.counters.received < 5:  # noqa: ASYNC110 (a counter, no event to wait on)
                 await asyncio.sleep(0.05)
         assert (device.queued, device.counters.dropped) == (2, 3)
+
+
+async def test_publishes_in_flight_fail_when_the_connection_drops(
+    mosquitto_broker: TestBroker,
+) -> None:
+    settings = settings_for(
+        mosquitto_broker,
+        mosquitto_broker.operator(),
+        "operator",
+        backoff=BackoffPolicy(base=30.0, cap=30.0),  # stay disconnected for the assertions
+    )
+    async with MqttClient(settings) as operator:
+        publishes = [
+            asyncio.create_task(operator.publish(device_topic(f"d-{n}", DeviceTopic.DESIRED), b"x"))
+            for n in range(2000)
+        ]
+        await asyncio.sleep(0)  # all sent to paho, most not acknowledged yet
+        await asyncio.to_thread(mosquitto_broker.stop)
+        results = await asyncio.gather(*publishes, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, DisconnectedError)]
+        assert failed, "the broker stopped with nothing in flight; raise the count"
+        assert all(r is None or isinstance(r, DisconnectedError) for r in results)
+        assert operator.counters.published + len(failed) == 2000
+        assert operator.publishes_in_flight == 0  # every waiter was settled and removed
+        with pytest.raises(DisconnectedError, match="not connected"):
+            await operator.publish(STATUS_A, b"while down")

@@ -102,6 +102,11 @@ class MqttClient:
         return self._connected
 
     @property
+    def publishes_in_flight(self) -> int:
+        """Publishes waiting for their acknowledgement."""
+        return len(self._publishes)
+
+    @property
     def queued(self) -> int:
         """Messages waiting in the inbox."""
         return len(self._inbox)
