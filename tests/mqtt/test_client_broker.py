@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,13 @@ from flotta.mqtt import (
     Message,
     MqttClient,
     PublishError,
+    WillSettings,
 )
 from flotta.pki.store import PkiStore
 from flotta.schemas.topics import DeviceTopic, device_filter, device_topic
 from tests.fixtures.brokers import TestBroker, new_fleet_pki
 from tests.mqtt.helpers import settings_for
+from tests.mqtt.proxy import CuttableProxy
 
 DESIRED_A = device_topic("dev-a", DeviceTopic.DESIRED)
 STATUS_A = device_topic("dev-a", DeviceTopic.STATUS)
@@ -275,3 +278,87 @@ async def test_publishes_in_flight_fail_when_the_connection_drops(
         assert operator.publishes_in_flight == 0  # every waiter was settled and removed
         with pytest.raises(DisconnectedError, match="not connected"):
             await operator.publish(STATUS_A, b"while down")
+
+
+async def test_network_loss_publishes_the_will_and_the_client_comes_back(
+    mosquitto_broker: TestBroker,
+) -> None:
+    connection_a = device_topic("dev-a", DeviceTopic.CONNECTION)
+    proxy = CuttableProxy(mosquitto_broker.host, mosquitto_broker.port)
+    await proxy.start()
+    connected = asyncio.Event()
+
+    async def on_connected(session_present: bool) -> None:
+        connected.set()
+
+    device_settings = dataclasses.replace(
+        settings_for(
+            mosquitto_broker,
+            mosquitto_broker.device("dev-a"),
+            "dev-a",
+            will=WillSettings(connection_a, b"offline", qos=1, retain=True),
+        ),
+        port=proxy.port,
+    )
+    try:
+        async with (
+            MqttClient(
+                settings_for(mosquitto_broker, mosquitto_broker.operator(), "operator")
+            ) as operator,
+            MqttClient(device_settings, on_connected=on_connected) as device,
+        ):
+            await operator.subscribe([(connection_a, 1)])
+            connected.clear()
+            proxy.cut()
+            will = await _next(operator)
+            assert (will.topic, will.payload) == (connection_a, b"offline")
+            will.ack()
+            async with asyncio.timeout(10):
+                await connected.wait()
+            assert device.counters.reconnects == 1
+            await device.publish(connection_a, b"online", retain=True)
+    finally:
+        await proxy.close()
+
+
+async def test_start_waits_for_a_broker_that_is_down(mosquitto_broker: TestBroker) -> None:
+    creds = mosquitto_broker.device("dev-a")
+    await asyncio.to_thread(mosquitto_broker.stop)
+    connected = asyncio.Event()
+
+    async def on_connected(session_present: bool) -> None:
+        connected.set()
+
+    client = MqttClient(settings_for(mosquitto_broker, creds, "dev-a"), on_connected=on_connected)
+    await client.start()  # does not raise while the broker is down
+    try:
+        await asyncio.sleep(0.5)
+        assert not client.connected
+        assert client.counters.connect_failures >= 2
+        await asyncio.to_thread(mosquitto_broker.start)
+        async with asyncio.timeout(10):
+            await connected.wait()
+        await client.publish(STATUS_A, b"finally")
+    finally:
+        await client.close()
+
+
+async def test_a_second_ack_is_not_sent(mosquitto_broker: TestBroker) -> None:
+    async with (
+        MqttClient(
+            settings_for(mosquitto_broker, mosquitto_broker.device("dev-a"), "dev-a")
+        ) as device,
+        MqttClient(
+            settings_for(mosquitto_broker, mosquitto_broker.operator(), "operator")
+        ) as operator,
+    ):
+        await device.subscribe([(DESIRED_A, 1)])
+        await operator.publish(DESIRED_A, b"one")
+        first = await _next(device)
+        first.ack()
+        first.ack()  # harmless: the mid may already belong to the next message
+        await operator.publish(DESIRED_A, b"two")
+        second = await _next(device)
+        assert second.payload == b"two"
+        second.ack()
+        assert device.counters.stale_acks == 0

@@ -92,6 +92,7 @@ class MqttClient:
         self._connecting = False
         self._closing = False
         self._generation = 0
+        self._unacked: set[int] = set()  # mids of QoS>0 messages delivered on this connection
         self._last_error = ""
         self._tls_configured = False
 
@@ -136,7 +137,7 @@ class MqttClient:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.close_timeout):
                     await self._lost.wait()
-        tasks = list(self._tasks)
+        tasks = [task for task in self._tasks if task is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -311,12 +312,18 @@ class MqttClient:
 
     async def _connect_once(self) -> bool:
         """One attempt; whether the broker had our session. Raises ConnectError."""
+        try:
+            return await self._attempt()
+        except ConnectError:
+            self.counters.connect_failures += 1
+            raise
+
+    async def _attempt(self) -> bool:
         settings = self.settings
         loop = self._running_loop()
         try:
             context = settings.tls.ssl_context() if settings.tls is not None else None
         except (OSError, ValueError) as exc:
-            self.counters.connect_failures += 1
             raise ConnectError(settings.host, settings.port, f"TLS setup: {exc}") from exc
         self._last_error = ""
         self._lost.clear()
@@ -332,15 +339,13 @@ class MqttClient:
                 raise
             except (OSError, ValueError) as exc:
                 raise ConnectError(settings.host, settings.port, _describe(exc)) from exc
-            async with asyncio.timeout(settings.connect_timeout):
-                return await self._connack
-        except TimeoutError:
-            raise ConnectError(
-                settings.host, settings.port, f"no CONNACK within {settings.connect_timeout} s"
-            ) from None
-        except ConnectError:
-            self.counters.connect_failures += 1
-            raise
+            try:
+                async with asyncio.timeout(settings.connect_timeout):
+                    return await self._connack
+            except TimeoutError:
+                raise ConnectError(
+                    settings.host, settings.port, f"no CONNACK within {settings.connect_timeout} s"
+                ) from None
         finally:
             self._connecting = False
             self._connack = None
@@ -442,6 +447,7 @@ class MqttClient:
             )
         self._connected = True
         self._generation += 1
+        self._unacked.clear()
         self._lost_reason = ""
         self._log.info(
             "MQTT %s connected to %s:%d (session present: %s)",
@@ -539,6 +545,8 @@ class MqttClient:
             generation=self._generation,
             _acker=self._ack,
         )
+        if message.qos > 0:
+            self._unacked.add(message.mid)
         if not self._inbox.offer(message):
             self.counters.dropped += 1
             self._log.warning(
@@ -555,6 +563,9 @@ class MqttClient:
         if message.generation != self._generation or not self._connected:
             self.counters.stale_acks += 1
             return
+        if message.mid not in self._unacked:
+            return  # acked before: a second PUBACK could ack a newer message with this mid
+        self._unacked.discard(message.mid)
         self._paho.ack(message.mid, message.qos)
 
     def _paho_logger(self) -> logging.Logger:
