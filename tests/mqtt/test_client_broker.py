@@ -26,6 +26,7 @@ from tests.mqtt.proxy import CuttableProxy
 DESIRED_A = device_topic("dev-a", DeviceTopic.DESIRED)
 STATUS_A = device_topic("dev-a", DeviceTopic.STATUS)
 NOT_AUTHORIZED = 0x87
+CONNACK_UNSPECIFIED = 0x80
 
 
 async def _next(client: MqttClient, within: float = 5.0) -> Message:
@@ -87,7 +88,7 @@ async def test_publish_outside_the_acl_raises_publish_error(mosquitto_broker: Te
 
 async def test_client_without_certificate_is_refused(mosquitto_broker: TestBroker) -> None:
     client = MqttClient(settings_for(mosquitto_broker, None, "anonymous"))
-    with pytest.raises(ConnectError) as refused:
+    with pytest.raises(ConnectError, match="certificate required") as refused:
         await client.connect()
     assert f"{mosquitto_broker.host}:{mosquitto_broker.port}" in str(refused.value)
     assert not client.connected
@@ -362,3 +363,12 @@ async def test_a_second_ack_is_not_sent(mosquitto_broker: TestBroker) -> None:
         assert second.payload == b"two"
         second.ack()
         assert device.counters.stale_acks == 0
+
+
+async def test_connack_refusal_carries_the_reason_code(mosquitto_broker: TestBroker) -> None:
+    """Mosquitto 2.0 refuses an empty client id with a persistent session: CONNACK 0x80."""
+    settings = settings_for(mosquitto_broker, mosquitto_broker.device("dev-a"), "")
+    with pytest.raises(ConnectError) as refused:
+        await MqttClient(settings).connect()
+    assert refused.value.reason_code == CONNACK_UNSPECIFIED
+    assert str(refused.value).endswith(": Unspecified error (reason code 0x80)")
