@@ -372,3 +372,40 @@ async def test_connack_refusal_carries_the_reason_code(mosquitto_broker: TestBro
         await MqttClient(settings).connect()
     assert refused.value.reason_code == CONNACK_UNSPECIFIED
     assert str(refused.value).endswith(": Unspecified error (reason code 0x80)")
+
+
+async def test_subscriptions_are_renewed_when_the_session_is_gone(
+    mosquitto_broker: TestBroker,
+) -> None:
+    proxy = CuttableProxy(mosquitto_broker.host, mosquitto_broker.port)
+    await proxy.start()
+    sessions: list[bool] = []
+    reconnected = asyncio.Event()
+
+    async def on_connected(session_present: bool) -> None:
+        sessions.append(session_present)
+        if len(sessions) == 2:
+            reconnected.set()
+
+    device_settings = dataclasses.replace(
+        settings_for(mosquitto_broker, mosquitto_broker.device("dev-a"), "dev-a", session_expiry=0),
+        port=proxy.port,
+    )
+    try:
+        async with (
+            MqttClient(device_settings, on_connected=on_connected) as device,
+            MqttClient(
+                settings_for(mosquitto_broker, mosquitto_broker.operator(), "operator")
+            ) as operator,
+        ):
+            await device.subscribe([(DESIRED_A, 1)])
+            proxy.cut()
+            async with asyncio.timeout(10):
+                await reconnected.wait()
+            assert sessions == [False, False]  # the broker forgot us: we subscribed again
+            await operator.publish(DESIRED_A, b"after resubscribe")
+            got = await _next(device)
+            assert got.payload == b"after resubscribe"
+            got.ack()
+    finally:
+        await proxy.close()
