@@ -1,9 +1,8 @@
 """The asyncio MQTT v5 client: paho-mqtt driven by the event loop, no network thread.
 
-paho's socket is handed to the loop (``add_reader``/``add_writer`` from paho's socket
-callbacks) and ``loop_misc`` runs on a timer task. Only the blocking TCP + TLS connect runs
-in a worker thread; socket callbacks paho makes there are passed to the loop with
-``call_soon_threadsafe``. Every other paho call and callback happens on the loop thread.
+paho's socket is served by the loop (``flotta.mqtt.looping``) and ``loop_misc`` runs on a
+timer task. Only the blocking TCP + TLS connect runs in a worker thread; every other paho
+call and callback happens on the loop thread.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from flotta.mqtt.errors import (
     PublishError,
     SubscribeError,
 )
+from flotta.mqtt.looping import SocketBridge, tracking_socket_class
 from flotta.mqtt.messages import Inbox, Message
 from flotta.mqtt.settings import MqttSettings
 
@@ -80,7 +79,6 @@ class MqttClient:
         self._inbox = Inbox(settings.queue_size)
         self._paho = self._make_paho()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._publishes: dict[int, tuple[asyncio.Future[None], str]] = {}
         self._subscribes: dict[int, asyncio.Future[list[ReasonCode]]] = {}
@@ -249,10 +247,6 @@ class MqttClient:
         client.on_subscribe = self._handle_suback
         client.on_message = self._handle_message
         client.enable_logger(self._paho_logger())
-        client.on_socket_open = self._socket_open
-        client.on_socket_close = self._socket_close
-        client.on_socket_register_write = self._socket_register_write
-        client.on_socket_unregister_write = self._socket_unregister_write
         return client
 
     def _connect_properties(self) -> Properties:
@@ -265,7 +259,7 @@ class MqttClient:
         if self._loop is not None:
             raise MqttError("this client was already started; make a new one")
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        SocketBridge(self._paho, self._loop).attach()
         self._spawn(self._housekeeping(), "mqtt-housekeeping")
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
@@ -290,7 +284,7 @@ class MqttClient:
         settings = self.settings
         opened: list[ssl.SSLSocket] = []
         if context is not None:
-            context.sslsocket_class = _tracking_socket_class(opened)
+            context.sslsocket_class = tracking_socket_class(opened)
             if self._tls_configured:
                 # paho allows tls_set_context once; a renewed certificate needs a new context.
                 self._paho._ssl_context = context
@@ -596,69 +590,6 @@ class MqttClient:
             return await future
         finally:
             self._subscribes.pop(mid, None)
-
-    # ---- socket callbacks (loop thread, or the connect worker) ------------------------------
-
-    def _on_loop_thread(self, callback: Callable[..., None], *args: Any) -> None:
-        loop = self._running_loop()
-        if threading.get_ident() == self._loop_thread:
-            callback(*args)
-        else:
-            loop.call_soon_threadsafe(callback, *args)
-
-    def _is_current(self, sock: Any) -> bool:
-        """Still paho's open socket (a marshalled callback may arrive after it was closed)."""
-        current: Any = self._paho.socket()
-        return current is sock and bool(sock.fileno() >= 0)
-
-    def _socket_open(self, client: paho.Client, userdata: object, sock: Any) -> None:
-        self._on_loop_thread(self._add_reader, sock)
-
-    def _add_reader(self, sock: Any) -> None:
-        if self._is_current(sock):
-            self._running_loop().add_reader(sock, self._readable, sock)
-
-    def _readable(self, sock: Any) -> None:
-        self._paho.loop_read()
-        # TLS may hold decrypted bytes that the socket no longer signals as readable.
-        rounds = 0
-        while (
-            isinstance(sock, ssl.SSLSocket)
-            and self._is_current(sock)
-            and sock.pending()
-            and rounds < 1000
-        ):
-            self._paho.loop_read()
-            rounds += 1
-
-    def _socket_close(self, client: paho.Client, userdata: object, sock: Any) -> None:
-        if sock.fileno() >= 0:
-            self._running_loop().remove_reader(sock)
-
-    def _socket_register_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
-        self._on_loop_thread(self._add_writer, sock)
-
-    def _add_writer(self, sock: Any) -> None:
-        if self._is_current(sock):
-            self._running_loop().add_writer(sock, self._writable)
-
-    def _writable(self) -> None:
-        self._paho.loop_write()
-
-    def _socket_unregister_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
-        if sock.fileno() >= 0:
-            self._running_loop().remove_writer(sock)
-
-
-def _tracking_socket_class(opened: list[ssl.SSLSocket]) -> type[ssl.SSLSocket]:
-    class _TrackedSSLSocket(ssl.SSLSocket):
-        @classmethod
-        def _create(cls, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
-            sock: ssl.SSLSocket = super()._create(*args, **kwargs)  # type: ignore[misc]
-            opened.append(sock)
-            return sock
-
-    return _TrackedSSLSocket
 
 
 class _LastError(logging.Handler):
