@@ -1,4 +1,21 @@
-"""``flotta.mqtt``: the asyncio MQTT v5 client used by the operator, the bridge and the agent."""
+"""``flotta.mqtt``: the asyncio MQTT v5 client used by the operator, the bridge and the agent.
+
+Only paho-mqtt and the standard library. Typical use::
+
+    settings = MqttSettings(host, 8883, "dev-a", TlsSettings(ca, cert, key))
+
+    async def on_connected(session_present: bool) -> None:
+        await client.publish(connection_topic, b"online", retain=True)  # birth message
+
+    async with MqttClient(settings, on_connected=on_connected) as client:
+        await client.subscribe([(desired_topic, 1)])
+        async for message in client.messages():
+            await handle(message)
+            message.ack()  # the broker forgets the message only now
+
+Delivery is at least once: a message handled but not acked when the connection drops comes
+again (``duplicate=True``) after the reconnect.
+"""
 
 from flotta.mqtt.backoff import Backoff, BackoffPolicy
 from flotta.mqtt.client import MqttClient, MqttCounters
