@@ -14,6 +14,8 @@ class CuttableProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.host, 0)
@@ -33,12 +35,20 @@ class CuttableProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
         finally:
             writer.close()
+
+    def pause(self) -> None:
+        """Hold every byte back, connections stay open: a silent network."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> None:
         """Abort every open connection (no FIN exchange, no MQTT DISCONNECT)."""
@@ -47,6 +57,7 @@ class CuttableProxy:
         self._writers.clear()
 
     async def close(self) -> None:
+        self.resume()
         self.cut()
         for task in list(self._pipes):
             task.cancel()

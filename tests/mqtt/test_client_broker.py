@@ -409,3 +409,34 @@ async def test_subscriptions_are_renewed_when_the_session_is_gone(
             got.ack()
     finally:
         await proxy.close()
+
+
+async def test_a_silent_network_is_noticed_by_keepalive(mosquitto_broker: TestBroker) -> None:
+    proxy = CuttableProxy(mosquitto_broker.host, mosquitto_broker.port)
+    await proxy.start()
+    reasons: list[str] = []
+    lost = asyncio.Event()
+
+    async def on_disconnected(reason: str) -> None:
+        reasons.append(reason)
+        lost.set()
+
+    device_settings = dataclasses.replace(
+        settings_for(mosquitto_broker, mosquitto_broker.device("dev-a"), "dev-a", keepalive=1),
+        port=proxy.port,
+        misc_interval=0.2,
+    )
+    try:
+        async with MqttClient(device_settings, on_disconnected=on_disconnected) as device:
+            proxy.pause()
+            async with asyncio.timeout(10):
+                await lost.wait()
+            assert "keep alive" in reasons[0].lower()
+            proxy.cut()
+            proxy.resume()
+            async with asyncio.timeout(10):
+                while not device.connected:  # noqa: ASYNC110 (reconnect runs in the background)
+                    await asyncio.sleep(0.05)
+            await device.publish(STATUS_A, b"back")
+    finally:
+        await proxy.close()
