@@ -56,7 +56,11 @@ class SubscribeError(MqttError):
 
 
 class DisconnectedError(MqttError):
-    """An operation needs a connection that is not there (any more)."""
+    """An operation needs a connection that is not there (any more).
+
+    For a publish whose connection dropped before the acknowledgement the outcome is
+    unknown: paho resends it in the resumed session, so it may still arrive (at least once).
+    """
 
     def __init__(self, operation: str, detail: str = "") -> None:
         self.operation = operation
