@@ -224,7 +224,10 @@ async def test_inbox_stays_bounded_by_receive_maximum(mosquitto_broker: TestBrok
         await device.subscribe([(DESIRED_A, 1)])
         for n in range(6):
             await operator.publish(DESIRED_A, str(n).encode(), qos=1)
-        await asyncio.sleep(0.5)
+        async with asyncio.timeout(5):
+            while device.queued < 2:  # noqa: ASYNC110 (the inbox has no event to wait on)
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
         # The broker holds the rest back until we ack: nothing is dropped.
         assert (device.queued, device.counters.dropped) == (2, 0)
         seen = []
