@@ -5,7 +5,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flotta.agent.telemetry.errors import ExpositionError
-from flotta.agent.telemetry.exposition import METRIC_NAME, parse_exposition, parse_sample_line
+from flotta.agent.telemetry.exposition import (
+    METRIC_NAME,
+    Exposition,
+    parse_exposition,
+    parse_sample_line,
+)
 
 SAMPLE = """\
 # HELP http_requests_total The total number of HTTP requests.
@@ -86,12 +91,18 @@ def test_empty_labels_and_spaces_inside_braces() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from('abc_:{}=",\\ \t\n#+-.0123456789eEINfa'), max_size=80))
 def test_any_text_parses_or_fails_with_an_exposition_error(text: str) -> None:
-    try:
-        exposition = parse_exposition(text)
-    except ExpositionError as exc:
-        assert 1 <= exc.line_number <= text.count("\n") + 1
+    result = parse_or_error(text)
+    if isinstance(result, ExpositionError):
+        assert 1 <= result.line_number <= text.count("\n") + 1
     else:
-        assert all(METRIC_NAME.fullmatch(sample.name) for sample in exposition.samples)
+        assert all(METRIC_NAME.fullmatch(sample.name) for sample in result.samples)
+
+
+def parse_or_error(text: str) -> Exposition | ExpositionError:
+    try:
+        return parse_exposition(text)
+    except ExpositionError as exc:
+        return exc
 
 
 @settings(max_examples=100, deadline=None)
@@ -108,6 +119,7 @@ def test_written_samples_parse_back(labels: dict[str, str], value: float) -> Non
         return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
     rendered = ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
-    sample = parse_sample_line(f"m{{{rendered}}} {value!r}".replace("inf", "Inf"))
+    written = repr(value) if math.isfinite(value) else ("+Inf" if value > 0 else "-Inf")
+    sample = parse_sample_line(f"m{{{rendered}}} {written}")
     assert sample.labels == labels
     assert sample.value == value
