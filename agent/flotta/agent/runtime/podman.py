@@ -33,10 +33,12 @@ from flotta.agent.runtime.errors import (
     WorkloadRuntimeError,
 )
 from flotta.agent.runtime.libpod import LibpodClient, api_error, quote
-from flotta.agent.runtime.logframes import FrameDecoder, LineSplitter, LogLine, Stream, parse_line
+from flotta.agent.runtime.logframes import LogLine
+from flotta.agent.runtime.logstream import ContainerRef, follow_logs
 from flotta.agent.runtime.manifest import RenderedWorkload, render, secret_prefix
 from flotta.agent.runtime.phases import workload_state
 from flotta.agent.runtime.planning import Plan, plan
+from flotta.agent.runtime.pods import app_containers, short_name
 from flotta.agent.runtime.registryauth import registry_config_header
 from flotta.agent.runtime.spec import (
     RESTART_POLICY_LABEL,
@@ -133,7 +135,7 @@ class PodmanRuntime:
             if not name:
                 continue
             containers = []
-            for summary in _app_containers(pod):
+            for summary in app_containers(pod):
                 with contextlib.suppress(WorkloadNotFoundError):  # removed meanwhile
                     containers.append(await self._container_state(pod, summary["Id"], now))
             states[name] = workload_state(name, containers)
@@ -143,8 +145,8 @@ class PodmanRuntime:
         """Container name -> id of the workload's application containers."""
         pod = await self._pod(name)
         return {
-            _short_name(pod, summary.get("Names", "")): str(summary["Id"])
-            for summary in _app_containers(pod)
+            short_name(pod, summary.get("Names", "")): str(summary["Id"])
+            for summary in app_containers(pod)
         }
 
     # changing ----------------------------------------------------------------------------
@@ -255,85 +257,16 @@ class PodmanRuntime:
         (``contextlib.aclosing``) to stop reading early.
         """
         pod = await self._pod(name)
-        containers = _app_containers(pod)
-        queue: asyncio.Queue[LogLine | BaseException | None] = asyncio.Queue(self.log_queue_size)
-        tasks = [
-            asyncio.create_task(
-                self._follow(name, pod, summary, since, follow, queue),
-                name=f"logs {name}/{_short_name(pod, summary.get('Names', ''))}",
-            )
-            for summary in containers
+        containers = [
+            ContainerRef(name, short_name(pod, summary.get("Names", "")), str(summary["Id"]))
+            for summary in app_containers(pod)
         ]
-        try:
-            running = len(tasks)
-            while running:
-                item = await queue.get()
-                if item is None:
-                    running -= 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _follow(
-        self,
-        name: str,
-        pod: Mapping[str, Any],
-        summary: Mapping[str, Any],
-        since: datetime | None,
-        follow: bool,
-        queue: asyncio.Queue[LogLine | BaseException | None],
-    ) -> None:
-        try:
-            await self._container_lines(name, pod, summary, since, follow, queue)
-        except WorkloadNotFoundError:
-            pass  # removed meanwhile: its stream simply ends
-        except (WorkloadRuntimeError, ValueError) as error:
-            await queue.put(error)  # the reader raises it and cancels the other streams
-            return
-        # Not in `finally`: a cancelled reader must not wait for room in a queue nobody reads.
-        await queue.put(None)
-
-    async def _container_lines(
-        self,
-        name: str,
-        pod: Mapping[str, Any],
-        summary: Mapping[str, Any],
-        since: datetime | None,
-        follow: bool,
-        queue: asyncio.Queue[LogLine | BaseException | None],
-    ) -> None:
-        container = _short_name(pod, summary.get("Names", ""))
-        container_path = f"/containers/{quote(summary['Id'])}"
-        inspect = await self.client.call("inspecting container", "GET", f"{container_path}/json")
-        tty = bool((inspect.get("Config") or {}).get("Tty"))
-        query = {"follow": str(follow).lower(), "stdout": "true", "stderr": "true"}
-        query["timestamps"] = "true"
-        if since is not None:
-            query["since"] = since.astimezone(UTC).isoformat()
-        async with self.client.stream("GET", f"{container_path}/logs", query=query) as (
-            status,
-            _,
-            chunks,
-        ):
-            if status == 404:
-                return
-            if status != 200:
-                raise PodmanApiError(f"reading logs of {name}/{container}", status, "")
-            decoder = FrameDecoder(multiplexed=not tty)
-            splitters: dict[Stream, LineSplitter] = {}
-            async for chunk in chunks:
-                for stream, payload in decoder.feed(chunk):
-                    splitter = splitters.setdefault(stream, LineSplitter())
-                    for raw in splitter.feed(payload):
-                        await queue.put(parse_line(name, container, stream, raw, timestamps=True))
-            for stream, splitter in splitters.items():
-                for raw in splitter.flush():
-                    await queue.put(parse_line(name, container, stream, raw, timestamps=True))
+        lines = follow_logs(
+            self.client, containers, since, follow=follow, queue_size=self.log_queue_size
+        )
+        async with contextlib.aclosing(lines):
+            async for line in lines:
+                yield line
 
     # internals ---------------------------------------------------------------------------
 
@@ -384,7 +317,7 @@ class PodmanRuntime:
             started = datetime.fromisoformat(str(state.get("StartedAt")))
             running_for = (now - started).total_seconds()
         return ContainerState(
-            name=_short_name(pod, str(inspect.get("Name", ""))),
+            name=short_name(pod, str(inspect.get("Name", ""))),
             container_id=container_id,
             state=str(state.get("Status", "unknown")),
             exit_code=_int(state.get("ExitCode"), 0),
@@ -400,18 +333,6 @@ def _play_error(name: str, error: PodmanApiError) -> WorkloadRuntimeError:
     if any(hint in text for hint in MANIFEST_ERROR_HINTS):
         return InvalidManifestError(name, f"Podman rejects the manifest: {error.message}")
     return error
-
-
-def _app_containers(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
-    infra = pod.get("InfraId")
-    return [c for c in pod.get("Containers") or [] if c.get("Id") != infra]
-
-
-def _short_name(pod: Mapping[str, Any], full: object) -> str:
-    """Podman names a pod's containers ``<pod>-<container>``; the manifest's name."""
-    text = str(full[0] if isinstance(full, list) and full else full)
-    prefix = f"{pod.get('Name', '')}-"
-    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def _int(value: object, default: int) -> int:

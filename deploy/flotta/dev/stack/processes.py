@@ -101,3 +101,10 @@ def load(path: Path) -> list[ProcessRecord]:
         ProcessRecord(r["name"], int(r["pid"]), tuple(r["argv"]), r["log"])
         for r in json.loads(path.read_text())
     ]
+
+
+def stop_recorded(path: Path) -> list[ProcessRecord]:
+    """Stop every recorded process, newest first, and forget them; returns those stopped."""
+    stopped = [record for record in reversed(load(path)) if stop(record)]
+    path.unlink(missing_ok=True)
+    return stopped
