@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from flotta.mqtt import MqttClient, MqttSettings, TlsSettings
+from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
 from tests.fixtures.brokers import ClientCredentials, TestBroker, new_fleet_pki
 
 
@@ -33,7 +33,7 @@ async def bench_flotta(broker: TestBroker, creds: ClientCredentials, n: int) -> 
         broker.host,
         broker.port,
         "bench-flotta",
-        TlsSettings(creds.ca, creds.cert, creds.key),
+        TlsFiles(creds.ca, creds.cert, creds.key),
         clean_start=True,
         session_expiry=0,
     )

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flotta.mqtt import BackoffPolicy, MqttSettings, TlsSettings
+from flotta.mqtt import MqttSettings, TlsFiles
 from tests.fixtures.brokers import ClientCredentials, TestBroker
 
-FAST_BACKOFF = BackoffPolicy(base=0.05, cap=0.5, stable_after=5.0)
+FAST_RECONNECT: dict[str, float] = {
+    "reconnect_base": 0.05,
+    "reconnect_cap": 0.5,
+    "reconnect_stable_after": 5.0,
+}
 
 
 def settings_for(
@@ -19,15 +23,15 @@ def settings_for(
     ca: Path | None = None,
     **overrides: Any,
 ) -> MqttSettings:
-    tls = TlsSettings(
-        ca_file=ca or broker.ca_path,
-        cert_file=credentials.cert if credentials else None,
-        key_file=credentials.key if credentials else None,
+    tls = TlsFiles(
+        ca=ca or broker.ca_path,
+        cert=credentials.cert if credentials else None,
+        key=credentials.key if credentials else None,
     )
     options: dict[str, Any] = {
         "keepalive": 5,
         "connect_timeout": 5.0,
-        "backoff": FAST_BACKOFF,
+        **FAST_RECONNECT,
     }
     options.update(overrides)
     return MqttSettings(broker.host, broker.port, client_id, tls, **options)

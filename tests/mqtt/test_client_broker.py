@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from flotta.mqtt import (
-    BackoffPolicy,
     ConnectError,
     DisconnectedError,
     Message,
     MqttClient,
     PublishError,
-    WillSettings,
+    Will,
 )
 from flotta.pki.store import PkiStore
 from flotta.schemas.topics import DeviceTopic, device_filter, device_topic
@@ -140,7 +139,7 @@ async def test_a_message_not_acked_is_redelivered_after_reconnect(
 ) -> None:
     creds = mosquitto_broker.device("dev-a")
     async with (
-        MqttClient(settings_for(mosquitto_broker, creds, "dev-a")) as device,
+        MqttClient(settings_for(mosquitto_broker, creds, "dev-a"), manual_ack=True) as device,
         MqttClient(
             settings_for(mosquitto_broker, mosquitto_broker.operator(), "operator")
         ) as operator,
@@ -149,11 +148,15 @@ async def test_a_message_not_acked_is_redelivered_after_reconnect(
         await operator.publish(DESIRED_A, b"handle-me", qos=1)
         unhandled = await _next(device)  # the "replica" dies before acking
         assert not unhandled.duplicate
-    async with MqttClient(settings_for(mosquitto_broker, creds, "dev-a")) as device:
+    async with MqttClient(
+        settings_for(mosquitto_broker, creds, "dev-a"), manual_ack=True
+    ) as device:
         again = await _next(device)
         assert (again.payload, again.duplicate) == (b"handle-me", True)
         again.ack()
-    async with MqttClient(settings_for(mosquitto_broker, creds, "dev-a")) as device:
+    async with MqttClient(
+        settings_for(mosquitto_broker, creds, "dev-a"), manual_ack=True
+    ) as device:
         with pytest.raises(TimeoutError):
             await _next(device, within=1.0)  # acked: not delivered a third time
 
@@ -213,10 +216,10 @@ async def test_inbox_stays_bounded_by_receive_maximum(mosquitto_broker: TestBrok
         mosquitto_broker.device("dev-a"),
         "dev-a",
         receive_maximum=2,
-        queue_size=2,
+        incoming_queue=2,
     )
     async with (
-        MqttClient(settings) as device,
+        MqttClient(settings, manual_ack=True) as device,
         MqttClient(
             settings_for(mosquitto_broker, mosquitto_broker.operator(), "operator")
         ) as operator,
@@ -225,11 +228,11 @@ async def test_inbox_stays_bounded_by_receive_maximum(mosquitto_broker: TestBrok
         for n in range(6):
             await operator.publish(DESIRED_A, str(n).encode(), qos=1)
         async with asyncio.timeout(5):
-            while device.queued < 2:  # noqa: ASYNC110 (the inbox has no event to wait on)
+            while device.queue_depth < 2:  # noqa: ASYNC110 (the inbox has no event to wait on)
                 await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
         # The broker holds the rest back until we ack: nothing is dropped.
-        assert (device.queued, device.counters.dropped) == (2, 0)
+        assert (device.queue_depth, device.counters.dropped) == (2, 0)
         seen = []
         for _ in range(6):
             message = await _next(device)
@@ -241,10 +244,14 @@ async def test_inbox_stays_bounded_by_receive_maximum(mosquitto_broker: TestBrok
 
 async def test_qos0_overflow_is_counted(mosquitto_broker: TestBroker) -> None:
     settings = settings_for(
-        mosquitto_broker, mosquitto_broker.device("dev-a"), "dev-a", receive_maximum=2, queue_size=2
+        mosquitto_broker,
+        mosquitto_broker.device("dev-a"),
+        "dev-a",
+        receive_maximum=2,
+        incoming_queue=2,
     )
     async with (
-        MqttClient(settings) as device,
+        MqttClient(settings, manual_ack=True) as device,
         MqttClient(
             settings_for(mosquitto_broker, mosquitto_broker.operator(), "operator")
         ) as operator,
@@ -255,7 +262,7 @@ async def test_qos0_overflow_is_counted(mosquitto_broker: TestBroker) -> None:
         async with asyncio.timeout(5):
             while device.counters.received < 5:  # noqa: ASYNC110 (a counter, no event to wait on)
                 await asyncio.sleep(0.05)
-        assert (device.queued, device.counters.dropped) == (2, 3)
+        assert (device.queue_depth, device.counters.dropped) == (2, 3)
 
 
 async def test_publishes_in_flight_fail_when_the_connection_drops(
@@ -265,7 +272,8 @@ async def test_publishes_in_flight_fail_when_the_connection_drops(
         mosquitto_broker,
         mosquitto_broker.operator(),
         "operator",
-        backoff=BackoffPolicy(base=30.0, cap=30.0),  # stay disconnected for the assertions
+        reconnect_base=30.0,  # stay disconnected for the assertions
+        reconnect_cap=30.0,
     )
     async with MqttClient(settings) as operator:
         publishes = [
@@ -300,7 +308,7 @@ async def test_network_loss_publishes_the_will_and_the_client_comes_back(
             mosquitto_broker,
             mosquitto_broker.device("dev-a"),
             "dev-a",
-            will=WillSettings(connection_a, b"offline", qos=1, retain=True),
+            will=Will(connection_a, b"offline", qos=1, retain=True),
         ),
         port=proxy.port,
     )
@@ -350,7 +358,8 @@ async def test_start_waits_for_a_broker_that_is_down(mosquitto_broker: TestBroke
 async def test_a_second_ack_is_not_sent(mosquitto_broker: TestBroker) -> None:
     async with (
         MqttClient(
-            settings_for(mosquitto_broker, mosquitto_broker.device("dev-a"), "dev-a")
+            settings_for(mosquitto_broker, mosquitto_broker.device("dev-a"), "dev-a"),
+            manual_ack=True,
         ) as device,
         MqttClient(
             settings_for(mosquitto_broker, mosquitto_broker.operator(), "operator")

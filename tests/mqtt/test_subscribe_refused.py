@@ -18,9 +18,9 @@ import pytest
 
 from flotta.dev.natsserver import free_port
 from flotta.mosquitto.process import MosquittoProcess
-from flotta.mqtt import MqttClient, MqttSettings, SubscribeError, TlsSettings
+from flotta.mqtt import MqttClient, MqttSettings, SubscribeError, TlsFiles
 from flotta.pki.store import PkiStore
-from tests.mqtt.helpers import FAST_BACKOFF
+from tests.mqtt.helpers import FAST_RECONNECT
 
 DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
 USER, PASSWORD = "watcher", "watcher-secret"
@@ -110,10 +110,11 @@ async def test_refused_subscription_raises_subscribe_error(
         "127.0.0.1",
         dynsec_broker,
         "watcher-1",
-        TlsSettings(fleet_pki.ca_cert_path),
+        TlsFiles(fleet_pki.ca_cert_path),
         username=USER,
         password=PASSWORD,
-        backoff=FAST_BACKOFF,
+        reconnect_base=FAST_RECONNECT["reconnect_base"],
+        reconnect_cap=FAST_RECONNECT["reconnect_cap"],
     )
     async with MqttClient(settings) as client:
         with pytest.raises(SubscribeError) as refused:

@@ -13,7 +13,7 @@ from flotta.mqtt import (
     MqttSettings,
     PublishError,
     SubscribeError,
-    TlsSettings,
+    TlsFiles,
 )
 from flotta.mqtt.messages import Inbox, Message
 
@@ -27,19 +27,24 @@ def _message(n: int, qos: int = 1, generation: int = 1) -> Message:
         mid=n,
         duplicate=False,
         properties=None,
-        generation=generation,
+        connection=generation,
         _acker=lambda _m: None,
     )
 
 
 def test_queue_must_hold_every_message_the_broker_may_have_in_flight() -> None:
-    with pytest.raises(ValueError, match="queue_size 10 must be at least receive_maximum 20"):
-        MqttSettings("h", 8883, "c", None, receive_maximum=20, queue_size=10)
+    with pytest.raises(ValueError, match="incoming_queue 10 must be at least receive_maximum 20"):
+        MqttSettings("h", 8883, "c", None, receive_maximum=20, incoming_queue=10)
+
+
+def test_nonsense_reconnect_delays_are_refused_with_the_settings() -> None:
+    with pytest.raises(ValueError, match="backoff needs"):
+        MqttSettings("h", 8883, "c", reconnect_base=5.0, reconnect_cap=1.0)
 
 
 def test_client_certificate_needs_its_key() -> None:
     with pytest.raises(ValueError, match="go together"):
-        TlsSettings(Path("ca.pem"), cert_file=Path("c.pem"))
+        TlsFiles(Path("ca.pem"), cert=Path("c.pem"))
 
 
 def test_errors_read_well() -> None:

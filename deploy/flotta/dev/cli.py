@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from flotta.cli import add_subcommands
 
 # subcommand -> module with register(parser)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("flotta.dev.stack.cli_up", "run the whole system on this machine (loopback)"),
+    "down": ("flotta.dev.stack.cli_down", "stop everything that 'flotta dev up' started"),
     "kube-api": ("flotta.dev.kubeapi.cli", "serve the local Kubernetes-compatible API"),
+    "simulate": ("flotta.dev.simulator.cli", "simulated devices with real TLS MQTT connections"),
+    "tail": ("flotta.dev.stack.cli_tail", "print device events and telemetry from NATS"),
+    "podman": ("flotta.dev.podman_cli", "an isolated Podman API service with a local image"),
 }
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    subparsers = parser.add_subparsers(dest="dev_command", metavar="COMMAND")
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.register(subparsers.add_parser(name, help=help_text, description=help_text))
+    add_subcommands(parser, SUBCOMMANDS, dest="dev_command")

@@ -2,12 +2,12 @@
 
 Only paho-mqtt and the standard library. Typical use::
 
-    settings = MqttSettings(host, 8883, "dev-a", TlsSettings(ca, cert, key))
+    settings = MqttSettings(host, 8883, "dev-a", TlsFiles(ca, cert, key))
 
     async def on_connected(session_present: bool) -> None:
         await client.publish(connection_topic, b"online", retain=True)  # birth message
 
-    async with MqttClient(settings, on_connected=on_connected) as client:
+    async with MqttClient(settings, on_connected=on_connected, manual_ack=True) as client:
         await client.subscribe([(desired_topic, 1)])
         async for message in client.messages():
             await handle(message)
@@ -27,7 +27,7 @@ from flotta.mqtt.errors import (
     SubscribeError,
 )
 from flotta.mqtt.messages import Message
-from flotta.mqtt.settings import MqttSettings, TlsSettings, WillSettings
+from flotta.mqtt.settings import MqttSettings, TlsFiles, Will
 
 __all__ = [
     "Backoff",
@@ -41,6 +41,6 @@ __all__ = [
     "MqttSettings",
     "PublishError",
     "SubscribeError",
-    "TlsSettings",
-    "WillSettings",
+    "TlsFiles",
+    "Will",
 ]

@@ -36,6 +36,7 @@ from flotta.mqtt.looping import SocketBridge, tracking_socket_class
 from flotta.mqtt.messages import Inbox, Message
 from flotta.mqtt.settings import MqttSettings
 
+DISCONNECT_WITH_WILL = 0x04
 OnConnected = Callable[[bool], Awaitable[None]]
 OnDisconnected = Callable[[str], Awaitable[None]]
 Payload = bytes | bytearray | str
@@ -44,6 +45,7 @@ Payload = bytes | bytearray | str
 @dataclass(slots=True)
 class MqttCounters:
     received: int = 0
+    connects: int = 0  # successful connections, the first included
     dropped: int = 0  # did not fit in the inbox (logged)
     published: int = 0  # acknowledged by the broker (QoS>0) or written (QoS 0)
     publish_failures: int = 0  # refused by the broker or lost with the connection
@@ -67,6 +69,7 @@ class MqttClient:
         *,
         on_connected: OnConnected | None = None,
         on_disconnected: OnDisconnected | None = None,
+        manual_ack: bool = False,
         logger: logging.Logger | None = None,
         backoff: Backoff | None = None,
     ) -> None:
@@ -74,9 +77,10 @@ class MqttClient:
         self.counters = MqttCounters()
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
+        self._manual_ack = manual_ack
         self._log = logger or logging.getLogger("flotta.mqtt")
-        self._backoff = backoff or Backoff(settings.backoff)
-        self._inbox = Inbox(settings.queue_size)
+        self._backoff = backoff or Backoff(settings.backoff_policy())
+        self._inbox = Inbox(settings.incoming_queue)
         self._paho = self._make_paho()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -85,6 +89,7 @@ class MqttClient:
         self._subscriptions: dict[str, int] = {}  # filter -> QoS, re-established if needed
         self._connack: asyncio.Future[bool] | None = None
         self._lost = asyncio.Event()
+        self._up = asyncio.Event()
         self._lost_reason = ""
         self._connected = False
         self._connecting = False
@@ -106,7 +111,7 @@ class MqttClient:
         return len(self._publishes)
 
     @property
-    def queued(self) -> int:
+    def queue_depth(self) -> int:
         """Messages waiting in the inbox."""
         return len(self._inbox)
 
@@ -125,13 +130,22 @@ class MqttClient:
         self._start()
         self._spawn(self._supervise(None), "mqtt-supervisor")
 
-    async def close(self) -> None:
-        """Send DISCONNECT (the session and its subscriptions stay), stop every task."""
+    async def wait_connected(self) -> None:
+        await self._up.wait()
+
+    async def close(self, *, publish_will: bool = False) -> None:
+        """Send DISCONNECT (the session and its subscriptions stay), stop every task.
+
+        ``publish_will``: ask the broker to publish the will anyway (reason code 0x04).
+        """
         if self._closing:
             return
         self._closing = True
         if self._connected:
-            self._paho.disconnect()
+            reason = None
+            if publish_will:
+                reason = ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL)
+            self._paho.disconnect(reasoncode=reason)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.close_timeout):
                     await self._lost.wait()
@@ -192,6 +206,13 @@ class MqttClient:
         Accepted filters are remembered and re-established after a reconnect without a
         session. Raises SubscribeError if any filter was refused.
         """
+        bad_qos = [
+            (f, f"QoS {qos} is not 0, 1 or 2", None)
+            for f, qos in subscriptions
+            if qos not in (0, 1, 2)
+        ]
+        if bad_qos:
+            raise SubscribeError(bad_qos)
         codes = await self._send_subscribe(subscriptions)
         refused: list[tuple[str, str, int | None]] = []
         granted: list[int] = []
@@ -216,12 +237,22 @@ class MqttClient:
             raise DisconnectedError("unsubscribe", paho.error_string(rc))
 
     async def messages(self) -> AsyncIterator[Message]:
-        """Incoming messages until the client is closed. Ack each after handling it."""
+        """Incoming messages until the client is closed.
+
+        Without ``manual_ack`` each is acknowledged as it is taken; with it, call
+        ``message.ack()`` (or ``client.ack(message)``) once it has been handled.
+        """
         while True:
             message = await self._inbox.get()
             if message is None:
                 return
+            if not self._manual_ack:
+                self.ack(message)
             yield message
+
+    def ack(self, message: Message) -> None:
+        """Acknowledge a handled message (PUBACK); void for QoS 0, repeats, old connections."""
+        self._ack(message)
 
     # ---- paho setup ---------------------------------------------------------------------
 
@@ -316,7 +347,7 @@ class MqttClient:
         settings = self.settings
         loop = self._running_loop()
         try:
-            context = settings.tls.ssl_context() if settings.tls is not None else None
+            context = settings.tls.context() if settings.tls is not None else None
         except (OSError, ValueError) as exc:
             raise ConnectError(settings.host, settings.port, f"TLS setup: {exc}") from exc
         self._last_error = ""
@@ -381,7 +412,7 @@ class MqttClient:
         if session_present:
             # The broker resends every unacked message of the old connection; drop the copies
             # still waiting here so that each is handled once (and acked on this connection).
-            stale = self._inbox.discard(lambda m: m.qos > 0 and m.generation != self._generation)
+            stale = self._inbox.discard(lambda m: m.qos > 0 and m.connection != self._generation)
             self.counters.discarded_redelivered += stale
         elif self._subscriptions:
             wanted = sorted(self._subscriptions.items())
@@ -440,6 +471,8 @@ class MqttClient:
                 self.settings.max_inflight, int(properties.ReceiveMaximum)
             )
         self._connected = True
+        self._up.set()
+        self.counters.connects += 1
         self._generation += 1
         self._unacked.clear()
         self._lost_reason = ""
@@ -469,6 +502,7 @@ class MqttClient:
     def _connection_lost(self, reason: str) -> None:
         was_connected = self._connected
         self._connected = False
+        self._up.clear()
         self._lost_reason = reason or "connection closed"
         connack = self._connack
         if connack is not None and not connack.done():
@@ -536,7 +570,7 @@ class MqttClient:
             mid=raw.mid,
             duplicate=bool(raw.dup),
             properties=getattr(raw, "properties", None),
-            generation=self._generation,
+            connection=self._generation,
             _acker=self._ack,
         )
         if message.qos > 0:
@@ -554,7 +588,7 @@ class MqttClient:
     def _ack(self, message: Message) -> None:
         if message.qos == 0:
             return
-        if message.generation != self._generation or not self._connected:
+        if message.connection != self._generation or not self._connected:
             self.counters.stale_acks += 1
             return
         if message.mid not in self._unacked:

@@ -12,7 +12,7 @@ from paho.mqtt.properties import Properties
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Message:
-    """One received message. Call ``ack()`` once it is handled (QoS>0, manual ack)."""
+    """One received message. With ``manual_ack`` call ``ack()`` once it is handled."""
 
     topic: str
     payload: bytes
@@ -21,7 +21,7 @@ class Message:
     mid: int
     duplicate: bool
     properties: Properties | None
-    generation: int  # the connection it arrived on; acks on a later connection are void
+    connection: int  # the connection it arrived on; acks on a later connection are void
     _acker: Callable[[Message], None] = field(repr=False)
 
     def ack(self) -> None:
