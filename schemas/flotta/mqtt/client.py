@@ -179,6 +179,7 @@ class MqttClient:
     ) -> None:
         """Publish; returns once the broker acknowledged (QoS 1/2) or it was queued (QoS 0)."""
         if not self._connected:
+            self.counters.publish_failures += 1
             raise DisconnectedError(f"publish to {topic!r}", self._lost_reason)
         try:
             info = self._paho.publish(topic, payload, qos, retain, properties)
