@@ -61,7 +61,8 @@ def _reason_text(reason: ReasonCode) -> str:
 
 class MqttClient:
     """One MQTT v5 connection with a persistent session, supervised reconnects and a bounded
-    inbox with manual acknowledgement. Use as ``async with MqttClient(...)``."""
+    inbox; messages are acked as taken, or with ``manual_ack=True`` by the consumer once
+    handled. Use as ``async with MqttClient(...)``."""
 
     def __init__(
         self,
