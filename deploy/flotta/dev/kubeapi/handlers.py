@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from flotta.dev.kubeapi import discovery, tables
+from flotta.dev.kubeapi import discovery, openapi, tables
 from flotta.dev.kubeapi.api import Api
 from flotta.dev.kubeapi.errors import (
     ApiError,
@@ -56,12 +56,8 @@ class Target:
 
 
 def _json(body: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
-    return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        status=status,
-        content_type=content_type.split(";")[0],
-        headers={"Content-Type": content_type},
-    )
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    return web.Response(body=payload, status=status, headers={"Content-Type": content_type})
 
 
 def _raw(text: str, status: int = 200) -> web.Response:
@@ -93,6 +89,9 @@ class Handlers:
         app.router.add_get("/version", self.version)
         for path in ("/healthz", "/livez", "/readyz"):
             app.router.add_get(path, self.health)
+        app.router.add_get("/openapi/v3", self.openapi_root)
+        app.router.add_get("/openapi/v3/api/{version}", self.openapi_group_version)
+        app.router.add_get("/openapi/v3/apis/{group}/{version}", self.openapi_group_version)
         app.router.add_get("/api", self.api_versions)
         app.router.add_get("/apis", self.api_groups)
         app.router.add_route("*", "/api/{version}", self.group_version)
@@ -119,6 +118,16 @@ class Handlers:
 
     async def health(self, _: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def openapi_root(self, _: web.Request) -> web.Response:
+        return _json(openapi.root_document(self.api.registry))
+
+    async def openapi_group_version(self, request: web.Request) -> web.Response:
+        group = request.match_info.get("group", "")
+        body = openapi.group_version_document(self.api.registry, group, request.match_info["version"])
+        if body is None:
+            raise NotFound("the server could not find the requested resource")
+        return _json(body)
 
     async def api_versions(self, _: web.Request) -> web.Response:
         return _json(discovery.api_versions(self.settings.server_address))
@@ -224,6 +233,12 @@ class Handlers:
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
+        content_type = request.headers.get("Content-Type", "")
+        if "protobuf" in content_type or "cbor" in content_type:
+            raise UnsupportedMediaType(
+                f"the body of the request was in an unknown format ({content_type}) - accepted media types include:"
+                " application/json, application/yaml"
+            )
         text = await request.text()
         if not text.strip():
             return None
