@@ -25,7 +25,7 @@ class ApiModel(BaseModel):
 
 
 class WireModel(BaseModel):
-    """A message payload: camelCase, strict (unknown fields are an error within a schema version)."""
+    """A message payload: camelCase, strict (unknown fields are an error within a version)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,

@@ -66,10 +66,14 @@ KINDS: tuple[KindSpec, ...] = (
         short_names=("ed", "edgedev"),
         columns=(
             PrinterColumn("Phase", "string", ".status.phase", "Online, Offline, Enrolled"),
-            PrinterColumn("Ready", "string", ".status.conditions[?(@.type=='WorkloadsReady')].status"),
+            PrinterColumn(
+                "Ready", "string", ".status.conditions[?(@.type=='WorkloadsReady')].status"
+            ),
             PrinterColumn("Applied", "string", ".status.appliedVersion", "applied config version"),
             PrinterColumn("Last Seen", "date", ".status.lastSeenTime"),
-            PrinterColumn("Commit", "string", ".status.upgradeInformation.currentCommitID", priority=1),
+            PrinterColumn(
+                "Commit", "string", ".status.upgradeInformation.currentCommitID", priority=1
+            ),
             AGE,
         ),
     ),

@@ -35,7 +35,7 @@ class EdgeDeviceSignedRequestStatus(ApiModel):
 
 
 class EdgeDeviceSignedRequest(Resource):
-    """A device's enrolment request; approve it to create the EdgeDevice and sign its certificate."""
+    """A device's enrolment; approving it creates the EdgeDevice and signs its certificate."""
 
     KIND: ClassVar[str] = "EdgeDeviceSignedRequest"
     PLURAL: ClassVar[str] = "edgedevicesignedrequests"
