@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +83,13 @@ class Handlers:
     def __init__(self, api: Api, settings: Settings) -> None:
         self.api = api
         self.settings = settings
-        self.watch_tasks: set[asyncio.Task[Any]] = set()
+        # transports seen, so that shutdown can abort TLS connections still closing
+        self.transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+
+    def abort_connections(self) -> None:
+        for transport in list(self.transports):
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
 
     def routes(self, app: web.Application) -> None:
         app.middlewares.append(self._middleware)
@@ -102,6 +109,8 @@ class Handlers:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.transport is not None:
+            self.transports.add(request.transport)
         if request.path not in _ANONYMOUS:
             if request.headers.get("Authorization", "") != f"Bearer {self.settings.token}":
                 return _error(Unauthorized("Unauthorized"))
