@@ -34,14 +34,20 @@ GROUP_PATH = "/apis/management.project-flotta.io/v1alpha1/namespaces/default/edg
 
 
 class Client:
-    def __init__(self, session: aiohttp.ClientSession, url: str, token: str, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, token: str, context: ssl.SSLContext
+    ) -> None:
         self.session, self.url, self.context = session, url, context
         self.headers = {"Authorization": f"Bearer {token}"}
 
-    async def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+    async def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> Any:
         headers = dict(self.headers, **{"Content-Type": content_type})
         data = json.dumps(body) if body is not None else None
-        async with self.session.request(method, self.url + path, data=data, headers=headers, ssl=self.context) as response:
+        async with self.session.request(
+            method, self.url + path, data=data, headers=headers, ssl=self.context
+        ) as response:
             payload = await response.read()
             if response.status >= 300:
                 raise RuntimeError(f"{method} {path}: {response.status} {payload[:300]!r}")
@@ -58,7 +64,10 @@ def _device(index: int) -> dict[str, Any]:
         },
         "spec": {
             "requestTime": "2026-11-23T10:00:00Z",
-            "heartbeat": {"periodSeconds": 60, "hardwareProfile": {"include": True, "scope": "full"}},
+            "heartbeat": {
+                "periodSeconds": 60,
+                "hardwareProfile": {"include": True, "scope": "full"},
+            },
             "osInformation": {"automaticallyUpgrade": True, "commitID": "8f1c2d9e"},
             "metrics": {"system": {"interval": 60}},
         },
@@ -93,7 +102,9 @@ async def create_devices(client: Client, count: int, concurrency: int) -> float:
     return time.perf_counter() - start
 
 
-async def watch_under_patches(client: Client, devices: int, rate: int, seconds: float, concurrency: int) -> dict[str, float]:
+async def watch_under_patches(
+    client: Client, devices: int, rate: int, seconds: float, concurrency: int
+) -> dict[str, float]:
     listed = await client.request("GET", f"{GROUP_PATH}?limit=1")
     start_version = listed["metadata"]["resourceVersion"]
     sent_at: dict[str, float] = {}
@@ -103,7 +114,12 @@ async def watch_under_patches(client: Client, devices: int, rate: int, seconds: 
 
     async def watcher() -> None:
         url = f"{client.url}{GROUP_PATH}?watch=true&resourceVersion={start_version}&timeoutSeconds={int(seconds) + 60}"
-        async with client.session.get(url, headers=client.headers, ssl=client.context, timeout=aiohttp.ClientTimeout(total=None)) as response:
+        async with client.session.get(
+            url,
+            headers=client.headers,
+            ssl=client.context,
+            timeout=aiohttp.ClientTimeout(total=None),
+        ) as response:
             async for line in response.content:
                 event = json.loads(line)
                 marker = (event["object"].get("status") or {}).get("desiredVersion")
@@ -122,11 +138,19 @@ async def watch_under_patches(client: Client, devices: int, rate: int, seconds: 
         nonlocal errors
         marker = f"seq-{sequence}"
         name = f"device-{sequence % devices:05d}"
-        body = {"status": {"phase": "Online", "desiredVersion": marker, "lastSeenTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
+        body = {
+            "status": {
+                "phase": "Online",
+                "desiredVersion": marker,
+                "lastSeenTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        }
         async with semaphore:
             sent_at[marker] = time.perf_counter()
             try:
-                await client.request("PATCH", f"{GROUP_PATH}/{name}/status", body, "application/merge-patch+json")
+                await client.request(
+                    "PATCH", f"{GROUP_PATH}/{name}/status", body, "application/merge-patch+json"
+                )
             except RuntimeError:
                 errors += 1
 
@@ -170,14 +194,22 @@ async def run(args: argparse.Namespace, state: Path, pid: int) -> str:
     async with aiohttp.ClientSession(connector=connector) as session:
         client = Client(session, url, token, context)
         for path in sorted((REPO / "deploy" / "crds").glob("*.yaml")):
-            await client.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", yaml.safe_load(path.read_text()))
+            await client.request(
+                "POST",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                yaml.safe_load(path.read_text()),
+            )
         rss_empty = _rss_mib(pid)
         create_s = await create_devices(client, args.devices, args.concurrency)
         listed, list_s = await _timed(client.request("GET", GROUP_PATH))
-        selected, select_s = await _timed(client.request("GET", f"{GROUP_PATH}?labelSelector=site%3Dsite-3"))
+        selected, select_s = await _timed(
+            client.request("GET", f"{GROUP_PATH}?labelSelector=site%3Dsite-3")
+        )
         paged, paged_s = await _timed(client.request("GET", f"{GROUP_PATH}?limit=500"))
         rss_loaded = _rss_mib(pid)
-        watch = await watch_under_patches(client, args.devices, args.rate, args.seconds, args.concurrency)
+        watch = await watch_under_patches(
+            client, args.devices, args.rate, args.seconds, args.concurrency
+        )
         rss_after = _rss_mib(pid)
     database = sum(p.stat().st_size for p in state.glob("state.db*"))
     lines = [
@@ -214,9 +246,21 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kubeapi-bench-") as directory:
         state = Path(directory)
-        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(str(REPO / d) for d in ("schemas", "deploy")))
+        environment = dict(
+            os.environ, PYTHONPATH=os.pathsep.join(str(REPO / d) for d in ("schemas", "deploy"))
+        )
         process = subprocess.Popen(
-            [sys.executable, "-m", "flotta.cli", "--log-level", "WARNING", "dev", "kube-api", "--state-dir", str(state)],
+            [
+                sys.executable,
+                "-m",
+                "flotta.cli",
+                "--log-level",
+                "WARNING",
+                "dev",
+                "kube-api",
+                "--state-dir",
+                str(state),
+            ],
             env=environment,
         )
         try:

@@ -51,17 +51,36 @@ def widget_crd(plural: str = PLURAL, kind: str = "Widget") -> dict[str, Any]:
                                     "type": "object",
                                     "required": ["color"],
                                     "properties": {
-                                        "color": {"type": "string", "enum": ["red", "green", "blue"]},
-                                        "size": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
-                                        "name": {"type": "string", "maxLength": 8, "pattern": "^[a-z]+$"},
+                                        "color": {
+                                            "type": "string",
+                                            "enum": ["red", "green", "blue"],
+                                        },
+                                        "size": {
+                                            "type": "integer",
+                                            "minimum": 1,
+                                            "maximum": 10,
+                                            "default": 3,
+                                        },
+                                        "name": {
+                                            "type": "string",
+                                            "maxLength": 8,
+                                            "pattern": "^[a-z]+$",
+                                        },
                                         "options": {
                                             "type": "object",
                                             "properties": {
                                                 "fast": {"type": "boolean", "default": False},
                                             },
                                         },
-                                        "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                                        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+                                        "extra": {
+                                            "type": "object",
+                                            "x-kubernetes-preserve-unknown-fields": True,
+                                        },
+                                        "tags": {
+                                            "type": "array",
+                                            "items": {"type": "string"},
+                                            "maxItems": 3,
+                                        },
                                     },
                                 },
                                 "status": {

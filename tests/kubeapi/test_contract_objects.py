@@ -24,14 +24,23 @@ def _status(exc: ApiException) -> dict[str, Any]:
     return body
 
 
-def test_create_sets_metadata_and_defaults(custom: client.CustomObjectsApi, kube_namespace: str) -> None:
+def test_create_sets_metadata_and_defaults(
+    custom: client.CustomObjectsApi, kube_namespace: str
+) -> None:
     body = widget("w1", labels_ignored=None)
     body["spec"].pop("labels_ignored")
     body["metadata"].update(
         labels={"site": "a"},
         annotations={"note": "x"},
         finalizers=["example.flotta.io/keep"],
-        ownerReferences=[{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "0c2b8b7e-0000-4000-8000-000000000001"}],
+        ownerReferences=[
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": "owner",
+                "uid": "0c2b8b7e-0000-4000-8000-000000000001",
+            }
+        ],
     )
     body["spec"]["options"] = {}
     created = custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, body)
@@ -48,84 +57,143 @@ def test_create_sets_metadata_and_defaults(custom: client.CustomObjectsApi, kube
     )
 
 
-def test_resource_version_is_monotonic_across_kinds(kube: Any, custom: client.CustomObjectsApi, kube_namespace: str) -> None:
+def test_resource_version_is_monotonic_across_kinds(
+    kube: Any, custom: client.CustomObjectsApi, kube_namespace: str
+) -> None:
     core = client.CoreV1Api(kube.api_client())
     first = custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, widget())
-    config_map = core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "c"}, "data": {"a": "b"}})
-    second = custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, widget())
-    versions = [int(first["metadata"]["resourceVersion"]), int(config_map.metadata.resource_version), int(second["metadata"]["resourceVersion"])]
+    config_map = core.create_namespaced_config_map(
+        kube_namespace, {"metadata": {"name": "c"}, "data": {"a": "b"}}
+    )
+    second = custom.create_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, widget()
+    )
+    versions = [
+        int(first["metadata"]["resourceVersion"]),
+        int(config_map.metadata.resource_version),
+        int(second["metadata"]["resourceVersion"]),
+    ]
     assert versions == sorted(versions) and len(set(versions)) == 3
 
 
-def test_status_subresource_and_generation(custom: client.CustomObjectsApi, kube_namespace: str) -> None:
+def test_status_subresource_and_generation(
+    custom: client.CustomObjectsApi, kube_namespace: str
+) -> None:
     created = custom.create_namespaced_custom_object(
         GROUP, VERSION, kube_namespace, PLURAL, {**widget("w2"), "status": {"phase": "Ignored"}}
     )
     assert "status" not in created  # status on create is dropped with the status subresource
     patched = custom.patch_namespaced_custom_object_status(
-        GROUP, VERSION, kube_namespace, PLURAL, "w2", {"status": {"phase": "Ready"}, "spec": {"color": "blue"}}
+        GROUP,
+        VERSION,
+        kube_namespace,
+        PLURAL,
+        "w2",
+        {"status": {"phase": "Ready"}, "spec": {"color": "blue"}},
     )
     assert patched["status"] == {"phase": "Ready"}
     assert patched["spec"]["color"] == "red"  # /status changes only status
     assert patched["metadata"]["generation"] == 1
     main = custom.patch_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, "w2", {"status": {"phase": "Broken"}, "metadata": {"labels": {"a": "b"}}}
+        GROUP,
+        VERSION,
+        kube_namespace,
+        PLURAL,
+        "w2",
+        {"status": {"phase": "Broken"}, "metadata": {"labels": {"a": "b"}}},
     )
     assert main["status"] == {"phase": "Ready"}  # the main endpoint ignores status
     assert main["metadata"]["generation"] == 1  # metadata changes do not bump generation
-    spec = custom.patch_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w2", {"spec": {"size": 5}})
+    spec = custom.patch_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, "w2", {"spec": {"size": 5}}
+    )
     assert spec["metadata"]["generation"] == 2
 
 
-def test_update_with_stale_resource_version_conflicts(custom: client.CustomObjectsApi, kube_namespace: str) -> None:
-    created = custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, widget("w3"))
+def test_update_with_stale_resource_version_conflicts(
+    custom: client.CustomObjectsApi, kube_namespace: str
+) -> None:
+    created = custom.create_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, widget("w3")
+    )
     fresh = custom.replace_namespaced_custom_object(
         GROUP, VERSION, kube_namespace, PLURAL, "w3", {**created, "spec": {"color": "green"}}
     )
     assert fresh["spec"]["color"] == "green"
     with pytest.raises(ApiException) as raised:
-        custom.replace_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w3", {**created, "spec": {"color": "blue"}})
+        custom.replace_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "w3", {**created, "spec": {"color": "blue"}}
+        )
     assert raised.value.status == 409
     status = _status(raised.value)
     assert status["kind"] == "Status" and status["reason"] == "Conflict" and status["code"] == 409
     assert "the object has been modified" in status["message"]
     with pytest.raises(ApiException) as stale_patch:
         custom.patch_namespaced_custom_object(
-            GROUP, VERSION, kube_namespace, PLURAL, "w3",
-            {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "spec": {"size": 2}},
+            GROUP,
+            VERSION,
+            kube_namespace,
+            PLURAL,
+            "w3",
+            {
+                "metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
+                "spec": {"size": 2},
+            },
         )
     assert stale_patch.value.status == 409
 
 
 def test_json_patch_and_merge_patch(custom: client.CustomObjectsApi, kube_namespace: str) -> None:
-    custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, widget("w4", tags=["a", "b"]))
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, widget("w4", tags=["a", "b"])
+    )
     operations = [
         {"op": "replace", "path": "/spec/color", "value": "blue"},
         {"op": "add", "path": "/spec/tags/-", "value": "c"},
         {"op": "test", "path": "/spec/size", "value": 3},
     ]
     custom.patch_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, "w4", operations, _content_type="application/json-patch+json"
+        GROUP,
+        VERSION,
+        kube_namespace,
+        PLURAL,
+        "w4",
+        operations,
+        _content_type="application/json-patch+json",
     )
     got = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w4")
     assert got["spec"]["color"] == "blue" and got["spec"]["tags"] == ["a", "b", "c"]
-    merged = custom.patch_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w4", {"spec": {"tags": ["z"], "name": None}})
+    merged = custom.patch_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, "w4", {"spec": {"tags": ["z"], "name": None}}
+    )
     assert merged["spec"]["tags"] == ["z"]  # merge patch replaces lists
     with pytest.raises(ApiException) as failed:
         custom.patch_namespaced_custom_object(
-            GROUP, VERSION, kube_namespace, PLURAL, "w4", [{"op": "test", "path": "/spec/color", "value": "red"}],
+            GROUP,
+            VERSION,
+            kube_namespace,
+            PLURAL,
+            "w4",
+            [{"op": "test", "path": "/spec/color", "value": "red"}],
             _content_type="application/json-patch+json",
         )
     assert failed.value.status == 422
     with pytest.raises(ApiException) as strategic:
         custom.patch_namespaced_custom_object(
-            GROUP, VERSION, kube_namespace, PLURAL, "w4", {"spec": {"size": 4}},
+            GROUP,
+            VERSION,
+            kube_namespace,
+            PLURAL,
+            "w4",
+            {"spec": {"size": 4}},
             _content_type="application/strategic-merge-patch+json",
         )
     assert strategic.value.status == 415  # custom resources take no strategic merge patch
 
 
-def test_validation_answers_422_with_field_causes(custom: client.CustomObjectsApi, kube_namespace: str) -> None:
+def test_validation_answers_422_with_field_causes(
+    custom: client.CustomObjectsApi, kube_namespace: str
+) -> None:
     bad = widget("w5", color="purple", size=0, name="TOOLONGNAME", tags=["a", "b", "c", "d"])
     bad["spec"].pop("color")
     bad["spec"]["color"] = "purple"
@@ -146,10 +214,16 @@ def test_validation_answers_422_with_field_causes(custom: client.CustomObjectsAp
     with pytest.raises(ApiException) as required:
         custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, missing)
     causes = _status(required.value)["details"]["causes"]
-    assert {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.color"} in causes
+    assert {
+        "reason": "FieldValueRequired",
+        "message": "Required value",
+        "field": "spec.color",
+    } in causes
 
 
-def test_unknown_fields_pruned_or_refused(custom: client.CustomObjectsApi, kube_namespace: str) -> None:
+def test_unknown_fields_pruned_or_refused(
+    custom: client.CustomObjectsApi, kube_namespace: str
+) -> None:
     body = widget("w7", bogus=1, extra={"anything": {"goes": True}})
     created = custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, body)
     assert "bogus" not in created["spec"]
@@ -171,13 +245,36 @@ def test_finalizers_hold_deletion(custom: client.CustomObjectsApi, kube_namespac
     assert held["metadata"]["deletionTimestamp"]
     with pytest.raises(ApiException) as adding:
         custom.patch_namespaced_custom_object(
-            GROUP, VERSION, kube_namespace, PLURAL, "w9",
-            {"metadata": {"finalizers": ["example.flotta.io/a", "example.flotta.io/b", "example.flotta.io/c"]}},
+            GROUP,
+            VERSION,
+            kube_namespace,
+            PLURAL,
+            "w9",
+            {
+                "metadata": {
+                    "finalizers": [
+                        "example.flotta.io/a",
+                        "example.flotta.io/b",
+                        "example.flotta.io/c",
+                    ]
+                }
+            },
         )
     assert adding.value.status == 422
-    custom.patch_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9", {"metadata": {"finalizers": ["example.flotta.io/b"]}})
-    assert custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9")["metadata"]["finalizers"] == ["example.flotta.io/b"]
-    custom.patch_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9", {"metadata": {"finalizers": []}})
+    custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        kube_namespace,
+        PLURAL,
+        "w9",
+        {"metadata": {"finalizers": ["example.flotta.io/b"]}},
+    )
+    assert custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9")[
+        "metadata"
+    ]["finalizers"] == ["example.flotta.io/b"]
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, "w9", {"metadata": {"finalizers": []}}
+    )
     with pytest.raises(ApiException) as gone:
         custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9")
     assert gone.value.status == 404
@@ -185,12 +282,16 @@ def test_finalizers_hold_deletion(custom: client.CustomObjectsApi, kube_namespac
     assert status["reason"] == "NotFound" and status["details"]["name"] == "w9"
 
 
-def test_missing_namespace_and_object_answer_not_found(kube: Any, custom: client.CustomObjectsApi) -> None:
+def test_missing_namespace_and_object_answer_not_found(
+    kube: Any, custom: client.CustomObjectsApi
+) -> None:
     core = client.CoreV1Api(kube.api_client())
     with pytest.raises(ApiException) as missing_namespace:
         core.create_namespaced_config_map("no-such-namespace-x1", {"metadata": {"name": "c"}})
     assert missing_namespace.value.status == 404
-    assert _status(missing_namespace.value)["message"] == 'namespaces "no-such-namespace-x1" not found'
+    assert (
+        _status(missing_namespace.value)["message"] == 'namespaces "no-such-namespace-x1" not found'
+    )
     with pytest.raises(ApiException) as missing_object:
         custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "absent")
     assert _status(missing_object.value)["message"] == f'{PLURAL}.{GROUP} "absent" not found'
@@ -207,14 +308,22 @@ def test_create_twice_answers_already_exists(kube: Any, kube_namespace: str) -> 
 def test_core_kinds(kube: Any, kube_namespace: str) -> None:
     api_client = kube.api_client()
     core = client.CoreV1Api(api_client)
-    secret = core.create_namespaced_secret(kube_namespace, {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
+    secret = core.create_namespaced_secret(
+        kube_namespace, {"metadata": {"name": "s"}, "stringData": {"k": "v"}}
+    )
     assert secret.data == {"k": "dg=="} and secret.type == "Opaque"
-    config_map = core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
+    config_map = core.create_namespaced_config_map(
+        kube_namespace, {"metadata": {"name": "cm"}, "data": {"a": "1"}}
+    )
     config_map.data["a"] = "2"
     assert core.replace_namespaced_config_map("cm", kube_namespace, config_map).data == {"a": "2"}
     coordination = client.CoordinationV1Api(api_client)
     lease = coordination.create_namespaced_lease(
-        kube_namespace, {"metadata": {"name": "leader"}, "spec": {"holderIdentity": "op-1", "leaseDurationSeconds": 15}}
+        kube_namespace,
+        {
+            "metadata": {"name": "leader"},
+            "spec": {"holderIdentity": "op-1", "leaseDurationSeconds": 15},
+        },
     )
     lease.spec.holder_identity = "op-2"
     renewed = coordination.replace_namespaced_lease("leader", kube_namespace, lease)
@@ -235,9 +344,15 @@ def test_core_kinds(kube: Any, kube_namespace: str) -> None:
     )
     core.create_namespaced_event(
         kube_namespace,
-        {"metadata": {"name": "e2"}, "involvedObject": {"kind": "Widget", "name": "w2", "namespace": kube_namespace}, "reason": "Other"},
+        {
+            "metadata": {"name": "e2"},
+            "involvedObject": {"kind": "Widget", "name": "w2", "namespace": kube_namespace},
+            "reason": "Other",
+        },
     )
-    events = core.list_namespaced_event(kube_namespace, field_selector="involvedObject.name=w1,involvedObject.kind=Widget")
+    events = core.list_namespaced_event(
+        kube_namespace, field_selector="involvedObject.name=w1,involvedObject.kind=Widget"
+    )
     assert [event.metadata.name for event in events.items] == ["e1"]
     with pytest.raises(ApiException) as unsupported:
         core.list_namespaced_config_map(kube_namespace, field_selector="data.a=1")

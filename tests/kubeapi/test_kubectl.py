@@ -21,7 +21,9 @@ def _apply_crd(kube: Any, tmp_path: Path) -> None:
     path = tmp_path / "crd.yaml"
     path.write_text(yaml.safe_dump(widget_crd()))
     kube.kubectl("apply", "-f", str(path))
-    kube.kubectl("wait", "--for=condition=Established", "crd/widgets.example.flotta.io", "--timeout=30s")
+    kube.kubectl(
+        "wait", "--for=condition=Established", "crd/widgets.example.flotta.io", "--timeout=30s"
+    )
 
 
 def _apply(kube: Any, obj: dict[str, Any], namespace: str) -> str:
@@ -43,16 +45,27 @@ def test_apply_get_describe_patch_delete(kube: Any, kube_namespace: str, tmp_pat
     short = kube.kubectl("get", "wix", "-n", kube_namespace, "-l", "team=edge", "-o", "name").stdout
     assert short.strip() == "widget.example.flotta.io/blue-one"
 
-    as_yaml = yaml.safe_load(kube.kubectl("get", "widget", "blue-one", "-n", kube_namespace, "-o", "yaml").stdout)
+    as_yaml = yaml.safe_load(
+        kube.kubectl("get", "widget", "blue-one", "-n", kube_namespace, "-o", "yaml").stdout
+    )
     assert as_yaml["spec"] == {"color": "blue", "size": 5}
     assert as_yaml["metadata"]["generation"] == 2
     assert "kubectl.kubernetes.io/last-applied-configuration" in as_yaml["metadata"]["annotations"]
 
     kube.kubectl(
-        "patch", "widget", "blue-one", "-n", kube_namespace, "--subresource=status", "--type=merge",
-        "-p", '{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}',
+        "patch",
+        "widget",
+        "blue-one",
+        "-n",
+        kube_namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}',
     )
-    row = kube.kubectl("get", "widget", "blue-one", "-n", kube_namespace, "--no-headers").stdout.split()
+    row = kube.kubectl(
+        "get", "widget", "blue-one", "-n", kube_namespace, "--no-headers"
+    ).stdout.split()
     assert row[:5] == ["blue-one", "blue", "5", "Running", "True"]
 
     described = kube.kubectl("describe", "widget", "blue-one", "-n", kube_namespace).stdout
@@ -60,11 +73,22 @@ def test_apply_get_describe_patch_delete(kube: Any, kube_namespace: str, tmp_pat
     assert "Phase:" in described and "Running" in described
     assert "Labels:       team=edge" in described
 
-    invalid = kube.kubectl("apply", "-n", kube_namespace, "-f", "-", stdin=yaml.safe_dump(widget("bad", color="pink")), check=False)
+    invalid = kube.kubectl(
+        "apply",
+        "-n",
+        kube_namespace,
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(widget("bad", color="pink")),
+        check=False,
+    )
     assert invalid.returncode != 0
     assert 'Unsupported value: "pink"' in invalid.stderr and "spec.color" in invalid.stderr
 
-    assert 'widget.example.flotta.io "blue-one" deleted' in kube.kubectl("delete", "widget", "blue-one", "-n", kube_namespace).stdout
+    assert (
+        'widget.example.flotta.io "blue-one" deleted'
+        in kube.kubectl("delete", "widget", "blue-one", "-n", kube_namespace).stdout
+    )
     missing = kube.kubectl("get", "widget", "blue-one", "-n", kube_namespace, check=False)
     assert missing.returncode != 0 and "NotFound" in missing.stderr
 
@@ -74,7 +98,9 @@ def test_get_watch_prints_changes(kube: Any, kube_namespace: str, tmp_path: Path
     _apply(kube, widget("watched", color="green"), kube_namespace)
     process = subprocess.Popen(
         kube.kubectl_command("get", "widgets", "-n", kube_namespace, "-w"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
 
@@ -90,7 +116,17 @@ def test_get_watch_prints_changes(kube: Any, kube_namespace: str, tmp_path: Path
         assert header.split()[:3] == ["NAME", "COLOR", "SIZE"]
         assert lines.get(timeout=15).split()[:2] == ["watched", "green"]
         time.sleep(0.5)
-        kube.kubectl("patch", "widget", "watched", "-n", kube_namespace, "--subresource=status", "--type=merge", "-p", '{"status":{"phase":"Moving"}}')
+        kube.kubectl(
+            "patch",
+            "widget",
+            "watched",
+            "-n",
+            kube_namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            '{"status":{"phase":"Moving"}}',
+        )
         deadline = time.monotonic() + 15
         seen = ""
         while "Moving" not in seen and time.monotonic() < deadline:
@@ -124,10 +160,23 @@ spec: {{holderIdentity: op-1, leaseDurationSeconds: 15}}
 """
     kube.kubectl("apply", "-f", "-", stdin=manifest)
     kube.kubectl("apply", "-f", "-", stdin=manifest.replace("fast", "slow"))
-    assert kube.kubectl("get", "cm", "settings", "-n", kube_namespace, "-o", "jsonpath={.data.mode}").stdout == "slow"
-    assert kube.kubectl("get", "secret", "creds", "-n", kube_namespace, "-o", "jsonpath={.data.password}").stdout == "aHVudGVyMg=="
+    assert (
+        kube.kubectl(
+            "get", "cm", "settings", "-n", kube_namespace, "-o", "jsonpath={.data.mode}"
+        ).stdout
+        == "slow"
+    )
+    assert (
+        kube.kubectl(
+            "get", "secret", "creds", "-n", kube_namespace, "-o", "jsonpath={.data.password}"
+        ).stdout
+        == "aHVudGVyMg=="
+    )
     leases = kube.kubectl("get", "leases", "-n", kube_namespace).stdout.splitlines()
-    assert leases[0].split()[:2] == ["NAME", "HOLDER"] and leases[1].split()[:2] == ["leader", "op-1"]
+    assert leases[0].split()[:2] == ["NAME", "HOLDER"] and leases[1].split()[:2] == [
+        "leader",
+        "op-1",
+    ]
     namespaces = kube.kubectl("get", "namespaces", kube_namespace, "--no-headers").stdout.split()
     assert namespaces[:2] == [kube_namespace, "Active"]
 
@@ -136,7 +185,12 @@ spec: {{holderIdentity: op-1, leaseDurationSeconds: 15}}
 def test_project_crds_and_samples(kube: Any, kube_namespace: str) -> None:
     kube.kubectl("apply", "-f", str(REPO / "deploy" / "crds"))
     for crd in ("edgedevices", "edgeworkloads", "edgedevicesets", "edgedevicesignedrequests"):
-        kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}.management.project-flotta.io", "--timeout=30s")
+        kube.kubectl(
+            "wait",
+            "--for=condition=Established",
+            f"crd/{crd}.management.project-flotta.io",
+            "--timeout=30s",
+        )
     for sample in sorted((REPO / "deploy" / "samples").glob("*.yaml")):
         documents = [d for d in yaml.safe_load_all(sample.read_text()) if d]
         for document in documents:
@@ -148,9 +202,20 @@ def test_project_crds_and_samples(kube: Any, kube_namespace: str) -> None:
     workloads = kube.kubectl("get", "edgeworkloads", "-n", kube_namespace, "-o", "yaml").stdout
     assert "localhost/flotta/busybox:latest" in workloads
     kube.kubectl(
-        "patch", "ed", "camera-0001", "-n", kube_namespace, "--subresource=status", "--type=merge",
-        "-p", '{"status":{"phase":"Online","appliedVersion":"v1"}}',
+        "patch",
+        "ed",
+        "camera-0001",
+        "-n",
+        kube_namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Online","appliedVersion":"v1"}}',
     )
-    row = kube.kubectl("get", "ed", "camera-0001", "-n", kube_namespace, "--no-headers").stdout.split()
+    row = kube.kubectl(
+        "get", "ed", "camera-0001", "-n", kube_namespace, "--no-headers"
+    ).stdout.split()
     assert row[:2] == ["camera-0001", "Online"] and "v1" in row
-    assert "camera-0001" in kube.kubectl("describe", "ed", "camera-0001", "-n", kube_namespace).stdout
+    assert (
+        "camera-0001" in kube.kubectl("describe", "ed", "camera-0001", "-n", kube_namespace).stdout
+    )

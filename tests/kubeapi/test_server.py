@@ -28,8 +28,12 @@ def test_state_survives_restart(kube_api_factory: Any, tmp_path: Path) -> None:
     first = kube_api_factory(state_dir=state)
     api_client = first.api_client()
     install_widget_crd(api_client)
-    created = client.CustomObjectsApi(api_client).create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, widget("kept"))
-    client.CoreV1Api(api_client).create_namespaced_secret("default", {"metadata": {"name": "s"}, "stringData": {"a": "b"}})
+    created = client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        GROUP, VERSION, "default", PLURAL, widget("kept")
+    )
+    client.CoreV1Api(api_client).create_namespaced_secret(
+        "default", {"metadata": {"name": "s"}, "stringData": {"a": "b"}}
+    )
     kube_api_factory.stop(first)
 
     second = kube_api_factory(state_dir=state)
@@ -38,8 +42,12 @@ def test_state_survives_restart(kube_api_factory: Any, tmp_path: Path) -> None:
     kept = custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "kept")
     assert kept["metadata"]["uid"] == created["metadata"]["uid"]
     assert kept["spec"] == created["spec"]
-    assert client.CoreV1Api(second.api_client()).read_namespaced_secret("s", "default").data == {"a": "Yg=="}
-    later = custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, widget("later"))
+    assert client.CoreV1Api(second.api_client()).read_namespaced_secret("s", "default").data == {
+        "a": "Yg=="
+    }
+    later = custom.create_namespaced_custom_object(
+        GROUP, VERSION, "default", PLURAL, widget("later")
+    )
     assert int(later["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
     assert (state / "state.db").is_file()
 
@@ -64,7 +72,15 @@ def _get(url: str, ca_path: Path, token: str | None) -> tuple[int, dict[str, Any
 def test_token_and_tls_are_required(kube_api: Any) -> None:
     status, body = _get(f"{kube_api.url}/api/v1/namespaces", kube_api.ca_path, None)
     assert status == 401
-    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
+    assert body == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "Unauthorized",
+        "reason": "Unauthorized",
+        "code": 401,
+    }
     assert _get(f"{kube_api.url}/api/v1/namespaces", kube_api.ca_path, "wrong")[0] == 401
     status, listed = _get(f"{kube_api.url}/api/v1/namespaces", kube_api.ca_path, kube_api.token)
     assert status == 200 and "default" in [n["metadata"]["name"] for n in listed["items"]]
@@ -82,7 +98,9 @@ def test_discovery_and_unknown_paths(kube_api: Any) -> None:
     status, resources = _get(f"{kube_api.url}/api/v1", kube_api.ca_path, kube_api.token)
     names = {r["name"] for r in resources["resources"]}
     assert {"namespaces", "namespaces/status", "secrets", "configmaps", "events"} <= names
-    status, missing = _get(f"{kube_api.url}/apis/nope.example/v1/things", kube_api.ca_path, kube_api.token)
+    status, missing = _get(
+        f"{kube_api.url}/apis/nope.example/v1/things", kube_api.ca_path, kube_api.token
+    )
     assert status == 404 and missing["kind"] == "Status" and missing["reason"] == "NotFound"
     assert _get(f"{kube_api.url}/version", kube_api.ca_path, None)[1]["major"] == "1"
 
@@ -91,8 +109,21 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "cli-state"
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(str(REPO / d) for d in SOURCE_DIRS))
     process = subprocess.Popen(
-        [sys.executable, "-m", "flotta.cli", "dev", "kube-api", "--state-dir", str(state), "--port", "0"],
-        env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "flotta.cli",
+            "dev",
+            "kube-api",
+            "--state-dir",
+            str(state),
+            "--port",
+            "0",
+        ],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -101,8 +132,18 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "no kubeconfig within 30 s"
             time.sleep(0.1)
         result = subprocess.run(
-            ["/usr/bin/kubectl", f"--kubeconfig={state / 'kubeconfig'}", "get", "namespaces", "-o", "name"],
-            capture_output=True, text=True, timeout=30, check=False,
+            [
+                "/usr/bin/kubectl",
+                f"--kubeconfig={state / 'kubeconfig'}",
+                "get",
+                "namespaces",
+                "-o",
+                "name",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
         assert "namespace/default" in result.stdout.split()

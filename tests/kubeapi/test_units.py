@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flotta.dev.kubeapi.api import Api
-from flotta.dev.kubeapi.errors import Gone
+from flotta.dev.kubeapi.errors import GoneError
 from flotta.dev.kubeapi.jsonpaths import find
 from flotta.dev.kubeapi.patches import PatchError, json_patch, merge_patch, strategic_merge_patch
 from flotta.dev.kubeapi.resources import PrinterColumn, ResourceType
@@ -59,7 +59,10 @@ def test_field_selectors() -> None:
 
 
 def test_merge_patch_rfc7386() -> None:
-    assert merge_patch({"a": "b", "c": {"d": "e", "f": "g"}}, {"a": "z", "c": {"f": None}}) == {"a": "z", "c": {"d": "e"}}
+    assert merge_patch({"a": "b", "c": {"d": "e", "f": "g"}}, {"a": "z", "c": {"f": None}}) == {
+        "a": "z",
+        "c": {"d": "e"},
+    }
     assert merge_patch({"a": [1, 2]}, {"a": [3]}) == {"a": [3]}
     assert merge_patch({"a": 1}, ["x"]) == ["x"]
 
@@ -79,14 +82,22 @@ def test_json_patch_rfc6902() -> None:
     )
     assert result == {"a": {"b": [1, 9, 2]}, "e/f": 3, "moved": [1, 9, 2]}
     assert doc["a"]["b"] == [1, 2]  # the input is not modified
-    for operations in ([{"op": "remove", "path": "/missing"}], [{"op": "test", "path": "/a", "value": 1}], [{"op": "nope", "path": ""}], {"op": "add"}):
+    for operations in (
+        [{"op": "remove", "path": "/missing"}],
+        [{"op": "test", "path": "/a", "value": 1}],
+        [{"op": "nope", "path": ""}],
+        {"op": "add"},
+    ):
         with pytest.raises(PatchError):
             json_patch(doc, operations)
 
 
 def test_strategic_merge_patch_subset() -> None:
     current = {
-        "metadata": {"finalizers": ["a"], "ownerReferences": [{"uid": "1", "name": "x"}, {"uid": "2", "name": "y"}]},
+        "metadata": {
+            "finalizers": ["a"],
+            "ownerReferences": [{"uid": "1", "name": "x"}, {"uid": "2", "name": "y"}],
+        },
         "data": {"k": "v", "drop": "me"},
         "list": [1, 2],
     }
@@ -104,7 +115,9 @@ def test_strategic_merge_patch_subset() -> None:
     assert result["metadata"]["ownerReferences"] == [{"uid": "2", "name": "z"}]
     assert result["data"] == {"k": "v", "new": "n"}
     assert result["list"] == [3]
-    removed = strategic_merge_patch(result, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}})
+    removed = strategic_merge_patch(
+        result, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}
+    )
     assert removed["metadata"]["finalizers"] == ["b"]
 
 
@@ -117,11 +130,23 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "mode": {"type": "string", "enum": ["a", "b"]},
                 "count": {"type": "integer", "minimum": 1, "default": 2},
-                "inner": {"type": "object", "properties": {"flag": {"type": "boolean", "default": True}}},
+                "inner": {
+                    "type": "object",
+                    "properties": {"flag": {"type": "boolean", "default": True}},
+                },
                 "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                "map": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 2}},
+                "map": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string", "maxLength": 2},
+                },
                 "when": {"type": "string", "format": "date-time"},
-                "items": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "integer", "default": 0}}}},
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"n": {"type": "integer", "default": 0}},
+                    },
+                },
             },
         }
     },
@@ -130,8 +155,16 @@ SCHEMA: dict[str, Any] = {
 
 def test_prune_default_validate() -> None:
     obj: dict[str, Any] = {
-        "apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"},
-        "spec": {"mode": "a", "junk": 1, "inner": {}, "free": {"x": {"y": 1}}, "items": [{"n": 5, "drop": 1}, {}]},
+        "apiVersion": "x/v1",
+        "kind": "K",
+        "metadata": {"name": "n"},
+        "spec": {
+            "mode": "a",
+            "junk": 1,
+            "inner": {},
+            "free": {"x": {"y": 1}},
+            "items": [{"n": 5, "drop": 1}, {}],
+        },
         "top": 1,
     }
     assert sorted(prune(obj, SCHEMA)) == ["spec.items[0].drop", "spec.junk", "top"]
@@ -143,14 +176,22 @@ def test_prune_default_validate() -> None:
     bad = {"spec": {"mode": "c", "count": "3", "map": {"k": "long"}, "when": "yesterday"}}
     causes = {cause.field: cause for cause in validate(bad, SCHEMA)}
     assert causes["spec.mode"].reason == "FieldValueNotSupported"
-    assert causes["spec.count"].message == 'Invalid value: "3": spec.count in body must be of type integer: "string"'
+    assert (
+        causes["spec.count"].message
+        == 'Invalid value: "3": spec.count in body must be of type integer: "string"'
+    )
     assert causes["spec.map.k"].reason == "FieldValueTooLong"
     assert "date-time" in causes["spec.when"].message
     assert validate({"spec": {}}, SCHEMA)[0].field == "spec.mode"
 
 
 def test_jsonpath_subset() -> None:
-    obj = {"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]}, "l": [{"n": 1}, {"n": 2}]}
+    obj = {
+        "status": {
+            "conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]
+        },
+        "l": [{"n": 1}, {"n": 2}],
+    }
     assert find(obj, ".status.conditions[?(@.type=='Ready')].status") == ["True"]
     assert find(obj, ".l[*].n") == [1, 2]
     assert find(obj, ".l[1].n") == [2]
@@ -159,20 +200,30 @@ def test_jsonpath_subset() -> None:
 
 def test_table_cells_and_ages() -> None:
     resource = ResourceType(
-        "g", "v1", "things", "Thing", namespaced=True,
+        "g",
+        "v1",
+        "things",
+        "Thing",
+        namespaced=True,
         printer_columns=(
             PrinterColumn("Count", "integer", ".spec.count"),
             PrinterColumn("Ready", "string", ".status.conditions[?(@.type=='Ready')].status"),
             PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
         ),
     )
-    obj = {"metadata": {"name": "t", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"count": 3}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    obj = {
+        "metadata": {"name": "t", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"count": 3},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
     rendered = table(resource, [obj], resource_version="5")
     assert [c["name"] for c in rendered["columnDefinitions"]] == ["Name", "Count", "Ready", "Age"]
     cells = rendered["rows"][0]["cells"]
     assert cells[:3] == ["t", 3, "True"] and cells[3].endswith("d")
     assert rendered["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
-    assert [human_duration(s) for s in (5, 150, 3600, 4 * 3600 + 60, 30 * 3600, 3 * 86400, 40 * 86400)] == ["5s", "2m30s", "60m", "4h1m", "30h", "3d", "40d"]
+    assert [
+        human_duration(s) for s in (5, 150, 3600, 4 * 3600 + 60, 30 * 3600, 3 * 86400, 40 * 86400)
+    ] == ["5s", "2m30s", "60m", "4h1m", "30h", "3d", "40d"]
     assert datetime.now(UTC).year >= 2026
 
 
@@ -188,7 +239,7 @@ async def test_slow_watcher_is_closed_with_410(tmp_path: Path) -> None:
             api.create(configmaps, "default", {"metadata": {"name": f"c{index}"}})
         assert start.watcher.expired.is_set()
         assert api.hub.watcher_count() == 0 and api.hub.expired_watchers == 1
-        with pytest.raises(Gone):
+        with pytest.raises(GoneError):
             api.watch(configmaps, "default", labels, fields, "1")
         await asyncio.sleep(0)
     finally:
@@ -202,8 +253,15 @@ def test_garbage_collection_of_dependents(tmp_path: Path) -> None:
         configmaps = api.registry.lookup("", "v1", "configmaps")
         assert configmaps is not None
         owner = api.create(configmaps, "default", {"metadata": {"name": "owner"}}).load()
-        reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
-        api.create(configmaps, "default", {"metadata": {"name": "child", "ownerReferences": [reference]}})
+        reference = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "name": "owner",
+            "uid": owner["metadata"]["uid"],
+        }
+        api.create(
+            configmaps, "default", {"metadata": {"name": "child", "ownerReferences": [reference]}}
+        )
         api.delete(configmaps, "default", "owner")
         assert storage.get(configmaps.key, "default", "child") is None
     finally:

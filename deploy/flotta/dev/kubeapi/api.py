@@ -10,14 +10,14 @@ from typing import Any
 
 from flotta.dev.kubeapi import objects
 from flotta.dev.kubeapi.errors import (
-    AlreadyExists,
-    BadRequest,
-    Conflict,
-    Forbidden,
-    Gone,
-    NotFound,
-    PatchFailed,
-    UnsupportedMediaType,
+    AlreadyExistsError,
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    GoneError,
+    NotFoundError,
+    PatchFailedError,
+    UnsupportedMediaTypeError,
 )
 from flotta.dev.kubeapi.patches import STRATEGIC_MERGE_PATCH, PatchError, apply_patch
 from flotta.dev.kubeapi.resources import CRD_KEY, NAMESPACE_KEY, CrdError, Registry, ResourceType
@@ -44,8 +44,8 @@ class WatchStart:
     initial: list[tuple[str, WatchEvent]]
 
 
-def _not_found(resource: ResourceType, name: str) -> NotFound:
-    return NotFound(
+def _not_found(resource: ResourceType, name: str) -> NotFoundError:
+    return NotFoundError(
         f'{resource.qualified} "{name}" not found',
         name=name,
         group=resource.group,
@@ -53,8 +53,8 @@ def _not_found(resource: ResourceType, name: str) -> NotFound:
     )
 
 
-def _conflict(resource: ResourceType, name: str) -> Conflict:
-    return Conflict(
+def _conflict(resource: ResourceType, name: str) -> ConflictError:
+    return ConflictError(
         f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object has been modified;'
         " please apply your changes to the latest version and try again",
         name=name,
@@ -112,7 +112,7 @@ class Api:
                 start = (str(token["start"][0]), str(token["start"][1]))
                 resource_version = int(token["rv"])
             except (ValueError, KeyError, TypeError, IndexError) as exc:
-                raise BadRequest(f"invalid continue token: {exc}") from exc
+                raise BadRequestError(f"invalid continue token: {exc}") from exc
         pinned_name = fields.value_of("metadata.name")
         needs_object = any(
             r.field not in ("metadata.name", "metadata.namespace") for r in fields.requirements
@@ -152,7 +152,7 @@ class Api:
         fields: FieldSelector,
         resource_version: str,
     ) -> WatchStart:
-        """Register a watcher; raises Gone when ``resource_version`` left the window."""
+        """Register a watcher; raises GoneError when ``resource_version`` left the window."""
         needs_object = any(
             r.field not in ("metadata.name", "metadata.namespace") for r in fields.requirements
         )
@@ -167,10 +167,10 @@ class Api:
             try:
                 version = int(resource_version)
             except ValueError as exc:
-                raise BadRequest(f"invalid resourceVersion {resource_version!r}") from exc
+                raise BadRequestError(f"invalid resourceVersion {resource_version!r}") from exc
             oldest = self.hub.oldest_valid(resource.key)
             if version < oldest:
-                raise Gone(f"too old resource version: {version} ({oldest})")
+                raise GoneError(f"too old resource version: {version} ({oldest})")
             for event in self.hub.since(resource.key, version):
                 event_type = selection.effective_type(event)
                 if event_type is not None:
@@ -184,9 +184,9 @@ class Api:
             return
         entry = self.storage.get(NAMESPACE_KEY, "", namespace)
         if entry is None:
-            raise NotFound(f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
+            raise NotFoundError(f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
         if creating and entry.load()["metadata"].get("deletionTimestamp"):
-            raise Forbidden(
+            raise ForbiddenError(
                 f'{resource.qualified} "" is forbidden: unable to create new content in namespace'
                 f" {namespace} because it is being terminated"
             )
@@ -217,7 +217,7 @@ class Api:
         self, resource: ResourceType, namespace: str, body: Any, *, strict: bool = False
     ) -> Entry:
         if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
+            raise BadRequestError("the request body must be a JSON object")
         self._require_namespace(resource, namespace, creating=True)
         obj = objects.prepare_create(resource, body, namespace)
         name = obj["metadata"]["name"]
@@ -228,7 +228,7 @@ class Api:
         if resource.key == CRD_KEY:
             self._install_crd(obj)
         if self.storage.get(resource.key, namespace, name) is not None:
-            raise AlreadyExists(
+            raise AlreadyExistsError(
                 f'{resource.qualified} "{name}" already exists',
                 name=name,
                 group=resource.group,
@@ -282,13 +282,13 @@ class Api:
         strict: bool = False,
     ) -> Entry:
         if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
+            raise BadRequestError("the request body must be a JSON object")
         self._require_namespace(resource, namespace, creating=False)
         previous = self.get(resource, namespace, name)
         old = previous.load()
         meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
         if meta.get("name") not in (None, name):
-            raise BadRequest(
+            raise BadRequestError(
                 f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
             )
         given_version = meta.get("resourceVersion")
@@ -323,7 +323,7 @@ class Api:
         strict: bool,
     ) -> Entry:
         if subresource and not (subresource == "status" and resource.status_subresource):
-            raise NotFound(f"the server could not find the requested resource ({subresource})")
+            raise NotFoundError(f"the server could not find the requested resource ({subresource})")
         new = objects.prepare_update(resource, old, body, subresource=subresource)
         objects.conform(resource, new, strict=strict)
         if resource.key == CRD_KEY and subresource != "status":
@@ -351,7 +351,7 @@ class Api:
             and resource.schema is not None
             and resource.key != CRD_KEY
         ):
-            raise UnsupportedMediaType(
+            raise UnsupportedMediaTypeError(
                 f"the body of the request was in an unknown format - accepted media types include:"
                 f" application/json-patch+json, application/merge-patch+json"
             )
@@ -361,14 +361,14 @@ class Api:
         try:
             new = apply_patch(old, patch, content_type)
         except PatchError as exc:
-            raise PatchFailed(str(exc)) from exc
+            raise PatchFailedError(str(exc)) from exc
         if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
-            raise PatchFailed("the patched object is not a Kubernetes object")
+            raise PatchFailedError("the patched object is not a Kubernetes object")
         given_version = new["metadata"].get("resourceVersion")
         if given_version and str(given_version) != old["metadata"]["resourceVersion"]:
             raise _conflict(resource, name)
         if new["metadata"].get("name") != name:
-            raise BadRequest(
+            raise BadRequestError(
                 f"the name of the object ({new['metadata'].get('name')}) does not match the name on the URL ({name})"
             )
         return self._update(
@@ -390,7 +390,7 @@ class Api:
         obj = previous.load()
         meta = obj["metadata"]
         if precondition_uid and precondition_uid != meta["uid"]:
-            raise Conflict(
+            raise ConflictError(
                 f"Precondition failed: UID in precondition: {precondition_uid}, UID in object meta: {meta['uid']}",
                 name=name,
                 group=resource.group,

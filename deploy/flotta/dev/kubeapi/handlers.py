@@ -18,12 +18,12 @@ from flotta.dev.kubeapi import discovery, openapi, tables
 from flotta.dev.kubeapi.api import Api
 from flotta.dev.kubeapi.errors import (
     ApiError,
-    BadRequest,
-    Gone,
-    MethodNotAllowed,
-    NotFound,
-    Unauthorized,
-    UnsupportedMediaType,
+    BadRequestError,
+    GoneError,
+    MethodNotAllowedError,
+    NotFoundError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
     success_status,
 )
 from flotta.dev.kubeapi.patches import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
@@ -113,13 +113,13 @@ class Handlers:
             self.transports.add(request.transport)
         if request.path not in _ANONYMOUS:
             if request.headers.get("Authorization", "") != f"Bearer {self.settings.token}":
-                return _error(Unauthorized("Unauthorized"))
+                return _error(UnauthorizedError("Unauthorized"))
         try:
             response: web.StreamResponse = await handler(request)
         except ApiError as error:
             return _error(error)
         except web.HTTPNotFound:
-            return _error(NotFound("the server could not find the requested resource"))
+            return _error(NotFoundError("the server could not find the requested resource"))
         return response
 
     async def version(self, _: web.Request) -> web.Response:
@@ -133,9 +133,11 @@ class Handlers:
 
     async def openapi_group_version(self, request: web.Request) -> web.Response:
         group = request.match_info.get("group", "")
-        body = openapi.group_version_document(self.api.registry, group, request.match_info["version"])
+        body = openapi.group_version_document(
+            self.api.registry, group, request.match_info["version"]
+        )
         if body is None:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         return _json(body)
 
     async def api_versions(self, _: web.Request) -> web.Response:
@@ -147,14 +149,14 @@ class Handlers:
     async def api_group(self, request: web.Request) -> web.Response:
         body = discovery.api_group(self.api.registry, request.match_info["group"])
         if body is None:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         return _json(body)
 
     async def group_version(self, request: web.Request) -> web.Response:
         group = request.match_info.get("group", "")
         body = discovery.api_resource_list(self.api.registry, group, request.match_info["version"])
         if body is None or request.method != "GET":
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         return _json(body)
 
     # ---- resources ---------------------------------------------------------------------
@@ -170,22 +172,22 @@ class Handlers:
                 namespace, parts = parts[1], parts[2:]
         resource = self.api.registry.lookup(group, version, parts[0])
         if resource is None or len(parts) > 3:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         if resource.namespaced and namespace is None and len(parts) > 1:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         name = parts[1] if len(parts) > 1 else ""
         subresource = parts[2] if len(parts) > 2 else ""
         if subresource and subresource != "status":
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         if subresource and not resource.status_subresource:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         return Target(resource, namespace, name, subresource)
 
     async def resource(self, request: web.Request) -> web.StreamResponse:
         target = self._target(request)
         method = request.method
         if request.query.get("dryRun"):
-            raise BadRequest("dryRun is not supported by this server")
+            raise BadRequestError("dryRun is not supported by this server")
         if not target.name:
             if method == "GET":
                 if request.query.get("watch") in ("1", "true"):
@@ -195,7 +197,7 @@ class Handlers:
                 return await self._create(request, target)
             if method == "DELETE":
                 return self._delete_collection(request, target)
-            raise MethodNotAllowed(
+            raise MethodNotAllowedError(
                 f"the server does not allow this method on the requested resource ({method})"
             )
         namespace = target.namespace or ""
@@ -216,7 +218,7 @@ class Handlers:
         if method == "PATCH":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             if content_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH):
-                raise UnsupportedMediaType(
+                raise UnsupportedMediaTypeError(
                     "the body of the request was in an unknown format - accepted media types include:"
                     " application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
                 )
@@ -232,7 +234,7 @@ class Handlers:
             return self._one(request, target.resource, entry)
         if method == "DELETE":
             return await self._delete(request, target, namespace)
-        raise MethodNotAllowed(
+        raise MethodNotAllowedError(
             f"the server does not allow this method on the requested resource ({method})"
         )
 
@@ -244,7 +246,7 @@ class Handlers:
     async def _body(request: web.Request) -> Any:
         content_type = request.headers.get("Content-Type", "")
         if "protobuf" in content_type or "cbor" in content_type:
-            raise UnsupportedMediaType(
+            raise UnsupportedMediaTypeError(
                 f"the body of the request was in an unknown format ({content_type}) - accepted media types include:"
                 " application/json, application/yaml"
             )
@@ -256,7 +258,7 @@ class Handlers:
                 return yaml.safe_load(text)
             return json.loads(text)
         except (ValueError, yaml.YAMLError) as exc:
-            raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+            raise BadRequestError(f"the request body is not valid JSON: {exc}") from exc
 
     def _one(
         self, request: web.Request, resource: ResourceType, entry: Entry, status: int = 200
@@ -273,7 +275,7 @@ class Handlers:
 
     async def _create(self, request: web.Request, target: Target) -> web.Response:
         if target.resource.namespaced and target.namespace is None:
-            raise MethodNotAllowed("create needs a namespace in the path")
+            raise MethodNotAllowedError("create needs a namespace in the path")
         entry = self.api.create(
             target.resource,
             target.namespace or "",
@@ -289,7 +291,7 @@ class Handlers:
                 request.query.get("fieldSelector"), target.resource.field_selectors
             )
         except SelectorError as exc:
-            raise BadRequest(str(exc)) from exc
+            raise BadRequestError(str(exc)) from exc
         return labels, fields
 
     def _list(self, request: web.Request, target: Target) -> web.Response:
@@ -297,7 +299,7 @@ class Handlers:
         try:
             limit = int(request.query.get("limit", "0") or 0)
         except ValueError as exc:
-            raise BadRequest("limit must be an integer") from exc
+            raise BadRequestError("limit must be an integer") from exc
         result = self.api.list(
             target.resource,
             target.namespace,
@@ -334,7 +336,7 @@ class Handlers:
         result = self.api.list(target.resource, target.namespace, labels, fields)
         for entry in result.items:
             meta = entry.load()["metadata"]
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(NotFoundError):
                 self.api.delete(target.resource, meta.get("namespace", ""), meta["name"])
         body = {
             "apiVersion": target.resource.api_version,
@@ -376,7 +378,7 @@ class Handlers:
         try:
             timeout = float(request.query.get("timeoutSeconds", "0") or 0)
         except ValueError as exc:
-            raise BadRequest("timeoutSeconds must be a number") from exc
+            raise BadRequestError("timeoutSeconds must be a number") from exc
         response = web.StreamResponse(
             headers={"Content-Type": TABLE_TYPE if as_table else "application/json"}
         )
@@ -389,7 +391,7 @@ class Handlers:
                 fields,
                 request.query.get("resourceVersion", ""),
             )
-        except Gone as error:
+        except GoneError as error:
             await response.prepare(request)
             await response.write(error_line(error.status()))
             return response
@@ -405,7 +407,7 @@ class Handlers:
                 if watcher.expired.is_set():
                     await response.write(
                         error_line(
-                            Gone("too old resource version: the watcher fell behind").status()
+                            GoneError("too old resource version: the watcher fell behind").status()
                         )
                     )
                     break

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flotta.dev.kubeapi.errors import BadRequest, Cause, Invalid
+from flotta.dev.kubeapi.errors import BadRequestError, Cause, InvalidError
 from flotta.dev.kubeapi.resources import ResourceType
 from flotta.dev.kubeapi.schema import apply_defaults, format_causes, prune, validate
 
@@ -43,8 +43,8 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def invalid(resource: ResourceType, name: str, causes: list[Cause]) -> Invalid:
-    return Invalid(
+def invalid(resource: ResourceType, name: str, causes: list[Cause]) -> InvalidError:
+    return InvalidError(
         f'{resource.kind_qualified} "{name}" is invalid: {format_causes(causes)}',
         name=name,
         group=resource.group,
@@ -163,7 +163,7 @@ def _normalize_secret(obj: dict[str, Any], causes: list[Cause]) -> None:
 def conform(resource: ResourceType, obj: dict[str, Any], *, strict: bool) -> list[str]:
     """Prune, default and validate ``obj`` in place; return pruned field paths.
 
-    Raises ``Invalid`` (422), or ``BadRequest`` for unknown fields when ``strict``.
+    Raises ``InvalidError`` (422), or ``BadRequestError`` for unknown fields when ``strict``.
     """
     causes = _metadata_causes(resource, obj["metadata"])
     pruned: list[str] = []
@@ -171,7 +171,7 @@ def conform(resource: ResourceType, obj: dict[str, Any], *, strict: bool) -> lis
         pruned = prune(obj, resource.schema)
         if pruned and strict:
             fields = ", ".join(f'unknown field "{path}"' for path in pruned)
-            raise BadRequest(f"strict decoding error: {fields}")
+            raise BadRequestError(f"strict decoding error: {fields}")
         apply_defaults(obj, resource.schema)
         causes += validate(obj, resource.schema)
     if resource.plural == "secrets" and not resource.group:
@@ -185,7 +185,7 @@ def prepare_create(resource: ResourceType, obj: dict[str, Any], namespace: str) 
     """Stamp server-owned metadata on a new object."""
     meta = obj.setdefault("metadata", {})
     if not isinstance(meta, dict):
-        raise BadRequest("metadata must be an object")
+        raise BadRequestError("metadata must be an object")
     if not meta.get("name"):
         prefix = meta.get("generateName")
         if not prefix:
@@ -205,7 +205,7 @@ def prepare_create(resource: ResourceType, obj: dict[str, Any], namespace: str) 
         )
     if resource.namespaced:
         if meta.get("namespace") not in (None, "", namespace):
-            raise BadRequest(
+            raise BadRequestError(
                 "the namespace of the provided object does not match the namespace sent on the request"
             )
         meta["namespace"] = namespace
@@ -234,7 +234,7 @@ def prepare_update(
 ) -> dict[str, Any]:
     """Merge ``new`` onto ``old`` by the rules of the main endpoint or ``/status``."""
     if not isinstance(new.get("metadata"), dict):
-        raise BadRequest("metadata must be an object")
+        raise BadRequestError("metadata must be an object")
     old_meta = old["metadata"]
     if subresource == "status":
         result = copy.deepcopy(old)
