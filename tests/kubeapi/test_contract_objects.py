@@ -45,9 +45,12 @@ def test_create_sets_metadata_and_defaults(
     body["spec"]["options"] = {}
     created = custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, body)
     meta = created["metadata"]
-    assert meta["uid"] and meta["creationTimestamp"] and meta["resourceVersion"]
+    assert meta["uid"]
+    assert meta["creationTimestamp"]
+    assert meta["resourceVersion"]
     assert meta["generation"] == 1
-    assert meta["labels"] == {"site": "a"} and meta["annotations"] == {"note": "x"}
+    assert meta["labels"] == {"site": "a"}
+    assert meta["annotations"] == {"note": "x"}
     assert meta["finalizers"] == ["example.flotta.io/keep"]
     assert meta["ownerReferences"][0]["name"] == "owner"
     assert created["spec"]["size"] == 3  # default filled in
@@ -73,7 +76,8 @@ def test_resource_version_is_monotonic_across_kinds(
         int(config_map.metadata.resource_version),
         int(second["metadata"]["resourceVersion"]),
     ]
-    assert versions == sorted(versions) and len(set(versions)) == 3
+    assert versions == sorted(versions)
+    assert len(set(versions)) == 3
 
 
 def test_status_subresource_and_generation(
@@ -126,7 +130,9 @@ def test_update_with_stale_resource_version_conflicts(
         )
     assert raised.value.status == 409
     status = _status(raised.value)
-    assert status["kind"] == "Status" and status["reason"] == "Conflict" and status["code"] == 409
+    assert status["kind"] == "Status"
+    assert status["reason"] == "Conflict"
+    assert status["code"] == 409
     assert "the object has been modified" in status["message"]
     with pytest.raises(ApiException) as stale_patch:
         custom.patch_namespaced_custom_object(
@@ -162,7 +168,8 @@ def test_json_patch_and_merge_patch(custom: client.CustomObjectsApi, kube_namesp
         _content_type="application/json-patch+json",
     )
     got = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w4")
-    assert got["spec"]["color"] == "blue" and got["spec"]["tags"] == ["a", "b", "c"]
+    assert got["spec"]["color"] == "blue"
+    assert got["spec"]["tags"] == ["a", "b", "c"]
     merged = custom.patch_namespaced_custom_object(
         GROUP, VERSION, kube_namespace, PLURAL, "w4", {"spec": {"tags": ["z"], "name": None}}
     )
@@ -201,8 +208,11 @@ def test_validation_answers_422_with_field_causes(
         custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, bad)
     status = _status(raised.value)
     assert raised.value.status == 422
-    assert status["kind"] == "Status" and status["reason"] == "Invalid" and status["code"] == 422
-    assert status["details"]["kind"] == "Widget" and status["details"]["group"] == GROUP
+    assert status["kind"] == "Status"
+    assert status["reason"] == "Invalid"
+    assert status["code"] == 422
+    assert status["details"]["kind"] == "Widget"
+    assert status["details"]["group"] == GROUP
     fields = {cause["field"]: cause["reason"] for cause in status["details"]["causes"]}
     assert fields["spec.color"] == "FieldValueNotSupported"
     assert fields["spec.size"] == "FieldValueInvalid"
@@ -279,7 +289,8 @@ def test_finalizers_hold_deletion(custom: client.CustomObjectsApi, kube_namespac
         custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9")
     assert gone.value.status == 404
     status = _status(gone.value)
-    assert status["reason"] == "NotFound" and status["details"]["name"] == "w9"
+    assert status["reason"] == "NotFound"
+    assert status["details"]["name"] == "w9"
 
 
 def test_missing_namespace_and_object_answer_not_found(
@@ -302,7 +313,8 @@ def test_create_twice_answers_already_exists(kube: Any, kube_namespace: str) -> 
     core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "dup"}})
     with pytest.raises(ApiException) as raised:
         core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "dup"}})
-    assert raised.value.status == 409 and _status(raised.value)["reason"] == "AlreadyExists"
+    assert raised.value.status == 409
+    assert _status(raised.value)["reason"] == "AlreadyExists"
 
 
 def test_core_kinds(kube: Any, kube_namespace: str) -> None:
@@ -311,7 +323,8 @@ def test_core_kinds(kube: Any, kube_namespace: str) -> None:
     secret = core.create_namespaced_secret(
         kube_namespace, {"metadata": {"name": "s"}, "stringData": {"k": "v"}}
     )
-    assert secret.data == {"k": "dg=="} and secret.type == "Opaque"
+    assert secret.data == {"k": "dg=="}
+    assert secret.type == "Opaque"
     config_map = core.create_namespaced_config_map(
         kube_namespace, {"metadata": {"name": "cm"}, "data": {"a": "1"}}
     )

@@ -144,7 +144,8 @@ def test_watch_from_resource_version_with_selector(
         ("DELETED", "enters"),
     ]
     versions = [int(event["object"]["metadata"]["resourceVersion"]) for event in events]
-    assert versions == sorted(versions) and versions[0] > int(start)
+    assert versions == sorted(versions)
+    assert versions[0] > int(start)
     assert events[1]["object"]["status"] == {"phase": "Up"}
 
 
@@ -218,9 +219,12 @@ def test_watch_from_expired_resource_version_answers_410(kube_api_factory: Any) 
     events = _watch_lines(
         custom, "default", 1, resource_version=first["metadata"]["resourceVersion"]
     )
-    assert len(events) == 1 and events[0]["type"] == "ERROR"
+    assert len(events) == 1
+    assert events[0]["type"] == "ERROR"
     status = events[0]["object"]
-    assert status["kind"] == "Status" and status["code"] == 410 and status["reason"] == "Expired"
+    assert status["kind"] == "Status"
+    assert status["code"] == 410
+    assert status["reason"] == "Expired"
     recent = custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["metadata"][
         "resourceVersion"
     ]
@@ -237,7 +241,8 @@ def test_watch_sends_bookmarks_when_asked(kube_api: Any) -> None:
     with_bookmarks = _watch_lines(
         custom, "default", 2, resource_version=start, allow_watch_bookmarks=True
     )
-    assert with_bookmarks and all(event["type"] == "BOOKMARK" for event in with_bookmarks)
+    assert with_bookmarks
+    assert all(event["type"] == "BOOKMARK" for event in with_bookmarks)
     assert int(with_bookmarks[0]["object"]["metadata"]["resourceVersion"]) >= int(start)
     assert with_bookmarks[0]["object"]["kind"] == "Widget"
     assert _watch_lines(custom, "default", 1, resource_version=start) == []

@@ -70,7 +70,8 @@ def test_apply_get_describe_patch_delete(kube: Any, kube_namespace: str, tmp_pat
 
     described = kube.kubectl("describe", "widget", "blue-one", "-n", kube_namespace).stdout
     assert "Name:         blue-one" in described
-    assert "Phase:" in described and "Running" in described
+    assert "Phase:" in described
+    assert "Running" in described
     assert "Labels:       team=edge" in described
 
     invalid = kube.kubectl(
@@ -83,14 +84,16 @@ def test_apply_get_describe_patch_delete(kube: Any, kube_namespace: str, tmp_pat
         check=False,
     )
     assert invalid.returncode != 0
-    assert 'Unsupported value: "pink"' in invalid.stderr and "spec.color" in invalid.stderr
+    assert 'Unsupported value: "pink"' in invalid.stderr
+    assert "spec.color" in invalid.stderr
 
     assert (
         'widget.example.flotta.io "blue-one" deleted'
         in kube.kubectl("delete", "widget", "blue-one", "-n", kube_namespace).stdout
     )
     missing = kube.kubectl("get", "widget", "blue-one", "-n", kube_namespace, check=False)
-    assert missing.returncode != 0 and "NotFound" in missing.stderr
+    assert missing.returncode != 0
+    assert "NotFound" in missing.stderr
 
 
 def test_get_watch_prints_changes(kube: Any, kube_namespace: str, tmp_path: Path) -> None:
@@ -131,12 +134,14 @@ def test_get_watch_prints_changes(kube: Any, kube_namespace: str, tmp_path: Path
         seen = ""
         while "Moving" not in seen and time.monotonic() < deadline:
             seen = lines.get(timeout=15)
-        assert "Moving" in seen and seen.split()[0] == "watched"
+        assert "Moving" in seen
+        assert seen.split()[0] == "watched"
     finally:
         process.terminate()
         process.wait(timeout=10)
         reader.join(timeout=5)
-        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
         process.stdout.close()
         process.stderr.close()
 
@@ -173,7 +178,8 @@ spec: {{holderIdentity: op-1, leaseDurationSeconds: 15}}
         == "aHVudGVyMg=="
     )
     leases = kube.kubectl("get", "leases", "-n", kube_namespace).stdout.splitlines()
-    assert leases[0].split()[:2] == ["NAME", "HOLDER"] and leases[1].split()[:2] == [
+    assert leases[0].split()[:2] == ["NAME", "HOLDER"]
+    assert leases[1].split()[:2] == [
         "leader",
         "op-1",
     ]
@@ -215,7 +221,8 @@ def test_project_crds_and_samples(kube: Any, kube_namespace: str) -> None:
     row = kube.kubectl(
         "get", "ed", "camera-0001", "-n", kube_namespace, "--no-headers"
     ).stdout.split()
-    assert row[:2] == ["camera-0001", "Online"] and "v1" in row
+    assert row[:2] == ["camera-0001", "Online"]
+    assert "v1" in row
     assert (
         "camera-0001" in kube.kubectl("describe", "ed", "camera-0001", "-n", kube_namespace).stdout
     )

@@ -57,11 +57,12 @@ def _tls_context(ca_path: Path) -> ssl.SSLContext:
 
 
 def _get(url: str, ca_path: Path, token: str | None) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url)
+    request = urllib.request.Request(url)  # noqa: S310
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, context=_tls_context(ca_path), timeout=10) as response:  # noqa: S310
+        context = _tls_context(ca_path)
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:  # noqa: S310
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         body = json.loads(error.read())
@@ -83,7 +84,8 @@ def test_token_and_tls_are_required(kube_api: Any) -> None:
     }
     assert _get(f"{kube_api.url}/api/v1/namespaces", kube_api.ca_path, "wrong")[0] == 401
     status, listed = _get(f"{kube_api.url}/api/v1/namespaces", kube_api.ca_path, kube_api.token)
-    assert status == 200 and "default" in [n["metadata"]["name"] for n in listed["items"]]
+    assert status == 200
+    assert "default" in [n["metadata"]["name"] for n in listed["items"]]
     assert kube_api.url.startswith("https://127.0.0.1:")
     config = yaml.safe_load(kube_api.kubeconfig.read_text())
     assert config["users"][0]["user"]["token"] == kube_api.token
@@ -93,7 +95,8 @@ def test_token_and_tls_are_required(kube_api: Any) -> None:
 
 def test_discovery_and_unknown_paths(kube_api: Any) -> None:
     status, groups = _get(f"{kube_api.url}/apis", kube_api.ca_path, kube_api.token)
-    assert status == 200 and groups["kind"] == "APIGroupList"
+    assert status == 200
+    assert groups["kind"] == "APIGroupList"
     assert "coordination.k8s.io" in [g["name"] for g in groups["groups"]]
     status, resources = _get(f"{kube_api.url}/api/v1", kube_api.ca_path, kube_api.token)
     names = {r["name"] for r in resources["resources"]}
@@ -101,7 +104,9 @@ def test_discovery_and_unknown_paths(kube_api: Any) -> None:
     status, missing = _get(
         f"{kube_api.url}/apis/nope.example/v1/things", kube_api.ca_path, kube_api.token
     )
-    assert status == 404 and missing["kind"] == "Status" and missing["reason"] == "NotFound"
+    assert status == 404
+    assert missing["kind"] == "Status"
+    assert missing["reason"] == "NotFound"
     assert _get(f"{kube_api.url}/version", kube_api.ca_path, None)[1]["major"] == "1"
 
 

@@ -169,7 +169,8 @@ def test_prune_default_validate() -> None:
     }
     assert sorted(prune(obj, SCHEMA)) == ["spec.items[0].drop", "spec.junk", "top"]
     apply_defaults(obj, SCHEMA)
-    assert obj["spec"]["count"] == 2 and obj["spec"]["inner"] == {"flag": True}
+    assert obj["spec"]["count"] == 2
+    assert obj["spec"]["inner"] == {"flag": True}
     assert obj["spec"]["items"] == [{"n": 5}, {"n": 0}]
     assert obj["spec"]["free"] == {"x": {"y": 1}}
     assert validate(obj, SCHEMA) == []
@@ -219,7 +220,8 @@ def test_table_cells_and_ages() -> None:
     rendered = table(resource, [obj], resource_version="5")
     assert [c["name"] for c in rendered["columnDefinitions"]] == ["Name", "Count", "Ready", "Age"]
     cells = rendered["rows"][0]["cells"]
-    assert cells[:3] == ["t", 3, "True"] and cells[3].endswith("d")
+    assert cells[:3] == ["t", 3, "True"]
+    assert cells[3].endswith("d")
     assert rendered["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
     assert [
         human_duration(s) for s in (5, 150, 3600, 4 * 3600 + 60, 30 * 3600, 3 * 86400, 40 * 86400)
@@ -238,7 +240,8 @@ async def test_slow_watcher_is_closed_with_410(tmp_path: Path) -> None:
         for index in range(5):
             api.create(configmaps, "default", {"metadata": {"name": f"c{index}"}})
         assert start.watcher.expired.is_set()
-        assert api.hub.watcher_count() == 0 and api.hub.expired_watchers == 1
+        assert api.hub.watcher_count() == 0
+        assert api.hub.expired_watchers == 1
         with pytest.raises(GoneError):
             api.watch(configmaps, "default", labels, fields, "1")
         await asyncio.sleep(0)

@@ -12,6 +12,7 @@ from flotta.dev.kubeapi import objects
 from flotta.dev.kubeapi.errors import (
     AlreadyExistsError,
     BadRequestError,
+    Cause,
     ConflictError,
     ForbiddenError,
     GoneError,
@@ -23,7 +24,7 @@ from flotta.dev.kubeapi.patches import STRATEGIC_MERGE_PATCH, PatchError, apply_
 from flotta.dev.kubeapi.resources import CRD_KEY, NAMESPACE_KEY, CrdError, Registry, ResourceType
 from flotta.dev.kubeapi.selectors import FieldSelector, LabelSelector, field_getter
 from flotta.dev.kubeapi.storage import Entry, Storage
-from flotta.dev.kubeapi.watching import Filter, WatchEvent, Watcher, WatchHub
+from flotta.dev.kubeapi.watching import Filter, Watcher, WatchEvent, WatchHub
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ def _not_found(resource: ResourceType, name: str) -> NotFoundError:
 
 def _conflict(resource: ResourceType, name: str) -> ConflictError:
     return ConflictError(
-        f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object has been modified;'
+        f'Operation cannot be fulfilled on {resource.qualified} "{name}":'
+        " the object has been modified;"
         " please apply your changes to the latest version and try again",
         name=name,
         group=resource.group,
@@ -82,9 +84,20 @@ class Api:
                 logger.error("stored CRD %s cannot be served: %s", crd["metadata"]["name"], exc)
         if storage.get(NAMESPACE_KEY, "", "default") is None:
             for name in ("default", "kube-system", "kube-public"):
-                self.create(
-                    self.registry.lookup("", "v1", "namespaces"), "", {"metadata": {"name": name}}
-                )  # type: ignore[arg-type]
+                self.create(self._builtin("namespaces"), "", {"metadata": {"name": name}})
+
+    def _builtin(self, plural: str) -> ResourceType:
+        resource = next(
+            (
+                r
+                for r in self.registry.all()
+                if r.plural == plural and r.group in ("", "apiextensions.k8s.io")
+            ),
+            None,
+        )
+        if resource is None:
+            raise LookupError(f"built-in resource {plural} is not registered")
+        return resource
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -184,7 +197,8 @@ class Api:
             return
         entry = self.storage.get(NAMESPACE_KEY, "", namespace)
         if entry is None:
-            raise NotFoundError(f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
+            message = f'namespaces "{namespace}" not found'
+            raise NotFoundError(message, name=namespace, kind="namespaces")
         if creating and entry.load()["metadata"].get("deletionTimestamp"):
             raise ForbiddenError(
                 f'{resource.qualified} "" is forbidden: unable to create new content in namespace'
@@ -248,9 +262,9 @@ class Api:
             self.registry.install_crd(name, crd)
         except (CrdError, KeyError, TypeError, ValueError) as exc:
             raise objects.invalid(
-                self.registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions"),  # type: ignore[arg-type]
+                self._builtin("customresourcedefinitions"),
                 name,
-                [objects.Cause("FieldValueInvalid", f"Invalid value: {exc}", "spec")],
+                [Cause("FieldValueInvalid", f"Invalid value: {exc}", "spec")],
             ) from exc
         names = spec.get("names") or {}
         crd["status"] = {
@@ -286,10 +300,12 @@ class Api:
         self._require_namespace(resource, namespace, creating=False)
         previous = self.get(resource, namespace, name)
         old = previous.load()
-        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        given_meta = body.get("metadata")
+        meta: dict[str, Any] = given_meta if isinstance(given_meta, dict) else {}
         if meta.get("name") not in (None, name):
             raise BadRequestError(
-                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+                f"the name of the object ({meta.get('name')})"
+                f" does not match the name on the URL ({name})"
             )
         given_version = meta.get("resourceVersion")
         if given_version:
@@ -300,7 +316,7 @@ class Api:
                 resource,
                 name,
                 [
-                    objects.Cause(
+                    Cause(
                         "FieldValueInvalid",
                         "Invalid value: 0: must be specified for an update",
                         "metadata.resourceVersion",
@@ -352,8 +368,8 @@ class Api:
             and resource.key != CRD_KEY
         ):
             raise UnsupportedMediaTypeError(
-                f"the body of the request was in an unknown format - accepted media types include:"
-                f" application/json-patch+json, application/merge-patch+json"
+                "the body of the request was in an unknown format - accepted media types include:"
+                " application/json-patch+json, application/merge-patch+json"
             )
         self._require_namespace(resource, namespace, creating=False)
         previous = self.get(resource, namespace, name)
@@ -369,7 +385,8 @@ class Api:
             raise _conflict(resource, name)
         if new["metadata"].get("name") != name:
             raise BadRequestError(
-                f"the name of the object ({new['metadata'].get('name')}) does not match the name on the URL ({name})"
+                f"the name of the object ({new['metadata'].get('name')})"
+                f" does not match the name on the URL ({name})"
             )
         return self._update(
             resource, namespace, previous, old, new, subresource=subresource, strict=strict
@@ -391,7 +408,8 @@ class Api:
         meta = obj["metadata"]
         if precondition_uid and precondition_uid != meta["uid"]:
             raise ConflictError(
-                f"Precondition failed: UID in precondition: {precondition_uid}, UID in object meta: {meta['uid']}",
+                f"Precondition failed: UID in precondition: {precondition_uid},"
+                f" UID in object meta: {meta['uid']}",
                 name=name,
                 group=resource.group,
                 kind=resource.plural,
@@ -434,9 +452,7 @@ class Api:
         obj = entry.load()
         if not obj["metadata"].get("deletionTimestamp"):
             return None
-        namespaces = self._type_for(NAMESPACE_KEY)
-        assert namespaces is not None
-        return self._remove(namespaces, "", obj), True
+        return self._remove(self._builtin("namespaces"), "", obj), True
 
     def _type_for(self, collection: str) -> ResourceType | None:
         return next((t for t in self.registry.all() if t.key == collection), None)

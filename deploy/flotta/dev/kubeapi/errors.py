@@ -1,17 +1,17 @@
 """API errors in the Kubernetes ``Status`` shape.
 
-    ApiError                    any refused request; carries code, reason and causes
-    ├── BadRequestError         400 BadRequestError
-    ├── UnauthorizedError       401 UnauthorizedError
-    ├── ForbiddenError          403 ForbiddenError
-    ├── NotFoundError           404 NotFoundError
-    ├── MethodNotAllowedError   405 MethodNotAllowedError
-    ├── AlreadyExistsError      409 AlreadyExistsError
-    ├── ConflictError           409 Conflict (stale resourceVersion)
-    ├── GoneError               410 Expired (resourceVersion too old)
-    ├── UnsupportedMediaTypeError 415 UnsupportedMediaTypeError
-    ├── InvalidError            422 Invalid, with field causes
-    └── PatchFailedError        422 Invalid (a patch that cannot apply)
+ApiError                    any refused request; carries code, reason and causes
+├── BadRequestError         400 BadRequestError
+├── UnauthorizedError       401 UnauthorizedError
+├── ForbiddenError          403 ForbiddenError
+├── NotFoundError           404 NotFoundError
+├── MethodNotAllowedError   405 MethodNotAllowedError
+├── AlreadyExistsError      409 AlreadyExistsError
+├── ConflictError           409 Conflict (stale resourceVersion)
+├── GoneError               410 Expired (resourceVersion too old)
+├── UnsupportedMediaTypeError 415 UnsupportedMediaTypeError
+├── InvalidError            422 Invalid, with field causes
+└── PatchFailedError        422 Invalid (a patch that cannot apply)
 """
 
 from __future__ import annotations

@@ -111,9 +111,9 @@ class Handlers:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.transport is not None:
             self.transports.add(request.transport)
-        if request.path not in _ANONYMOUS:
-            if request.headers.get("Authorization", "") != f"Bearer {self.settings.token}":
-                return _error(UnauthorizedError("Unauthorized"))
+        authorized = request.headers.get("Authorization", "") == f"Bearer {self.settings.token}"
+        if request.path not in _ANONYMOUS and not authorized:
+            return _error(UnauthorizedError("Unauthorized"))
         try:
             response: web.StreamResponse = await handler(request)
         except ApiError as error:
@@ -219,8 +219,9 @@ class Handlers:
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             if content_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH):
                 raise UnsupportedMediaTypeError(
-                    "the body of the request was in an unknown format - accepted media types include:"
-                    " application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+                    "the body of the request was in an unknown format - accepted media types"
+                    " include: application/json-patch+json, application/merge-patch+json,"
+                    " application/strategic-merge-patch+json"
                 )
             entry = self.api.patch(
                 target.resource,
@@ -247,7 +248,8 @@ class Handlers:
         content_type = request.headers.get("Content-Type", "")
         if "protobuf" in content_type or "cbor" in content_type:
             raise UnsupportedMediaTypeError(
-                f"the body of the request was in an unknown format ({content_type}) - accepted media types include:"
+                f"the body of the request was in an unknown format ({content_type})"
+                " - accepted media types include:"
                 " application/json, application/yaml"
             )
         text = await request.text()

@@ -93,7 +93,8 @@ def _metadata_causes(resource: ResourceType, meta: dict[str, Any]) -> list[Cause
                 causes.append(
                     Cause(
                         "FieldValueInvalid",
-                        f"Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.'",
+                        f'Invalid value: "{key}": name part must consist of alphanumeric'
+                        " characters, '-', '_' or '.'",
                         f"metadata.{field}",
                     )
                 )
@@ -101,7 +102,8 @@ def _metadata_causes(resource: ResourceType, meta: dict[str, Any]) -> list[Cause
                 causes.append(
                     Cause(
                         "FieldValueInvalid",
-                        f"Invalid value: \"{value}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'",
+                        f'Invalid value: "{value}": a valid label must be an empty string or'
+                        " consist of alphanumeric characters, '-', '_' or '.'",
                         "metadata.labels",
                     )
                 )
@@ -206,7 +208,8 @@ def prepare_create(resource: ResourceType, obj: dict[str, Any], namespace: str) 
     if resource.namespaced:
         if meta.get("namespace") not in (None, "", namespace):
             raise BadRequestError(
-                "the namespace of the provided object does not match the namespace sent on the request"
+                "the namespace of the provided object does not match the namespace sent"
+                " on the request"
             )
         meta["namespace"] = namespace
     else:

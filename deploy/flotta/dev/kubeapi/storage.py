@@ -82,7 +82,8 @@ class Storage:
         raw = json.dumps(obj, separators=(",", ":"))
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO objects (collection, namespace, name, data) VALUES (?,?,?,?)",
+                "INSERT OR REPLACE INTO objects (collection, namespace, name, data)"
+                " VALUES (?,?,?,?)",
                 (collection, namespace, name, raw),
             )
             self._db.execute("UPDATE meta SET value=? WHERE key='resourceVersion'", (version,))
