@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -113,7 +114,8 @@ async def watch_under_patches(
     received = asyncio.Event()
 
     async def watcher() -> None:
-        url = f"{client.url}{GROUP_PATH}?watch=true&resourceVersion={start_version}&timeoutSeconds={int(seconds) + 60}"
+        query = f"watch=true&resourceVersion={start_version}&timeoutSeconds={int(seconds) + 60}"
+        url = f"{client.url}{GROUP_PATH}?{query}"
         async with client.session.get(
             url,
             headers=client.headers,
@@ -164,10 +166,8 @@ async def watch_under_patches(
         tasks.append(asyncio.create_task(patch(sequence)))
     await asyncio.gather(*tasks)
     patch_elapsed = time.perf_counter() - begin
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(received.wait(), 60)
-    except TimeoutError:
-        pass
     drained = time.perf_counter() - begin
     watch_task.cancel()
     await asyncio.gather(watch_task, return_exceptions=True)
@@ -185,55 +185,86 @@ async def watch_under_patches(
     }
 
 
-async def run(args: argparse.Namespace, state: Path, pid: int) -> str:
-    config = yaml.safe_load((state / "kubeconfig").read_text())
-    url = config["clusters"][0]["cluster"]["server"]
-    token = config["users"][0]["user"]["token"]
-    context = ssl.create_default_context(cafile=str(state / "ca.crt"))
+async def run(args: argparse.Namespace, url: str, token: str, ca: Path, pid: int) -> dict[str, Any]:
+    context = ssl.create_default_context(cafile=str(ca))
+    crds = [
+        yaml.safe_load(p.read_text()) for p in sorted((REPO / "deploy" / "crds").glob("*.yaml"))
+    ]
     connector = aiohttp.TCPConnector(limit=args.concurrency + 4)
+    figures: dict[str, Any] = {}
     async with aiohttp.ClientSession(connector=connector) as session:
         client = Client(session, url, token, context)
-        for path in sorted((REPO / "deploy" / "crds").glob("*.yaml")):
+        for crd in crds:
             await client.request(
-                "POST",
-                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                yaml.safe_load(path.read_text()),
+                "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd
             )
-        rss_empty = _rss_mib(pid)
-        create_s = await create_devices(client, args.devices, args.concurrency)
-        listed, list_s = await _timed(client.request("GET", GROUP_PATH))
-        selected, select_s = await _timed(
+        figures["rss_empty"] = _rss_mib(pid)
+        figures["create_s"] = await create_devices(client, args.devices, args.concurrency)
+        figures["all"] = await _timed(client.request("GET", GROUP_PATH))
+        figures["selected"] = await _timed(
             client.request("GET", f"{GROUP_PATH}?labelSelector=site%3Dsite-3")
         )
-        paged, paged_s = await _timed(client.request("GET", f"{GROUP_PATH}?limit=500"))
-        rss_loaded = _rss_mib(pid)
-        watch = await watch_under_patches(
+        figures["paged"] = await _timed(client.request("GET", f"{GROUP_PATH}?limit=500"))
+        figures["rss_loaded"] = _rss_mib(pid)
+        figures["watch"] = await watch_under_patches(
             client, args.devices, args.rate, args.seconds, args.concurrency
         )
-        rss_after = _rss_mib(pid)
-    database = sum(p.stat().st_size for p in state.glob("state.db*"))
+        figures["rss_after"] = _rss_mib(pid)
+    return figures
+
+
+def report(args: argparse.Namespace, figures: dict[str, Any], database_bytes: int) -> str:
+    watch = figures["watch"]
+    count = args.devices
+
+    def listing(key: str) -> str:
+        body, seconds = figures[key]
+        return f"{seconds * 1000:.0f} ms ({len(body['items'])} items)"
+
+    rows = [
+        (
+            f"create {count} EdgeDevices ({args.concurrency} concurrent requests)",
+            f"{figures['create_s']:.1f} s ({count / figures['create_s']:.0f}/s)",
+        ),
+        ("list all", listing("all")),
+        ("list with labelSelector site=site-3 (10 %)", listing("selected")),
+        ("list first page, limit=500", listing("paged")),
+        (
+            f"status patches sent (target {args.rate}/s for {args.seconds:.0f} s)",
+            f"{watch['patches']:.0f} at {watch['patch_rate']:.0f}/s, {watch['errors']:.0f} errors",
+        ),
+        ("watch events received", f"{watch['events']:.0f} ({watch['event_rate']:.0f}/s)"),
+        (
+            "watcher lag p50 / p99 / max",
+            f"{watch['lag_p50_ms']:.0f} / {watch['lag_p99_ms']:.0f} / {watch['lag_max_ms']:.0f} ms",
+        ),
+        ("watcher caught up after the last patch", f"{watch['drain_s']:.2f} s"),
+        (
+            f"server RSS: empty / {count} devices / after the patches",
+            " / ".join(f"{figures[key]:.0f}" for key in ("rss_empty", "rss_loaded", "rss_after"))
+            + " MiB",
+        ),
+        (f"SQLite size (db + WAL) at {count} devices", f"{database_bytes / 1024 / 1024:.1f} MiB"),
+    ]
+    machine = (
+        f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}),"
+        f" Python {platform.python_version()}, {platform.system()} {platform.release()};"
+        " client and server on the same machine."
+    )
+    command = (
+        f"Command: `benchmarks/kubeapi_bench.py --devices {count} --rate {args.rate}"
+        f" --seconds {args.seconds} --concurrency {args.concurrency}`"
+    )
     lines = [
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}",
         "",
-        f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python {platform.python_version()},"
-        f" {platform.system()} {platform.release()}; client and server on the same machine.",
-        f"Command: `benchmarks/kubeapi_bench.py --devices {args.devices} --rate {args.rate} --seconds {args.seconds} --concurrency {args.concurrency}`",
-        "",
-        "| measurement | result |",
-        "|---|---|",
-        f"| create {args.devices} EdgeDevices ({args.concurrency} concurrent requests) | {create_s:.1f} s ({args.devices / create_s:.0f}/s) |",
-        f"| list all ({len(listed['items'])} items) | {list_s * 1000:.0f} ms |",
-        f"| list with labelSelector site=site-3 ({len(selected['items'])} items) | {select_s * 1000:.0f} ms |",
-        f"| list first page, limit=500 ({len(paged['items'])} items) | {paged_s * 1000:.0f} ms |",
-        f"| status patches sent (target {args.rate}/s for {args.seconds:.0f} s) | {watch['patches']:.0f} at {watch['patch_rate']:.0f}/s, {watch['errors']:.0f} errors |",
-        f"| watch events received | {watch['events']:.0f} ({watch['event_rate']:.0f}/s) |",
-        f"| watcher lag p50 / p99 / max | {watch['lag_p50_ms']:.0f} / {watch['lag_p99_ms']:.0f} / {watch['lag_max_ms']:.0f} ms |",
-        f"| watcher caught up after the last patch | {watch['drain_s']:.2f} s |",
-        f"| server RSS: empty / {args.devices} devices / after the patches | {rss_empty:.0f} / {rss_loaded:.0f} / {rss_after:.0f} MiB |",
-        f"| SQLite size (db + WAL) at {args.devices} devices | {database / 1024 / 1024:.1f} MiB |",
+        machine,
+        command,
         "",
     ]
-    return "\n".join(lines)
+    lines += ["| measurement | result |", "|---|---|"]
+    lines += [f"| {label} | {value} |" for label, value in rows]
+    return "\n".join([*lines, ""])
 
 
 def main() -> int:
@@ -269,14 +300,19 @@ def main() -> int:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("the server did not start")
                 time.sleep(0.1)
-            report = asyncio.run(run(args, state, process.pid))
+            config = yaml.safe_load((state / "kubeconfig").read_text())
+            url = config["clusters"][0]["cluster"]["server"]
+            token = config["users"][0]["user"]["token"]
+            figures = asyncio.run(run(args, url, token, state / "ca.crt", process.pid))
+            database_bytes = sum(p.stat().st_size for p in state.glob("state.db*"))
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
-    print(report)
+    text = report(args, figures, database_bytes)
+    print(text)
     if args.out:
         with args.out.open("a") as handle:
-            handle.write(report + "\n")
+            handle.write(text + "\n")
     return 0
 
 
