@@ -1,0 +1,76 @@
+"""Where the local API differs from Kubernetes: each test asserts what each side does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.kubeapi.crd import GROUP, PLURAL, VERSION, install_widget_crd, widget, widget_crd
+
+
+def test_cel_validation_rules_are_not_evaluated_locally(
+    kube: Any, kube_namespace: str, tmp_path: Path
+) -> None:
+    crd = widget_crd("gadgets", "Gadget")
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "x-kubernetes-validations"
+    ] = [{"rule": "self.color != 'green'", "message": "no green gadgets"}]
+    path = tmp_path / "gadgets.yaml"
+    path.write_text(yaml.safe_dump(crd))
+    kube.kubectl("apply", "-f", str(path))
+    kube.kubectl("wait", "--for=condition=Established", f"crd/gadgets.{GROUP}", "--timeout=30s")
+    gadget = {**widget("g1", color="green"), "kind": "Gadget"}
+    result = kube.kubectl(
+        "apply", "-n", kube_namespace, "-f", "-", stdin=yaml.safe_dump(gadget), check=False
+    )
+    if kube.local:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0
+        assert "no green gadgets" in result.stderr
+
+
+def test_protobuf_bodies(kube: Any, kube_namespace: str) -> None:
+    result = kube.kubectl(
+        "create", "configmap", "imperative", "-n", kube_namespace, "--from-literal=a=b", check=False
+    )
+    if kube.local:
+        assert result.returncode != 0
+        assert "application/vnd.kubernetes.protobuf" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+
+
+def test_dry_run(kube: Any, kube_namespace: str) -> None:
+    core = client.CoreV1Api(kube.api_client())
+    if kube.local:
+        with pytest.raises(ApiException) as raised:
+            core.create_namespaced_config_map(
+                kube_namespace, {"metadata": {"name": "dry"}}, dry_run="All"
+            )
+        assert raised.value.status == 400
+        assert json.loads(raised.value.body)["reason"] == "BadRequest"
+    else:
+        created = core.create_namespaced_config_map(
+            kube_namespace, {"metadata": {"name": "dry"}}, dry_run="All"
+        )
+        assert created.metadata.name == "dry"
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_config_map("dry", kube_namespace)
+    assert missing.value.status == 404
+
+
+def test_unknown_fields_without_strict_validation(kube: Any, kube_namespace: str) -> None:
+    api_client = kube.api_client()
+    install_widget_crd(api_client)
+    custom = client.CustomObjectsApi(api_client)
+    created = custom.create_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, widget("loose", bogus=1), field_validation="Warn"
+    )
+    assert "bogus" not in created["spec"]  # both prune; only Kubernetes sends a Warning header
