@@ -36,17 +36,6 @@ def test_cel_validation_rules_are_not_evaluated_locally(
         assert "no green gadgets" in result.stderr
 
 
-def test_protobuf_bodies(kube: Any, kube_namespace: str) -> None:
-    result = kube.kubectl(
-        "create", "configmap", "imperative", "-n", kube_namespace, "--from-literal=a=b", check=False
-    )
-    if kube.local:
-        assert result.returncode != 0
-        assert "application/vnd.kubernetes.protobuf" in result.stderr
-    else:
-        assert result.returncode == 0, result.stderr
-
-
 def test_dry_run(kube: Any, kube_namespace: str) -> None:
     core = client.CoreV1Api(kube.api_client())
     if kube.local:

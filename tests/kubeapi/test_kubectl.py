@@ -187,6 +187,26 @@ spec: {{holderIdentity: op-1, leaseDurationSeconds: 15}}
     assert namespaces[:2] == [kube_namespace, "Active"]
 
 
+def test_imperative_create_sends_protobuf(kube: Any, kube_namespace: str) -> None:
+    kube.kubectl("create", "configmap", "imperative", "-n", kube_namespace, "--from-literal=a=b")
+    kube.kubectl("create", "secret", "generic", "pw", "-n", kube_namespace, "--from-literal=pw=x")
+    kube.kubectl("create", "namespace", f"{kube_namespace}-imp")
+    try:
+        config_map = yaml.safe_load(
+            kube.kubectl("get", "cm", "imperative", "-n", kube_namespace, "-o", "yaml").stdout
+        )
+        assert config_map["data"] == {"a": "b"}
+        assert "generateName" not in config_map["metadata"]
+        secret = kube.kubectl(
+            "get", "secret", "pw", "-n", kube_namespace, "-o", "jsonpath={.data.pw}"
+        )
+        assert secret.stdout == "eA=="
+        phase = kube.kubectl("get", "ns", f"{kube_namespace}-imp", "-o", "jsonpath={.status.phase}")
+        assert phase.stdout == "Active"
+    finally:
+        kube.kubectl("delete", "namespace", f"{kube_namespace}-imp", "--wait=false")
+
+
 @pytest.mark.skipif(not (REPO / "deploy" / "crds").is_dir(), reason="deploy/crds not generated")
 def test_project_crds_and_samples(kube: Any, kube_namespace: str) -> None:
     kube.kubectl("apply", "-f", str(REPO / "deploy" / "crds"))

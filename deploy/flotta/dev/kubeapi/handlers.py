@@ -27,6 +27,7 @@ from flotta.dev.kubeapi.errors import (
     success_status,
 )
 from flotta.dev.kubeapi.patches import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
+from flotta.dev.kubeapi.protobuf import ProtobufError, decode_object
 from flotta.dev.kubeapi.resources import ResourceType
 from flotta.dev.kubeapi.selectors import SelectorError, parse_field_selector, parse_label_selector
 from flotta.dev.kubeapi.storage import Entry
@@ -246,11 +247,18 @@ class Handlers:
     @staticmethod
     async def _body(request: web.Request) -> Any:
         content_type = request.headers.get("Content-Type", "")
-        if "protobuf" in content_type or "cbor" in content_type:
+        if "protobuf" in content_type:
+            try:
+                return decode_object(await request.read())
+            except ProtobufError as exc:
+                raise UnsupportedMediaTypeError(
+                    f"the body of the request was in an unknown format ({content_type}): {exc}"
+                    " - accepted media types include: application/json, application/yaml"
+                ) from exc
+        if "cbor" in content_type:
             raise UnsupportedMediaTypeError(
                 f"the body of the request was in an unknown format ({content_type})"
-                " - accepted media types include:"
-                " application/json, application/yaml"
+                " - accepted media types include: application/json, application/yaml"
             )
         text = await request.text()
         if not text.strip():
