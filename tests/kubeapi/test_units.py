@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from flotta.dev.kubeapi.api import Api
+from flotta.dev.kubeapi.cel import check
 from flotta.dev.kubeapi.errors import GoneError
 from flotta.dev.kubeapi.jsonpaths import find
 from flotta.dev.kubeapi.patches import PatchError, json_patch, merge_patch, strategic_merge_patch
@@ -184,6 +185,34 @@ def test_prune_default_validate() -> None:
     assert causes["spec.map.k"].reason == "FieldValueTooLong"
     assert "date-time" in causes["spec.when"].message
     assert validate({"spec": {}}, SCHEMA)[0].field == "spec.mode"
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "expected"),
+    [
+        ("self.all(c, self.exists_one(d, d.name == c.name))", [{"name": "a"}, {"name": "b"}], True),
+        (
+            "self.all(c, self.exists_one(d, d.name == c.name))",
+            [{"name": "a"}, {"name": "a"}],
+            False,
+        ),
+        ("has(self.device) || has(self.deviceSelector)", {"deviceSelector": {}}, True),
+        ("has(self.device) || has(self.deviceSelector)", {}, False),
+        ("!has(self.lifecycle) && !has(self.startupProbe)", {"lifecycle": {}}, False),
+        (
+            "size(self.items) <= 2 && self.name.startsWith('ab')",
+            {"items": [1], "name": "abc"},
+            True,
+        ),
+        ("self.n > 1 ? self.n < 5 : true", {"n": 7}, False),
+        ("'x' in self.tags && self.tags.exists(t, t == 'y')", {"tags": ["x", "y"]}, True),
+        ("self.missing == 1", {}, None),
+        ("oldSelf == self", 1, None),
+        ("self.quantity().isLessThan(1)", {}, None),
+    ],
+)
+def test_cel_subset(rule: str, value: Any, expected: bool | None) -> None:
+    assert check(rule, value) is expected
 
 
 def test_jsonpath_subset() -> None:
