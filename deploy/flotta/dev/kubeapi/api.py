@@ -434,7 +434,7 @@ class Api:
             obj["metadata"]["deletionGracePeriodSeconds"] = 0
             obj["status"] = {"phase": "Terminating"}
             previous = self._write(resource, "", obj, "MODIFIED", previous)
-        for collection, item_name in list(self.storage.namespaced_in(name)):
+        for collection, item_name in self.storage.namespaced_in(name):
             item_type = self._type_for(collection)
             entry = self.storage.get(collection, name, item_name)
             if (
@@ -447,10 +447,10 @@ class Api:
 
     def _finish_namespace(self, namespace: str) -> tuple[Entry, bool] | None:
         entry = self.storage.get(NAMESPACE_KEY, "", namespace)
-        if entry is None or any(True for _ in self.storage.namespaced_in(namespace)):
+        if entry is None:
             return None
         obj = entry.load()
-        if not obj["metadata"].get("deletionTimestamp"):
+        if not obj["metadata"].get("deletionTimestamp") or self.storage.namespaced_in(namespace):
             return None
         return self._remove(self._builtin("namespaces"), "", obj), True
 
@@ -463,7 +463,7 @@ class Api:
         self.hub.publish(resource.key, WatchEvent("DELETED", namespace, name, entry))
         if resource.key == CRD_KEY:
             self._remove_crd(name)
-        self._collect_dependents(obj["metadata"]["uid"], namespace)
+        self._collect_dependents(obj["metadata"]["uid"])
         if namespace:
             self._finish_namespace(namespace)
         return entry
@@ -477,25 +477,18 @@ class Api:
             self._remove(types[0], item_namespace, entry.load())
         self.hub.drop_collection(collection)
 
-    def _collect_dependents(self, uid: str, namespace: str) -> None:
+    def _collect_dependents(self, uid: str) -> None:
         """Garbage collection: dependents whose only owner was ``uid`` are deleted."""
-        needle = f'"uid":"{uid}"'
-        for collection in self.storage.collections():
-            for (item_namespace, item_name), entry in self.storage.items(
-                collection, namespace or None
-            ):
-                if needle not in entry.raw:
-                    continue
-                dependent = entry.load()
-                owners = dependent["metadata"].get("ownerReferences") or []
-                remaining = [o for o in owners if o.get("uid") != uid]
-                if len(remaining) == len(owners):
-                    continue
-                item_type = self._type_for(collection)
-                if item_type is None:
-                    continue
-                if remaining:
-                    dependent["metadata"]["ownerReferences"] = remaining
-                    self._write(item_type, item_namespace, dependent, "MODIFIED", entry)
-                elif self.storage.get(collection, item_namespace, item_name) is not None:
-                    self.delete(item_type, item_namespace, item_name)
+        for collection, item_namespace, item_name in self.storage.dependents(uid):
+            entry = self.storage.get(collection, item_namespace, item_name)
+            item_type = self._type_for(collection)
+            if entry is None or item_type is None:
+                continue
+            dependent = entry.load()
+            owners = dependent["metadata"].get("ownerReferences") or []
+            remaining = [o for o in owners if o.get("uid") != uid]
+            if remaining:
+                dependent["metadata"]["ownerReferences"] = remaining
+                self._write(item_type, item_namespace, dependent, "MODIFIED", entry)
+            else:
+                self.delete(item_type, item_namespace, item_name)
