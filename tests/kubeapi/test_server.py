@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client
 
@@ -157,3 +158,83 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "stopping" in stderr
+
+
+def _send(
+    kube_api: Any, method: str, path: str, body: str, content_type: str
+) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(  # noqa: S310
+        f"{kube_api.url}{path}", data=body.encode(), method=method
+    )
+    request.add_header("Authorization", f"Bearer {kube_api.token}")
+    request.add_header("Content-Type", content_type)
+    context = _tls_context(kube_api.ca_path)
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        payload = json.loads(error.read())
+        error.close()
+        return error.code, payload
+
+
+SECRETS = "/api/v1/namespaces/default/secrets"
+CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "code"),
+    [
+        ("POST", SECRETS, "[1, 2]", "application/json", 400),
+        ("POST", SECRETS, "not json", "application/json", 400),
+        ("POST", SECRETS, '{"metadata": "x"}', "application/json", 400),
+        ("POST", SECRETS, '{"metadata": {"name": "s"}, "data": "x"}', "application/json", 422),
+        (
+            "POST",
+            SECRETS,
+            '{"metadata": {"name": "s"}, "stringData": [1]}',
+            "application/json",
+            422,
+        ),
+        (
+            "POST",
+            SECRETS,
+            '{"metadata": {"name": "s"}, "data": {"a": "!!"}}',
+            "application/json",
+            422,
+        ),
+        (
+            "POST",
+            CONFIGMAPS,
+            '{"metadata": {"name": "c", "labels": {"a": 1}}}',
+            "application/json",
+            422,
+        ),
+        (
+            "POST",
+            CONFIGMAPS,
+            '{"metadata": {"name": "c"}, "data": {"a": 1}}',
+            "application/json",
+            422,
+        ),
+        ("POST", CONFIGMAPS, '{"metadata": {"name": "Bad_Name"}}', "application/json", 422),
+        ("POST", CONFIGMAPS, "k8s\x00garbage", "application/vnd.kubernetes.protobuf", 415),
+        ("PATCH", f"{CONFIGMAPS}/absent", "{}", "application/merge-patch+json", 404),
+        ("PATCH", f"{CONFIGMAPS}/absent", "{}", "text/plain", 415),
+        (
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            '{"metadata": {"name": "x"}, "spec": "x"}',
+            "application/json",
+            422,
+        ),
+    ],
+)
+def test_bad_requests_answer_status_not_500(
+    kube_api: Any, method: str, path: str, body: str, content_type: str, code: int
+) -> None:
+    status, payload = _send(kube_api, method, path, body, content_type)
+    assert status == code
+    assert payload["kind"] == "Status"
+    assert payload["code"] == code
+    assert payload["status"] == "Failure"

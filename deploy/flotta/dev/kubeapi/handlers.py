@@ -121,6 +121,11 @@ class Handlers:
             return _error(error)
         except web.HTTPNotFound:
             return _error(NotFoundError("the server could not find the requested resource"))
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            logger.exception("internal error serving %s %s", request.method, request.path)
+            return _error(ApiError(f"an internal error occurred: {exc}"))
         return response
 
     async def version(self, _: web.Request) -> web.Response:

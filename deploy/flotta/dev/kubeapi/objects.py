@@ -140,15 +140,25 @@ def _metadata_causes(resource: ResourceType, meta: dict[str, Any]) -> list[Cause
     return causes
 
 
+def _string_map(obj: dict[str, Any], field: str, causes: list[Cause]) -> dict[str, str]:
+    value = obj.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        causes.append(Cause("FieldValueInvalid", "Invalid value: must be a map of strings", field))
+        return {}
+    return value
+
+
 def _normalize_secret(obj: dict[str, Any], causes: list[Cause]) -> None:
-    string_data = obj.pop("stringData", None)
-    data = obj.get("data") or {}
-    if isinstance(string_data, dict):
-        for key, value in string_data.items():
-            data[key] = base64.b64encode(str(value).encode()).decode()
+    string_data = _string_map(obj, "stringData", causes)
+    obj.pop("stringData", None)
+    data = dict(_string_map(obj, "data", causes))
+    for key, value in string_data.items():
+        data[key] = base64.b64encode(value.encode()).decode()
     for key, value in data.items():
         try:
-            base64.b64decode(str(value), validate=True)
+            base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             causes.append(
                 Cause(
@@ -160,6 +170,11 @@ def _normalize_secret(obj: dict[str, Any], causes: list[Cause]) -> None:
     if data:
         obj["data"] = data
     obj.setdefault("type", "Opaque")
+
+
+def _check_config_map(obj: dict[str, Any], causes: list[Cause]) -> None:
+    _string_map(obj, "data", causes)
+    _string_map(obj, "binaryData", causes)
 
 
 def conform(resource: ResourceType, obj: dict[str, Any], *, strict: bool) -> list[str]:
@@ -178,6 +193,8 @@ def conform(resource: ResourceType, obj: dict[str, Any], *, strict: bool) -> lis
         causes += validate(obj, resource.schema)
     if resource.plural == "secrets" and not resource.group:
         _normalize_secret(obj, causes)
+    if resource.plural == "configmaps" and not resource.group:
+        _check_config_map(obj, causes)
     if causes:
         raise invalid(resource, obj["metadata"].get("name", ""), causes)
     return pruned
