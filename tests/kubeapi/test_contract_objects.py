@@ -402,3 +402,22 @@ def test_list_pagination(kube: Any, kube_namespace: str) -> None:
             break
     assert pages == 3
     assert [n for n in names if n.startswith("c")] == [f"c{i}" for i in range(7)]
+
+
+def test_unknown_fields_are_warned_about(
+    custom: client.CustomObjectsApi, kube_namespace: str
+) -> None:
+    data, _, headers = custom.create_namespaced_custom_object_with_http_info(
+        GROUP, VERSION, kube_namespace, PLURAL, widget("loose", bogus=1), field_validation="Warn"
+    )
+    assert "bogus" not in data["spec"]
+    assert 'unknown field \\"spec.bogus\\"' in headers.get("Warning", "")
+    _, _, quiet = custom.create_namespaced_custom_object_with_http_info(
+        GROUP,
+        VERSION,
+        kube_namespace,
+        PLURAL,
+        widget("ignored", bogus=1),
+        field_validation="Ignore",
+    )
+    assert "Warning" not in quiet

@@ -11,7 +11,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.kubeapi.crd import GROUP, PLURAL, VERSION, install_widget_crd, widget, widget_crd
+from tests.kubeapi.crd import GROUP, widget, widget_crd
 
 
 def test_cel_rules_outside_the_subset_are_skipped_locally(
@@ -63,13 +63,3 @@ def test_dry_run(kube: Any, kube_namespace: str) -> None:
     with pytest.raises(ApiException) as missing:
         core.read_namespaced_config_map("dry", kube_namespace)
     assert missing.value.status == 404
-
-
-def test_unknown_fields_without_strict_validation(kube: Any, kube_namespace: str) -> None:
-    api_client = kube.api_client()
-    install_widget_crd(api_client)
-    custom = client.CustomObjectsApi(api_client)
-    created = custom.create_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, widget("loose", bogus=1), field_validation="Warn"
-    )
-    assert "bogus" not in created["spec"]  # both prune; only Kubernetes sends a Warning header

@@ -29,6 +29,9 @@ from flotta.dev.kubeapi.watching import Filter, Watcher, WatchEvent, WatchHub
 logger = logging.getLogger(__name__)
 
 
+Warnings = list[str]  # messages for the response's Warning headers
+
+
 @dataclass(frozen=True)
 class ListResult:
     items: list[Entry]
@@ -228,7 +231,13 @@ class Api:
         return entry
 
     def create(
-        self, resource: ResourceType, namespace: str, body: Any, *, strict: bool = False
+        self,
+        resource: ResourceType,
+        namespace: str,
+        body: Any,
+        *,
+        strict: bool = False,
+        warnings: Warnings | None = None,
     ) -> Entry:
         if not isinstance(body, dict):
             raise BadRequestError("the request body must be a JSON object")
@@ -238,7 +247,7 @@ class Api:
         if resource.key == NAMESPACE_KEY:
             obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
             obj["status"] = {"phase": "Active"}
-        objects.conform(resource, obj, strict=strict)
+        _warn(warnings, objects.conform(resource, obj, strict=strict))
         if resource.key == CRD_KEY:
             self._install_crd(obj)
         if self.storage.get(resource.key, namespace, name) is not None:
@@ -294,6 +303,7 @@ class Api:
         *,
         subresource: str = "",
         strict: bool = False,
+        warnings: Warnings | None = None,
     ) -> Entry:
         if not isinstance(body, dict):
             raise BadRequestError("the request body must be a JSON object")
@@ -324,7 +334,14 @@ class Api:
                 ],
             )
         return self._update(
-            resource, namespace, previous, old, body, subresource=subresource, strict=strict
+            resource,
+            namespace,
+            previous,
+            old,
+            body,
+            subresource=subresource,
+            strict=strict,
+            warnings=warnings,
         )
 
     def _update(
@@ -337,11 +354,12 @@ class Api:
         *,
         subresource: str,
         strict: bool,
+        warnings: Warnings | None,
     ) -> Entry:
         if subresource and not (subresource == "status" and resource.status_subresource):
             raise NotFoundError(f"the server could not find the requested resource ({subresource})")
         new = objects.prepare_update(resource, old, body, subresource=subresource)
-        objects.conform(resource, new, strict=strict)
+        _warn(warnings, objects.conform(resource, new, strict=strict))
         if resource.key == CRD_KEY and subresource != "status":
             self._install_crd(new)
         objects.bump_generation(resource, old, new)
@@ -361,6 +379,7 @@ class Api:
         *,
         subresource: str = "",
         strict: bool = False,
+        warnings: Warnings | None = None,
     ) -> Entry:
         if (
             content_type == STRATEGIC_MERGE_PATCH
@@ -389,7 +408,14 @@ class Api:
                 f" does not match the name on the URL ({name})"
             )
         return self._update(
-            resource, namespace, previous, old, new, subresource=subresource, strict=strict
+            resource,
+            namespace,
+            previous,
+            old,
+            new,
+            subresource=subresource,
+            strict=strict,
+            warnings=warnings,
         )
 
     def delete(
@@ -492,3 +518,8 @@ class Api:
                 self._write(item_type, item_namespace, dependent, "MODIFIED", entry)
             else:
                 self.delete(item_type, item_namespace, item_name)
+
+
+def _warn(warnings: list[str] | None, pruned: list[str]) -> None:
+    if warnings is not None:
+        warnings.extend(f'unknown field "{path}"' for path in pruned)

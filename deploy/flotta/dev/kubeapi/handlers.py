@@ -66,6 +66,13 @@ def _raw(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="application/json")
 
 
+def _with_warnings(response: web.Response, warnings: list[str] | None) -> web.Response:
+    for warning in warnings or ():
+        escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+        response.headers.add("Warning", f'299 - "{escaped}"')
+    return response
+
+
 def _error(error: ApiError) -> web.Response:
     return _json(error.status(), error.code)
 
@@ -219,8 +226,9 @@ class Handlers:
                 await self._body(request),
                 subresource=target.subresource,
                 strict=self._strict(request),
+                warnings=(warnings := self._warnings(request)),
             )
-            return self._one(request, target.resource, entry)
+            return _with_warnings(self._one(request, target.resource, entry), warnings)
         if method == "PATCH":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             if content_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH):
@@ -237,8 +245,9 @@ class Handlers:
                 content_type,
                 subresource=target.subresource,
                 strict=self._strict(request),
+                warnings=(warnings := self._warnings(request)),
             )
-            return self._one(request, target.resource, entry)
+            return _with_warnings(self._one(request, target.resource, entry), warnings)
         if method == "DELETE":
             return await self._delete(request, target, namespace)
         raise MethodNotAllowedError(
@@ -248,6 +257,11 @@ class Handlers:
     @staticmethod
     def _strict(request: web.Request) -> bool:
         return request.query.get("fieldValidation", "") == "Strict"
+
+    @staticmethod
+    def _warnings(request: web.Request) -> list[str] | None:
+        """A list to collect warnings in, unless the client asked to ignore unknown fields."""
+        return None if request.query.get("fieldValidation", "") == "Ignore" else []
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
@@ -296,8 +310,9 @@ class Handlers:
             target.namespace or "",
             await self._body(request),
             strict=self._strict(request),
+            warnings=(warnings := self._warnings(request)),
         )
-        return self._one(request, target.resource, entry, 201)
+        return _with_warnings(self._one(request, target.resource, entry, 201), warnings)
 
     def _selectors(self, request: web.Request, target: Target) -> tuple[Any, Any]:
         try:
