@@ -362,8 +362,9 @@ class Api:
         _warn(warnings, objects.conform(resource, new, strict=strict))
         if resource.key == CRD_KEY and subresource != "status":
             self._install_crd(new)
-        objects.bump_generation(resource, old, new)
-        if objects.same_content(old, new):
+        stored = previous.load()  # untouched by conform, which may edit values shared with old
+        objects.bump_generation(resource, stored, new)
+        if objects.same_content(stored, new):
             return previous
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             return self._remove(resource, namespace, new)

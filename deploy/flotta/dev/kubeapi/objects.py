@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import re
 import secrets
 import uuid
@@ -252,18 +251,21 @@ def _spec_part(obj: dict[str, Any], status_subresource: bool) -> dict[str, Any]:
 def prepare_update(
     resource: ResourceType, old: dict[str, Any], new: dict[str, Any], *, subresource: str
 ) -> dict[str, Any]:
-    """Merge ``new`` onto ``old`` by the rules of the main endpoint or ``/status``."""
+    """Merge ``new`` onto ``old`` by the rules of the main endpoint or ``/status``.
+
+    The result may share nested values with both inputs (the caller owns them).
+    """
     if not isinstance(new.get("metadata"), dict):
         raise BadRequestError("metadata must be an object")
     old_meta = old["metadata"]
     if subresource == "status":
-        result = copy.deepcopy(old)
+        result = dict(old, metadata=dict(old_meta))
         if "status" in new:
             result["status"] = new["status"]
         else:
             result.pop("status", None)
         return result
-    result = copy.deepcopy(new)
+    result = dict(new, metadata=dict(new["metadata"]))
     meta = result["metadata"]
     for field in (*_SYSTEM_FIELDS, "name", "namespace"):
         if field in old_meta:
