@@ -259,10 +259,11 @@ def report(args: argparse.Namespace, figures: dict[str, Any], database_bytes: in
         ),
         (f"SQLite size (db + WAL) at {count} devices", f"{database_bytes / 1024 / 1024:.1f} MiB"),
     ]
+    load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
     machine = (
         f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}),"
         f" Python {platform.python_version()}, {platform.system()} {platform.release()};"
-        " client and server on the same machine."
+        f" client and server on the same machine; load average after the run {load}."
     )
     command = (
         f"Command: `benchmarks/kubeapi_bench.py --devices {count} --rate {args.rate}"
