@@ -275,7 +275,7 @@ def prepare_update(
     meta.pop("managedFields", None)
     result["apiVersion"] = resource.api_version
     result["kind"] = resource.kind
-    if resource.status_subresource and resource.plural != "namespaces":
+    if resource.status_subresource:
         if "status" in old:
             result["status"] = old["status"]
         else:
