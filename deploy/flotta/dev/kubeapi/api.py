@@ -275,24 +275,7 @@ class Api:
                 name,
                 [Cause("FieldValueInvalid", f"Invalid value: {exc}", "spec")],
             ) from exc
-        names = spec.get("names") or {}
-        crd["status"] = {
-            "acceptedNames": {key: value for key, value in names.items()},
-            "conditions": [
-                {
-                    "type": t,
-                    "status": "True",
-                    "reason": r,
-                    "message": m,
-                    "lastTransitionTime": objects.now(),
-                }
-                for t, r, m in (
-                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
-                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-                )
-            ],
-            "storedVersions": [v["name"] for v in spec.get("versions") or () if v.get("storage")],
-        }
+        crd["status"] = objects.crd_status(spec, objects.now())
 
     def replace(
         self,

@@ -314,3 +314,25 @@ def same_content(old: dict[str, Any], new: dict[str, Any]) -> bool:
         new, metadata={k: v for k, v in new["metadata"].items() if k != "resourceVersion"}
     )
     return old_copy == new_copy
+
+
+def crd_status(spec: dict[str, Any], moment: str) -> dict[str, Any]:
+    """The status of a CRD this server serves: names accepted and established at once."""
+    conditions = (
+        ("NamesAccepted", "NoConflicts", "no conflicts found"),
+        ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+    )
+    return {
+        "acceptedNames": dict(spec.get("names") or {}),
+        "conditions": [
+            {
+                "type": kind,
+                "status": "True",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": moment,
+            }
+            for kind, reason, message in conditions
+        ],
+        "storedVersions": [v["name"] for v in spec.get("versions") or () if v.get("storage")],
+    }
