@@ -1,5 +1,6 @@
 """A separate process that writes to a telemetry buffer until it is killed (for power-cut
 tests). ``insert PATH N``: transactions of N records, each line printed after its commit.
+``mid PATH``: commits one transaction, then stops inside a second one until killed.
 ``form PATH``: forms a metrics batch, prints its sequence and SHA-256, then waits (a publish
 in flight) until killed."""
 
@@ -36,6 +37,15 @@ def main() -> None:
             buffer.add(Kind.METRICS, [sample(transaction, i) for i in range(size)])
             print(f"committed {transaction}", flush=True)
             transaction += 1
+    elif mode == "mid":
+        buffer.add(Kind.METRICS, [sample(0, i) for i in range(10)])
+        with buffer._transaction() as db:  # the body of add(), stopped before its commit
+            db.executemany(
+                "INSERT INTO records (kind, created_ms, body) VALUES ('metrics', 0, ?)",
+                [(sample(1, i),) for i in range(10)],
+            )
+            print("inside", flush=True)
+            time.sleep(3600)
     elif mode == "form":
         batch = buffer.next_batch(Kind.METRICS)
         assert batch is not None

@@ -207,6 +207,23 @@ def test_sigkill_mid_transaction_keeps_every_commit_whole(tmp_path: Path, kill_a
     reopened.close()
 
 
+def test_sigkill_inside_an_open_transaction_leaves_only_committed_records(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "b.db"
+    with writer("mid", str(path)) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "inside"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    reopened = TelemetryBuffer(path, max_bytes=1 << 30)
+    assert reopened._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert reopened.stats().buffered_records == 10
+    (payload,) = drain(reopened)
+    assert {s.timestamp_ms for s in decode(MetricsBatch, payload).samples} == {0}
+    reopened.close()
+
+
 def test_killed_while_a_batch_is_in_flight_the_same_batch_is_sent_again(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     buffer = TelemetryBuffer(path, max_bytes=1 << 20)

@@ -1,9 +1,16 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flotta.agent.telemetry.errors import ExpositionError
-from flotta.agent.telemetry.exposition import parse_exposition, parse_sample_line
+from flotta.agent.telemetry.exposition import (
+    METRIC_NAME,
+    Exposition,
+    parse_exposition,
+    parse_sample_line,
+)
 
 SAMPLE = """\
 # HELP http_requests_total The total number of HTTP requests.
@@ -79,3 +86,40 @@ def test_empty_labels_and_spaces_inside_braces() -> None:
     sample = parse_sample_line('m{ a = "x y" , b="" } -1.5e-3')
     assert sample.labels == {"a": "x y", "b": ""}
     assert sample.value == pytest.approx(-0.0015)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from('abc_:{}=",\\ \t\n#+-.0123456789eEINfa'), max_size=80))
+def test_any_text_parses_or_fails_with_an_exposition_error(text: str) -> None:
+    result = parse_or_error(text)
+    if isinstance(result, ExpositionError):
+        assert 1 <= result.line_number <= text.count("\n") + 1
+    else:
+        assert all(METRIC_NAME.fullmatch(sample.name) for sample in result.samples)
+
+
+def parse_or_error(text: str) -> Exposition | ExpositionError:
+    try:
+        return parse_exposition(text)
+    except ExpositionError as exc:
+        return exc
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,10}", fullmatch=True),
+        st.text(max_size=20),
+        max_size=5,
+    ),
+    st.floats(allow_nan=False),
+)
+def test_written_samples_parse_back(labels: dict[str, str], value: float) -> None:
+    def escape(text: str) -> str:
+        return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    rendered = ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
+    written = repr(value) if math.isfinite(value) else ("+Inf" if value > 0 else "-Inf")
+    sample = parse_sample_line(f"m{{{rendered}}} {written}")
+    assert sample.labels == labels
+    assert sample.value == value

@@ -12,7 +12,7 @@ from pathlib import Path
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.batching import Kind, record_body
 from flotta.agent.telemetry.buffer import TelemetryBuffer
-from flotta.agent.telemetry.errors import BufferStoreError, ScrapeError
+from flotta.agent.telemetry.errors import BufferStoreError, ScrapeError, TelemetryError
 from flotta.agent.telemetry.logs import LogSource, follow
 from flotta.agent.telemetry.samples import AllowList, Measurement, stamp
 from flotta.agent.telemetry.scraping import ScrapeTarget, scrape, scrape_targets
@@ -130,7 +130,7 @@ class TelemetryService:
         """Collect and send until cancelled or closed; publish failures are retried with
         back-off while collection goes on."""
         if self._closed or self._running:
-            raise BufferStoreError(str(self.buffer.path), "the service is closed or running")
+            raise TelemetryError("the telemetry service is closed or already running")
         self._running = True
         self._run_finished.clear()
         self._core.start(

@@ -33,6 +33,8 @@ SAMPLE_NAMESPACE = "default"
 SIMULATOR_BATCH = "simulator"
 AGENT_BATCH = "local-agent"
 OBSERVER = "dev"
+SAMPLE_SET = "shop-floor"
+LOCAL_AGENT_ID = "edge-local-0001"
 
 
 class StackError(Exception):
@@ -62,6 +64,34 @@ def samples_dir() -> Path | None:
 
 def flotta_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "flotta.cli", *args]
+
+
+def agent_config(
+    *,
+    state_dir: Path,
+    runtime_dir: Path,
+    broker_port: int,
+    ca_file: Path,
+    bootstrap_cert: Path,
+    bootstrap_key: Path,
+    podman_url: str,
+) -> str:
+    """The real agent's configuration for the local stack (see agent/packaging/agent.toml)."""
+    return f"""# Written by flotta dev up: the real agent of the local stack.
+device_id = "{LOCAL_AGENT_ID}"
+state_dir = "{state_dir}"
+runtime_dir = "{runtime_dir}"
+broker_host = "{LOOPBACK}"
+broker_port = {broker_port}
+ca_file = "{ca_file}"
+bootstrap_cert = "{bootstrap_cert}"
+bootstrap_key = "{bootstrap_key}"
+target_namespace = "{SAMPLE_NAMESPACE}"
+target_set = "{SAMPLE_SET}"
+model_name = "local-stack"
+podman_url = "{podman_url}"
+reboot_command = ["true"]
+"""
 
 
 def wait_for_port(port: int, *, what: str, timeout: float = 30.0) -> None:
@@ -295,7 +325,33 @@ class Stack:
         self._check_alive("bridge")
 
     def start_agent(self, ports: Ports) -> None:
-        raise StackError("the real agent is not wired into the stack yet")
+        from flotta.dev.podman import unavailable_reason
+
+        reason = unavailable_reason()
+        if reason is not None:
+            self.options.progress(f"no real agent: Podman cannot run here ({reason})")
+            return
+        podman_dir = self.layout.podman.resolve()
+        self._start("podman", flotta_command("dev", "podman", "--state-dir", str(podman_dir)))
+        wait_for_file(podman_dir / "podman.sock", what="Podman", timeout=120)
+        self._check_alive("podman")
+        config = self.layout.agent / "agent.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        clients = self.layout.pki.resolve() / "clients"
+        config.write_text(
+            agent_config(
+                state_dir=self.layout.agent.resolve() / "state",
+                runtime_dir=self.layout.agent.resolve() / "run",
+                broker_port=ports.mqtt,
+                ca_file=self.layout.pki.resolve() / "ca.crt",
+                bootstrap_cert=clients / f"bootstrap-{AGENT_BATCH}.crt",
+                bootstrap_key=clients / f"bootstrap-{AGENT_BATCH}.key",
+                podman_url=f"unix://{podman_dir / 'podman.sock'}",
+            )
+        )
+        self._start("agent", flotta_command("agent", "run", "--config", str(config)))
+        time.sleep(0.5)
+        self._check_alive("agent")
 
     def start_simulator(self, ports: Ports) -> None:
         clients = self.layout.pki / "clients"
@@ -319,7 +375,7 @@ class Stack:
                 "--namespace",
                 SAMPLE_NAMESPACE,
                 "--set",
-                "shop-floor",
+                SAMPLE_SET,
             ),
         )
         time.sleep(0.5)
