@@ -81,6 +81,7 @@ class Agent:
         self._key: ec.EllipticCurvePrivateKey | None = None
         self._last_connected = ""
         self._last_error = ""
+        self._subscribed = False
         self._tasks = Tasks()
         self._session_tasks = Tasks()
         self._wake_reconcile = asyncio.Event()
@@ -194,11 +195,8 @@ class Agent:
             manual_ack=True,
         )
         self._client = client
+        self._subscribed = False
         await client.start()
-        with contextlib.suppress(MqttError):  # remembered; subscribed once connected
-            await client.subscribe(
-                [(self._topic(DeviceTopic.DESIRED), 1), (self._topic(DeviceTopic.CERTIFICATE), 1)]
-            )
         self._session_tasks.start("consume", self._consume(client))
         self._session_tasks.start("renewal", self._renew_when_due(client))
         await self._reconnect.wait()
@@ -213,6 +211,11 @@ class Agent:
             return
         self._last_connected = utc(datetime.now(UTC))
         self._last_error = ""
+        if not (session_present and self._subscribed):
+            await client.subscribe(
+                [(self._topic(DeviceTopic.DESIRED), 1), (self._topic(DeviceTopic.CERTIFICATE), 1)]
+            )
+            self._subscribed = True
         await self._publish_connection(client, "")
         self._wake_heartbeat.set()
         self._wake_events.set()
