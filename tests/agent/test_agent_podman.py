@@ -154,7 +154,8 @@ async def test_enrol_deploy_change_remove_and_converge_after_a_cut_link(
         await asyncio.sleep(2)
         assert set(await pods(clean_podman)) == {"db"}  # offline: nothing has arrived
         status = read_status(config.state_dir)
-        assert status is not None and not status.connected
+        assert status is not None
+        assert not status.connected
         proxy.restore()
         await fleet.wait_status(
             lambda s: (
@@ -169,7 +170,8 @@ async def test_enrol_deploy_change_remove_and_converge_after_a_cut_link(
     finally:
         assert await running.stop() == 0
     final = [c for c in fleet.connections if c.state == "offline"]
-    assert final and final[-1].reason == "agent stopped"
+    assert final
+    assert final[-1].reason == "agent stopped"
 
 
 async def test_bad_desired_payload_is_counted_and_keeps_the_last_good_state(
@@ -193,7 +195,8 @@ async def test_bad_desired_payload_is_counted_and_keeps_the_last_good_state(
         assert not running.task.done()
         assert set(await pods(clean_podman)) == {"web"}
         status = read_status(config.state_dir)
-        assert status is not None and status.bad_desired_payloads == 2
+        assert status is not None
+        assert status.bad_desired_payloads == 2
     finally:
         assert await running.stop() == 0
 
@@ -217,4 +220,5 @@ async def test_deregistration_removes_workloads_data_and_identity(
     assert not (config.state_dir / "workloads").exists()
     assert not (config.identity_dir / "device.key").exists()
     status = read_status(config.state_dir)
-    assert status is not None and status.phase == "deregistered"
+    assert status is not None
+    assert status.phase == "deregistered"
