@@ -154,8 +154,7 @@ async def test_killed_mid_apply_restarts_offline_from_the_persisted_state_and_co
     mosquitto_broker.start()
     await fleet.wait_status(
         lambda s: (
-            s.applied_version == state.version
-            and phases(s) == dict.fromkeys(names, "Running")
+            s.applied_version == state.version and phases(s) == dict.fromkeys(names, "Running")
         ),
         within=60,
     )
