@@ -30,18 +30,28 @@ def clean_podman(podman_env: PodmanTestEnv) -> Iterator[PodmanTestEnv]:
 def agent_config(
     tmp_path: Path, mosquitto_broker: TestBroker, clean_podman: PodmanTestEnv
 ) -> AgentConfigFactory:
-    bootstrap = mosquitto_broker.bootstrap("factory")
+    return config_factory(tmp_path, mosquitto_broker, clean_podman.socket_url)
+
+
+@pytest.fixture
+def agent_config_without_podman(tmp_path: Path, mosquitto_broker: TestBroker) -> AgentConfigFactory:
+    """For tests of the connection alone: Podman is unreachable (the agent copes)."""
+    return config_factory(tmp_path, mosquitto_broker, f"unix://{tmp_path}/no-podman.sock")
+
+
+def config_factory(tmp_path: Path, broker: TestBroker, podman_socket: str) -> AgentConfigFactory:
+    bootstrap = broker.bootstrap("factory")
 
     def make(**overrides: Any) -> AgentConfig:
         values: dict[str, Any] = {
             "device_id": "edge-1",
             "state_dir": str(tmp_path / "agent"),
             "files_root": str(tmp_path / "files"),
-            "broker_url": f"mqtts://{mosquitto_broker.host}:{mosquitto_broker.port}",
-            "ca_cert": str(mosquitto_broker.ca_path),
+            "broker_url": f"mqtts://{broker.host}:{broker.port}",
+            "ca_cert": str(broker.ca_path),
             "bootstrap_cert": str(bootstrap.cert),
             "bootstrap_key": str(bootstrap.key),
-            "podman_socket": clean_podman.socket_url,
+            "podman_socket": podman_socket,
             "heartbeat_seconds": 1,
             "resync_seconds": 2.0,
             "reconnect_base_seconds": 0.2,

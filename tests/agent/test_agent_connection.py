@@ -1,0 +1,70 @@
+"""Connection-level behaviour against a real Mosquitto; Podman is not needed here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from flotta.agent.daemon import Agent
+from flotta.agent.errors import EnrolmentError
+from flotta.agent.status_file import read_status
+from tests.agent.conftest import AgentConfigFactory
+from tests.agent.fleet import FleetPeer, wait_for
+from tests.fixtures.brokers import TestBroker
+from tests.fixtures.operator_peer import EnrolmentPeer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def short_lived_fleet(mosquitto_broker: TestBroker) -> AsyncIterator[FleetPeer]:
+    # 44 s of validity plus the CA's 5 min backdating: at 0.9 renewal is due ~10 s after issue.
+    async with FleetPeer(mosquitto_broker, validity=timedelta(seconds=44)) as peer:
+        yield peer
+
+
+async def test_certificate_is_renewed_before_expiry_and_used_to_reconnect(
+    agent_config_without_podman: AgentConfigFactory, short_lived_fleet: FleetPeer
+) -> None:
+    config = agent_config_without_podman(renew_at_fraction=0.9)
+    agent = Agent(config)
+    task = asyncio.create_task(agent.run())
+    try:
+        await wait_for(lambda: short_lived_fleet.enrolments, 30)
+        await wait_for(lambda: agent.identity.status() is not None, 30)
+        first = agent.identity.status()
+        assert first is not None
+        await wait_for(lambda: short_lived_fleet.renewals, 40)
+        await wait_for(
+            lambda: (s := agent.identity.status()) is not None and s.serial != first.serial, 20
+        )
+        # Reconnected with the renewed certificate: a second birth message arrives.
+        await wait_for(
+            lambda: len([c for c in short_lived_fleet.connections if c.state == "online"]) >= 2,
+            20,
+        )
+        renewed = await short_lived_fleet.wait_status(
+            lambda s: (
+                s.certificate_not_after is not None and s.certificate_not_after > first.not_after
+            )
+        )
+        assert renewed.certificate_not_after is not None
+        status = read_status(config.state_dir)
+        assert status is not None
+        assert status.connected
+    finally:
+        agent.stop()
+        assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_declined_enrolment_stops_with_a_clear_error(
+    agent_config_without_podman: AgentConfigFactory, mosquitto_broker: TestBroker
+) -> None:
+    config = agent_config_without_podman(device_id="refused-1")
+    async with EnrolmentPeer(mosquitto_broker, decline=frozenset({"refused-1"})):
+        with pytest.raises(EnrolmentError, match="declined"):
+            await asyncio.wait_for(Agent(config).run(), 30)
+    assert not config.identity_dir.joinpath("device.crt").exists()
