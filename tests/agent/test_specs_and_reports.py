@@ -50,7 +50,7 @@ def test_workload_gets_device_env_export_dir_configmaps_and_opened_secrets(
         ],
         secrets=[SealedSecret(name="db", data=sealed)],
     )
-    converted = convert(state, key=key, state_dir=tmp_path)
+    converted = convert(state, key=lambda: key, state_dir=tmp_path)
     assert converted.failures == {}
     spec = converted.specs["web"]
     assert spec.env == {"DEVICE_ID": DEVICE}
@@ -63,7 +63,7 @@ def test_workload_gets_device_env_export_dir_configmaps_and_opened_secrets(
     assert pod["spec"]["containers"][0]["image"] == "localhost/x:1"
     assert yaml.safe_load(spec.configmaps[0])["data"] == {"mode": "edge"}
     # The same desired workload always gives the same specification hash.
-    again = convert(state, key=key, state_dir=tmp_path).specs["web"]
+    again = convert(state, key=lambda: key, state_dir=tmp_path).specs["web"]
     assert spec_hash(again) == spec_hash(spec)
 
 
@@ -81,11 +81,11 @@ def test_unopenable_secrets_fail_only_their_workload(tmp_path: Path) -> None:
         ],
         secrets=[SealedSecret(name="foreign", data=sealed_for_other)],
     )
-    converted = convert(state, key=key, state_dir=tmp_path)
+    converted = convert(state, key=lambda: key, state_dir=tmp_path)
     assert set(converted.specs) == {"c"}
     assert "not in the desired state" in converted.failures["a"]
     assert "cannot be opened" in converted.failures["b"]
-    no_key = convert(state, key=None, state_dir=tmp_path)
+    no_key = convert(state, key=lambda: None, state_dir=tmp_path)
     assert "no device key" in no_key.failures["b"]
 
 

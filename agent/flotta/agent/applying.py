@@ -12,8 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from flotta.agent.events import EventQueue, new_event
 from flotta.agent.runtime import (
     PodmanRuntime,
@@ -22,7 +20,7 @@ from flotta.agent.runtime import (
     WorkloadState,
     plan,
 )
-from flotta.agent.specs import convert
+from flotta.agent.specs import KeyProvider, convert
 from flotta.schemas.wire import DesiredState
 
 log = logging.getLogger(__name__)
@@ -41,7 +39,7 @@ class Applier:
         self.state_dir = state_dir
         self._reported: dict[str, str] = {}  # workload -> last failure reported as an event
 
-    async def apply(self, desired: DesiredState, key: ec.EllipticCurvePrivateKey | None) -> Outcome:
+    async def apply(self, desired: DesiredState, key: KeyProvider) -> Outcome:
         """Raises :class:`PodmanUnreachableError` when nothing can be done now."""
         converted = convert(desired, key=key, state_dir=self.state_dir)
         failures = dict(converted.failures)

@@ -14,9 +14,7 @@ import os
 import shutil
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any
 
 from flotta.agent import hardware as inventory
 from flotta.agent.applying import Applier
@@ -41,6 +39,9 @@ from flotta.schemas.errors import ContractError
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire import ConnectionState, DesiredState, StatusReport
 from flotta.schemas.wire.status import TelemetryBuffer
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Agent:
         self.phase = "starting"
         self.exit_code = 0
         self._client: MqttClient | None = None
-        self._key: ec.EllipticCurvePrivateKey | None = None
+        self._key: ec.EllipticCurvePrivateKey | None = None  # loaded when first needed
         self._last_connected = ""
         self._last_error = ""
         self._subscribed = False
@@ -127,8 +128,7 @@ class Agent:
             self._write_status()
             hardware = await asyncio.to_thread(inventory.collect)
             await enrol(self.config, self.identity, hardware)
-        self._key = self.identity.load_key()
-        self._wake_reconcile.set()  # secrets can be opened now
+            self._wake_reconcile.set()  # secrets can be opened now
         self.phase = "running"
         self._start_telemetry()
         self._tasks.start("events", self._events_forever())
@@ -301,7 +301,7 @@ class Agent:
                 delay = PODMAN_RETRY
 
     async def _reconcile(self, desired: DesiredState) -> None:
-        outcome = await self.applier.apply(desired, self._key or self._load_key())
+        outcome = await self.applier.apply(desired, self._load_key)
         self.failures = outcome.failures
         self.states = await self.applier.phases()
         if self.telemetry is not None:
@@ -317,8 +317,8 @@ class Agent:
         self._write_status()
 
     def _load_key(self) -> ec.EllipticCurvePrivateKey | None:
-        if not self.identity.key_path.exists():
-            return None
+        if self._key is not None or not self.identity.key_path.exists():
+            return self._key
         with contextlib.suppress(AgentError):
             self._key = self.identity.load_key()
         return self._key

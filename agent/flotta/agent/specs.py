@@ -9,18 +9,23 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from flotta.agent.runtime import WorkloadSpec
-from flotta.pki.sealing import SealingError, unseal
-from flotta.schemas.wire import DesiredState, DesiredWorkload, SealedSecret
+from flotta.schemas.wire import DesiredState, DesiredWorkload, SealedData, SealedSecret
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 DEVICE_ID_ENV = "DEVICE_ID"
+
+# The device key, loaded only when a workload has something sealed (None: no key yet).
+KeyProvider = Callable[[], "ec.EllipticCurvePrivateKey | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +45,7 @@ def export_dir(state_dir: Path, workload: str) -> Path:
 def convert(
     state: DesiredState,
     *,
-    key: ec.EllipticCurvePrivateKey | None,
+    key: KeyProvider,
     state_dir: Path,
 ) -> ConvertedWorkloads:
     device_id = state.device_id
@@ -107,7 +112,7 @@ def _open_secret(
     name: str,
     sealed: dict[str, SealedSecret],
     opened: dict[str, dict[str, bytes]],
-    key: ec.EllipticCurvePrivateKey | None,
+    key: KeyProvider,
     device_id: str,
 ) -> dict[str, bytes]:
     if name in opened:
@@ -115,11 +120,9 @@ def _open_secret(
     secret = sealed.get(name)
     if secret is None:
         raise SecretUnavailableError(f"secret {name!r} is not in the desired state")
-    if key is None:
-        raise SecretUnavailableError(f"secret {name!r} cannot be opened: no device key")
     try:
-        document = json.loads(unseal(key, secret.data, device_id=device_id))
-    except (SealingError, ValueError) as exc:
+        document = json.loads(_unseal(key, secret.data, device_id))
+    except ValueError as exc:
         raise SecretUnavailableError(f"secret {name!r} cannot be opened: {exc}") from None
     if not isinstance(document, dict) or not all(
         isinstance(value, str) for value in document.values()
@@ -133,14 +136,19 @@ def _open_secret(
     return data
 
 
-def _registry_auth(
-    workload: DesiredWorkload, key: ec.EllipticCurvePrivateKey | None, device_id: str
-) -> str | None:
+def _registry_auth(workload: DesiredWorkload, key: KeyProvider, device_id: str) -> str | None:
     if workload.image_registry_auth is None:
         return None
-    if key is None:
-        raise SecretUnavailableError("registry credentials cannot be opened: no device key")
     try:
-        return unseal(key, workload.image_registry_auth, device_id=device_id).decode()
-    except (SealingError, UnicodeDecodeError) as exc:
+        return _unseal(key, workload.image_registry_auth, device_id).decode()
+    except ValueError as exc:  # SealingError and UnicodeDecodeError are ValueErrors
         raise SecretUnavailableError(f"registry credentials cannot be opened: {exc}") from None
+
+
+def _unseal(key: KeyProvider, sealed: SealedData, device_id: str) -> bytes:
+    from flotta.pki.sealing import unseal
+
+    private_key = key()
+    if private_key is None:
+        raise ValueError("no device key")
+    return unseal(private_key, sealed, device_id=device_id)
