@@ -110,8 +110,10 @@ class AgentProcess:
         with self.log_path.open("ab") as log:
             self.started = time.monotonic()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "flotta.agent", "--log-level", "WARNING", "run"]
-                + ["--config", str(self.config_path)],
+                [
+                    *(sys.executable, "-m", "flotta.agent", "--log-level", "WARNING"),
+                    *("run", "--config", str(self.config_path)),
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -173,6 +175,18 @@ async def bench(steady: float, warmup: float) -> dict[str, object]:
                 within=120,
             )
             results["enrol_to_running_s"] = round(time.monotonic() - agent.started, 2)
+            results["VmRSS_after_enrolment_mib"] = round(memory(pid)["VmRSS"] / 1024, 1)
+            # Steady state of a device's ordinary life: enrolled once, restarted since.
+            agent.stop()
+            seen = len(fleet.statuses)
+            pid = agent.start()
+            await fleet.wait_status(
+                lambda s: (
+                    fleet.statuses.index(s) >= seen
+                    and phases(s) == dict.fromkeys(WORKLOADS, "Running")
+                ),
+                within=120,
+            )
             await asyncio.sleep(warmup)
             samples: list[dict[str, int]] = []
             cpu_start, wall_start = cpu_seconds(pid), time.monotonic()

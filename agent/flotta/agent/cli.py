@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import signal
+import subprocess
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -68,10 +69,32 @@ def _config(args: argparse.Namespace) -> AgentConfig:
 def _run(args: argparse.Namespace) -> int:
     try:
         config = _config(args)
+        if not _enrolled(config):
+            # Enrol in a child process: the daemon then never loads what only enrolment
+            # needs (cryptography: about 12 MiB resident on a small board).
+            code = subprocess.call([sys.executable, "-m", "flotta.agent", *_enrol_argv(args)])
+            if code != 0:
+                return code
         return asyncio.run(_run_agent(config))
     except AgentError as exc:
         print(f"flotta agent: {exc}", file=sys.stderr)
         return 1
+
+
+def _enrolled(config: AgentConfig) -> bool:
+    from flotta.agent.identity import IdentityStore
+
+    status = IdentityStore(config.identity_dir, config.resolved_device_id()).status()
+    return status is not None and status.not_after > datetime.now(UTC)
+
+
+def _enrol_argv(args: argparse.Namespace) -> list[str]:
+    argv = ["enrol", "--config", str(args.config)]
+    for option in ("state_dir", "broker_url", "device_id", "podman_socket"):
+        value = getattr(args, option)
+        if value is not None:
+            argv += [f"--{option.replace('_', '-')}", str(value)]
+    return argv
 
 
 async def _run_agent(config: AgentConfig) -> int:
@@ -92,7 +115,7 @@ def _enrol(args: argparse.Namespace) -> int:
     try:
         config = _config(args)
         identity = IdentityStore(config.identity_dir, config.resolved_device_id())
-        if identity.has_certificate():
+        if _enrolled(config):
             print(f"already enrolled as {identity.device_id}")
             return 0
         status = asyncio.run(enrol(config, identity, hardware.collect()))

@@ -101,6 +101,7 @@ class Agent:
         self.desired = self.store.load()
         if self.desired is not None:
             log.info("re-applying the persisted desired state %s", self.desired.version)
+            self._wake_reconcile.set()  # at once, before and without any connection
         self._tasks.start("reconcile", self._reconcile_forever())
         self._tasks.start("heartbeat", self._heartbeat_forever())
         try:
