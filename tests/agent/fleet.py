@@ -34,6 +34,7 @@ from flotta.schemas.wire import (
     DeviceEvent,
     EnrolmentAnswer,
     EnrolmentRequest,
+    MetricsBatch,
     RenewalRequest,
     StatusReport,
 )
@@ -70,6 +71,7 @@ class FleetPeer:
         self.statuses: list[StatusReport] = []
         self.connections: list[ConnectionState] = []
         self.events: list[DeviceEvent] = []
+        self.metrics: list[MetricsBatch] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> FleetPeer:
@@ -81,7 +83,12 @@ class FleetPeer:
         await self.bridge.subscribe(
             [
                 (f"flotta/devices/+/{kind}", 1)
-                for kind in (DeviceTopic.STATUS, DeviceTopic.CONNECTION, DeviceTopic.EVENTS)
+                for kind in (
+                    DeviceTopic.STATUS,
+                    DeviceTopic.CONNECTION,
+                    DeviceTopic.EVENTS,
+                    DeviceTopic.METRICS,
+                )
             ]
         )
         self._tasks = [
@@ -170,6 +177,8 @@ class FleetPeer:
                 self.connections.append(decode(ConnectionState, message.payload))
             elif kind is DeviceTopic.EVENTS:
                 self.events.append(decode(DeviceEvent, message.payload))
+            elif kind is DeviceTopic.METRICS:
+                self.metrics.append(decode(MetricsBatch, message.payload))
 
     async def wait_status(
         self, check: Callable[[StatusReport], bool], *, within: float = 60.0

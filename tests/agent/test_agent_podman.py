@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from flotta.agent.runtime import PodmanRuntime
 from flotta.agent.status_file import read_status
 from flotta.schemas.crd.config import HeartbeatConfiguration
 from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload
+from flotta.schemas.wire.desired import MetricsSettings, SystemMetricsSettings
 from tests.agent.conftest import AgentConfigFactory
 from tests.agent.fleet import FleetPeer, phases, wait_for
 from tests.agent.proxy import CuttableProxy
@@ -45,12 +47,15 @@ def workload(name: str, image: str, *, marker: str = "1") -> DesiredWorkload:
     )
 
 
-def desired(*workloads: DesiredWorkload, heartbeat: int = 1) -> DesiredState:
+def desired(
+    *workloads: DesiredWorkload, heartbeat: int = 1, metrics_interval: int = 60
+) -> DesiredState:
     return DesiredState(
         device_id=DEVICE,
         namespace="default",
         configuration=DesiredConfiguration(
-            heartbeat=HeartbeatConfiguration(period_seconds=heartbeat)
+            heartbeat=HeartbeatConfiguration(period_seconds=heartbeat),
+            metrics=MetricsSettings(system=SystemMetricsSettings(interval=metrics_interval)),
         ),
         workloads=list(workloads),
     )
@@ -138,7 +143,9 @@ async def test_enrol_deploy_change_remove_and_converge_after_a_cut_link(
         db_pod = after["db"].pod_id
 
         # Removal of one workload leaves the other untouched.
-        third = await fleet.publish_desired(desired(workload("db", clean_podman.image)))
+        third = await fleet.publish_desired(
+            desired(workload("db", clean_podman.image), metrics_interval=1)
+        )
         await fleet.wait_status(
             lambda s: s.applied_version == third.version and phases(s) == {"db": "Running"}
         )
@@ -148,10 +155,16 @@ async def test_enrol_deploy_change_remove_and_converge_after_a_cut_link(
         # The link goes dark; the desired state changes meanwhile; the device converges.
         await proxy.disconnect()
         await wait_for(lambda: not running.agent._client or not running.agent._client.connected, 15)
+        cut_at_ms = int(time.time() * 1000)
         fourth = await fleet.publish_desired(
-            desired(workload("db", clean_podman.image), workload("cache", clean_podman.image))
+            desired(
+                workload("db", clean_podman.image),
+                workload("cache", clean_podman.image),
+                metrics_interval=1,
+            )
         )
-        await asyncio.sleep(2)
+        await asyncio.sleep(3)
+        restored_at_ms = int(time.time() * 1000)
         assert set(await pods(clean_podman)) == {"db"}  # offline: nothing has arrived
         status = read_status(config.state_dir)
         assert status is not None
@@ -165,6 +178,17 @@ async def test_enrol_deploy_change_remove_and_converge_after_a_cut_link(
             within=60,
         )
         assert (await pods(clean_podman))["db"].pod_id == db_pod
+        # Telemetry observed while offline arrives afterwards, in numbered batches, no gap.
+        await wait_for(
+            lambda: any(
+                cut_at_ms <= sample.timestamp_ms <= restored_at_ms
+                for batch in fleet.metrics
+                for sample in batch.samples
+            ),
+            within=30,
+        )
+        sequences = sorted({(b.stream, b.sequence) for b in fleet.metrics})
+        assert [seq for _, seq in sequences] == list(range(len(sequences)))
         reasons = {event.reason for event in fleet.events}
         assert {"WorkloadDeployed", "WorkloadUpdated", "WorkloadRemoved"} <= reasons
     finally:

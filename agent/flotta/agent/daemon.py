@@ -27,7 +27,12 @@ from flotta.agent.identity import IdentityStore
 from flotta.agent.osupdate import OsUpdater
 from flotta.agent.renewal import Renewer
 from flotta.agent.reporting import HardwareTracker, period_seconds, utc, workload_reports
-from flotta.agent.runtime import PodmanRuntime, PodmanUnreachableError, WorkloadState
+from flotta.agent.runtime import (
+    PodmanRuntime,
+    PodmanUnreachableError,
+    WorkloadRuntimeError,
+    WorkloadState,
+)
 from flotta.agent.status_file import LocalStatus, WorkloadLine, write_status
 from flotta.agent.tasks import Tasks
 from flotta.agent.telemetry import TelemetryService
@@ -296,9 +301,9 @@ class Agent:
                 return
             try:
                 await self._reconcile(desired)
-            except PodmanUnreachableError as exc:
+            except WorkloadRuntimeError as exc:  # unreachable, or a pod changed meanwhile
                 self._last_error = str(exc)
-                log.warning("%s; retrying in %.0f s", exc, PODMAN_RETRY)
+                log.warning("reconcile: %s; retrying in %.0f s", exc, PODMAN_RETRY)
                 delay = PODMAN_RETRY
 
     async def _reconcile(self, desired: DesiredState) -> None:
@@ -350,8 +355,10 @@ class Agent:
 
     async def _heartbeat_forever(self) -> None:
         while True:
-            with contextlib.suppress(PodmanUnreachableError):
+            try:
                 self.states = await self.applier.phases()
+            except WorkloadRuntimeError as exc:  # keep the last known phases
+                log.info("workload phases not read: %s", exc)
             self._write_status()
             client = self._client
             if client is not None and client.connected:
