@@ -1,0 +1,62 @@
+"""``flotta broker render``: write mosquitto.conf and the ACL for a PKI directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flotta.mosquitto.acl import AclSettings
+from flotta.mosquitto.files import settings_for_pki, write_broker_files
+from flotta.pki.errors import PkiError
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    subparsers = parser.add_subparsers(dest="broker_command", metavar="COMMAND", required=True)
+    render = subparsers.add_parser(
+        "render", help="write mosquitto.conf and acl", description="write mosquitto.conf and acl"
+    )
+    render.add_argument("--pki-dir", type=Path, required=True, help="a 'flotta pki init' directory")
+    render.add_argument("--out-dir", type=Path, required=True, help="where to write the files")
+    render.add_argument("--port", type=int, default=8883)
+    render.add_argument("--bind", default="127.0.0.1", help="listener address")
+    render.add_argument("--persistence-dir", type=Path, help="default: OUT_DIR/data")
+    render.add_argument(
+        "--observer", action="append", default=[], metavar="NAME", help="observer:NAME reads"
+    )
+    render.add_argument(
+        "--bootstrap-batch", action="append", default=[], metavar="BATCH", help="known batches"
+    )
+    render.add_argument("--run-as-root", action="store_true", help="add 'user root' (tests)")
+    render.set_defaults(handler=_render)
+
+
+def _render(args: argparse.Namespace) -> int:
+    pki_dir: Path = args.pki_dir
+    if not (pki_dir / "ca.crt").is_file():
+        print(f"flotta broker: {pki_dir} is not a PKI directory (no ca.crt)", file=sys.stderr)
+        return 2
+    if not 0 < args.port < 65536:
+        print(f"flotta broker: port {args.port} is out of range", file=sys.stderr)
+        return 2
+    try:
+        acl = AclSettings()
+        for name in args.observer:
+            acl = acl.with_observer(name)
+        for batch in args.bootstrap_batch:
+            acl = acl.with_bootstrap_batch(batch)
+        settings = settings_for_pki(
+            pki_dir,
+            args.out_dir,
+            port=args.port,
+            bind_address=args.bind,
+            persistence_dir=args.persistence_dir,
+            run_as_root=args.run_as_root,
+        )
+        files = write_broker_files(settings, acl, args.out_dir / "mosquitto.conf")
+    except (PkiError, OSError) as exc:
+        print(f"flotta broker: {exc}", file=sys.stderr)
+        return 2
+    print(files.config_path)
+    print(files.acl_path)
+    return 0
