@@ -109,6 +109,10 @@ class Fleet:
     def workload_names_of(self, key: Key) -> set[str]:
         return set(self._device_workloads.get(key, ()))
 
+    def namespaces_of(self, name: str) -> set[str]:
+        """Namespaces that hold a device of this name (device ids are unique fleet-wide)."""
+        return {ns for ns, names in self._by_namespace.items() if name in names}
+
     def targets(self, workload: Key) -> set[str]:
         return set(self._targets.get(workload, ()))
 
