@@ -1,0 +1,237 @@
+"""The operator's MQTT v5 connection (paho-mqtt, network thread), bridged into asyncio.
+
+paho runs its network loop in its own thread; every callback hands its result to the event
+loop with ``call_soon_threadsafe`` and never touches asyncio objects directly. Publishes are
+tracked by message id until the broker's PUBACK (which paho may report before ``publish``
+returns: such early acknowledgements are kept until the publisher collects them). Incoming
+messages go to a bounded queue; when it is full the message is dropped and counted (devices
+announce themselves again on reconnect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from flotta.operator.errors import TransportError
+
+logger = logging.getLogger(__name__)
+
+SESSION_EXPIRY = 7 * 24 * 3600
+NO_MATCHING_SUBSCRIBERS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    host: str
+    port: int
+    ca: Path
+    cert: Path
+    key: Path
+    client_id: str = "flotta-operator"
+    keepalive: int = 30
+    max_inflight: int = 1000
+    incoming_limit: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Broker:
+    """One persistent MQTT v5 session. ``on_connected(session_present)`` runs in the event loop
+    after every (re)connection, once the subscriptions were sent."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        subscriptions: Sequence[str],
+        on_connected: Callable[[bool], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.settings = settings
+        self.messages: asyncio.Queue[Message] = asyncio.Queue(settings.incoming_limit)
+        self.dropped = 0
+        self.connected = asyncio.Event()
+        self._loop = loop
+        self._subscriptions = list(subscriptions)
+        self._on_connected = on_connected
+        self._lock = threading.Lock()
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._early: dict[int, int] = {}  # mid -> reason code, acknowledged before registered
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=True,
+        )
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(settings.ca))
+        context.load_cert_chain(str(settings.cert), str(settings.key))
+        client.tls_set_context(context)
+        client.max_inflight_messages_set(settings.max_inflight)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_publish
+        client.on_message = self._handle_message
+        self._client = client
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = SESSION_EXPIRY
+        self._client.connect_async(
+            self.settings.host,
+            self.settings.port,
+            keepalive=self.settings.keepalive,
+            clean_start=False,
+            properties=properties,
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        with self._lock:
+            pending = list(self._pending.values())
+            self._pending.clear()
+        for future in pending:
+            if not future.done():
+                future.set_exception(TransportError("the broker connection was closed"))
+
+    # ---- publishing ----------------------------------------------------------------------
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> asyncio.Future[None]:
+        """Send a message; the future completes on the broker's acknowledgement (QoS 1) and
+        fails with TransportError when the broker refused it or the connection is down."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if (
+            info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS
+            and info.rc != MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+        ):
+            future.set_exception(
+                TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+            )
+            return future
+        if qos == 0:
+            future.set_result(None)
+            return future
+        with self._lock:
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._pending[info.mid] = future
+        if early is not None:
+            self._settle(future, early, topic)
+        return future
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        await self.publish_nowait(topic, payload, qos=qos, retain=retain)
+
+    @staticmethod
+    def _settle(future: asyncio.Future[None], reason: int, topic: str = "") -> None:
+        if future.done():
+            return
+        if reason in (0, NO_MATCHING_SUBSCRIBERS):
+            future.set_result(None)
+        else:
+            future.set_exception(TransportError(f"the broker refused a publish (reason {reason})"))
+
+    # ---- paho callbacks (network thread) -------------------------------------------------
+
+    def _handle_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        reason = reason_code.value
+        with self._lock:
+            future = self._pending.pop(mid, None)
+            if future is None:
+                self._early[mid] = reason
+                return
+        self._loop.call_soon_threadsafe(self._settle, future, reason)
+
+    def _handle_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            logger.warning("broker refused the connection: %s", reason_code)
+            return
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
+        logger.info(
+            "connected to the broker %s:%s (session present: %s)",
+            self.settings.host,
+            self.settings.port,
+            flags.session_present,
+        )
+        self._loop.call_soon_threadsafe(self._connected, flags.session_present)
+
+    def _connected(self, session_present: bool) -> None:
+        self.connected.set()
+        self._on_connected(session_present)
+
+    def _handle_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        logger.warning("disconnected from the broker: %s", reason_code)
+        with self._lock:
+            pending = list(self._pending.values())
+            self._pending.clear()
+            self._early.clear()
+        self._loop.call_soon_threadsafe(self._disconnected, pending)
+
+    def _disconnected(self, pending: list[asyncio.Future[None]]) -> None:
+        self.connected.clear()
+        for future in pending:
+            if not future.done():
+                future.set_exception(TransportError("the broker connection was lost"))
+
+    def _handle_message(
+        self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        item = Message(message.topic, bytes(message.payload), bool(message.retain))
+        self._loop.call_soon_threadsafe(self._enqueue, item)
+
+    def _enqueue(self, item: Message) -> None:
+        try:
+            self.messages.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            logger.warning("incoming queue full: dropped a message on %s", item.topic)
