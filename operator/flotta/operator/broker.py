@@ -188,6 +188,8 @@ class Broker:
         if reason_code.is_failure:
             logger.warning("broker refused the connection: %s", reason_code)
             return
+        with self._lock:
+            self._early.clear()
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
         logger.info(
