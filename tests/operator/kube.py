@@ -35,7 +35,15 @@ class LocalKube:
         env = {**os.environ, "PYTHONPATH": source_path()}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "flotta.cli", "dev", "kube-api", "--state-dir", str(self.state_dir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "flotta.cli",
+                    "dev",
+                    "kube-api",
+                    "--state-dir",
+                    str(self.state_dir),
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -43,7 +51,9 @@ class LocalKube:
         deadline = time.monotonic() + START_TIMEOUT
         while not self.kubeconfig.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"local Kubernetes API did not start: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"local Kubernetes API did not start: {self.log_path.read_text()[-2000:]}"
+                )
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -58,7 +68,9 @@ class LocalKube:
 
     def api_client(self) -> client.ApiClient:
         configuration = client.Configuration()
-        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=configuration)
+        config.load_kube_config(
+            config_file=str(self.kubeconfig), client_configuration=configuration
+        )
         configuration.connection_pool_maxsize = 8
         return client.ApiClient(configuration)
 
@@ -70,4 +82,6 @@ class LocalKube:
     def create_namespaces(self, api: client.ApiClient, *names: str) -> None:
         core = client.CoreV1Api(api)
         for name in names:
-            core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+            core.create_namespace(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            )

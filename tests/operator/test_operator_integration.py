@@ -34,7 +34,12 @@ def create_device(stack: Stack, name: str, labels: dict[str, str]) -> ClientCred
         VERSION,
         NAMESPACE,
         "edgedevices",
-        {"apiVersion": API_VERSION, "kind": "EdgeDevice", "metadata": {"name": name, "labels": labels}, "spec": {}},
+        {
+            "apiVersion": API_VERSION,
+            "kind": "EdgeDevice",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {},
+        },
     )
     stack.objects.patch_namespaced_custom_object_status(
         GROUP,
@@ -67,13 +72,20 @@ def apply_workload(stack: Stack, obj: dict[str, Any]) -> None:
 
 
 def get(stack: Stack, plural: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = stack.objects.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural, name)
+    result: dict[str, Any] = stack.objects.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, plural, name
+    )
     return result
 
 
 def test_fanout_label_change_and_deletion(stack: Stack) -> None:
-    creds = {name: create_device(stack, name, {"site": site}) for name, site in (("d1", "north"), ("d2", "north"), ("d3", "south"))}
-    stack.core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "db"}, "data": {"password": b64("s3cret")}})
+    creds = {
+        name: create_device(stack, name, {"site": site})
+        for name, site in (("d1", "north"), ("d2", "north"), ("d3", "south"))
+    }
+    stack.core.create_namespaced_secret(
+        NAMESPACE, {"metadata": {"name": "db"}, "data": {"password": b64("s3cret")}}
+    )
     apply_workload(
         stack,
         workload_obj(
@@ -99,15 +111,30 @@ def test_fanout_label_change_and_deletion(stack: Stack) -> None:
     assert states["d3"].workloads == []
 
     # Labels and statuses the operator keeps.
-    wait_until(lambda: get(stack, "edgedevices", "d1")["metadata"]["labels"].get("workload/web") == "true")
-    wait_until(lambda: get(stack, "edgedevices", "d1").get("status", {}).get("desiredVersion") == states["d1"].version)
+    wait_until(
+        lambda: get(stack, "edgedevices", "d1")["metadata"]["labels"].get("workload/web") == "true"
+    )
+    wait_until(
+        lambda: (
+            get(stack, "edgedevices", "d1").get("status", {}).get("desiredVersion")
+            == states["d1"].version
+        )
+    )
     assert "flotta.io/device-cleanup" in get(stack, "edgedevices", "d1")["metadata"]["finalizers"]
-    wait_until(lambda: (get(stack, "edgeworkloads", "web").get("status") or {}).get("targetedDevices") == 2)
+    wait_until(
+        lambda: (get(stack, "edgeworkloads", "web").get("status") or {}).get("targetedDevices") == 2
+    )
 
     # A label change republishes exactly the device that changed.
     publishes = running.metric("flotta_operator_publishes_total")
     stack.objects.patch_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, "edgedevices", "d3", {"metadata": {"labels": {"site": "north"}}}, _content_type=MERGE
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevices",
+        "d3",
+        {"metadata": {"labels": {"site": "north"}}},
+        _content_type=MERGE,
     )
     moved = next_desired(probes["d3"])
     assert [w.name for w in moved.workloads] == ["web"]
@@ -121,7 +148,9 @@ def test_fanout_label_change_and_deletion(stack: Stack) -> None:
     for name in ("d1", "d2", "d3"):
         state = next_desired(probes[name])
         key = load_private_key(creds[name].key.read_bytes())
-        assert json.loads(unseal(key, state.secrets[0].data, device_id=name)) == {"password": b64("n3w")}  # type: ignore[arg-type]
+        assert json.loads(unseal(key, state.secrets[0].data, device_id=name)) == {
+            "password": b64("n3w")
+        }  # type: ignore[arg-type]
 
     # Deleting the workload removes it from every targeted device.
     stack.objects.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "edgeworkloads", "web")
@@ -156,10 +185,14 @@ def _exists(stack: Stack, plural: str, name: str) -> bool:
 def test_invalid_workload_gets_a_condition_and_an_event_and_is_not_published(stack: Stack) -> None:
     creds = create_device(stack, "d1", {"site": "north"})
     apply_workload(stack, workload_obj("good", selector={}))
-    apply_workload(stack, workload_obj("bad", selector={}, pod=pod_spec(lifecycle={"postStart": {}})))
+    apply_workload(
+        stack, workload_obj("bad", selector={}, pod=pod_spec(lifecycle={"postStart": {}}))
+    )
     apply_workload(
         stack,
-        workload_obj("needs-secret", selector={}, pod=pod_spec(envFrom=[{"secretRef": {"name": "missing"}}])),
+        workload_obj(
+            "needs-secret", selector={}, pod=pod_spec(envFrom=[{"secretRef": {"name": "missing"}}])
+        ),
     )
     stack.start_operator()
     probe = device_probe(stack, creds)
@@ -188,7 +221,9 @@ def test_invalid_workload_gets_a_condition_and_an_event_and_is_not_published(sta
     assert events[0].type == "Warning"
 
     # Creating the Secret makes the workload valid and it reaches the device.
-    stack.core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "missing"}, "data": {"k": b64("v")}})
+    stack.core.create_namespaced_secret(
+        NAMESPACE, {"metadata": {"name": "missing"}, "data": {"k": b64("v")}}
+    )
     assert [w.name for w in next_desired(probe).workloads] == ["good", "needs-secret"]
 
 
@@ -200,10 +235,12 @@ def test_device_announcing_another_version_gets_the_state_again(stack: Stack) ->
     first = next_desired(probe)
     # As after a broker that lost its retained store: the device comes online with an old version.
     birth = ConnectionState(state="online", time=datetime.now(UTC), applied_version="sha256:old")
-    assert probe.publish(device_topic("d1", DeviceTopic.CONNECTION), encode(birth), retain=True) in (0, 16)
+    assert probe.publish(
+        device_topic("d1", DeviceTopic.CONNECTION), encode(birth), retain=True
+    ) in (0, 16)
     again = next_desired(probe)
     assert again.version == first.version
-    assert not probe.wait_for.__self__.messages.qsize()  # nothing else queued
+    assert probe.messages.qsize() == 0  # nothing else queued
     # The same version announced: nothing is published.
     current = ConnectionState(state="online", time=datetime.now(UTC), applied_version=first.version)
     probe.publish(device_topic("d1", DeviceTopic.CONNECTION), encode(current), retain=True)
@@ -222,6 +259,11 @@ def test_broker_restart_without_retained_store_is_repaired(stack: Stack) -> None
 
     shutil.rmtree(stack.broker.persistence_dir, ignore_errors=True)
     stack.broker.start()
-    wait_until(lambda: running.operator._broker is not None and running.operator._broker.connected.is_set(), timeout=30)
+    wait_until(
+        lambda: (
+            running.operator._broker is not None and running.operator._broker.connected.is_set()
+        ),
+        timeout=30,
+    )
     fresh = device_probe(stack, creds)
     assert next_desired(fresh, timeout=20).version == first.version

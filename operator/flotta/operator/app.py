@@ -197,8 +197,11 @@ class Operator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         for watcher in self._watchers:
-            watcher.stop()
-        await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self._watchers))
+            watcher.request_stop()
+        if self._api is not None:
+            # Closing the pooled connections ends the watch threads' blocking reads.
+            self._api.rest_client.pool_manager.clear()
+        await asyncio.gather(*(asyncio.to_thread(w.join) for w in self._watchers))
         self._watchers.clear()
         if self._broker is not None:
             await asyncio.to_thread(self._broker.stop)

@@ -65,8 +65,8 @@ class Cleaner:
         serial = (
             device.status.certificate.serial if device.status and device.status.certificate else ""
         )
-        if serial:
-            await asyncio.to_thread(self._revoke, device_id, serial)
+        revoked = bool(serial) and await asyncio.to_thread(self._revoke, device_id, serial)
+        if revoked:
             context.metrics.certificates.labels("revoked").inc()
             await context.kube.event(
                 obj, reason="CertificateRevoked", message=f"certificate {serial} revoked"
@@ -88,8 +88,11 @@ class Cleaner:
         )
         logger.info("device %s/%s deregistered", namespace, device_id)
 
-    def _revoke(self, device_id: str, serial: str) -> None:
+    def _revoke(self, device_id: str, serial: str) -> bool:
+        """Revoke and have the broker load the CRL; False when it was revoked already."""
         store = self._context.pki
-        store.revoke(int(serial, 16), note=f"device {device_id} deleted")
+        if not store.revoke(int(serial, 16), note=f"device {device_id} deleted"):
+            return False
         store.write_crl()
         self._context.reload_crl()
+        return True

@@ -25,8 +25,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--pki-dir", type=Path, required=True, help="the fleet PKI directory")
     run.add_argument("--broker-host", default="127.0.0.1")
     run.add_argument("--broker-port", type=int, default=8883)
-    run.add_argument("--client-cert", type=Path, help="default: <pki-dir>/clients/internal-operator.crt")
-    run.add_argument("--client-key", type=Path, help="default: <pki-dir>/clients/internal-operator.key")
+    run.add_argument(
+        "--client-cert", type=Path, help="default: <pki-dir>/clients/internal-operator.crt"
+    )
+    run.add_argument(
+        "--client-key", type=Path, help="default: <pki-dir>/clients/internal-operator.key"
+    )
     run.add_argument(
         "--auto-approve",
         action="append",

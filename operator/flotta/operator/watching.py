@@ -94,10 +94,13 @@ class Watcher:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to stop; it ends at its next event, or when its connection closes."""
         self._stopping.set()
         if self._watch is not None:
             self._watch.stop()  # type: ignore[no-untyped-call]
+
+    def join(self, timeout: float = 5.0) -> None:
         self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -109,6 +112,8 @@ class Watcher:
                 self._watch_once()
                 backoff = BACKOFF_START
             except ApiException as exc:
+                if self._stopping.is_set():
+                    return
                 if exc.status == GONE:
                     logger.info("%s watch expired (410 Gone): listing again", self.watched.kind)
                     self.resource_version = ""
@@ -116,6 +121,8 @@ class Watcher:
                 self.errors += 1
                 logger.warning("%s watch failed: %s %s", self.watched.kind, exc.status, exc.reason)
             except Exception as exc:  # connection refused, reset, API restart
+                if self._stopping.is_set():
+                    return
                 self.errors += 1
                 logger.warning("%s watch failed: %r", self.watched.kind, exc)
             if self._stopping.wait(backoff):
