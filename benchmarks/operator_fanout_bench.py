@@ -69,10 +69,19 @@ def create_devices(api: client.ApiClient, count: int) -> float:
     return time.perf_counter() - start
 
 
-def wait_quiet(running: OperatorThread, *, settle: float = 2.0, timeout: float = 600.0) -> None:
-    """Until nothing was published or queued for ``settle`` seconds."""
+def wait_quiet(
+    running: OperatorThread, devices: int, *, settle: float = 2.0, timeout: float = 600.0
+) -> None:
+    """Until every device's state was published once and nothing was published or queued for
+    ``settle`` seconds (API writes included)."""
     registry = running.operator.metrics.registry
     deadline = time.monotonic() + timeout
+    while running.operator.context is None or not running.operator.context.synced.is_set():
+        time.sleep(0.05)
+    while (registry.get_sample_value(PUBLISHES) or 0.0) < devices:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the initial publication did not finish")
+        time.sleep(0.05)
     last = (-1.0, -1.0)
     quiet_since = time.monotonic()
     while time.monotonic() < deadline:
@@ -218,7 +227,7 @@ def main() -> int:
             )
             started = time.perf_counter()
             running.start(timeout=120)
-            wait_quiet(running)
+            wait_quiet(running, devices)
             print(f"operator synced and settled in {time.perf_counter() - started:.1f} s", flush=True)
             result = measure_fanout(running, api, devices)
             print(
@@ -231,7 +240,7 @@ def main() -> int:
             entry = context.ledger.current((NAMESPACE, "dev-00000"))
             assert entry is not None
             payload = entry.payload
-            wait_quiet(running)
+            wait_quiet(running, devices)
             running.stop()
             running = None
             bare = paho_loop(broker, payload, devices, settings.max_in_flight)

@@ -33,6 +33,15 @@ SESSION_EXPIRY = 7 * 24 * 3600
 NO_MATCHING_SUBSCRIBERS = 16
 
 
+Done = Callable[[TransportError | None], None]
+
+
+def _refusal(reason: int) -> TransportError | None:
+    if reason in (0, NO_MATCHING_SUBSCRIBERS):
+        return None
+    return TransportError(f"the broker refused a publish (reason {reason})")
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     host: str
@@ -73,8 +82,10 @@ class Broker:
         self._subscriptions = list(subscriptions)
         self._on_connected = on_connected
         self._lock = threading.Lock()
-        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._pending: dict[int, Done] = {}
         self._early: dict[int, int] = {}  # mid -> reason code, acknowledged before registered
+        self._acked: list[tuple[Done, int]] = []
+        self._drain_scheduled = False
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -113,36 +124,46 @@ class Broker:
         with self._lock:
             pending = list(self._pending.values())
             self._pending.clear()
-        for future in pending:
-            if not future.done():
-                future.set_exception(TransportError("the broker connection was closed"))
+        for done in pending:
+            done(TransportError("the broker connection was closed"))
 
     # ---- publishing ----------------------------------------------------------------------
+
+    def publish_callback(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, done: Done
+    ) -> None:
+        """Send a message; ``done(None)`` runs in the event loop on the broker's
+        acknowledgement (QoS 1), ``done(error)`` when it was refused or the connection dropped.
+        Acknowledgements are handed over in batches (one loop wake-up for many)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_QUEUE_SIZE):
+            done(TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}"))
+            return
+        if qos == 0:
+            done(None)
+            return
+        with self._lock:
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._pending[info.mid] = done
+        if early is not None:
+            done(_refusal(early))
 
     def publish_nowait(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
     ) -> asyncio.Future[None]:
-        """Send a message; the future completes on the broker's acknowledgement (QoS 1) and
-        fails with TransportError when the broker refused it or the connection is down."""
+        """``publish_callback`` as a future."""
         future: asyncio.Future[None] = self._loop.create_future()
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if (
-            info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS
-            and info.rc != MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
-        ):
-            future.set_exception(
-                TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
-            )
-            return future
-        if qos == 0:
-            future.set_result(None)
-            return future
-        with self._lock:
-            early = self._early.pop(info.mid, None)
-            if early is None:
-                self._pending[info.mid] = future
-        if early is not None:
-            self._settle(future, early, topic)
+
+        def done(error: TransportError | None) -> None:
+            if future.done():
+                return
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+        self.publish_callback(topic, payload, qos=qos, retain=retain, done=done)
         return future
 
     async def publish(
@@ -150,14 +171,12 @@ class Broker:
     ) -> None:
         await self.publish_nowait(topic, payload, qos=qos, retain=retain)
 
-    @staticmethod
-    def _settle(future: asyncio.Future[None], reason: int, topic: str = "") -> None:
-        if future.done():
-            return
-        if reason in (0, NO_MATCHING_SUBSCRIBERS):
-            future.set_result(None)
-        else:
-            future.set_exception(TransportError(f"the broker refused a publish (reason {reason})"))
+    def _drain_acks(self) -> None:
+        with self._lock:
+            acked, self._acked = self._acked, []
+            self._drain_scheduled = False
+        for done, reason in acked:
+            done(_refusal(reason))
 
     # ---- paho callbacks (network thread) -------------------------------------------------
 
@@ -171,11 +190,15 @@ class Broker:
     ) -> None:
         reason = reason_code.value
         with self._lock:
-            future = self._pending.pop(mid, None)
-            if future is None:
+            done = self._pending.pop(mid, None)
+            if done is None:
                 self._early[mid] = reason
                 return
-        self._loop.call_soon_threadsafe(self._settle, future, reason)
+            self._acked.append((done, reason))
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        self._loop.call_soon_threadsafe(self._drain_acks)
 
     def _handle_connect(
         self,
@@ -219,11 +242,10 @@ class Broker:
             self._early.clear()
         self._loop.call_soon_threadsafe(self._disconnected, pending)
 
-    def _disconnected(self, pending: list[asyncio.Future[None]]) -> None:
+    def _disconnected(self, pending: list[Done]) -> None:
         self.connected.clear()
-        for future in pending:
-            if not future.done():
-                future.set_exception(TransportError("the broker connection was lost"))
+        for done in pending:
+            done(TransportError("the broker connection was lost"))
 
     def _handle_message(
         self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from flotta.operator.desired import DesiredStates
+from flotta.operator.errors import TransportError
 from flotta.operator.fleet import Fleet, Key
 from flotta.operator.keyring import KeyRing
 from flotta.operator.ledger import Ledger
@@ -20,6 +21,16 @@ from flotta.pki.store import PkiStore
 
 class Publisher(Protocol):
     connected: asyncio.Event
+
+    def publish_callback(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        done: Callable[[TransportError | None], None],
+    ) -> None: ...
 
     def publish_nowait(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False

@@ -55,6 +55,7 @@ class Reconciler:
         device = context.fleet.devices.get(key)
         if device is None:
             context.ledger.remove(key)
+            context.desired.forget(key)
             return
         if device.metadata.deletion_timestamp is not None:
             context.cleanup.add(key)
@@ -100,20 +101,23 @@ class Reconciler:
                     continue
                 version, payload = started
                 self._in_flight += 1
-                future = context.broker.publish_nowait(
-                    device_topic(key[1], DeviceTopic.DESIRED), payload, qos=1, retain=True
+                context.broker.publish_callback(
+                    device_topic(key[1], DeviceTopic.DESIRED),
+                    payload,
+                    qos=1,
+                    retain=True,
+                    done=functools.partial(self._published, key, version),
                 )
-                future.add_done_callback(functools.partial(self._published, key, version))
             self._check_idle()
 
-    def _published(self, key: Key, version: str, done: asyncio.Future[None]) -> None:
+    def _published(self, key: Key, version: str, error: TransportError | None) -> None:
         context = self._context
         self._slots.release()
         self._in_flight -= 1
-        if done.cancelled() or done.exception() is not None:
+        if error is not None:
             context.metrics.publish_errors.inc()
             context.ledger.failed(key, version)
-            logger.debug("publish to %s/%s failed: %s", *key, done)
+            logger.debug("publish to %s/%s failed: %s", *key, error)
             # Requeued at once when connected; after a reconnect everything is requeued anyway.
             if context.broker.connected.is_set():
                 context.publish.add(key)
