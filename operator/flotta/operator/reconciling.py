@@ -23,14 +23,15 @@ from flotta.schemas.topics import DeviceTopic, device_topic
 
 logger = logging.getLogger(__name__)
 
-BATCH = 1000
+BATCH = 256
 
 
 class Reconciler:
     def __init__(self, context: Context) -> None:
         self._context = context
-        self._slots = asyncio.Semaphore(context.settings.max_in_flight)
+        self._max_in_flight = context.settings.max_in_flight
         self._in_flight = 0
+        self._capacity = asyncio.Event()  # set when a publish may start
         self._idle = asyncio.Event()  # nothing to publish and nothing in flight
         self._idle.set()
         self._written: dict[Key, str] = {}  # desiredVersion last written to the status
@@ -69,7 +70,11 @@ class Reconciler:
         for workload, reason in assembled.skipped:
             logger.info("device %s/%s: workload %s left out: %s", *key, workload, reason)
         if context.ledger.update(key, assembled.version, assembled.payload):
-            context.publish.add(key)
+            # Publish at once while the window has room: assembly and publishing overlap.
+            if self._can_send():
+                self._send(key)
+            else:
+                context.publish.add(key)
         if self._needs_write(key):
             context.device_writes.add(key)
 
@@ -87,33 +92,44 @@ class Reconciler:
 
     # ---- publish -------------------------------------------------------------------------
 
+    def _can_send(self) -> bool:
+        return self._in_flight < self._max_in_flight and self._context.broker.connected.is_set()
+
+    def _send(self, key: Key) -> None:
+        context = self._context
+        started = context.ledger.start(key)
+        if started is None:
+            return
+        version, payload = started
+        self._in_flight += 1
+        self._idle.clear()
+        context.broker.publish_callback(
+            device_topic(key[1], DeviceTopic.DESIRED),
+            payload,
+            qos=1,
+            retain=True,
+            done=functools.partial(self._published, key, version),
+        )
+
     async def run_publish(self) -> None:
         context = self._context
         while True:
             batch = await context.publish.get_batch(BATCH)
             self._idle.clear()
             for key in batch:
-                await context.broker.connected.wait()
-                await self._slots.acquire()
-                started = context.ledger.start(key)
-                if started is None:
-                    self._slots.release()
-                    continue
-                version, payload = started
-                self._in_flight += 1
-                context.broker.publish_callback(
-                    device_topic(key[1], DeviceTopic.DESIRED),
-                    payload,
-                    qos=1,
-                    retain=True,
-                    done=functools.partial(self._published, key, version),
-                )
+                while not self._can_send():
+                    self._capacity.clear()
+                    if not context.broker.connected.is_set():
+                        await context.broker.connected.wait()
+                    else:
+                        await self._capacity.wait()
+                self._send(key)
             self._check_idle()
 
     def _published(self, key: Key, version: str, error: TransportError | None) -> None:
         context = self._context
-        self._slots.release()
         self._in_flight -= 1
+        self._capacity.set()
         if error is not None:
             context.metrics.publish_errors.inc()
             context.ledger.failed(key, version)
