@@ -23,8 +23,10 @@ def source_path() -> str:
 
 
 class LocalKube:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, port: int = 0, watch_history: int = 10_000) -> None:
         self.state_dir = state_dir
+        self.port = port
+        self.watch_history = watch_history
         self.kubeconfig = state_dir / "kubeconfig"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = state_dir.parent / f"{state_dir.name}.log"
@@ -43,6 +45,10 @@ class LocalKube:
                     "kube-api",
                     "--state-dir",
                     str(self.state_dir),
+                    "--port",
+                    str(self.port),
+                    "--watch-history",
+                    str(self.watch_history),
                 ],
                 env=env,
                 stdout=log,

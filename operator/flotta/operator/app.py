@@ -22,6 +22,7 @@ from flotta.operator.cleanup import Cleaner
 from flotta.operator.context import Context, OperatorSettings
 from flotta.operator.desired import DesiredStates
 from flotta.operator.enrolling import Enroller
+from flotta.operator.errors import TransportError
 from flotta.operator.fleet import Fleet
 from flotta.operator.health import HealthServer
 from flotta.operator.intake import Intake
@@ -34,6 +35,7 @@ from flotta.operator.reconciling import Reconciler
 from flotta.operator.sealer import Sealer
 from flotta.operator.statuses import StatusWriter
 from flotta.operator.watching import Watcher, WatchEvent, core_kind, flotta_kind
+from flotta.pki.errors import PkiError
 from flotta.pki.store import PkiStore
 from flotta.schemas.codec import decode
 from flotta.schemas.errors import ContractError
@@ -245,11 +247,16 @@ class Operator:
             if event.kind != "EdgeDeviceSignedRequest":
                 intake.handle(event)
                 continue
-            if event.type == "RELISTED":
-                for obj in event.objects:
-                    await enroller.on_request_object("ADDED", obj)
-            else:
-                await enroller.on_request_object(event.type, event.obj)
+            try:
+                if event.type == "RELISTED":
+                    for obj in event.objects:
+                        await enroller.on_request_object("ADDED", obj)
+                else:
+                    await enroller.on_request_object(event.type, event.obj)
+            except (TransportError, PkiError) as exc:
+                # Level-triggered: the next event or relist of the request tries again.
+                self.metrics.errors.labels("enrolment").inc()
+                logger.warning("enrolment request not processed: %s", exc)
 
     async def _dispatch_messages(
         self, broker: Broker, enroller: Enroller, reconciler: Reconciler
@@ -264,6 +271,10 @@ class Operator:
             except ContractError as exc:
                 self.metrics.errors.labels("invalid-payload").inc()
                 logger.info("message on %s ignored: %s", message.topic, exc)
+            except (TransportError, PkiError) as exc:
+                # The device repeats its request (enrolment, renewal) until it is answered.
+                self.metrics.errors.labels("device-message").inc()
+                logger.warning("message on %s not processed: %s", message.topic, exc)
 
     async def _handle_message(self, message: Message, enroller: Enroller) -> None:
         context = self.context

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from flotta.operator.errors import TransportError
 from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
@@ -37,6 +38,14 @@ def _wrap(exc: ApiException, what: str) -> TransportError:
     return TransportError(f"{what}: {exc.status} {exc.reason}")
 
 
+async def _run(call: Any, what: str) -> Any:
+    """Run a client call in a thread; connection failures become TransportError."""
+    try:
+        return await asyncio.to_thread(call)
+    except (HTTPError, OSError) as exc:
+        raise TransportError(f"{what}: the Kubernetes API is unreachable ({exc!r})") from None
+
+
 class KubeWriter:
     def __init__(self, api: client.ApiClient, *, component: str = COMPONENT) -> None:
         self._objects = client.CustomObjectsApi(api)
@@ -57,7 +66,7 @@ class KubeWriter:
                     return None
                 raise _wrap(exc, f"get {plural}/{namespace}/{name}") from None
 
-        return await asyncio.to_thread(call)
+        return cast(dict[str, Any] | None, await _run(call, f"get {plural}/{namespace}/{name}"))
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create an object; when it exists already, return the existing one."""
@@ -81,7 +90,7 @@ class KubeWriter:
                     )
                 raise _wrap(exc, f"create {plural}/{namespace}/{name}") from None
 
-        return await asyncio.to_thread(call)
+        return cast(dict[str, Any], await _run(call, f"create {plural}/{namespace}/{name}"))
 
     async def patch(self, plural: str, namespace: str, name: str, body: dict[str, Any]) -> bool:
         def call() -> bool:
@@ -95,7 +104,7 @@ class KubeWriter:
                     return False
                 raise _wrap(exc, f"patch {plural}/{namespace}/{name}") from None
 
-        return await asyncio.to_thread(call)
+        return bool(await _run(call, f"patch {plural}/{namespace}/{name}"))
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
@@ -117,7 +126,7 @@ class KubeWriter:
                     return False
                 raise _wrap(exc, f"patch {plural}/{namespace}/{name}/status") from None
 
-        return await asyncio.to_thread(call)
+        return bool(await _run(call, f"patch {plural}/{namespace}/{name}/status"))
 
     async def delete(self, plural: str, namespace: str, name: str) -> bool:
         def call() -> bool:
@@ -131,7 +140,7 @@ class KubeWriter:
                     return False
                 raise _wrap(exc, f"delete {plural}/{namespace}/{name}") from None
 
-        return await asyncio.to_thread(call)
+        return bool(await _run(call, f"delete {plural}/{namespace}/{name}"))
 
     async def event(
         self,
@@ -174,4 +183,7 @@ class KubeWriter:
                     "event %s on %s not recorded: %s", reason, meta.get("name"), exc.status
                 )
 
-        await asyncio.to_thread(call)
+        try:
+            await _run(call, f"event {reason}")
+        except TransportError as exc:
+            logger.warning("event %s not recorded: %s", reason, exc)

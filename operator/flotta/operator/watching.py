@@ -13,11 +13,11 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from flotta.schemas.crd.common import GROUP, VERSION
@@ -57,8 +57,6 @@ def flotta_kind(api: client.ApiClient, kind: str, plural: str) -> WatchedKind:
     def list_function(**kwargs: Any) -> Any:
         return objects.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
 
-    # The Watch helper reads the return type from the docstring; custom objects are dicts.
-    list_function.__doc__ = ":return: object"
     return WatchedKind(kind, list_function)
 
 
@@ -85,7 +83,7 @@ class Watcher:
         self._loop = loop
         self._timeout = timeout_seconds
         self._stopping = threading.Event()
-        self._watch: watch.Watch | None = None
+        self._response: Any = None
         self._thread = threading.Thread(target=self._run, name=f"watch-{watched.kind}", daemon=True)
         self.resource_version = ""
         self.relists = 0
@@ -97,8 +95,13 @@ class Watcher:
     def request_stop(self) -> None:
         """Ask the thread to stop; it ends at its next event, or when its connection closes."""
         self._stopping.set()
-        if self._watch is not None:
-            self._watch.stop()  # type: ignore[no-untyped-call]
+        response = self._response
+        if response is not None:
+            # Interrupts the thread's blocking read (urllib3 2.3+); close() otherwise.
+            if hasattr(response, "shutdown"):
+                response.shutdown()
+            else:
+                response.close()
 
     def join(self, timeout: float = 5.0) -> None:
         self._thread.join(timeout)
@@ -149,24 +152,35 @@ class Watcher:
         self.resource_version = (page.get("metadata") or {}).get("resourceVersion") or ""
 
     def _watch_once(self) -> None:
-        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-        stream = self._watch.stream(  # type: ignore[no-untyped-call]
-            self.watched.list_function,
+        response = self.watched.list_function(
+            watch=True,
             resource_version=self.resource_version,
             allow_watch_bookmarks=True,
             timeout_seconds=self._timeout,
-            deserialize=False,
+            _preload_content=False,
         )
-        for event in stream:
-            if self._stopping.is_set():
-                return
-            obj = event.get("object") or {}
-            version = (obj.get("metadata") or {}).get("resourceVersion")
-            if version:
-                self.resource_version = version
-            if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                obj.setdefault("kind", self.watched.kind)
-                self._put(WatchEvent(self.watched.kind, event["type"], obj))
+        self._response = response
+        try:
+            for line in _lines(response):
+                if self._stopping.is_set():
+                    return
+                self._handle(json.loads(line))
+        finally:
+            self._response = None
+            response.release_conn()
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            code = obj.get("code")
+            raise ApiException(status=code, reason=f"{obj.get('reason')}: {obj.get('message')}")
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self.resource_version = version
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            obj.setdefault("kind", self.watched.kind)
+            self._put(WatchEvent(self.watched.kind, kind, obj))
 
     def _put(self, event: WatchEvent) -> None:
         while not self._stopping.is_set():
@@ -176,3 +190,16 @@ class Watcher:
                 return
             except TimeoutError:
                 future.cancel()
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """The newline-separated JSON events of a watch response, as they arrive."""
+    pending = b""
+    for chunk in response.stream(amt=None, decode_content=True):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
