@@ -267,3 +267,60 @@ def test_broker_restart_without_retained_store_is_repaired(stack: Stack) -> None
     )
     fresh = device_probe(stack, creds)
     assert next_desired(fresh, timeout=20).version == first.version
+
+
+def test_set_configuration_member_count_and_hardware_labels(stack: Stack) -> None:
+    creds = create_device(stack, "d1", {"flotta/member-of": "north"})
+    create_device(stack, "d2", {})
+    stack.objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevicesets",
+        {
+            "apiVersion": API_VERSION,
+            "kind": "EdgeDeviceSet",
+            "metadata": {"name": "north"},
+            "spec": {"heartbeat": {"periodSeconds": 5}},
+        },
+    )
+    stack.start_operator()
+    probe = device_probe(stack, creds)
+    assert next_desired(probe).configuration.heartbeat.period_seconds == 5
+    wait_until(
+        lambda: (get(stack, "edgedevicesets", "north").get("status") or {}).get("members") == 1
+    )
+
+    stack.objects.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevicesets",
+        "north",
+        {"spec": {"heartbeat": {"periodSeconds": 7}}},
+        _content_type=MERGE,
+    )
+    assert next_desired(probe).configuration.heartbeat.period_seconds == 7
+
+    # The bridge records the reported inventory; the operator keeps the hardware labels.
+    stack.objects.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevices",
+        "d2",
+        {
+            "status": {
+                "hardware": {"hostname": "Gateway-7", "systemVendor": {"manufacturer": "ACME"}}
+            }
+        },
+        _content_type=MERGE,
+    )
+    labels = wait_until(
+        lambda: (
+            (get(stack, "edgedevices", "d2")["metadata"]["labels"] or {}).get("device.hostname")
+            and get(stack, "edgedevices", "d2")["metadata"]["labels"]
+        )
+    )
+    assert labels["device.hostname"] == "gateway-7"
+    assert labels["device.system-manufacturer"] == "acme"

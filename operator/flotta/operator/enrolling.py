@@ -187,6 +187,11 @@ class Enroller:
         phase = request.status.phase if request.status else None
         state = request_state(request)
         if isinstance(state, Issue) and phase != "Issued":
+            await self._context.kube.event(
+                request.to_api(),
+                reason="Approved",
+                message=f"enrolment of {name} in {request.spec.target_namespace} approved",
+            )
             await self.issue(request)
         elif isinstance(state, Declined) and phase != "Declined":
             await self._set_phase(request, "Declined", "Declined", state.message)
