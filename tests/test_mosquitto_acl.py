@@ -110,8 +110,9 @@ def test_device_will_on_connection_is_published_by_the_broker(
     foreign = Will(device_topic("dev-b", DeviceTopic.CONNECTION), b"forged-offline")
     for will in (own, foreign):
         creds = mosquitto_broker.device("dev-a")
-        client = _mosquitto_sub(mosquitto_broker, creds, f"will-{will.payload.decode()}", will)
-        time.sleep(0.5)
+        client_id = f"will-{will.payload.decode()}"
+        client = _mosquitto_sub(mosquitto_broker, creds, client_id, will)
+        _wait_for_log(mosquitto_broker, f" as {client_id} ")
         os.kill(client.pid, signal.SIGKILL)  # no DISCONNECT: the broker sends the will
         client.wait(5)
     got = operator.drain(quiet=1.5)
@@ -125,6 +126,13 @@ def test_device_will_on_connection_is_published_by_the_broker(
     fresh = mqtt_probes.connect(mosquitto_broker.bridge(), "bridge-fresh")
     fresh.subscribe(own.topic)
     assert fresh.drain(quiet=0.7) == []
+
+
+def _wait_for_log(broker: TestBroker, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in broker.process.log_text():
+        assert time.monotonic() < deadline, f"broker never logged {text!r}"
+        time.sleep(0.02)
 
 
 def _mosquitto_sub(
@@ -203,14 +211,26 @@ def test_operator_writes_desired_and_certificate_and_answers_enrolment(
     mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory
 ) -> None:
     operator = mqtt_probes.connect(mosquitto_broker.operator(), "operator-1")
+    operator.subscribe("flotta/#")
     for kind in (DeviceTopic.DESIRED, DeviceTopic.CERTIFICATE, DeviceTopic.CONNECTION):
         assert operator.publish(device_topic("dev-a", kind), b"x") in ACCEPTED, kind
     for kind in (DeviceTopic.STATUS, DeviceTopic.EVENTS, DeviceTopic.METRICS, DeviceTopic.LOGS):
         assert operator.publish(device_topic("dev-a", kind), b"x") == NOT_AUTHORIZED, kind
-    for kind in EnrolTopic:
-        assert operator.publish(enrol_topic("dev-a", kind), b"x") in ACCEPTED
+    for enrol_kind in EnrolTopic:
+        assert operator.publish(enrol_topic("dev-a", enrol_kind), b"x") in ACCEPTED
     # What the global patterns would give a client named "internal:operator" is denied.
     assert operator.publish("flotta/devices/internal:operator/status", b"x") == NOT_AUTHORIZED
+    operator.drain(quiet=0.5)
+
+    # It reads applied versions (status), connection and renewal CSRs, not telemetry.
+    device = mqtt_probes.connect(mosquitto_broker.device("dev-b"), "dev-b")
+    for kind in (*TELEMETRY_KINDS, DeviceTopic.CSR):
+        device.publish(device_topic("dev-b", kind), b"r")
+    got = {m.topic for m in operator.drain(quiet=1.0)}
+    assert got == {
+        device_topic("dev-b", kind)
+        for kind in (DeviceTopic.STATUS, DeviceTopic.CONNECTION, DeviceTopic.CSR)
+    }
 
 
 def test_bridge_shared_subscription_reads_reports_and_writes_nothing(
@@ -503,3 +523,36 @@ def test_broker_is_stopped_by_pid(fleet_pki: PkiStore, tmp_path: Path) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not broker.process.running
+
+
+def test_revocation_and_open_connections(
+    mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory
+) -> None:
+    """Mosquitto 2.0 checks the CRL only during the TLS handshake: an open connection of a
+    revoked device survives the reload. Taking over its client id ends it, and the device
+    cannot come back."""
+    revoked = mosquitto_broker.device("dev-a")
+    device = mqtt_probes.connect(revoked, "dev-a")
+    mosquitto_broker.revoke(revoked)
+    assert device.connected
+    assert device.publish(device_topic("dev-a", DeviceTopic.STATUS), b"still") in ACCEPTED
+
+    mqtt_probes.connect(mosquitto_broker.operator(), "dev-a")  # session takeover
+    deadline = time.monotonic() + 5
+    while device.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not device.connected
+    assert mqtt_probes.new(revoked, "dev-a").refused()
+
+
+def test_an_expired_crl_locks_everyone_out(
+    mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory
+) -> None:
+    """Why the CRL must be re-issued in time: OpenSSL refuses all clients once it expires."""
+    creds = mosquitto_broker.device("dev-a")
+    mosquitto_broker.pki.write_crl(now=datetime.now(UTC) - timedelta(days=40))
+    mosquitto_broker.reload()
+    assert mqtt_probes.new(creds, "dev-a").refused()
+    mosquitto_broker.pki.write_crl()
+    mosquitto_broker.reload()
+    assert not mqtt_probes.new(creds, "dev-a-2").refused()

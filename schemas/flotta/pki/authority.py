@@ -17,9 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from flotta.pki.errors import AuthorityExpiredError, CsrError
-from flotta.pki.identities import Identity, Role, device_identity
-from flotta.pki.keys import PrivateKey, PublicKey, check_public_key, generate_key
-from flotta.schemas.topics import validate_namespace
+from flotta.pki.identities import Identity, Role, device_identity, namespace_label
+from flotta.pki.keys import (
+    PrivateKey,
+    PublicKey,
+    check_device_public_key,
+    check_public_key,
+    generate_key,
+)
 
 CA_VALIDITY = timedelta(days=3650)
 SERVER_VALIDITY = timedelta(days=365)
@@ -191,7 +196,7 @@ def issue_client_certificate(
             raise CsrError(f"device {identity.name!r} needs a namespace")
         attributes = [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, DEVICE_ORGANIZATION),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, validate_namespace(namespace)),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, namespace_label(namespace)),
             *attributes,
         ]
     builder = _leaf(
@@ -229,7 +234,7 @@ def sign_device_csr(
         )
     return issue_client_certificate(
         authority,
-        check_public_key(csr.public_key()),
+        check_device_public_key(csr.public_key()),
         identity,
         namespace=namespace,
         validity=validity,
