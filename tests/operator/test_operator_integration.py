@@ -185,8 +185,11 @@ def _exists(stack: Stack, plural: str, name: str) -> bool:
 def test_invalid_workload_gets_a_condition_and_an_event_and_is_not_published(stack: Stack) -> None:
     creds = create_device(stack, "d1", {"site": "north"})
     apply_workload(stack, workload_obj("good", selector={}))
+    # The API's schema admits it; no device can run it (fieldRef needs a kubelet).
+    field_ref = {"fieldRef": {"fieldPath": "metadata.name"}}
     apply_workload(
-        stack, workload_obj("bad", selector={}, pod=pod_spec(lifecycle={"postStart": {}}))
+        stack,
+        workload_obj("bad", selector={}, pod=pod_spec(env=[{"name": "N", "valueFrom": field_ref}])),
     )
     apply_workload(
         stack,
@@ -207,7 +210,7 @@ def test_invalid_workload_gets_a_condition_and_an_event_and_is_not_published(sta
 
     bad = wait_until(lambda: condition("bad"))
     assert bad["status"] == "False"
-    assert "lifecycle" in bad["message"]
+    assert "fieldRef is not available on devices" in bad["message"]
     missing = wait_until(lambda: condition("needs-secret"))
     assert "Secret 'missing' does not exist" in missing["message"]
     assert wait_until(lambda: condition("good"))["status"] == "True"
