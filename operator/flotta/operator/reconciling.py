@@ -25,6 +25,7 @@ from flotta.schemas.topics import DeviceTopic, device_topic
 logger = logging.getLogger(__name__)
 
 BATCH = 256
+RETRY_DELAY = 5.0
 
 
 class Reconciler:
@@ -147,9 +148,10 @@ class Reconciler:
             context.metrics.publish_errors.inc()
             context.ledger.failed(key, version)
             logger.debug("publish to %s/%s failed: %s", *key, error)
-            # Requeued at once when connected; after a reconnect everything is requeued anyway.
+            # A refused publish is tried again after a pause; after a reconnect everything is
+            # queued again anyway.
             if context.broker.connected.is_set():
-                context.publish.add(key)
+                asyncio.get_running_loop().call_later(RETRY_DELAY, context.publish.add, key)
             self._check_idle()
             return
         context.metrics.publishes.inc()
