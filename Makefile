@@ -33,8 +33,10 @@ lint: python-env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+PACKAGES := flotta.schemas flotta.pki flotta.mqtt flotta.mosquitto flotta.operator flotta.bridge flotta.agent flotta.dev
+
 typecheck: python-env
-	$(BIN)/mypy -p flotta
+	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli
 
 check: lint typecheck
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from flotta.cli import add_subcommands
 
 # subcommand -> module with register(parser)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -12,7 +13,4 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    subparsers = parser.add_subparsers(dest="dev_command", metavar="COMMAND")
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.register(subparsers.add_parser(name, help=help_text, description=help_text))
+    add_subcommands(parser, SUBCOMMANDS, dest="dev_command")

@@ -3,6 +3,6 @@
 Everything here is pure (no I/O) and imported by the operator, the bridge and the agent.
 """
 
-from flotta.schemas.errors import ContractError, PayloadError, PayloadTooLarge, TopicError
+from flotta.schemas.errors import ContractError, PayloadError, PayloadTooLargeError, TopicError
 
-__all__ = ["ContractError", "PayloadError", "PayloadTooLarge", "TopicError"]
+__all__ = ["ContractError", "PayloadError", "PayloadTooLargeError", "TopicError"]

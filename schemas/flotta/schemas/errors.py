@@ -1,10 +1,10 @@
 """Errors raised when input breaks the contract.
 
-    ContractError                 anything that does not follow the contract
-    ├── TopicError                a topic or subject that is not ours, or a bad identifier
-    └── PayloadError              a payload that cannot be accepted
-        ├── PayloadTooLarge       over the size limit of its kind (checked before parsing)
-        └── SchemaVersionError    a schema version this side does not speak
+ContractError                 anything that does not follow the contract
+├── TopicError                a topic or subject that is not ours, or a bad identifier
+└── PayloadError              a payload that cannot be accepted
+    ├── PayloadTooLargeError       over the size limit of its kind (checked before parsing)
+    └── SchemaVersionError    a schema version this side does not speak
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class PayloadError(ContractError):
         self.reason = reason
 
 
-class PayloadTooLarge(PayloadError):
+class PayloadTooLargeError(PayloadError):
     def __init__(self, kind: str, size: int, limit: int) -> None:
         super().__init__(kind, f"{size} bytes is over the limit of {limit} bytes")
         self.size = size
@@ -36,6 +36,8 @@ class PayloadTooLarge(PayloadError):
 
 class SchemaVersionError(PayloadError):
     def __init__(self, kind: str, found: object, supported: int) -> None:
-        super().__init__(kind, f"schemaVersion {found!r} is not supported (this side speaks {supported})")
+        super().__init__(
+            kind, f"schemaVersion {found!r} is not supported (this side speaks {supported})"
+        )
         self.found = found
         self.supported = supported

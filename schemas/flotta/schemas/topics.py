@@ -123,7 +123,9 @@ NATS_ROOT = "flotta.device"
 def nats_subject(namespace: str, device_id: str, kind: DeviceTopic) -> str:
     if kind not in TELEMETRY_KINDS:
         raise TopicError(f"{kind.value!r} is not forwarded to NATS")
-    return f"{NATS_ROOT}.{validate_namespace(namespace)}.{validate_device_id(device_id)}.{kind.value}"
+    return (
+        f"{NATS_ROOT}.{validate_namespace(namespace)}.{validate_device_id(device_id)}.{kind.value}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,9 @@ class ParsedSubject:
 def parse_nats_subject(subject: str) -> ParsedSubject:
     parts = subject.split(".")
     if len(parts) != 5 or f"{parts[0]}.{parts[1]}" != NATS_ROOT:
-        raise TopicError(f"{subject!r} is not a device subject (flotta.device.{{ns}}.{{id}}.{{kind}})")
+        raise TopicError(
+            f"{subject!r} is not a device subject (flotta.device.{{ns}}.{{id}}.{{kind}})"
+        )
     try:
         kind = DeviceTopic(parts[4])
     except ValueError:

@@ -1,0 +1,1 @@
+"""Fleet simulator: many devices with real TLS MQTT connections and their own certificates."""

@@ -1,0 +1,164 @@
+"""One simulated device's behaviour, without I/O: what it sends in answer to what it receives.
+
+It speaks the same contract as the real agent (``flotta.schemas.wire``): it applies a desired
+state by acknowledging its version and reporting its workloads as running (or failed, when
+told to fail), heartbeats, and produces numbered metric batches that it keeps while offline and
+sends when it is back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from flotta.schemas.codec import decode, encode
+from flotta.schemas.errors import PayloadError
+from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire import (
+    ConnectionState,
+    DesiredState,
+    DeviceEvent,
+    MetricSample,
+    MetricsBatch,
+    StatusReport,
+    WorkloadReport,
+)
+from flotta.schemas.wire.status import WorkloadPhase
+
+AGENT_VERSION = "flotta-simulator/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+@dataclass
+class SimulatedDevice:
+    device_id: str
+    heartbeat_seconds: float = 60.0
+    metrics_batch_size: int = 10
+    max_buffered_batches: int = 10_000
+    applied_version: str = ""
+    phases: dict[str, WorkloadPhase] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+    deregistered: bool = False
+    rejected_payloads: int = 0
+    stream: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    next_sequence: int = 0
+    dropped_batches: int = 0
+    pending_batches: deque[MetricsBatch] = field(default_factory=deque)
+
+    def topic(self, kind: DeviceTopic) -> str:
+        return device_topic(self.device_id, kind)
+
+    def birth(self, now: datetime | None = None) -> Outgoing:
+        state = ConnectionState(
+            state="online",
+            time=now or datetime.now(UTC),
+            applied_version=self.applied_version,
+            agent_version=AGENT_VERSION,
+        )
+        return Outgoing(self.topic(DeviceTopic.CONNECTION), encode(state), retain=True)
+
+    def will(self, now: datetime | None = None) -> Outgoing:
+        state = ConnectionState(
+            state="offline", time=now or datetime.now(UTC), reason="connection lost"
+        )
+        return Outgoing(self.topic(DeviceTopic.CONNECTION), encode(state), retain=True)
+
+    def on_desired(self, payload: bytes, now: datetime | None = None) -> list[Outgoing]:
+        """Apply a desired state; answer with a status report when anything changed."""
+        if not payload:
+            return []
+        try:
+            desired = decode(DesiredState, payload)
+        except PayloadError:
+            self.rejected_payloads += 1
+            return []
+        if desired.deregister:
+            self.deregistered = True
+            self.phases.clear()
+            return []
+        if desired.version == self.applied_version:
+            return []
+        now = now or datetime.now(UTC)
+        self.heartbeat_seconds = float(desired.configuration.heartbeat.period_seconds)
+        wanted = {w.name for w in desired.workloads}
+        self.phases = {
+            name: ("Failed" if name in self.failing else "Running") for name in sorted(wanted)
+        }
+        self.applied_version = desired.version
+        out = [self.status(now)]
+        out += [
+            self.event("WorkloadFailed", f"workload {n} failed", n, now)
+            for n in self.failing & wanted
+        ]
+        return out
+
+    def fail(self, workload: str, now: datetime | None = None) -> list[Outgoing]:
+        """Make a workload fail now (a real change the control plane must show)."""
+        self.failing.add(workload)
+        if workload not in self.phases:
+            return []
+        self.phases[workload] = "Failed"
+        now = now or datetime.now(UTC)
+        return [
+            self.status(now),
+            self.event("WorkloadFailed", f"workload {workload} failed", workload, now),
+        ]
+
+    def status(self, now: datetime | None = None) -> Outgoing:
+        report = StatusReport(
+            time=now or datetime.now(UTC),
+            applied_version=self.applied_version,
+            heartbeat_period_seconds=max(1, int(self.heartbeat_seconds)),
+            workloads=[WorkloadReport(name=n, phase=p) for n, p in self.phases.items()],
+        )
+        return Outgoing(self.topic(DeviceTopic.STATUS), encode(report))
+
+    def event(self, reason: str, message: str, workload: str, now: datetime) -> Outgoing:
+        event = DeviceEvent(
+            id=uuid.uuid4().hex,
+            time=now,
+            type="Warning",
+            reason=reason,
+            message=message,
+            workload=workload,
+        )
+        return Outgoing(self.topic(DeviceTopic.EVENTS), encode(event))
+
+    def produce_metrics(self, now_ms: int) -> None:
+        """Record one batch of samples into the device's buffer (sent when online)."""
+        samples = [
+            MetricSample(
+                name="flotta_simulated_value",
+                labels={"device": self.device_id, "index": str(i)},
+                value=float(self.next_sequence * self.metrics_batch_size + i),
+                timestamp_ms=now_ms,
+            )
+            for i in range(self.metrics_batch_size)
+        ]
+        dropped = 0
+        if len(self.pending_batches) >= self.max_buffered_batches:
+            self.pending_batches.popleft()
+            self.dropped_batches += 1
+            dropped = self.metrics_batch_size
+        batch = MetricsBatch(
+            stream=self.stream, sequence=self.next_sequence, samples=samples, dropped=dropped
+        )
+        self.next_sequence += 1
+        self.pending_batches.append(batch)
+
+    def next_metrics(self) -> Outgoing | None:
+        """The oldest unacknowledged batch; call :meth:`acknowledged` once the broker took it."""
+        if not self.pending_batches:
+            return None
+        return Outgoing(self.topic(DeviceTopic.METRICS), encode(self.pending_batches[0]))
+
+    def acknowledged(self) -> None:
+        self.pending_batches.popleft()

@@ -1,0 +1,1 @@
+"""``flotta dev up`` / ``down``: the whole system on one machine, on loopback."""

@@ -1,0 +1,98 @@
+"""Start, record and stop the stack's processes.
+
+Every process the stack starts is recorded with its PID and command line in the state dir, so
+``flotta dev down`` (from another shell, or after the ``up`` that started them has gone) ends
+exactly those processes and nothing else: a recorded PID whose command line no longer matches
+(the process ended and the PID was reused) is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    name: str
+    pid: int
+    argv: tuple[str, ...]
+    log: str
+
+    def is_running(self) -> bool:
+        """True when the PID is alive and still runs the command we started."""
+        try:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return tuple(part.decode() for part in cmdline.split(b"\0") if part) == self.argv
+
+
+def start(
+    name: str, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,  # Ctrl-C reaches `up` only; it stops them in order
+        )
+    return process, ProcessRecord(name, process.pid, tuple(argv), str(log_path))
+
+
+def stop(record: ProcessRecord, *, timeout: float = 10.0) -> bool:
+    """SIGTERM, then SIGKILL after ``timeout``; returns whether the process was ours and ran."""
+    if not record.is_running():
+        return False
+    try:
+        os.kill(record.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(record.pid):
+            return True
+        time.sleep(0.1)
+    if record.is_running():
+        os.kill(record.pid, signal.SIGKILL)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
+    return waited == 0
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
+def save(path: Path, records: Sequence[ProcessRecord]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([asdict(r) for r in records], indent=2))
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> list[ProcessRecord]:
+    if not path.exists():
+        return []
+    return [
+        ProcessRecord(r["name"], int(r["pid"]), tuple(r["argv"]), r["log"])
+        for r in json.loads(path.read_text())
+    ]

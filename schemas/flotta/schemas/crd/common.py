@@ -1,0 +1,73 @@
+"""Types shared by every Flotta kind: metadata, conditions, label selectors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from flotta.schemas.base import ApiModel
+
+GROUP = "management.project-flotta.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+MEMBER_OF_LABEL = "flotta/member-of"
+WORKLOAD_LABEL_PREFIX = "workload/"
+DEVICE_FINALIZER = "flotta.io/device-cleanup"
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class ObjectMeta(ApiModel):
+    """The part of Kubernetes object metadata that Flotta reads."""
+
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    resource_version: str = ""
+    generation: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    finalizers: list[str] = Field(default_factory=list)
+    deletion_timestamp: datetime | None = None
+    creation_timestamp: datetime | None = None
+
+
+class Condition(ApiModel):
+    """A status condition in Kubernetes convention (metav1.Condition)."""
+
+    type: Annotated[str, Field(min_length=1, max_length=316)]
+    status: Literal["True", "False", "Unknown"]
+    reason: Annotated[str, Field(min_length=1, max_length=1024)]
+    message: Annotated[str, Field(max_length=32768)] = ""
+    last_transition_time: datetime
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+
+
+class LabelSelectorRequirement(ApiModel):
+    key: NonEmptyStr
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+
+class LabelSelector(ApiModel):
+    """metav1.LabelSelector; an empty selector selects every device of the namespace."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+
+
+class Resource(ApiModel):
+    """Common shape of a Flotta custom resource."""
+
+    KIND: ClassVar[str] = ""
+    PLURAL: ClassVar[str] = ""
+
+    api_version: str = API_VERSION
+    kind: str = ""
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+    @classmethod
+    def from_api(cls, obj: dict[str, Any]) -> Any:
+        return cls.model_validate(obj)

@@ -1,0 +1,22 @@
+"""``flotta/devices/{id}/events``: one discrete event (a workload failed, the OS upgraded, ...)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from flotta.schemas.wire.common import KiB, Payload, ShortText, Text
+
+
+class DeviceEvent(Payload):
+    KIND: ClassVar[str] = "events"
+    MAX_BYTES: ClassVar[int] = 8 * KiB
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    time: datetime
+    type: Literal["Normal", "Warning"] = "Normal"
+    reason: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9]*$")]
+    message: Text = ""
+    workload: ShortText = ""

@@ -1,0 +1,62 @@
+"""``flotta/devices/{id}/metrics`` and ``.../logs``: batches from the device's on-disk buffer.
+
+``stream`` names the buffer instance (a new one after the device's buffer was wiped) and
+``sequence`` counts batches within it, so ``(device, kind, stream, sequence)`` identifies a
+batch; a batch sent twice (after a lost acknowledgement) is recognised downstream.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from flotta.schemas.base import WireModel
+from flotta.schemas.wire.common import KiB, Payload
+
+StreamId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+LabelName = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class MetricSample(WireModel):
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
+    labels: Annotated[
+        dict[LabelName, Annotated[str, Field(max_length=1024)]], Field(max_length=64)
+    ] = Field(default_factory=dict)
+    value: float
+    timestamp_ms: Annotated[int, Field(ge=0)]
+
+
+class MetricsBatch(Payload):
+    KIND: ClassVar[str] = "metrics"
+    MAX_BYTES: ClassVar[int] = 256 * KiB
+
+    stream: StreamId
+    sequence: Annotated[int, Field(ge=0)]
+    samples: Annotated[list[MetricSample], Field(max_length=10000)]
+    dropped: Annotated[int, Field(ge=0)] = 0
+
+    def message_id(self, device_id: str) -> str:
+        return f"{device_id}:metrics:{self.stream}:{self.sequence}"
+
+
+class LogLine(WireModel):
+    workload: Annotated[str, Field(min_length=1, max_length=253)]
+    container: Annotated[str, Field(max_length=253)] = ""
+    time: datetime
+    stream: Literal["stdout", "stderr", "system"] = "stdout"
+    line: Annotated[str, Field(max_length=16 * KiB)]
+
+
+class LogsBatch(Payload):
+    KIND: ClassVar[str] = "logs"
+    MAX_BYTES: ClassVar[int] = 256 * KiB
+
+    stream: StreamId
+    sequence: Annotated[int, Field(ge=0)]
+    lines: Annotated[list[LogLine], Field(max_length=10000)]
+    dropped: Annotated[int, Field(ge=0)] = 0
+
+    def message_id(self, device_id: str) -> str:
+        return f"{device_id}:logs:{self.stream}:{self.sequence}"

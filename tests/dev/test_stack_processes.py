@@ -1,0 +1,29 @@
+import sys
+from pathlib import Path
+
+from flotta.dev.stack import processes
+
+
+def test_started_processes_are_recorded_and_stopped_by_pid(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"]
+    process, record = processes.start("sleeper", argv, log_path=tmp_path / "logs" / "sleeper.log")
+    try:
+        state = tmp_path / "pids.json"
+        processes.save(state, [record])
+        [loaded] = processes.load(state)
+        assert loaded == record
+        assert loaded.is_running()
+        assert processes.stop(loaded, timeout=5)
+        assert process.wait(timeout=5) is not None
+        assert not loaded.is_running()
+        assert processes.stop(loaded) is False  # already gone: nothing to do
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
+    record = processes.ProcessRecord("other", 1, ("not", "what", "pid", "1", "runs"), "")
+    assert not record.is_running()
+    assert processes.stop(record) is False
