@@ -37,6 +37,7 @@ class DeviceContext:
     generation: int = 0
     desired_version: str = ""
     heartbeat_period: float = 60.0
+    uid: str = ""
 
 
 @dataclass(frozen=True, slots=True)

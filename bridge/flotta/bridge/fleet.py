@@ -61,6 +61,7 @@ def context_of(obj: dict[str, Any]) -> DeviceContext:
         generation=int(metadata.get("generation") or 0),
         desired_version=str(status.get("desiredVersion") or ""),
         heartbeat_period=float(period) if isinstance(period, int | float) and period > 0 else 60.0,
+        uid=str(metadata.get("uid", "")),
     )
 
 
@@ -79,6 +80,9 @@ class Fleet:
 
     def __len__(self) -> int:
         return len(self._devices)
+
+    def device_ids(self) -> list[str]:
+        return list(self._devices)
 
     def context(self, device_id: str) -> DeviceContext | None:
         record = self._devices.get(device_id)
