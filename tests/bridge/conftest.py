@@ -55,10 +55,16 @@ class BridgeEnv:
     kube: KubeEnv
     settings: BridgeSettings
 
-    def device(self, device_id: str) -> Publisher:
+    def device(self, device_id: str, will: tuple[str, bytes] | None = None) -> Publisher:
         creds = self.broker.device(device_id, namespace=NAMESPACE)
         return Publisher(
-            self.broker.host, self.broker.port, creds.ca, creds.cert, creds.key, device_id
+            self.broker.host,
+            self.broker.port,
+            creds.ca,
+            creds.cert,
+            creds.key,
+            device_id,
+            will=will,
         )
 
 

@@ -4,6 +4,7 @@ child process with the Flotta CRDs, EdgeDevice helpers and a small device publis
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -144,13 +145,23 @@ class Publisher:
     """A device-side MQTT v5 client over TLS with a network thread; publishes wait for PUBACK."""
 
     def __init__(
-        self, host: str, port: int, ca: Path, cert: Path, key: Path, client_id: str
+        self,
+        host: str,
+        port: int,
+        ca: Path,
+        cert: Path,
+        key: Path,
+        client_id: str,
+        *,
+        will: tuple[str, bytes] | None = None,
     ) -> None:
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5,
         )
+        if will is not None:
+            self.client.will_set(will[0], will[1], qos=1, retain=True)
         self.client.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(key))
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
@@ -170,3 +181,11 @@ class Publisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+    def drop(self) -> None:
+        """Lose the connection without DISCONNECT, so the broker publishes the will."""
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
