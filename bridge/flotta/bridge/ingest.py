@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 BATCH = 512  # deliveries handled per turn of the loop
 RETRY_MIN = 0.2
 RETRY_MAX = 5.0
+PUBLISH_TIMEOUT = 10.0  # seconds for JetStream to acknowledge before the publish is retried
 
 
 class Publisher(Protocol):
@@ -77,6 +78,7 @@ class Ingest:
         self._published_failed = metrics.nats_published.labels("failed")
         self.overflowed = 0
         self.acked = 0
+        self._closed = False
 
     # ---- intake side -------------------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class Ingest:
             self._depth.set(queue.qsize())
 
     async def close(self) -> None:
+        self._closed = True
         for task in list(self._retries):
             task.cancel()
         await asyncio.gather(*self._retries, return_exceptions=True)
@@ -191,10 +194,11 @@ class Ingest:
             self._retry(delivery, outbound, exc)
             return
 
+        timer = asyncio.get_running_loop().call_later(PUBLISH_TIMEOUT, future.cancel)
+
         def published(done: asyncio.Future[PubAck]) -> None:
-            if done.cancelled():
-                return
-            error = done.exception()
+            timer.cancel()
+            error = TimeoutError("no acknowledgement") if done.cancelled() else done.exception()
             if error is not None:
                 self._published_failed.inc()
                 self._retry(delivery, outbound, error)
@@ -206,6 +210,8 @@ class Ingest:
         future.add_done_callback(published)
 
     def _retry(self, delivery: Delivery, outbound: Outbound, error: BaseException) -> None:
+        if self._closed:
+            return  # unacknowledged: the broker redelivers it to the next session
         if self._log_budget.try_take(time.monotonic()):
             logger.warning("JetStream publish to %s failed (%s); retrying", outbound.subject, error)
         task = asyncio.get_running_loop().create_task(
@@ -220,7 +226,7 @@ class Ingest:
             await asyncio.sleep(delay)
             try:
                 future = await self.publisher.publish(outbound)
-                await future
+                await asyncio.wait_for(future, PUBLISH_TIMEOUT)
             except Exception:
                 self._published_failed.inc()
                 delay = min(delay * 2, RETRY_MAX)
