@@ -14,6 +14,7 @@ import pytest
 from flotta.agent.daemon import Agent
 from flotta.agent.runtime import PodmanRuntime
 from flotta.agent.status_file import read_status
+from flotta.dev.podman import api_call
 from flotta.schemas.crd.config import HeartbeatConfiguration
 from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload
 from flotta.schemas.wire.desired import MetricsSettings, SystemMetricsSettings
@@ -246,3 +247,27 @@ async def test_deregistration_removes_workloads_data_and_identity(
     status = read_status(config.state_dir)
     assert status is not None
     assert status.phase == "deregistered"
+
+
+async def test_a_stopped_workload_is_started_again_and_reported(
+    agent_config: AgentConfigFactory, fleet: FleetPeer, clean_podman: PodmanTestEnv
+) -> None:
+    config = agent_config(resync_seconds=1.0)
+    running = RunningAgent(Agent(config))
+    try:
+        good = await fleet.publish_desired(desired(workload("web", clean_podman.image)))
+        await fleet.wait_status(
+            lambda s: s.applied_version == good.version and phases(s) == {"web": "Running"}
+        )
+        status, body = api_call(
+            clean_podman.socket_path, "POST", "/pods/web/stop", query={"t": "0"}
+        )
+        assert status == 200, body
+        await fleet.wait_status(lambda s: phases(s).get("web") in ("Stopped", "Exited", "Failed"))
+        await wait_for(lambda: [e for e in fleet.events if e.reason == "WorkloadStarted"], 30)
+        seen = len(fleet.statuses)
+        await fleet.wait_status(
+            lambda s: fleet.statuses.index(s) >= seen and phases(s) == {"web": "Running"}
+        )
+    finally:
+        assert await running.stop() == 0

@@ -88,8 +88,8 @@ class Agent:
         self._last_connected = ""
         self._last_error = ""
         self._subscribed = False
-        self._tasks = Tasks()
-        self._session_tasks = Tasks()
+        self._tasks = Tasks(self._task_failed)
+        self._session_tasks = Tasks(self._task_failed)
         self._wake_reconcile = asyncio.Event()
         self._wake_heartbeat = asyncio.Event()
         self._wake_events = asyncio.Event()
@@ -99,6 +99,13 @@ class Agent:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def stop(self) -> None:
+        self._stop.set()
+
+    def _task_failed(self, name: str, error: BaseException) -> None:
+        """A loop the agent cannot do without ended: stop with a failure (systemd restarts
+        the agent; workloads keep running meanwhile)."""
+        self._last_error = f"task {name} failed: {error}"
+        self.exit_code = 1
         self._stop.set()
 
     async def run(self) -> int:

@@ -5,30 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
 class Tasks:
-    def __init__(self) -> None:
+    """``on_failure`` is called with the task name and the error when a task fails."""
+
+    def __init__(self, on_failure: Callable[[str, BaseException], None] | None = None) -> None:
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._on_failure = on_failure
 
     def start(self, name: str, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(self._guard(name, coroutine), name=f"agent-{name}")
         self._tasks[name] = task
         return task
 
-    @staticmethod
-    async def _guard(name: str, coroutine: Coroutine[Any, Any, None]) -> None:
+    async def _guard(self, name: str, coroutine: Coroutine[Any, Any, None]) -> None:
         try:
             await coroutine
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("agent task %s failed", name)
-            raise
+            if self._on_failure is not None:
+                self._on_failure(name, exc)
 
     async def stop(self, name: str) -> None:
         task = self._tasks.pop(name, None)
