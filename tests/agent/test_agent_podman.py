@@ -4,6 +4,7 @@ with the fleet PKI (tests/agent/fleet.py)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +18,11 @@ from flotta.agent.status_file import read_status
 from flotta.dev.podman import api_call
 from flotta.schemas.crd.config import HeartbeatConfiguration
 from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload
-from flotta.schemas.wire.desired import MetricsSettings, SystemMetricsSettings
+from flotta.schemas.wire.desired import (
+    MetricsSettings,
+    SystemMetricsSettings,
+    WorkloadMetricsSettings,
+)
 from tests.agent.conftest import AgentConfigFactory
 from tests.agent.fleet import FleetPeer, phases, wait_for
 from tests.agent.proxy import CuttableProxy
@@ -255,10 +260,16 @@ async def test_a_stopped_workload_is_started_again_and_reported(
     config = agent_config(resync_seconds=1.0)
     running = RunningAgent(Agent(config))
     try:
-        good = await fleet.publish_desired(desired(workload("web", clean_podman.image)))
+        scraped = workload("web", clean_podman.image).model_copy(
+            update={"metrics": WorkloadMetricsSettings(port=9100, interval=5)}
+        )
+        good = await fleet.publish_desired(desired(scraped))
         await fleet.wait_status(
             lambda s: s.applied_version == good.version and phases(s) == {"web": "Running"}
         )
+        # The telemetry service is told where to scrape: the pod's address.
+        address = await wait_for(lambda: running.agent._endpoints.get("web"), 15)
+        assert ipaddress.ip_address(address).version == 4
         status, body = api_call(
             clean_podman.socket_path, "POST", "/pods/web/stop", query={"t": "0"}
         )

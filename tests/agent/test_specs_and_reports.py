@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from flotta.agent.endpoints import pod_address
 from flotta.agent.reporting import workload_reports
 from flotta.agent.runtime import WorkloadState, spec_hash
 from flotta.agent.specs import convert, export_dir
@@ -107,3 +108,15 @@ def test_workload_reports() -> None:
         "gone": ("Removing", ""),
     }
     assert workload_reports(None, {}, {}) == []
+
+
+def test_pod_address_from_an_inspection() -> None:
+    inspect = {
+        "NetworkSettings": {"Networks": {"podman-default-kube-network": {"IPAddress": "10.89.0.5"}}}
+    }
+    assert pod_address(inspect) == "10.89.0.5"
+    assert (
+        pod_address({"NetworkSettings": {"IPAddress": "10.88.0.2", "Networks": {}}}) == "10.88.0.2"
+    )
+    assert pod_address({"NetworkSettings": {"Networks": {"x": None}}}) == ""
+    assert pod_address([]) == ""

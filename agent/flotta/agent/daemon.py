@@ -20,6 +20,7 @@ from flotta.agent import hardware as inventory
 from flotta.agent.applying import Applier
 from flotta.agent.config import AgentConfig
 from flotta.agent.desired_store import DesiredStore
+from flotta.agent.endpoints import workload_endpoints
 from flotta.agent.enrolment import enrol
 from flotta.agent.errors import AgentError, StateStoreError
 from flotta.agent.events import EventQueue, new_event
@@ -88,6 +89,7 @@ class Agent:
         self._last_connected = ""
         self._last_error = ""
         self._subscribed = False
+        self._endpoints: dict[str, str] = {}
         self._tasks = Tasks(self._task_failed)
         self._session_tasks = Tasks(self._task_failed)
         self._wake_reconcile = asyncio.Event()
@@ -318,7 +320,10 @@ class Agent:
         self.failures = outcome.failures
         self.states = await self.applier.phases()
         if self.telemetry is not None:
-            self.telemetry.configure(desired.configuration, desired.workloads, {})
+            endpoints = await workload_endpoints(self.runtime, desired.workloads)
+            if endpoints != self._endpoints or desired.version != self.applied_version:
+                self._endpoints = endpoints
+                self.telemetry.configure(desired.configuration, desired.workloads, endpoints)
         if desired.version != self.applied_version:
             self.applied_version = desired.version
             log.info("applied desired state %s", desired.version)
@@ -481,7 +486,9 @@ class Agent:
             log_source=self.runtime.logs,
         )
         if self.desired is not None:
-            self.telemetry.configure(self.desired.configuration, self.desired.workloads, {})
+            self.telemetry.configure(
+                self.desired.configuration, self.desired.workloads, self._endpoints
+            )
         self._tasks.start("telemetry", self.telemetry.run(self._publish_telemetry))
 
     async def _publish_telemetry(self, topic: str, payload: bytes) -> None:
