@@ -91,3 +91,33 @@ def start_system(state_dir: Path, *, devices: int, real_agent: bool) -> Iterator
 @pytest.fixture
 def simulated_system(tmp_path: Path) -> Iterator[RunningSystem]:
     yield from start_system(tmp_path / "stack", devices=2, real_agent=False)
+
+
+@pytest.fixture
+def agent_system(tmp_path: Path, podman_env: object) -> Iterator[RunningSystem]:
+    """The stack with the real agent (isolated Podman) and no simulated devices."""
+    yield from start_system(tmp_path / "stack", devices=0, real_agent=True)
+
+
+def restart_broker(
+    system: RunningSystem,
+    *,
+    wipe_store: bool = False,
+    down_for: float = 0.0,
+    while_down: Callable[[], None] | None = None,
+) -> None:
+    """Stop the stack's Mosquitto by PID, optionally lose its store, and start it again."""
+    from flotta.dev.stack import processes
+
+    stack = system.stack
+    record = next(r for r in stack.records if r.name == "mosquitto" and r.is_running())
+    processes.stop(record, timeout=10)
+    stack.records.remove(record)
+    if wipe_store:
+        import shutil
+
+        shutil.rmtree(system.layout.mosquitto / "data", ignore_errors=True)
+    if while_down is not None:
+        while_down()
+    time.sleep(down_for)
+    stack.start_mosquitto(system.layout.ports())

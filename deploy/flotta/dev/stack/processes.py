@@ -103,8 +103,8 @@ def load(path: Path) -> list[ProcessRecord]:
     ]
 
 
-def stop_recorded(path: Path) -> list[ProcessRecord]:
+def stop_recorded(path: Path, *, timeout: float = 60.0) -> list[ProcessRecord]:
     """Stop every recorded process, newest first, and forget them; returns those stopped."""
-    stopped = [record for record in reversed(load(path)) if stop(record)]
+    stopped = [record for record in reversed(load(path)) if stop(record, timeout=timeout)]
     path.unlink(missing_ok=True)
     return stopped

@@ -82,7 +82,7 @@ def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
 def agent_config(
     *,
     state_dir: Path,
-    runtime_dir: Path,
+    files_root: Path,
     broker_port: int,
     ca_file: Path,
     bootstrap_cert: Path,
@@ -93,16 +93,15 @@ def agent_config(
     return f"""# Written by flotta dev up: the real agent of the local stack.
 device_id = "{LOCAL_AGENT_ID}"
 state_dir = "{state_dir}"
-runtime_dir = "{runtime_dir}"
-broker_host = "{LOOPBACK}"
-broker_port = {broker_port}
-ca_file = "{ca_file}"
+files_root = "{files_root}"
+broker_url = "mqtts://{LOOPBACK}:{broker_port}"
+ca_cert = "{ca_file}"
 bootstrap_cert = "{bootstrap_cert}"
 bootstrap_key = "{bootstrap_key}"
 target_namespace = "{SAMPLE_NAMESPACE}"
 target_set = "{SAMPLE_SET}"
-model_name = "local-stack"
-podman_url = "{podman_url}"
+podman_socket = "{podman_url}"
+heartbeat_seconds = 10
 reboot_command = ["true"]
 """
 
@@ -366,7 +365,7 @@ class Stack:
         config.write_text(
             agent_config(
                 state_dir=self.layout.agent.resolve() / "state",
-                runtime_dir=self.layout.agent.resolve() / "run",
+                files_root=self.layout.agent.resolve() / "files",
                 broker_port=ports.mqtt,
                 ca_file=self.layout.pki.resolve() / "ca.crt",
                 bootstrap_cert=clients / f"bootstrap-{AGENT_BATCH}.crt",

@@ -1,0 +1,141 @@
+"""The whole system with the real agent running real Podman workloads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import nats
+import pytest
+
+from flotta.dev.stack.up import LOCAL_AGENT_ID
+from flotta.schemas.crd.common import GROUP, VERSION
+from tests.e2e.conftest import RunningSystem, restart_broker, wait_until
+
+pytestmark = pytest.mark.podman
+
+
+def agent_converged(system: RunningSystem, *, not_version: str = "") -> dict[str, Any] | None:
+    status = system.device(LOCAL_AGENT_ID).get("status") or {}
+    desired = status.get("desiredVersion")
+    if status.get("phase") != "Online" or not desired or desired == not_version:
+        return None
+    if status.get("appliedVersion") != desired:
+        return None
+    phases = {w["name"]: w["phase"] for w in status.get("workloads") or []}
+    return status if phases.get("counter") == "Running" else None
+
+
+def patch_counter_args(system: RunningSystem, text: str) -> None:
+    workload = system.workload("counter")
+    container = workload["spec"]["pod"]["spec"]["containers"][0]
+    container["args"] = [f"while true; do echo {text}; sleep 2; done"]
+    system.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, "default", "edgeworkloads", "counter", {"spec": workload["spec"]}
+    )
+
+
+def set_system_metrics_interval(system: RunningSystem, seconds: int) -> None:
+    system.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        "default",
+        "edgedevicesets",
+        "shop-floor",
+        {"spec": {"metrics": {"system": {"interval": seconds, "allowList": None}}}},
+    )
+
+
+async def nats_messages(url: str, subject: str, *, stream: str) -> list[dict[str, Any]]:
+    """Everything the stream holds for the subject, in order."""
+    connection = await nats.connect(url)
+    try:
+        jetstream = connection.jetstream()
+        consumer = await jetstream.pull_subscribe(subject, stream=stream)
+        found: list[dict[str, Any]] = []
+        while True:
+            try:
+                batch = await consumer.fetch(200, timeout=2)
+            except TimeoutError:  # nats raises asyncio.TimeoutError, the same class
+                return found
+            for message in batch:
+                found.append(json.loads(message.data))
+                await message.ack()
+    finally:
+        await connection.close()
+
+
+def test_enrol_run_a_pod_and_report(agent_system: RunningSystem) -> None:
+    system = agent_system
+    status = wait_until(
+        lambda: agent_converged(system), timeout=120, what="the agent to run the counter"
+    )
+    device = system.device(LOCAL_AGENT_ID)
+    assert device["metadata"]["labels"]["flotta/member-of"] == "shop-floor"
+    assert status["certificate"]["serial"]
+    requests = system.custom.list_namespaced_custom_object(
+        GROUP, VERSION, "flotta", "edgedevicesignedrequests"
+    )
+    assert [r["status"]["phase"] for r in requests["items"]] == ["Issued"]
+    statuses = asyncio.run(
+        nats_messages(
+            system.endpoints["nats"],
+            f"flotta.device.default.{LOCAL_AGENT_ID}.status",
+            stream="FLOTTA_STATUS",
+        )
+    )
+    assert statuses
+    assert statuses[-1]["type"] == "io.flotta.device.status.v1"
+    assert statuses[-1]["data"]["appliedVersion"] == status["appliedVersion"]
+
+
+def test_offline_device_converges_on_reconnect_and_loses_no_metrics(
+    agent_system: RunningSystem,
+) -> None:
+    system = agent_system
+    set_system_metrics_interval(system, 1)
+    first = wait_until(lambda: agent_converged(system), timeout=120, what="the agent to converge")
+    time.sleep(3)  # metrics flowing at one round a second
+
+    restart_broker(
+        system,
+        down_for=8.0,  # the agent keeps collecting into its buffer meanwhile
+        while_down=lambda: patch_counter_args(system, "changed-while-offline"),
+    )
+
+    second = wait_until(
+        lambda: agent_converged(system, not_version=first["desiredVersion"]),
+        timeout=120,
+        what="the agent to apply the change made while it was offline",
+    )
+    assert second["appliedVersion"] != first["appliedVersion"]
+    time.sleep(5)  # the buffer drains
+    batches = asyncio.run(
+        nats_messages(
+            system.endpoints["nats"],
+            f"flotta.device.default.{LOCAL_AGENT_ID}.metrics",
+            stream="FLOTTA_TELEMETRY",
+        )
+    )
+    sequences = [(b["data"]["stream"], b["data"]["sequence"]) for b in batches]
+    assert len(sequences) >= 8
+    assert len(set(sequences)) == len(sequences), "a batch landed twice in the stream"
+    by_stream: dict[str, list[int]] = {}
+    for stream, sequence in sequences:
+        by_stream.setdefault(stream, []).append(sequence)
+    for numbers in by_stream.values():
+        assert sorted(numbers) == list(range(min(numbers), max(numbers) + 1)), "a batch was lost"
+
+
+def test_broker_that_lost_its_retained_store_is_repaired(agent_system: RunningSystem) -> None:
+    system = agent_system
+    first = wait_until(lambda: agent_converged(system), timeout=120, what="the agent to converge")
+    restart_broker(system, wipe_store=True)
+    patch_counter_args(system, "after-store-loss")
+    wait_until(
+        lambda: agent_converged(system, not_version=first["desiredVersion"]),
+        timeout=120,
+        what="the agent to converge after the broker lost its store",
+    )
