@@ -24,6 +24,7 @@ from flotta.bridge.health import HealthServer
 from flotta.bridge.ingest import Ingest
 from flotta.bridge.intake import MqttIntake, MqttSettings
 from flotta.bridge.kube import DeviceWatch, KubeWriter, api_client
+from flotta.bridge.liveness import MISSED_PERIODS, LivenessTracker
 from flotta.bridge.metrics import BridgeMetrics
 from flotta.bridge.publishing import NatsPublisher
 from flotta.bridge.streams import StreamSettings, stream_specs
@@ -58,6 +59,7 @@ class BridgeSettings:
     writes: WriteSettings = field(default_factory=WriteSettings)
     health_host: str = "127.0.0.1"
     health_port: int | None = None  # None: no health server
+    missed_periods: float = MISSED_PERIODS  # raise it with more than two replicas
     sync_timeout: float = 60.0
 
 
@@ -72,6 +74,7 @@ class Bridge:
                 rate=writes.rate, burst=writes.burst, refresh_rate=writes.refresh_rate, now=now
             ),
             refresh_periods=writes.refresh_periods,
+            liveness=LivenessTracker(settings.missed_periods),
         )
         self.publisher = NatsPublisher(settings.nats_url)
         self.executor = ThreadPoolExecutor(
