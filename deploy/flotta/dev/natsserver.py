@@ -109,14 +109,17 @@ class NatsServer:
             "--http_port",
             "0",
         ]
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+        try:
+            with self.log_path.open("ab") as log:
+                self._process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise NatsServerError(f"cannot run {self.binary}: {exc.strerror}") from None
         logger.info("started nats-server pid %s on %s", self._process.pid, self.url)
         deadline = time.monotonic() + timeout
         while READY_MARK not in self.log_text():

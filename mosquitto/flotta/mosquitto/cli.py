@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from flotta.mosquitto.acl import AclSettings
@@ -60,3 +61,12 @@ def _render(args: argparse.Namespace) -> int:
     print(files.config_path)
     print(files.acl_path)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``flotta broker`` without the ``flotta`` dispatcher."""
+    parser = argparse.ArgumentParser(prog="flotta broker", description=__doc__)
+    register(parser)
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)

@@ -85,6 +85,7 @@ def render_config(settings: BrokerSettings) -> str:
         f"max_connections {limits.max_connections}",
         f"cafile {settings.cafile}",
         f"certfile {settings.certfile}",
+        "# Started as root, mosquitto drops to user 'mosquitto': it must be able to read this key.",
         f"keyfile {settings.keyfile}",
         "# Revoked device certificates; re-read on SIGHUP (new connections only).",
         f"crlfile {settings.crlfile}",

@@ -67,14 +67,17 @@ class MosquittoProcess:
         if self.running:
             raise BrokerError(f"mosquitto is already running (pid {self.pid})")
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [self.binary, "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+        try:
+            with self.log_path.open("ab") as log:
+                self._process = subprocess.Popen(
+                    [self.binary, "-c", str(self.config_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise BrokerError(f"cannot run {self.binary}: {exc.strerror}") from None
         logger.info("started mosquitto pid %s with %s", self._process.pid, self.config_path)
         try:
             self._wait_for(lambda text: READY_MARK in text, timeout, "ready")

@@ -17,9 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from flotta.pki.errors import AuthorityExpiredError, CsrError
-from flotta.pki.identities import Identity, Role, device_identity
-from flotta.pki.keys import PrivateKey, PublicKey, check_public_key, generate_key
-from flotta.schemas.topics import validate_namespace
+from flotta.pki.identities import Identity, Role, device_identity, namespace_label
+from flotta.pki.keys import (
+    PrivateKey,
+    PublicKey,
+    check_device_public_key,
+    check_public_key,
+    generate_key,
+)
 
 CA_VALIDITY = timedelta(days=3650)
 SERVER_VALIDITY = timedelta(days=365)
@@ -89,15 +94,14 @@ def create_authority(
 
 
 def _check_authority(authority: Authority, start: datetime, end: datetime) -> datetime:
-    """Return the end of validity, clamped to the CA's; refuse an expired CA."""
+    """Return the end of validity, clamped to the CA's; refuse an expired CA.
+
+    A start before the CA's own start is allowed (TLS checks each certificate on its own).
+    """
     ca = authority.certificate
     if start + BACKDATE >= ca.not_valid_after_utc:
         raise AuthorityExpiredError(
             f"the CA expired at {ca.not_valid_after_utc.isoformat()}; create a new one"
-        )
-    if start + BACKDATE < ca.not_valid_before_utc:
-        raise AuthorityExpiredError(
-            f"the CA is not valid before {ca.not_valid_before_utc.isoformat()}; check the clock"
         )
     return min(end, ca.not_valid_after_utc)
 
@@ -192,7 +196,7 @@ def issue_client_certificate(
             raise CsrError(f"device {identity.name!r} needs a namespace")
         attributes = [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, DEVICE_ORGANIZATION),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, validate_namespace(namespace)),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, namespace_label(namespace)),
             *attributes,
         ]
     builder = _leaf(
@@ -230,7 +234,7 @@ def sign_device_csr(
         )
     return issue_client_certificate(
         authority,
-        check_public_key(csr.public_key()),
+        check_device_public_key(csr.public_key()),
         identity,
         namespace=namespace,
         validity=validity,

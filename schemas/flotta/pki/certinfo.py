@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from flotta.pki.errors import CertificateError, CsrError, IdentityError
 from flotta.pki.identities import Identity, Role, parse_identity
-from flotta.pki.keys import PublicKey, check_public_key, public_key_to_pem
+from flotta.pki.keys import PublicKey, check_device_public_key, load_certificate, public_key_to_pem
 
 
 def common_name(cert: x509.Certificate) -> str:
@@ -37,7 +39,7 @@ class DeviceCertificateInfo:
 
     device_id: str
     namespace: str
-    public_key: PublicKey
+    public_key: ec.EllipticCurvePublicKey  # P-256: what secrets are sealed for
     serial: int
     not_after: datetime
 
@@ -56,7 +58,7 @@ def device_certificate_info(cert: x509.Certificate) -> DeviceCertificateInfo:
         raise CertificateError(f"device certificate {identity.name!r} has no namespace (OU)")
     namespace = units[0].value
     try:
-        key = check_public_key(cert.public_key())
+        key = check_device_public_key(cert.public_key())
     except CsrError as exc:
         raise CertificateError(f"device certificate {identity.name!r}: {exc}") from None
     return DeviceCertificateInfo(
@@ -73,3 +75,16 @@ def same_public_key(a: PublicKey, b: PublicKey) -> bool:
     der = serialization.Encoding.DER
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     return a.public_bytes(der, spki) == b.public_bytes(der, spki)
+
+
+def device_certificate_info_from_pem(pem: bytes) -> DeviceCertificateInfo:
+    return device_certificate_info(load_certificate(pem))
+
+
+def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether ``ca`` signed ``cert`` (validity dates are not checked here)."""
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True

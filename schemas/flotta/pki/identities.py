@@ -78,6 +78,11 @@ def parse_identity(common_name: str) -> Identity:
     return Identity(Role.DEVICE, _label(common_name, "device id"))
 
 
+def namespace_label(namespace: str) -> str:
+    """A Kubernetes namespace as it goes into a device certificate's OU."""
+    return _label(namespace, "namespace")
+
+
 def device_identity(device_id: str) -> Identity:
     return Identity(Role.DEVICE, _label(device_id, "device id"))
 

@@ -63,6 +63,14 @@ def check_public_key(key: object) -> PublicKey:
     raise CsrError(f"public key type {type(key).__name__} is not accepted (use EC P-256)")
 
 
+def check_device_public_key(key: object) -> ec.EllipticCurvePublicKey:
+    """Devices must use EC P-256: secrets are sealed for the device with ECDH on P-256."""
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        found = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
+        raise CsrError(f"device keys must be EC P-256 (secrets are sealed with it), got {found}")
+    return key
+
+
 def certificate_to_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 

@@ -29,7 +29,7 @@ from flotta.pki.authority import (
     issue_server_certificate,
     sign_device_csr,
 )
-from flotta.pki.errors import CertificateError, PkiError, StoreError
+from flotta.pki.errors import CertificateError, StoreError
 from flotta.pki.files import KEY_MODE, write_atomic
 from flotta.pki.identities import Identity, file_stem
 from flotta.pki.keys import (
@@ -137,6 +137,7 @@ class PkiStore:
     def authority(self) -> Authority:
         """The CA certificate and key, read once."""
         if self._authority is None:
+            check_key_permissions(self.ca_key_path)
             cert = load_certificate(self._read(self.ca_cert_path))
             key = load_private_key(self._read(self.ca_key_path))
             if cert.public_key() != key.public_key():
@@ -277,7 +278,10 @@ class PkiStore:
 
 
 def check_key_permissions(path: Path) -> None:
-    """Refuse a private key readable by group or others."""
-    mode = os.stat(path).st_mode & 0o777
+    """Refuse a private key that group or others may read or write."""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        raise StoreError(f"missing file {path}") from None
     if mode & 0o077:
-        raise PkiError(f"{path} has mode {mode:o}; private keys must be 0600")
+        raise StoreError(f"{path} has mode {mode:o}; private keys must be 0600 (chmod 600 it)")

@@ -10,22 +10,26 @@ from typing import Any
 
 from flotta.dev.kubeapi import objects
 from flotta.dev.kubeapi.errors import (
-    AlreadyExists,
-    BadRequest,
-    Conflict,
-    Forbidden,
-    Gone,
-    NotFound,
-    PatchFailed,
-    UnsupportedMediaType,
+    AlreadyExistsError,
+    BadRequestError,
+    Cause,
+    ConflictError,
+    ForbiddenError,
+    GoneError,
+    NotFoundError,
+    PatchFailedError,
+    UnsupportedMediaTypeError,
 )
 from flotta.dev.kubeapi.patches import STRATEGIC_MERGE_PATCH, PatchError, apply_patch
 from flotta.dev.kubeapi.resources import CRD_KEY, NAMESPACE_KEY, CrdError, Registry, ResourceType
 from flotta.dev.kubeapi.selectors import FieldSelector, LabelSelector, field_getter
 from flotta.dev.kubeapi.storage import Entry, Storage
-from flotta.dev.kubeapi.watching import Filter, WatchEvent, Watcher, WatchHub
+from flotta.dev.kubeapi.watching import Filter, Watcher, WatchEvent, WatchHub
 
 logger = logging.getLogger(__name__)
+
+
+Warnings = list[str]  # messages for the response's Warning headers
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,8 @@ class WatchStart:
     initial: list[tuple[str, WatchEvent]]
 
 
-def _not_found(resource: ResourceType, name: str) -> NotFound:
-    return NotFound(
+def _not_found(resource: ResourceType, name: str) -> NotFoundError:
+    return NotFoundError(
         f'{resource.qualified} "{name}" not found',
         name=name,
         group=resource.group,
@@ -53,9 +57,10 @@ def _not_found(resource: ResourceType, name: str) -> NotFound:
     )
 
 
-def _conflict(resource: ResourceType, name: str) -> Conflict:
-    return Conflict(
-        f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object has been modified;'
+def _conflict(resource: ResourceType, name: str) -> ConflictError:
+    return ConflictError(
+        f'Operation cannot be fulfilled on {resource.qualified} "{name}":'
+        " the object has been modified;"
         " please apply your changes to the latest version and try again",
         name=name,
         group=resource.group,
@@ -82,9 +87,20 @@ class Api:
                 logger.error("stored CRD %s cannot be served: %s", crd["metadata"]["name"], exc)
         if storage.get(NAMESPACE_KEY, "", "default") is None:
             for name in ("default", "kube-system", "kube-public"):
-                self.create(
-                    self.registry.lookup("", "v1", "namespaces"), "", {"metadata": {"name": name}}
-                )  # type: ignore[arg-type]
+                self.create(self._builtin("namespaces"), "", {"metadata": {"name": name}})
+
+    def _builtin(self, plural: str) -> ResourceType:
+        resource = next(
+            (
+                r
+                for r in self.registry.all()
+                if r.plural == plural and r.group in ("", "apiextensions.k8s.io")
+            ),
+            None,
+        )
+        if resource is None:
+            raise LookupError(f"built-in resource {plural} is not registered")
+        return resource
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -112,7 +128,7 @@ class Api:
                 start = (str(token["start"][0]), str(token["start"][1]))
                 resource_version = int(token["rv"])
             except (ValueError, KeyError, TypeError, IndexError) as exc:
-                raise BadRequest(f"invalid continue token: {exc}") from exc
+                raise BadRequestError(f"invalid continue token: {exc}") from exc
         pinned_name = fields.value_of("metadata.name")
         needs_object = any(
             r.field not in ("metadata.name", "metadata.namespace") for r in fields.requirements
@@ -152,7 +168,7 @@ class Api:
         fields: FieldSelector,
         resource_version: str,
     ) -> WatchStart:
-        """Register a watcher; raises Gone when ``resource_version`` left the window."""
+        """Register a watcher; raises GoneError when ``resource_version`` left the window."""
         needs_object = any(
             r.field not in ("metadata.name", "metadata.namespace") for r in fields.requirements
         )
@@ -167,10 +183,10 @@ class Api:
             try:
                 version = int(resource_version)
             except ValueError as exc:
-                raise BadRequest(f"invalid resourceVersion {resource_version!r}") from exc
+                raise BadRequestError(f"invalid resourceVersion {resource_version!r}") from exc
             oldest = self.hub.oldest_valid(resource.key)
             if version < oldest:
-                raise Gone(f"too old resource version: {version} ({oldest})")
+                raise GoneError(f"too old resource version: {version} ({oldest})")
             for event in self.hub.since(resource.key, version):
                 event_type = selection.effective_type(event)
                 if event_type is not None:
@@ -184,9 +200,10 @@ class Api:
             return
         entry = self.storage.get(NAMESPACE_KEY, "", namespace)
         if entry is None:
-            raise NotFound(f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
+            message = f'namespaces "{namespace}" not found'
+            raise NotFoundError(message, name=namespace, kind="namespaces")
         if creating and entry.load()["metadata"].get("deletionTimestamp"):
-            raise Forbidden(
+            raise ForbiddenError(
                 f'{resource.qualified} "" is forbidden: unable to create new content in namespace'
                 f" {namespace} because it is being terminated"
             )
@@ -214,21 +231,27 @@ class Api:
         return entry
 
     def create(
-        self, resource: ResourceType, namespace: str, body: Any, *, strict: bool = False
+        self,
+        resource: ResourceType,
+        namespace: str,
+        body: Any,
+        *,
+        strict: bool = False,
+        warnings: Warnings | None = None,
     ) -> Entry:
         if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
+            raise BadRequestError("the request body must be a JSON object")
         self._require_namespace(resource, namespace, creating=True)
         obj = objects.prepare_create(resource, body, namespace)
         name = obj["metadata"]["name"]
         if resource.key == NAMESPACE_KEY:
             obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
             obj["status"] = {"phase": "Active"}
-        objects.conform(resource, obj, strict=strict)
+        _warn(warnings, objects.conform(resource, obj, strict=strict))
         if resource.key == CRD_KEY:
             self._install_crd(obj)
         if self.storage.get(resource.key, namespace, name) is not None:
-            raise AlreadyExists(
+            raise AlreadyExistsError(
                 f'{resource.qualified} "{name}" already exists',
                 name=name,
                 group=resource.group,
@@ -248,28 +271,11 @@ class Api:
             self.registry.install_crd(name, crd)
         except (CrdError, KeyError, TypeError, ValueError) as exc:
             raise objects.invalid(
-                self.registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions"),  # type: ignore[arg-type]
+                self._builtin("customresourcedefinitions"),
                 name,
-                [objects.Cause("FieldValueInvalid", f"Invalid value: {exc}", "spec")],
+                [Cause("FieldValueInvalid", f"Invalid value: {exc}", "spec")],
             ) from exc
-        names = spec.get("names") or {}
-        crd["status"] = {
-            "acceptedNames": {key: value for key, value in names.items()},
-            "conditions": [
-                {
-                    "type": t,
-                    "status": "True",
-                    "reason": r,
-                    "message": m,
-                    "lastTransitionTime": objects.now(),
-                }
-                for t, r, m in (
-                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
-                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-                )
-            ],
-            "storedVersions": [v["name"] for v in spec.get("versions") or () if v.get("storage")],
-        }
+        crd["status"] = objects.crd_status(spec, objects.now())
 
     def replace(
         self,
@@ -280,16 +286,19 @@ class Api:
         *,
         subresource: str = "",
         strict: bool = False,
+        warnings: Warnings | None = None,
     ) -> Entry:
         if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
+            raise BadRequestError("the request body must be a JSON object")
         self._require_namespace(resource, namespace, creating=False)
         previous = self.get(resource, namespace, name)
         old = previous.load()
-        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        given_meta = body.get("metadata")
+        meta: dict[str, Any] = given_meta if isinstance(given_meta, dict) else {}
         if meta.get("name") not in (None, name):
-            raise BadRequest(
-                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            raise BadRequestError(
+                f"the name of the object ({meta.get('name')})"
+                f" does not match the name on the URL ({name})"
             )
         given_version = meta.get("resourceVersion")
         if given_version:
@@ -300,7 +309,7 @@ class Api:
                 resource,
                 name,
                 [
-                    objects.Cause(
+                    Cause(
                         "FieldValueInvalid",
                         "Invalid value: 0: must be specified for an update",
                         "metadata.resourceVersion",
@@ -308,7 +317,14 @@ class Api:
                 ],
             )
         return self._update(
-            resource, namespace, previous, old, body, subresource=subresource, strict=strict
+            resource,
+            namespace,
+            previous,
+            old,
+            body,
+            subresource=subresource,
+            strict=strict,
+            warnings=warnings,
         )
 
     def _update(
@@ -321,15 +337,17 @@ class Api:
         *,
         subresource: str,
         strict: bool,
+        warnings: Warnings | None,
     ) -> Entry:
         if subresource and not (subresource == "status" and resource.status_subresource):
-            raise NotFound(f"the server could not find the requested resource ({subresource})")
+            raise NotFoundError(f"the server could not find the requested resource ({subresource})")
         new = objects.prepare_update(resource, old, body, subresource=subresource)
-        objects.conform(resource, new, strict=strict)
+        _warn(warnings, objects.conform(resource, new, strict=strict))
         if resource.key == CRD_KEY and subresource != "status":
             self._install_crd(new)
-        objects.bump_generation(resource, old, new)
-        if objects.same_content(old, new):
+        stored = previous.load()  # untouched by conform, which may edit values shared with old
+        objects.bump_generation(resource, stored, new)
+        if objects.same_content(stored, new):
             return previous
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             return self._remove(resource, namespace, new)
@@ -345,15 +363,16 @@ class Api:
         *,
         subresource: str = "",
         strict: bool = False,
+        warnings: Warnings | None = None,
     ) -> Entry:
         if (
             content_type == STRATEGIC_MERGE_PATCH
             and resource.schema is not None
             and resource.key != CRD_KEY
         ):
-            raise UnsupportedMediaType(
-                f"the body of the request was in an unknown format - accepted media types include:"
-                f" application/json-patch+json, application/merge-patch+json"
+            raise UnsupportedMediaTypeError(
+                "the body of the request was in an unknown format - accepted media types include:"
+                " application/json-patch+json, application/merge-patch+json"
             )
         self._require_namespace(resource, namespace, creating=False)
         previous = self.get(resource, namespace, name)
@@ -361,18 +380,26 @@ class Api:
         try:
             new = apply_patch(old, patch, content_type)
         except PatchError as exc:
-            raise PatchFailed(str(exc)) from exc
+            raise PatchFailedError(str(exc)) from exc
         if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
-            raise PatchFailed("the patched object is not a Kubernetes object")
+            raise PatchFailedError("the patched object is not a Kubernetes object")
         given_version = new["metadata"].get("resourceVersion")
         if given_version and str(given_version) != old["metadata"]["resourceVersion"]:
             raise _conflict(resource, name)
         if new["metadata"].get("name") != name:
-            raise BadRequest(
-                f"the name of the object ({new['metadata'].get('name')}) does not match the name on the URL ({name})"
+            raise BadRequestError(
+                f"the name of the object ({new['metadata'].get('name')})"
+                f" does not match the name on the URL ({name})"
             )
         return self._update(
-            resource, namespace, previous, old, new, subresource=subresource, strict=strict
+            resource,
+            namespace,
+            previous,
+            old,
+            new,
+            subresource=subresource,
+            strict=strict,
+            warnings=warnings,
         )
 
     def delete(
@@ -390,8 +417,9 @@ class Api:
         obj = previous.load()
         meta = obj["metadata"]
         if precondition_uid and precondition_uid != meta["uid"]:
-            raise Conflict(
-                f"Precondition failed: UID in precondition: {precondition_uid}, UID in object meta: {meta['uid']}",
+            raise ConflictError(
+                f"Precondition failed: UID in precondition: {precondition_uid},"
+                f" UID in object meta: {meta['uid']}",
                 name=name,
                 group=resource.group,
                 kind=resource.plural,
@@ -416,7 +444,7 @@ class Api:
             obj["metadata"]["deletionGracePeriodSeconds"] = 0
             obj["status"] = {"phase": "Terminating"}
             previous = self._write(resource, "", obj, "MODIFIED", previous)
-        for collection, item_name in list(self.storage.namespaced_in(name)):
+        for collection, item_name in self.storage.namespaced_in(name):
             item_type = self._type_for(collection)
             entry = self.storage.get(collection, name, item_name)
             if (
@@ -429,14 +457,12 @@ class Api:
 
     def _finish_namespace(self, namespace: str) -> tuple[Entry, bool] | None:
         entry = self.storage.get(NAMESPACE_KEY, "", namespace)
-        if entry is None or any(True for _ in self.storage.namespaced_in(namespace)):
+        if entry is None:
             return None
         obj = entry.load()
-        if not obj["metadata"].get("deletionTimestamp"):
+        if not obj["metadata"].get("deletionTimestamp") or self.storage.namespaced_in(namespace):
             return None
-        namespaces = self._type_for(NAMESPACE_KEY)
-        assert namespaces is not None
-        return self._remove(namespaces, "", obj), True
+        return self._remove(self._builtin("namespaces"), "", obj), True
 
     def _type_for(self, collection: str) -> ResourceType | None:
         return next((t for t in self.registry.all() if t.key == collection), None)
@@ -447,7 +473,7 @@ class Api:
         self.hub.publish(resource.key, WatchEvent("DELETED", namespace, name, entry))
         if resource.key == CRD_KEY:
             self._remove_crd(name)
-        self._collect_dependents(obj["metadata"]["uid"], namespace)
+        self._collect_dependents(obj["metadata"]["uid"])
         if namespace:
             self._finish_namespace(namespace)
         return entry
@@ -461,25 +487,23 @@ class Api:
             self._remove(types[0], item_namespace, entry.load())
         self.hub.drop_collection(collection)
 
-    def _collect_dependents(self, uid: str, namespace: str) -> None:
+    def _collect_dependents(self, uid: str) -> None:
         """Garbage collection: dependents whose only owner was ``uid`` are deleted."""
-        needle = f'"uid":"{uid}"'
-        for collection in self.storage.collections():
-            for (item_namespace, item_name), entry in self.storage.items(
-                collection, namespace or None
-            ):
-                if needle not in entry.raw:
-                    continue
-                dependent = entry.load()
-                owners = dependent["metadata"].get("ownerReferences") or []
-                remaining = [o for o in owners if o.get("uid") != uid]
-                if len(remaining) == len(owners):
-                    continue
-                item_type = self._type_for(collection)
-                if item_type is None:
-                    continue
-                if remaining:
-                    dependent["metadata"]["ownerReferences"] = remaining
-                    self._write(item_type, item_namespace, dependent, "MODIFIED", entry)
-                elif self.storage.get(collection, item_namespace, item_name) is not None:
-                    self.delete(item_type, item_namespace, item_name)
+        for collection, item_namespace, item_name in self.storage.dependents(uid):
+            entry = self.storage.get(collection, item_namespace, item_name)
+            item_type = self._type_for(collection)
+            if entry is None or item_type is None:
+                continue
+            dependent = entry.load()
+            owners = dependent["metadata"].get("ownerReferences") or []
+            remaining = [o for o in owners if o.get("uid") != uid]
+            if remaining:
+                dependent["metadata"]["ownerReferences"] = remaining
+                self._write(item_type, item_namespace, dependent, "MODIFIED", entry)
+            else:
+                self.delete(item_type, item_namespace, item_name)
+
+
+def _warn(warnings: list[str] | None, pruned: list[str]) -> None:
+    if warnings is not None:
+        warnings.extend(f'unknown field "{path}"' for path in pruned)

@@ -1,17 +1,17 @@
 """API errors in the Kubernetes ``Status`` shape.
 
-ApiError            any request the API refuses; carries code, reason and causes
-├── NotFound        404 NotFound
-├── AlreadyExists   409 AlreadyExists
-├── Conflict        409 Conflict (stale resourceVersion)
-├── Invalid         422 Invalid, with field causes
-├── BadRequest      400 BadRequest
-├── Gone            410 Expired (resourceVersion too old)
-├── Forbidden       403 Forbidden
-├── PatchFailed     422 Invalid (a patch that cannot apply)
-├── Unauthorized    401 Unauthorized
-├── UnsupportedMediaType 415
-└── MethodNotAllowed 405 MethodNotAllowed
+ApiError                    any refused request; carries code, reason and causes
+├── BadRequestError         400 BadRequestError
+├── UnauthorizedError       401 UnauthorizedError
+├── ForbiddenError          403 ForbiddenError
+├── NotFoundError           404 NotFoundError
+├── MethodNotAllowedError   405 MethodNotAllowedError
+├── AlreadyExistsError      409 AlreadyExistsError
+├── ConflictError           409 Conflict (stale resourceVersion)
+├── GoneError               410 Expired (resourceVersion too old)
+├── UnsupportedMediaTypeError 415 UnsupportedMediaTypeError
+├── InvalidError            422 Invalid, with field causes
+└── PatchFailedError        422 Invalid (a patch that cannot apply)
 """
 
 from __future__ import annotations
@@ -81,57 +81,57 @@ class ApiError(Exception):
         return body
 
 
-class NotFound(ApiError):
+class NotFoundError(ApiError):
     code = 404
     reason = "NotFound"
 
 
-class AlreadyExists(ApiError):
+class AlreadyExistsError(ApiError):
     code = 409
     reason = "AlreadyExists"
 
 
-class Conflict(ApiError):
+class ConflictError(ApiError):
     code = 409
     reason = "Conflict"
 
 
-class Invalid(ApiError):
+class InvalidError(ApiError):
     code = 422
     reason = "Invalid"
 
 
-class BadRequest(ApiError):
+class BadRequestError(ApiError):
     code = 400
     reason = "BadRequest"
 
 
-class Gone(ApiError):
+class GoneError(ApiError):
     code = 410
     reason = "Expired"
 
 
-class Forbidden(ApiError):
+class ForbiddenError(ApiError):
     code = 403
     reason = "Forbidden"
 
 
-class PatchFailed(ApiError):
+class PatchFailedError(ApiError):
     code = 422
     reason = "Invalid"
 
 
-class MethodNotAllowed(ApiError):
+class MethodNotAllowedError(ApiError):
     code = 405
     reason = "MethodNotAllowed"
 
 
-class Unauthorized(ApiError):
+class UnauthorizedError(ApiError):
     code = 401
     reason = "Unauthorized"
 
 
-class UnsupportedMediaType(ApiError):
+class UnsupportedMediaTypeError(ApiError):
     code = 415
     reason = "UnsupportedMediaType"
 

@@ -6,30 +6,32 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from flotta.dev.kubeapi import discovery, openapi, tables
+from flotta.dev.kubeapi import discovery, openapi, streaming, tables
 from flotta.dev.kubeapi.api import Api
 from flotta.dev.kubeapi.errors import (
     ApiError,
-    BadRequest,
-    Gone,
-    MethodNotAllowed,
-    NotFound,
-    Unauthorized,
-    UnsupportedMediaType,
+    BadRequestError,
+    GoneError,
+    MethodNotAllowedError,
+    NotFoundError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
     success_status,
 )
 from flotta.dev.kubeapi.patches import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
+from flotta.dev.kubeapi.protobuf import ProtobufError, decode_object
 from flotta.dev.kubeapi.resources import ResourceType
 from flotta.dev.kubeapi.selectors import SelectorError, parse_field_selector, parse_label_selector
 from flotta.dev.kubeapi.storage import Entry
-from flotta.dev.kubeapi.watching import WatchEvent, error_line
+from flotta.dev.kubeapi.streaming import WatchOptions
+from flotta.dev.kubeapi.watching import error_line
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,13 @@ def _raw(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="application/json")
 
 
+def _with_warnings(response: web.Response, warnings: list[str] | None) -> web.Response:
+    for warning in warnings or ():
+        escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+        response.headers.add("Warning", f'299 - "{escaped}"')
+    return response
+
+
 def _error(error: ApiError) -> web.Response:
     return _json(error.status(), error.code)
 
@@ -82,7 +91,13 @@ class Handlers:
     def __init__(self, api: Api, settings: Settings) -> None:
         self.api = api
         self.settings = settings
-        self.watch_tasks: set[asyncio.Task[Any]] = set()
+        # transports seen, so that shutdown can abort TLS connections still closing
+        self.transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+
+    def abort_connections(self) -> None:
+        for transport in list(self.transports):
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
 
     def routes(self, app: web.Application) -> None:
         app.middlewares.append(self._middleware)
@@ -102,15 +117,22 @@ class Handlers:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path not in _ANONYMOUS:
-            if request.headers.get("Authorization", "") != f"Bearer {self.settings.token}":
-                return _error(Unauthorized("Unauthorized"))
+        if request.transport is not None:
+            self.transports.add(request.transport)
+        authorized = request.headers.get("Authorization", "") == f"Bearer {self.settings.token}"
+        if request.path not in _ANONYMOUS and not authorized:
+            return _error(UnauthorizedError("Unauthorized"))
         try:
             response: web.StreamResponse = await handler(request)
         except ApiError as error:
             return _error(error)
         except web.HTTPNotFound:
-            return _error(NotFound("the server could not find the requested resource"))
+            return _error(NotFoundError("the server could not find the requested resource"))
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            logger.exception("internal error serving %s %s", request.method, request.path)
+            return _error(ApiError(f"an internal error occurred: {exc}"))
         return response
 
     async def version(self, _: web.Request) -> web.Response:
@@ -124,9 +146,11 @@ class Handlers:
 
     async def openapi_group_version(self, request: web.Request) -> web.Response:
         group = request.match_info.get("group", "")
-        body = openapi.group_version_document(self.api.registry, group, request.match_info["version"])
+        body = openapi.group_version_document(
+            self.api.registry, group, request.match_info["version"]
+        )
         if body is None:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         return _json(body)
 
     async def api_versions(self, _: web.Request) -> web.Response:
@@ -138,14 +162,14 @@ class Handlers:
     async def api_group(self, request: web.Request) -> web.Response:
         body = discovery.api_group(self.api.registry, request.match_info["group"])
         if body is None:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         return _json(body)
 
     async def group_version(self, request: web.Request) -> web.Response:
         group = request.match_info.get("group", "")
         body = discovery.api_resource_list(self.api.registry, group, request.match_info["version"])
         if body is None or request.method != "GET":
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         return _json(body)
 
     # ---- resources ---------------------------------------------------------------------
@@ -161,22 +185,22 @@ class Handlers:
                 namespace, parts = parts[1], parts[2:]
         resource = self.api.registry.lookup(group, version, parts[0])
         if resource is None or len(parts) > 3:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         if resource.namespaced and namespace is None and len(parts) > 1:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         name = parts[1] if len(parts) > 1 else ""
         subresource = parts[2] if len(parts) > 2 else ""
         if subresource and subresource != "status":
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         if subresource and not resource.status_subresource:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFoundError("the server could not find the requested resource")
         return Target(resource, namespace, name, subresource)
 
     async def resource(self, request: web.Request) -> web.StreamResponse:
         target = self._target(request)
         method = request.method
         if request.query.get("dryRun"):
-            raise BadRequest("dryRun is not supported by this server")
+            raise BadRequestError("dryRun is not supported by this server")
         if not target.name:
             if method == "GET":
                 if request.query.get("watch") in ("1", "true"):
@@ -186,7 +210,7 @@ class Handlers:
                 return await self._create(request, target)
             if method == "DELETE":
                 return self._delete_collection(request, target)
-            raise MethodNotAllowed(
+            raise MethodNotAllowedError(
                 f"the server does not allow this method on the requested resource ({method})"
             )
         namespace = target.namespace or ""
@@ -202,14 +226,16 @@ class Handlers:
                 await self._body(request),
                 subresource=target.subresource,
                 strict=self._strict(request),
+                warnings=(warnings := self._warnings(request)),
             )
-            return self._one(request, target.resource, entry)
+            return _with_warnings(self._one(request, target.resource, entry), warnings)
         if method == "PATCH":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             if content_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH):
-                raise UnsupportedMediaType(
-                    "the body of the request was in an unknown format - accepted media types include:"
-                    " application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+                raise UnsupportedMediaTypeError(
+                    "the body of the request was in an unknown format - accepted media types"
+                    " include: application/json-patch+json, application/merge-patch+json,"
+                    " application/strategic-merge-patch+json"
                 )
             entry = self.api.patch(
                 target.resource,
@@ -219,11 +245,12 @@ class Handlers:
                 content_type,
                 subresource=target.subresource,
                 strict=self._strict(request),
+                warnings=(warnings := self._warnings(request)),
             )
-            return self._one(request, target.resource, entry)
+            return _with_warnings(self._one(request, target.resource, entry), warnings)
         if method == "DELETE":
             return await self._delete(request, target, namespace)
-        raise MethodNotAllowed(
+        raise MethodNotAllowedError(
             f"the server does not allow this method on the requested resource ({method})"
         )
 
@@ -232,12 +259,25 @@ class Handlers:
         return request.query.get("fieldValidation", "") == "Strict"
 
     @staticmethod
+    def _warnings(request: web.Request) -> list[str] | None:
+        """A list to collect warnings in, unless the client asked to ignore unknown fields."""
+        return None if request.query.get("fieldValidation", "") == "Ignore" else []
+
+    @staticmethod
     async def _body(request: web.Request) -> Any:
         content_type = request.headers.get("Content-Type", "")
-        if "protobuf" in content_type or "cbor" in content_type:
-            raise UnsupportedMediaType(
-                f"the body of the request was in an unknown format ({content_type}) - accepted media types include:"
-                " application/json, application/yaml"
+        if "protobuf" in content_type:
+            try:
+                return decode_object(await request.read())
+            except ProtobufError as exc:
+                raise UnsupportedMediaTypeError(
+                    f"the body of the request was in an unknown format ({content_type}): {exc}"
+                    " - accepted media types include: application/json, application/yaml"
+                ) from exc
+        if "cbor" in content_type:
+            raise UnsupportedMediaTypeError(
+                f"the body of the request was in an unknown format ({content_type})"
+                " - accepted media types include: application/json, application/yaml"
             )
         text = await request.text()
         if not text.strip():
@@ -247,7 +287,7 @@ class Handlers:
                 return yaml.safe_load(text)
             return json.loads(text)
         except (ValueError, yaml.YAMLError) as exc:
-            raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+            raise BadRequestError(f"the request body is not valid JSON: {exc}") from exc
 
     def _one(
         self, request: web.Request, resource: ResourceType, entry: Entry, status: int = 200
@@ -264,14 +304,15 @@ class Handlers:
 
     async def _create(self, request: web.Request, target: Target) -> web.Response:
         if target.resource.namespaced and target.namespace is None:
-            raise MethodNotAllowed("create needs a namespace in the path")
+            raise MethodNotAllowedError("create needs a namespace in the path")
         entry = self.api.create(
             target.resource,
             target.namespace or "",
             await self._body(request),
             strict=self._strict(request),
+            warnings=(warnings := self._warnings(request)),
         )
-        return self._one(request, target.resource, entry, 201)
+        return _with_warnings(self._one(request, target.resource, entry, 201), warnings)
 
     def _selectors(self, request: web.Request, target: Target) -> tuple[Any, Any]:
         try:
@@ -280,7 +321,7 @@ class Handlers:
                 request.query.get("fieldSelector"), target.resource.field_selectors
             )
         except SelectorError as exc:
-            raise BadRequest(str(exc)) from exc
+            raise BadRequestError(str(exc)) from exc
         return labels, fields
 
     def _list(self, request: web.Request, target: Target) -> web.Response:
@@ -288,7 +329,7 @@ class Handlers:
         try:
             limit = int(request.query.get("limit", "0") or 0)
         except ValueError as exc:
-            raise BadRequest("limit must be an integer") from exc
+            raise BadRequestError("limit must be an integer") from exc
         result = self.api.list(
             target.resource,
             target.namespace,
@@ -325,7 +366,7 @@ class Handlers:
         result = self.api.list(target.resource, target.namespace, labels, fields)
         for entry in result.items:
             meta = entry.load()["metadata"]
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(NotFoundError):
                 self.api.delete(target.resource, meta.get("namespace", ""), meta["name"])
         body = {
             "apiVersion": target.resource.api_version,
@@ -367,7 +408,7 @@ class Handlers:
         try:
             timeout = float(request.query.get("timeoutSeconds", "0") or 0)
         except ValueError as exc:
-            raise BadRequest("timeoutSeconds must be a number") from exc
+            raise BadRequestError("timeoutSeconds must be a number") from exc
         response = web.StreamResponse(
             headers={"Content-Type": TABLE_TYPE if as_table else "application/json"}
         )
@@ -380,81 +421,29 @@ class Handlers:
                 fields,
                 request.query.get("resourceVersion", ""),
             )
-        except Gone as error:
+        except GoneError as error:
             await response.prepare(request)
             await response.write(error_line(error.status()))
             return response
-        watcher = start.watcher
-        encode = self._encoder(target.resource, as_table, include_object)
+        options = WatchOptions(
+            as_table=as_table,
+            include_object=include_object,
+            bookmarks=bookmarks,
+            timeout=timeout,
+            bookmark_interval=self.settings.bookmark_interval,
+            batch=self.settings.watch_batch,
+        )
         try:
-            await response.prepare(request)
-            if start.initial:
-                await response.write(b"".join(encode(kind, event) for kind, event in start.initial))
-            deadline = time.monotonic() + timeout if timeout > 0 else None
-            next_bookmark = time.monotonic() + self.settings.bookmark_interval
-            while True:
-                if watcher.expired.is_set():
-                    await response.write(
-                        error_line(
-                            Gone("too old resource version: the watcher fell behind").status()
-                        )
-                    )
-                    break
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    break
-                if request.transport is None or request.transport.is_closing():
-                    break
-                wait = min(
-                    1.0,
-                    next_bookmark - now if bookmarks else 1.0,
-                    (deadline - now) if deadline else 1.0,
-                )
-                try:
-                    first = await asyncio.wait_for(watcher.queue.get(), max(wait, 0.001))
-                except TimeoutError:
-                    if bookmarks and time.monotonic() >= next_bookmark:
-                        await response.write(self._bookmark(target.resource))
-                        next_bookmark = time.monotonic() + self.settings.bookmark_interval
-                    continue
-                batch = [first]
-                while len(batch) < self.settings.watch_batch and not watcher.queue.empty():
-                    batch.append(watcher.queue.get_nowait())
-                await response.write(b"".join(encode(kind, event) for kind, event in batch))
+            await streaming.stream(
+                request,
+                response,
+                target.resource,
+                start,
+                options,
+                lambda: self.api.storage.resource_version,
+            )
         except ConnectionResetError:
             logger.debug("watch client went away")
         finally:
-            self.api.hub.remove(watcher)
+            self.api.hub.remove(start.watcher)
         return response
-
-    def _bookmark(self, resource: ResourceType) -> bytes:
-        body = {
-            "type": "BOOKMARK",
-            "object": {
-                "kind": resource.kind,
-                "apiVersion": resource.api_version,
-                "metadata": {
-                    "resourceVersion": str(self.api.storage.resource_version),
-                },
-            },
-        }
-        return json.dumps(body, separators=(",", ":")).encode() + b"\n"
-
-    @staticmethod
-    def _encoder(resource: ResourceType, as_table: bool, include_object: str) -> Any:
-        if not as_table:
-            return lambda kind, event: event.line(kind)
-
-        def encode(kind: str, event: WatchEvent) -> bytes:
-            obj = event.entry.load()
-            body = tables.table(
-                resource,
-                [obj],
-                resource_version=str(event.resource_version),
-                include_object=include_object,
-            )
-            return (
-                json.dumps({"type": kind, "object": body}, separators=(",", ":")).encode() + b"\n"
-            )
-
-        return encode

@@ -1,4 +1,7 @@
-"""The JSONPath subset printer columns use: ``.a.b``, ``.a[0]``, ``.a[*].b``, ``.a[?(@.k=='v')].b``."""
+"""The JSONPath subset printer columns use.
+
+``.a.b``, ``.a[0]``, ``.a[*].b`` and ``.a[?(@.k=='v')].b``.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ class JsonPathError(ValueError):
 
 
 def compile_path(path: str) -> list[tuple[str, str, str]]:
-    """Tokens as (kind, key, value): ("field", name, ""), ("index", n, ""), ("all", "", ""), ("filter", key, value)."""
+    """Tokens as (kind, key, value) with kind one of field, index, all, filter."""
     text = path.strip()
     if text.startswith("{") and text.endswith("}"):
         text = text[1:-1]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import re
 import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flotta.dev.kubeapi.errors import BadRequest, Cause, Invalid
+from flotta.dev.kubeapi.errors import BadRequestError, Cause, InvalidError
 from flotta.dev.kubeapi.resources import ResourceType
 from flotta.dev.kubeapi.schema import apply_defaults, format_causes, prune, validate
 
@@ -43,8 +42,8 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def invalid(resource: ResourceType, name: str, causes: list[Cause]) -> Invalid:
-    return Invalid(
+def invalid(resource: ResourceType, name: str, causes: list[Cause]) -> InvalidError:
+    return InvalidError(
         f'{resource.kind_qualified} "{name}" is invalid: {format_causes(causes)}',
         name=name,
         group=resource.group,
@@ -93,7 +92,8 @@ def _metadata_causes(resource: ResourceType, meta: dict[str, Any]) -> list[Cause
                 causes.append(
                     Cause(
                         "FieldValueInvalid",
-                        f"Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.'",
+                        f'Invalid value: "{key}": name part must consist of alphanumeric'
+                        " characters, '-', '_' or '.'",
                         f"metadata.{field}",
                     )
                 )
@@ -101,7 +101,8 @@ def _metadata_causes(resource: ResourceType, meta: dict[str, Any]) -> list[Cause
                 causes.append(
                     Cause(
                         "FieldValueInvalid",
-                        f"Invalid value: \"{value}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'",
+                        f'Invalid value: "{value}": a valid label must be an empty string or'
+                        " consist of alphanumeric characters, '-', '_' or '.'",
                         "metadata.labels",
                     )
                 )
@@ -138,15 +139,25 @@ def _metadata_causes(resource: ResourceType, meta: dict[str, Any]) -> list[Cause
     return causes
 
 
+def _string_map(obj: dict[str, Any], field: str, causes: list[Cause]) -> dict[str, str]:
+    value = obj.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        causes.append(Cause("FieldValueInvalid", "Invalid value: must be a map of strings", field))
+        return {}
+    return value
+
+
 def _normalize_secret(obj: dict[str, Any], causes: list[Cause]) -> None:
-    string_data = obj.pop("stringData", None)
-    data = obj.get("data") or {}
-    if isinstance(string_data, dict):
-        for key, value in string_data.items():
-            data[key] = base64.b64encode(str(value).encode()).decode()
+    string_data = _string_map(obj, "stringData", causes)
+    obj.pop("stringData", None)
+    data = dict(_string_map(obj, "data", causes))
+    for key, value in string_data.items():
+        data[key] = base64.b64encode(value.encode()).decode()
     for key, value in data.items():
         try:
-            base64.b64decode(str(value), validate=True)
+            base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             causes.append(
                 Cause(
@@ -160,10 +171,15 @@ def _normalize_secret(obj: dict[str, Any], causes: list[Cause]) -> None:
     obj.setdefault("type", "Opaque")
 
 
+def _check_config_map(obj: dict[str, Any], causes: list[Cause]) -> None:
+    _string_map(obj, "data", causes)
+    _string_map(obj, "binaryData", causes)
+
+
 def conform(resource: ResourceType, obj: dict[str, Any], *, strict: bool) -> list[str]:
     """Prune, default and validate ``obj`` in place; return pruned field paths.
 
-    Raises ``Invalid`` (422), or ``BadRequest`` for unknown fields when ``strict``.
+    Raises ``InvalidError`` (422), or ``BadRequestError`` for unknown fields when ``strict``.
     """
     causes = _metadata_causes(resource, obj["metadata"])
     pruned: list[str] = []
@@ -171,11 +187,13 @@ def conform(resource: ResourceType, obj: dict[str, Any], *, strict: bool) -> lis
         pruned = prune(obj, resource.schema)
         if pruned and strict:
             fields = ", ".join(f'unknown field "{path}"' for path in pruned)
-            raise BadRequest(f"strict decoding error: {fields}")
+            raise BadRequestError(f"strict decoding error: {fields}")
         apply_defaults(obj, resource.schema)
         causes += validate(obj, resource.schema)
     if resource.plural == "secrets" and not resource.group:
         _normalize_secret(obj, causes)
+    if resource.plural == "configmaps" and not resource.group:
+        _check_config_map(obj, causes)
     if causes:
         raise invalid(resource, obj["metadata"].get("name", ""), causes)
     return pruned
@@ -185,7 +203,7 @@ def prepare_create(resource: ResourceType, obj: dict[str, Any], namespace: str) 
     """Stamp server-owned metadata on a new object."""
     meta = obj.setdefault("metadata", {})
     if not isinstance(meta, dict):
-        raise BadRequest("metadata must be an object")
+        raise BadRequestError("metadata must be an object")
     if not meta.get("name"):
         prefix = meta.get("generateName")
         if not prefix:
@@ -205,8 +223,9 @@ def prepare_create(resource: ResourceType, obj: dict[str, Any], namespace: str) 
         )
     if resource.namespaced:
         if meta.get("namespace") not in (None, "", namespace):
-            raise BadRequest(
-                "the namespace of the provided object does not match the namespace sent on the request"
+            raise BadRequestError(
+                "the namespace of the provided object does not match the namespace sent"
+                " on the request"
             )
         meta["namespace"] = namespace
     else:
@@ -232,18 +251,21 @@ def _spec_part(obj: dict[str, Any], status_subresource: bool) -> dict[str, Any]:
 def prepare_update(
     resource: ResourceType, old: dict[str, Any], new: dict[str, Any], *, subresource: str
 ) -> dict[str, Any]:
-    """Merge ``new`` onto ``old`` by the rules of the main endpoint or ``/status``."""
+    """Merge ``new`` onto ``old`` by the rules of the main endpoint or ``/status``.
+
+    The result may share nested values with both inputs (the caller owns them).
+    """
     if not isinstance(new.get("metadata"), dict):
-        raise BadRequest("metadata must be an object")
+        raise BadRequestError("metadata must be an object")
     old_meta = old["metadata"]
     if subresource == "status":
-        result = copy.deepcopy(old)
+        result = dict(old, metadata=dict(old_meta))
         if "status" in new:
             result["status"] = new["status"]
         else:
             result.pop("status", None)
         return result
-    result = copy.deepcopy(new)
+    result = dict(new, metadata=dict(new["metadata"]))
     meta = result["metadata"]
     for field in (*_SYSTEM_FIELDS, "name", "namespace"):
         if field in old_meta:
@@ -253,7 +275,7 @@ def prepare_update(
     meta.pop("managedFields", None)
     result["apiVersion"] = resource.api_version
     result["kind"] = resource.kind
-    if resource.status_subresource and resource.plural != "namespaces":
+    if resource.status_subresource:
         if "status" in old:
             result["status"] = old["status"]
         else:
@@ -292,3 +314,25 @@ def same_content(old: dict[str, Any], new: dict[str, Any]) -> bool:
         new, metadata={k: v for k, v in new["metadata"].items() if k != "resourceVersion"}
     )
     return old_copy == new_copy
+
+
+def crd_status(spec: dict[str, Any], moment: str) -> dict[str, Any]:
+    """The status of a CRD this server serves: names accepted and established at once."""
+    conditions = (
+        ("NamesAccepted", "NoConflicts", "no conflicts found"),
+        ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+    )
+    return {
+        "acceptedNames": dict(spec.get("names") or {}),
+        "conditions": [
+            {
+                "type": kind,
+                "status": "True",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": moment,
+            }
+            for kind, reason, message in conditions
+        ],
+        "storedVersions": [v["name"] for v in spec.get("versions") or () if v.get("storage")],
+    }

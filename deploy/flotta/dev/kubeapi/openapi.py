@@ -54,7 +54,11 @@ def root_document(registry: Registry) -> dict[str, Any]:
     for group, versions in registry.groups().items():
         for version in versions:
             document = group_version_document(registry, group, version)
-            digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:32].upper()
+            digest = (
+                hashlib.sha256(json.dumps(document, sort_keys=True).encode())
+                .hexdigest()[:32]
+                .upper()
+            )
             path = _gv_path(group, version)
             entries[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
     return {"paths": entries}

@@ -46,12 +46,12 @@ def _pointer(path: str) -> list[str]:
     return [_unescape(token) for token in path[1:].split("/")]
 
 
-def _index(container: list[Any], token: str, *, allow_end: bool) -> int:
-    if token == "-" and allow_end:
+def _index(container: list[Any], segment: str, *, allow_end: bool) -> int:
+    if segment == "-" and allow_end:
         return len(container)
-    if not token.isdigit() or (token != "0" and token.startswith("0")):
-        raise PatchError(f"invalid array index {token!r}")
-    index = int(token)
+    if not segment.isdigit() or (segment != "0" and segment.startswith("0")):
+        raise PatchError(f"invalid array index {segment!r}")
+    index = int(segment)
     limit = len(container) if allow_end else len(container) - 1
     if index > limit:
         raise PatchError(f"array index {index} out of range")

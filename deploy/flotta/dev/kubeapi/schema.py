@@ -3,8 +3,8 @@
 Done in Kubernetes' order: unknown fields are pruned (unless
 ``x-kubernetes-preserve-unknown-fields``), ``default:`` values are filled in where a field is
 absent, then the object is validated. Validation errors are ``Cause`` records with field
-paths and messages worded like kube-apiserver's. ``x-kubernetes-validations`` (CEL) rules are
-not evaluated.
+paths and messages worded like kube-apiserver's. ``x-kubernetes-validations`` rules are
+evaluated with the CEL subset of ``cel.py``; rules outside it are skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from flotta.dev.kubeapi.cel import check
 from flotta.dev.kubeapi.errors import Cause
 
 Schema = dict[str, Any]
@@ -164,6 +165,20 @@ def _validate(value: Any, schema: Schema, path: str, causes: list[Cause]) -> Non
     elif isinstance(value, dict):
         _validate_object(value, schema, path, causes)
     _validate_combinators(value, schema, path, causes)
+    for rule in schema.get("x-kubernetes-validations") or ():
+        _validate_rule(value, rule, path, causes)
+
+
+def _validate_rule(value: Any, rule: Any, path: str, causes: list[Cause]) -> None:
+    if not isinstance(rule, dict) or not isinstance(rule.get("rule"), str):
+        return
+    if check(rule["rule"], value) is not False:
+        return
+    names = {dict: "object", list: "array", str: "string", bool: "boolean"}
+    shown = names.get(type(value), "number")
+    message = rule.get("message") or f"failed rule: {rule['rule']}"
+    field = _join(path, rule["fieldPath"].lstrip(".")) if rule.get("fieldPath") else path
+    causes.append(Cause("FieldValueInvalid", f'Invalid value: "{shown}": {message}', field))
 
 
 def _validate_number(value: float, schema: Schema, path: str, causes: list[Cause]) -> None:

@@ -148,13 +148,12 @@ def parse_field_selector(text: str | None, allowed: frozenset[str]) -> FieldSele
     requirements: list[FieldRequirement] = []
     for part in text.split(","):
         part = part.strip()
-        for token, negated in (("!=", True), ("==", False), ("=", False)):
-            if token in part:
-                field, _, value = part.partition(token)
-                field = field.strip()
-                break
-        else:
+        operator = next((op for op in ("!=", "==", "=") if op in part), None)
+        if operator is None:
             raise SelectorError(f"invalid field selector requirement {part!r}")
+        field, _, value = part.partition(operator)
+        field = field.strip()
+        negated = operator == "!="
         if field not in allowed:
             raise SelectorError(f'field label not supported: "{field}"')
         requirements.append(FieldRequirement(field, negated, value.strip()))

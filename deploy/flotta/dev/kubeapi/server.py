@@ -83,6 +83,7 @@ class KubeApiServer:
         self._runner: web.AppRunner | None = None
         self._storage: Storage | None = None
         self.api: Api | None = None
+        self._handlers: Handlers | None = None
 
     async def start(self) -> str:
         """Listen, then write the kubeconfig; returns the server URL."""
@@ -105,7 +106,8 @@ class KubeApiServer:
             bookmark_interval=self.config.bookmark_interval,
         )
         app = web.Application(client_max_size=3 * 1024 * 1024)
-        Handlers(self.api, settings).routes(app)
+        self._handlers = Handlers(self.api, settings)
+        self._handlers.routes(app)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(files.cert, files.key)
         self._runner = web.AppRunner(
@@ -125,6 +127,9 @@ class KubeApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._handlers is not None:
+            self._handlers.abort_connections()
+            await asyncio.sleep(0)  # the loop runs the aborts' connection_lost callbacks
         if self._storage is not None:
             self._storage.close()
             self._storage = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ class Entry:
     raw: str
     labels: dict[str, str]
     resource_version: int
+    owners: tuple[str, ...] = ()
 
     def load(self) -> dict[str, Any]:
         value: dict[str, Any] = json.loads(self.raw)
@@ -42,6 +42,14 @@ class Entry:
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return {str(k): str(v) for k, v in labels.items()}
+
+
+def _owners(obj: dict[str, Any]) -> tuple[str, ...]:
+    references = (obj.get("metadata") or {}).get("ownerReferences") or ()
+    return tuple(str(r["uid"]) for r in references if isinstance(r, dict) and r.get("uid"))
+
+
+Key = tuple[str, str, str]  # collection, namespace, name
 
 
 class Storage:
@@ -56,14 +64,32 @@ class Storage:
         row = self._db.execute("SELECT value FROM meta WHERE key='resourceVersion'").fetchone()
         self.resource_version: int = int(row[0])
         self._cache: dict[str, dict[tuple[str, str], Entry]] = {}
+        self._dependents: dict[str, set[Key]] = {}
         for collection, namespace, name, data in self._db.execute(
             "SELECT collection, namespace, name, data FROM objects"
         ):
             obj = json.loads(data)
             rv = int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-            self._cache.setdefault(collection, {})[(namespace, name)] = Entry(
-                data, _labels(obj), rv
-            )
+            self._remember(collection, namespace, name, Entry(data, _labels(obj), rv, _owners(obj)))
+
+    def _remember(self, collection: str, namespace: str, name: str, entry: Entry | None) -> None:
+        """Update the cache and the owner index for one object (None: it is gone)."""
+        entries = self._cache.setdefault(collection, {})
+        old = entries.pop((namespace, name), None)
+        key = (collection, namespace, name)
+        for uid in old.owners if old is not None else ():
+            self._dependents.get(uid, set()).discard(key)
+            if not self._dependents.get(uid):
+                self._dependents.pop(uid, None)
+        if entry is None:
+            return
+        entries[(namespace, name)] = entry
+        for uid in entry.owners:
+            self._dependents.setdefault(uid, set()).add(key)
+
+    def dependents(self, uid: str) -> list[Key]:
+        """Objects whose ownerReferences name ``uid``."""
+        return sorted(self._dependents.get(uid, ()))
 
     def close(self) -> None:
         self._db.close()
@@ -82,13 +108,14 @@ class Storage:
         raw = json.dumps(obj, separators=(",", ":"))
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO objects (collection, namespace, name, data) VALUES (?,?,?,?)",
+                "INSERT OR REPLACE INTO objects (collection, namespace, name, data)"
+                " VALUES (?,?,?,?)",
                 (collection, namespace, name, raw),
             )
             self._db.execute("UPDATE meta SET value=? WHERE key='resourceVersion'", (version,))
         self.resource_version = version
-        entry = Entry(raw, _labels(obj), version)
-        self._cache.setdefault(collection, {})[(namespace, name)] = entry
+        entry = Entry(raw, _labels(obj), version, _owners(obj))
+        self._remember(collection, namespace, name, entry)
         return entry
 
     def delete(self, collection: str, namespace: str, name: str, obj: dict[str, Any]) -> Entry:
@@ -103,8 +130,8 @@ class Storage:
             )
             self._db.execute("UPDATE meta SET value=? WHERE key='resourceVersion'", (version,))
         self.resource_version = version
-        self._cache.get(collection, {}).pop((namespace, name), None)
-        return Entry(raw, _labels(obj), version)
+        self._remember(collection, namespace, name, None)
+        return Entry(raw, _labels(obj), version, _owners(obj))
 
     def items(
         self, collection: str, namespace: str | None = None
@@ -118,12 +145,14 @@ class Storage:
     def count(self, collection: str) -> int:
         return len(self._cache.get(collection, {}))
 
-    def namespaced_in(self, namespace: str) -> Iterator[tuple[str, str]]:
+    def namespaced_in(self, namespace: str) -> list[tuple[str, str]]:
         """(collection, name) of every object in ``namespace``."""
-        for collection, entries in self._cache.items():
-            for entry_namespace, name in list(entries):
-                if entry_namespace == namespace:
-                    yield collection, name
+        return [
+            (collection, name)
+            for collection, entries in self._cache.items()
+            for entry_namespace, name in entries
+            if entry_namespace == namespace
+        ]
 
     def collections(self) -> list[str]:
         return list(self._cache)

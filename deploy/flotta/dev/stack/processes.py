@@ -47,7 +47,12 @@ def start(
             env=dict(env) if env is not None else None,
             start_new_session=True,  # Ctrl-C reaches `up` only; it stops them in order
         )
-    return process, ProcessRecord(name, process.pid, tuple(argv), str(log_path))
+    record = ProcessRecord(name, process.pid, tuple(argv), str(log_path))
+    # /proc/PID/cmdline is empty for a moment after exec; wait so the record can be verified.
+    deadline = time.monotonic() + 2.0
+    while not record.is_running() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return process, record
 
 
 def stop(record: ProcessRecord, *, timeout: float = 10.0) -> bool:
@@ -96,3 +101,10 @@ def load(path: Path) -> list[ProcessRecord]:
         ProcessRecord(r["name"], int(r["pid"]), tuple(r["argv"]), r["log"])
         for r in json.loads(path.read_text())
     ]
+
+
+def stop_recorded(path: Path) -> list[ProcessRecord]:
+    """Stop every recorded process, newest first, and forget them; returns those stopped."""
+    stopped = [record for record in reversed(load(path)) if stop(record)]
+    path.unlink(missing_ok=True)
+    return stopped

@@ -1,0 +1,425 @@
+"""The on-disk telemetry buffer: SQLite in WAL mode, bounded in bytes and age.
+
+Records wait in ``records`` until the sender forms a batch: one transaction moves the oldest
+records into ``batches`` as the encoded payload with the next sequence number, so a batch
+keeps its bytes (and its message id) however often it is resent, across restarts too. A
+batch leaves the buffer only when :meth:`TelemetryBuffer.acknowledge` is called for it.
+
+Durability: ``synchronous=FULL``. With ``NORMAL`` a WAL commit is only synced at checkpoint,
+so a power cut can roll back a committed transaction. Rolling back the forming of a batch
+that was already sent would re-use its sequence number for different records, and the
+bridge would discard them as duplicates: silent loss. ``FULL`` makes every commit durable;
+the cost stays small because every write is one transaction per collection round or per
+batch, never one per sample.
+
+Bound: records count ``len(body) + ROW_OVERHEAD`` bytes, batches ``len(payload)``. Past the
+bound the oldest go first: formed batches (they hold the oldest records of their kind), then
+records; past the retention age, records. Every dropped record is counted per kind,
+persisted, and reported once in the next batch of its kind (a dropped batch hands the drops
+it was to report on to the next one).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from flotta.agent.telemetry.batching import (
+    BATCH_MAX_BYTES,
+    ENVELOPE_BYTES,
+    MAX_RECORDS_PER_BATCH,
+    Kind,
+    build_batch,
+)
+from flotta.agent.telemetry.errors import BufferStoreError
+from flotta.agent.telemetry.staging import Cursor
+from flotta.schemas.errors import PayloadTooLargeError
+
+log = logging.getLogger(__name__)
+
+ROW_OVERHEAD = 24
+_DROP_CHUNK = 512
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_kind ON records (kind, id);
+CREATE TABLE IF NOT EXISTS cursors (
+    workload TEXT PRIMARY KEY,
+    time TEXT NOT NULL,
+    count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    kind TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    records INTEGER NOT NULL,
+    dropped INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (kind, sequence)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    kind: Kind
+    sequence: int
+    records: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BufferStats:
+    buffered_records: int
+    buffered_bytes: int
+    dropped_records: int
+    batches_waiting: int
+
+
+class TelemetryBuffer:
+    """Thread-safe: every method takes the lock, so the async side may call it from
+    worker threads."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int,
+        max_age_seconds: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        self.path = path
+        self.max_bytes = max_bytes
+        self.max_age_seconds = max_age_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._closed = False
+        self._db = self._open()
+        self._bytes = self._records = self._dropped = 0
+        self._stream, self._bytes, self._records, self._dropped = self._load_state()
+
+    # ---- opening ---------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._connect()
+        except sqlite3.OperationalError as exc:  # locked, unreadable, disk I/O: not corruption
+            raise BufferStoreError(str(self.path), str(exc)) from exc
+        except sqlite3.DatabaseError as exc:  # not a database, malformed
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
+            log.error("telemetry buffer %s is unreadable (%s); moved to %s", self.path, exc, aside)
+            self.path.rename(aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            try:
+                return self._connect()
+            except sqlite3.Error as again:
+                raise BufferStoreError(str(self.path), str(again)) from again
+        except sqlite3.Error as exc:
+            raise BufferStoreError(str(self.path), str(exc)) from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA journal_size_limit=4194304")
+            db.executescript(_SCHEMA)
+            (check,) = db.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    def _load_state(self) -> tuple[str, int, int, int]:
+        with self._transaction() as db:
+            stream = self._meta(db, "stream", "")
+            if not stream:
+                stream = secrets.token_hex(8)
+                self._set_meta(db, "stream", stream)
+        return (stream, *self._read_counters())
+
+    def _read_counters(self) -> tuple[int, int, int]:
+        """Bytes and records held, and records dropped so far, from the database."""
+        db = self._db
+        record_bytes, records = db.execute(
+            "SELECT COALESCE(SUM(LENGTH(body)), 0), COUNT(*) FROM records"
+        ).fetchone()
+        batch_bytes, batch_records = db.execute(
+            "SELECT COALESCE(SUM(LENGTH(payload)), 0), COALESCE(SUM(records), 0) FROM batches"
+        ).fetchone()
+        dropped = sum(int(self._meta(db, f"dropped_total:{kind}", "0")) for kind in Kind)
+        return (
+            int(record_bytes) + ROW_OVERHEAD * int(records) + int(batch_bytes),
+            int(records) + int(batch_records),
+            dropped,
+        )
+
+    # ---- public ----------------------------------------------------------------------------
+
+    @property
+    def stream(self) -> str:
+        return self._stream
+
+    def set_limits(self, *, max_bytes: int, max_age_seconds: float | None) -> None:
+        with self._lock:
+            self.max_bytes = max(1, max_bytes)
+            self.max_age_seconds = max_age_seconds
+            with self._transaction() as db:
+                self._enforce_bounds(db)
+
+    def add(
+        self,
+        kind: Kind,
+        bodies: Sequence[bytes],
+        *,
+        dropped_upstream: int = 0,
+        cursors: Mapping[str, Cursor] | None = None,
+    ) -> int:
+        """Store records in one transaction, with the log cursors they move; returns how
+        many records were dropped: by the bounds, plus ``dropped_upstream`` (lost before
+        reaching the buffer, counted here)."""
+        if not bodies and not dropped_upstream and not cursors:
+            return 0
+        now_ms = int(self._clock() * 1000)
+        with self._lock, self._transaction() as db:
+            db.executemany(
+                "INSERT INTO records (kind, created_ms, body) VALUES (?, ?, ?)",
+                [(kind.value, now_ms, body) for body in bodies],
+            )
+            db.executemany(
+                "INSERT INTO cursors (workload, time, count) VALUES (?, ?, ?) "
+                "ON CONFLICT (workload) DO UPDATE SET time = excluded.time, count = excluded.count",
+                [(workload, time, count) for workload, (time, count) in (cursors or {}).items()],
+            )
+            self._bytes += sum(len(body) + ROW_OVERHEAD for body in bodies)
+            self._records += len(bodies)
+            return self._enforce_bounds(db, {kind: dropped_upstream})
+
+    def cursor(self, workload: str) -> Cursor | None:
+        """Where the stored logs of a workload end."""
+        with self._lock:
+            if self._closed:
+                raise BufferStoreError(str(self.path), "closed")
+            row = self._db.execute(
+                "SELECT time, count FROM cursors WHERE workload = ?", (workload,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def next_batch(self, kind: Kind) -> StoredBatch | None:
+        """The oldest batch not yet acknowledged, forming one from records when there is none."""
+        with self._lock, self._transaction() as db:
+            row = db.execute(
+                "SELECT sequence, records, payload FROM batches WHERE kind = ? "
+                "ORDER BY sequence LIMIT 1",
+                (kind.value,),
+            ).fetchone()
+            if row is not None:
+                return StoredBatch(kind, int(row[0]), int(row[1]), bytes(row[2]))
+            return self._form_batch(db, kind)
+
+    def acknowledge(self, kind: Kind, sequence: int) -> None:
+        with self._lock, self._transaction() as db:
+            row = db.execute(
+                "SELECT records, LENGTH(payload) FROM batches WHERE kind = ? AND sequence = ?",
+                (kind.value, sequence),
+            ).fetchone()
+            if row is not None:
+                db.execute(
+                    "DELETE FROM batches WHERE kind = ? AND sequence = ?", (kind.value, sequence)
+                )
+                self._records -= int(row[0])
+                self._bytes -= int(row[1])
+
+    def stats(self) -> BufferStats:
+        with self._lock:
+            if self._closed:
+                return BufferStats(self._records, self._bytes, self._dropped, 0)
+            waiting = self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+            return BufferStats(self._records, self._bytes, self._dropped, int(waiting))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._db.close()
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _form_batch(self, db: sqlite3.Connection, kind: Kind) -> StoredBatch | None:
+        budget = BATCH_MAX_BYTES[kind] - ENVELOPE_BYTES
+        rows: list[tuple[int, bytes]] = []
+        used = 0
+        cursor = db.execute(
+            "SELECT id, body FROM records WHERE kind = ? ORDER BY id LIMIT ?",
+            (kind.value, MAX_RECORDS_PER_BATCH),
+        )
+        for record_id, body in cursor:
+            if rows and used + len(body) + 1 > budget:
+                break
+            rows.append((int(record_id), bytes(body)))
+            used += len(body) + 1
+        cursor.close()
+        if not rows:
+            return None
+        sequence = int(self._meta(db, f"next_sequence:{kind}", "0"))
+        dropped = int(self._meta(db, f"dropped_pending:{kind}", "0"))
+        while True:
+            try:
+                payload = build_batch(
+                    kind,
+                    stream=self._stream,
+                    sequence=sequence,
+                    bodies=[body for _, body in rows],
+                    dropped=dropped,
+                )
+                break
+            except PayloadTooLargeError:
+                if len(rows) == 1:
+                    raise
+                rows = rows[: len(rows) // 2]
+        db.execute("DELETE FROM records WHERE kind = ? AND id <= ?", (kind.value, rows[-1][0]))
+        db.execute(
+            "INSERT INTO batches (kind, sequence, records, dropped, payload) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (kind.value, sequence, len(rows), dropped, payload),
+        )
+        self._set_meta(db, f"next_sequence:{kind}", str(sequence + 1))
+        self._set_meta(db, f"dropped_pending:{kind}", "0")
+        self._bytes += len(payload) - sum(len(body) + ROW_OVERHEAD for _, body in rows)
+        return StoredBatch(kind, sequence, len(rows), payload)
+
+    def _enforce_bounds(
+        self, db: sqlite3.Connection, upstream: dict[Kind, int] | None = None
+    ) -> int:
+        dropped: dict[Kind, int] = dict.fromkeys(Kind, 0) | (upstream or {})
+        if self.max_age_seconds is not None:
+            cutoff_ms = int((self._clock() - self.max_age_seconds) * 1000)
+            while self._drop_oldest_records(db, dropped, lambda created: created < cutoff_ms):
+                pass
+        # formed batches hold the oldest records of their kind: they go first
+        while self._bytes > self.max_bytes and self._drop_batch(db, dropped):
+            pass
+        while self._bytes > self.max_bytes and self._drop_oldest_records(
+            db, dropped, lambda _: self._bytes > self.max_bytes
+        ):
+            pass
+        for kind, count in dropped.items():
+            if count:
+                for key in (f"dropped_pending:{kind}", f"dropped_total:{kind}"):
+                    self._set_meta(db, key, str(int(self._meta(db, key, "0")) + count))
+        total = sum(dropped.values())
+        self._dropped += total
+        return total
+
+    def _drop_oldest_records(
+        self, db: sqlite3.Connection, dropped: dict[Kind, int], wanted: Callable[[int], bool]
+    ) -> bool:
+        """Drop records from the oldest on while ``wanted(created_ms)`` holds, one chunk at a
+        time; returns whether the whole chunk went (so there may be more to drop)."""
+        rows = db.execute(
+            "SELECT id, kind, created_ms, LENGTH(body) FROM records ORDER BY id LIMIT ?",
+            (_DROP_CHUNK,),
+        ).fetchall()
+        last_id = None
+        for record_id, kind, created_ms, size in rows:
+            if not wanted(int(created_ms)):
+                break
+            last_id = int(record_id)
+            dropped[Kind(kind)] += 1
+            self._bytes -= int(size) + ROW_OVERHEAD
+            self._records -= 1
+        if last_id is not None:
+            db.execute("DELETE FROM records WHERE id <= ?", (last_id,))
+        return last_id is not None and last_id == int(rows[-1][0])
+
+    def _drop_batch(self, db: sqlite3.Connection, dropped: dict[Kind, int]) -> bool:
+        row = db.execute(
+            "SELECT kind, sequence, records, LENGTH(payload), dropped FROM batches "
+            "ORDER BY rowid LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return False
+        db.execute("DELETE FROM batches WHERE kind = ? AND sequence = ?", (row[0], row[1]))
+        dropped[Kind(row[0])] += int(row[2])
+        # the drops this batch was to report are reported by the next one instead
+        key = f"dropped_pending:{row[0]}"
+        self._set_meta(db, key, str(int(self._meta(db, key, "0")) + int(row[4])))
+        self._records -= int(row[2])
+        self._bytes -= int(row[3])
+        return True
+
+    @staticmethod
+    def _meta(db: sqlite3.Connection, key: str, default: str) -> str:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else str(row[0])
+
+    @staticmethod
+    def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _transaction(self) -> _Transaction:
+        if self._closed:
+            raise BufferStoreError(str(self.path), "closed")
+        return _Transaction(self._db, str(self.path), on_rollback=self._resync)
+
+    def _resync(self) -> None:
+        """After a rollback the counters kept in memory are re-read from the database."""
+        try:
+            self._bytes, self._records, self._dropped = self._read_counters()
+        except sqlite3.Error as exc:
+            log.error("telemetry buffer: cannot re-read its counters: %s", exc)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error; SQLite errors become
+    :class:`BufferStoreError`."""
+
+    def __init__(
+        self, db: sqlite3.Connection, path: str, *, on_rollback: Callable[[], None]
+    ) -> None:
+        self._db = db
+        self._path = path
+        self._on_rollback = on_rollback
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise BufferStoreError(self._path, str(exc)) from exc
+        return self._db
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.Error as commit_error:
+                self._rollback()
+                raise BufferStoreError(self._path, str(commit_error)) from commit_error
+        self._rollback()
+        if isinstance(exc, sqlite3.Error):
+            raise BufferStoreError(self._path, str(exc)) from exc
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._on_rollback()

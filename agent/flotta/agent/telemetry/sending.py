@@ -1,0 +1,90 @@
+"""Sending buffered batches: the oldest batch of each kind, one at a time, removed from the
+buffer only after ``publish`` returned (the broker acknowledged it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from flotta.agent.telemetry.backoff import Backoff
+from flotta.agent.telemetry.batching import Kind
+from flotta.agent.telemetry.buffer import TelemetryBuffer
+from flotta.agent.telemetry.errors import BufferStoreError
+from flotta.schemas.topics import DeviceTopic, device_topic
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes], Awaitable[None]]
+TOPICS = {Kind.METRICS: DeviceTopic.METRICS, Kind.LOGS: DeviceTopic.LOGS}
+
+
+@dataclass(slots=True)
+class SenderCounters:
+    batches_sent: int = 0
+    records_sent: int = 0
+    failures: int = 0
+    last_success: float = 0.0
+
+
+async def send_forever(
+    buffer: TelemetryBuffer,
+    publish: Publish,
+    *,
+    device_id: str,
+    wake: asyncio.Event,
+    backoff: Backoff,
+    counters: SenderCounters,
+    resume: asyncio.Event | None = None,
+    idle_check: float = 5.0,
+) -> None:
+    """Send until cancelled. ``wake`` says new records are buffered; ``resume`` (the
+    connection is back) cuts a back-off short."""
+    resume = resume or asyncio.Event()
+    topics = {kind: device_topic(device_id, topic) for kind, topic in TOPICS.items()}
+    while True:
+        wake.clear()
+        sent_any = False
+        failed = False
+        for kind in Kind:
+            try:
+                batch = await asyncio.to_thread(buffer.next_batch, kind)
+            except BufferStoreError as exc:
+                log.error("telemetry: cannot read a batch: %s", exc)
+                failed = True
+                break
+            if batch is None:
+                continue
+            try:
+                await publish(topics[kind], batch.payload)
+            except Exception as exc:  # any failure means "not acknowledged": keep the batch
+                counters.failures += 1
+                log.info("telemetry: %s batch %d not sent: %s", kind, batch.sequence, exc)
+                failed = True
+                break
+            try:
+                await asyncio.to_thread(buffer.acknowledge, kind, batch.sequence)
+            except BufferStoreError as exc:  # sent again later; the bridge de-duplicates
+                log.error("telemetry: cannot remove acknowledged batch: %s", exc)
+                failed = True
+                break
+            counters.batches_sent += 1
+            counters.records_sent += batch.records
+            counters.last_success = time.time()
+            sent_any = True
+            backoff.reset()
+        if failed:
+            resume.clear()
+            await _wait(resume, backoff.next_delay())
+        elif not sent_any:
+            await _wait(wake, idle_check)
+
+
+async def _wait(event: asyncio.Event, limit: float) -> None:
+    try:
+        async with asyncio.timeout(limit):
+            await event.wait()
+    except TimeoutError:
+        pass

@@ -1,0 +1,68 @@
+"""``flotta dev up``: the whole system on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+
+from flotta.dev.stack.layout import DEFAULT_STATE_DIR
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="default: ./.flotta"
+    )
+    parser.add_argument("--devices", type=int, default=50, help="simulated devices (default 50)")
+    parser.add_argument("--detach", action="store_true", help="leave everything running and return")
+    parser.add_argument(
+        "--no-agent", action="store_true", help="do not start the real agent with Podman"
+    )
+    parser.add_argument("--refresh", type=float, default=2.0, help="fleet view refresh, seconds")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flotta.dev.stack.layout import StackLayout
+    from flotta.dev.stack.up import Stack, StackError, UpOptions
+    from flotta.dev.stack.usage import usage
+
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    layout = StackLayout(args.state_dir)
+    stack = Stack(layout, UpOptions(devices=args.devices, real_agent=not args.no_agent))
+    interrupted = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        interrupted = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        ports = stack.up()
+    except (StackError, KeyboardInterrupt) as exc:
+        stopped = stack.stop_all()
+        print(f"flotta dev up: {exc or 'interrupted'}; stopped {', '.join(stopped) or 'nothing'}")
+        return 1 if not interrupted else 130
+    print(usage(layout, ports))
+    if args.detach:
+        print(f"running in the background; stop with: flotta dev down --state-dir {layout.root}")
+        return 0
+    with contextlib.suppress(KeyboardInterrupt):
+        _watch(stack, args.refresh)
+    stopped = stack.stop_all()
+    print(f"\nstopped {', '.join(stopped)}; state kept in {layout.root}")
+    return 0
+
+
+def _watch(stack: object, refresh: float) -> None:
+    from flotta.dev.stack.live import FleetWatcher
+
+    watcher = FleetWatcher(stack)  # type: ignore[arg-type]
+    while True:
+        print("\033[2J\033[H" + watcher.render(), flush=True)
+        time.sleep(refresh)

@@ -1,0 +1,109 @@
+"""Where the local stack keeps its state, and the ports it keeps across restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from flotta.dev.natsserver import free_port
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_STATE_DIR = Path(".flotta")
+
+
+@dataclass(frozen=True)
+class Ports:
+    mqtt: int
+    nats: int
+    kube: int
+    operator_health: int
+    bridge_health: int
+
+    @classmethod
+    def choose(cls) -> Ports:
+        return cls(*(free_port(LOOPBACK) for _ in range(5)))
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    root: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def kube(self) -> Path:
+        return self.root / "kube"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def mosquitto(self) -> Path:
+        return self.root / "mosquitto"
+
+    @property
+    def nats(self) -> Path:
+        return self.root / "nats"
+
+    @property
+    def agent(self) -> Path:
+        return self.root / "agent"
+
+    @property
+    def podman(self) -> Path:
+        return self.root / "podman"
+
+    @property
+    def simulator(self) -> Path:
+        return self.root / "simulator"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def clients(self) -> Path:
+        return self.root / "clients"
+
+    @property
+    def processes(self) -> Path:
+        return self.root / "processes.json"
+
+    @property
+    def endpoints(self) -> Path:
+        return self.root / "endpoints.json"
+
+    @property
+    def ports_file(self) -> Path:
+        return self.root / "ports.json"
+
+    def ports(self) -> Ports:
+        """The ports of this state dir: chosen at the first start, the same ever after."""
+        if self.ports_file.exists():
+            return Ports(**json.loads(self.ports_file.read_text()))
+        ports = Ports.choose()
+        write_json(self.ports_file, asdict(ports))
+        return ports
+
+    def write_endpoints(self, ports: Ports) -> None:
+        write_json(
+            self.endpoints,
+            {
+                "mqtt": f"mqtts://{LOOPBACK}:{ports.mqtt}",
+                "nats": f"nats://{LOOPBACK}:{ports.nats}",
+                "kubeconfig": str(self.kubeconfig.resolve()),
+                "ca": str((self.pki / "ca.crt").resolve()),
+            },
+        )
+
+
+def write_json(path: Path, document: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,382 @@
+"""Bring the whole system up on loopback, in order, and take it down again.
+
+Order: fleet PKI -> local Kubernetes API (CRDs, sample resources) -> Mosquitto -> nats-server
+-> operator -> bridge -> the real agent (with its own isolated Podman) -> simulated devices.
+Every process is recorded (PID and command line) in the state dir as soon as it starts, so a
+failure half-way, a Ctrl-C or ``flotta dev down`` from another shell stops exactly what was
+started. State (PKI, Kubernetes objects, broker store, JetStream, agent identity) stays in the
+state dir, so a second ``up`` resumes the same fleet on the same ports.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flotta.dev.stack import processes
+from flotta.dev.stack.layout import LOOPBACK, Ports, StackLayout
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+SAMPLE_NAMESPACE = "default"
+SIMULATOR_BATCH = "simulator"
+AGENT_BATCH = "local-agent"
+OBSERVER = "dev"
+SAMPLE_SET = "shop-floor"
+LOCAL_AGENT_ID = "edge-local-0001"
+
+
+class StackError(Exception):
+    """The stack could not be brought up; the message says which step and why."""
+
+
+@dataclass
+class UpOptions:
+    devices: int = 50
+    real_agent: bool = True
+    heartbeat_seconds: int = 10
+    progress: Callable[[str], None] = field(default=print)
+
+
+def crd_dir() -> Path:
+    """The generated CRDs: in the source tree, or packaged with the wheel."""
+    for candidate in (REPO_ROOT / "deploy" / "crds", Path(__file__).resolve().parents[1] / "crds"):
+        if candidate.is_dir():
+            return candidate
+    raise StackError("cannot find the CRD manifests (deploy/crds)")
+
+
+def samples_dir() -> Path | None:
+    candidate = REPO_ROOT / "deploy" / "samples"
+    return candidate if candidate.is_dir() else None
+
+
+def flotta_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "flotta.cli", *args]
+
+
+def agent_config(
+    *,
+    state_dir: Path,
+    runtime_dir: Path,
+    broker_port: int,
+    ca_file: Path,
+    bootstrap_cert: Path,
+    bootstrap_key: Path,
+    podman_url: str,
+) -> str:
+    """The real agent's configuration for the local stack (see agent/packaging/agent.toml)."""
+    return f"""# Written by flotta dev up: the real agent of the local stack.
+device_id = "{LOCAL_AGENT_ID}"
+state_dir = "{state_dir}"
+runtime_dir = "{runtime_dir}"
+broker_host = "{LOOPBACK}"
+broker_port = {broker_port}
+ca_file = "{ca_file}"
+bootstrap_cert = "{bootstrap_cert}"
+bootstrap_key = "{bootstrap_key}"
+target_namespace = "{SAMPLE_NAMESPACE}"
+target_set = "{SAMPLE_SET}"
+model_name = "local-stack"
+podman_url = "{podman_url}"
+reboot_command = ["true"]
+"""
+
+
+def wait_for_port(port: int, *, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=1.0):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise StackError(f"{what} did not open port {port} within {timeout:.0f} s")
+
+
+def wait_for_file(path: Path, *, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise StackError(f"{what} did not write {path} within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+class Stack:
+    def __init__(self, layout: StackLayout, options: UpOptions) -> None:
+        self.layout = layout
+        self.options = options
+        self.records: list[processes.ProcessRecord] = []
+
+    # ---- bookkeeping -----------------------------------------------------------------------
+
+    def running(self) -> list[processes.ProcessRecord]:
+        return [r for r in processes.load(self.layout.processes) if r.is_running()]
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        _, record = processes.start(name, argv, log_path=self.layout.logs / f"{name}.log", env=env)
+        self.records.append(record)
+        processes.save(self.layout.processes, self.records)
+
+    def stop_all(self) -> list[str]:
+        return [record.name for record in processes.stop_recorded(self.layout.processes)]
+
+    def _check_alive(self, name: str) -> None:
+        record = next(r for r in self.records if r.name == name)
+        if not record.is_running():
+            tail = Path(record.log).read_text(errors="replace")[-2000:]
+            raise StackError(f"{name} exited during start-up; last lines of {record.log}:\n{tail}")
+
+    # ---- steps -----------------------------------------------------------------------------
+
+    def up(self) -> Ports:
+        if self.running():
+            raise StackError(
+                f"the stack in {self.layout.root} is already running; "
+                f"stop it with: flotta dev down --state-dir {self.layout.root}"
+            )
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        ports = self.layout.ports()
+        say = self.options.progress
+        say(f"state dir {self.layout.root.resolve()}")
+        self.ensure_pki()
+        say("fleet PKI ready")
+        self.start_kube_api(ports)
+        say(f"local Kubernetes API on https://{LOOPBACK}:{ports.kube}")
+        self.apply_resources()
+        say("CRDs and sample resources applied")
+        self.start_mosquitto(ports)
+        say(f"Mosquitto (mutual TLS) on {LOOPBACK}:{ports.mqtt}")
+        self.start_nats(ports)
+        say(f"nats-server (JetStream) on {LOOPBACK}:{ports.nats}")
+        self.start_operator(ports)
+        say("operator started")
+        self.start_bridge(ports)
+        say("bridge started")
+        if self.options.real_agent:
+            self.start_agent(ports)
+            say("device agent started (real Podman)")
+        if self.options.devices:
+            self.start_simulator(ports)
+            say(f"simulator started: {self.options.devices} devices enrolling")
+        self.layout.write_endpoints(ports)
+        return ports
+
+    def ensure_pki(self) -> None:
+        from flotta.pki.identities import (
+            bootstrap_identity,
+            observer_identity,
+            parse_identity,
+        )
+        from flotta.pki.store import PkiStore
+        from flotta.schemas.topics import BRIDGE_IDENTITY, OPERATOR_IDENTITY
+
+        if (self.layout.pki / "ca.crt").exists():
+            return
+        store = PkiStore.create(self.layout.pki, ca_name="Flotta development CA")
+        store.issue_server(hostnames=("localhost",), addresses=(LOOPBACK, "::1"))
+        for identity in (
+            parse_identity(OPERATOR_IDENTITY),
+            parse_identity(BRIDGE_IDENTITY),
+            observer_identity(OBSERVER),
+            bootstrap_identity(SIMULATOR_BATCH),
+            bootstrap_identity(AGENT_BATCH),
+        ):
+            store.issue_client(identity)
+
+    def start_kube_api(self, ports: Ports) -> None:
+        self._start(
+            "kube-api",
+            flotta_command(
+                "dev", "kube-api", "--state-dir", str(self.layout.kube), "--port", str(ports.kube)
+            ),
+        )
+        wait_for_port(ports.kube, what="the local Kubernetes API")
+        wait_for_file(self.layout.kube / "kubeconfig", what="the local Kubernetes API")
+        self._check_alive("kube-api")
+        shutil.copyfile(self.layout.kube / "kubeconfig", self.layout.kubeconfig)
+
+    def api_client(self) -> ApiClient:
+        from kubernetes import config
+
+        api: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.layout.kubeconfig)
+        )
+        return api
+
+    def apply_resources(self) -> None:
+        from flotta.dev.stack import resources
+
+        crds = resources.load_documents(sorted(crd_dir().glob("*.yaml")))
+        samples = samples_dir()
+        objects = []
+        if samples is not None:
+            objects = [
+                doc
+                for doc in resources.load_documents(sorted(samples.glob("*.yaml")))
+                if doc["kind"] in ("EdgeDeviceSet", "EdgeWorkload")
+            ]
+        api = self.api_client()
+        try:
+            resources.apply(api, crds, objects)
+            resources.ensure_namespace(api, "flotta")
+        finally:
+            api.close()  # type: ignore[no-untyped-call]
+
+    def start_mosquitto(self, ports: Ports) -> None:
+        from flotta.mosquitto.acl import AclSettings
+        from flotta.mosquitto.files import settings_for_pki, write_broker_files
+        from flotta.mosquitto.process import find_mosquitto
+
+        settings = settings_for_pki(
+            self.layout.pki,
+            self.layout.mosquitto,
+            port=ports.mqtt,
+            bind_address=LOOPBACK,
+            run_as_root=True,
+        )
+        acl = (
+            AclSettings()
+            .with_observer(OBSERVER)
+            .with_bootstrap_batch(SIMULATOR_BATCH)
+            .with_bootstrap_batch(AGENT_BATCH)
+        )
+        files = write_broker_files(settings, acl, self.layout.mosquitto / "mosquitto.conf")
+        self._start("mosquitto", [find_mosquitto(), "-c", str(files.config_path)])
+        wait_for_port(ports.mqtt, what="Mosquitto")
+        self._check_alive("mosquitto")
+
+    def start_nats(self, ports: Ports) -> None:
+        from flotta.dev.natsserver import find_nats_server
+
+        store = self.layout.nats / "jetstream"
+        store.mkdir(parents=True, exist_ok=True)
+        self._start(
+            "nats-server",
+            [find_nats_server(), "-a", LOOPBACK, "-p", str(ports.nats), "-js", "-sd", str(store)],
+        )
+        wait_for_port(ports.nats, what="nats-server")
+        self._check_alive("nats-server")
+
+    def start_operator(self, ports: Ports) -> None:
+        mosquitto_pid = next(r.pid for r in self.records if r.name == "mosquitto")
+        pid_file = self.layout.mosquitto / "mosquitto.pid"
+        pid_file.write_text(f"{mosquitto_pid}\n")
+        self._start(
+            "operator",
+            flotta_command(
+                "operator",
+                "run",
+                "--kubeconfig",
+                str(self.layout.kubeconfig),
+                "--pki-dir",
+                str(self.layout.pki),
+                "--broker-port",
+                str(ports.mqtt),
+                "--auto-approve",
+                SAMPLE_NAMESPACE,
+                "--health-port",
+                str(ports.operator_health),
+                "--broker-pid-file",
+                str(pid_file),
+            ),
+        )
+        wait_for_port(ports.operator_health, what="the operator")
+        self._check_alive("operator")
+
+    def start_bridge(self, ports: Ports) -> None:
+        clients = self.layout.pki / "clients"
+        self._start(
+            "bridge",
+            flotta_command(
+                "bridge",
+                "--mqtt-port",
+                str(ports.mqtt),
+                "--ca",
+                str(self.layout.pki / "ca.crt"),
+                "--cert",
+                str(clients / "internal-bridge.crt"),
+                "--key",
+                str(clients / "internal-bridge.key"),
+                "--client-id",
+                "flotta-bridge-0",
+                "--nats-url",
+                f"nats://{LOOPBACK}:{ports.nats}",
+                "--kubeconfig",
+                str(self.layout.kubeconfig),
+                "--health-port",
+                str(ports.bridge_health),
+                "--log-format",
+                "text",
+            ),
+        )
+        wait_for_port(ports.bridge_health, what="the bridge")
+        self._check_alive("bridge")
+
+    def start_agent(self, ports: Ports) -> None:
+        from flotta.dev.podman import unavailable_reason
+
+        reason = unavailable_reason()
+        if reason is not None:
+            self.options.progress(f"no real agent: Podman cannot run here ({reason})")
+            return
+        podman_dir = self.layout.podman.resolve()
+        self._start("podman", flotta_command("dev", "podman", "--state-dir", str(podman_dir)))
+        wait_for_file(podman_dir / "podman.sock", what="Podman", timeout=120)
+        self._check_alive("podman")
+        config = self.layout.agent / "agent.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        clients = self.layout.pki.resolve() / "clients"
+        config.write_text(
+            agent_config(
+                state_dir=self.layout.agent.resolve() / "state",
+                runtime_dir=self.layout.agent.resolve() / "run",
+                broker_port=ports.mqtt,
+                ca_file=self.layout.pki.resolve() / "ca.crt",
+                bootstrap_cert=clients / f"bootstrap-{AGENT_BATCH}.crt",
+                bootstrap_key=clients / f"bootstrap-{AGENT_BATCH}.key",
+                podman_url=f"unix://{podman_dir / 'podman.sock'}",
+            )
+        )
+        self._start("agent", flotta_command("agent", "run", "--config", str(config)))
+        time.sleep(0.5)
+        self._check_alive("agent")
+
+    def start_simulator(self, ports: Ports) -> None:
+        clients = self.layout.pki / "clients"
+        self._start(
+            "simulator",
+            flotta_command(
+                "dev",
+                "simulate",
+                "--state-dir",
+                str(self.layout.simulator),
+                "--devices",
+                str(self.options.devices),
+                "--mqtt-port",
+                str(ports.mqtt),
+                "--ca",
+                str(self.layout.pki / "ca.crt"),
+                "--bootstrap-cert",
+                str(clients / f"bootstrap-{SIMULATOR_BATCH}.crt"),
+                "--bootstrap-key",
+                str(clients / f"bootstrap-{SIMULATOR_BATCH}.key"),
+                "--namespace",
+                SAMPLE_NAMESPACE,
+                "--set",
+                SAMPLE_SET,
+            ),
+        )
+        time.sleep(0.5)
+        self._check_alive("simulator")

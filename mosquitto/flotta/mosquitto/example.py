@@ -1,0 +1,34 @@
+"""The committed production example (``mosquitto/mosquitto.conf`` and ``mosquitto/acl``).
+
+Regenerate with ``python -m flotta.mosquitto.example DIR``; a test keeps them up to date.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from flotta.mosquitto.acl import AclSettings, render_acl
+from flotta.mosquitto.config import production_settings, render_config
+
+# One observer and one bootstrap batch, to show their sections.
+EXAMPLE_ACL = AclSettings(observers=("dashboards",), bootstrap_batches=("factory",))
+
+
+def example_files() -> dict[str, str]:
+    """File name -> content of the production example."""
+    return {
+        "mosquitto.conf": render_config(production_settings()),
+        "acl": render_acl(EXAMPLE_ACL),
+    }
+
+
+def main(argv: list[str]) -> int:
+    target = Path(argv[0]) if argv else Path("mosquitto")
+    for name, text in example_files().items():
+        (target / name).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

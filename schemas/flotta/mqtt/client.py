@@ -1,0 +1,647 @@
+"""The asyncio MQTT v5 client: paho-mqtt driven by the event loop, no network thread.
+
+paho's socket is served by the loop (``flotta.mqtt.looping``) and ``loop_misc`` runs on a
+timer task. Only the blocking TCP + TLS connect runs in a worker thread; every other paho
+call and callback happens on the loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from flotta.mqtt.backoff import Backoff
+from flotta.mqtt.errors import (
+    ConnectError,
+    DisconnectedError,
+    MqttError,
+    PublishError,
+    SubscribeError,
+)
+from flotta.mqtt.looping import SocketBridge, tracking_socket_class
+from flotta.mqtt.messages import Inbox, Message
+from flotta.mqtt.settings import MqttSettings
+
+DISCONNECT_WITH_WILL = 0x04
+OnConnected = Callable[[bool], Awaitable[None]]
+OnDisconnected = Callable[[str], Awaitable[None]]
+Payload = bytes | bytearray | str
+
+
+@dataclass(slots=True)
+class MqttCounters:
+    received: int = 0
+    connects: int = 0  # successful connections, the first included
+    dropped: int = 0  # did not fit in the inbox (logged)
+    published: int = 0  # acknowledged by the broker (QoS>0) or written (QoS 0)
+    publish_failures: int = 0  # refused by the broker or lost with the connection
+    reconnects: int = 0  # successful connections after the first
+    connect_failures: int = 0
+    stale_acks: int = 0  # acks for messages of a connection that is gone (void)
+    discarded_redelivered: int = 0  # unacked messages dropped because the broker resends them
+
+
+def _reason_text(reason: ReasonCode) -> str:
+    return str(reason.getName())
+
+
+class MqttClient:
+    """One MQTT v5 connection with a persistent session, supervised reconnects and a bounded
+    inbox; messages are acked as taken, or with ``manual_ack=True`` by the consumer once
+    handled. Use as ``async with MqttClient(...)``."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        on_connected: OnConnected | None = None,
+        on_disconnected: OnDisconnected | None = None,
+        manual_ack: bool = False,
+        logger: logging.Logger | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.settings = settings
+        self.counters = MqttCounters()
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self._manual_ack = manual_ack
+        self._log = logger or logging.getLogger("flotta.mqtt")
+        self._backoff = backoff or Backoff(settings.backoff_policy())
+        self._inbox = Inbox(settings.incoming_queue)
+        self._paho = self._make_paho()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._publishes: dict[int, tuple[asyncio.Future[None], str]] = {}
+        self._subscribes: dict[int, asyncio.Future[list[ReasonCode]]] = {}
+        self._subscriptions: dict[str, int] = {}  # filter -> QoS, re-established if needed
+        self._connack: asyncio.Future[bool] | None = None
+        self._lost = asyncio.Event()
+        self._up = asyncio.Event()
+        self._lost_reason = ""
+        self._connected = False
+        self._connecting = False
+        self._closing = False
+        self._generation = 0
+        self._unacked: set[int] = set()  # mids of QoS>0 messages delivered on this connection
+        self._last_error = ""
+        self._tls_configured = False
+
+    # ---- public API -----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def publishes_in_flight(self) -> int:
+        """Publishes waiting for their acknowledgement."""
+        return len(self._publishes)
+
+    @property
+    def queue_depth(self) -> int:
+        """Messages waiting in the inbox."""
+        return len(self._inbox)
+
+    async def connect(self) -> None:
+        """Connect once (raises ConnectError), then keep reconnecting in the background."""
+        self._start()
+        try:
+            session_present = await self._connect_once()
+        except BaseException:
+            await self.close()
+            raise
+        self._spawn(self._supervise(session_present), "mqtt-supervisor")
+
+    async def start(self) -> None:
+        """Like ``connect()``, but never raises: the first attempt is retried with backoff."""
+        self._start()
+        self._spawn(self._supervise(None), "mqtt-supervisor")
+
+    async def wait_connected(self) -> None:
+        await self._up.wait()
+
+    async def close(self, *, publish_will: bool = False) -> None:
+        """Send DISCONNECT (the session and its subscriptions stay), stop every task.
+
+        ``publish_will``: ask the broker to publish the will anyway (reason code 0x04).
+        """
+        if self._closing:
+            return
+        self._closing = True
+        if self._connected:
+            reason = None
+            if publish_will:
+                reason = ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL)
+            self._paho.disconnect(reasoncode=reason)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.close_timeout):
+                    await self._lost.wait()
+        tasks = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._drop_socket("client closed")
+        self._inbox.close()
+
+    async def __aenter__(self) -> MqttClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Payload,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        properties: Properties | None = None,
+    ) -> None:
+        """Publish; returns once the broker acknowledged (QoS 1/2) or it was queued (QoS 0)."""
+        if not self._connected:
+            self.counters.publish_failures += 1
+            raise DisconnectedError(f"publish to {topic!r}", self._lost_reason)
+        try:
+            info = self._paho.publish(topic, payload, qos, retain, properties)
+        except (ValueError, TypeError) as exc:
+            self.counters.publish_failures += 1
+            raise PublishError(topic, str(exc)) from exc
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self.counters.publish_failures += 1
+            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                raise DisconnectedError(f"publish to {topic!r}")
+            raise PublishError(topic, paho.error_string(info.rc))
+        if qos == 0:
+            self.counters.published += 1
+            return
+        future: asyncio.Future[None] = self._running_loop().create_future()
+        self._publishes[info.mid] = (future, topic)
+        try:
+            await future
+        finally:
+            self._publishes.pop(info.mid, None)
+
+    async def subscribe(self, subscriptions: Sequence[tuple[str, int]]) -> list[int]:
+        """Subscribe and wait for SUBACK; the granted QoS per filter.
+
+        Accepted filters are remembered and re-established after a reconnect without a
+        session. Raises SubscribeError if any filter was refused.
+        """
+        bad_qos = [
+            (f, f"QoS {qos} is not 0, 1 or 2", None)
+            for f, qos in subscriptions
+            if qos not in (0, 1, 2)
+        ]
+        if bad_qos:
+            raise SubscribeError(bad_qos)
+        codes = await self._send_subscribe(subscriptions)
+        refused: list[tuple[str, str, int | None]] = []
+        granted: list[int] = []
+        for (topic_filter, qos), code in zip(subscriptions, codes, strict=True):
+            if code.is_failure:
+                refused.append((topic_filter, _reason_text(code), code.value))
+            else:
+                self._subscriptions[topic_filter] = qos
+                granted.append(code.value)
+        if refused:
+            raise SubscribeError(refused)
+        return granted
+
+    async def unsubscribe(self, topic_filters: Sequence[str]) -> None:
+        """Forget filters (no wait for UNSUBACK: the broker always accepts)."""
+        for topic_filter in topic_filters:
+            self._subscriptions.pop(topic_filter, None)
+        if not self._connected:
+            raise DisconnectedError("unsubscribe", self._lost_reason)
+        rc, _ = self._paho.unsubscribe(list(topic_filters))
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise DisconnectedError("unsubscribe", paho.error_string(rc))
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Incoming messages until the client is closed.
+
+        Without ``manual_ack`` each is acknowledged as it is taken; with it, call
+        ``message.ack()`` (or ``client.ack(message)``) once it has been handled.
+        """
+        while True:
+            message = await self._inbox.get()
+            if message is None:
+                return
+            if not self._manual_ack:
+                self.ack(message)
+            yield message
+
+    def ack(self, message: Message) -> None:
+        """Acknowledge a handled message (PUBACK); void for QoS 0, repeats, old connections."""
+        self._ack(message)
+
+    # ---- paho setup ---------------------------------------------------------------------
+
+    def _make_paho(self) -> paho.Client:
+        settings = self.settings
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=paho.MQTTv5,
+            manual_ack=True,
+        )
+        client.max_inflight_messages_set(settings.max_inflight)
+        client.max_queued_messages_set(0)
+        client.connect_timeout = settings.connect_timeout
+        if settings.username is not None:
+            client.username_pw_set(settings.username, settings.password)
+        if settings.will is not None:
+            will = settings.will
+            client.will_set(will.topic, will.payload, will.qos, will.retain)
+        client.on_connect = self._handle_connack
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_puback
+        client.on_subscribe = self._handle_suback
+        client.on_message = self._handle_message
+        client.enable_logger(self._paho_logger())
+        return client
+
+    def _connect_properties(self) -> Properties:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self.settings.session_expiry
+        properties.ReceiveMaximum = self.settings.receive_maximum
+        return properties
+
+    def _start(self) -> None:
+        if self._loop is not None:
+            raise MqttError("this client was already started; make a new one")
+        self._loop = asyncio.get_running_loop()
+        SocketBridge(self._paho, self._loop).attach()
+        self._spawn(self._housekeeping(), "mqtt-housekeeping")
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise MqttError("the client is not started")
+        return self._loop
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = self._running_loop().create_task(coro, name=f"{name}[{self.settings.client_id}]")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("MQTT task %s failed", task.get_name(), exc_info=task.exception())
+
+    # ---- connecting -----------------------------------------------------------------------
+
+    def _blocking_connect(self, context: ssl.SSLContext | None) -> None:
+        """Runs in a worker thread: TCP connect, TLS handshake, CONNECT queued."""
+        settings = self.settings
+        opened: list[ssl.SSLSocket] = []
+        if context is not None:
+            context.sslsocket_class = tracking_socket_class(opened)
+            if self._tls_configured:
+                # paho allows tls_set_context once; a renewed certificate needs a new context.
+                self._paho._ssl_context = context
+            else:
+                self._paho.tls_set_context(context)
+                self._tls_configured = True
+        try:
+            self._paho.connect(
+                settings.host,
+                settings.port,
+                keepalive=settings.keepalive,
+                clean_start=settings.clean_start,
+                properties=self._connect_properties(),
+            )
+        except BaseException:
+            for sock in opened:  # paho does not close a socket whose handshake failed
+                sock.close()
+            raise
+
+    async def _connect_once(self) -> bool:
+        """One attempt; whether the broker had our session. Raises ConnectError."""
+        try:
+            return await self._attempt()
+        except ConnectError:
+            self.counters.connect_failures += 1
+            raise
+
+    async def _attempt(self) -> bool:
+        settings = self.settings
+        loop = self._running_loop()
+        try:
+            context = settings.tls.context() if settings.tls is not None else None
+        except (OSError, ValueError) as exc:
+            raise ConnectError(settings.host, settings.port, f"TLS setup: {exc}") from exc
+        self._last_error = ""
+        self._lost.clear()
+        self._connack = loop.create_future()
+        self._connecting = True
+        try:
+            worker = loop.run_in_executor(None, self._blocking_connect, context)
+            try:
+                await asyncio.shield(worker)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await worker  # bounded by connect_timeout; then the socket is ours to close
+                raise
+            except (OSError, ValueError) as exc:
+                raise ConnectError(settings.host, settings.port, _describe(exc)) from exc
+            try:
+                async with asyncio.timeout(settings.connect_timeout):
+                    return await self._connack
+            except TimeoutError:
+                raise ConnectError(
+                    settings.host, settings.port, f"no CONNACK within {settings.connect_timeout} s"
+                ) from None
+        finally:
+            self._connecting = False
+            self._connack = None
+            if not self._connected:
+                await asyncio.sleep(0)  # let socket callbacks marshalled from the worker run
+                self._drop_socket("connection attempt failed")
+
+    async def _supervise(self, session_present: bool | None) -> None:
+        """Keep the connection: after each loss, wait (jittered backoff) and reconnect."""
+        connected = session_present is not None
+        if session_present is not None:
+            await self._after_connect(session_present)
+        first_attempt = not connected
+        while not self._closing:
+            if connected:
+                await self._lost.wait()
+                if self._closing:
+                    return
+                self._backoff.on_disconnected(time.monotonic())
+                await self._call_hook("on_disconnected", self._on_disconnected, self._lost_reason)
+            delay = 0.0 if first_attempt else self._backoff.next_delay()
+            first_attempt = False
+            if delay > 0:
+                self._log.info("MQTT %s: reconnecting in %.2f s", self.settings.client_id, delay)
+                await asyncio.sleep(delay)
+            try:
+                present = await self._connect_once()
+            except ConnectError as exc:
+                self._log.warning("MQTT %s: %s", self.settings.client_id, exc)
+                connected = False
+                continue
+            if self._generation > 1:
+                self.counters.reconnects += 1
+            connected = True
+            await self._after_connect(present)
+
+    async def _after_connect(self, session_present: bool) -> None:
+        self._backoff.on_connected(time.monotonic())
+        if session_present:
+            # The broker resends every unacked message of the old connection; drop the copies
+            # still waiting here so that each is handled once (and acked on this connection).
+            stale = self._inbox.discard(lambda m: m.qos > 0 and m.connection != self._generation)
+            self.counters.discarded_redelivered += stale
+        elif self._subscriptions:
+            wanted = sorted(self._subscriptions.items())
+            try:
+                await self.subscribe(wanted)
+            except MqttError as exc:
+                self._log.error("MQTT %s: resubscribing failed: %s", self.settings.client_id, exc)
+        await self._call_hook("on_connected", self._on_connected, session_present)
+
+    async def _call_hook(
+        self, name: str, hook: Callable[[Any], Awaitable[None]] | None, argument: object
+    ) -> None:
+        if hook is None:
+            return
+        try:
+            await hook(argument)
+        except Exception:
+            self._log.exception("MQTT %s: %s hook failed", self.settings.client_id, name)
+
+    async def _housekeeping(self) -> None:
+        """paho's timer work: keepalive pings, keepalive timeout, retries."""
+        while True:
+            await asyncio.sleep(self.settings.misc_interval)
+            if not self._connecting and self._paho.socket() is not None:
+                self._paho.loop_misc()
+
+    def _drop_socket(self, reason: str) -> None:
+        """Close paho's socket without a DISCONNECT packet and settle what waited on it."""
+        if self._paho.socket() is not None:
+            self._paho._sock_close()
+        if self._connected or self._connack is not None:
+            self._connection_lost(reason)
+
+    # ---- paho callbacks (loop thread) -----------------------------------------------------
+
+    def _handle_connack(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        connack = self._connack
+        if reason.is_failure:
+            error = ConnectError(
+                self.settings.host, self.settings.port, _reason_text(reason), reason.value
+            )
+            if connack is not None and not connack.done():
+                connack.set_exception(error)
+            return
+        if properties is not None and hasattr(properties, "ReceiveMaximum"):
+            # paho ignores the broker's Receive Maximum and its setter refuses an open
+            # connection; CONNACK precedes every publish, so setting the limit here is safe.
+            client._max_inflight_messages = min(
+                self.settings.max_inflight, int(properties.ReceiveMaximum)
+            )
+        self._connected = True
+        self._up.set()
+        self.counters.connects += 1
+        self._generation += 1
+        self._unacked.clear()
+        self._lost_reason = ""
+        self._log.info(
+            "MQTT %s connected to %s:%d (session present: %s)",
+            self.settings.client_id,
+            self.settings.host,
+            self.settings.port,
+            flags.session_present,
+        )
+        if connack is not None and not connack.done():
+            connack.set_result(bool(flags.session_present))
+
+    def _handle_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        text = _reason_text(reason)
+        if self._last_error and reason.is_failure:
+            text = f"{text}: {self._last_error}"
+        self._connection_lost(text)
+
+    def _connection_lost(self, reason: str) -> None:
+        was_connected = self._connected
+        self._connected = False
+        self._up.clear()
+        self._lost_reason = reason or "connection closed"
+        connack = self._connack
+        if connack is not None and not connack.done():
+            connack.set_exception(
+                ConnectError(
+                    self.settings.host,
+                    self.settings.port,
+                    f"connection closed before CONNACK: {self._lost_reason}",
+                )
+            )
+        for future, topic in self._publishes.values():
+            if not future.done():
+                self.counters.publish_failures += 1
+                future.set_exception(DisconnectedError(f"publish to {topic!r}", self._lost_reason))
+        for waiter in self._subscribes.values():
+            if not waiter.done():
+                waiter.set_exception(DisconnectedError("subscribe", self._lost_reason))
+        if was_connected:
+            self._log.log(
+                logging.INFO if self._closing else logging.WARNING,
+                "MQTT %s disconnected: %s",
+                self.settings.client_id,
+                self._lost_reason,
+            )
+        self._lost.set()
+
+    def _handle_puback(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        entry = self._publishes.get(mid)
+        if entry is None or entry[0].done():
+            return
+        future, topic = entry
+        if reason.is_failure:
+            self.counters.publish_failures += 1
+            future.set_exception(PublishError(topic, _reason_text(reason), reason.value))
+        else:
+            self.counters.published += 1
+            future.set_result(None)
+
+    def _handle_suback(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        future = self._subscribes.get(mid)
+        if future is not None and not future.done():
+            future.set_result(list(reasons))
+
+    def _handle_message(self, client: paho.Client, userdata: object, raw: paho.MQTTMessage) -> None:
+        self.counters.received += 1
+        message = Message(
+            topic=raw.topic,
+            payload=bytes(raw.payload),
+            qos=raw.qos,
+            retain=bool(raw.retain),
+            mid=raw.mid,
+            duplicate=bool(raw.dup),
+            properties=getattr(raw, "properties", None),
+            connection=self._generation,
+            _acker=self._ack,
+        )
+        if message.qos > 0:
+            self._unacked.add(message.mid)
+        if not self._inbox.offer(message):
+            self.counters.dropped += 1
+            self._log.warning(
+                "MQTT %s: inbox full (%d), dropped message on %r (QoS %d, not acked)",
+                self.settings.client_id,
+                self._inbox.maxsize,
+                raw.topic,
+                raw.qos,
+            )
+
+    def _ack(self, message: Message) -> None:
+        if message.qos == 0:
+            return
+        if message.connection != self._generation or not self._connected:
+            self.counters.stale_acks += 1
+            return
+        if message.mid not in self._unacked:
+            return  # acked before: a second PUBACK could ack a newer message with this mid
+        self._unacked.discard(message.mid)
+        self._paho.ack(message.mid, message.qos)
+
+    def _paho_logger(self) -> logging.Logger:
+        """A private logger for paho that only keeps its last error (debug lines cost nothing)."""
+        logger = logging.Logger(f"flotta.mqtt.paho[{self.settings.client_id}]", logging.ERROR)
+        logger.addHandler(_LastError(self))
+        return logger
+
+    def _paho_error(self, text: str) -> None:
+        self._last_error = text
+        self._log.debug("paho %s: %s", self.settings.client_id, text)
+
+    async def _send_subscribe(self, subscriptions: Sequence[tuple[str, int]]) -> list[ReasonCode]:
+        if not subscriptions:
+            raise ValueError("subscribe needs at least one (filter, qos)")
+        if not self._connected:
+            raise DisconnectedError("subscribe", self._lost_reason)
+        request = [(topic_filter, SubscribeOptions(qos=qos)) for topic_filter, qos in subscriptions]
+        try:
+            rc, mid = self._paho.subscribe(request)
+        except ValueError as exc:
+            raise SubscribeError([(f, str(exc), None) for f, _ in subscriptions]) from exc
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            raise DisconnectedError("subscribe", paho.error_string(rc))
+        future: asyncio.Future[list[ReasonCode]] = self._running_loop().create_future()
+        self._subscribes[mid] = future
+        try:
+            return await future
+        finally:
+            self._subscribes.pop(mid, None)
+
+
+class _LastError(logging.Handler):
+    def __init__(self, client: MqttClient) -> None:
+        super().__init__(logging.ERROR)
+        self._client = client
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._client._paho_error(record.getMessage())
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"server certificate not trusted: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return str(exc) or type(exc).__name__

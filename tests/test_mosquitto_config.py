@@ -1,0 +1,133 @@
+"""Rendering of mosquitto.conf and the ACL, the committed example, ``flotta broker render``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flotta.mosquitto.acl import AclSettings, render_acl
+from flotta.mosquitto.config import BrokerLimits, production_settings, render_config
+from flotta.mosquitto.errors import BrokerStartError
+from flotta.mosquitto.example import example_files
+from flotta.mosquitto.process import MosquittoProcess
+from flotta.pki.errors import IdentityError
+from flotta.pki.store import PkiStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _directives(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_committed_example_is_what_the_renderer_produces() -> None:
+    for name, text in example_files().items():
+        committed = (REPO / "mosquitto" / name).read_text()
+        assert committed == text, (
+            f"mosquitto/{name} is stale: run python -m flotta.mosquitto.example mosquitto"
+        )
+
+
+def test_config_requires_client_certificates_and_bounds_resources() -> None:
+    settings = production_settings()
+    lines = _directives(render_config(settings))
+    for required in [
+        "allow_anonymous false",
+        "require_certificate true",
+        "use_identity_as_username true",
+        "persistence true",
+        "crlfile /etc/mosquitto/flotta/crl.pem",
+        "acl_file /etc/mosquitto/flotta/acl",
+        "tls_version tlsv1.2",
+        f"max_packet_size {BrokerLimits().max_packet_size}",
+        f"max_inflight_messages {BrokerLimits().max_inflight_messages}",
+        f"max_queued_messages {BrokerLimits().max_queued_messages}",
+        "listener 8883 0.0.0.0",
+    ]:
+        assert required in lines, required
+    assert "user root" not in lines
+    # The listener comes after the global options, and there is exactly one.
+    assert sum(line.startswith("listener ") for line in lines) == 1
+    assert lines.index("listener 8883 0.0.0.0") > lines.index("acl_file /etc/mosquitto/flotta/acl")
+
+
+def test_acl_sections_for_named_identities() -> None:
+    acl = AclSettings().with_observer("grafana").with_bootstrap_batch("factory")
+    lines = _directives(render_acl(acl))
+    assert "user observer:grafana" in lines
+    assert "user bootstrap:factory" in lines
+    # Every device privilege is tied to the certificate CN (%u), never to the client id.
+    device_patterns = [line for line in lines if line.startswith("pattern") and "/devices/" in line]
+    assert device_patterns
+    assert all("%u" in line and "%c" not in line for line in device_patterns)
+    assert not any("readwrite flotta/devices/%u/desired" in line for line in lines)
+    assert "pattern read flotta/devices/%u/desired" in lines
+
+
+def test_acl_refuses_names_outside_the_contract() -> None:
+    with pytest.raises(IdentityError):
+        AclSettings().with_observer("Grafana Prod")
+    with pytest.raises(IdentityError):
+        AclSettings().with_bootstrap_batch("a/b")
+
+
+def _broker_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        str(REPO / p) for p in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
+    )
+    code = "import sys; from flotta.mosquitto.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_broker_render_writes_files_for_a_pki_dir(tmp_path: Path) -> None:
+    pki = PkiStore.create(tmp_path / "pki")
+    out = tmp_path / "broker"
+    result = _broker_cli(
+        "render", "--pki-dir", str(pki.root), "--out-dir", str(out), "--port", "18883",
+        "--observer", "grafana",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = (out / "mosquitto.conf").read_text()
+    assert f"cafile {pki.ca_cert_path.resolve()}" in config
+    assert "listener 18883 127.0.0.1" in config
+    assert "user observer:grafana" in (out / "acl").read_text()
+    assert (out / "data").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "70000"], "out of range"),
+        (["--observer", "Bad Name"], "DNS-1123"),
+    ],
+)
+def test_broker_render_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    pki = PkiStore.create(tmp_path / "pki")
+    result = _broker_cli("render", "--pki-dir", str(pki.root), "--out-dir", str(tmp_path), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    missing = _broker_cli("render", "--pki-dir", str(tmp_path / "no"), "--out-dir", str(tmp_path))
+    assert missing.returncode == 2
+    assert "not a PKI directory" in missing.stderr
+
+
+def test_a_broken_configuration_fails_start_with_the_log(tmp_path: Path) -> None:
+    config = tmp_path / "mosquitto.conf"
+    config.write_text("log_dest stderr\nno_such_option true\n")
+    process = MosquittoProcess(config, log_path=tmp_path / "mosquitto.log")
+    with pytest.raises(BrokerStartError, match="no_such_option") as caught:
+        process.start(timeout=5)
+    assert "exited with code" in caught.value.reason
+    assert not process.running
