@@ -33,6 +33,7 @@ from flotta.bridge.writers import EventRecorder, StatusWriter
 logger = logging.getLogger(__name__)
 
 TICK = 1.0  # seconds between liveness checks
+CLOSE_TIMEOUT = 10.0  # seconds for the loops to end at shutdown
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class Bridge:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._synced = asyncio.Event()
+        self._closing = False
         self._watch: DeviceWatch | None = None
         self.intake: MqttIntake | None = None
         self.ingest: Ingest | None = None
@@ -151,11 +153,17 @@ class Bridge:
         await self.intake.wait_ready()
 
     async def close(self) -> None:
+        self._closing = True
+        if self.ingest is not None:
+            self.ingest.stop()
         if self.intake is not None:
             await self.intake.close()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(list(self._tasks), timeout=CLOSE_TIMEOUT)
+            for task in stuck:
+                logger.error("bridge task %s did not stop", task.get_name())
         if self.ingest is not None:
             await self.ingest.close()
         if self._watch is not None:
@@ -186,7 +194,7 @@ class Bridge:
         error = task.exception()
         if error is not None:
             logger.error("bridge task %s failed", task.get_name(), exc_info=error)
-        else:
+        elif not self._closing:
             logger.error("bridge task %s ended", task.get_name())
 
     def _on_delivery(self, delivery: Any) -> None:
