@@ -439,12 +439,17 @@ class ChangeWatcher:
         self.thread.start()
 
     def _run(self, version: str) -> None:
-        try:
-            self._follow(version)
-        except Exception as exc:
-            log(f"watch ended: {type(exc).__name__}")
+        self.version = version
+        while not self.stopped:
+            try:
+                self._follow()
+            except Exception as exc:  # a dropped watch is resumed
+                if not self.stopped:
+                    log(f"watch ended ({type(exc).__name__}); resuming")
+                    time.sleep(0.05)
 
-    def _follow(self, version: str) -> None:
+    def _follow(self) -> None:
+        self.watch = k8s_watch.Watch()
         for event in self.watch.stream(
             self.custom.list_namespaced_custom_object,
             GROUP,
