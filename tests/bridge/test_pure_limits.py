@@ -142,3 +142,13 @@ def test_event_limiter_forgets_old_ids() -> None:
     for event in ("e1", "e2", "e3"):
         assert limiter.decide("a", event, 0) is EventDecision.RECORD
     assert limiter.decide("a", "e1", 0) is EventDecision.RECORD
+
+
+def test_coalescer_caps_refreshes_per_take() -> None:
+    writes: WriteCoalescer[str] = WriteCoalescer(rate=100, burst=100, refresh_rate=100, now=0)
+    for key in ("r1", "r2", "r3"):
+        writes.refresh(key)
+    writes.changed("c1")
+    taken = writes.take(0, limit=4, refresh_limit=1)
+    assert taken == [("c1", WriteKind.CHANGE), ("r1", WriteKind.REFRESH)]
+    assert writes.take(0, limit=4, refresh_limit=0) == []

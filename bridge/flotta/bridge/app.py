@@ -24,6 +24,7 @@ from flotta.bridge.health import HealthServer
 from flotta.bridge.ingest import Ingest
 from flotta.bridge.intake import MqttIntake, MqttSettings
 from flotta.bridge.kube import DeviceWatch, KubeWriter, api_client
+from flotta.bridge.liveness import MISSED_PERIODS, LivenessTracker
 from flotta.bridge.metrics import BridgeMetrics
 from flotta.bridge.publishing import NatsPublisher
 from flotta.bridge.streams import StreamSettings, stream_specs
@@ -32,6 +33,7 @@ from flotta.bridge.writers import EventRecorder, StatusWriter
 logger = logging.getLogger(__name__)
 
 TICK = 1.0  # seconds between liveness checks
+CLOSE_TIMEOUT = 10.0  # seconds for the loops to end at shutdown
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class BridgeSettings:
     writes: WriteSettings = field(default_factory=WriteSettings)
     health_host: str = "127.0.0.1"
     health_port: int | None = None  # None: no health server
+    missed_periods: float = MISSED_PERIODS  # raise it with more than two replicas
     sync_timeout: float = 60.0
 
 
@@ -72,6 +75,7 @@ class Bridge:
                 rate=writes.rate, burst=writes.burst, refresh_rate=writes.refresh_rate, now=now
             ),
             refresh_periods=writes.refresh_periods,
+            liveness=LivenessTracker(settings.missed_periods),
         )
         self.publisher = NatsPublisher(settings.nats_url)
         self.executor = ThreadPoolExecutor(
@@ -79,6 +83,7 @@ class Bridge:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._synced = asyncio.Event()
+        self._closing = False
         self._watch: DeviceWatch | None = None
         self.intake: MqttIntake | None = None
         self.ingest: Ingest | None = None
@@ -148,11 +153,17 @@ class Bridge:
         await self.intake.wait_ready()
 
     async def close(self) -> None:
+        self._closing = True
+        if self.ingest is not None:
+            self.ingest.stop()
         if self.intake is not None:
             await self.intake.close()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(list(self._tasks), timeout=CLOSE_TIMEOUT)
+            for task in stuck:
+                logger.error("bridge task %s did not stop", task.get_name())
         if self.ingest is not None:
             await self.ingest.close()
         if self._watch is not None:
@@ -183,7 +194,7 @@ class Bridge:
         error = task.exception()
         if error is not None:
             logger.error("bridge task %s failed", task.get_name(), exc_info=error)
-        else:
+        elif not self._closing:
             logger.error("bridge task %s ended", task.get_name())
 
     def _on_delivery(self, delivery: Any) -> None:

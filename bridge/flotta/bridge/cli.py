@@ -47,6 +47,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     writes.add_argument("--refresh-periods", type=float, default=6.0, help="heartbeat periods")
     writes.add_argument("--write-workers", type=int, default=4)
+    parser.add_argument(
+        "--missed-periods",
+        type=float,
+        default=3.0,
+        help="heartbeat periods without a heartbeat before a device is offline",
+    )
     parser.add_argument("--health-host", default="127.0.0.1")
     parser.add_argument("--health-port", type=int, default=8081, help="-1: no health server")
     parser.add_argument("--log-format", choices=("text", "json"), default="json")
@@ -84,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         ),
         health_host=args.health_host,
         health_port=None if args.health_port < 0 else args.health_port,
+        missed_periods=args.missed_periods,
     )
 
     async def main() -> None:

@@ -82,12 +82,17 @@ class WriteCoalescer(Generic[K]):
         self._changed.pop(key, None)
         self._refresh.pop(key, None)
 
-    def take(self, now: float, limit: int) -> list[tuple[K, WriteKind]]:
-        """Up to ``limit`` writes allowed now; each must be ended with :meth:`finished`."""
+    def take(
+        self, now: float, limit: int, refresh_limit: int | None = None
+    ) -> list[tuple[K, WriteKind]]:
+        """Up to ``limit`` writes allowed now, of which at most ``refresh_limit`` refreshes;
+        each must be ended with :meth:`finished`."""
         taken: list[tuple[K, WriteKind]] = []
+        refreshes = limit if refresh_limit is None else min(limit, refresh_limit)
         for queue, kind in ((self._changed, WriteKind.CHANGE), (self._refresh, WriteKind.REFRESH)):
             skipped: list[K] = []
-            while queue and len(taken) < limit:
+            cap = limit if kind is WriteKind.CHANGE else len(taken) + refreshes
+            while queue and len(taken) < min(limit, cap):
                 key = next(iter(queue))
                 if key in self._in_flight:
                     queue.pop(key)

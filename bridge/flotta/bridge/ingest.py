@@ -79,6 +79,7 @@ class Ingest:
         self.overflowed = 0
         self.acked = 0
         self._closed = False
+        self._stopping = False
         # publishes awaiting their acknowledgement, oldest first: id -> (deadline, future)
         self._pending: dict[int, tuple[float, asyncio.Future[PubAck]]] = {}
 
@@ -98,17 +99,24 @@ class Ingest:
         return self._queue.qsize()
 
     async def run(self) -> None:
+        # nats-py swallows a cancellation that hits a publish while its flush queue is full,
+        # so the loop also ends on ``stop()``.
         queue = self._queue
-        while True:
+        while not self._stopping:
             delivery = await queue.get()
             await self.handle(delivery)
             for _ in range(BATCH):
-                if queue.empty():
+                if queue.empty() or self._stopping:
                     break
                 await self.handle(queue.get_nowait())
             self._depth.set(queue.qsize())
 
+    def stop(self) -> None:
+        """Take no more deliveries (they stay unacknowledged in the broker's session)."""
+        self._stopping = True
+
     async def close(self) -> None:
+        self._stopping = True
         self._closed = True
         for task in list(self._retries):
             task.cancel()
@@ -192,6 +200,9 @@ class Ingest:
         try:
             future = await self.publisher.publish(outbound)
         except Exception as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from exc  # nats-py turned it into another error
             self._published_failed.inc()
             self._retry(delivery, outbound, exc)
             return

@@ -58,6 +58,7 @@ class Delivery:
     qos: int
     topic: str
     payload: bytes
+    connection: int = 0  # which connection of the session delivered it
 
 
 class MqttIntake:
@@ -171,8 +172,13 @@ class MqttIntake:
     # ---- acknowledgement ----------------------------------------------------------------------
 
     def ack(self, delivery: Delivery) -> None:
-        """Acknowledge a handled message (call in the loop)."""
-        if delivery.qos > 0 and self._sock is not None:
+        """Acknowledge a handled message (call in the loop).
+
+        A message delivered on an earlier connection is not acknowledged: the broker has
+        redelivered it on the current one (with a packet id that may since name another
+        message), and that copy is acknowledged when it has been handled.
+        """
+        if delivery.qos > 0 and self._sock is not None and delivery.connection == self.connects:
             self._client.ack(delivery.mid, delivery.qos)
 
     # ---- paho callbacks (all run in the loop thread, except the socket ones on connect) ------
@@ -292,4 +298,4 @@ class MqttIntake:
         payload = message.payload
         if not isinstance(payload, bytes):
             payload = bytes(payload)
-        self._on_message(Delivery(message.mid, message.qos, message.topic, payload))
+        self._on_message(Delivery(message.mid, message.qos, message.topic, payload, self.connects))

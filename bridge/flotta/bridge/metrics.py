@@ -45,6 +45,12 @@ class BridgeMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
+        self.kube_write_latency = Histogram(
+            "flotta_bridge_kube_write_seconds",
+            "Duration of one EdgeDevice status write",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "flotta_bridge_queue_depth", "Items waiting, by queue", ["queue"], registry=r
         )

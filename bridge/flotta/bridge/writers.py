@@ -45,6 +45,7 @@ class StatusWriter:
         self.workers = workers
         self.metrics = metrics
         self._free = workers
+        self._refreshing = 0
         self._wake = asyncio.Event()
         self._log_budget = TokenBucket(rate=1, burst=5, now=time.monotonic())
         self.written = 0
@@ -60,12 +61,16 @@ class StatusWriter:
         while True:
             mono = time.monotonic()
             if self._free > 0:
-                for device_id, kind in writes.take(mono, self._free):
+                # One worker always stays free for visible changes.
+                refresh_limit = max(0, self.workers - 1 - self._refreshing)
+                for device_id, kind in writes.take(mono, self._free, refresh_limit):
                     planned = self.fleet.plan(device_id)
                     if planned is None:
                         writes.finished(device_id)
                         continue
                     self._free -= 1
+                    if kind is WriteKind.REFRESH:
+                        self._refreshing += 1
                     future = loop.run_in_executor(self.executor, self._write, planned)
                     future.add_done_callback(functools.partial(self._finished, planned, kind))
             pending.set(writes.pending)
@@ -76,10 +81,16 @@ class StatusWriter:
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     def _write(self, planned: PlannedWrite) -> None:
-        self.writer.patch_status(planned.namespace, planned.device_id, planned.patch)
+        started = time.perf_counter()
+        try:
+            self.writer.patch_status(planned.namespace, planned.device_id, planned.patch)
+        finally:
+            self.metrics.kube_write_latency.observe(time.perf_counter() - started)
 
     def _finished(self, planned: PlannedWrite, kind: WriteKind, done: asyncio.Future[None]) -> None:
         self._free += 1
+        if kind is WriteKind.REFRESH:
+            self._refreshing -= 1
         self.fleet.writes.finished(planned.device_id)
         error = done.exception() if not done.cancelled() else None
         if error is None and not done.cancelled():
