@@ -14,7 +14,7 @@ from flotta.dev.stack.up import LOCAL_AGENT_ID
 from flotta.schemas.crd.common import GROUP, VERSION
 from tests.e2e.conftest import RunningSystem, restart_broker, wait_until
 
-pytestmark = pytest.mark.podman
+pytestmark = [pytest.mark.podman, pytest.mark.timeout(300)]
 
 
 def agent_converged(system: RunningSystem, *, not_version: str = "") -> dict[str, Any] | None:
@@ -63,6 +63,8 @@ async def nats_messages(url: str, subject: str, *, stream: str) -> list[dict[str
             for message in batch:
                 found.append(json.loads(message.data))
                 await message.ack()
+                if message.metadata.num_pending == 0:
+                    return found  # caught up; more keep arriving while the agent runs
     finally:
         await connection.close()
 
