@@ -57,7 +57,8 @@ async def test_bad_input_is_rejected_and_others_continue(
 
         await eventually(lambda: status_of(bridge_env, "dev-3").get("phase") == "Online")
         metrics = bridge.metrics
-        assert metrics.rejected.labels("unknown-device")._value.get() == 1
+        # an unknown device gets a grace period (it may have just enrolled), then is rejected
+        await eventually(lambda: metrics.rejected.labels("unknown-device")._value.get() == 1)
         assert metrics.rejected.labels("malformed")._value.get() == 2
         assert metrics.rejected.labels("schema-version")._value.get() == 1
         assert metrics.rejected.labels("oversized")._value.get() == 1
@@ -84,3 +85,23 @@ async def test_bad_input_is_rejected_and_others_continue(
     finally:
         await asyncio.to_thread(good.close)
         await asyncio.to_thread(ghost.close)
+
+
+async def test_a_device_that_just_enrolled_is_not_rejected(
+    bridge_env: BridgeEnv, start_bridge: StartBridge
+) -> None:
+    bridge = await start_bridge()
+    late = await asyncio.to_thread(bridge_env.device, "dev-late")
+    try:
+        # the report arrives before the EdgeDevice exists in the bridge's view
+        await asyncio.to_thread(
+            late.publish,
+            device_topic("dev-late", DeviceTopic.STATUS),
+            heartbeat(("web", "Running")),
+        )
+        await asyncio.sleep(0.5)
+        create_device(bridge_env.kube.api, NAMESPACE, "dev-late")
+        await eventually(lambda: status_of(bridge_env, "dev-late").get("phase") == "Online")
+        assert bridge.metrics.rejected.labels("unknown-device")._value.get() == 0
+    finally:
+        await asyncio.to_thread(late.close)

@@ -139,7 +139,9 @@ def test_random_payloads_are_accepted_or_rejected(
     ingest = bridge.ingest
     acked = ingest.acked
     counted = rejected_total(bridge) + accepted_total(bridge)
-    threaded_bridge.call(ingest.handle(Delivery(mid=0, qos=0, topic=topic, payload=payload)))
+    threaded_bridge.call(
+        ingest.handle(Delivery(mid=0, qos=0, topic=topic, payload=payload), grace=False)
+    )
     wait_for(lambda: ingest.acked == acked + 1, timeout=10, interval=0.005)
     assert rejected_total(bridge) + accepted_total(bridge) == counted + 1
     assert all(not task.done() for task in bridge._tasks)

@@ -38,6 +38,11 @@ logger = logging.getLogger(__name__)
 BATCH = 512  # deliveries handled per turn of the loop
 RETRY_MIN = 0.2
 RETRY_MAX = 5.0
+# A device that just enrolled may report before the EdgeDevice watch has delivered it: such
+# messages wait this long (unacknowledged, so nothing is lost) before "unknown device".
+UNKNOWN_GRACE = 5.0
+UNKNOWN_POLL = 0.1
+MAX_PARKED = 256
 PUBLISH_TIMEOUT = 10.0  # seconds for JetStream to acknowledge before the publish is retried
 
 
@@ -69,6 +74,7 @@ class Ingest:
         self._ack = ack
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=capacity)
         self._retries: set[asyncio.Task[None]] = set()
+        self._parked: set[asyncio.Task[None]] = set()
         self._log_budget = TokenBucket(rate=1, burst=10, now=time.monotonic())
         self._depth = metrics.queue_depth.labels("ingest")
         self._kind_counters = {
@@ -118,20 +124,45 @@ class Ingest:
     async def close(self) -> None:
         self._stopping = True
         self._closed = True
-        for task in list(self._retries):
+        for task in [*self._retries, *self._parked]:
             task.cancel()
-        await asyncio.gather(*self._retries, return_exceptions=True)
+        await asyncio.gather(*self._retries, *self._parked, return_exceptions=True)
 
     # ---- one message -------------------------------------------------------------------------
 
-    async def handle(self, delivery: Delivery) -> None:
+    async def handle(self, delivery: Delivery, *, grace: bool = True) -> None:
+        """Accept or reject one message; with ``grace``, a message from a device the fleet
+        cache does not know yet waits a moment for the watch before it is rejected."""
         now = datetime.now(UTC)
         try:
             outbound = self._accept(delivery, now)
         except RejectedMessageError as exc:
+            if exc.reason == "unknown-device" and grace and self._park(delivery):
+                return
             await self._reject(delivery, exc, now)
             return
         await self._publish(delivery, outbound)
+
+    def _park(self, delivery: Delivery) -> bool:
+        """Give a message from a device not (yet) in the fleet cache a short grace period."""
+        if len(self._parked) >= MAX_PARKED or self._closed:
+            return False
+        task = asyncio.get_running_loop().create_task(self._unpark(delivery))
+        self._parked.add(task)
+        task.add_done_callback(self._parked.discard)
+        return True
+
+    async def _unpark(self, delivery: Delivery) -> None:
+        try:
+            device_id: str | None = parse_device_topic(delivery.topic).device_id
+        except TopicError:
+            device_id = None
+        deadline = time.monotonic() + UNKNOWN_GRACE
+        while device_id is not None and time.monotonic() < deadline:
+            if self.fleet.context(device_id) is not None:
+                break
+            await asyncio.sleep(UNKNOWN_POLL)
+        await self.handle(delivery, grace=False)
 
     def _accept(self, delivery: Delivery, now: datetime) -> Outbound:
         try:
