@@ -1,5 +1,4 @@
 import json
-import time
 
 import pytest
 
@@ -156,10 +155,10 @@ def test_deregistration_message() -> None:
     assert state.version == content_version(state)
 
 
-def test_ten_thousand_devices_assemble_well_under_a_second(sealer: Sealer) -> None:
+def test_ten_thousand_devices_each_get_their_own_version(sealer: Sealer) -> None:
+    # How fast this is belongs to benchmarks/operator_fanout_bench.py, not to a unit test.
     config = configuration()
     workloads = [rendered("web"), rendered("agent-sidecar")]
-    start = time.perf_counter()
     results = [
         assemble(
             f"dev-{i}",
@@ -172,6 +171,4 @@ def test_ten_thousand_devices_assemble_well_under_a_second(sealer: Sealer) -> No
         )
         for i in range(10_000)
     ]
-    elapsed = time.perf_counter() - start
     assert len({r.version for r in results}) == 10_000
-    assert elapsed < 0.5, f"assembly of 10,000 devices took {elapsed:.3f} s"
