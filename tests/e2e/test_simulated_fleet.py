@@ -31,7 +31,7 @@ def test_devices_enrol_converge_and_report_to_kubernetes_and_nats(
 ) -> None:
     system = simulated_system
     wait_until(
-        lambda: converged(system, 2), timeout=90, what="2 simulated devices online and converged"
+        lambda: converged(system, 2), timeout=180, what="2 simulated devices online and converged"
     )
     device = system.device("sim-00000")
     assert device["metadata"]["labels"]["flotta/member-of"] == "shop-floor"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from flotta.dev.natsserver import free_port
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_STATE_DIR = Path(".flotta")
@@ -23,7 +23,30 @@ class Ports:
 
     @classmethod
     def choose(cls) -> Ports:
-        return cls(*(free_port(LOOPBACK) for _ in range(5)))
+        return cls(*_stable_ports(5))
+
+
+# Below the kernel's ephemeral range (32768-60999 by default): a port kept across restarts must
+# not be taken meanwhile by some client's outgoing connection.
+STABLE_RANGE = (20000, 32000)
+
+
+def _stable_ports(count: int) -> list[int]:
+    chosen: list[int] = []
+    candidates = list(range(*STABLE_RANGE))
+    random.shuffle(candidates)
+    for port in candidates:
+        if port in chosen:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        chosen.append(port)
+        if len(chosen) == count:
+            return chosen
+    raise OSError(f"no {count} free loopback ports in {STABLE_RANGE}")
 
 
 @dataclass(frozen=True)
