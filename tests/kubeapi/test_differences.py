@@ -1,0 +1,65 @@
+"""Where the local API differs from Kubernetes: each test asserts what each side does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.kubeapi.crd import GROUP, widget, widget_crd
+
+
+def test_cel_rules_outside_the_subset_are_skipped_locally(
+    kube: Any, kube_namespace: str, tmp_path: Path
+) -> None:
+    crd = widget_crd("gadgets", "Gadget")
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "x-kubernetes-validations"
+    ] = [
+        {"rule": "self.color != 'green'", "message": "no green gadgets"},
+        {"rule": "self.color.lowerAscii() != 'blue'", "message": "no blue gadgets"},
+    ]
+    path = tmp_path / "gadgets.yaml"
+    path.write_text(yaml.safe_dump(crd))
+    kube.kubectl("apply", "-f", str(path))
+    kube.kubectl("wait", "--for=condition=Established", f"crd/gadgets.{GROUP}", "--timeout=30s")
+
+    def apply(color: str) -> Any:
+        gadget = {**widget(f"g-{color}", color=color), "kind": "Gadget"}
+        return kube.kubectl(
+            "apply", "-n", kube_namespace, "-f", "-", stdin=yaml.safe_dump(gadget), check=False
+        )
+
+    green = apply("green")  # inside the subset: refused on both sides
+    assert green.returncode != 0
+    assert 'spec: Invalid value: "object": no green gadgets' in green.stderr
+    blue = apply("blue")  # lowerAscii() is outside the local subset
+    if kube.local:
+        assert blue.returncode == 0, blue.stderr
+    else:
+        assert blue.returncode != 0
+        assert "no blue gadgets" in blue.stderr
+
+
+def test_dry_run(kube: Any, kube_namespace: str) -> None:
+    core = client.CoreV1Api(kube.api_client())
+    if kube.local:
+        with pytest.raises(ApiException) as raised:
+            core.create_namespaced_config_map(
+                kube_namespace, {"metadata": {"name": "dry"}}, dry_run="All"
+            )
+        assert raised.value.status == 400
+        assert json.loads(raised.value.body)["reason"] == "BadRequest"
+    else:
+        created = core.create_namespaced_config_map(
+            kube_namespace, {"metadata": {"name": "dry"}}, dry_run="All"
+        )
+        assert created.metadata.name == "dry"
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_config_map("dry", kube_namespace)
+    assert missing.value.status == 404
