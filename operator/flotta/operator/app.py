@@ -1,0 +1,303 @@
+"""The operator process: leader election, watches, the broker session and the loops.
+
+Every loop runs as a named task through :meth:`Operator._spawn`, which logs a failure and
+stops the operator (a supervisor, e.g. the Deployment, restarts it); ``stop`` cancels and
+awaits every task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+
+from flotta.operator.broker import Broker, BrokerSettings, Message
+from flotta.operator.cleanup import Cleaner
+from flotta.operator.context import Context, OperatorSettings
+from flotta.operator.desired import DesiredStates
+from flotta.operator.enrolling import Enroller
+from flotta.operator.errors import TransportError
+from flotta.operator.fleet import Fleet
+from flotta.operator.health import HealthServer
+from flotta.operator.intake import Intake
+from flotta.operator.keyring import KeyRing
+from flotta.operator.leader import LeaderElection
+from flotta.operator.ledger import Ledger
+from flotta.operator.metrics import OperatorMetrics
+from flotta.operator.patching import KubeWriter
+from flotta.operator.reconciling import Reconciler
+from flotta.operator.sealer import Sealer
+from flotta.operator.statuses import StatusWriter
+from flotta.operator.watching import Watcher, WatchEvent, core_kind, flotta_kind
+from flotta.pki.errors import PkiError
+from flotta.pki.store import PkiStore
+from flotta.schemas.codec import decode
+from flotta.schemas.errors import ContractError
+from flotta.schemas.topics import (
+    DeviceTopic,
+    EnrolTopic,
+    device_filter,
+    parse_device_topic,
+    parse_enrol_topic,
+)
+from flotta.schemas.wire.connection import ConnectionState
+
+logger = logging.getLogger(__name__)
+
+WATCH_QUEUE = 1000
+SEALING_KEY_FILE = "operator-sealing.key"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    broker: BrokerSettings
+    pki_dir: Path
+    kubeconfig: Path | None = None  # None: in-cluster configuration
+    settings: OperatorSettings = field(default_factory=OperatorSettings)
+    health_host: str = "127.0.0.1"
+    health_port: int | None = None
+    lease_namespace: str = "flotta"
+    lease_name: str = "flotta-operator"
+    identity: str = ""
+    leader_election: bool = True
+    reload_crl: Callable[[], None] = lambda: None
+
+
+def api_client(kubeconfig: Path | None) -> client.ApiClient:
+    if kubeconfig is None:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    configuration = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), client_configuration=configuration
+    )
+    configuration.connection_pool_maxsize = 16
+    return client.ApiClient(configuration)
+
+
+def sealing_key(pki: PkiStore) -> bytes:
+    """The operator's sealing secret, kept next to the CA (created once)."""
+    path = pki.root / SEALING_KEY_FILE
+    if not path.exists():
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+    return path.read_bytes()
+
+
+class Operator:
+    def __init__(self, cfg: OperatorConfig) -> None:
+        self.cfg = cfg
+        self.metrics = OperatorMetrics()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failed: asyncio.Future[None] | None = None
+        self._watchers: list[Watcher] = []
+        self._broker: Broker | None = None
+        self._health: HealthServer | None = None
+        self._api: client.ApiClient | None = None
+        self.leader: LeaderElection | None = None
+        self.context: Context | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._failed = loop.create_future()
+        cfg = self.cfg
+        self._api = api = await asyncio.to_thread(api_client, cfg.kubeconfig)
+        if cfg.health_port is not None:
+            self._health = HealthServer(
+                self.metrics.registry, self._readiness, host=cfg.health_host, port=cfg.health_port
+            )
+            await self._health.start()
+        if cfg.leader_election:
+            self.leader = LeaderElection(
+                api,
+                namespace=cfg.lease_namespace,
+                name=cfg.lease_name,
+                identity=cfg.identity or f"operator-{secrets.token_hex(4)}",
+            )
+            await self.leader.acquire()
+            self._spawn("lease", self.leader.keep())
+        pki = PkiStore.open(cfg.pki_dir)
+        fleet = Fleet()
+        keyring = KeyRing(pki)
+        settings = cfg.settings
+        if not settings.sealing_key:
+            settings = replace(settings, sealing_key=sealing_key(pki))
+        desired = DesiredStates(
+            fleet, seal=Sealer(settings.sealing_key), public_key=keyring.for_device
+        )
+        reconciler_ref: list[Reconciler] = []
+        self._broker = broker = Broker(
+            cfg.broker,
+            subscriptions=[
+                device_filter(DeviceTopic.CONNECTION),
+                device_filter(DeviceTopic.CSR),
+                f"flotta/enrol/+/{EnrolTopic.REQUEST.value}",
+                f"flotta/enrol/+/{EnrolTopic.ANSWER.value}",
+            ],
+            on_connected=lambda _present: reconciler_ref[0].republish_all(),
+            loop=loop,
+        )
+        context = Context(
+            settings=settings,
+            fleet=fleet,
+            desired=desired,
+            ledger=Ledger(),
+            keyring=keyring,
+            pki=pki,
+            broker=broker,
+            kube=KubeWriter(api),
+            metrics=self.metrics,
+            reload_crl=cfg.reload_crl,
+        )
+        self.context = context
+        reconciler = Reconciler(context)
+        reconciler_ref.append(reconciler)
+        self.metrics.queue_depth("reconcile_queue", lambda: len(context.reconcile))
+        self.metrics.queue_depth("publish_queue", lambda: len(context.publish))
+        self.metrics.queue_depth("device_write_queue", lambda: len(context.device_writes))
+        enroller = Enroller(context)
+        intake = Intake(context)
+        events: asyncio.Queue[WatchEvent] = asyncio.Queue(WATCH_QUEUE)
+        for watched in (
+            flotta_kind(api, "EdgeDevice", "edgedevices"),
+            flotta_kind(api, "EdgeDeviceSet", "edgedevicesets"),
+            flotta_kind(api, "EdgeWorkload", "edgeworkloads"),
+            flotta_kind(api, "EdgeDeviceSignedRequest", "edgedevicesignedrequests"),
+            core_kind(api, "Secret"),
+            core_kind(api, "ConfigMap"),
+        ):
+            watcher = Watcher(watched, events, loop)
+            self._watchers.append(watcher)
+            watcher.start()
+        broker.start()
+        self._spawn("watch-events", self._dispatch_events(events, intake, enroller))
+        self._spawn("mqtt-messages", self._dispatch_messages(broker, enroller, reconciler))
+        self._spawn("reconcile", reconciler.run_reconcile())
+        self._spawn("publish", reconciler.run_publish())
+        self._spawn("device-writes", reconciler.run_device_writes())
+        statuses = StatusWriter(context)
+        self._spawn("workload-status", statuses.run_workloads())
+        self._spawn("set-status", statuses.run_sets())
+        self._spawn("cleanup", Cleaner(context).run())
+
+    async def wait(self) -> None:
+        """Until a loop fails (raises its error)."""
+        assert self._failed is not None
+        await self._failed
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for watcher in self._watchers:
+            watcher.request_stop()
+        if self._api is not None:
+            # Closing the pooled connections ends the watch threads' blocking reads.
+            self._api.rest_client.pool_manager.clear()
+        await asyncio.gather(*(asyncio.to_thread(w.join) for w in self._watchers))
+        self._watchers.clear()
+        if self._broker is not None:
+            await asyncio.to_thread(self._broker.stop)
+        if self.leader is not None and self.leader.leading.is_set():
+            await asyncio.to_thread(self.leader.release)
+        if self._health is not None:
+            await self._health.stop()
+        if self._api is not None:
+            self._api.close()  # type: ignore[no-untyped-call]
+
+    def _spawn(self, name: str, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine, name=f"operator-{name}")
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._failed is None or self._failed.done():
+            return
+        error = task.exception()
+        if error is None:
+            error = RuntimeError(f"{task.get_name()} returned; it should run until stopped")
+        logger.error("%s failed: %r", task.get_name(), error)
+        self._failed.set_exception(error)
+
+    def _readiness(self) -> tuple[bool, str]:
+        if self.leader is not None and not self.leader.leading.is_set():
+            return False, "standby (not holding the lease)"
+        if self.context is None or not self.context.synced.is_set():
+            return False, "caches not synced"
+        if self._broker is None or not self._broker.connected.is_set():
+            return False, "broker not connected"
+        return True, "ready"
+
+    # ---- dispatch ------------------------------------------------------------------------
+
+    async def _dispatch_events(
+        self, events: asyncio.Queue[WatchEvent], intake: Intake, enroller: Enroller
+    ) -> None:
+        while True:
+            event = await events.get()
+            if event.kind != "EdgeDeviceSignedRequest":
+                intake.handle(event)
+                continue
+            try:
+                if event.type == "RELISTED":
+                    for obj in event.objects:
+                        await enroller.on_request_object("ADDED", obj)
+                else:
+                    await enroller.on_request_object(event.type, event.obj)
+            except (TransportError, PkiError) as exc:
+                # Level-triggered: the next event or relist of the request tries again.
+                self.metrics.errors.labels("enrolment").inc()
+                logger.warning("enrolment request not processed: %s", exc)
+
+    async def _dispatch_messages(
+        self, broker: Broker, enroller: Enroller, reconciler: Reconciler
+    ) -> None:
+        context = self.context
+        assert context is not None
+        await context.synced.wait()
+        while True:
+            message: Message = await broker.messages.get()
+            try:
+                await self._handle_message(message, enroller)
+            except ContractError as exc:
+                self.metrics.errors.labels("invalid-payload").inc()
+                logger.info("message on %s ignored: %s", message.topic, exc)
+            except (TransportError, PkiError) as exc:
+                # The device repeats its request (enrolment, renewal) until it is answered.
+                self.metrics.errors.labels("device-message").inc()
+                logger.warning("message on %s not processed: %s", message.topic, exc)
+
+    async def _handle_message(self, message: Message, enroller: Enroller) -> None:
+        context = self.context
+        assert context is not None
+        if message.topic.startswith("flotta/enrol/"):
+            parsed = parse_enrol_topic(message.topic)
+            if parsed.kind is EnrolTopic.REQUEST:
+                if message.payload:
+                    await enroller.on_request(parsed.device_id, message.payload)
+            else:
+                await enroller.on_answer_seen(parsed.device_id, message.payload)
+            return
+        topic = parse_device_topic(message.topic)
+        if topic.kind is DeviceTopic.CSR:
+            await enroller.on_renewal(topic.device_id, message.payload)
+            return
+        if topic.kind is not DeviceTopic.CONNECTION or not message.payload:
+            return
+        state = decode(ConnectionState, message.payload)
+        if state.state != "online":
+            return
+        await enroller.on_online(topic.device_id)
+        for namespace in context.fleet.namespaces_of(topic.device_id):
+            key = (namespace, topic.device_id)
+            if context.ledger.announced(key, state.applied_version):
+                context.publish.add(key)

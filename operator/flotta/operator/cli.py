@@ -1,0 +1,117 @@
+"""``flotta operator run``: the operator process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flotta.operator.app import Operator
+
+logger = logging.getLogger(__name__)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="operator_command", metavar="COMMAND")
+    run = sub.add_parser("run", help="watch the CRDs and publish each device's desired state")
+    run.add_argument("--kubeconfig", type=Path, help="kubeconfig (default: in-cluster)")
+    run.add_argument("--pki-dir", type=Path, required=True, help="the fleet PKI directory")
+    run.add_argument("--broker-host", default="127.0.0.1")
+    run.add_argument("--broker-port", type=int, default=8883)
+    run.add_argument(
+        "--client-cert", type=Path, help="default: <pki-dir>/clients/internal-operator.crt"
+    )
+    run.add_argument(
+        "--client-key", type=Path, help="default: <pki-dir>/clients/internal-operator.key"
+    )
+    run.add_argument(
+        "--auto-approve",
+        action="append",
+        default=[],
+        metavar="NS[/SET]",
+        help="approve enrolment requests targeting this namespace (or set) automatically; "
+        "'*' for all; repeatable (default: every request waits for an admin)",
+    )
+    run.add_argument("--enrolment-namespace", default="flotta")
+    run.add_argument("--lease-namespace", default="flotta")
+    run.add_argument("--no-leader-election", action="store_true")
+    run.add_argument("--health-port", type=int, default=8081)
+    run.add_argument("--health-host", default="127.0.0.1")
+    run.add_argument(
+        "--broker-pid-file",
+        type=Path,
+        help="send SIGHUP to this broker after a revocation so that it reloads the CRL",
+    )
+    run.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flotta.operator.app import Operator, OperatorConfig
+    from flotta.operator.broker import BrokerSettings
+    from flotta.operator.context import OperatorSettings
+    from flotta.operator.errors import OperatorError
+    from flotta.operator.policy import ApprovalPolicy
+
+    try:
+        policy = ApprovalPolicy.parse(args.auto_approve)
+    except OperatorError as exc:
+        print(f"flotta operator: {exc}")
+        return 2
+    clients = args.pki_dir / "clients"
+    cfg = OperatorConfig(
+        broker=BrokerSettings(
+            host=args.broker_host,
+            port=args.broker_port,
+            ca=args.pki_dir / "ca.crt",
+            cert=args.client_cert or clients / "internal-operator.crt",
+            key=args.client_key or clients / "internal-operator.key",
+        ),
+        pki_dir=args.pki_dir,
+        kubeconfig=args.kubeconfig,
+        settings=OperatorSettings(enrolment_namespace=args.enrolment_namespace, policy=policy),
+        health_host=args.health_host,
+        health_port=args.health_port,
+        lease_namespace=args.lease_namespace,
+        identity=f"{socket.gethostname()}-{os.getpid()}",
+        leader_election=not args.no_leader_election,
+        reload_crl=_sighup(args.broker_pid_file),
+    )
+    return asyncio.run(_serve(Operator(cfg)))
+
+
+def _sighup(pid_file: Path | None) -> Callable[[], None]:
+    def reload() -> None:
+        if pid_file is None:
+            logger.warning("CRL updated; reload the broker to apply it (no --broker-pid-file)")
+            return
+        os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)
+
+    return reload
+
+
+async def _serve(operator: Operator) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await operator.start()
+    waiter = asyncio.ensure_future(operator.wait())
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter in done and waiter.exception() is not None:
+            logger.error("operator stopped: %r", waiter.exception())
+            return 1
+        return 0
+    finally:
+        waiter.cancel()
+        stopper.cancel()
+        await asyncio.gather(waiter, stopper, return_exceptions=True)
+        await operator.stop()

@@ -1,0 +1,50 @@
+"""Prometheus metrics of one operator instance (own registry, no globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class OperatorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reconciles = Counter(
+            "flotta_operator_reconciles", "Device reconciles", registry=self.registry
+        )
+        self.publishes = Counter(
+            "flotta_operator_publishes",
+            "Desired states acknowledged by the broker",
+            registry=self.registry,
+        )
+        self.publish_errors = Counter(
+            "flotta_operator_publish_errors",
+            "Publishes that failed or were refused",
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "flotta_operator_errors", "Errors by kind", ["kind"], registry=self.registry
+        )
+        self.invalid_workloads = Gauge(
+            "flotta_operator_invalid_workloads",
+            "EdgeWorkloads that no device can run",
+            registry=self.registry,
+        )
+        self.enrolments = Counter(
+            "flotta_operator_enrolments", "Enrolment outcomes", ["outcome"], registry=self.registry
+        )
+        self.certificates = Counter(
+            "flotta_operator_certificates",
+            "Certificates issued, renewed and revoked",
+            ["action"],
+            registry=self.registry,
+        )
+
+    def queue_depth(self, name: str, depth: Callable[[], int]) -> None:
+        gauge = Gauge(
+            f"flotta_operator_{name}_depth",
+            f"Entries waiting in the {name}",
+            registry=self.registry,
+        )
+        gauge.set_function(lambda: float(depth()))

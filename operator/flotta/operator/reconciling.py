@@ -1,0 +1,193 @@
+"""Devices from the work queue to the broker: assemble, compare versions, publish retained.
+
+Publishing is pipelined: up to ``max_in_flight`` publishes await their PUBACK at once; an
+acknowledgement records the version and, when a newer one arrived meanwhile, queues the device
+again. API writes (finalizer, ``status.desiredVersion``, ``workload/<name>`` labels) go to a
+separate queue and wait while publishes are pending, so they never slow the fan-out down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+from flotta.operator.context import Context
+from flotta.operator.errors import TransportError
+from flotta.operator.fleet import Key
+from flotta.operator.labels import workload_labels_patch
+from flotta.pki.sealing import SealingError
+from flotta.schemas.crd.common import DEVICE_FINALIZER
+from flotta.schemas.errors import PayloadError
+from flotta.schemas.topics import DeviceTopic, device_topic
+
+logger = logging.getLogger(__name__)
+
+BATCH = 256
+
+
+class Reconciler:
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._max_in_flight = context.settings.max_in_flight
+        self._in_flight = 0
+        self._capacity = asyncio.Event()  # set when a publish may start
+        self._idle = asyncio.Event()  # nothing to publish and nothing in flight
+        self._idle.set()
+        self._written: dict[Key, str] = {}  # desiredVersion last written to the status
+
+    def _check_idle(self) -> None:
+        if self._in_flight == 0 and len(self._context.publish) == 0:
+            self._idle.set()
+
+    # ---- reconcile -----------------------------------------------------------------------
+
+    async def run_reconcile(self) -> None:
+        context = self._context
+        await context.synced.wait()
+        while True:
+            for key in await context.reconcile.get_batch(BATCH):
+                self.reconcile(key)
+            await asyncio.sleep(0)
+
+    def reconcile(self, key: Key) -> None:
+        context = self._context
+        context.metrics.reconciles.inc()
+        device = context.fleet.devices.get(key)
+        if device is None:
+            context.ledger.remove(key)
+            context.desired.forget(key)
+            return
+        if device.metadata.deletion_timestamp is not None:
+            context.cleanup.add(key)
+            return
+        try:
+            assembled = context.desired.build(key)
+        except (PayloadError, SealingError) as exc:
+            context.metrics.errors.labels("assembly").inc()
+            logger.warning("device %s/%s: desired state not built: %s", *key, exc)
+            return
+        for workload, reason in assembled.skipped:
+            logger.info("device %s/%s: workload %s left out: %s", *key, workload, reason)
+        if context.ledger.update(key, assembled.version, assembled.payload):
+            # Publish at once while the window has room: assembly and publishing overlap.
+            if self._can_send():
+                self._send(key)
+            else:
+                context.publish.add(key)
+        if self._needs_write(key):
+            context.device_writes.add(key)
+
+    def _needs_write(self, key: Key) -> bool:
+        context = self._context
+        device = context.fleet.devices[key]
+        entry = context.ledger.current(key)
+        status = device.status
+        if DEVICE_FINALIZER not in device.metadata.finalizers:
+            return True
+        if entry is not None and (status is None or status.desired_version != entry.version):
+            return True
+        names = context.fleet.workload_names_of(key)
+        return workload_labels_patch(device.metadata.labels, names) is not None
+
+    # ---- publish -------------------------------------------------------------------------
+
+    def _can_send(self) -> bool:
+        return self._in_flight < self._max_in_flight and self._context.broker.connected.is_set()
+
+    def _send(self, key: Key) -> None:
+        context = self._context
+        started = context.ledger.start(key)
+        if started is None:
+            return
+        version, payload = started
+        self._in_flight += 1
+        self._idle.clear()
+        context.broker.publish_callback(
+            device_topic(key[1], DeviceTopic.DESIRED),
+            payload,
+            qos=1,
+            retain=True,
+            done=functools.partial(self._published, key, version),
+        )
+
+    async def run_publish(self) -> None:
+        context = self._context
+        while True:
+            batch = await context.publish.get_batch(BATCH)
+            self._idle.clear()
+            for key in batch:
+                while not self._can_send():
+                    self._capacity.clear()
+                    if not context.broker.connected.is_set():
+                        await context.broker.connected.wait()
+                    else:
+                        await self._capacity.wait()
+                self._send(key)
+            self._check_idle()
+
+    def _published(self, key: Key, version: str, error: TransportError | None) -> None:
+        context = self._context
+        self._in_flight -= 1
+        self._capacity.set()
+        if error is not None:
+            context.metrics.publish_errors.inc()
+            context.ledger.failed(key, version)
+            logger.debug("publish to %s/%s failed: %s", *key, error)
+            # Requeued at once when connected; after a reconnect everything is requeued anyway.
+            if context.broker.connected.is_set():
+                context.publish.add(key)
+            self._check_idle()
+            return
+        context.metrics.publishes.inc()
+        if context.ledger.acknowledged(key, version):
+            context.publish.add(key)
+        context.device_writes.add(key)
+        self._check_idle()
+
+    def republish_all(self) -> None:
+        """After (re)connecting: the retained store may have lost anything."""
+        context = self._context
+        context.publish.add_all(context.ledger.forget_published())
+
+    # ---- API writes about devices --------------------------------------------------------
+
+    async def run_device_writes(self) -> None:
+        context = self._context
+        while True:
+            batch = await context.device_writes.get_batch(context.settings.writers * 8)
+            await self._idle.wait()
+            await asyncio.gather(*(self._write_device(key) for key in batch))
+
+    async def _write_device(self, key: Key) -> None:
+        context = self._context
+        device = context.fleet.devices.get(key)
+        if device is None or device.metadata.deletion_timestamp is not None:
+            return
+        meta: dict[str, object] = {}
+        if DEVICE_FINALIZER not in device.metadata.finalizers:
+            meta["finalizers"] = [*device.metadata.finalizers, DEVICE_FINALIZER]
+            meta["resourceVersion"] = device.metadata.resource_version
+        labels = workload_labels_patch(device.metadata.labels, context.fleet.workload_names_of(key))
+        if labels is not None:
+            meta["labels"] = labels
+        entry = context.ledger.current(key)
+        try:
+            if meta:
+                await context.kube.patch("edgedevices", *key, {"metadata": meta})
+            status = device.status
+            if (
+                entry is not None
+                and entry.published == entry.version
+                and (status is None or status.desired_version != entry.version)
+                and self._written.get(key) != entry.version
+            ):
+                await context.kube.patch_status(
+                    "edgedevices", *key, {"desiredVersion": entry.version}
+                )
+                self._written[key] = entry.version
+        except TransportError as exc:
+            context.metrics.errors.labels("api-write").inc()
+            logger.info("device %s/%s: write failed, retrying later: %s", *key, exc)
+            await asyncio.sleep(0.5)
+            context.device_writes.add(key)

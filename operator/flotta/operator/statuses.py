@@ -1,0 +1,116 @@
+"""EdgeWorkload and EdgeDeviceSet statuses, coalesced: each dirty object is written at most
+once per interval and only when something a user sees changed; Events for invalid workloads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from flotta.operator.context import Context
+from flotta.operator.errors import TransportError
+from flotta.operator.fleet import Key
+from flotta.operator.rendering import InvalidWorkload
+from flotta.operator.workloadstatus import same_status, workload_status
+
+logger = logging.getLogger(__name__)
+
+
+class StatusWriter:
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._workloads: dict[Key, dict[str, Any]] = {}
+        self._sets: dict[Key, int] = {}
+        self._reported_invalid: dict[Key, str] = {}
+
+    async def run_workloads(self) -> None:
+        context = self._context
+        await context.synced.wait()
+        while True:
+            batch = await context.workload_status.get_batch(100)
+            for key in batch:
+                await self._write_workload(key)
+            await asyncio.sleep(context.settings.status_interval)
+
+    async def run_sets(self) -> None:
+        context = self._context
+        await context.synced.wait()
+        while True:
+            batch = await context.set_status.get_batch(100)
+            for key in batch:
+                await self._write_set(key)
+            await asyncio.sleep(context.settings.status_interval)
+
+    async def _write_workload(self, key: Key) -> None:
+        context = self._context
+        entry = context.fleet.workloads.get(key)
+        if entry is None:
+            self._workloads.pop(key, None)
+            self._reported_invalid.pop(key, None)
+            return
+        namespace = key[0]
+        targets = context.fleet.targets(key)
+        versions = {}
+        devices = {}
+        for name in targets:
+            ledger_entry = context.ledger.current((namespace, name))
+            if ledger_entry is not None:
+                versions[name] = ledger_entry.version
+            device = context.fleet.devices.get((namespace, name))
+            if device is not None:
+                devices[name] = device
+        previous = entry.model.status.conditions if entry.model.status else None
+        status = workload_status(
+            key[1],
+            generation=entry.model.metadata.generation,
+            result=entry.result,
+            targets=targets,
+            devices=devices,
+            current_versions=versions,
+            previous=previous or [],
+            now=datetime.now(UTC).replace(microsecond=0),
+        )
+        await self._report_invalid(key, entry.result, entry.model.to_api())
+        written = self._workloads.get(key)
+        if written is None and entry.model.status is not None:
+            written = entry.model.status.to_api()
+        if same_status(written, status):
+            return
+        try:
+            await context.kube.patch_status("edgeworkloads", *key, status)
+            self._workloads[key] = status
+        except TransportError as exc:
+            context.metrics.errors.labels("api-write").inc()
+            logger.info("workload %s/%s: status not written: %s", *key, exc)
+            context.workload_status.add(key)
+
+    async def _report_invalid(self, key: Key, result: object, obj: dict[str, Any]) -> None:
+        context = self._context
+        if isinstance(result, InvalidWorkload):
+            if self._reported_invalid.get(key) != result.message:
+                self._reported_invalid[key] = result.message
+                logger.warning("workload %s/%s is invalid: %s", *key, result.message)
+                await context.kube.event(
+                    obj, reason="InvalidWorkload", message=result.message, type="Warning"
+                )
+        else:
+            self._reported_invalid.pop(key, None)
+        context.metrics.invalid_workloads.set(len(self._reported_invalid))
+
+    async def _write_set(self, key: Key) -> None:
+        context = self._context
+        if key not in context.fleet.sets:
+            self._sets.pop(key, None)
+            return
+        members = len(context.fleet.members(key))
+        device_set = context.fleet.sets[key]
+        current = device_set.status.members if device_set.status else None
+        if self._sets.get(key, current) == members:
+            return
+        try:
+            await context.kube.patch_status("edgedevicesets", *key, {"members": members})
+            self._sets[key] = members
+        except TransportError as exc:
+            logger.info("set %s/%s: status not written: %s", *key, exc)
+            context.set_status.add(key)

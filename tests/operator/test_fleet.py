@@ -1,0 +1,131 @@
+from flotta.operator.fleet import Fleet
+from flotta.operator.rendering import InvalidWorkload
+from tests.operator.builders import b64, device, device_set, pod_spec, workload
+
+
+def fleet_of(count: int, namespace: str = "fleet", **labels: str) -> Fleet:
+    fleet = Fleet()
+    for i in range(count):
+        fleet.apply_device(
+            device(f"d{i}", namespace, labels={"site": "north" if i % 2 else "south", **labels})
+        )
+    return fleet
+
+
+def test_selector_workload_targets_matching_devices() -> None:
+    fleet = fleet_of(10)
+    changes = fleet.apply_workload(*workload("web", selector={"matchLabels": {"site": "north"}}))
+    north = {f"d{i}" for i in range(1, 10, 2)}
+    assert fleet.targets(("fleet", "web")) == north
+    assert changes.devices == {("fleet", n) for n in north}
+    assert [w.name for w in fleet.workloads_of(("fleet", "d1"))] == ["web"]
+    assert fleet.workloads_of(("fleet", "d0")) == []
+
+
+def test_empty_selector_targets_the_whole_namespace_only() -> None:
+    fleet = fleet_of(3)
+    fleet.apply_device(device("other", "elsewhere"))
+    fleet.apply_workload(*workload("web", selector={}))
+    assert fleet.targets(("fleet", "web")) == {"d0", "d1", "d2"}
+
+
+def test_label_change_affects_exactly_that_device() -> None:
+    fleet = fleet_of(10)
+    fleet.apply_workload(*workload("web", selector={"matchLabels": {"site": "north"}}))
+    changes = fleet.apply_device(device("d0", labels={"site": "north"}))
+    assert changes.devices == {("fleet", "d0")}
+    assert changes.workloads == {("fleet", "web")}
+    assert "d0" in fleet.targets(("fleet", "web"))
+
+
+def test_status_only_change_reconciles_no_device() -> None:
+    fleet = fleet_of(2)
+    fleet.apply_workload(*workload("web", selector={}))
+    changes = fleet.apply_device(device("d0", labels={"site": "south"}, status={"phase": "Online"}))
+    assert changes.devices == set()
+    assert changes.workloads == {("fleet", "web")}
+
+
+def test_operator_workload_labels_do_not_retarget() -> None:
+    fleet = fleet_of(2)
+    fleet.apply_workload(*workload("web", selector={}))
+    changes = fleet.apply_device(device("d0", labels={"site": "south", "workload/web": "true"}))
+    assert changes.devices == set()
+
+
+def test_set_change_affects_its_members() -> None:
+    fleet = Fleet()
+    fleet.apply_device(device("a", labels={"flotta/member-of": "north"}))
+    fleet.apply_device(device("b", labels={"flotta/member-of": "north"}))
+    fleet.apply_device(device("c"))
+    changes = fleet.apply_set(device_set("north", spec={"heartbeat": {"periodSeconds": 5}}))
+    assert changes.devices == {("fleet", "a"), ("fleet", "b")}
+    assert fleet.device_set(("fleet", "a")) is not None
+    assert fleet.device_set(("fleet", "c")) is None
+    assert fleet.members(("fleet", "north")) == {"a", "b"}
+
+
+def test_secret_change_affects_targets_of_workloads_reading_it() -> None:
+    fleet = fleet_of(4)
+    fleet.apply_secret("fleet", "db", {"pw": b64("1")})
+    fleet.apply_workload(
+        *workload(
+            "web",
+            selector={"matchLabels": {"site": "north"}},
+            pod=pod_spec(envFrom=[{"secretRef": {"name": "db"}}]),
+        )
+    )
+    fleet.apply_workload(*workload("other", selector={}))
+    changes = fleet.apply_secret("fleet", "db", {"pw": b64("2")})
+    assert changes.devices == {("fleet", "d1"), ("fleet", "d3")}
+    assert fleet.apply_secret("fleet", "db", {"pw": b64("2")}).devices == set()
+
+
+def test_missing_secret_invalidates_but_devices_keep_the_last_valid_render() -> None:
+    fleet = fleet_of(2)
+    fleet.apply_secret("fleet", "db", {"pw": b64("1")})
+    fleet.apply_workload(
+        *workload("web", selector={}, pod=pod_spec(envFrom=[{"secretRef": {"name": "db"}}]))
+    )
+    fleet.delete_secret("fleet", "db")
+    entry = fleet.workloads[("fleet", "web")]
+    assert isinstance(entry.result, InvalidWorkload)
+    assert [w.name for w in fleet.workloads_of(("fleet", "d0"))] == ["web"]
+
+
+def test_new_invalid_workload_targets_nothing_and_leaves_others() -> None:
+    fleet = fleet_of(2)
+    fleet.apply_workload(*workload("good", selector={}))
+    changes = fleet.apply_workload(*workload("bad", selector={}, pod=pod_spec(lifecycle={})))
+    assert changes.devices == set()
+    assert [w.name for w in fleet.workloads_of(("fleet", "d0"))] == ["good"]
+
+
+def test_deleting_a_workload_affects_its_targets() -> None:
+    fleet = fleet_of(4)
+    fleet.apply_workload(*workload("web", selector={"matchLabels": {"site": "south"}}))
+    changes = fleet.delete_workload(("fleet", "web"))
+    assert changes.devices == {("fleet", "d0"), ("fleet", "d2")}
+    assert fleet.workloads_of(("fleet", "d0")) == []
+
+
+def test_workload_change_touches_old_and_new_targets() -> None:
+    fleet = fleet_of(4)
+    fleet.apply_workload(*workload("web", selector={"matchLabels": {"site": "south"}}))
+    changes = fleet.apply_workload(*workload("web", selector={"matchLabels": {"site": "north"}}))
+    assert changes.devices == {("fleet", f"d{i}") for i in range(4)}
+
+
+def test_deleting_a_device_removes_it_from_targets() -> None:
+    fleet = fleet_of(2)
+    fleet.apply_workload(*workload("web", selector={}))
+    fleet.delete_device(("fleet", "d0"))
+    assert fleet.targets(("fleet", "web")) == {"d1"}
+
+
+def test_configmap_used_by_device_configuration_affects_that_device() -> None:
+    fleet = Fleet()
+    fleet.apply_device(device("a", spec={"metrics": {"system": {"allowList": {"name": "allow"}}}}))
+    fleet.apply_device(device("b"))
+    changes = fleet.apply_configmap("fleet", "allow", {"metrics_list.yaml": "names: [x]"})
+    assert changes.devices == {("fleet", "a")}

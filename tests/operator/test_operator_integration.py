@@ -1,0 +1,269 @@
+"""The operator against the local Kubernetes API (official client) and a real Mosquitto:
+desired state fan-out, label changes, deletion, invalid workloads, republish on mismatch."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from flotta.pki.keys import load_private_key
+from flotta.pki.sealing import unseal
+from flotta.schemas.codec import content_version, decode, encode
+from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
+from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire.connection import ConnectionState
+from flotta.schemas.wire.desired import DesiredState
+from tests.fixtures.brokers import ClientCredentials
+from tests.fixtures.mqtt_probe import MqttProbe, ProbeRefusedError
+from tests.operator.builders import b64, pod_spec, workload_obj
+from tests.operator.conftest import NAMESPACE, Stack, wait_until
+
+pytestmark = pytest.mark.slow
+
+MERGE = "application/merge-patch+json"
+
+
+def create_device(stack: Stack, name: str, labels: dict[str, str]) -> ClientCredentials:
+    """An EdgeDevice whose certificate the fleet CA signed (as enrolment leaves it)."""
+    credentials = stack.broker.device(name, namespace=NAMESPACE)
+    stack.objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevices",
+        {
+            "apiVersion": API_VERSION,
+            "kind": "EdgeDevice",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {},
+        },
+    )
+    stack.objects.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevices",
+        name,
+        {"status": {"certificate": {"serial": f"{credentials.serial:X}"}}},
+        _content_type=MERGE,
+    )
+    return credentials
+
+
+def device_probe(stack: Stack, credentials: ClientCredentials) -> MqttProbe:
+    from tests.fixtures.mqtt_probe import MqttProbe as Probe
+
+    probe = Probe(stack.broker.host, stack.broker.port, credentials, credentials.identity)
+    probe.connect()
+    assert probe.subscribe(device_topic(credentials.identity, DeviceTopic.DESIRED)) == [1]
+    return probe
+
+
+def next_desired(probe: MqttProbe, *, timeout: float = 10.0) -> DesiredState:
+    message = probe.wait_for(device_topic(probe.client_id, DeviceTopic.DESIRED), timeout=timeout)
+    return decode(DesiredState, message.payload)
+
+
+def apply_workload(stack: Stack, obj: dict[str, Any]) -> None:
+    stack.objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "edgeworkloads", obj)
+
+
+def get(stack: Stack, plural: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = stack.objects.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, plural, name
+    )
+    return result
+
+
+def test_fanout_label_change_and_deletion(stack: Stack) -> None:
+    creds = {
+        name: create_device(stack, name, {"site": site})
+        for name, site in (("d1", "north"), ("d2", "north"), ("d3", "south"))
+    }
+    stack.core.create_namespaced_secret(
+        NAMESPACE, {"metadata": {"name": "db"}, "data": {"password": b64("s3cret")}}
+    )
+    apply_workload(
+        stack,
+        workload_obj(
+            "web",
+            selector={"matchLabels": {"site": "north"}},
+            pod=pod_spec(envFrom=[{"secretRef": {"name": "db"}}]),
+            labels={"podman/app": "web", "team": "a"},
+        ),
+    )
+    running = stack.start_operator()
+    probes = {name: device_probe(stack, c) for name, c in creds.items()}
+
+    # Retained desired state, read with each device's own certificate.
+    states = {name: next_desired(probe) for name, probe in probes.items()}
+    for name in ("d1", "d2"):
+        state = states[name]
+        assert [w.name for w in state.workloads] == ["web"]
+        assert state.workloads[0].labels == {"app": "web"}
+        assert state.version == content_version(state)
+        key = load_private_key(creds[name].key.read_bytes())
+        (secret,) = state.secrets
+        assert json.loads(unseal(key, secret.data, device_id=name)) == {"password": b64("s3cret")}  # type: ignore[arg-type]
+    assert states["d3"].workloads == []
+
+    # Labels and statuses the operator keeps.
+    wait_until(
+        lambda: get(stack, "edgedevices", "d1")["metadata"]["labels"].get("workload/web") == "true"
+    )
+    wait_until(
+        lambda: (
+            get(stack, "edgedevices", "d1").get("status", {}).get("desiredVersion")
+            == states["d1"].version
+        )
+    )
+    assert "flotta.io/device-cleanup" in get(stack, "edgedevices", "d1")["metadata"]["finalizers"]
+    wait_until(
+        lambda: (get(stack, "edgeworkloads", "web").get("status") or {}).get("targetedDevices") == 2
+    )
+
+    # A label change republishes exactly the device that changed.
+    publishes = running.metric("flotta_operator_publishes_total")
+    stack.objects.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevices",
+        "d3",
+        {"metadata": {"labels": {"site": "north"}}},
+        _content_type=MERGE,
+    )
+    moved = next_desired(probes["d3"])
+    assert [w.name for w in moved.workloads] == ["web"]
+    wait_until(lambda: running.metric("flotta_operator_publishes_total") >= publishes + 1)
+    assert probes["d1"].next_message(timeout=1.5) is None
+    assert probes["d2"].next_message(timeout=0.1) is None
+    assert running.metric("flotta_operator_publishes_total") == publishes + 1
+
+    # A Secret change republishes the devices whose workloads read it.
+    stack.core.patch_namespaced_secret("db", NAMESPACE, {"data": {"password": b64("n3w")}})
+    for name in ("d1", "d2", "d3"):
+        state = next_desired(probes[name])
+        key = load_private_key(creds[name].key.read_bytes())
+        assert json.loads(unseal(key, state.secrets[0].data, device_id=name)) == {
+            "password": b64("n3w")
+        }  # type: ignore[arg-type]
+
+    # Deleting the workload removes it from every targeted device.
+    stack.objects.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "edgeworkloads", "web")
+    for name in ("d1", "d2", "d3"):
+        assert next_desired(probes[name]).workloads == []
+
+    # Deleting a device: deregister, retained topics cleared, certificate refused.
+    stack.objects.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "edgedevices", "d1")
+    goodbye = next_desired(probes["d1"])
+    assert goodbye.deregister
+    cleared = probes["d1"].wait_for(device_topic("d1", DeviceTopic.DESIRED), timeout=10)
+    assert cleared.payload == b""
+    wait_until(lambda: not _exists(stack, "edgedevices", "d1"))
+    again = MqttProbe(stack.broker.host, stack.broker.port, creds["d1"], "d1-again")
+    with pytest.raises(ProbeRefusedError):
+        again.connect()
+    assert running.metric("flotta_operator_certificates_total", {"action": "revoked"}) == 1
+
+
+def _exists(stack: Stack, plural: str, name: str) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        get(stack, plural, name)
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def test_invalid_workload_gets_a_condition_and_an_event_and_is_not_published(stack: Stack) -> None:
+    creds = create_device(stack, "d1", {"site": "north"})
+    apply_workload(stack, workload_obj("good", selector={}))
+    apply_workload(
+        stack, workload_obj("bad", selector={}, pod=pod_spec(lifecycle={"postStart": {}}))
+    )
+    apply_workload(
+        stack,
+        workload_obj(
+            "needs-secret", selector={}, pod=pod_spec(envFrom=[{"secretRef": {"name": "missing"}}])
+        ),
+    )
+    stack.start_operator()
+    probe = device_probe(stack, creds)
+    state = next_desired(probe)
+    assert [w.name for w in state.workloads] == ["good"]
+
+    def condition(name: str) -> dict[str, Any] | None:
+        for c in (get(stack, "edgeworkloads", name).get("status") or {}).get("conditions") or []:
+            if c["type"] == "Valid":
+                return c  # type: ignore[no-any-return]
+        return None
+
+    bad = wait_until(lambda: condition("bad"))
+    assert bad["status"] == "False"
+    assert "lifecycle" in bad["message"]
+    missing = wait_until(lambda: condition("needs-secret"))
+    assert "Secret 'missing' does not exist" in missing["message"]
+    assert wait_until(lambda: condition("good"))["status"] == "True"
+    events = wait_until(
+        lambda: [
+            e
+            for e in stack.core.list_namespaced_event(NAMESPACE).items
+            if e.reason == "InvalidWorkload" and e.involved_object.name == "bad"
+        ]
+    )
+    assert events[0].type == "Warning"
+
+    # Creating the Secret makes the workload valid and it reaches the device.
+    stack.core.create_namespaced_secret(
+        NAMESPACE, {"metadata": {"name": "missing"}, "data": {"k": b64("v")}}
+    )
+    assert [w.name for w in next_desired(probe).workloads] == ["good", "needs-secret"]
+
+
+def test_device_announcing_another_version_gets_the_state_again(stack: Stack) -> None:
+    creds = create_device(stack, "d1", {})
+    apply_workload(stack, workload_obj("web", selector={}))
+    stack.start_operator()
+    probe = device_probe(stack, creds)
+    first = next_desired(probe)
+    # As after a broker that lost its retained store: the device comes online with an old version.
+    birth = ConnectionState(state="online", time=datetime.now(UTC), applied_version="sha256:old")
+    assert probe.publish(
+        device_topic("d1", DeviceTopic.CONNECTION), encode(birth), retain=True
+    ) in (0, 16)
+    again = next_desired(probe)
+    assert again.version == first.version
+    assert probe.messages.qsize() == 0  # nothing else queued
+    # The same version announced: nothing is published.
+    current = ConnectionState(state="online", time=datetime.now(UTC), applied_version=first.version)
+    probe.publish(device_topic("d1", DeviceTopic.CONNECTION), encode(current), retain=True)
+    assert probe.next_message(timeout=1.5) is None
+
+
+def test_broker_restart_without_retained_store_is_repaired(stack: Stack) -> None:
+    creds = create_device(stack, "d1", {})
+    apply_workload(stack, workload_obj("web", selector={}))
+    running = stack.start_operator()
+    probe = device_probe(stack, creds)
+    first = next_desired(probe)
+    probe.close()
+    stack.broker.stop()
+    import shutil
+
+    shutil.rmtree(stack.broker.persistence_dir, ignore_errors=True)
+    stack.broker.start()
+    wait_until(
+        lambda: (
+            running.operator._broker is not None and running.operator._broker.connected.is_set()
+        ),
+        timeout=30,
+    )
+    fresh = device_probe(stack, creds)
+    assert next_desired(fresh, timeout=20).version == first.version
