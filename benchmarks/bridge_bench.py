@@ -1,0 +1,714 @@
+"""Bridge benchmarks on this machine, with real Mosquitto, nats-server, the local Kubernetes
+API and the bridge as a separate process (``flotta bridge``).
+
+1. Ingest rate into NATS: N device messages (heartbeats, metrics, logs, events of 10,000
+   devices) wait in the bridge's persistent session; the bridge is started and the time to
+   store all of them in JetStream is measured from the streams. The same run measures a bare
+   paho-to-NATS passthrough (no validation, no envelope, same QoS 1 + manual ack after the
+   JetStream acknowledgement) on the same messages.
+2. Kubernetes writes with 10,000 devices heartbeating every 10 s and nothing changing
+   (the EdgeDevices start in the steady state; their last-seen times are old enough that
+   refreshes are due during the run).
+3. Latency of a real change (a workload fails) until it is visible in the EdgeDevice.
+
+The benchmark broker uses a permissive test ACL: the operator identity may publish on every
+device topic, so that a few connections can speak for 10,000 devices.
+
+    PYTHONPATH=schemas:operator:bridge:agent:mosquitto:deploy:. \
+        /work/venv/bin/python benchmarks/bridge_bench.py --out benchmarks/results/bridge.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+import paho.mqtt.client as mqtt
+from kubernetes import client as k8s
+from paho.mqtt.enums import CallbackAPIVersion
+
+from flotta.bridge.devicestatus import DeviceContext, DeviceStatus, on_heartbeat, status_patch
+from flotta.dev.natsserver import NatsServer, free_port
+from flotta.mosquitto.config import BrokerLimits
+from flotta.mosquitto.files import settings_for_pki, write_broker_files
+from flotta.mosquitto.acl import AclSettings
+from flotta.pki.files import write_atomic
+from flotta.schemas.codec import encode
+from flotta.schemas.crd.common import GROUP, VERSION
+from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire.events import DeviceEvent
+from flotta.schemas.wire.status import StatusReport, WorkloadReport
+from flotta.schemas.wire.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch
+from tests.bridge.support import LocalKube, create_namespace, source_path
+from tests.fixtures.brokers import TestBroker, new_fleet_pki
+
+NAMESPACE = "bench"
+PERIOD = 10
+STREAMS = ("FLOTTA_EVENTS", "FLOTTA_TELEMETRY", "FLOTTA_STATUS")
+PERMISSIVE_ACL = """# Benchmark only: the operator identity speaks for every device.
+user internal:bridge
+topic read flotta/devices/#
+
+user internal:operator
+topic write flotta/devices/#
+"""
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+# ---- servers ---------------------------------------------------------------------------------
+
+
+class BenchBroker(TestBroker):
+    """The test broker with room for a large offline session and a permissive ACL."""
+
+    __test__ = False
+
+    def _write_files(self) -> None:
+        settings = settings_for_pki(
+            self.pki.root,
+            self.workdir,
+            port=self.port,
+            bind_address=self.host,
+            persistence_dir=self.persistence_dir,
+            run_as_root=True,
+        )
+        limits = BrokerLimits(
+            max_queued_messages=1_000_000,
+            max_queued_bytes=2 * 1024 * 1024 * 1024,
+            max_inflight_messages=0,
+        )
+        write_broker_files(replace(settings, limits=limits), AclSettings(), self.config_path)
+        write_atomic(settings.acl_file, PERMISSIVE_ACL.encode())
+
+
+def device_ids(count: int) -> list[str]:
+    return [f"dev-{n:05d}" for n in range(count)]
+
+
+def steady_report(now: datetime, failed: bool = False) -> StatusReport:
+    return StatusReport(
+        time=now,
+        applied_version="v1",
+        heartbeat_period_seconds=PERIOD,
+        workloads=[
+            WorkloadReport(name="web", phase="Failed" if failed else "Running"),  # type: ignore[arg-type]
+            WorkloadReport(name="db", phase="Running"),
+        ],
+    )
+
+
+def create_devices(api: k8s.ApiClient, ids: list[str], seen: datetime) -> None:
+    """EdgeDevices already in the steady state that the heartbeats will describe."""
+    custom = k8s.CustomObjectsApi(api)
+
+    def create(device_id: str) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "EdgeDevice",
+            "metadata": {"name": device_id, "namespace": NAMESPACE},
+            "spec": {"heartbeat": {"periodSeconds": PERIOD}},
+        }
+        created = custom.create_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, "edgedevices", body
+        )
+        generation = int(created["metadata"].get("generation", 1))
+        context = DeviceContext(NAMESPACE, device_id, generation, "v1", PERIOD)
+        status = on_heartbeat(DeviceStatus(), steady_report(seen), context, seen)
+        patch = status_patch(status)
+        patch["status"]["desiredVersion"] = "v1"
+        custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            "edgedevices",
+            device_id,
+            patch,
+            _content_type="application/merge-patch+json",
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, ids))
+
+
+# ---- device traffic ----------------------------------------------------------------------------
+
+
+class Speaker:
+    """One MQTT connection publishing for many devices (QoS 1, many in flight)."""
+
+    def __init__(self, broker: TestBroker, creds: Any, client_id: str) -> None:
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.tls_set(
+            ca_certs=str(creds.ca), certfile=str(creds.cert), keyfile=str(creds.key)
+        )
+        self.client.max_inflight_messages_set(2000)
+        self.client.max_queued_messages_set(0)
+        connected = threading.Event()
+        self.client.on_connect = lambda *args: connected.set()
+        self.client.connect(broker.host, broker.port, keepalive=60)
+        self.client.loop_start()
+        if not connected.wait(10):
+            raise RuntimeError("benchmark publisher did not connect")
+
+    def publish_all(self, messages: Iterator[tuple[str, bytes]]) -> int:
+        infos = [self.client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(60)
+        return len(infos)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def ingest_messages(ids: list[str], per_device: int, run: int) -> list[tuple[str, bytes]]:
+    """A mix: 1/2 heartbeats, 1/4 metrics batches, 1/6 log batches, 1/12 events."""
+    base = datetime.now(UTC)
+    messages = []
+    kinds = [DeviceTopic.STATUS] * 6 + [DeviceTopic.METRICS] * 3 + [DeviceTopic.LOGS] * 2
+    kinds += [DeviceTopic.EVENTS]
+    for round_ in range(per_device):
+        for index, device_id in enumerate(ids):
+            kind = kinds[(index + round_) % len(kinds)]
+            stamp = base + timedelta(microseconds=round_ * 1000 + run)
+            sequence = run * 1000 + round_
+            payload: Any
+            if kind is DeviceTopic.STATUS:
+                payload = steady_report(stamp)
+            elif kind is DeviceTopic.METRICS:
+                samples = [
+                    MetricSample(name=f"m{n}", labels={"unit": "x"}, value=n * 1.5, timestamp_ms=n)
+                    for n in range(5)
+                ]
+                payload = MetricsBatch(stream=f"r{run}", sequence=sequence, samples=samples)
+            elif kind is DeviceTopic.LOGS:
+                lines = [LogLine(workload="web", time=stamp, line=f"line {n}") for n in range(3)]
+                payload = LogsBatch(stream=f"r{run}", sequence=sequence, lines=lines)
+            else:
+                payload = DeviceEvent(
+                    id=f"r{run}-{round_}", time=stamp, reason="Heartbeat", message="bench"
+                )
+            messages.append((device_topic(device_id, kind), encode(payload)))
+    return messages
+
+
+# ---- processes -----------------------------------------------------------------------------
+
+
+def bridge_command(args: dict[str, Any]) -> list[str]:
+    return [
+        sys.executable, "-m", "flotta.cli", "--log-level", "WARNING", "bridge",
+        "--mqtt-host", args["host"], "--mqtt-port", str(args["port"]),
+        "--ca", str(args["ca"]), "--cert", str(args["cert"]), "--key", str(args["key"]),
+        "--client-id", args["client_id"], "--nats-url", args["nats_url"],
+        "--kubeconfig", str(args["kubeconfig"]), "--health-port", str(args["health_port"]),
+        "--log-format", "text",
+    ]  # fmt: skip
+
+
+def baseline_command(args: dict[str, Any]) -> list[str]:
+    return [
+        sys.executable, __file__, "baseline",
+        "--mqtt-host", args["host"], "--mqtt-port", str(args["port"]),
+        "--ca", str(args["ca"]), "--cert", str(args["cert"]), "--key", str(args["key"]),
+        "--client-id", args["client_id"], "--nats-url", args["nats_url"],
+        "--ready-file", str(args["ready_file"]),
+    ]  # fmt: skip
+
+
+class Child:
+    def __init__(self, command: list[str], log_path: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": source_path() + os.pathsep + str(Path.cwd())}
+        self.log_path = log_path
+        with log_path.open("ab") as handle:
+            self.process = subprocess.Popen(
+                command, env=env, stdout=handle, stderr=handle, start_new_session=True
+            )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def check(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"child exited: {self.log_path.read_text()[-3000:]}")
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except (urllib.error.URLError, ConnectionError) as error:
+        code = getattr(error, "code", 0)
+        return int(code or 0), ""
+
+
+def wait_ready(
+    child: Child, port: int | None, ready_file: Path | None, within: float = 120
+) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        child.check()
+        if port is not None and http_get(port, "/readyz")[0] == 200:
+            return
+        if ready_file is not None and ready_file.exists():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"not ready: {child.log_path.read_text()[-3000:]}")
+
+
+def metric(port: int, name: str, labels: str = "") -> float:
+    _, text = http_get(port, "/metrics")
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and labels in line and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def stream_total(url: str) -> int:
+    """Messages ever stored in the streams (sequence numbers: limits and purges aside)."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        total = 0
+        for stream in STREAMS:
+            total += int((await js.stream_info(stream)).state.last_seq)
+        return total
+    finally:
+        await nc.close()
+
+
+async def purge_streams(url: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for stream in STREAMS:
+            await js.purge_stream(stream)
+    finally:
+        await nc.close()
+
+
+def measure_drain(url: str, expected: int, within: float = 180) -> tuple[float, float]:
+    """Messages a second while the streams fill up to ``expected``; (rate, seconds)."""
+    start_count = asyncio.run(stream_total(url))
+    first: tuple[float, int] | None = None
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        count = asyncio.run(stream_total(url))
+        now = time.monotonic()
+        if first is None and count > start_count:
+            first = (now, count)
+        if count >= start_count + expected:
+            assert first is not None
+            seconds = now - first[0]
+            return (count - first[1]) / seconds if seconds > 0 else float("inf"), seconds
+        time.sleep(0.05)
+    raise RuntimeError(f"streams stopped at {count - start_count} of {expected}")
+
+
+# ---- the runs --------------------------------------------------------------------------------
+
+
+def forget_session(broker: TestBroker, creds: Any, client_id: str) -> None:
+    """End a persistent session (and its shared subscriptions) so it queues nothing more."""
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+    client.tls_set(ca_certs=str(creds.ca), certfile=str(creds.cert), keyfile=str(creds.key))
+    connected = threading.Event()
+    client.on_connect = lambda *args: connected.set()
+    client.connect(broker.host, broker.port, clean_start=True)
+    client.loop_start()
+    connected.wait(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def run_ingest(
+    label: str,
+    client_id: str,
+    creds: Any,
+    command: list[str],
+    ready: tuple[int | None, Path | None],
+    broker: TestBroker,
+    speaker_creds: Any,
+    nats_url: str,
+    messages: list[tuple[str, bytes]],
+    workdir: Path,
+) -> tuple[float, float]:
+    """Start, stop (the session stays), queue the messages, restart, measure the drain."""
+    port, ready_file = ready
+    if ready_file is not None:
+        ready_file.unlink(missing_ok=True)
+    child = Child(command, workdir / f"{label}.log")
+    wait_ready(child, port, ready_file)
+    child.stop()
+    if ready_file is not None:
+        ready_file.unlink(missing_ok=True)
+    speakers = [Speaker(broker, speaker_creds, f"speaker-{label}-{n}") for n in range(2)]
+    started = time.monotonic()
+    halves = (messages[: len(messages) // 2], messages[len(messages) // 2 :])
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda pair: pair[0].publish_all(iter(pair[1])), zip(speakers, halves)))
+    log(f"{label}: {len(messages)} messages queued in {time.monotonic() - started:.1f} s")
+    for speaker in speakers:
+        speaker.close()
+    child = Child(command, workdir / f"{label}.log")
+    try:
+        rate, seconds = measure_drain(nats_url, len(messages))
+    finally:
+        child.stop()
+        forget_session(broker, creds, client_id)
+    log(f"{label}: {len(messages)} messages into JetStream at {rate:,.0f}/s ({seconds:.2f} s)")
+    return rate, seconds
+
+
+def run_steady(
+    port: int,
+    kube_api: k8s.ApiClient,
+    broker: TestBroker,
+    speaker_creds: Any,
+    ids: list[str],
+    seconds: float,
+    probes: int,
+) -> dict[str, Any]:
+    """10,000 devices heartbeating every PERIOD s for ``seconds``; probes of real changes."""
+    failed: set[str] = set()
+    speakers = [Speaker(broker, speaker_creds, f"steady-{n}") for n in range(2)]
+    stop = threading.Event()
+    sent = [0]
+
+    def heartbeats() -> None:
+        interval = PERIOD / len(ids)
+        next_at = time.monotonic()
+        index = 0
+        while not stop.is_set():
+            device_id = ids[index % len(ids)]
+            payload = encode(steady_report(datetime.now(UTC), failed=device_id in failed))
+            speakers[index % 2].client.publish(
+                device_topic(device_id, DeviceTopic.STATUS), payload, qos=1
+            )
+            sent[0] += 1
+            index += 1
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    custom = k8s.CustomObjectsApi(kube_api)
+    writes_before = metric(port, "flotta_bridge_kube_writes_total")
+    changes_before = metric(port, "flotta_bridge_kube_writes_total", 'kind="change"')
+    version_before = int(
+        custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "edgedevices", limit=1)[
+            "metadata"
+        ]["resourceVersion"]
+    )
+    thread = threading.Thread(target=heartbeats, name="heartbeats")
+    started = time.monotonic()
+    thread.start()
+    latencies: list[float] = []
+    rng = random.Random(7)
+    probe_gap = seconds / (probes + 1)
+    for _ in range(probes):
+        time.sleep(probe_gap)
+        device_id = rng.choice(ids)
+        failed.add(device_id)
+        t0 = time.monotonic()
+        speakers[0].client.publish(
+            device_topic(device_id, DeviceTopic.STATUS),
+            encode(steady_report(datetime.now(UTC), failed=True)),
+            qos=1,
+        )
+        while time.monotonic() - t0 < 10:
+            obj = custom.get_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, "edgedevices", device_id
+            )
+            phases = {w["name"]: w["phase"] for w in obj["status"].get("workloads", [])}
+            if phases.get("web") == "Failed":
+                break
+            time.sleep(0.01)
+        latencies.append(time.monotonic() - t0)
+    remaining = seconds - (time.monotonic() - started)
+    if remaining > 0:
+        time.sleep(remaining)
+    elapsed = time.monotonic() - started
+    stop.set()
+    thread.join()
+    writes = metric(port, "flotta_bridge_kube_writes_total") - writes_before
+    changes = metric(port, "flotta_bridge_kube_writes_total", 'kind="change"') - changes_before
+    version_after = int(
+        custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "edgedevices", limit=1)[
+            "metadata"
+        ]["resourceVersion"]
+    )
+    for speaker in speakers:
+        speaker.close()
+    return {
+        "seconds": elapsed,
+        "heartbeats": sent[0],
+        "writes": writes,
+        "change_writes": changes,
+        "api_revisions": version_after - version_before,
+        "latencies": latencies,
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--per-device", type=int, default=6, help="ingest messages per device")
+    parser.add_argument("--steady-seconds", type=float, default=90)
+    parser.add_argument("--probes", type=int, default=10)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
+    log(f"work directory {workdir}")
+    pki = new_fleet_pki(workdir / "pki")
+    broker = BenchBroker(pki, workdir / "mosquitto")
+    nats_server = NatsServer(workdir / "nats", log_path=workdir / "nats.log")
+    kube = LocalKube(workdir / "kube")
+    ids = device_ids(args.devices)
+    results: dict[str, Any] = {}
+    broker.start()
+    nats_server.start()
+    kube.start()
+    try:
+        api = kube.api()
+        kube.install_crds(api)
+        create_namespace(api, NAMESPACE)
+        started = time.monotonic()
+        seen = datetime.now(UTC) - timedelta(seconds=5 * PERIOD)
+        create_devices(api, ids, seen)
+        log(f"{len(ids)} EdgeDevices created in {time.monotonic() - started:.1f} s")
+
+        bridge_creds = broker.bridge()
+        speaker_creds = broker.operator()
+        health_port = free_port()
+        common = {
+            "host": broker.host,
+            "port": broker.port,
+            "ca": bridge_creds.ca,
+            "cert": bridge_creds.cert,
+            "key": bridge_creds.key,
+            "nats_url": nats_server.url,
+            "kubeconfig": kube.kubeconfig,
+        }
+        bridge_args = {**common, "client_id": "bench-bridge", "health_port": health_port}
+        ready_file = workdir / "baseline.ready"
+        baseline_args = {**common, "client_id": "bench-baseline", "ready_file": ready_file}
+
+        rounds = []
+        for run in range(2):
+            messages = ingest_messages(ids, args.per_device, run * 2)
+            bridge_rate, bridge_seconds = run_ingest(
+                "bridge", "bench-bridge", bridge_creds, bridge_command(bridge_args), (health_port, None), broker,
+                speaker_creds, nats_server.url, messages, workdir,
+            )  # fmt: skip
+            asyncio.run(purge_streams(nats_server.url))
+            messages = ingest_messages(ids, args.per_device, run * 2 + 1)
+            base_rate, base_seconds = run_ingest(
+                "baseline", "bench-baseline", bridge_creds, baseline_command(baseline_args), (None, ready_file), broker,
+                speaker_creds, nats_server.url, messages, workdir,
+            )  # fmt: skip
+            asyncio.run(purge_streams(nats_server.url))
+            rounds.append((bridge_rate, bridge_seconds, base_rate, base_seconds, len(messages)))
+        results["ingest"] = rounds
+
+        # The same session as the ingest runs: a second session in the group would take half
+        # of the messages into its offline queue.
+        child = Child(bridge_command(bridge_args), workdir / "steady.log")
+        try:
+            wait_ready(child, health_port, None)
+            results["steady"] = run_steady(
+                health_port, api, broker, speaker_creds, ids, args.steady_seconds, args.probes
+            )
+        finally:
+            child.stop()
+        log(json.dumps(results["steady"], default=str))
+    finally:
+        kube.stop()
+        nats_server.stop()
+        broker.stop()
+    report = render(results, args)
+    print(report)
+    if args.out is not None:
+        args.out.write_text(report)
+    return 0
+
+
+def render(results: dict[str, Any], args: argparse.Namespace) -> str:
+    steady = results["steady"]
+    latencies = steady["latencies"]
+    writes_per_s = steady["writes"] / steady["seconds"]
+    heartbeats_per_s = steady["heartbeats"] / steady["seconds"]
+    lines = [
+        "# Bridge benchmarks",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on this machine ({os.cpu_count()} CPU cores, "
+        f"Python {platform.python_version()}, shared with other work); "
+        "`benchmarks/bridge_bench.py` with real Mosquitto 2.0 (TLS, permissive test ACL: the "
+        "operator identity publishes for every device), nats-server with JetStream (file "
+        "storage), the local Kubernetes API and the bridge as its own process (`flotta bridge`).",
+        "",
+        "## 1. Ingest rate into NATS",
+        "",
+        f"{args.devices:,} devices, {args.per_device} messages each (1/2 heartbeats, 1/4 metrics "
+        "batches, 1/6 log batches, 1/12 events), queued in the subscriber's persistent session "
+        "while it is stopped, then drained: rate from the first to the last message stored in "
+        "JetStream. Baseline: bare paho (network thread) -> nats-py `publish_async` with "
+        "`Nats-Msg-Id`, manual MQTT ack after the JetStream ack, no validation, no envelope, "
+        "no Kubernetes.",
+        "",
+        "| round | messages | bridge msg/s | baseline msg/s | bridge / baseline |",
+        "|---|---|---|---|---|",
+    ]
+    for n, (bridge_rate, _, base_rate, _, count) in enumerate(results["ingest"], 1):
+        lines.append(
+            f"| {n} | {count:,} | {bridge_rate:,.0f} | {base_rate:,.0f} | {bridge_rate / base_rate:.2f} |"
+        )
+    lines += [
+        "",
+        "Goal: at least 10,000/s and at least 0.5 of the baseline.",
+        "",
+        "## 2. Kubernetes writes, 10,000 devices heartbeating, nothing changing",
+        "",
+        f"{args.devices:,} devices, one heartbeat each every {PERIOD} s "
+        f"({heartbeats_per_s:,.0f} heartbeats/s) for {steady['seconds']:.0f} s; the EdgeDevices "
+        "start in the steady state with last-seen times 5 periods old, so last-seen refreshes "
+        f"fall due during the run (refresh after 6 periods, at most 5/s). {args.probes} real "
+        "changes were injected (section 3).",
+        "",
+        "| heartbeats | status writes | writes/s | of heartbeats | of which real changes | API revisions |",
+        "|---|---|---|---|---|---|",
+        f"| {steady['heartbeats']:,} | {steady['writes']:.0f} | {writes_per_s:.2f} | "
+        f"{100 * steady['writes'] / max(steady['heartbeats'], 1):.3f} % | "
+        f"{steady['change_writes']:.0f} | {steady['api_revisions']} |",
+        "",
+        "Goal: at most 10 writes/s (1 % of heartbeats). API revisions counts every write the "
+        "local API stored in that time (status writes and Events), as a cross-check.",
+        "",
+        "## 3. A real change visible in the EdgeDevice",
+        "",
+        "During the run above, a device reports workload `web` Failed; time from the MQTT "
+        "publish until a GET of the EdgeDevice shows it (polling every 10 ms).",
+        "",
+        f"| probes | median | max |",
+        "|---|---|---|",
+        f"| {len(latencies)} | {statistics.median(latencies) * 1000:.0f} ms | "
+        f"{max(latencies) * 1000:.0f} ms |",
+        "",
+        "Goal: within 2 s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---- the baseline passthrough (its own process) ----------------------------------------------
+
+
+def baseline(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    for name in ("--mqtt-host", "--ca", "--cert", "--key", "--client-id", "--nats-url"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--mqtt-port", type=int, required=True)
+    parser.add_argument("--ready-file", type=Path, required=True)
+    args = parser.parse_args(argv)
+    asyncio.run(_baseline(args))
+    return 0
+
+
+async def _baseline(args: argparse.Namespace) -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    nc = await nats.connect(args.nats_url)
+    js = nc.jetstream(publish_async_max_pending=4000)
+    queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue(maxsize=4000)
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=args.client_id,
+        protocol=mqtt.MQTTv5,
+        manual_ack=True,
+    )
+    client.tls_set(ca_certs=args.ca, certfile=args.cert, keyfile=args.key)
+
+    def on_connect(c: mqtt.Client, *rest: Any) -> None:
+        topics = [
+            (f"$share/bench-baseline/flotta/devices/+/{kind}", SubscribeOptions(qos=1))
+            for kind in ("status", "connection", "events", "metrics", "logs")
+        ]
+        c.subscribe(topics)
+
+    client.on_connect = on_connect
+    client.on_subscribe = lambda *rest: args.ready_file.write_text("ready")
+    client.on_message = lambda c, u, message: loop.call_soon_threadsafe(queue.put_nowait, message)
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = 3600
+    properties.ReceiveMaximum = 1000
+    client.connect(args.mqtt_host, args.mqtt_port, clean_start=False, properties=properties)
+    client.loop_start()
+    counter = 0
+
+    async def forward() -> None:
+        nonlocal counter
+        while True:
+            message = await queue.get()
+            parts = message.topic.split("/")
+            counter += 1
+            future = await js.publish_async(
+                f"flotta.device.bench.{parts[2]}.{parts[3]}",
+                message.payload,
+                headers={"Nats-Msg-Id": f"{os.getpid()}:{parts[2]}:{message.mid}:{counter}"},
+            )
+            future.add_done_callback(lambda done, mid=message.mid: client.ack(mid, 1))
+
+    task = loop.create_task(forward())
+    await stop.wait()
+    task.cancel()
+    client.disconnect()
+    client.loop_stop()
+    await nc.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "baseline":
+        sys.exit(baseline(sys.argv[2:]))
+    sys.exit(main(sys.argv[1:]))

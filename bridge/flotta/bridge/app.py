@@ -1,0 +1,234 @@
+"""The bridge process: wires the intake, the ingest path, the fleet state, the Kubernetes
+writers and the health server together, and runs their loops as guarded tasks.
+
+Start order: NATS (and its streams), then the EdgeDevice list (so that devices are known),
+then MQTT. Stop order is the reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flotta.bridge.coalescer import REFRESH_PERIODS, WriteCoalescer
+from flotta.bridge.eventlimit import EventLimiter
+from flotta.bridge.fleet import Fleet
+from flotta.bridge.health import HealthServer
+from flotta.bridge.ingest import Ingest
+from flotta.bridge.intake import MqttIntake, MqttSettings
+from flotta.bridge.kube import DeviceWatch, KubeWriter, api_client
+from flotta.bridge.metrics import BridgeMetrics
+from flotta.bridge.publishing import NatsPublisher
+from flotta.bridge.streams import StreamSettings, stream_specs
+from flotta.bridge.writers import EventRecorder, StatusWriter
+
+logger = logging.getLogger(__name__)
+
+TICK = 1.0  # seconds between liveness checks
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSettings:
+    """The write-storm guard: see :mod:`flotta.bridge.coalescer`."""
+
+    rate: float = 20.0  # status writes a second, whole bridge
+    burst: float = 40.0
+    refresh_rate: float = 5.0  # of which last-seen refreshes at most
+    refresh_periods: float = REFRESH_PERIODS
+    workers: int = 4
+    event_rate: float = 10.0  # Kubernetes Events a second, whole bridge
+    event_burst: float = 50.0
+    event_device_rate: float = 0.2  # per device: one every 5 s on average
+    event_device_burst: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    mqtt: MqttSettings
+    nats_url: str
+    kubeconfig: Path | None
+    streams: StreamSettings = field(default_factory=StreamSettings)
+    writes: WriteSettings = field(default_factory=WriteSettings)
+    health_host: str = "127.0.0.1"
+    health_port: int | None = None  # None: no health server
+    sync_timeout: float = 60.0
+
+
+class Bridge:
+    def __init__(self, settings: BridgeSettings, metrics: BridgeMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or BridgeMetrics()
+        writes = settings.writes
+        now = time.monotonic()
+        self.fleet = Fleet(
+            WriteCoalescer(
+                rate=writes.rate, burst=writes.burst, refresh_rate=writes.refresh_rate, now=now
+            ),
+            refresh_periods=writes.refresh_periods,
+        )
+        self.publisher = NatsPublisher(settings.nats_url)
+        self.executor = ThreadPoolExecutor(
+            max_workers=writes.workers + 1, thread_name_prefix="kube-write"
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._synced = asyncio.Event()
+        self._watch: DeviceWatch | None = None
+        self.intake: MqttIntake | None = None
+        self.ingest: Ingest | None = None
+        self.status_writer: StatusWriter | None = None
+        self.health: HealthServer | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        if settings.health_port is not None:
+            self.health = HealthServer(
+                host=settings.health_host,
+                port=settings.health_port,
+                registry=self.metrics.registry,
+                readiness=self.readiness,
+            )
+            await self.health.start()
+        await self.publisher.connect()
+        await self.publisher.ensure_streams(stream_specs(settings.streams))
+
+        api = api_client(settings.kubeconfig)
+        writer = KubeWriter(api)
+        self._watch = DeviceWatch(api, loop, self._on_watch)
+        self._watch.start()
+        await asyncio.wait_for(self._synced.wait(), settings.sync_timeout)
+
+        writes = settings.writes
+        recorder = EventRecorder(
+            writer=writer,
+            executor=self.executor,
+            limiter=EventLimiter(
+                per_device_rate=writes.event_device_rate,
+                per_device_burst=writes.event_device_burst,
+                rate=writes.event_rate,
+                burst=writes.event_burst,
+                now=time.monotonic(),
+            ),
+            metrics=self.metrics,
+        )
+        self.status_writer = StatusWriter(
+            fleet=self.fleet,
+            writer=writer,
+            executor=self.executor,
+            workers=writes.workers,
+            metrics=self.metrics,
+        )
+        intake = MqttIntake(settings.mqtt, self._on_delivery)
+        self.ingest = Ingest(
+            fleet=self.fleet,
+            publisher=self.publisher,
+            events=recorder,
+            metrics=self.metrics,
+            ack=intake.ack,
+            capacity=2 * settings.mqtt.receive_maximum,
+        )
+        self.intake = intake
+        self._spawn(self.status_writer.run(), "status-writer")
+        self._spawn(recorder.run(), "event-recorder")
+        self._spawn(self.ingest.run(), "ingest")
+        self._spawn(self._tick_loop(), "liveness")
+        await intake.start()
+
+    async def wait_ready(self) -> None:
+        assert self.intake is not None
+        await self.intake.wait_ready()
+
+    async def close(self) -> None:
+        if self.intake is not None:
+            await self.intake.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.ingest is not None:
+            await self.ingest.close()
+        if self._watch is not None:
+            self._watch.stop()
+        await self.publisher.close()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        if self.health is not None:
+            await self.health.close()
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "mqtt": self.intake is not None and self.intake.ready,
+            "nats": self.publisher.connected,
+            "kubernetes": self._synced.is_set(),
+        }
+
+    # ---- loops and callbacks -----------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            logger.error("bridge task %s failed", task.get_name(), exc_info=error)
+        else:
+            logger.error("bridge task %s ended", task.get_name())
+
+    def _on_delivery(self, delivery: Any) -> None:
+        assert self.ingest is not None
+        self.ingest.offer(delivery)
+
+    def _on_watch(self, kind: str, obj: dict[str, Any]) -> None:
+        now = datetime.now(UTC)
+        mono = time.monotonic()
+        if kind == "SYNCED":
+            listed = {
+                str(item.get("metadata", {}).get("name", "")) for item in obj.get("items", ())
+            }
+            for device_id in [d for d in self.fleet.device_ids() if d not in listed]:
+                self.fleet.deleted(device_id)
+            self._synced.set()
+        elif kind == "DELETED":
+            name = str(obj.get("metadata", {}).get("name", ""))
+            context = self.fleet.context(name)
+            if context is not None and context.namespace == obj.get("metadata", {}).get(
+                "namespace"
+            ):
+                self.fleet.deleted(name)
+        else:
+            self.fleet.observed(obj, now, mono)
+        self.metrics.devices.set(len(self.fleet))
+        if self.status_writer is not None:
+            self.status_writer.poke()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            silent = self.fleet.tick(datetime.now(UTC), time.monotonic())
+            if silent:
+                logger.info("%d device(s) missed 3 heartbeats: now offline", len(silent))
+                if self.status_writer is not None:
+                    self.status_writer.poke()
+
+
+async def run(settings: BridgeSettings, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set."""
+    bridge = Bridge(settings)
+    try:
+        await bridge.start()
+        logger.info("bridge running: %d EdgeDevices known", len(bridge.fleet))
+        await stop.wait()
+    finally:
+        await bridge.close()

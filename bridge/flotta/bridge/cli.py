@@ -1,0 +1,95 @@
+"""``flotta bridge``: run the bridge."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+from pathlib import Path
+
+from flotta.schemas.topics import TELEMETRY_KINDS, shared_filter
+
+DEFAULT_GROUP = "flotta-bridge"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    mqtt = parser.add_argument_group("MQTT")
+    mqtt.add_argument("--mqtt-host", default="127.0.0.1")
+    mqtt.add_argument("--mqtt-port", type=int, default=8883)
+    mqtt.add_argument("--ca", type=Path, required=True, help="fleet CA certificate (PEM)")
+    mqtt.add_argument(
+        "--cert", type=Path, required=True, help="bridge certificate, CN internal:bridge"
+    )
+    mqtt.add_argument("--key", type=Path, required=True, help="bridge private key")
+    mqtt.add_argument(
+        "--client-id",
+        default=os.environ.get("POD_NAME") or f"flotta-bridge-{socket.gethostname()}",
+        help="stable per replica, so its persistent session survives restarts",
+    )
+    mqtt.add_argument("--group", default=DEFAULT_GROUP, help="shared subscription group")
+    mqtt.add_argument("--receive-maximum", type=int, default=1000)
+    mqtt.add_argument("--session-expiry", type=int, default=24 * 3600, help="seconds")
+    parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None,
+        help="default: $KUBECONFIG, else the in-cluster service account",
+    )
+    writes = parser.add_argument_group("Kubernetes writes")
+    writes.add_argument("--write-rate", type=float, default=20.0, help="status writes a second")
+    writes.add_argument("--write-burst", type=float, default=40.0)
+    writes.add_argument(
+        "--refresh-rate", type=float, default=5.0, help="last-seen refreshes a second"
+    )
+    writes.add_argument("--refresh-periods", type=float, default=6.0, help="heartbeat periods")
+    writes.add_argument("--write-workers", type=int, default=4)
+    parser.add_argument("--health-host", default="127.0.0.1")
+    parser.add_argument("--health-port", type=int, default=8081, help="-1: no health server")
+    parser.add_argument("--log-format", choices=("text", "json"), default="json")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flotta.bridge.app import BridgeSettings, WriteSettings, run
+    from flotta.bridge.intake import MqttSettings
+    from flotta.bridge.logs import use_json_logs
+
+    if args.log_format == "json":
+        use_json_logs(args.log_level)
+    settings = BridgeSettings(
+        mqtt=MqttSettings(
+            host=args.mqtt_host,
+            port=args.mqtt_port,
+            ca=args.ca,
+            cert=args.cert,
+            key=args.key,
+            client_id=args.client_id,
+            filters=tuple(shared_filter(args.group, kind) for kind in TELEMETRY_KINDS),
+            receive_maximum=args.receive_maximum,
+            session_expiry=args.session_expiry,
+        ),
+        nats_url=args.nats_url,
+        kubeconfig=args.kubeconfig,
+        writes=WriteSettings(
+            rate=args.write_rate,
+            burst=args.write_burst,
+            refresh_rate=args.refresh_rate,
+            refresh_periods=args.refresh_periods,
+            workers=args.write_workers,
+        ),
+        health_host=args.health_host,
+        health_port=None if args.health_port < 0 else args.health_port,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,118 @@
+"""Which EdgeDevice status writes to make, and when: the write-storm guard. Pure.
+
+- Per device only the latest state matters: a device is queued once however often it changes,
+  and the writer reads its state when the write happens (coalescing).
+- Visible changes go before last-seen refreshes; one write per device at a time.
+- A global token bucket bounds all writes; refreshes have a second, smaller bucket, so a
+  fleet that changes nothing costs at most ``refresh_rate`` writes a second.
+- A device's last-seen time is due for a refresh only after ``refresh_periods`` heartbeat
+  periods (:func:`refresh_due`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Hashable
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from flotta.bridge.ratelimit import TokenBucket
+
+K = TypeVar("K", bound=Hashable)
+
+REFRESH_PERIODS = 6
+
+
+class WriteKind(enum.Enum):
+    CHANGE = "change"
+    REFRESH = "refresh"
+
+
+def refresh_due(
+    written_seen: datetime | None, now: datetime, period: float, periods: float = REFRESH_PERIODS
+) -> bool:
+    """Whether the last-seen time in the API is old enough to be refreshed."""
+    if written_seen is None:
+        return True
+    return (now - written_seen).total_seconds() >= periods * period
+
+
+class WriteCoalescer(Generic[K]):
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: float,
+        refresh_rate: float,
+        now: float,
+        refresh_capacity: int = 100_000,
+    ) -> None:
+        self._bucket = TokenBucket(rate, burst, now)
+        self._refresh_bucket = TokenBucket(min(refresh_rate, rate), 1, now)
+        self._changed: OrderedDict[K, None] = OrderedDict()
+        self._refresh: OrderedDict[K, None] = OrderedDict()
+        self._in_flight: set[K] = set()
+        self.refresh_capacity = refresh_capacity
+        self.dropped_refreshes = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._changed) + len(self._refresh)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def changed(self, key: K) -> None:
+        """The device has a visible change to write."""
+        self._refresh.pop(key, None)
+        self._changed[key] = None
+
+    def refresh(self, key: K) -> None:
+        """The device's last-seen time is due (ignored if a change is queued anyway)."""
+        if key in self._changed or key in self._refresh:
+            return
+        if len(self._refresh) >= self.refresh_capacity:
+            self.dropped_refreshes += 1
+            return
+        self._refresh[key] = None
+
+    def forget(self, key: K) -> None:
+        self._changed.pop(key, None)
+        self._refresh.pop(key, None)
+
+    def take(self, now: float, limit: int) -> list[tuple[K, WriteKind]]:
+        """Up to ``limit`` writes allowed now; each must be ended with :meth:`finished`."""
+        taken: list[tuple[K, WriteKind]] = []
+        for queue, kind in ((self._changed, WriteKind.CHANGE), (self._refresh, WriteKind.REFRESH)):
+            skipped: list[K] = []
+            while queue and len(taken) < limit:
+                key = next(iter(queue))
+                if key in self._in_flight:
+                    queue.pop(key)
+                    skipped.append(key)
+                    continue
+                if not self._bucket.available(now):
+                    break
+                if kind is WriteKind.REFRESH and not self._refresh_bucket.try_take(now):
+                    break
+                self._bucket.try_take(now)
+                queue.pop(key)
+                self._in_flight.add(key)
+                taken.append((key, kind))
+            for key in reversed(skipped):
+                queue[key] = None
+                queue.move_to_end(key, last=False)
+        return taken
+
+    def finished(self, key: K) -> None:
+        self._in_flight.discard(key)
+
+    def wait_time(self, now: float) -> float | None:
+        """Seconds until a queued write may be taken; None when nothing is queued."""
+        if any(key not in self._in_flight for key in self._changed):
+            return self._bucket.wait_time(now)
+        if any(key not in self._in_flight for key in self._refresh):
+            return max(self._bucket.wait_time(now), self._refresh_bucket.wait_time(now))
+        return None

@@ -1,0 +1,366 @@
+"""The part of an EdgeDevice status that the bridge owns, how device reports change it, and
+what a user would see change.
+
+The bridge owns ``phase`` (Online/Offline), ``lastSeenTime``, ``appliedVersion``,
+``hardware``, ``workloads``, ``upgradeInformation``, its three conditions (Online,
+ConfigApplied, WorkloadsReady) and ``observedGeneration``. The operator owns
+``desiredVersion``, ``certificate`` and the initial phase ``Enrolled``; the bridge only reads
+them. Everything here is pure: time comes in as an argument.
+
+``lastSeenTime`` and ``workloads[].lastDataUpload`` are not *visible* changes: they move with
+every heartbeat and are written only with a visible change or a periodic last-seen refresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from flotta.bridge.hardware import merge_hardware
+from flotta.schemas.wire.connection import ConnectionState
+from flotta.schemas.wire.status import StatusReport, UpgradeReport
+
+ONLINE = "Online"
+OFFLINE = "Offline"
+CONDITION_TYPES = ("Online", "ConfigApplied", "WorkloadsReady")
+READY_PHASES = frozenset({"Running"})
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceContext:
+    """What the bridge knows about an EdgeDevice from the API (watch)."""
+
+    namespace: str
+    name: str
+    generation: int = 0
+    desired_version: str = ""
+    heartbeat_period: float = 60.0
+    uid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadState:
+    name: str
+    phase: str
+    message: str = ""
+    last_transition_time: datetime | None = None
+    last_data_upload: datetime | None = None
+
+    def visible(self) -> tuple[str, str, str]:
+        return (self.name, self.phase, self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionState:
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: datetime
+    observed_generation: int
+
+    def visible(self) -> tuple[str, str, str, str, int]:
+        return (self.type, self.status, self.reason, self.message, self.observed_generation)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """The bridge-owned status of one device."""
+
+    phase: str | None = None
+    last_seen: datetime | None = None
+    applied_version: str = ""
+    workloads: tuple[WorkloadState, ...] = ()
+    hardware: dict[str, Any] | None = None
+    upgrade: dict[str, Any] | None = None
+    conditions: tuple[ConditionState, ...] = ()
+    observed_generation: int | None = None
+    # Conditions of other types (another controller's): kept when the list is patched.
+    foreign_conditions: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+
+
+# ---- reading the API form -------------------------------------------------------------------
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def from_api(status: dict[str, Any] | None) -> DeviceStatus:
+    """The bridge-owned fields of an EdgeDevice ``status`` as the API returns it."""
+    status = status or {}
+    workloads = tuple(
+        WorkloadState(
+            name=str(item.get("name", "")),
+            phase=str(item.get("phase", "Unknown")),
+            message=str(item.get("message", "")),
+            last_transition_time=_time(item.get("lastTransitionTime")),
+            last_data_upload=_time(item.get("lastDataUpload")),
+        )
+        for item in status.get("workloads") or ()
+        if isinstance(item, dict)
+    )
+    ours: list[ConditionState] = []
+    foreign: list[dict[str, Any]] = []
+    for item in status.get("conditions") or ():
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") in CONDITION_TYPES:
+            ours.append(
+                ConditionState(
+                    type=str(item["type"]),
+                    status=str(item.get("status", "Unknown")),
+                    reason=str(item.get("reason", "")),
+                    message=str(item.get("message", "")),
+                    last_transition_time=_time(item.get("lastTransitionTime")) or EPOCH,
+                    observed_generation=int(item.get("observedGeneration") or 0),
+                )
+            )
+        else:
+            foreign.append(item)
+    phase = status.get("phase")
+    hardware = status.get("hardware")
+    upgrade = status.get("upgradeInformation")
+    generation = status.get("observedGeneration")
+    return DeviceStatus(
+        phase=phase if isinstance(phase, str) else None,
+        last_seen=_time(status.get("lastSeenTime")),
+        applied_version=str(status.get("appliedVersion") or ""),
+        workloads=workloads,
+        hardware=hardware if isinstance(hardware, dict) else None,
+        upgrade=upgrade if isinstance(upgrade, dict) else None,
+        conditions=tuple(ours),
+        observed_generation=generation if isinstance(generation, int) else None,
+        foreign_conditions=tuple(foreign),
+    )
+
+
+# ---- transitions ----------------------------------------------------------------------------
+
+
+def _workloads(
+    previous: tuple[WorkloadState, ...], report: StatusReport, now: datetime
+) -> tuple[WorkloadState, ...]:
+    known = {workload.name: workload for workload in previous}
+    result = []
+    for item in report.workloads:
+        before = known.get(item.name)
+        if before is not None and before.phase == item.phase:
+            since = before.last_transition_time
+        else:
+            since = min(item.since, now) if item.since is not None else now
+        result.append(
+            WorkloadState(
+                name=item.name,
+                phase=item.phase,
+                message=item.message[:1024],
+                last_transition_time=since,
+                last_data_upload=item.last_data_upload,
+            )
+        )
+    result.sort(key=lambda workload: workload.name)
+    return tuple(result)
+
+
+def _upgrade(report: UpgradeReport) -> dict[str, Any]:
+    info: dict[str, Any] = {"supported": report.supported}
+    if report.current_commit_id:
+        info["currentCommitID"] = report.current_commit_id
+    if report.last_upgrade_status:
+        info["lastUpgradeStatus"] = report.last_upgrade_status
+    if report.last_upgrade_time is not None:
+        info["lastUpgradeTime"] = _iso(report.last_upgrade_time)
+    return info
+
+
+def on_heartbeat(
+    previous: DeviceStatus, report: StatusReport, context: DeviceContext, now: datetime
+) -> DeviceStatus:
+    """The status after a heartbeat: the device is online and says what it runs."""
+    hardware = previous.hardware
+    if report.hardware is not None:
+        hardware = merge_hardware(previous.hardware, report.hardware)
+    upgrade = previous.upgrade if report.upgrade is None else _upgrade(report.upgrade)
+    status = replace(
+        previous,
+        phase=ONLINE,
+        last_seen=now,
+        applied_version=report.applied_version,
+        workloads=_workloads(previous.workloads, report, now),
+        hardware=hardware,
+        upgrade=upgrade,
+    )
+    return with_conditions(status, context, now, offline_reason="")
+
+
+def on_connection(
+    previous: DeviceStatus, message: ConnectionState, context: DeviceContext, now: datetime
+) -> DeviceStatus:
+    """The status after a birth (online) or a will (offline) message."""
+    if message.state == "online":
+        status = replace(previous, phase=ONLINE, last_seen=now)
+        if message.applied_version:
+            status = replace(status, applied_version=message.applied_version)
+        return with_conditions(status, context, now, offline_reason="")
+    status = replace(previous, phase=OFFLINE)
+    return with_conditions(status, context, now, offline_reason="Disconnected")
+
+
+def on_missed_heartbeats(
+    previous: DeviceStatus, context: DeviceContext, now: datetime
+) -> DeviceStatus:
+    status = replace(previous, phase=OFFLINE)
+    return with_conditions(status, context, now, offline_reason="HeartbeatsMissed")
+
+
+def on_context(previous: DeviceStatus, context: DeviceContext, now: datetime) -> DeviceStatus:
+    """Recompute the conditions after the EdgeDevice changed (desired version, generation)."""
+    if previous.phase not in (ONLINE, OFFLINE):
+        return previous  # the device never reported: nothing of ours to recompute
+    online = _condition(previous, "Online")
+    offline_reason = ""
+    if previous.phase == OFFLINE:
+        offline_reason = online.reason if online and online.status == "False" else "Disconnected"
+    return with_conditions(previous, context, now, offline_reason=offline_reason)
+
+
+# ---- conditions -----------------------------------------------------------------------------
+
+
+def _condition(status: DeviceStatus, kind: str) -> ConditionState | None:
+    for condition in status.conditions:
+        if condition.type == kind:
+            return condition
+    return None
+
+
+def _wanted(
+    status: DeviceStatus, context: DeviceContext, offline_reason: str
+) -> list[tuple[str, str, str, str]]:
+    if status.phase == ONLINE:
+        online = ("Online", "True", "DeviceOnline", "the device reports")
+    elif offline_reason == "HeartbeatsMissed":
+        online = ("Online", "False", offline_reason, "no heartbeat for 3 heartbeat periods")
+    else:
+        online = ("Online", "False", offline_reason or "Disconnected", "the device disconnected")
+    desired = context.desired_version
+    if not desired:
+        config = ("ConfigApplied", "Unknown", "NoDesiredVersion", "no desired version yet")
+    elif status.applied_version == desired:
+        config = ("ConfigApplied", "True", "VersionApplied", f"version {desired} applied")
+    else:
+        applied = status.applied_version or "none"
+        message = f"applied {applied}, desired {desired}"
+        config = ("ConfigApplied", "False", "VersionPending", message)
+    not_ready = [w for w in status.workloads if w.phase not in READY_PHASES]
+    if status.phase != ONLINE:
+        ready = ("WorkloadsReady", "Unknown", "DeviceOffline", "the device does not report")
+    elif not status.workloads:
+        ready = ("WorkloadsReady", "True", "NoWorkloads", "no workloads")
+    elif not not_ready:
+        ready = ("WorkloadsReady", "True", "AllRunning", f"{len(status.workloads)} running")
+    else:
+        listed = ", ".join(f"{w.name}: {w.phase}" for w in not_ready[:10])
+        ready = ("WorkloadsReady", "False", "WorkloadsNotReady", listed)
+    return [online, config, ready]
+
+
+def with_conditions(
+    status: DeviceStatus, context: DeviceContext, now: datetime, *, offline_reason: str
+) -> DeviceStatus:
+    conditions = []
+    for kind, value, reason, message in _wanted(status, context, offline_reason):
+        before = _condition(status, kind)
+        since = before.last_transition_time if before and before.status == value else now
+        conditions.append(
+            ConditionState(kind, value, reason, message[:1024], since, context.generation)
+        )
+    return replace(status, conditions=tuple(conditions), observed_generation=context.generation)
+
+
+# ---- what changed, and the patch that writes it ---------------------------------------------
+
+
+def visible_changes(written: DeviceStatus, current: DeviceStatus) -> tuple[str, ...]:
+    """Names of the status fields whose change a user would see (last-seen times excluded)."""
+    changed = []
+    if written.phase != current.phase:
+        changed.append("phase")
+    if written.applied_version != current.applied_version:
+        changed.append("appliedVersion")
+    if [w.visible() for w in written.workloads] != [w.visible() for w in current.workloads]:
+        changed.append("workloads")
+    if written.hardware != current.hardware:
+        changed.append("hardware")
+    if written.upgrade != current.upgrade:
+        changed.append("upgradeInformation")
+    if [c.visible() for c in written.conditions] != [c.visible() for c in current.conditions]:
+        changed.append("conditions")
+    if written.observed_generation != current.observed_generation:
+        changed.append("observedGeneration")
+    return tuple(changed)
+
+
+def _iso(value: datetime) -> str:
+    """RFC 3339 in UTC with whole seconds, as Kubernetes writes times."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _workload_api(workload: WorkloadState) -> dict[str, Any]:
+    item: dict[str, Any] = {"name": workload.name, "phase": workload.phase}
+    if workload.message:
+        item["message"] = workload.message
+    if workload.last_transition_time is not None:
+        item["lastTransitionTime"] = _iso(workload.last_transition_time)
+    if workload.last_data_upload is not None:
+        item["lastDataUpload"] = _iso(workload.last_data_upload)
+    return item
+
+
+def _condition_api(condition: ConditionState) -> dict[str, Any]:
+    return {
+        "type": condition.type,
+        "status": condition.status,
+        "reason": condition.reason,
+        "message": condition.message,
+        "lastTransitionTime": _iso(condition.last_transition_time),
+        "observedGeneration": condition.observed_generation,
+    }
+
+
+def status_patch(current: DeviceStatus) -> dict[str, Any]:
+    """A JSON merge patch for ``/status`` with every bridge-owned field and nothing else.
+
+    Lists are replaced whole by a merge patch, so the conditions of other controllers that
+    the bridge saw are written back unchanged.
+    """
+    status: dict[str, Any] = {
+        "appliedVersion": current.applied_version,
+        "workloads": [_workload_api(w) for w in current.workloads],
+        "conditions": [
+            *current.foreign_conditions,
+            *(_condition_api(c) for c in current.conditions),
+        ],
+    }
+    if current.phase is not None:
+        status["phase"] = current.phase
+    if current.last_seen is not None:
+        status["lastSeenTime"] = _iso(current.last_seen)
+    if current.hardware is not None:
+        status["hardware"] = current.hardware
+    if current.upgrade is not None:
+        status["upgradeInformation"] = current.upgrade
+    if current.observed_generation is not None:
+        status["observedGeneration"] = current.observed_generation
+    return {"status": status}

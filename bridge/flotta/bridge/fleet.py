@@ -1,0 +1,191 @@
+"""Everything the bridge holds about the fleet, and the decisions over it. Pure: the I/O
+adapters feed it API objects and device reports, and ask it what to write.
+
+For every EdgeDevice: its context (from the watch), the status the bridge wants (``current``)
+and the status it last wrote (``written``). A visible difference between the two queues a
+write in the :class:`~flotta.bridge.coalescer.WriteCoalescer`; a stale last-seen time queues
+a refresh. Missed heartbeats come from the :class:`~flotta.bridge.liveness.LivenessTracker`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from flotta.bridge.coalescer import REFRESH_PERIODS, WriteCoalescer, refresh_due
+from flotta.bridge.devicestatus import (
+    ONLINE,
+    DeviceContext,
+    DeviceStatus,
+    from_api,
+    on_connection,
+    on_context,
+    on_heartbeat,
+    on_missed_heartbeats,
+    status_patch,
+    visible_changes,
+)
+from flotta.bridge.liveness import LivenessTracker
+from flotta.schemas.wire.connection import ConnectionState
+from flotta.schemas.wire.status import StatusReport
+
+
+@dataclass(slots=True)
+class DeviceRecord:
+    context: DeviceContext
+    current: DeviceStatus
+    written: DeviceStatus
+    period: float
+    last_report: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedWrite:
+    device_id: str
+    namespace: str
+    status: DeviceStatus
+    patch: dict[str, Any]
+
+
+def context_of(obj: dict[str, Any]) -> DeviceContext:
+    """The context of an EdgeDevice API object."""
+    metadata = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    heartbeat = spec.get("heartbeat") or {}
+    period = heartbeat.get("periodSeconds")
+    return DeviceContext(
+        namespace=str(metadata.get("namespace", "")),
+        name=str(metadata.get("name", "")),
+        generation=int(metadata.get("generation") or 0),
+        desired_version=str(status.get("desiredVersion") or ""),
+        heartbeat_period=float(period) if isinstance(period, int | float) and period > 0 else 60.0,
+        uid=str(metadata.get("uid", "")),
+    )
+
+
+class Fleet:
+    def __init__(
+        self,
+        writes: WriteCoalescer[str],
+        *,
+        refresh_periods: float = REFRESH_PERIODS,
+        liveness: LivenessTracker[str] | None = None,
+    ) -> None:
+        self.writes = writes
+        self.liveness: LivenessTracker[str] = liveness or LivenessTracker()
+        self.refresh_periods = refresh_periods
+        self._devices: dict[str, DeviceRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def device_ids(self) -> list[str]:
+        return list(self._devices)
+
+    def context(self, device_id: str) -> DeviceContext | None:
+        record = self._devices.get(device_id)
+        return record.context if record is not None else None
+
+    def record(self, device_id: str) -> DeviceRecord | None:
+        return self._devices.get(device_id)
+
+    # ---- the API side -----------------------------------------------------------------------
+
+    def observed(self, obj: dict[str, Any], now: datetime, mono: float) -> None:
+        """An EdgeDevice was listed, added or modified."""
+        context = context_of(obj)
+        seen = from_api(obj.get("status"))
+        record = self._devices.get(context.name)
+        if record is None or record.context.namespace != context.namespace:
+            record = DeviceRecord(context, seen, seen, context.heartbeat_period)
+            self._devices[context.name] = record
+            if seen.phase == ONLINE:
+                self.liveness.heard(context.name, record.period, mono)
+            if context.desired_version or seen.phase == ONLINE:
+                record.current = on_context(seen, context, now)
+                self._evaluate(record, now)
+            return
+        foreign = seen.foreign_conditions
+        record.current = replace(record.current, foreign_conditions=foreign)
+        if record.context != context:
+            record.context = context
+            record.current = on_context(record.current, context, now)
+            self._evaluate(record, now)
+
+    def deleted(self, device_id: str) -> None:
+        self._devices.pop(device_id, None)
+        self.liveness.forget(device_id)
+        self.writes.forget(device_id)
+
+    # ---- the device side ---------------------------------------------------------------------
+
+    def heartbeat(self, device_id: str, report: StatusReport, now: datetime, mono: float) -> bool:
+        """Apply a heartbeat; False if it is older than one already applied."""
+        record = self._devices.get(device_id)
+        if record is None:
+            return False
+        if record.last_report is not None and report.time < record.last_report:
+            return False
+        record.last_report = report.time
+        record.period = float(report.heartbeat_period_seconds)
+        record.current = on_heartbeat(record.current, report, record.context, now)
+        self.liveness.heard(device_id, record.period, mono)
+        self._evaluate(record, now)
+        return True
+
+    def connection(
+        self, device_id: str, message: ConnectionState, now: datetime, mono: float
+    ) -> None:
+        record = self._devices.get(device_id)
+        if record is None:
+            return
+        record.current = on_connection(record.current, message, record.context, now)
+        if message.state == "online":
+            self.liveness.heard(device_id, record.period, mono)
+        else:
+            self.liveness.forget(device_id)
+        self._evaluate(record, now)
+
+    def tick(self, now: datetime, mono: float) -> list[str]:
+        """Mark devices that missed their heartbeats offline; their ids."""
+        silent = []
+        for device_id in self.liveness.expired(mono):
+            record = self._devices.get(device_id)
+            if record is None or record.current.phase != ONLINE:
+                continue
+            record.current = on_missed_heartbeats(record.current, record.context, now)
+            self._evaluate(record, now)
+            silent.append(device_id)
+        return silent
+
+    def _evaluate(self, record: DeviceRecord, now: datetime) -> None:
+        device_id = record.context.name
+        if visible_changes(record.written, record.current):
+            self.writes.changed(device_id)
+        elif record.current.last_seen is not None and refresh_due(
+            record.written.last_seen, now, record.period, self.refresh_periods
+        ):
+            self.writes.refresh(device_id)
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    def plan(self, device_id: str) -> PlannedWrite | None:
+        """What to write for a device now (its latest state), or None if nothing is left."""
+        record = self._devices.get(device_id)
+        if record is None:
+            return None
+        status = record.current
+        return PlannedWrite(device_id, record.context.namespace, status, status_patch(status))
+
+    def written(self, write: PlannedWrite) -> None:
+        """The write succeeded: the API now holds ``write.status``."""
+        record = self._devices.get(write.device_id)
+        if record is not None and record.context.namespace == write.namespace:
+            record.written = write.status
+
+    def failed(self, write: PlannedWrite) -> None:
+        """The write failed: try again later (the coalescer's bucket paces retries)."""
+        if write.device_id in self._devices:
+            self.writes.changed(write.device_id)

@@ -1,0 +1,240 @@
+"""The ingest path: MQTT delivery -> checks -> fleet state and NATS -> acknowledgement.
+
+A delivery is acknowledged on MQTT only after JetStream acknowledged its publish and its
+status (heartbeat or connection) was taken into the fleet state. A message that fails a
+check (topic, unknown device, size, schema version, content) is rejected: counted, reported
+on ``flotta.bridge.rejected`` and acknowledged, so it never blocks the devices behind it.
+A publish that fails is retried with backoff and not acknowledged until it lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from nats.js.api import PubAck
+
+from flotta.bridge.devicestatus import DeviceContext
+from flotta.bridge.errors import RejectedMessageError
+from flotta.bridge.fleet import Fleet
+from flotta.bridge.intake import Delivery
+from flotta.bridge.metrics import BridgeMetrics
+from flotta.bridge.outbound import Outbound, rejection, to_nats
+from flotta.bridge.ratelimit import TokenBucket
+from flotta.schemas.codec import decode_device_payload
+from flotta.schemas.errors import PayloadError, PayloadTooLargeError, SchemaVersionError, TopicError
+from flotta.schemas.topics import TELEMETRY_KINDS, DeviceTopic, parse_device_topic
+from flotta.schemas.wire.common import Payload
+from flotta.schemas.wire.connection import ConnectionState
+from flotta.schemas.wire.events import DeviceEvent
+from flotta.schemas.wire.status import StatusReport
+
+logger = logging.getLogger(__name__)
+
+BATCH = 512  # deliveries handled per turn of the loop
+RETRY_MIN = 0.2
+RETRY_MAX = 5.0
+PUBLISH_TIMEOUT = 10.0  # seconds for JetStream to acknowledge before the publish is retried
+
+
+class Publisher(Protocol):
+    async def publish(self, message: Outbound) -> asyncio.Future[PubAck]: ...
+
+    async def publish_core(self, message: Outbound) -> None: ...
+
+
+class EventSink(Protocol):
+    def offer(self, context: DeviceContext, event: DeviceEvent) -> None: ...
+
+
+class Ingest:
+    def __init__(
+        self,
+        *,
+        fleet: Fleet,
+        publisher: Publisher,
+        events: EventSink,
+        metrics: BridgeMetrics,
+        ack: Callable[[Delivery], None],
+        capacity: int,
+    ) -> None:
+        self.fleet = fleet
+        self.publisher = publisher
+        self.events = events
+        self.metrics = metrics
+        self._ack = ack
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=capacity)
+        self._retries: set[asyncio.Task[None]] = set()
+        self._log_budget = TokenBucket(rate=1, burst=10, now=time.monotonic())
+        self._depth = metrics.queue_depth.labels("ingest")
+        self._kind_counters = {
+            kind: metrics.messages_in.labels(kind.value) for kind in TELEMETRY_KINDS
+        }
+        self._published_ok = metrics.nats_published.labels("ok")
+        self._published_failed = metrics.nats_published.labels("failed")
+        self.overflowed = 0
+        self.acked = 0
+        self._closed = False
+
+    # ---- intake side -------------------------------------------------------------------------
+
+    def offer(self, delivery: Delivery) -> None:
+        """Called by the MQTT intake for each message (in the loop)."""
+        try:
+            self._queue.put_nowait(delivery)
+        except asyncio.QueueFull:
+            # Not acknowledged: the broker keeps it in the session and redelivers it.
+            self.overflowed += 1
+            self.metrics.rejected.labels("overflow").inc()
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        queue = self._queue
+        while True:
+            delivery = await queue.get()
+            await self.handle(delivery)
+            for _ in range(BATCH):
+                if queue.empty():
+                    break
+                await self.handle(queue.get_nowait())
+            self._depth.set(queue.qsize())
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._retries):
+            task.cancel()
+        await asyncio.gather(*self._retries, return_exceptions=True)
+
+    # ---- one message -------------------------------------------------------------------------
+
+    async def handle(self, delivery: Delivery) -> None:
+        now = datetime.now(UTC)
+        try:
+            outbound = self._accept(delivery, now)
+        except RejectedMessageError as exc:
+            await self._reject(delivery, exc, now)
+            return
+        await self._publish(delivery, outbound)
+
+    def _accept(self, delivery: Delivery, now: datetime) -> Outbound:
+        try:
+            parsed = parse_device_topic(delivery.topic)
+        except TopicError as exc:
+            raise RejectedMessageError("bad-topic", str(exc)) from None
+        if parsed.kind not in TELEMETRY_KINDS:
+            raise RejectedMessageError("bad-topic", f"{parsed.kind.value!r} is not a device report")
+        context = self.fleet.context(parsed.device_id)
+        if context is None:
+            raise RejectedMessageError(
+                "unknown-device", f"no EdgeDevice named {parsed.device_id!r} in any namespace"
+            )
+        try:
+            payload = decode_device_payload(parsed.kind, delivery.payload)
+        except PayloadTooLargeError as exc:
+            raise RejectedMessageError("oversized", str(exc)) from None
+        except SchemaVersionError as exc:
+            raise RejectedMessageError("schema-version", str(exc)) from None
+        except PayloadError as exc:
+            raise RejectedMessageError("malformed", str(exc)) from None
+        self._kind_counters[parsed.kind].inc()
+        self._apply(parsed.device_id, parsed.kind, payload, context, now)
+        return to_nats(
+            namespace=context.namespace,
+            device_id=parsed.device_id,
+            kind=parsed.kind,
+            payload=payload,
+            raw=delivery.payload,
+            now=now,
+        )
+
+    def _apply(
+        self,
+        device_id: str,
+        kind: DeviceTopic,
+        payload: Payload,
+        context: DeviceContext,
+        now: datetime,
+    ) -> None:
+        mono = time.monotonic()
+        if isinstance(payload, StatusReport):
+            self.fleet.heartbeat(device_id, payload, now, mono)
+        elif isinstance(payload, ConnectionState):
+            self.fleet.connection(device_id, payload, now, mono)
+        elif isinstance(payload, DeviceEvent):
+            self.events.offer(context, payload)
+
+    async def _reject(self, delivery: Delivery, exc: RejectedMessageError, now: datetime) -> None:
+        self.metrics.rejected.labels(exc.reason).inc()
+        if self._log_budget.try_take(time.monotonic()):
+            logger.warning("rejected message on %r: %s", delivery.topic[:200], exc)
+        report = rejection(
+            topic=delivery.topic[:512], reason=str(exc)[:1024], size=len(delivery.payload), now=now
+        )
+        try:
+            await self.publisher.publish_core(report)
+        except Exception as error:
+            logger.warning("could not report a rejection on NATS: %s", error)
+        self._done(delivery)
+
+    # ---- publishing and acknowledgement ------------------------------------------------------
+
+    async def _publish(self, delivery: Delivery, outbound: Outbound) -> None:
+        started = time.perf_counter()
+        try:
+            future = await self.publisher.publish(outbound)
+        except Exception as exc:
+            self._published_failed.inc()
+            self._retry(delivery, outbound, exc)
+            return
+
+        timer = asyncio.get_running_loop().call_later(PUBLISH_TIMEOUT, future.cancel)
+
+        def published(done: asyncio.Future[PubAck]) -> None:
+            timer.cancel()
+            error = TimeoutError("no acknowledgement") if done.cancelled() else done.exception()
+            if error is not None:
+                self._published_failed.inc()
+                self._retry(delivery, outbound, error)
+                return
+            self._published_ok.inc()
+            self.metrics.nats_latency.observe(time.perf_counter() - started)
+            self._done(delivery)
+
+        future.add_done_callback(published)
+
+    def _retry(self, delivery: Delivery, outbound: Outbound, error: BaseException) -> None:
+        if self._closed:
+            return  # unacknowledged: the broker redelivers it to the next session
+        if self._log_budget.try_take(time.monotonic()):
+            logger.warning("JetStream publish to %s failed (%s); retrying", outbound.subject, error)
+        task = asyncio.get_running_loop().create_task(
+            self._retry_loop(delivery, outbound), name=f"retry {outbound.msg_id}"
+        )
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    async def _retry_loop(self, delivery: Delivery, outbound: Outbound) -> None:
+        delay = RETRY_MIN
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                future = await self.publisher.publish(outbound)
+                await asyncio.wait_for(future, PUBLISH_TIMEOUT)
+            except Exception:
+                self._published_failed.inc()
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            self._published_ok.inc()
+            self._done(delivery)
+            return
+
+    def _done(self, delivery: Delivery) -> None:
+        self.acked += 1
+        self._ack(delivery)

@@ -1,0 +1,51 @@
+"""Prometheus metrics of one bridge (own registry, so tests and replicas do not share)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class BridgeMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.messages_in = Counter(
+            "flotta_bridge_messages_total",
+            "Device messages received, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "flotta_bridge_rejected_total",
+            "Device messages rejected, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.kube_writes = Counter(
+            "flotta_bridge_kube_writes_total",
+            "EdgeDevice status writes, by kind (change, refresh) and result",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.kube_events = Counter(
+            "flotta_bridge_kube_events_total",
+            "Device events turned into Kubernetes Events, by result",
+            ["result"],
+            registry=r,
+        )
+        self.nats_published = Counter(
+            "flotta_bridge_nats_published_total",
+            "JetStream publishes, by result",
+            ["result"],
+            registry=r,
+        )
+        self.nats_latency = Histogram(
+            "flotta_bridge_nats_publish_seconds",
+            "Time from JetStream publish to its acknowledgement",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "flotta_bridge_queue_depth", "Items waiting, by queue", ["queue"], registry=r
+        )
+        self.devices = Gauge("flotta_bridge_devices", "EdgeDevices known to the bridge", registry=r)

@@ -1,0 +1,109 @@
+"""NATS JetStream adapter: connect, create or update the streams, publish with
+``Nats-Msg-Id``; the publish acknowledgement comes back as a future."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, PubAck, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from flotta.bridge.outbound import MSG_ID_HEADER, Outbound
+from flotta.bridge.streams import StreamSpec
+
+logger = logging.getLogger(__name__)
+
+
+class NatsPublisher:
+    def __init__(self, url: str, *, max_pending: int = 4000) -> None:
+        self.url = url
+        self.max_pending = max_pending
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def connect(self) -> None:
+        self._nc = await nats.connect(
+            self.url,
+            name="flotta-bridge",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        self._js = self._nc.jetstream(publish_async_max_pending=self.max_pending)
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            try:
+                await self._nc.drain()
+            except NatsError as exc:
+                logger.warning("NATS drain failed: %s", exc)
+            self._nc = None
+            self._js = None
+
+    async def ensure_streams(self, specs: tuple[StreamSpec, ...]) -> None:
+        """Create each stream, or update it to the spec if it exists."""
+        js = self._jetstream()
+        for spec in specs:
+            config = StreamConfig(
+                name=spec.name,
+                subjects=list(spec.subjects),
+                max_age=spec.max_age,
+                max_bytes=spec.max_bytes,
+                max_msgs_per_subject=spec.max_msgs_per_subject,
+                duplicate_window=spec.duplicate_window,
+                storage=StorageType.FILE,
+                discard=DiscardPolicy.OLD,
+            )
+            try:
+                await js.stream_info(spec.name)
+            except NotFoundError:
+                await js.add_stream(config)
+                logger.info("created stream %s for %s", spec.name, ", ".join(spec.subjects))
+            else:
+                await js.update_stream(config)
+
+    async def publish(self, message: Outbound) -> asyncio.Future[PubAck]:
+        """Send to JetStream; the future resolves with the acknowledgement (or fails)."""
+        js = self._jetstream()
+        return await js.publish_async(
+            message.subject, message.body, headers={MSG_ID_HEADER: message.msg_id}
+        )
+
+    async def publish_core(self, message: Outbound) -> None:
+        """Fire and forget (a stream on the subject still stores it)."""
+        if self._nc is not None:
+            await self._nc.publish(
+                message.subject, message.body, headers={MSG_ID_HEADER: message.msg_id}
+            )
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise RuntimeError("NatsPublisher.connect() was not awaited")
+        return self._js
+
+    async def _on_error(self, exc: Exception) -> None:
+        logger.warning("NATS error: %s", exc)
+
+    async def _on_disconnected(self) -> None:
+        logger.warning("NATS disconnected from %s", self.url)
+
+    async def _on_reconnected(self) -> None:
+        logger.info("NATS reconnected to %s", self.url)
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+__all__ = ["NatsPublisher", "describe"]

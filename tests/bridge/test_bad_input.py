@@ -1,0 +1,86 @@
+"""Bad device input is rejected, counted and reported on NATS; the bridge keeps serving the
+other devices. Health and metrics endpoints show it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from typing import Any
+
+import nats
+
+from flotta.bridge.outbound import REJECTED_SUBJECT
+from flotta.schemas.topics import DeviceTopic, device_topic
+from tests.bridge.conftest import NAMESPACE, BridgeEnv, StartBridge
+from tests.bridge.support import create_device
+from tests.bridge.test_integration import eventually, heartbeat, status_of
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+async def rejected_events(env: BridgeEnv, count: int) -> list[dict[str, Any]]:
+    nc = await nats.connect(env.nats.url)
+    try:
+        js = nc.jetstream()
+        subscription = await js.pull_subscribe(REJECTED_SUBJECT, stream="FLOTTA_EVENTS")
+        messages = await subscription.fetch(count, timeout=5)
+        return [json.loads(message.data) for message in messages]
+    finally:
+        await nc.close()
+
+
+async def test_bad_input_is_rejected_and_others_continue(
+    bridge_env: BridgeEnv, start_bridge: StartBridge
+) -> None:
+    create_device(bridge_env.kube.api, NAMESPACE, "dev-3")
+    bridge = await start_bridge()
+    good = await asyncio.to_thread(bridge_env.device, "dev-3")
+    ghost = await asyncio.to_thread(bridge_env.device, "ghost")  # has a certificate, no EdgeDevice
+    status_topic = device_topic("dev-3", DeviceTopic.STATUS)
+    try:
+        await asyncio.to_thread(
+            ghost.publish, device_topic("ghost", DeviceTopic.STATUS), heartbeat()
+        )
+        await asyncio.to_thread(good.publish, status_topic, b"not json")
+        wrong_version = json.dumps({"schemaVersion": 2, "time": "2026-01-01T00:00:00Z"})
+        await asyncio.to_thread(good.publish, status_topic, wrong_version.encode())
+        await asyncio.to_thread(good.publish, status_topic, b"{" + b" " * 200_000 + b"}")
+        await asyncio.to_thread(good.publish, device_topic("dev-3", DeviceTopic.EVENTS), b"[]")
+        await asyncio.to_thread(good.publish, status_topic, heartbeat(("web", "Running")))
+
+        await eventually(lambda: status_of(bridge_env, "dev-3").get("phase") == "Online")
+        metrics = bridge.metrics
+        assert metrics.rejected.labels("unknown-device")._value.get() == 1
+        assert metrics.rejected.labels("malformed")._value.get() == 2
+        assert metrics.rejected.labels("schema-version")._value.get() == 1
+        assert metrics.rejected.labels("oversized")._value.get() == 1
+
+        events = await rejected_events(bridge_env, 5)
+        reasons = sorted(event["data"]["reason"].split(":")[0] for event in events)
+        assert len(events) == 5
+        assert all(event["type"] == "io.flotta.bridge.rejected" for event in events)
+        assert any("no EdgeDevice named 'ghost'" in event["data"]["reason"] for event in events)
+        assert any(event["data"]["size"] > 200_000 for event in events)
+        assert reasons  # every rejection says why
+
+        assert bridge.health is not None
+        port = bridge.health.port
+        code, body = await asyncio.to_thread(http_get, port, "/metrics")
+        assert code == 200
+        assert b'flotta_bridge_rejected_total{reason="unknown-device"} 1.0' in body
+        assert b'flotta_bridge_messages_total{kind="status"} 1.0' in body
+        assert b"flotta_bridge_nats_publish_seconds_count" in body
+        code, body = await asyncio.to_thread(http_get, port, "/readyz")
+        assert (code, json.loads(body)) == (200, {"kubernetes": True, "mqtt": True, "nats": True})
+        assert await asyncio.to_thread(http_get, port, "/healthz") == (200, b"ok\n")
+        assert (await asyncio.to_thread(http_get, port, "/nope"))[0] == 404
+    finally:
+        await asyncio.to_thread(good.close)
+        await asyncio.to_thread(ghost.close)

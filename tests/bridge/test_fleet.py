@@ -1,0 +1,120 @@
+"""The fleet: API objects and device reports in, coalesced writes out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flotta.bridge.coalescer import WriteCoalescer, WriteKind
+from flotta.bridge.fleet import Fleet
+from flotta.schemas.wire.connection import ConnectionState
+from flotta.schemas.wire.status import StatusReport, WorkloadReport
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def device(name: str, status: dict[str, Any] | None = None, generation: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "generation": generation},
+        "spec": {"heartbeat": {"periodSeconds": 10}},
+        "status": status or {"phase": "Enrolled", "desiredVersion": "v1"},
+    }
+
+
+def heartbeat(t: datetime, phase: str = "Running") -> StatusReport:
+    return StatusReport(
+        time=t,
+        applied_version="v1",
+        heartbeat_period_seconds=10,
+        workloads=[WorkloadReport(name="web", phase=phase)],  # type: ignore[arg-type]
+    )
+
+
+def new_fleet() -> Fleet:
+    return Fleet(WriteCoalescer(rate=1000, burst=1000, refresh_rate=1000, now=0))
+
+
+def drain(fleet: Fleet, mono: float) -> list[tuple[str, WriteKind]]:
+    taken = fleet.writes.take(mono, 1000)
+    for key, _ in taken:
+        planned = fleet.plan(key)
+        assert planned is not None
+        fleet.written(planned)
+        fleet.writes.finished(key)
+    return taken
+
+
+def test_heartbeats_write_once_then_only_refreshes() -> None:
+    fleet = new_fleet()
+    fleet.observed(device("d1"), T0, 0)
+    assert fleet.writes.pending == 0  # enrolled and silent: nothing to write
+    assert fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    assert drain(fleet, 0) == [("d1", WriteKind.CHANGE)]
+    for i in range(1, 6):  # five more periods: nothing
+        t = T0 + timedelta(seconds=10 * i)
+        fleet.heartbeat("d1", heartbeat(t), t, 10 * i)
+        assert drain(fleet, 10 * i) == []
+    t = T0 + timedelta(seconds=60)
+    fleet.heartbeat("d1", heartbeat(t), t, 60)
+    assert drain(fleet, 60) == [("d1", WriteKind.REFRESH)]
+
+
+def test_change_and_stale_reports() -> None:
+    fleet = new_fleet()
+    fleet.observed(device("d1"), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    drain(fleet, 0)
+    t1 = T0 + timedelta(seconds=10)
+    fleet.heartbeat("d1", heartbeat(t1, "Failed"), t1, 10)
+    assert not fleet.heartbeat("d1", heartbeat(T0), t1, 10)  # older than applied
+    plan = fleet.plan("d1")
+    assert plan is not None
+    assert plan.patch["status"]["workloads"][0]["phase"] == "Failed"
+    assert drain(fleet, 10) == [("d1", WriteKind.CHANGE)]
+
+
+def test_missed_heartbeats_and_will() -> None:
+    fleet = new_fleet()
+    fleet.observed(device("d1"), T0, 0)
+    fleet.observed(device("d2"), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    fleet.heartbeat("d2", heartbeat(T0), T0, 0)
+    drain(fleet, 0)
+    will = ConnectionState(state="offline", time=T0)
+    fleet.connection("d2", will, T0, 5)
+    assert fleet.tick(T0 + timedelta(seconds=30), 30) == ["d1"]  # d2 is already offline
+    drain(fleet, 30)
+    for name in ("d1", "d2"):
+        record = fleet.record(name)
+        assert record is not None
+        assert record.written.phase == "Offline"
+
+
+def test_restart_with_matching_status_writes_nothing_and_desired_change_writes() -> None:
+    fleet = new_fleet()
+    fleet.observed(device("d1"), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    plan = fleet.plan("d1")
+    assert plan is not None
+    api_status = {**plan.patch["status"], "desiredVersion": "v1"}
+    restarted = new_fleet()
+    restarted.observed(device("d1", api_status), T0, 0)
+    assert restarted.writes.pending == 0
+    restarted.observed(device("d1", {**api_status, "desiredVersion": "v2"}, generation=2), T0, 1)
+    assert restarted.writes.pending == 1
+    plan = restarted.plan("d1")
+    assert plan is not None
+    conditions = {c["type"]: c["status"] for c in plan.patch["status"]["conditions"]}
+    assert conditions["ConfigApplied"] == "False"
+    assert plan.patch["status"]["observedGeneration"] == 2
+
+
+def test_unknown_and_deleted_devices() -> None:
+    fleet = new_fleet()
+    assert not fleet.heartbeat("nope", heartbeat(T0), T0, 0)
+    fleet.observed(device("d1"), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    fleet.deleted("d1")
+    assert fleet.context("d1") is None
+    assert fleet.writes.pending == 0
+    assert fleet.plan("d1") is None

@@ -1,0 +1,56 @@
+"""Online and offline: birth and will on the connection topic, and missed heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from flotta.schemas.codec import encode
+from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire.connection import ConnectionState
+from tests.bridge.conftest import NAMESPACE, BridgeEnv, StartBridge
+from tests.bridge.support import create_device
+from tests.bridge.test_integration import eventually, heartbeat, status_of
+
+
+def online_reason(env: BridgeEnv, name: str) -> tuple[str | None, str | None]:
+    status = status_of(env, name)
+    for condition in status.get("conditions", []):
+        if condition["type"] == "Online":
+            return status.get("phase"), condition["reason"]
+    return status.get("phase"), None
+
+
+async def test_birth_and_will(bridge_env: BridgeEnv, start_bridge: StartBridge) -> None:
+    create_device(bridge_env.kube.api, NAMESPACE, "dev-4")
+    await start_bridge()
+    topic = device_topic("dev-4", DeviceTopic.CONNECTION)
+    will = encode(
+        ConnectionState(state="offline", time=datetime.now(UTC), reason="connection lost")
+    )
+    device = await asyncio.to_thread(bridge_env.device, "dev-4", (topic, will))
+    birth = encode(ConnectionState(state="online", time=datetime.now(UTC), applied_version="v1"))
+    await asyncio.to_thread(device.publish, topic, birth)
+    await eventually(lambda: online_reason(bridge_env, "dev-4") == ("Online", "DeviceOnline"))
+    await asyncio.to_thread(device.drop)
+    await eventually(lambda: online_reason(bridge_env, "dev-4") == ("Offline", "Disconnected"))
+
+
+async def test_missed_heartbeats(bridge_env: BridgeEnv, start_bridge: StartBridge) -> None:
+    create_device(bridge_env.kube.api, NAMESPACE, "dev-5", period=1)
+    await start_bridge()
+    device = await asyncio.to_thread(bridge_env.device, "dev-5")
+    try:
+        topic = device_topic("dev-5", DeviceTopic.STATUS)
+        await asyncio.to_thread(device.publish, topic, heartbeat(period=1))
+        await eventually(lambda: online_reason(bridge_env, "dev-5")[0] == "Online")
+        started = asyncio.get_running_loop().time()
+        await eventually(
+            lambda: online_reason(bridge_env, "dev-5") == ("Offline", "HeartbeatsMissed"),
+            within=8,
+        )
+        assert asyncio.get_running_loop().time() - started >= 2.0  # three periods, not one
+        await asyncio.to_thread(device.publish, topic, heartbeat(period=1))
+        await eventually(lambda: online_reason(bridge_env, "dev-5") == ("Online", "DeviceOnline"))
+    finally:
+        await asyncio.to_thread(device.close)
