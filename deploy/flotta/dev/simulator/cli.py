@@ -60,10 +60,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.devices < 1 or args.processes < 1:
         print("flotta dev simulate: --devices and --processes must be at least 1")
         return 2
-    if args.pki_dir is None and (args.bootstrap_cert is None or args.bootstrap_key is None):
+    enrolling = args.bootstrap_cert is not None and args.bootstrap_key is not None
+    if args.shard is None and args.pki_dir is None and not enrolling:
         print("flotta dev simulate: give --pki-dir, or --bootstrap-cert and --bootstrap-key")
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("flotta.mqtt").setLevel(logging.ERROR)  # thousands of reconnect notes
     ids = device_ids(args.prefix, args.devices)
     if args.shard is None and args.pki_dir is not None:
         _provision(args, ids)

@@ -235,6 +235,9 @@ class SimulatedFleetDevice:
 
     async def _receive(self, client: MqttClient) -> None:
         async for message in client.messages():
+            # A message queued in the session can arrive with the CONNACK, before the client
+            # counts as connected; answering at once would fail.
+            await client.wait_connected()
             for outgoing in self.device.on_desired(message.payload):
                 try:
                     await self._send(outgoing)
