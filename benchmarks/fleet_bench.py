@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import os
 import platform
 import resource
@@ -450,7 +451,7 @@ class Observer:
 
 
 async def wait_for(
-    check: Any, total: int, timeout: float, what: str, *, progress_every: float = 5.0
+    check: Any, total: int, limit: float, what: str, *, progress_every: float = 5.0
 ) -> float:
     """Seconds until ``check() >= total``; prints progress; TimeoutError names the shortfall."""
     start = time.perf_counter()
@@ -460,8 +461,8 @@ async def wait_for(
         now = time.perf_counter()
         if done >= total:
             return now - start
-        if now - start > timeout:
-            raise TimeoutError(f"{what}: {done} of {total} after {timeout:.0f} s")
+        if now - start > limit:
+            raise TimeoutError(f"{what}: {done} of {total} after {limit:.0f} s")
         if now - shown > progress_every:
             print(f"  {what}: {done}/{total} after {now - start:.0f} s", flush=True)
             shown = now
@@ -573,6 +574,8 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             start = time.perf_counter()
             stack.broker.start(timeout=60)
             result["broker_restart_s"] = time.perf_counter() - start
+            usage = Usage(stack.pids())  # the broker has a new PID
+            usage.begin()
             target = dict(before)  # the desired state did not change: what they applied
             result["storm_online_s"] = await wait_for(
                 lambda: observer.online_since(since), devices, args.timeout, "storm online"
@@ -682,6 +685,13 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
                     f"- {r['devices']} devices ({phase.removeprefix('usage_')}): "
                     f"{sim[0] * per:.3f} cores and {sim[1] * per:.0f} MiB per 1,000 devices"
                 )
+    idle = [(r["devices"], r["usage_idle"]["simulator"]) for r in results if r.get("usage_idle")]
+    for (n0, (c0, m0)), (n1, (c1, m1)) in itertools.pairwise(idle):
+        per = 1000 / (n1 - n0)
+        lines.append(
+            f"- marginal, {n0} -> {n1} devices (idle): {(c1 - c0) * per:.3f} cores and "
+            f"{(m1 - m0) * per:.0f} MiB per 1,000 devices"
+        )
     lines += [
         "",
         "Setup times (not goals): "
@@ -713,7 +723,7 @@ def main() -> int:
     args = parser.parse_args()
     if not (args.fanout or args.writes or args.storm):
         args.fanout = args.writes = args.storm = True
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the broker
     where = machine()
     results = []

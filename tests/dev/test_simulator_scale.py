@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import resource
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -21,6 +25,8 @@ from flotta.schemas.codec import decode, encode, with_version
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire import ConnectionState, DesiredState, DesiredWorkload, StatusReport
 from tests.fixtures.brokers import TestBroker
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def desired(device_id: str, round_: str) -> DesiredState:
@@ -77,8 +83,8 @@ class Watcher:
                 self.connection[device] = decode(ConnectionState, message.payload).state
             self.changed.set()
 
-    async def until(self, condition: Callable[[], bool], timeout: float = 20) -> None:
-        async with asyncio.timeout(timeout):
+    async def until(self, condition: Callable[[], bool], seconds: float = 20) -> None:
+        async with asyncio.timeout(seconds):
             while not condition():
                 self.changed.clear()
                 await self.changed.wait()
@@ -134,9 +140,9 @@ def test_provisioning_issues_each_device_its_own_certificate_once(
 def test_shards_cover_the_fleet_once() -> None:
     ids = device_ids("sim", 10)
     shards = [shard_of(ids, i, 3) for i in range(3)]
-    assert sorted(sum(shards, [])) == ids
+    assert sorted(i for shard in shards for i in shard) == ids
     assert [len(s) for s in shards] == [4, 3, 3]
-    with pytest.raises(ShardError, match="shard 3 is not in 0..2"):
+    with pytest.raises(ShardError, match=r"shard 3 is not in 0\.\.2"):
         shard_of(ids, 3, 3)
 
 
@@ -200,3 +206,30 @@ async def test_provisioned_fleet_applies_goes_offline_comes_back_and_resumes(
     resumed = Fleet(settings(mosquitto_broker, tmp_path), ids)
     assert all(d.resumed for d in resumed.devices.values())
     assert {i: d.device.applied_version for i, d in resumed.devices.items()} == second
+
+
+async def test_simulate_command_runs_the_fleet_in_several_processes(
+    mosquitto_broker: TestBroker, watcher: Watcher, tmp_path: Path
+) -> None:
+    root = ROOT
+    folders = ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(root / f) for f in folders)}
+    ids = device_ids("cli", 4)
+    await publish_desired(mosquitto_broker, ids, "1")
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "flotta.cli", "dev", "simulate"),
+        *("--state-dir", str(tmp_path / "sim"), "--devices", "4", "--prefix", "cli"),
+        *("--mqtt-port", str(mosquitto_broker.port), "--ca", str(mosquitto_broker.ca_path)),
+        *("--pki-dir", str(mosquitto_broker.pki.root), "--processes", "2"),
+        *("--metrics-interval", "0", "--connect-spread", "0.5"),
+        env=env,
+    )
+    try:
+        await watcher.until(lambda: sorted(watcher.applied) == ids, seconds=40)
+        assert all(watcher.connection[i] == "online" for i in ids)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 20)
+    assert code == 0
+    saved = [json.loads((tmp_path / "sim" / i / "state.json").read_bytes()) for i in ids]
+    assert [s["applied_version"] for s in saved] == [watcher.applied[i] for i in ids]
