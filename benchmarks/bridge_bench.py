@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import random
-import re
 import signal
 import statistics
 import subprocess
@@ -49,9 +48,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from flotta.bridge.devicestatus import DeviceContext, DeviceStatus, on_heartbeat, status_patch
 from flotta.dev.natsserver import NatsServer, free_port
+from flotta.mosquitto.acl import AclSettings
 from flotta.mosquitto.config import BrokerLimits
 from flotta.mosquitto.files import settings_for_pki, write_broker_files
-from flotta.mosquitto.acl import AclSettings
 from flotta.pki.files import write_atomic
 from flotta.schemas.codec import encode
 from flotta.schemas.crd.common import GROUP, VERSION
@@ -222,9 +221,12 @@ def ingest_messages(ids: list[str], per_device: int, run: int) -> list[tuple[str
 # ---- processes -----------------------------------------------------------------------------
 
 
+PROFILE: list[str] = []  # ["-m", "cProfile", "-o", FILE] with --profile FILE
+
+
 def bridge_command(args: dict[str, Any]) -> list[str]:
     return [
-        sys.executable, "-m", "flotta.cli", "--log-level", "WARNING", "bridge",
+        sys.executable, *PROFILE, "-m", "flotta.cli", "--log-level", "WARNING", "bridge",
         "--mqtt-host", args["host"], "--mqtt-port", str(args["port"]),
         "--ca", str(args["ca"]), "--cert", str(args["cert"]), "--key", str(args["key"]),
         "--client-id", args["client_id"], "--nats-url", args["nats_url"],
@@ -254,12 +256,17 @@ class Child:
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            started = time.monotonic()
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(20)
+                self.process.wait(60)
             except subprocess.TimeoutExpired:
+                log(f"{self.log_path.name}: no exit 60 s after SIGTERM; killing it")
+                self.process.send_signal(signal.SIGUSR1)
+                time.sleep(1)
                 self.process.kill()
                 self.process.wait(10)
+            log(f"{self.log_path.name}: stopped in {time.monotonic() - started:.1f} s")
 
     def check(self) -> None:
         if self.process.poll() is not None:
@@ -268,7 +275,7 @@ class Child:
 
 def http_get(port: int, path: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
             return response.status, response.read().decode()
     except (urllib.error.URLError, ConnectionError) as error:
         code = getattr(error, "code", 0)
@@ -493,7 +500,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steady-seconds", type=float, default=90)
     parser.add_argument("--probes", type=int, default=10)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--profile", type=Path, help="cProfile the bridge into this file")
+    parser.add_argument("--ingest-only", action="store_true")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.profile is not None:
+        PROFILE[:] = ["-m", "cProfile", "-o", str(args.profile)]
 
     workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     log(f"work directory {workdir}")
@@ -531,8 +543,19 @@ def main(argv: list[str]) -> int:
         ready_file = workdir / "baseline.ready"
         baseline_args = {**common, "client_id": "bench-baseline", "ready_file": ready_file}
 
+        if not args.ingest_only:
+            child = Child(bridge_command(bridge_args), workdir / "steady.log")
+            try:
+                wait_ready(child, health_port, None)
+                results["steady"] = run_steady(
+                    health_port, api, broker, speaker_creds, ids, args.steady_seconds, args.probes
+                )
+            finally:
+                child.stop()
+            forget_session(broker, bridge_creds, "bench-bridge")
+            log(json.dumps(results["steady"], default=str))
         rounds = []
-        for run in range(2):
+        for run in range(args.rounds):
             messages = ingest_messages(ids, args.per_device, run * 2)
             bridge_rate, bridge_seconds = run_ingest(
                 "bridge", "bench-bridge", bridge_creds, bridge_command(bridge_args), (health_port, None), broker,
@@ -547,18 +570,12 @@ def main(argv: list[str]) -> int:
             asyncio.run(purge_streams(nats_server.url))
             rounds.append((bridge_rate, bridge_seconds, base_rate, base_seconds, len(messages)))
         results["ingest"] = rounds
+        if args.ingest_only:
+            log(repr(rounds))
+            return 0
 
         # The same session as the ingest runs: a second session in the group would take half
         # of the messages into its offline queue.
-        child = Child(bridge_command(bridge_args), workdir / "steady.log")
-        try:
-            wait_ready(child, health_port, None)
-            results["steady"] = run_steady(
-                health_port, api, broker, speaker_creds, ids, args.steady_seconds, args.probes
-            )
-        finally:
-            child.stop()
-        log(json.dumps(results["steady"], default=str))
     finally:
         kube.stop()
         nats_server.stop()
@@ -626,7 +643,7 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "During the run above, a device reports workload `web` Failed; time from the MQTT "
         "publish until a GET of the EdgeDevice shows it (polling every 10 ms).",
         "",
-        f"| probes | median | max |",
+        "| probes | median | max |",
         "|---|---|---|",
         f"| {len(latencies)} | {statistics.median(latencies) * 1000:.0f} ms | "
         f"{max(latencies) * 1000:.0f} ms |",

@@ -75,6 +75,11 @@ def _device(index: int) -> dict[str, Any]:
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -206,8 +211,12 @@ async def run(args: argparse.Namespace, url: str, token: str, ca: Path, pid: int
         )
         figures["paged"] = await _timed(client.request("GET", f"{GROUP_PATH}?limit=500"))
         figures["rss_loaded"] = _rss_mib(pid)
+        cpu_before = _cpu_seconds(pid)
         figures["watch"] = await watch_under_patches(
             client, args.devices, args.rate, args.seconds, args.concurrency
+        )
+        figures["server_cpu_ms_per_patch"] = (
+            1000 * (_cpu_seconds(pid) - cpu_before) / figures["watch"]["patches"]
         )
         figures["rss_after"] = _rss_mib(pid)
     return figures
@@ -240,16 +249,21 @@ def report(args: argparse.Namespace, figures: dict[str, Any], database_bytes: in
         ),
         ("watcher caught up after the last patch", f"{watch['drain_s']:.2f} s"),
         (
+            "server CPU per status patch (HTTP, validation, SQLite commit, watch fan-out)",
+            f"{figures['server_cpu_ms_per_patch']:.2f} ms",
+        ),
+        (
             f"server RSS: empty / {count} devices / after the patches",
             " / ".join(f"{figures[key]:.0f}" for key in ("rss_empty", "rss_loaded", "rss_after"))
             + " MiB",
         ),
         (f"SQLite size (db + WAL) at {count} devices", f"{database_bytes / 1024 / 1024:.1f} MiB"),
     ]
+    load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
     machine = (
         f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}),"
         f" Python {platform.python_version()}, {platform.system()} {platform.release()};"
-        " client and server on the same machine."
+        f" client and server on the same machine; load average after the run {load}."
     )
     command = (
         f"Command: `benchmarks/kubeapi_bench.py --devices {count} --rate {args.rate}"

@@ -9,6 +9,7 @@ import pytest
 
 from flotta.bridge.outbound import REJECTED_SUBJECT, message_id, rejection, to_nats
 from flotta.bridge.streams import StreamSettings, stream_specs
+from flotta.schemas.cloudevents import envelope
 from flotta.schemas.codec import decode_device_payload, encode
 from flotta.schemas.topics import DeviceTopic
 from flotta.schemas.wire.connection import ConnectionState
@@ -55,6 +56,16 @@ def test_mapping(kind: DeviceTopic, payload: object, msg_id: str) -> None:
     assert event["source"] == "/flotta/namespaces/ns/devices/dev-1"
     assert event["time"] == "2026-01-01T12:00:00Z"
     assert event["data"] == json.loads(raw)
+    expected = envelope(
+        event_id=msg_id,
+        kind=kind,
+        namespace="ns",
+        device_id="dev-1",
+        data=json.loads(raw),
+        time=NOW,
+    )
+    assert event == expected
+    assert list(event) == list(expected)  # the contract's field order
 
 
 def test_same_batch_same_id_whatever_the_bytes() -> None:

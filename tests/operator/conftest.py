@@ -5,6 +5,7 @@ and event loop (as it would in its own process), so tests can use blocking clien
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -126,11 +127,11 @@ def local_kube(tmp_path: Path) -> Iterator[tuple[LocalKube, client.ApiClient]]:
         kube.stop()
 
 
-@pytest.fixture
-def stack(
-    local_kube: tuple[LocalKube, client.ApiClient], mosquitto_broker: TestBroker
+@contextlib.contextmanager
+def running_stack(
+    kube: LocalKube, api: client.ApiClient, mosquitto_broker: TestBroker
 ) -> Iterator[Stack]:
-    kube, api = local_kube
+    """The stack over a started API; stops every operator it started at the end."""
     operator_credentials = mosquitto_broker.operator()
     cfg = OperatorConfig(
         broker=BrokerSettings(
@@ -158,3 +159,11 @@ def stack(
     finally:
         for running in result.operators:
             running.stop()
+
+
+@pytest.fixture
+def stack(
+    local_kube: tuple[LocalKube, client.ApiClient], mosquitto_broker: TestBroker
+) -> Iterator[Stack]:
+    with running_stack(*local_kube, mosquitto_broker) as result:
+        yield result

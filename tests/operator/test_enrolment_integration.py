@@ -118,7 +118,9 @@ def test_auto_approved_enrolment_then_connect_and_renew(stack: Stack, tmp_path: 
 
     # Repeating the request with the same key is idempotent.
     boot.request(target_set="north")
-    assert boot.answer("issued").namespace == NAMESPACE
+    repeated = boot.answer("issued")
+    assert repeated.namespace == NAMESPACE
+    assert repeated.certificate == answer.certificate  # still valid: the same certificate
     # Another key claiming the same id is refused. It has to use the same client id (the ACL
     # ties enrolment topics to it), so the first session ends before (no takeover ping-pong).
     boot.probe.close()

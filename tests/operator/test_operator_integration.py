@@ -185,8 +185,11 @@ def _exists(stack: Stack, plural: str, name: str) -> bool:
 def test_invalid_workload_gets_a_condition_and_an_event_and_is_not_published(stack: Stack) -> None:
     creds = create_device(stack, "d1", {"site": "north"})
     apply_workload(stack, workload_obj("good", selector={}))
+    # The API's schema admits it; no device can run it (fieldRef needs a kubelet).
+    field_ref = {"fieldRef": {"fieldPath": "metadata.name"}}
     apply_workload(
-        stack, workload_obj("bad", selector={}, pod=pod_spec(lifecycle={"postStart": {}}))
+        stack,
+        workload_obj("bad", selector={}, pod=pod_spec(env=[{"name": "N", "valueFrom": field_ref}])),
     )
     apply_workload(
         stack,
@@ -207,7 +210,7 @@ def test_invalid_workload_gets_a_condition_and_an_event_and_is_not_published(sta
 
     bad = wait_until(lambda: condition("bad"))
     assert bad["status"] == "False"
-    assert "lifecycle" in bad["message"]
+    assert "fieldRef is not available on devices" in bad["message"]
     missing = wait_until(lambda: condition("needs-secret"))
     assert "Secret 'missing' does not exist" in missing["message"]
     assert wait_until(lambda: condition("good"))["status"] == "True"
@@ -267,3 +270,60 @@ def test_broker_restart_without_retained_store_is_repaired(stack: Stack) -> None
     )
     fresh = device_probe(stack, creds)
     assert next_desired(fresh, timeout=20).version == first.version
+
+
+def test_set_configuration_member_count_and_hardware_labels(stack: Stack) -> None:
+    creds = create_device(stack, "d1", {"flotta/member-of": "north"})
+    create_device(stack, "d2", {})
+    stack.objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevicesets",
+        {
+            "apiVersion": API_VERSION,
+            "kind": "EdgeDeviceSet",
+            "metadata": {"name": "north"},
+            "spec": {"heartbeat": {"periodSeconds": 5}},
+        },
+    )
+    stack.start_operator()
+    probe = device_probe(stack, creds)
+    assert next_desired(probe).configuration.heartbeat.period_seconds == 5
+    wait_until(
+        lambda: (get(stack, "edgedevicesets", "north").get("status") or {}).get("members") == 1
+    )
+
+    stack.objects.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevicesets",
+        "north",
+        {"spec": {"heartbeat": {"periodSeconds": 7}}},
+        _content_type=MERGE,
+    )
+    assert next_desired(probe).configuration.heartbeat.period_seconds == 7
+
+    # The bridge records the reported inventory; the operator keeps the hardware labels.
+    stack.objects.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevices",
+        "d2",
+        {
+            "status": {
+                "hardware": {"hostname": "Gateway-7", "systemVendor": {"manufacturer": "ACME"}}
+            }
+        },
+        _content_type=MERGE,
+    )
+    labels = wait_until(
+        lambda: (
+            (get(stack, "edgedevices", "d2")["metadata"]["labels"] or {}).get("device.hostname")
+            and get(stack, "edgedevices", "d2")["metadata"]["labels"]
+        )
+    )
+    assert labels["device.hostname"] == "gateway-7"
+    assert labels["device.system-manufacturer"] == "acme"

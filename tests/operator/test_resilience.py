@@ -14,7 +14,13 @@ from flotta.schemas.topics import DeviceTopic, device_topic
 from tests.fixtures.brokers import TestBroker
 from tests.fixtures.mqtt_probe import MqttProbe
 from tests.operator.builders import workload_obj
-from tests.operator.conftest import ENROLMENT_NAMESPACE, NAMESPACE, Stack, wait_until
+from tests.operator.conftest import (
+    ENROLMENT_NAMESPACE,
+    NAMESPACE,
+    Stack,
+    running_stack,
+    wait_until,
+)
 from tests.operator.kube import LocalKube
 
 pytestmark = pytest.mark.slow
@@ -46,23 +52,15 @@ def http_get(port: int, path: str) -> tuple[int, str]:
 @pytest.fixture
 def restartable_stack(tmp_path: Any, mosquitto_broker: TestBroker) -> Any:
     """A stack whose local API listens on a fixed port and keeps little watch history."""
-    from dataclasses import replace
-
-    from tests.operator import conftest
-
     kube = LocalKube(tmp_path / "kube", port=free_port("127.0.0.1"), watch_history=5)
     kube.start()
     api = kube.api_client()
     kube.install_crds(api)
     kube.create_namespaces(api, NAMESPACE, ENROLMENT_NAMESPACE)
-    generator = conftest.stack.__wrapped__((kube, api), mosquitto_broker)  # type: ignore[attr-defined]
-    stack = next(generator)
-    stack.config = replace(stack.config)
     try:
-        yield stack
+        with running_stack(kube, api, mosquitto_broker) as stack:
+            yield stack
     finally:
-        for _ in generator:
-            pass
         api.close()
         kube.stop()
 

@@ -216,6 +216,8 @@ class Bridge:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK)
+            if self.ingest is not None:
+                self.ingest.sweep(time.monotonic())
             silent = self.fleet.tick(datetime.now(UTC), time.monotonic())
             if silent:
                 logger.info("%d device(s) missed 3 heartbeats: now offline", len(silent))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import os
 import signal
 import socket
@@ -59,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.log_format == "json":
         use_json_logs(args.log_level)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: dump every stack
     settings = BridgeSettings(
         mqtt=MqttSettings(
             host=args.mqtt_host,

@@ -186,6 +186,15 @@ def on_heartbeat(
     previous: DeviceStatus, report: StatusReport, context: DeviceContext, now: datetime
 ) -> DeviceStatus:
     """The status after a heartbeat: the device is online and says what it runs."""
+    if _unchanged(previous, report):
+        # The common case, kept cheap: only the times that are not visible move.
+        uploads = tuple(item.last_data_upload for item in report.workloads)
+        workloads = previous.workloads
+        if any(w.last_data_upload != u for w, u in zip(workloads, uploads, strict=True)):
+            workloads = tuple(
+                replace(w, last_data_upload=u) for w, u in zip(workloads, uploads, strict=True)
+            )
+        return replace(previous, last_seen=now, workloads=workloads)
     hardware = previous.hardware
     if report.hardware is not None:
         hardware = merge_hardware(previous.hardware, report.hardware)
@@ -200,6 +209,22 @@ def on_heartbeat(
         upgrade=upgrade,
     )
     return with_conditions(status, context, now, offline_reason="")
+
+
+def _unchanged(previous: DeviceStatus, report: StatusReport) -> bool:
+    """Whether a heartbeat repeats what the status already says (in the same order)."""
+    if (
+        previous.phase != ONLINE
+        or report.hardware is not None
+        or previous.applied_version != report.applied_version
+        or len(previous.workloads) != len(report.workloads)
+        or (report.upgrade is not None and previous.upgrade != _upgrade(report.upgrade))
+    ):
+        return False
+    return all(
+        w.name == item.name and w.phase == item.phase and w.message == item.message[:1024]
+        for w, item in zip(previous.workloads, report.workloads, strict=True)
+    )
 
 
 def on_connection(

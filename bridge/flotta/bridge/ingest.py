@@ -18,6 +18,7 @@ from typing import Protocol
 
 from nats.js.api import PubAck
 
+from flotta.bridge.decoding import decode_report
 from flotta.bridge.devicestatus import DeviceContext
 from flotta.bridge.errors import RejectedMessageError
 from flotta.bridge.fleet import Fleet
@@ -25,7 +26,6 @@ from flotta.bridge.intake import Delivery
 from flotta.bridge.metrics import BridgeMetrics
 from flotta.bridge.outbound import Outbound, rejection, to_nats
 from flotta.bridge.ratelimit import TokenBucket
-from flotta.schemas.codec import decode_device_payload
 from flotta.schemas.errors import PayloadError, PayloadTooLargeError, SchemaVersionError, TopicError
 from flotta.schemas.topics import TELEMETRY_KINDS, DeviceTopic, parse_device_topic
 from flotta.schemas.wire.common import Payload
@@ -79,6 +79,8 @@ class Ingest:
         self.overflowed = 0
         self.acked = 0
         self._closed = False
+        # publishes awaiting their acknowledgement, oldest first: id -> (deadline, future)
+        self._pending: dict[int, tuple[float, asyncio.Future[PubAck]]] = {}
 
     # ---- intake side -------------------------------------------------------------------------
 
@@ -136,7 +138,7 @@ class Ingest:
                 "unknown-device", f"no EdgeDevice named {parsed.device_id!r} in any namespace"
             )
         try:
-            payload = decode_device_payload(parsed.kind, delivery.payload)
+            payload = decode_report(parsed.kind, delivery.payload)
         except PayloadTooLargeError as exc:
             raise RejectedMessageError("oversized", str(exc)) from None
         except SchemaVersionError as exc:
@@ -194,10 +196,11 @@ class Ingest:
             self._retry(delivery, outbound, exc)
             return
 
-        timer = asyncio.get_running_loop().call_later(PUBLISH_TIMEOUT, future.cancel)
+        key = id(future)
+        self._pending[key] = (time.monotonic() + PUBLISH_TIMEOUT, future)
 
         def published(done: asyncio.Future[PubAck]) -> None:
-            timer.cancel()
+            self._pending.pop(key, None)
             error = TimeoutError("no acknowledgement") if done.cancelled() else done.exception()
             if error is not None:
                 self._published_failed.inc()
@@ -208,6 +211,18 @@ class Ingest:
             self._done(delivery)
 
         future.add_done_callback(published)
+
+    def sweep(self, now: float) -> int:
+        """Give up on publishes not acknowledged in time (they are retried); how many."""
+        expired = []
+        for key, (deadline, future) in self._pending.items():
+            if deadline > now:
+                break
+            expired.append((key, future))
+        for key, future in expired:
+            self._pending.pop(key, None)
+            future.cancel()
+        return len(expired)
 
     def _retry(self, delivery: Delivery, outbound: Outbound, error: BaseException) -> None:
         if self._closed:

@@ -166,11 +166,6 @@ class Broker:
         self.publish_callback(topic, payload, qos=qos, retain=retain, done=done)
         return future
 
-    async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
-    ) -> None:
-        await self.publish_nowait(topic, payload, qos=qos, retain=retain)
-
     def _drain_acks(self) -> None:
         with self._lock:
             acked, self._acked = self._acked, []

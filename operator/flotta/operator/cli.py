@@ -49,6 +49,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="send SIGHUP to this broker after a revocation so that it reloads the CRL",
     )
+    run.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="json: one object a line"
+    )
     run.set_defaults(handler=_run)
 
 
@@ -57,8 +60,11 @@ def _run(args: argparse.Namespace) -> int:
     from flotta.operator.broker import BrokerSettings
     from flotta.operator.context import OperatorSettings
     from flotta.operator.errors import OperatorError
+    from flotta.operator.logformat import use_json_logs
     from flotta.operator.policy import ApprovalPolicy
 
+    if args.log_format == "json":
+        use_json_logs()
     try:
         policy = ApprovalPolicy.parse(args.auto_approve)
     except OperatorError as exc:

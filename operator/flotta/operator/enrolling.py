@@ -187,6 +187,11 @@ class Enroller:
         phase = request.status.phase if request.status else None
         state = request_state(request)
         if isinstance(state, Issue) and phase != "Issued":
+            await self._context.kube.event(
+                request.to_api(),
+                reason="Approved",
+                message=f"enrolment of {name} in {request.spec.target_namespace} approved",
+            )
             await self.issue(request)
         elif isinstance(state, Declined) and phase != "Declined":
             await self._set_phase(request, "Declined", "Declined", state.message)
@@ -224,7 +229,9 @@ class Enroller:
             await self._set_phase(request, "Failed", "DeviceIdInUse", message)
             await self._answer(device_id, "refused", message)
             return
-        cert = await self._sign(device, request.spec.csr, key, enrolled=current is None)
+        cert = self._current_certificate(device, key) or await self._sign(
+            device, request.spec.csr, key, enrolled=current is None
+        )
         context.metrics.enrolments.labels("issued").inc()
         context.metrics.certificates.labels("issued").inc()
         await self._set_phase(
@@ -249,6 +256,23 @@ class Enroller:
         )
 
     # ---- helpers -------------------------------------------------------------------------
+
+    def _current_certificate(self, device: EdgeDevice, key: PublicKey) -> x509.Certificate | None:
+        """The device's current certificate when a repeated request can get it again: same key,
+        and more than half of its validity left (otherwise a fresh one is signed)."""
+        status = device.status
+        if status is None or status.certificate is None or not status.certificate.serial:
+            return None
+        try:
+            cert = self._context.pki.find_issued(int(status.certificate.serial, 16))
+        except (ValueError, PkiError):
+            return None
+        if cert is None or key_bytes(check_public_key(cert.public_key())) != key_bytes(key):
+            return None
+        lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+        if cert.not_valid_after_utc - datetime.now(UTC) < lifetime / 2:
+            return None
+        return cert
 
     async def _sign(
         self, device: EdgeDevice, csr_pem: str, key: PublicKey, *, enrolled: bool = False
@@ -301,9 +325,8 @@ class Enroller:
         device = self._device(device_id)
         if device is None:
             return
-        cert = await self._sign(
-            device, csr_pem, check_public_key(load_request_csr(device_id, csr_pem).public_key())
-        )
+        key = check_public_key(load_request_csr(device_id, csr_pem).public_key())
+        cert = self._current_certificate(device, key) or await self._sign(device, csr_pem, key)
         await self._answer(
             device_id,
             "issued",

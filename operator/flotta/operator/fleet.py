@@ -365,11 +365,14 @@ class Fleet:
 
 
 def _desired_inputs(device: EdgeDevice) -> tuple[Any, ...]:
-    """The parts of an EdgeDevice that its desired state depends on (not its status, which
-    the bridge rewrites, except the certificate that secrets are sealed for)."""
-    certificate = device.status.certificate if device.status is not None else None
+    """The parts of an EdgeDevice that a reconcile depends on: its spec, the certificate that
+    secrets are sealed for, deletion, and the hardware that its labels follow (not the rest of
+    the status, which the bridge rewrites often)."""
+    status = device.status
+    certificate = status.certificate if status is not None else None
     return (
         device.spec,
         certificate.serial if certificate is not None else "",
         device.metadata.deletion_timestamp,
+        status.hardware if status is not None else None,
     )

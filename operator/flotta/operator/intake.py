@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -33,7 +34,11 @@ class Intake:
         if event.type == "RELISTED":
             changes = self._relisted(event)
             self._synced.add(event.kind)
-            if all(kind in self._synced for kind in KINDS):
+            if all(kind in self._synced for kind in KINDS) and not self._context.synced.is_set():
+                # The initial caches live as long as the process: keep them out of the cyclic
+                # garbage collector's full scans, which otherwise pause every loop.
+                gc.collect()
+                gc.freeze()
                 self._context.synced.set()
         elif event.type == "DELETED":
             changes = self._delete(event.kind, _key(event.obj))

@@ -27,9 +27,6 @@ class Ledger:
     def current(self, key: Key) -> Entry | None:
         return self._entries.get(key)
 
-    def versions(self, namespace: str) -> dict[str, str]:
-        return {k[1]: e.version for k, e in self._entries.items() if k[0] == namespace}
-
     def update(self, key: Key, version: str, payload: bytes) -> bool:
         """Record the current desired state; True when it has to be published."""
         entry = self._entries.setdefault(key, Entry())

@@ -52,22 +52,6 @@ class KubeWriter:
         self._core = client.CoreV1Api(api)
         self._component = component
 
-    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        def call() -> dict[str, Any] | None:
-            try:
-                return cast(
-                    dict[str, Any],
-                    self._objects.get_namespaced_custom_object(
-                        GROUP, VERSION, namespace, plural, name
-                    ),
-                )
-            except ApiException as exc:
-                if exc.status == NOT_FOUND:
-                    return None
-                raise _wrap(exc, f"get {plural}/{namespace}/{name}") from None
-
-        return cast(dict[str, Any] | None, await _run(call, f"get {plural}/{namespace}/{name}"))
-
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create an object; when it exists already, return the existing one."""
         name = body["metadata"]["name"]
@@ -127,20 +111,6 @@ class KubeWriter:
                 raise _wrap(exc, f"patch {plural}/{namespace}/{name}/status") from None
 
         return bool(await _run(call, f"patch {plural}/{namespace}/{name}/status"))
-
-    async def delete(self, plural: str, namespace: str, name: str) -> bool:
-        def call() -> bool:
-            try:
-                self._objects.delete_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, name
-                )
-                return True
-            except ApiException as exc:
-                if exc.status == NOT_FOUND:
-                    return False
-                raise _wrap(exc, f"delete {plural}/{namespace}/{name}") from None
-
-        return bool(await _run(call, f"delete {plural}/{namespace}/{name}"))
 
     async def event(
         self,

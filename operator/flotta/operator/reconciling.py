@@ -15,7 +15,8 @@ import logging
 from flotta.operator.context import Context
 from flotta.operator.errors import TransportError
 from flotta.operator.fleet import Key
-from flotta.operator.labels import workload_labels_patch
+from flotta.operator.hwlabels import hardware_labels
+from flotta.operator.labels import labels_patch, workload_labels_patch
 from flotta.pki.sealing import SealingError
 from flotta.schemas.crd.common import DEVICE_FINALIZER
 from flotta.schemas.errors import PayloadError
@@ -24,6 +25,7 @@ from flotta.schemas.topics import DeviceTopic, device_topic
 logger = logging.getLogger(__name__)
 
 BATCH = 256
+RETRY_DELAY = 5.0
 
 
 class Reconciler:
@@ -87,8 +89,20 @@ class Reconciler:
             return True
         if entry is not None and (status is None or status.desired_version != entry.version):
             return True
-        names = context.fleet.workload_names_of(key)
-        return workload_labels_patch(device.metadata.labels, names) is not None
+        return self._labels_patch(key) is not None
+
+    def _labels_patch(self, key: Key) -> dict[str, str | None] | None:
+        """``workload/<name>`` labels for the workloads that target the device, and the
+        hardware labels of its reported inventory."""
+        context = self._context
+        device = context.fleet.devices[key]
+        current = device.metadata.labels
+        patch: dict[str, str | None] = dict(
+            workload_labels_patch(current, context.fleet.workload_names_of(key)) or {}
+        )
+        hardware = device.status.hardware if device.status is not None else None
+        patch.update(labels_patch(current, hardware_labels(hardware)) or {})
+        return patch or None
 
     # ---- publish -------------------------------------------------------------------------
 
@@ -134,9 +148,10 @@ class Reconciler:
             context.metrics.publish_errors.inc()
             context.ledger.failed(key, version)
             logger.debug("publish to %s/%s failed: %s", *key, error)
-            # Requeued at once when connected; after a reconnect everything is requeued anyway.
+            # A refused publish is tried again after a pause; after a reconnect everything is
+            # queued again anyway.
             if context.broker.connected.is_set():
-                context.publish.add(key)
+                asyncio.get_running_loop().call_later(RETRY_DELAY, context.publish.add, key)
             self._check_idle()
             return
         context.metrics.publishes.inc()
@@ -168,7 +183,7 @@ class Reconciler:
         if DEVICE_FINALIZER not in device.metadata.finalizers:
             meta["finalizers"] = [*device.metadata.finalizers, DEVICE_FINALIZER]
             meta["resourceVersion"] = device.metadata.resource_version
-        labels = workload_labels_patch(device.metadata.labels, context.fleet.workload_names_of(key))
+        labels = self._labels_patch(key)
         if labels is not None:
             meta["labels"] = labels
         entry = context.ledger.current(key)

@@ -40,10 +40,6 @@ class Selector:
                 return False
         return all(requirement.matches(labels) for requirement in self.requirements)
 
-    @property
-    def selects_everything(self) -> bool:
-        return not self.match_labels and not self.requirements
-
 
 def compile_selector(selector: LabelSelector) -> Selector:
     """Compile a selector; raise SelectorError for In/NotIn without values or

@@ -1,12 +1,24 @@
-"""The project's asyncio MQTT v5 client over paho-mqtt, shared by operator, bridge and agent.
+"""``flotta.mqtt``: the asyncio MQTT v5 client used by the operator, the bridge and the agent.
 
-paho runs without its network thread: its socket is handed to the event loop. Publishes
-resolve on the broker's acknowledgement, subscriptions on SUBACK, and incoming messages wait in
-a bounded queue until the consumer acknowledges them.
+Only paho-mqtt and the standard library. Typical use::
+
+    settings = MqttSettings(host, 8883, "dev-a", TlsFiles(ca, cert, key))
+
+    async def on_connected(session_present: bool) -> None:
+        await client.publish(connection_topic, b"online", retain=True)  # birth message
+
+    async with MqttClient(settings, on_connected=on_connected, manual_ack=True) as client:
+        await client.subscribe([(desired_topic, 1)])
+        async for message in client.messages():
+            await handle(message)
+            message.ack()  # the broker forgets the message only now
+
+Delivery is at least once: a message handled but not acked when the connection drops comes
+again (``duplicate=True``) after the reconnect.
 """
 
-from flotta.mqtt.backoff import Backoff
-from flotta.mqtt.client import Message, MqttClient
+from flotta.mqtt.backoff import Backoff, BackoffPolicy
+from flotta.mqtt.client import MqttClient, MqttCounters
 from flotta.mqtt.errors import (
     ConnectError,
     DisconnectedError,
@@ -14,14 +26,17 @@ from flotta.mqtt.errors import (
     PublishError,
     SubscribeError,
 )
+from flotta.mqtt.messages import Message
 from flotta.mqtt.settings import MqttSettings, TlsFiles, Will
 
 __all__ = [
     "Backoff",
+    "BackoffPolicy",
     "ConnectError",
     "DisconnectedError",
     "Message",
     "MqttClient",
+    "MqttCounters",
     "MqttError",
     "MqttSettings",
     "PublishError",

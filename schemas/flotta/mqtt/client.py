@@ -1,15 +1,8 @@
-"""MqttClient: paho-mqtt (MQTT v5) driven by the asyncio loop.
+"""The asyncio MQTT v5 client: paho-mqtt driven by the event loop, no network thread.
 
-Only the blocking part of connecting (TCP connect, TLS handshake, sending CONNECT) runs in a
-worker thread; paho's socket is then read and written from the loop (``add_reader`` /
-``add_writer``) and its keepalive bookkeeping runs on a loop timer. paho's callbacks that may
-fire in the worker thread are handed to the loop with ``call_soon_threadsafe``.
-
-Incoming messages are always acknowledged by this client, never by paho on receipt: either when
-the consumer takes them from the queue, or (``manual_ack=True``) when the consumer calls
-:meth:`MqttClient.ack` after handling them. The broker sends at most ``receive_maximum``
-unacknowledged QoS 1 messages, so a queue at least that large never overflows with them; QoS 0
-messages that do not fit are dropped and counted.
+paho's socket is served by the loop (``flotta.mqtt.looping``) and ``loop_misc`` runs on a
+timer task. Only the blocking TCP + TLS connect runs in a worker thread; every other paho
+call and callback happens on the loop thread.
 """
 
 from __future__ import annotations
@@ -17,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import select
 import ssl
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -39,336 +32,276 @@ from flotta.mqtt.errors import (
     PublishError,
     SubscribeError,
 )
+from flotta.mqtt.looping import SocketBridge, tracking_socket_class
+from flotta.mqtt.messages import Inbox, Message
 from flotta.mqtt.settings import MqttSettings
 
-READ_BURST = 256  # packets read per readable event before yielding to the loop
-MISC_INTERVAL = 1.0
 DISCONNECT_WITH_WILL = 0x04
-
-ConnectedHook = Callable[[bool], Awaitable[None]]
-DisconnectedHook = Callable[[str], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    mid: int
-    connection: int  # which connection delivered it; an ack on a later one is not sent
+OnConnected = Callable[[bool], Awaitable[None]]
+OnDisconnected = Callable[[str], Awaitable[None]]
+Payload = bytes | bytearray | str
 
 
-@dataclass
-class Counters:
+@dataclass(slots=True)
+class MqttCounters:
     received: int = 0
-    dropped: int = 0
-    published: int = 0
-    publish_failures: int = 0
-    connects: int = 0
+    connects: int = 0  # successful connections, the first included
+    dropped: int = 0  # did not fit in the inbox (logged)
+    published: int = 0  # acknowledged by the broker (QoS>0) or written (QoS 0)
+    publish_failures: int = 0  # refused by the broker or lost with the connection
+    reconnects: int = 0  # successful connections after the first
     connect_failures: int = 0
+    stale_acks: int = 0  # acks for messages of a connection that is gone (void)
+    discarded_redelivered: int = 0  # unacked messages dropped because the broker resends them
 
 
-@dataclass
-class _Pending:
-    future: asyncio.Future[None]
-    topic: str
-
-
-@dataclass
-class _State:
-    connection: int = 0
-    sock: Any = None
-    pending_publishes: dict[int, _Pending] = field(default_factory=dict)
-    pending_subscribes: dict[int, tuple[asyncio.Future[None], list[str]]] = field(
-        default_factory=dict
-    )
+def _reason_text(reason: ReasonCode) -> str:
+    return str(reason.getName())
 
 
 class MqttClient:
+    """One MQTT v5 connection with a persistent session, supervised reconnects and a bounded
+    inbox; messages are acked as taken, or with ``manual_ack=True`` by the consumer once
+    handled. Use as ``async with MqttClient(...)``."""
+
     def __init__(
         self,
         settings: MqttSettings,
         *,
-        on_connected: ConnectedHook | None = None,
-        on_disconnected: DisconnectedHook | None = None,
+        on_connected: OnConnected | None = None,
+        on_disconnected: OnDisconnected | None = None,
         manual_ack: bool = False,
         logger: logging.Logger | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings
-        self.counters = Counters()
-        self._on_connected_hook = on_connected
-        self._on_disconnected_hook = on_disconnected
+        self.counters = MqttCounters()
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
         self._manual_ack = manual_ack
         self._log = logger or logging.getLogger("flotta.mqtt")
-        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=settings.incoming_queue)
-        self._subscriptions: dict[str, int] = {}
-        self._state = _State()
+        self._backoff = backoff or Backoff(settings.backoff_policy())
+        self._inbox = Inbox(settings.incoming_queue)
+        self._paho = self._make_paho()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._connected = asyncio.Event()
+        self._publishes: dict[int, tuple[asyncio.Future[None], str]] = {}
+        self._subscribes: dict[int, asyncio.Future[list[ReasonCode]]] = {}
+        self._subscriptions: dict[str, int] = {}  # filter -> QoS, re-established if needed
+        self._connack: asyncio.Future[bool] | None = None
         self._lost = asyncio.Event()
-        self._connack: asyncio.Future[tuple[ReasonCode, bool]] | None = None
+        self._up = asyncio.Event()
+        self._lost_reason = ""
+        self._connected = False
+        self._connecting = False
         self._closing = False
+        self._generation = 0
+        self._unacked: set[int] = set()  # mids of QoS>0 messages delivered on this connection
         self._last_error = ""
-        self._client = self._build_client()
+        self._tls_configured = False
 
-    # ---- public API ------------------------------------------------------------------------
+    # ---- public API -----------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._connected
 
-    async def start(self) -> None:
-        """Start connecting (and reconnecting) in the background."""
-        if self._loop is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._spawn(self._supervise(), "mqtt-supervisor")
-        self._spawn(self._misc_loop(), "mqtt-misc")
+    @property
+    def publishes_in_flight(self) -> int:
+        """Publishes waiting for their acknowledgement."""
+        return len(self._publishes)
+
+    @property
+    def queue_depth(self) -> int:
+        """Messages waiting in the inbox."""
+        return len(self._inbox)
 
     async def connect(self) -> None:
-        """Start and wait for the first connection; :class:`ConnectError` if it does not come
-        within ``settings.connect_timeout``."""
-        await self.start()
+        """Connect once (raises ConnectError), then keep reconnecting in the background."""
+        self._start()
         try:
-            await asyncio.wait_for(self._connected.wait(), self.settings.connect_timeout)
-        except TimeoutError:
-            raise ConnectError(self.settings.target, self._last_error or "timed out") from None
+            session_present = await self._connect_once()
+        except BaseException:
+            await self.close()
+            raise
+        self._spawn(self._supervise(session_present), "mqtt-supervisor")
+
+    async def start(self) -> None:
+        """Like ``connect()``, but never raises: the first attempt is retried with backoff."""
+        self._start()
+        self._spawn(self._supervise(None), "mqtt-supervisor")
 
     async def wait_connected(self) -> None:
-        await self._connected.wait()
+        await self._up.wait()
 
     async def close(self, *, publish_will: bool = False) -> None:
-        """Disconnect (with the will when asked), and stop every task this client started."""
+        """Send DISCONNECT (the session and its subscriptions stay), stop every task.
+
+        ``publish_will``: ask the broker to publish the will anyway (reason code 0x04).
+        """
+        if self._closing:
+            return
         self._closing = True
-        if self._connected.is_set():
-            properties = None
+        if self._connected:
             reason = None
             if publish_will:
                 reason = ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL)
-            with contextlib.suppress(Exception):
-                self._client.disconnect(reasoncode=reason, properties=properties)
-                self._client.loop_write()
-        for task in list(self._tasks):
+            self._paho.disconnect(reasoncode=reason)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.close_timeout):
+                    await self._lost.wait()
+        tasks = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._detach_socket()
-        self._fail_pending(DisconnectedError("client closed"))
-        self._connected.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._drop_socket("client closed")
+        self._inbox.close()
 
     async def __aenter__(self) -> MqttClient:
         await self.connect()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: Payload,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        properties: Properties | None = None,
     ) -> None:
-        """Publish and wait for the broker's acknowledgement (QoS 1) or the write (QoS 0)."""
-        if not self._connected.is_set():
+        """Publish; returns once the broker acknowledged (QoS 1/2) or it was queued (QoS 0)."""
+        if not self._connected:
             self.counters.publish_failures += 1
-            raise DisconnectedError(f"publish to {topic!r}")
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            raise DisconnectedError(f"publish to {topic!r}", self._lost_reason)
+        try:
+            info = self._paho.publish(topic, payload, qos, retain, properties)
+        except (ValueError, TypeError) as exc:
+            self.counters.publish_failures += 1
+            raise PublishError(topic, str(exc)) from exc
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self.counters.publish_failures += 1
             if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
                 raise DisconnectedError(f"publish to {topic!r}")
-            raise MqttError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
+            raise PublishError(topic, paho.error_string(info.rc))
         if qos == 0:
             self.counters.published += 1
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._state.pending_publishes[info.mid] = _Pending(future, topic)
+        future: asyncio.Future[None] = self._running_loop().create_future()
+        self._publishes[info.mid] = (future, topic)
         try:
             await future
-        except MqttError:
-            self.counters.publish_failures += 1
-            raise
         finally:
-            self._state.pending_publishes.pop(info.mid, None)
-        self.counters.published += 1
+            self._publishes.pop(info.mid, None)
 
-    async def subscribe(self, filters: Sequence[tuple[str, int]]) -> None:
-        """Subscribe and wait for SUBACK; remembered and renewed after a reconnect that lost
-        the session."""
-        invalid = {
-            topic: f"QoS {qos} is not 0, 1 or 2" for topic, qos in filters if qos not in (0, 1, 2)
-        }
-        if invalid:
-            raise SubscribeError(invalid)
-        for topic, qos in filters:
-            self._subscriptions[topic] = qos
-        if not self._connected.is_set():
-            raise DisconnectedError("subscribe")
-        await self._subscribe_now(list(filters))
+    async def subscribe(self, subscriptions: Sequence[tuple[str, int]]) -> list[int]:
+        """Subscribe and wait for SUBACK; the granted QoS per filter.
 
-    async def unsubscribe(self, topics: Sequence[str]) -> None:
-        for topic in topics:
-            self._subscriptions.pop(topic, None)
-        if self._connected.is_set():
-            self._client.unsubscribe(list(topics))
+        Accepted filters are remembered and re-established after a reconnect without a
+        session. Raises SubscribeError if any filter was refused.
+        """
+        bad_qos = [
+            (f, f"QoS {qos} is not 0, 1 or 2", None)
+            for f, qos in subscriptions
+            if qos not in (0, 1, 2)
+        ]
+        if bad_qos:
+            raise SubscribeError(bad_qos)
+        codes = await self._send_subscribe(subscriptions)
+        refused: list[tuple[str, str, int | None]] = []
+        granted: list[int] = []
+        for (topic_filter, qos), code in zip(subscriptions, codes, strict=True):
+            if code.is_failure:
+                refused.append((topic_filter, _reason_text(code), code.value))
+            else:
+                self._subscriptions[topic_filter] = qos
+                granted.append(code.value)
+        if refused:
+            raise SubscribeError(refused)
+        return granted
+
+    async def unsubscribe(self, topic_filters: Sequence[str]) -> None:
+        """Forget filters (no wait for UNSUBACK: the broker always accepts)."""
+        for topic_filter in topic_filters:
+            self._subscriptions.pop(topic_filter, None)
+        if not self._connected:
+            raise DisconnectedError("unsubscribe", self._lost_reason)
+        rc, _ = self._paho.unsubscribe(list(topic_filters))
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise DisconnectedError("unsubscribe", paho.error_string(rc))
 
     async def messages(self) -> AsyncIterator[Message]:
-        """Incoming messages, in order. Without ``manual_ack`` each is acknowledged as it is
-        taken; with it, call :meth:`ack` once the message has been handled."""
+        """Incoming messages until the client is closed.
+
+        Without ``manual_ack`` each is acknowledged as it is taken; with it, call
+        ``message.ack()`` (or ``client.ack(message)``) once it has been handled.
+        """
         while True:
-            message = await self._queue.get()
+            message = await self._inbox.get()
+            if message is None:
+                return
             if not self._manual_ack:
                 self.ack(message)
             yield message
 
     def ack(self, message: Message) -> None:
-        if message.qos == 0 or message.connection != self._state.connection:
-            return  # the broker redelivers it on the new connection
-        if self._state.sock is not None:
-            self._client.ack(message.mid, message.qos)
+        """Acknowledge a handled message (PUBACK); void for QoS 0, repeats, old connections."""
+        self._ack(message)
 
-    @property
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
+    # ---- paho setup ---------------------------------------------------------------------
 
-    # ---- connection supervision -----------------------------------------------------------
-
-    def _build_client(self) -> paho.Client:
+    def _make_paho(self) -> paho.Client:
+        settings = self.settings
         client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.settings.client_id,
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
             protocol=paho.MQTTv5,
             manual_ack=True,
         )
-        client.max_inflight_messages_set(self.settings.max_inflight)
-        client.max_queued_messages_set(self.settings.max_inflight * 10)
-        if self.settings.tls is not None:
-            client.tls_set_context(self.settings.tls.context())
-        will = self.settings.will
-        if will is not None:
-            client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_register_write
-        client.on_socket_unregister_write = self._on_unregister_write
+        client.max_inflight_messages_set(settings.max_inflight)
+        client.max_queued_messages_set(0)
+        client.connect_timeout = settings.connect_timeout
+        if settings.username is not None:
+            client.username_pw_set(settings.username, settings.password)
+        if settings.will is not None:
+            will = settings.will
+            client.will_set(will.topic, will.payload, will.qos, will.retain)
+        client.on_connect = self._handle_connack
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_puback
+        client.on_subscribe = self._handle_suback
+        client.on_message = self._handle_message
+        client.enable_logger(self._paho_logger())
         return client
 
-    async def _supervise(self) -> None:
-        backoff = Backoff(self.settings.reconnect_base, self.settings.reconnect_cap)
-        while not self._closing:
-            try:
-                session_present = await self._connect_once()
-            except ConnectError as exc:
-                self.counters.connect_failures += 1
-                self._last_error = exc.reason
-                delay = backoff.next_delay()
-                self._log.warning("%s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            backoff.reset()
-            await self._after_connect(session_present)
-            await self._lost.wait()
-            if self._on_disconnected_hook is not None and not self._closing:
-                await self._run_hook(self._on_disconnected_hook(self._last_error))
-            await asyncio.sleep(backoff.next_delay())
-
-    async def _connect_once(self) -> bool:
-        loop = asyncio.get_running_loop()
-        self._lost.clear()
-        self._connack = loop.create_future()
+    def _connect_properties(self) -> Properties:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self.settings.session_expiry
         properties.ReceiveMaximum = self.settings.receive_maximum
-        try:
-            await asyncio.wait_for(
-                loop.run_in_executor(None, self._blocking_connect, properties),
-                self.settings.connect_timeout,
-            )
-        except (OSError, ssl.SSLError, ValueError, TimeoutError) as exc:
-            self._detach_socket()
-            raise ConnectError(self.settings.target, _describe(exc)) from None
-        self._on_readable()
-        try:
-            reason, session_present = await asyncio.wait_for(
-                self._connack, self.settings.connect_timeout
-            )
-        except TimeoutError:
-            self._client.disconnect()
-            self._detach_socket()
-            raise ConnectError(self.settings.target, "no CONNACK from the broker") from None
-        if reason.is_failure:
-            self._detach_socket()
-            raise ConnectError(self.settings.target, f"refused by the broker: {reason}")
-        return session_present
+        return properties
 
-    def _blocking_connect(self, properties: Properties) -> None:
-        self._client.connect(
-            self.settings.host,
-            self.settings.port,
-            keepalive=self.settings.keepalive,
-            clean_start=self.settings.clean_start,
-            properties=properties,
-        )
+    def _start(self) -> None:
+        if self._loop is not None:
+            raise MqttError("this client was already started; make a new one")
+        self._loop = asyncio.get_running_loop()
+        SocketBridge(self._paho, self._loop).attach()
+        self._spawn(self._housekeeping(), "mqtt-housekeeping")
 
-    async def _after_connect(self, session_present: bool) -> None:
-        self.counters.connects += 1
-        self._connected.set()
-        self._log.info(
-            "MQTT connected to %s as %s (session present: %s)",
-            self.settings.target,
-            self.settings.client_id,
-            session_present,
-        )
-        if self._subscriptions and not session_present:
-            with contextlib.suppress(MqttError):
-                await self._subscribe_now(list(self._subscriptions.items()))
-        if self._on_connected_hook is not None:
-            await self._run_hook(self._on_connected_hook(session_present))
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise MqttError("the client is not started")
+        return self._loop
 
-    async def _run_hook(self, hook: Awaitable[None]) -> None:
-        try:
-            await hook
-        except MqttError as exc:
-            self._log.warning("MQTT connection hook failed: %s", exc)
-        except Exception:
-            self._log.exception("MQTT connection hook failed")
-
-    async def _subscribe_now(self, filters: list[tuple[str, int]]) -> None:
-        result, mid = self._client.subscribe(
-            [(topic, SubscribeOptions(qos=qos)) for topic, qos in filters]
-        )
-        if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
-            raise DisconnectedError("subscribe")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._state.pending_subscribes[mid] = (future, [topic for topic, _ in filters])
-        try:
-            await future
-        finally:
-            self._state.pending_subscribes.pop(mid, None)
-
-    async def _misc_loop(self) -> None:
-        while True:
-            await asyncio.sleep(MISC_INTERVAL)
-            if self._state.sock is not None:
-                self._client.loop_misc()
-
-    def _fail_pending(self, error: MqttError) -> None:
-        for pending in self._state.pending_publishes.values():
-            if not pending.future.done():
-                pending.future.set_exception(error)
-        for future, _ in self._state.pending_subscribes.values():
-            if not future.done():
-                future.set_exception(error)
-
-    def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(coroutine)
-        task.set_name(name)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = self._running_loop().create_task(coro, name=f"{name}[{self.settings.client_id}]")
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -377,171 +310,338 @@ class MqttClient:
         if not task.cancelled() and task.exception() is not None:
             self._log.error("MQTT task %s failed", task.get_name(), exc_info=task.exception())
 
-    # ---- paho callbacks ---------------------------------------------------------------------
+    # ---- connecting -----------------------------------------------------------------------
 
-    def _in_loop(self, function: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        if threading.get_ident() == self._loop_thread:
-            function(*args)
-        else:
-            loop.call_soon_threadsafe(function, *args)
+    def _blocking_connect(self, context: ssl.SSLContext | None) -> None:
+        """Runs in a worker thread: TCP connect, TLS handshake, CONNECT queued."""
+        settings = self.settings
+        opened: list[ssl.SSLSocket] = []
+        if context is not None:
+            context.sslsocket_class = tracking_socket_class(opened)
+            if self._tls_configured:
+                # paho allows tls_set_context once; a renewed certificate needs a new context.
+                self._paho._ssl_context = context
+            else:
+                self._paho.tls_set_context(context)
+                self._tls_configured = True
+        try:
+            self._paho.connect(
+                settings.host,
+                settings.port,
+                keepalive=settings.keepalive,
+                clean_start=settings.clean_start,
+                properties=self._connect_properties(),
+            )
+        except BaseException:
+            for sock in opened:  # paho does not close a socket whose handshake failed
+                sock.close()
+            raise
 
-    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._in_loop(self._attach_socket, sock)
+    async def _connect_once(self) -> bool:
+        """One attempt; whether the broker had our session. Raises ConnectError."""
+        try:
+            return await self._attempt()
+        except ConnectError:
+            self.counters.connect_failures += 1
+            raise
 
-    def _attach_socket(self, sock: Any) -> None:
-        assert self._loop is not None
-        self._state.sock = sock
-        self._loop.add_reader(sock, self._on_readable)
+    async def _attempt(self) -> bool:
+        settings = self.settings
+        loop = self._running_loop()
+        try:
+            context = settings.tls.context() if settings.tls is not None else None
+        except (OSError, ValueError) as exc:
+            raise ConnectError(settings.host, settings.port, f"TLS setup: {exc}") from exc
+        self._last_error = ""
+        self._lost.clear()
+        self._connack = loop.create_future()
+        self._connecting = True
+        try:
+            worker = loop.run_in_executor(None, self._blocking_connect, context)
+            try:
+                await asyncio.shield(worker)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await worker  # bounded by connect_timeout; then the socket is ours to close
+                raise
+            except (OSError, ValueError) as exc:
+                raise ConnectError(settings.host, settings.port, _describe(exc)) from exc
+            try:
+                async with asyncio.timeout(settings.connect_timeout):
+                    return await self._connack
+            except TimeoutError:
+                raise ConnectError(
+                    settings.host, settings.port, f"no CONNACK within {settings.connect_timeout} s"
+                ) from None
+        finally:
+            self._connecting = False
+            self._connack = None
+            if not self._connected:
+                await asyncio.sleep(0)  # let socket callbacks marshalled from the worker run
+                self._drop_socket("connection attempt failed")
 
-    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._in_loop(self._detach_socket, sock)
-
-    def _detach_socket(self, sock: Any = None) -> None:
-        sock = sock if sock is not None else self._state.sock
-        if sock is None:
-            return
-        if self._loop is not None and not self._loop.is_closed():
-            with contextlib.suppress(ValueError, OSError):
-                self._loop.remove_reader(sock)
-                self._loop.remove_writer(sock)
-        if self._state.sock is sock:
-            self._state.sock = None
-
-    def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._in_loop(self._add_writer, sock)
-
-    def _add_writer(self, sock: Any) -> None:
-        if self._loop is not None and sock.fileno() >= 0:
-            self._loop.add_writer(sock, self._client.loop_write)
-
-    def _on_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._in_loop(self._remove_writer, sock)
-
-    def _remove_writer(self, sock: Any) -> None:
-        if self._loop is not None and sock.fileno() >= 0:
-            self._loop.remove_writer(sock)
-
-    def _on_readable(self) -> None:
-        for _ in range(READ_BURST):
-            sock = self._state.sock
-            if sock is None:
-                return
-            if self._client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return
-            sock = self._state.sock
-            if sock is None:
-                return
-            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+    async def _supervise(self, session_present: bool | None) -> None:
+        """Keep the connection: after each loss, wait (jittered backoff) and reconnect."""
+        connected = session_present is not None
+        if session_present is not None:
+            await self._after_connect(session_present)
+        first_attempt = not connected
+        while not self._closing:
+            if connected:
+                await self._lost.wait()
+                if self._closing:
+                    return
+                self._backoff.on_disconnected(time.monotonic())
+                await self._call_hook("on_disconnected", self._on_disconnected, self._lost_reason)
+            delay = 0.0 if first_attempt else self._backoff.next_delay()
+            first_attempt = False
+            if delay > 0:
+                self._log.info("MQTT %s: reconnecting in %.2f s", self.settings.client_id, delay)
+                await asyncio.sleep(delay)
+            try:
+                present = await self._connect_once()
+            except ConnectError as exc:
+                self._log.warning("MQTT %s: %s", self.settings.client_id, exc)
+                connected = False
                 continue
-            readable, _, _ = select.select([sock], [], [], 0)
-            if not readable:
-                return
+            if self._generation > 1:
+                self.counters.reconnects += 1
+            connected = True
+            await self._after_connect(present)
 
-    def _on_connect(
+    async def _after_connect(self, session_present: bool) -> None:
+        self._backoff.on_connected(time.monotonic())
+        if session_present:
+            # The broker resends every unacked message of the old connection; drop the copies
+            # still waiting here so that each is handled once (and acked on this connection).
+            stale = self._inbox.discard(lambda m: m.qos > 0 and m.connection != self._generation)
+            self.counters.discarded_redelivered += stale
+        elif self._subscriptions:
+            wanted = sorted(self._subscriptions.items())
+            try:
+                await self.subscribe(wanted)
+            except MqttError as exc:
+                self._log.error("MQTT %s: resubscribing failed: %s", self.settings.client_id, exc)
+        await self._call_hook("on_connected", self._on_connected, session_present)
+
+    async def _call_hook(
+        self, name: str, hook: Callable[[Any], Awaitable[None]] | None, argument: object
+    ) -> None:
+        if hook is None:
+            return
+        try:
+            await hook(argument)
+        except Exception:
+            self._log.exception("MQTT %s: %s hook failed", self.settings.client_id, name)
+
+    async def _housekeeping(self) -> None:
+        """paho's timer work: keepalive pings, keepalive timeout, retries."""
+        while True:
+            await asyncio.sleep(self.settings.misc_interval)
+            if not self._connecting and self._paho.socket() is not None:
+                self._paho.loop_misc()
+
+    def _drop_socket(self, reason: str) -> None:
+        """Close paho's socket without a DISCONNECT packet and settle what waited on it."""
+        if self._paho.socket() is not None:
+            self._paho._sock_close()
+        if self._connected or self._connack is not None:
+            self._connection_lost(reason)
+
+    # ---- paho callbacks (loop thread) -----------------------------------------------------
+
+    def _handle_connack(
         self,
         client: paho.Client,
-        userdata: Any,
+        userdata: object,
         flags: paho.ConnectFlags,
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._in_loop(self._connack_received, reason, bool(flags.session_present))
+        connack = self._connack
+        if reason.is_failure:
+            error = ConnectError(
+                self.settings.host, self.settings.port, _reason_text(reason), reason.value
+            )
+            if connack is not None and not connack.done():
+                connack.set_exception(error)
+            return
+        if properties is not None and hasattr(properties, "ReceiveMaximum"):
+            # paho ignores the broker's Receive Maximum and its setter refuses an open
+            # connection; CONNACK precedes every publish, so setting the limit here is safe.
+            client._max_inflight_messages = min(
+                self.settings.max_inflight, int(properties.ReceiveMaximum)
+            )
+        self._connected = True
+        self._up.set()
+        self.counters.connects += 1
+        self._generation += 1
+        self._unacked.clear()
+        self._lost_reason = ""
+        self._log.info(
+            "MQTT %s connected to %s:%d (session present: %s)",
+            self.settings.client_id,
+            self.settings.host,
+            self.settings.port,
+            flags.session_present,
+        )
+        if connack is not None and not connack.done():
+            connack.set_result(bool(flags.session_present))
 
-    def _connack_received(self, reason: ReasonCode, session_present: bool) -> None:
-        if not reason.is_failure:
-            self._state.connection += 1  # before any message of this connection is read
-        if self._connack is not None and not self._connack.done():
-            self._connack.set_result((reason, session_present))
-
-    def _on_disconnect(
+    def _handle_disconnect(
         self,
         client: paho.Client,
-        userdata: Any,
+        userdata: object,
         flags: paho.DisconnectFlags,
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._in_loop(self._connection_lost, str(reason))
+        text = _reason_text(reason)
+        if self._last_error and reason.is_failure:
+            text = f"{text}: {self._last_error}"
+        self._connection_lost(text)
 
     def _connection_lost(self, reason: str) -> None:
-        was_connected = self._connected.is_set()
-        self._connected.clear()
-        self._last_error = reason
-        self._detach_socket()
-        self._fail_pending(DisconnectedError(f"connection lost ({reason})"))
-        if self._connack is not None and not self._connack.done():
-            self._connack.set_exception(ConnectError(self.settings.target, reason))
-        if was_connected and not self._closing:
-            self._log.warning("MQTT connection to %s lost: %s", self.settings.target, reason)
+        was_connected = self._connected
+        self._connected = False
+        self._up.clear()
+        self._lost_reason = reason or "connection closed"
+        connack = self._connack
+        if connack is not None and not connack.done():
+            connack.set_exception(
+                ConnectError(
+                    self.settings.host,
+                    self.settings.port,
+                    f"connection closed before CONNACK: {self._lost_reason}",
+                )
+            )
+        for future, topic in self._publishes.values():
+            if not future.done():
+                self.counters.publish_failures += 1
+                future.set_exception(DisconnectedError(f"publish to {topic!r}", self._lost_reason))
+        for waiter in self._subscribes.values():
+            if not waiter.done():
+                waiter.set_exception(DisconnectedError("subscribe", self._lost_reason))
+        if was_connected:
+            self._log.log(
+                logging.INFO if self._closing else logging.WARNING,
+                "MQTT %s disconnected: %s",
+                self.settings.client_id,
+                self._lost_reason,
+            )
         self._lost.set()
 
-    def _on_publish(
+    def _handle_puback(
         self,
         client: paho.Client,
-        userdata: Any,
+        userdata: object,
         mid: int,
         reason: ReasonCode,
-        properties: Properties | None,
+        properties: Properties,
     ) -> None:
-        pending = self._state.pending_publishes.get(mid)
-        if pending is None or pending.future.done():
+        entry = self._publishes.get(mid)
+        if entry is None or entry[0].done():
             return
+        future, topic = entry
         if reason.is_failure:
-            pending.future.set_exception(PublishError(pending.topic, str(reason)))
+            self.counters.publish_failures += 1
+            future.set_exception(PublishError(topic, _reason_text(reason), reason.value))
         else:
-            pending.future.set_result(None)
+            self.counters.published += 1
+            future.set_result(None)
 
-    def _on_subscribe(
+    def _handle_suback(
         self,
         client: paho.Client,
-        userdata: Any,
+        userdata: object,
         mid: int,
         reasons: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
-        entry = self._state.pending_subscribes.get(mid)
-        if entry is None or entry[0].done():
-            return
-        future, topics = entry
-        refused = {
-            topic: str(reason)
-            for topic, reason in zip(topics, reasons, strict=False)
-            if reason.is_failure
-        }
-        if refused:
-            future.set_exception(SubscribeError(refused))
-        else:
-            future.set_result(None)
+        future = self._subscribes.get(mid)
+        if future is not None and not future.done():
+            future.set_result(list(reasons))
 
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+    def _handle_message(self, client: paho.Client, userdata: object, raw: paho.MQTTMessage) -> None:
         self.counters.received += 1
-        item = Message(
-            topic=message.topic,
-            payload=bytes(message.payload),
-            qos=message.qos,
-            retain=bool(message.retain),
-            mid=message.mid,
-            connection=self._state.connection,
+        message = Message(
+            topic=raw.topic,
+            payload=bytes(raw.payload),
+            qos=raw.qos,
+            retain=bool(raw.retain),
+            mid=raw.mid,
+            duplicate=bool(raw.dup),
+            properties=getattr(raw, "properties", None),
+            connection=self._generation,
+            _acker=self._ack,
         )
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if message.qos > 0:
+            self._unacked.add(message.mid)
+        if not self._inbox.offer(message):
             self.counters.dropped += 1
             self._log.warning(
-                "MQTT incoming queue full (%d): dropped a message on %s",
-                self._queue.maxsize,
-                message.topic,
+                "MQTT %s: inbox full (%d), dropped message on %r (QoS %d, not acked)",
+                self.settings.client_id,
+                self._inbox.maxsize,
+                raw.topic,
+                raw.qos,
             )
-            if message.qos > 0:
-                client.ack(message.mid, message.qos)
+
+    def _ack(self, message: Message) -> None:
+        if message.qos == 0:
+            return
+        if message.connection != self._generation or not self._connected:
+            self.counters.stale_acks += 1
+            return
+        if message.mid not in self._unacked:
+            return  # acked before: a second PUBACK could ack a newer message with this mid
+        self._unacked.discard(message.mid)
+        self._paho.ack(message.mid, message.qos)
+
+    def _paho_logger(self) -> logging.Logger:
+        """A private logger for paho that only keeps its last error (debug lines cost nothing)."""
+        logger = logging.Logger(f"flotta.mqtt.paho[{self.settings.client_id}]", logging.ERROR)
+        logger.addHandler(_LastError(self))
+        return logger
+
+    def _paho_error(self, text: str) -> None:
+        self._last_error = text
+        self._log.debug("paho %s: %s", self.settings.client_id, text)
+
+    async def _send_subscribe(self, subscriptions: Sequence[tuple[str, int]]) -> list[ReasonCode]:
+        if not subscriptions:
+            raise ValueError("subscribe needs at least one (filter, qos)")
+        if not self._connected:
+            raise DisconnectedError("subscribe", self._lost_reason)
+        request = [(topic_filter, SubscribeOptions(qos=qos)) for topic_filter, qos in subscriptions]
+        try:
+            rc, mid = self._paho.subscribe(request)
+        except ValueError as exc:
+            raise SubscribeError([(f, str(exc), None) for f, _ in subscriptions]) from exc
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            raise DisconnectedError("subscribe", paho.error_string(rc))
+        future: asyncio.Future[list[ReasonCode]] = self._running_loop().create_future()
+        self._subscribes[mid] = future
+        try:
+            return await future
+        finally:
+            self._subscribes.pop(mid, None)
+
+
+class _LastError(logging.Handler):
+    def __init__(self, client: MqttClient) -> None:
+        super().__init__(logging.ERROR)
+        self._client = client
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._client._paho_error(record.getMessage())
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"server certificate not trusted: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS: {exc.reason or exc}"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
     return str(exc) or type(exc).__name__

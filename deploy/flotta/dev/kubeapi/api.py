@@ -275,24 +275,7 @@ class Api:
                 name,
                 [Cause("FieldValueInvalid", f"Invalid value: {exc}", "spec")],
             ) from exc
-        names = spec.get("names") or {}
-        crd["status"] = {
-            "acceptedNames": {key: value for key, value in names.items()},
-            "conditions": [
-                {
-                    "type": t,
-                    "status": "True",
-                    "reason": r,
-                    "message": m,
-                    "lastTransitionTime": objects.now(),
-                }
-                for t, r, m in (
-                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
-                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-                )
-            ],
-            "storedVersions": [v["name"] for v in spec.get("versions") or () if v.get("storage")],
-        }
+        crd["status"] = objects.crd_status(spec, objects.now())
 
     def replace(
         self,
@@ -362,8 +345,9 @@ class Api:
         _warn(warnings, objects.conform(resource, new, strict=strict))
         if resource.key == CRD_KEY and subresource != "status":
             self._install_crd(new)
-        objects.bump_generation(resource, old, new)
-        if objects.same_content(old, new):
+        stored = previous.load()  # untouched by conform, which may edit values shared with old
+        objects.bump_generation(resource, stored, new)
+        if objects.same_content(stored, new):
             return previous
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             return self._remove(resource, namespace, new)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from flotta.dev.kubeapi import discovery, openapi, tables
+from flotta.dev.kubeapi import discovery, openapi, streaming, tables
 from flotta.dev.kubeapi.api import Api
 from flotta.dev.kubeapi.errors import (
     ApiError,
@@ -31,7 +30,8 @@ from flotta.dev.kubeapi.protobuf import ProtobufError, decode_object
 from flotta.dev.kubeapi.resources import ResourceType
 from flotta.dev.kubeapi.selectors import SelectorError, parse_field_selector, parse_label_selector
 from flotta.dev.kubeapi.storage import Entry
-from flotta.dev.kubeapi.watching import WatchEvent, error_line
+from flotta.dev.kubeapi.streaming import WatchOptions
+from flotta.dev.kubeapi.watching import error_line
 
 logger = logging.getLogger(__name__)
 
@@ -425,77 +425,25 @@ class Handlers:
             await response.prepare(request)
             await response.write(error_line(error.status()))
             return response
-        watcher = start.watcher
-        encode = self._encoder(target.resource, as_table, include_object)
+        options = WatchOptions(
+            as_table=as_table,
+            include_object=include_object,
+            bookmarks=bookmarks,
+            timeout=timeout,
+            bookmark_interval=self.settings.bookmark_interval,
+            batch=self.settings.watch_batch,
+        )
         try:
-            await response.prepare(request)
-            if start.initial:
-                await response.write(b"".join(encode(kind, event) for kind, event in start.initial))
-            deadline = time.monotonic() + timeout if timeout > 0 else None
-            next_bookmark = time.monotonic() + self.settings.bookmark_interval
-            while True:
-                if watcher.expired.is_set():
-                    await response.write(
-                        error_line(
-                            GoneError("too old resource version: the watcher fell behind").status()
-                        )
-                    )
-                    break
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    break
-                if request.transport is None or request.transport.is_closing():
-                    break
-                wait = min(
-                    1.0,
-                    next_bookmark - now if bookmarks else 1.0,
-                    (deadline - now) if deadline else 1.0,
-                )
-                try:
-                    first = await asyncio.wait_for(watcher.queue.get(), max(wait, 0.001))
-                except TimeoutError:
-                    if bookmarks and time.monotonic() >= next_bookmark:
-                        await response.write(self._bookmark(target.resource))
-                        next_bookmark = time.monotonic() + self.settings.bookmark_interval
-                    continue
-                batch = [first]
-                while len(batch) < self.settings.watch_batch and not watcher.queue.empty():
-                    batch.append(watcher.queue.get_nowait())
-                await response.write(b"".join(encode(kind, event) for kind, event in batch))
+            await streaming.stream(
+                request,
+                response,
+                target.resource,
+                start,
+                options,
+                lambda: self.api.storage.resource_version,
+            )
         except ConnectionResetError:
             logger.debug("watch client went away")
         finally:
-            self.api.hub.remove(watcher)
+            self.api.hub.remove(start.watcher)
         return response
-
-    def _bookmark(self, resource: ResourceType) -> bytes:
-        body = {
-            "type": "BOOKMARK",
-            "object": {
-                "kind": resource.kind,
-                "apiVersion": resource.api_version,
-                "metadata": {
-                    "resourceVersion": str(self.api.storage.resource_version),
-                },
-            },
-        }
-        return json.dumps(body, separators=(",", ":")).encode() + b"\n"
-
-    @staticmethod
-    def _encoder(resource: ResourceType, as_table: bool, include_object: str) -> Any:
-        if not as_table:
-            return lambda kind, event: event.line(kind)
-
-        def encode(kind: str, event: WatchEvent) -> bytes:
-            obj = event.entry.load()
-            body = tables.table(
-                resource,
-                [obj],
-                resource_version=str(event.resource_version),
-                include_object=include_object,
-            )
-            return (
-                json.dumps({"type": kind, "object": body}, separators=(",", ":")).encode() + b"\n"
-            )
-
-        return encode

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import re
 import secrets
 import uuid
@@ -252,18 +251,21 @@ def _spec_part(obj: dict[str, Any], status_subresource: bool) -> dict[str, Any]:
 def prepare_update(
     resource: ResourceType, old: dict[str, Any], new: dict[str, Any], *, subresource: str
 ) -> dict[str, Any]:
-    """Merge ``new`` onto ``old`` by the rules of the main endpoint or ``/status``."""
+    """Merge ``new`` onto ``old`` by the rules of the main endpoint or ``/status``.
+
+    The result may share nested values with both inputs (the caller owns them).
+    """
     if not isinstance(new.get("metadata"), dict):
         raise BadRequestError("metadata must be an object")
     old_meta = old["metadata"]
     if subresource == "status":
-        result = copy.deepcopy(old)
+        result = dict(old, metadata=dict(old_meta))
         if "status" in new:
             result["status"] = new["status"]
         else:
             result.pop("status", None)
         return result
-    result = copy.deepcopy(new)
+    result = dict(new, metadata=dict(new["metadata"]))
     meta = result["metadata"]
     for field in (*_SYSTEM_FIELDS, "name", "namespace"):
         if field in old_meta:
@@ -273,7 +275,7 @@ def prepare_update(
     meta.pop("managedFields", None)
     result["apiVersion"] = resource.api_version
     result["kind"] = resource.kind
-    if resource.status_subresource and resource.plural != "namespaces":
+    if resource.status_subresource:
         if "status" in old:
             result["status"] = old["status"]
         else:
@@ -312,3 +314,25 @@ def same_content(old: dict[str, Any], new: dict[str, Any]) -> bool:
         new, metadata={k: v for k, v in new["metadata"].items() if k != "resourceVersion"}
     )
     return old_copy == new_copy
+
+
+def crd_status(spec: dict[str, Any], moment: str) -> dict[str, Any]:
+    """The status of a CRD this server serves: names accepted and established at once."""
+    conditions = (
+        ("NamesAccepted", "NoConflicts", "no conflicts found"),
+        ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+    )
+    return {
+        "acceptedNames": dict(spec.get("names") or {}),
+        "conditions": [
+            {
+                "type": kind,
+                "status": "True",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": moment,
+            }
+            for kind, reason, message in conditions
+        ],
+        "storedVersions": [v["name"] for v in spec.get("versions") or () if v.get("storage")],
+    }

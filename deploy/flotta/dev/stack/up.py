@@ -11,8 +11,10 @@ state dir, so a second ``up`` resumes the same fleet on the same ports.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -64,6 +66,17 @@ def samples_dir() -> Path | None:
 
 def flotta_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "flotta.cli", *args]
+
+
+def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment, with the folders this process imports ``flotta`` from first on
+    PYTHONPATH, so children run the same code whether or not the project is installed."""
+    import flotta
+
+    portions = [str(Path(p).parent) for p in flotta.__path__]
+    existing = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    pythonpath = os.pathsep.join(dict.fromkeys([*portions, *existing]))
+    return {**os.environ, "PYTHONPATH": pythonpath, **(extra or {})}
 
 
 def agent_config(
@@ -118,6 +131,7 @@ class Stack:
         self.layout = layout
         self.options = options
         self.records: list[processes.ProcessRecord] = []
+        self._children: list[subprocess.Popen[bytes]] = []
 
     # ---- bookkeeping -----------------------------------------------------------------------
 
@@ -125,12 +139,23 @@ class Stack:
         return [r for r in processes.load(self.layout.processes) if r.is_running()]
 
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        _, record = processes.start(name, argv, log_path=self.layout.logs / f"{name}.log", env=env)
+        child, record = processes.start(
+            name, argv, log_path=self.layout.logs / f"{name}.log", env=child_environment(env)
+        )
+        self._children.append(child)
         self.records.append(record)
         processes.save(self.layout.processes, self.records)
 
     def stop_all(self) -> list[str]:
-        return [record.name for record in processes.stop_recorded(self.layout.processes)]
+        stopped = [record.name for record in processes.stop_recorded(self.layout.processes)]
+        for child in self._children:  # reap the ones this object started
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        self._children.clear()
+        return stopped
 
     def _check_alive(self, name: str) -> None:
         record = next(r for r in self.records if r.name == name)

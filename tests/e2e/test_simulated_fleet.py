@@ -1,0 +1,59 @@
+"""The control plane end to end with simulated devices (real TLS MQTT, real enrolment)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+
+from tests.e2e.conftest import RunningSystem, wait_until
+
+
+def converged(system: RunningSystem, expected: int) -> bool:
+    devices = system.devices()
+    if len(devices) != expected:
+        return False
+    for device in devices:
+        status = device.get("status") or {}
+        if status.get("phase") != "Online":
+            return False
+        if (
+            not status.get("desiredVersion")
+            or status.get("appliedVersion") != status["desiredVersion"]
+        ):
+            return False
+    return True
+
+
+def test_devices_enrol_converge_and_report_to_kubernetes_and_nats(
+    simulated_system: RunningSystem,
+) -> None:
+    system = simulated_system
+    wait_until(
+        lambda: converged(system, 2), timeout=90, what="2 simulated devices online and converged"
+    )
+    device = system.device("sim-00000")
+    assert device["metadata"]["labels"]["flotta/member-of"] == "shop-floor"
+    assert device["metadata"]["labels"]["workload/counter"] == "true"
+    assert [w["phase"] for w in device["status"]["workloads"]] == ["Running"]
+    wait_until(
+        lambda: (system.workload("counter").get("status") or {}).get("runningDevices") == 2,
+        timeout=30,
+        what="the counter workload to run on both devices",
+    )
+
+    async def first_status_event() -> dict[str, object]:
+        connection = await nats.connect(system.endpoints["nats"])
+        try:
+            subscription = await connection.subscribe("flotta.device.default.*.status")
+            message = await subscription.next_msg(timeout=60)
+            event: dict[str, object] = json.loads(message.data)
+            return event
+        finally:
+            await connection.close()
+
+    event = asyncio.run(first_status_event())
+    assert event["specversion"] == "1.0"
+    assert event["type"] == "io.flotta.device.status.v1"
+    assert str(event["source"]).startswith("/flotta/namespaces/default/devices/sim-")
