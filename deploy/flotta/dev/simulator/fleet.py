@@ -49,6 +49,7 @@ class FleetSettings:
     heartbeat_seconds: float = 60.0  # until a desired state says otherwise
     connect_spread: float = 5.0  # devices start over this many seconds, not all at once
     keepalive: int = 60
+    misc_interval: float = 5.0  # paho housekeeping; far below the keepalive is enough
     reconnect_base: float = 1.0
     reconnect_cap: float = 30.0
 
@@ -101,6 +102,7 @@ class SimulatedFleetDevice:
             client_id=self.device_id,
             tls=TlsFiles(self.settings.ca, cert, key, check_hostname=False),
             keepalive=self.settings.keepalive,
+            misc_interval=self.settings.misc_interval,
             clean_start=clean,
             session_expiry=0 if clean else 7 * 24 * 3600,
             will=will,
