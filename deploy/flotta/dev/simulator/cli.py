@@ -13,7 +13,10 @@ import logging
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+CONNECT_THREADS = 16
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -146,6 +149,8 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
     churn = Churn(args.churn, offline_seconds=args.offline_for) if args.churn > 0 else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # paho connects (TCP + TLS handshake) block, so they run on the loop's executor threads.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=CONNECT_THREADS))
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await Fleet(settings, ids).run(stop, churn=churn)

@@ -50,6 +50,9 @@ class FleetSettings:
     connect_spread: float = 5.0  # devices start over this many seconds, not all at once
     keepalive: int = 60
     misc_interval: float = 5.0  # paho housekeeping; far below the keepalive is enough
+    # Thousands of TLS handshakes queue for the connect threads; a short timeout would abandon
+    # queued attempts and retry them, a storm feeding itself.
+    connect_timeout: float = 60.0
     reconnect_base: float = 1.0
     reconnect_cap: float = 30.0
 
@@ -103,6 +106,7 @@ class SimulatedFleetDevice:
             tls=TlsFiles(self.settings.ca, cert, key, check_hostname=False),
             keepalive=self.settings.keepalive,
             misc_interval=self.settings.misc_interval,
+            connect_timeout=self.settings.connect_timeout,
             clean_start=clean,
             session_expiry=0 if clean else 7 * 24 * 3600,
             will=will,
