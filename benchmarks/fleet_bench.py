@@ -686,7 +686,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
         "",
         "| devices | all online (s) | fan-out: all acknowledged (s) (goal 3) | first ack (s) "
         "| heartbeats/s | Kubernetes writes/s (goal <= 1 % of heartbeats) "
-        "| storm: all online (s) | storm: converged (s) (goal 30) | error |",
+        "| storm: all online (s) (goal 30) | storm: then converged (s more) | error |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
