@@ -1,8 +1,10 @@
 """Run simulated devices over real TLS MQTT connections, each with its own key and certificate.
 
 A device without a certificate enrols first with the bootstrap certificate (client id = its
-device id), exactly as the agent does; its key and certificate are kept in the state dir, so a
-restarted simulator resumes the same fleet.
+device id), exactly as the agent does; a device provisioned beforehand (``provision.py``) skips
+that. Keys, certificates and the applied state are kept in the state dir, so a restarted
+simulator resumes the same fleet. A device can be taken offline (its connection dropped, so the
+broker publishes its will) and brought back, one by one or by random churn.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from flotta.dev.simulator import devicestate
 from flotta.dev.simulator.device import Outgoing, SimulatedDevice
+from flotta.dev.simulator.provision import CERT_NAME, KEY_NAME
 from flotta.mqtt import MqttClient, MqttError, MqttSettings, TlsFiles, Will
 from flotta.pki.files import KEY_MODE, write_atomic
 from flotta.pki.keys import build_csr, csr_to_pem, generate_key, private_key_to_pem
@@ -33,60 +39,96 @@ class FleetSettings:
     host: str
     port: int
     ca: Path
-    bootstrap_cert: Path
-    bootstrap_key: Path
+    bootstrap_cert: Path | None
+    bootstrap_key: Path | None
     state_dir: Path
     namespace: str = "default"
     device_set: str = ""
     prefix: str = "sim"
-    metrics_interval: float = 30.0
+    metrics_interval: float = 30.0  # seconds; 0 or less: no telemetry
+    heartbeat_seconds: float = 60.0  # until a desired state says otherwise
     connect_spread: float = 5.0  # devices start over this many seconds, not all at once
+    keepalive: int = 60
+    misc_interval: float = 5.0  # paho housekeeping; far below the keepalive is enough
+    # Thousands of TLS handshakes queue for the connect threads; a short timeout would abandon
+    # queued attempts and retry them, a storm feeding itself.
+    connect_timeout: float = 60.0
+    reconnect_base: float = 1.0
+    reconnect_cap: float = 30.0
 
 
 class EnrolmentDeclinedError(Exception):
     """The operator declined or refused this device."""
 
 
+class NotProvisionedError(Exception):
+    """The device has no certificate and the simulator has no bootstrap identity to enrol."""
+
+
 class SimulatedFleetDevice:
     def __init__(self, device_id: str, settings: FleetSettings) -> None:
-        self.device = SimulatedDevice(device_id)
+        self.device = SimulatedDevice(device_id, heartbeat_seconds=settings.heartbeat_seconds)
         self.settings = settings
         self.directory = settings.state_dir / device_id
         self.client: MqttClient | None = None
         self.online = False
+        self.resumed = devicestate.load(self.device, self.directory)
+        self._wanted_online = asyncio.Event()
+        self._wanted_online.set()
+        self._wanted_offline = asyncio.Event()
+
+    @property
+    def device_id(self) -> str:
+        return self.device.device_id
 
     @property
     def cert_path(self) -> Path:
-        return self.directory / "device.crt"
+        return self.directory / CERT_NAME
 
     @property
     def key_path(self) -> Path:
-        return self.directory / "device.key"
+        return self.directory / KEY_NAME
+
+    def go_offline(self) -> None:
+        """Drop the connection as a device losing its link does (the broker sends the will)."""
+        self._wanted_online.clear()
+        self._wanted_offline.set()
+
+    def come_back(self) -> None:
+        self._wanted_offline.clear()
+        self._wanted_online.set()
 
     def _mqtt(self, cert: Path, key: Path, *, will: Will | None, clean: bool) -> MqttSettings:
         return MqttSettings(
             host=self.settings.host,
             port=self.settings.port,
-            client_id=self.device.device_id,
+            client_id=self.device_id,
             tls=TlsFiles(self.settings.ca, cert, key, check_hostname=False),
+            keepalive=self.settings.keepalive,
+            misc_interval=self.settings.misc_interval,
+            connect_timeout=self.settings.connect_timeout,
             clean_start=clean,
             session_expiry=0 if clean else 7 * 24 * 3600,
             will=will,
             receive_maximum=20,
             incoming_queue=64,
             max_inflight=20,
-            reconnect_base=1.0,
-            reconnect_cap=30.0,
+            reconnect_base=self.settings.reconnect_base,
+            reconnect_cap=self.settings.reconnect_cap,
         )
 
     async def enrol(self) -> None:
         """Get a certificate through the bootstrap identity, unless the device has one."""
         if self.cert_path.exists() and self.key_path.exists():
             return
+        if self.settings.bootstrap_cert is None or self.settings.bootstrap_key is None:
+            raise NotProvisionedError(
+                f"{self.device_id}: no certificate in {self.directory} and no bootstrap identity"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         key = generate_key()
         write_atomic(self.key_path, private_key_to_pem(key), mode=KEY_MODE)
-        device_id = self.device.device_id
+        device_id = self.device_id
         request = EnrolmentRequest(
             target_namespace=self.settings.namespace,
             target_set=self.settings.device_set,
@@ -132,10 +174,28 @@ class SimulatedFleetDevice:
                 await self.enrol()
                 break
             except MqttError as exc:
-                logger.warning("%s: enrolment failed (%s); retrying", self.device.device_id, exc)
+                logger.warning("%s: enrolment failed (%s); retrying", self.device_id, exc)
                 await asyncio.sleep(random.uniform(2, 10))  # noqa: S311
+        tasks = [
+            asyncio.ensure_future(self._heartbeat(stop)),
+            asyncio.ensure_future(self._telemetry(stop)),
+        ]
+        try:
+            while not stop.is_set():
+                await _first(stop.wait(), self._wanted_online.wait())
+                if stop.is_set():
+                    break
+                await self._session(stop)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._save()
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        """One period online: until stopped (clean disconnect) or taken offline (will)."""
         will = self.device.will()
-        self.client = MqttClient(
+        client = MqttClient(
             self._mqtt(
                 self.cert_path,
                 self.key_path,
@@ -143,34 +203,47 @@ class SimulatedFleetDevice:
                 clean=False,
             ),
             on_connected=self._on_connected,
+            on_disconnected=self._on_disconnected,
         )
-        await self.client.start()
-        tasks = [
-            asyncio.ensure_future(self._receive()),
-            asyncio.ensure_future(self._heartbeat(stop)),
-            asyncio.ensure_future(self._telemetry(stop)),
-        ]
+        self.client = client
+        await client.start()
+        receiving = asyncio.ensure_future(self._receive(client))
         try:
-            await stop.wait()
+            await _first(stop.wait(), self._wanted_offline.wait())
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.client.close()
+            receiving.cancel()
+            await asyncio.gather(receiving, return_exceptions=True)
+            self.online = False
+            self.client = None
+            await client.close(publish_will=not stop.is_set())
+
+    def _save(self) -> None:
+        if self.directory.exists():
+            try:
+                devicestate.save(self.device, self.directory)
+            except OSError as exc:
+                logger.warning("%s: cannot save state: %s", self.device_id, exc)
 
     async def _on_connected(self, session_present: bool) -> None:
         assert self.client is not None
         await self._send(self.device.birth())
-        await self.client.subscribe([(device_topic(self.device.device_id, DeviceTopic.DESIRED), 1)])
+        await self.client.subscribe([(device_topic(self.device_id, DeviceTopic.DESIRED), 1)])
         self.online = True
 
-    async def _send(self, outgoing: Outgoing) -> None:
-        assert self.client is not None
-        await self.client.publish(outgoing.topic, outgoing.payload, retain=outgoing.retain)
+    async def _on_disconnected(self, reason: str) -> None:
+        self.online = False
 
-    async def _receive(self) -> None:
-        assert self.client is not None
-        async for message in self.client.messages():
+    async def _send(self, outgoing: Outgoing) -> None:
+        client = self.client
+        if client is None:
+            raise MqttError(f"{self.device_id} is offline")
+        await client.publish(outgoing.topic, outgoing.payload, retain=outgoing.retain)
+
+    async def _receive(self, client: MqttClient) -> None:
+        async for message in client.messages():
+            # A message queued in the session can arrive with the CONNACK, before the client
+            # counts as connected; answering at once would fail.
+            await client.wait_connected()
             for outgoing in self.device.on_desired(message.payload):
                 try:
                     await self._send(outgoing)
@@ -186,6 +259,8 @@ class SimulatedFleetDevice:
             await asyncio.sleep(self.device.heartbeat_seconds)
 
     async def _telemetry(self, stop: asyncio.Event) -> None:
+        if self.settings.metrics_interval <= 0:
+            return
         while not stop.is_set():
             self.device.produce_metrics(int(time.time() * 1000))
             while self.client is not None and self.client.connected:
@@ -200,10 +275,75 @@ class SimulatedFleetDevice:
             await asyncio.sleep(self.settings.metrics_interval)
 
 
-async def run_fleet(settings: FleetSettings, count: int, stop: asyncio.Event) -> None:
-    devices = [SimulatedFleetDevice(f"{settings.prefix}-{i:05d}", settings) for i in range(count)]
-    logger.info("simulating %d devices against %s:%d", count, settings.host, settings.port)
-    results = await asyncio.gather(*(d.run(stop) for d in devices), return_exceptions=True)
-    for device, result in zip(devices, results, strict=True):
-        if isinstance(result, BaseException):
-            logger.error("%s stopped: %s", device.device.device_id, result)
+async def _first(*waits: Coroutine[Any, Any, object]) -> None:
+    """Wait until the first of some coroutines finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class Churn:
+    """Every ``period`` seconds take ``fraction`` of the online devices offline for
+    ``offline_seconds``."""
+
+    fraction: float
+    offline_seconds: float = 30.0
+    period: float = 60.0
+
+
+class Fleet:
+    """Many simulated devices in one event loop."""
+
+    def __init__(self, settings: FleetSettings, device_ids: Sequence[str]) -> None:
+        self.settings = settings
+        self.devices = {i: SimulatedFleetDevice(i, settings) for i in device_ids}
+
+    @property
+    def online(self) -> int:
+        return sum(1 for d in self.devices.values() if d.online)
+
+    def applied(self, version: str) -> int:
+        return sum(1 for d in self.devices.values() if d.device.applied_version == version)
+
+    async def run(self, stop: asyncio.Event, *, churn: Churn | None = None) -> None:
+        logger.info(
+            "simulating %d devices against %s:%d",
+            len(self.devices),
+            self.settings.host,
+            self.settings.port,
+        )
+        churning = asyncio.ensure_future(self._churn(stop, churn)) if churn else None
+        devices = list(self.devices.values())
+        try:
+            results = await asyncio.gather(*(d.run(stop) for d in devices), return_exceptions=True)
+        finally:
+            if churning is not None:
+                churning.cancel()
+                await asyncio.gather(churning, return_exceptions=True)
+        for device, result in zip(devices, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.error("%s stopped: %s", device.device_id, result)
+
+    async def _churn(self, stop: asyncio.Event, churn: Churn) -> None:
+        rng = random.Random()  # noqa: S311
+        while not stop.is_set():
+            await asyncio.sleep(churn.period)
+            online = [d for d in self.devices.values() if d.online]
+            leaving = rng.sample(online, k=min(len(online), round(len(online) * churn.fraction)))
+            for device in leaving:
+                device.go_offline()
+            logger.info("churn: %d devices offline for %.0f s", len(leaving), churn.offline_seconds)
+            await asyncio.sleep(churn.offline_seconds)
+            for device in leaving:
+                device.come_back()
+
+
+async def run_fleet(
+    settings: FleetSettings, device_ids: Sequence[str], stop: asyncio.Event
+) -> None:
+    await Fleet(settings, device_ids).run(stop)
