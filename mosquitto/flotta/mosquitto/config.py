@@ -12,8 +12,10 @@ class BrokerLimits:
 
     max_packet_size: int = 1024 * 1024  # a whole MQTT packet; larger ones disconnect the client
     max_inflight_messages: int = 20  # outgoing QoS 1/2 messages in flight per client
-    max_queued_messages: int = 1000  # per offline persistent client, beyond in-flight
-    max_queued_bytes: int = 16 * 1024 * 1024  # the same, in bytes
+    # Per client, beyond in-flight. Devices queue little; the bridge and the operator receive from
+    # every device, and a short outage of theirs must not drop a fleet's reports.
+    max_queued_messages: int = 100_000
+    max_queued_bytes: int = 128 * 1024 * 1024
     max_keepalive: int = 600  # MQTT v5 clients asking for more are told to use this
     max_connections: int = -1  # -1: unlimited (the OS file limit applies)
     # Sessions of devices offline for longer are dropped; devices re-subscribe on reconnect.
