@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import sysconfig
 import time
 from pathlib import Path
 from types import TracebackType
+
+from flotta.childprocess import terminate
 
 logger = logging.getLogger(__name__)
 
@@ -141,16 +142,8 @@ class NatsServer:
         process = self._process
         if process is None:
             return None
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("nats-server pid %s ignored SIGTERM; killing it", process.pid)
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout)
         self._process = None
-        return process.returncode
+        return terminate(process, name="nats-server", timeout=timeout)
 
     def __enter__(self) -> NatsServer:
         self.start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from flotta.childprocess import terminate
 from flotta.mosquitto.errors import BrokerError, BrokerStartError
 
 logger = logging.getLogger(__name__)
@@ -115,16 +115,8 @@ class MosquittoProcess:
         process = self._process
         if process is None:
             return None
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("mosquitto pid %s ignored SIGTERM; killing it", process.pid)
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout)
         self._process = None
-        return process.returncode
+        return terminate(process, name="mosquitto", timeout=timeout)
 
     def __enter__(self) -> MosquittoProcess:
         self.start()
