@@ -233,7 +233,7 @@ def test_operator_writes_desired_and_certificate_and_answers_enrolment(
     }
 
 
-def test_bridge_shared_subscription_reads_reports_and_writes_nothing(
+def test_bridge_shared_subscription_reads_reports_and_writes_only_receipts(
     mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory
 ) -> None:
     operator = mqtt_probes.connect(mosquitto_broker.operator(), "operator-1")
@@ -256,6 +256,27 @@ def test_bridge_shared_subscription_reads_reports_and_writes_nothing(
     for topic in [DESIRED_A, device_topic("dev-a", DeviceTopic.STATUS), "flotta/x"]:
         assert bridges[0].publish(topic, b"x") == NOT_AUTHORIZED
     assert bridges[0].publish(enrol_topic("bridge-0", EnrolTopic.REQUEST), b"x") == NOT_AUTHORIZED
+    assert bridges[0].publish(device_topic("dev-a", DeviceTopic.RECEIPTS), b"r") in ACCEPTED
+
+
+def test_receipts_reach_only_their_device_and_only_the_bridge_writes_them(
+    mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory
+) -> None:
+    devices = {d: mqtt_probes.connect(mosquitto_broker.device(d), d) for d in ("dev-a", "dev-b")}
+    for device in devices.values():
+        device.subscribe("flotta/devices/+/receipts")
+    bridge = mqtt_probes.connect(mosquitto_broker.bridge(), "bridge-0")
+    for device_id in devices:
+        topic = device_topic(device_id, DeviceTopic.RECEIPTS)
+        assert bridge.publish(topic, device_id.encode()) in ACCEPTED
+    forged = device_topic("dev-a", DeviceTopic.RECEIPTS)
+    assert devices["dev-a"].publish(forged, b"forged") == NOT_AUTHORIZED
+    assert devices["dev-b"].publish(forged, b"forged") == NOT_AUTHORIZED
+    for device_id, device in devices.items():
+        got = device.drain(quiet=1.0)
+        assert [(m.topic, m.payload) for m in got] == [
+            (device_topic(device_id, DeviceTopic.RECEIPTS), device_id.encode())
+        ]
 
 
 def test_observer_reads_every_devices_reports_and_nothing_else(

@@ -46,7 +46,7 @@ from flotta.schemas.topics import (
 DEVICES = f"{TOPIC_ROOT}/devices"
 ENROL = f"{TOPIC_ROOT}/enrol"
 
-DEVICE_READS = (DeviceTopic.DESIRED, DeviceTopic.CERTIFICATE)
+DEVICE_READS = (DeviceTopic.DESIRED, DeviceTopic.CERTIFICATE, DeviceTopic.RECEIPTS)
 DEVICE_WRITES = (*TELEMETRY_KINDS, DeviceTopic.CSR)
 
 
@@ -112,8 +112,9 @@ def render_acl(settings: AclSettings = AclSettings()) -> str:
         [
             *_no_pattern_privileges(BRIDGE_IDENTITY),
             *(f"topic read {_all(kind)}" for kind in TELEMETRY_KINDS),
+            f"topic write {_all(DeviceTopic.RECEIPTS)}",
         ],
-        "bridge: reads device reports (shared subscriptions), writes nothing",
+        "bridge: reads device reports (shared subscriptions), confirms stored batches",
     )
     for name in settings.observers:
         username = observer_identity(name).common_name

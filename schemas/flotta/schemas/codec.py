@@ -25,7 +25,7 @@ from flotta.schemas.wire.enrolment import (
 )
 from flotta.schemas.wire.events import DeviceEvent
 from flotta.schemas.wire.status import StatusReport
-from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
+from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch, TelemetryReceipt
 
 P = TypeVar("P", bound=Payload)
 
@@ -38,6 +38,7 @@ DEVICE_PAYLOADS: dict[DeviceTopic, type[Payload]] = {
     DeviceTopic.LOGS: LogsBatch,
     DeviceTopic.CSR: RenewalRequest,
     DeviceTopic.CERTIFICATE: CertificateAnswer,
+    DeviceTopic.RECEIPTS: TelemetryReceipt,
 }
 
 ENROL_PAYLOADS: dict[EnrolTopic, type[Payload]] = {

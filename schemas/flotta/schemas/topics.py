@@ -29,6 +29,7 @@ class DeviceTopic(enum.StrEnum):
     LOGS = "logs"  # device -> bridge, batches with a sequence number
     CSR = "csr"  # device -> operator: certificate renewal request (contract v1 addition)
     CERTIFICATE = "certificate"  # operator -> device: renewed certificate (contract v1 addition)
+    RECEIPTS = "receipts"  # bridge -> device: metrics/logs batches stored (contract v1 addition)
 
 
 class EnrolTopic(enum.StrEnum):

@@ -18,7 +18,13 @@ from flotta.schemas.wire.enrolment import (
 )
 from flotta.schemas.wire.events import DeviceEvent
 from flotta.schemas.wire.status import HardwareReport, StatusReport, UpgradeReport, WorkloadReport
-from flotta.schemas.wire.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch
+from flotta.schemas.wire.telemetry import (
+    LogLine,
+    LogsBatch,
+    MetricSample,
+    MetricsBatch,
+    TelemetryReceipt,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -39,6 +45,7 @@ __all__ = [
     "SealedData",
     "SealedSecret",
     "StatusReport",
+    "TelemetryReceipt",
     "UpgradeReport",
     "WorkloadReport",
 ]

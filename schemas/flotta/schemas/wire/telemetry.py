@@ -1,8 +1,14 @@
-"""``flotta/devices/{id}/metrics`` and ``.../logs``: batches from the device's on-disk buffer.
+"""``flotta/devices/{id}/metrics`` and ``.../logs``: batches from the device's on-disk buffer;
+``flotta/devices/{id}/receipts``: the bridge's confirmation that batches were stored.
 
 ``stream`` names the buffer instance (a new one after the device's buffer was wiped) and
 ``sequence`` counts batches within it, so ``(device, kind, stream, sequence)`` identifies a
 batch; a batch sent twice (after a lost acknowledgement) is recognised downstream.
+
+A broker acknowledgement alone does not prove a batch will reach the stream (Mosquitto 2.0
+does not restore an offline client's shared subscriptions after a restart, and loses what it
+had not saved when it crashes), so the device keeps a batch until a receipt names it and sends
+it again when none came in time.
 """
 
 from __future__ import annotations
@@ -60,3 +66,14 @@ class LogsBatch(Payload):
 
     def message_id(self, device_id: str) -> str:
         return f"{device_id}:logs:{self.stream}:{self.sequence}"
+
+
+class TelemetryReceipt(Payload):
+    """Batches of one kind and buffer stream that JetStream has stored (or already had)."""
+
+    KIND: ClassVar[str] = "receipt"
+    MAX_BYTES: ClassVar[int] = 16 * KiB
+
+    kind: Literal["metrics", "logs"]
+    stream: StreamId
+    sequences: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=1024)]
