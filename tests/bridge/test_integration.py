@@ -14,14 +14,15 @@ import nats
 from kubernetes import client as k8s
 from nats.js.errors import NotFoundError
 
-from flotta.schemas.codec import encode
+from flotta.schemas.codec import decode, encode
 from flotta.schemas.crd.hardware import Cpu, Hardware
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.events import DeviceEvent
 from flotta.schemas.wire.status import HardwareReport, StatusReport, WorkloadReport
-from flotta.schemas.wire.telemetry import MetricSample, MetricsBatch
+from flotta.schemas.wire.telemetry import MetricSample, MetricsBatch, TelemetryReceipt
 from tests.bridge.conftest import NAMESPACE, BridgeEnv, StartBridge
 from tests.bridge.support import create_device, get_device
+from tests.fixtures.brokers import ProbeFactory
 
 
 async def eventually(predicate: Callable[[], Any], within: float = 10.0) -> Any:
@@ -187,5 +188,39 @@ async def test_batches_and_events_land_once(
         assert recorded[0].type == "Warning"
         assert recorded[0].involved_object.kind == "EdgeDevice"
         assert recorded[0].message == "workload web: exit 1"
+    finally:
+        await asyncio.to_thread(device.close)
+
+
+async def test_every_stored_batch_is_confirmed_to_its_device_and_nothing_else_is(
+    bridge_env: BridgeEnv, start_bridge: StartBridge, mqtt_probes: ProbeFactory
+) -> None:
+    create_device(bridge_env.kube.api, NAMESPACE, "dev-3")
+    await start_bridge()
+    creds = bridge_env.broker.device("dev-3", namespace=NAMESPACE)
+    inbox = await asyncio.to_thread(mqtt_probes.connect, creds, "dev-3-inbox")
+    await asyncio.to_thread(inbox.subscribe, device_topic("dev-3", DeviceTopic.RECEIPTS))
+    device = await asyncio.to_thread(bridge_env.device, "dev-3")
+    try:
+        metrics = device_topic("dev-3", DeviceTopic.METRICS)
+        for sequence in (0, 1, 1):  # batch 1 twice, as after a lost PUBACK: confirmed twice
+            batch = MetricsBatch(
+                stream="boot-3",
+                sequence=sequence,
+                samples=[MetricSample(name="cpu", value=0.5, timestamp_ms=1)],
+            )
+            await asyncio.to_thread(device.publish, metrics, encode(batch))
+        await asyncio.to_thread(
+            device.publish, device_topic("dev-3", DeviceTopic.STATUS), heartbeat()
+        )
+        await asyncio.to_thread(device.publish, metrics, b'{"schemaVersion": 1, "bad": true}')
+        received = await asyncio.to_thread(inbox.drain, quiet=1.5)
+        receipts = [decode(TelemetryReceipt, m.payload) for m in received]
+        assert [(r.kind, r.stream, r.sequences) for r in receipts] == [
+            ("metrics", "boot-3", [0]),
+            ("metrics", "boot-3", [1]),
+            ("metrics", "boot-3", [1]),
+        ]
+        assert await stream_messages(bridge_env, "FLOTTA_TELEMETRY") == 2
     finally:
         await asyncio.to_thread(device.close)

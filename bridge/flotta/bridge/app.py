@@ -40,8 +40,8 @@ CLOSE_TIMEOUT = 10.0  # seconds for the loops to end at shutdown
 class WriteSettings:
     """The write-storm guard: see :mod:`flotta.bridge.coalescer`."""
 
-    rate: float = 20.0  # status writes a second, whole bridge
-    burst: float = 40.0
+    rate: float = 100.0  # status writes a second, whole bridge
+    burst: float = 200.0
     refresh_rate: float = 5.0  # of which last-seen refreshes at most
     refresh_periods: float = REFRESH_PERIODS
     workers: int = 4
@@ -140,6 +140,7 @@ class Bridge:
             metrics=self.metrics,
             ack=intake.ack,
             capacity=2 * settings.mqtt.receive_maximum,
+            confirm=lambda receipt: intake.publish(receipt.topic, receipt.payload),
         )
         self.intake = intake
         self._spawn(self.status_writer.run(), "status-writer")

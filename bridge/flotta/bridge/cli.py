@@ -40,8 +40,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="default: $KUBECONFIG, else the in-cluster service account",
     )
     writes = parser.add_argument_group("Kubernetes writes")
-    writes.add_argument("--write-rate", type=float, default=20.0, help="status writes a second")
-    writes.add_argument("--write-burst", type=float, default=40.0)
+    writes.add_argument("--write-rate", type=float, default=100.0, help="status writes a second")
+    writes.add_argument("--write-burst", type=float, default=200.0)
     writes.add_argument(
         "--refresh-rate", type=float, default=5.0, help="last-seen refreshes a second"
     )

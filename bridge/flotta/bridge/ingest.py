@@ -4,7 +4,8 @@ A delivery is acknowledged on MQTT only after JetStream acknowledged its publish
 status (heartbeat or connection) was taken into the fleet state. A message that fails a
 check (topic, unknown device, size, schema version, content) is rejected: counted, reported
 on ``flotta.bridge.rejected`` and acknowledged, so it never blocks the devices behind it.
-A publish that fails is retried with backoff and not acknowledged until it lands.
+A publish that fails is retried with backoff and not acknowledged until it lands. Once a
+metrics or logs batch has landed, its device gets a receipt (:mod:`flotta.bridge.receipts`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from flotta.bridge.intake import Delivery
 from flotta.bridge.metrics import BridgeMetrics
 from flotta.bridge.outbound import Outbound, rejection, to_nats
 from flotta.bridge.ratelimit import TokenBucket
+from flotta.bridge.receipts import Receipt, receipt_for
 from flotta.schemas.errors import PayloadError, PayloadTooLargeError, SchemaVersionError, TopicError
 from flotta.schemas.topics import TELEMETRY_KINDS, DeviceTopic, parse_device_topic
 from flotta.schemas.wire.common import Payload
@@ -66,12 +68,16 @@ class Ingest:
         metrics: BridgeMetrics,
         ack: Callable[[Delivery], None],
         capacity: int,
+        confirm: Callable[[Receipt], bool] | None = None,
     ) -> None:
         self.fleet = fleet
         self.publisher = publisher
         self.events = events
         self.metrics = metrics
         self._ack = ack
+        self._confirm = confirm
+        self._receipts_sent = metrics.receipts.labels("sent")
+        self._receipts_dropped = metrics.receipts.labels("dropped")
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=capacity)
         self._retries: set[asyncio.Task[None]] = set()
         self._parked: set[asyncio.Task[None]] = set()
@@ -135,13 +141,13 @@ class Ingest:
         cache does not know yet waits a moment for the watch before it is rejected."""
         now = datetime.now(UTC)
         try:
-            outbound = self._accept(delivery, now)
+            outbound, receipt = self._accept(delivery, now)
         except RejectedMessageError as exc:
             if exc.reason == "unknown-device" and grace and self._park(delivery):
                 return
             await self._reject(delivery, exc, now)
             return
-        await self._publish(delivery, outbound)
+        await self._publish(delivery, outbound, receipt)
 
     def _park(self, delivery: Delivery) -> bool:
         """Give a message from a device not (yet) in the fleet cache a short grace period."""
@@ -164,7 +170,7 @@ class Ingest:
             await asyncio.sleep(UNKNOWN_POLL)
         await self.handle(delivery, grace=False)
 
-    def _accept(self, delivery: Delivery, now: datetime) -> Outbound:
+    def _accept(self, delivery: Delivery, now: datetime) -> tuple[Outbound, Receipt | None]:
         try:
             parsed = parse_device_topic(delivery.topic)
         except TopicError as exc:
@@ -186,7 +192,7 @@ class Ingest:
             raise RejectedMessageError("malformed", str(exc)) from None
         self._kind_counters[parsed.kind].inc()
         self._apply(parsed.device_id, parsed.kind, payload, context, now)
-        return to_nats(
+        outbound = to_nats(
             namespace=context.namespace,
             device_id=parsed.device_id,
             kind=parsed.kind,
@@ -194,6 +200,7 @@ class Ingest:
             raw=delivery.payload,
             now=now,
         )
+        return outbound, receipt_for(parsed.device_id, payload)
 
     def _apply(
         self,
@@ -226,7 +233,9 @@ class Ingest:
 
     # ---- publishing and acknowledgement ------------------------------------------------------
 
-    async def _publish(self, delivery: Delivery, outbound: Outbound) -> None:
+    async def _publish(
+        self, delivery: Delivery, outbound: Outbound, receipt: Receipt | None
+    ) -> None:
         started = time.perf_counter()
         try:
             future = await self.publisher.publish(outbound)
@@ -235,7 +244,7 @@ class Ingest:
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError from exc  # nats-py turned it into another error
             self._published_failed.inc()
-            self._retry(delivery, outbound, exc)
+            self._retry(delivery, outbound, receipt, exc)
             return
 
         key = id(future)
@@ -246,11 +255,11 @@ class Ingest:
             error = TimeoutError("no acknowledgement") if done.cancelled() else done.exception()
             if error is not None:
                 self._published_failed.inc()
-                self._retry(delivery, outbound, error)
+                self._retry(delivery, outbound, receipt, error)
                 return
             self._published_ok.inc()
             self.metrics.nats_latency.observe(time.perf_counter() - started)
-            self._done(delivery)
+            self._landed(delivery, receipt)
 
         future.add_done_callback(published)
 
@@ -266,18 +275,26 @@ class Ingest:
             future.cancel()
         return len(expired)
 
-    def _retry(self, delivery: Delivery, outbound: Outbound, error: BaseException) -> None:
+    def _retry(
+        self,
+        delivery: Delivery,
+        outbound: Outbound,
+        receipt: Receipt | None,
+        error: BaseException,
+    ) -> None:
         if self._closed:
             return  # unacknowledged: the broker redelivers it to the next session
         if self._log_budget.try_take(time.monotonic()):
             logger.warning("JetStream publish to %s failed (%s); retrying", outbound.subject, error)
         task = asyncio.get_running_loop().create_task(
-            self._retry_loop(delivery, outbound), name=f"retry {outbound.msg_id}"
+            self._retry_loop(delivery, outbound, receipt), name=f"retry {outbound.msg_id}"
         )
         self._retries.add(task)
         task.add_done_callback(self._retries.discard)
 
-    async def _retry_loop(self, delivery: Delivery, outbound: Outbound) -> None:
+    async def _retry_loop(
+        self, delivery: Delivery, outbound: Outbound, receipt: Receipt | None
+    ) -> None:
         delay = RETRY_MIN
         while True:
             await asyncio.sleep(delay)
@@ -289,8 +306,19 @@ class Ingest:
                 delay = min(delay * 2, RETRY_MAX)
                 continue
             self._published_ok.inc()
-            self._done(delivery)
+            self._landed(delivery, receipt)
             return
+
+    def _landed(self, delivery: Delivery, receipt: Receipt | None) -> None:
+        """JetStream holds the message (or already had it): confirm it to the device, then
+        acknowledge it to the broker. A receipt that cannot be sent only means the device sends
+        the batch again later, and JetStream drops the copy."""
+        if receipt is not None and self._confirm is not None:
+            if self._confirm(receipt):
+                self._receipts_sent.inc()
+            else:
+                self._receipts_dropped.inc()
+        self._done(delivery)
 
     def _done(self, delivery: Delivery) -> None:
         self.acked += 1

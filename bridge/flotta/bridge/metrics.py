@@ -39,6 +39,12 @@ class BridgeMetrics:
             ["result"],
             registry=r,
         )
+        self.receipts = Counter(
+            "flotta_bridge_receipts_total",
+            "Receipts for stored telemetry batches sent to devices, by result (sent, dropped)",
+            ["result"],
+            registry=r,
+        )
         self.nats_latency = Histogram(
             "flotta_bridge_nats_publish_seconds",
             "Time from JetStream publish to its acknowledgement",
