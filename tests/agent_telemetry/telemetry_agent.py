@@ -1,6 +1,7 @@
 """A stand-alone telemetry agent process for kill-and-restart tests: TelemetryService with
 system metrics from a prepared /proc tree and the logs of workload ``app`` (``tail -F`` of
-``LOGS/app.log``), published through flotta.mqtt with the device's certificate.
+``LOGS/app.log``), published through flotta.mqtt with the device's certificate; receipts on
+the device's receipts topic confirm its batches.
 
 Usage: python -m tests.agent_telemetry.telemetry_agent STATE LOGS HOST PORT CA CERT KEY DEVICE
 Prints ``running`` once started; runs until killed."""
@@ -15,6 +16,7 @@ from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.system import SystemCollector
 from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
+from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.desired import (
     DesiredConfiguration,
     DesiredWorkload,
@@ -52,11 +54,20 @@ async def main(arguments: list[str]) -> None:
         [DesiredWorkload(name="app", namespace="default", pod_spec={}, log_collection="x")],
         {},
     )
-    await client.start()
+    await client.connect()
+    await client.subscribe([(device_topic(device, DeviceTopic.RECEIPTS), 1)])
+
+    async def feed_receipts() -> None:
+        async for message in client.messages():
+            telemetry.receipt(message.payload)
+
+    receipts = asyncio.create_task(feed_receipts())
     print("running", flush=True)
     try:
         await telemetry.run(client.publish)
     finally:
+        receipts.cancel()
+        await asyncio.gather(receipts, return_exceptions=True)
         await telemetry.close()
         await client.close()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flotta.agent.telemetry.batching import Kind, record_body
-from flotta.agent.telemetry.buffer import ROW_OVERHEAD, TelemetryBuffer
+from flotta.agent.telemetry.buffer import ROW_OVERHEAD, Flow, TelemetryBuffer
 from flotta.schemas.codec import decode
 from flotta.schemas.wire.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch
 
@@ -255,3 +255,99 @@ def test_log_cursors_are_stored_with_their_lines(tmp_path: Path) -> None:
     assert reopened.cursor("app") == ("2026-01-01T00:00:05+00:00", 2)
     assert reopened.stats().buffered_records == 3
     reopened.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_sent_batch_waits_for_its_receipt_and_is_offered_again_when_overdue(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    flow = Flow(resend_after=60, window=2)
+    buffer = TelemetryBuffer(tmp_path / "b.db", max_bytes=10_000_000, clock=clock)
+    buffer.add(Kind.METRICS, [metric(0)])
+    first = buffer.next_batch(Kind.METRICS, flow)
+    assert first is not None
+    assert not first.resend
+    buffer.mark_sent(Kind.METRICS, first.sequence)
+    buffer.add(Kind.METRICS, [metric(1)])
+    second = buffer.next_batch(Kind.METRICS, flow)
+    assert second is not None
+    assert second.sequence == first.sequence + 1
+    buffer.mark_sent(Kind.METRICS, second.sequence)
+    buffer.add(Kind.METRICS, [metric(2)])
+    assert buffer.next_batch(Kind.METRICS, flow) is None  # window full
+    assert buffer.stats().batches_unconfirmed == 2
+    assert buffer.stats().buffered_records == 3
+
+    clock.now += 61
+    again = buffer.next_batch(Kind.METRICS, flow)
+    assert again is not None
+    assert again.resend
+    assert (again.sequence, again.payload) == (first.sequence, first.payload)
+
+    assert buffer.confirm(Kind.METRICS, buffer.stream, [first.sequence, second.sequence]) == 2
+    assert buffer.confirm(Kind.METRICS, buffer.stream, [first.sequence]) == 0  # a duplicate
+    third = buffer.next_batch(Kind.METRICS, flow)
+    assert third is not None
+    assert indices(third.payload) == [2]
+    buffer.close()
+
+
+def test_a_receipt_for_another_stream_or_kind_confirms_nothing(tmp_path: Path) -> None:
+    buffer = TelemetryBuffer(tmp_path / "b.db", max_bytes=10_000_000)
+    buffer.add(Kind.METRICS, [metric(0)])
+    batch = buffer.next_batch(Kind.METRICS, Flow())
+    assert batch is not None
+    buffer.mark_sent(Kind.METRICS, batch.sequence)
+    assert buffer.confirm(Kind.METRICS, "0123456789abcdef", [batch.sequence]) == 0
+    assert buffer.confirm(Kind.LOGS, buffer.stream, [batch.sequence]) == 0
+    assert buffer.stats().batches_unconfirmed == 1
+    buffer.close()
+
+
+def test_unconfirmed_batches_survive_a_restart_and_wait_again_after_a_reconnect(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    flow = Flow(resend_after=60, window=4)
+    buffer = TelemetryBuffer(tmp_path / "b.db", max_bytes=10_000_000, clock=clock)
+    buffer.add(Kind.LOGS, [b'{"workload":"w","time":"2026-01-01T00:00:00Z","line":"x"}'])
+    batch = buffer.next_batch(Kind.LOGS, flow)
+    assert batch is not None
+    buffer.mark_sent(Kind.LOGS, batch.sequence)
+    buffer.close()
+
+    clock.now += 600
+    reopened = TelemetryBuffer(tmp_path / "b.db", max_bytes=10_000_000, clock=clock)
+    assert reopened.stats().batches_unconfirmed == 1
+    reopened.restart_resend_clocks()  # connected again: queued receipts arrive first
+    assert reopened.next_batch(Kind.LOGS, flow) is None
+    clock.now += 61
+    overdue = reopened.next_batch(Kind.LOGS, flow)
+    assert overdue is not None
+    assert overdue.payload == batch.payload
+    reopened.close()
+
+
+def test_a_buffer_from_before_receipts_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE batches (kind TEXT NOT NULL, sequence INTEGER NOT NULL, "
+        "records INTEGER NOT NULL, dropped INTEGER NOT NULL, payload BLOB NOT NULL, "
+        "PRIMARY KEY (kind, sequence));"
+        "INSERT INTO batches VALUES ('metrics', 7, 1, 0, x'7b7d');"
+    )
+    old.close()
+    buffer = TelemetryBuffer(path, max_bytes=10_000_000)
+    waiting = buffer.next_batch(Kind.METRICS, Flow())
+    assert waiting is not None
+    assert (waiting.sequence, waiting.resend) == (7, False)
+    buffer.close()

@@ -1,6 +1,8 @@
 """Telemetry through a real Mosquitto (mTLS, ACL): the broker is stopped while metrics and
 logs keep coming, started again, and every buffered record arrives exactly once after
-de-duplication by (kind, stream, sequence), as the bridge de-duplicates."""
+de-duplication by (kind, stream, sequence), as the bridge de-duplicates. The observer plays
+the bridge's part in the receipt protocol (bridge identity, a receipt per stored batch), and
+the device's buffer empties only through those receipts."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.system import SystemCollector
 from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
-from flotta.schemas.codec import decode
+from flotta.schemas.codec import decode, encode
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.desired import (
     DesiredConfiguration,
@@ -24,7 +26,7 @@ from flotta.schemas.wire.desired import (
     MetricsSettings,
     SystemMetricsSettings,
 )
-from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
+from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch, TelemetryReceipt
 from tests.agent_telemetry.log_sources import tail_source, write_lines
 from tests.agent_telemetry.sample_root import sample_root
 from tests.agent_telemetry.waiting import wait_until
@@ -33,6 +35,7 @@ from tests.fixtures.brokers import ClientCredentials, TestBroker
 DEVICE = "dev-1"
 METRICS = device_topic(DEVICE, DeviceTopic.METRICS)
 LOGS = device_topic(DEVICE, DeviceTopic.LOGS)
+RECEIPTS = device_topic(DEVICE, DeviceTopic.RECEIPTS)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -50,12 +53,14 @@ def settings_for(broker: TestBroker, credentials: ClientCredentials) -> MqttSett
 
 @dataclass
 class Observer:
-    """Reads the device's metrics and logs with an observer identity and a persistent
-    session (the broker keeps its queue across the restart); de-duplicates like the bridge."""
+    """Reads the device's metrics and logs with the bridge's identity and a persistent
+    session (the broker keeps its queue across the restart); de-duplicates and confirms each
+    batch with a receipt, like the bridge."""
 
     client: MqttClient
     batches: dict[tuple[str, str, int], bytes] = field(default_factory=dict)
     duplicates: int = 0
+    receipts: int = 0
     task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -76,6 +81,13 @@ class Observer:
                 assert self.batches[key] == message.payload, "resent batch differs"
                 self.duplicates += 1
             self.batches[key] = message.payload
+            receipt = TelemetryReceipt(
+                kind="metrics" if kind == "metrics" else "logs",
+                stream=batch.stream,
+                sequences=[batch.sequence],
+            )
+            await self.client.publish(RECEIPTS, encode(receipt))
+            self.receipts += 1
 
     def lines(self) -> list[str]:
         return [
@@ -92,12 +104,20 @@ class Observer:
         await self.client.close()
 
 
+async def feed_receipts(device: MqttClient, telemetry: TelemetryService) -> None:
+    await device.subscribe([(RECEIPTS, 1)])
+    async for message in device.messages():
+        telemetry.receipt(message.payload)
+
+
+def confirming_observer(broker: TestBroker) -> Observer:
+    return Observer(MqttClient(settings_for(broker, broker.bridge())))
+
+
 async def test_broker_outage_every_record_arrives_once(
     mosquitto_broker: TestBroker, tmp_path: Path
 ) -> None:
-    observer = Observer(
-        MqttClient(settings_for(mosquitto_broker, mosquitto_broker.observer("telemetry-test")))
-    )
+    observer = confirming_observer(mosquitto_broker)
     device = MqttClient(settings_for(mosquitto_broker, mosquitto_broker.device(DEVICE)))
     failures_before = device.counters.publish_failures
     processes: list[asyncio.subprocess.Process] = []
@@ -113,11 +133,13 @@ async def test_broker_outage_every_record_arrives_once(
     (tmp_path / "app.log").touch()
     workload = DesiredWorkload(name="app", namespace="default", pod_spec={}, log_collection="x")
     config = DesiredConfiguration(metrics=MetricsSettings(system=SystemMetricsSettings(interval=1)))
+    receipts: asyncio.Task[None] | None = None
     try:
         await observer.start()
         await device.connect()
         telemetry.configure(config, [workload], {})
         runner = asyncio.create_task(telemetry.run(device.publish))
+        receipts = asyncio.create_task(feed_receipts(device, telemetry))
         await write_lines(tmp_path / "app.log", 100, prefix="before")
         await wait_until(lambda: len(observer.lines()) >= 100)
 
@@ -137,11 +159,15 @@ async def test_broker_outage_every_record_arrives_once(
             [],
             {},
         )
+        # empty only once every batch was confirmed by a receipt
         await wait_until(lambda: telemetry.stats().buffered_records == 0, limit=30)
-        await asyncio.sleep(0.5)  # the last PUBACKed batches reach the observer
+        assert telemetry.stats().unconfirmed_batches == 0
         await telemetry.close()
         await runner
     finally:
+        if receipts is not None:
+            receipts.cancel()
+            await asyncio.gather(receipts, return_exceptions=True)
         await telemetry.close()
         await device.close()
         await observer.close()
@@ -213,9 +239,7 @@ def kill(agent: Popen[str]) -> None:
 async def test_agent_killed_while_sending_and_restarted_loses_and_repeats_nothing(
     mosquitto_broker: TestBroker, tmp_path: Path
 ) -> None:
-    observer = Observer(
-        MqttClient(settings_for(mosquitto_broker, mosquitto_broker.observer("telemetry-test")))
-    )
+    observer = confirming_observer(mosquitto_broker)
     credentials = mosquitto_broker.device(DEVICE)
     (tmp_path / "app.log").touch()
     agents: list[Popen[str]] = []

@@ -67,6 +67,7 @@ async def run_service(
     )
     workload = DesiredWorkload(name="chatty", namespace="default", pod_spec={}, log_collection="x")
     telemetry.configure(NO_SYSTEM, [workload], {})
+    receiver.confirm = telemetry.receipt
     runner = asyncio.create_task(telemetry.run(receiver.publish))
     try:
         await wait_until(lambda: len(lines(receiver)) >= until_lines, limit=60)

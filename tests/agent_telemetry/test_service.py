@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.backoff import Backoff
+from flotta.agent.telemetry.buffer import Flow
 from flotta.agent.telemetry.system import SystemCollector
 from flotta.schemas.wire.desired import (
     DesiredConfiguration,
@@ -62,6 +63,7 @@ async def test_offline_then_online_every_record_arrives_once(tmp_path: Path) -> 
     processes: list[asyncio.subprocess.Process] = []
     receiver = Receiver(lose_every_nth_ack=3)
     telemetry = service(tmp_path, processes, max_bytes=50_000_000)
+    receiver.confirm = telemetry.receipt
     (tmp_path / "app.log").touch()
     async with metrics_endpoint(b"app_up 1\n") as endpoint:
         telemetry.configure(
@@ -82,7 +84,10 @@ async def test_offline_then_online_every_record_arrives_once(tmp_path: Path) -> 
         await wait_until(lambda: telemetry.stats().buffered_records == 0)
         await telemetry.close()
         await runner
-    assert receiver.duplicates > 0  # lost acks made the sender resend
+    # every third PUBACK was lost: the batch is resent unless its receipt came first
+    lost_acks = (receiver.attempts - telemetry.counters.failures) // 3
+    assert lost_acks > 0
+    assert telemetry.counters.failures > lost_acks  # offline attempts and lost acks
 
     logs = receiver.logs()
     assert [b.sequence for b in logs] == list(range(len(logs)))  # no gap: nothing lost
@@ -114,6 +119,7 @@ async def test_at_the_bound_the_oldest_go_and_the_drop_is_reported(tmp_path: Pat
     processes: list[asyncio.subprocess.Process] = []
     receiver = Receiver()
     telemetry = service(tmp_path, processes, max_bytes=40_000)
+    receiver.confirm = telemetry.receipt
     (tmp_path / "app.log").touch()
     telemetry.configure(NOTHING, [app(0)], {})
     runner = asyncio.create_task(telemetry.run(receiver.publish))
@@ -133,6 +139,43 @@ async def test_at_the_bound_the_oldest_go_and_the_drop_is_reported(tmp_path: Pat
     assert lines == [f"line-{i}" for i in range(dropped, 1000)]  # the newest survived, in order
     assert sum(b.dropped for b in logs) == dropped
     assert logs[0].dropped == dropped
+
+
+async def test_a_batch_the_broker_took_and_lost_is_sent_again_until_confirmed(
+    tmp_path: Path,
+) -> None:
+    receiver = Receiver(online=True, vanish_first=3)
+    telemetry = service(tmp_path, [], max_bytes=1_000_000, flow=Flow(resend_after=0.5, window=2))
+    receiver.confirm = telemetry.receipt
+    (tmp_path / "app.log").touch()
+    telemetry.configure(NOTHING, [app(0)], {})
+    runner = asyncio.create_task(telemetry.run(receiver.publish))
+    await write_lines(tmp_path / "app.log", 50)
+    await wait_until(lambda: lines_received(receiver) >= 50, limit=20)
+    await wait_until(lambda: telemetry.stats().buffered_records == 0)
+    await telemetry.close()
+    await runner
+    lines = [line.line for batch in receiver.logs() for line in batch.lines]
+    assert lines == [f"line-{i}" for i in range(50)]
+    assert telemetry.counters.batches_resent >= 1
+    assert receiver.attempts == telemetry.counters.batches_sent
+
+
+async def test_without_receipts_sending_stops_at_the_window(tmp_path: Path) -> None:
+    receiver = Receiver(online=True)  # stores, never confirms
+    telemetry = service(tmp_path, [], max_bytes=1_000_000, flow=Flow(resend_after=60, window=2))
+    (tmp_path / "app.log").touch()
+    telemetry.configure(NOTHING, [app(0)], {})
+    runner = asyncio.create_task(telemetry.run(receiver.publish))
+    for round_ in range(4):  # several batches' worth, a flush apart
+        await write_lines(tmp_path / "app.log", 5, prefix=f"r{round_}")
+        await asyncio.sleep(0.4)
+    await asyncio.sleep(0.5)
+    assert len(receiver.logs()) == 2
+    assert telemetry.stats().unconfirmed_batches == 2
+    assert telemetry.stats().buffered_records == 20  # nothing left the buffer unconfirmed
+    await telemetry.close()
+    await runner
 
 
 async def test_close_leaves_no_task_behind(tmp_path: Path) -> None:

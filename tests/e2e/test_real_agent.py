@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
 import pytest
 
+from flotta.agent.status_file import read_status
 from flotta.dev.stack.up import LOCAL_AGENT_ID
 from flotta.schemas.crd.common import GROUP, VERSION
 from tests.e2e.conftest import RunningSystem, restart_broker, wait_until
@@ -26,6 +30,13 @@ def agent_converged(system: RunningSystem, *, not_version: str = "") -> dict[str
         return None
     phases = {w["name"]: w["phase"] for w in status.get("workloads") or []}
     return status if phases.get("counter") == "Running" else None
+
+
+def agent_connected_since(system: RunningSystem, since: datetime) -> bool:
+    status = read_status(system.layout.agent / "state")
+    if status is None or not status.connected or not status.last_connected:
+        return False
+    return datetime.fromisoformat(status.last_connected.replace("Z", "+00:00")) > since
 
 
 def patch_counter_args(system: RunningSystem, text: str) -> None:
@@ -93,28 +104,35 @@ def test_enrol_run_a_pod_and_report(agent_system: RunningSystem) -> None:
     assert statuses[-1]["data"]["appliedVersion"] == status["appliedVersion"]
 
 
-@pytest.mark.xfail(
-    reason=(
-        "known loss, not yet fixed: after a Mosquitto restart, messages a device publishes "
-        "before the bridge has reconnected are not queued for the bridge's restored $share "
-        "subscription (seen: batches 5-9 of 142 missing from JetStream when the agent came back "
-        "before the bridge); passes when the bridge reconnects first"
-    ),
-    strict=False,
-)
 def test_offline_device_converges_on_reconnect_and_loses_no_metrics(
     agent_system: RunningSystem,
 ) -> None:
+    """The hard order: the agent is back on the restarted broker before the bridge is.
+    Mosquitto 2.0 does not restore an offline client's shared subscription from its store, so
+    what the agent sends then is acknowledged and dropped; the bridge's receipts (missing for
+    those batches) make the agent send them again."""
     system = agent_system
     set_system_metrics_interval(system, 1)
     first = wait_until(lambda: agent_converged(system), timeout=120, what="the agent to converge")
     time.sleep(3)  # metrics flowing at one round a second
 
-    restart_broker(
-        system,
-        down_for=8.0,  # the agent keeps collecting into its buffer meanwhile
-        while_down=lambda: patch_counter_args(system, "changed-while-offline"),
-    )
+    bridge = next(r for r in system.stack.records if r.name == "bridge" and r.is_running())
+    paused_at = datetime.now(UTC)
+    os.kill(bridge.pid, signal.SIGSTOP)  # the bridge falls behind the agent
+    try:
+        restart_broker(
+            system,
+            down_for=8.0,  # the agent keeps collecting into its buffer meanwhile
+            while_down=lambda: patch_counter_args(system, "changed-while-offline"),
+        )
+        wait_until(
+            lambda: agent_connected_since(system, paused_at),
+            timeout=60,
+            what="the agent to reconnect while the bridge is paused",
+        )
+        time.sleep(4)  # batches sent now reach no queue: only the agent's resend saves them
+    finally:
+        os.kill(bridge.pid, signal.SIGCONT)
 
     second = wait_until(
         lambda: agent_converged(system, not_version=first["desiredVersion"]),
@@ -142,6 +160,13 @@ def test_offline_device_converges_on_reconnect_and_loses_no_metrics(
         delivered_without_gaps, timeout=120, what="every metric batch, with no gap in sequence"
     )
     assert len({stream for stream, _ in sequences}) == 1
+
+    def resent() -> int | None:
+        status = read_status(system.layout.agent / "state")
+        return status.telemetry_resent if status is not None and status.telemetry_resent else None
+
+    # the batches the broker dropped came back through the receipt protocol, not by luck
+    assert wait_until(resent, timeout=30, what="the agent's count of resent batches") >= 1
 
 
 def test_broker_that_lost_its_retained_store_is_repaired(agent_system: RunningSystem) -> None:

@@ -173,7 +173,9 @@ def render_status(document: dict[str, Any], *, now: datetime) -> str:
         f"applied     {daemon['applied_version'] or '-'}",
         f"desired     {daemon['desired_version'] or '-'}",
         f"telemetry   {daemon['telemetry_buffered']} buffered, "
-        f"{daemon['telemetry_dropped']} dropped",
+        f"{daemon['telemetry_dropped']} dropped, "
+        f"{daemon.get('telemetry_unconfirmed', 0)} batches awaiting receipts, "
+        f"{daemon.get('telemetry_resent', 0)} resent",
         f"events      {daemon['events_pending']} pending, {daemon['events_dropped']} dropped",
         f"workloads   {len(daemon['workloads'])}",
     ]

@@ -45,6 +45,11 @@ class AgentConfig:
     enrolment_timeout_seconds: float = 0.0  # 0: wait for approval forever
     renew_at_fraction: float = 2 / 3  # of the certificate's validity
     telemetry_max_mib: int = 64
+    # Keep sent batches until the bridge's receipt (false: until the broker's acknowledgement,
+    # for a bridge without receipts); send one again after this long without its receipt.
+    telemetry_receipts: bool = True
+    telemetry_resend_seconds: float = 120.0
+    telemetry_receipt_window: int = 16  # sent batches per kind awaiting receipts at a time
     rpm_ostree: str = "rpm-ostree"
     reboot_command: tuple[str, ...] = ("systemctl", "reboot")
     event_queue: int = 256
@@ -164,5 +169,9 @@ def _validate(config: AgentConfig) -> None:
         raise ConfigError("reconnect_base_seconds must be > 0 and <= reconnect_cap_seconds")
     if config.telemetry_max_mib < 1:
         raise ConfigError("telemetry_max_mib must be at least 1")
+    if config.telemetry_resend_seconds < 1:
+        raise ConfigError("telemetry_resend_seconds must be at least 1")
+    if config.telemetry_receipt_window < 1:
+        raise ConfigError("telemetry_receipt_window must be at least 1")
     if config.event_queue < 1:
         raise ConfigError("event_queue must be at least 1")

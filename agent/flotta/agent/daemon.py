@@ -37,6 +37,7 @@ from flotta.agent.runtime import (
 from flotta.agent.status_file import LocalStatus, WorkloadLine, write_status
 from flotta.agent.tasks import Tasks
 from flotta.agent.telemetry import TelemetryService
+from flotta.agent.telemetry.buffer import Flow
 from flotta.mqtt import Message, MqttClient, MqttError, MqttSettings, TlsFiles, Will
 from flotta.schemas.codec import decode, encode
 from flotta.schemas.crd.config import HeartbeatConfiguration
@@ -228,7 +229,11 @@ class Agent:
         self._last_error = ""
         if not (session_present and self._subscribed):
             await client.subscribe(
-                [(self._topic(DeviceTopic.DESIRED), 1), (self._topic(DeviceTopic.CERTIFICATE), 1)]
+                [
+                    (self._topic(DeviceTopic.DESIRED), 1),
+                    (self._topic(DeviceTopic.CERTIFICATE), 1),
+                    (self._topic(DeviceTopic.RECEIPTS), 1),
+                ]
             )
             self._subscribed = True
         await self._publish_connection(client, "")
@@ -263,6 +268,8 @@ class Agent:
             self.accept_desired(message.payload)
         elif message.topic == self._topic(DeviceTopic.CERTIFICATE):
             self.renewer.deliver(message.payload)
+        elif message.topic == self._topic(DeviceTopic.RECEIPTS) and self.telemetry is not None:
+            self.telemetry.receipt(message.payload)
 
     def accept_desired(self, payload: bytes) -> bool:
         """Decode, persist, then act; a bad payload is counted and never replaces the last
@@ -445,6 +452,10 @@ class Agent:
             workloads=[WorkloadLine(r.name, r.phase, r.message) for r in reports],
             telemetry_buffered=stats.buffered_records if stats is not None else 0,
             telemetry_dropped=stats.dropped_records if stats is not None else 0,
+            telemetry_unconfirmed=stats.unconfirmed_batches if stats is not None else 0,
+            telemetry_resent=(
+                self.telemetry.counters.batches_resent if self.telemetry is not None else 0
+            ),
             events_pending=len(self.events),
             events_dropped=self.events.dropped,
             bad_desired_payloads=self.bad_payloads,
@@ -484,6 +495,12 @@ class Agent:
             self.device_id,
             max_bytes=self.config.telemetry_max_mib * MiB,
             log_source=self.runtime.logs,
+            flow=Flow(
+                resend_after=self.config.telemetry_resend_seconds,
+                window=self.config.telemetry_receipt_window,
+            )
+            if self.config.telemetry_receipts
+            else None,
         )
         if self.desired is not None:
             self.telemetry.configure(

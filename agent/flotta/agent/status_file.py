@@ -35,6 +35,8 @@ class LocalStatus:
     workloads: list[WorkloadLine] = field(default_factory=list)
     telemetry_buffered: int = 0
     telemetry_dropped: int = 0
+    telemetry_unconfirmed: int = 0  # batches sent, waiting for the bridge's receipt
+    telemetry_resent: int = 0  # batches sent again for want of a receipt, since start
     events_pending: int = 0
     events_dropped: int = 0
     bad_desired_payloads: int = 0

@@ -3,7 +3,14 @@
 Records wait in ``records`` until the sender forms a batch: one transaction moves the oldest
 records into ``batches`` as the encoded payload with the next sequence number, so a batch
 keeps its bytes (and its message id) however often it is resent, across restarts too. A
-batch leaves the buffer only when :meth:`TelemetryBuffer.acknowledge` is called for it.
+batch leaves the buffer only when :meth:`TelemetryBuffer.acknowledge` or
+:meth:`TelemetryBuffer.confirm` is called for it.
+
+Confirmation: a batch the broker acknowledged is only marked sent (``sent_ms``); the bridge's
+receipt removes it (:meth:`TelemetryBuffer.confirm`). A sent batch with no receipt within
+``resend_after`` seconds is offered again, and at most ``window`` sent batches of a kind wait
+for receipts at a time, so a bridge outage holds the buffer back instead of flooding the
+broker with copies.
 
 Durability: ``synchronous=FULL``. With ``NORMAL`` a WAL commit is only synced at checkpoint,
 so a power cut can roll back a committed transaction. Rolling back the forming of a batch
@@ -65,6 +72,7 @@ CREATE TABLE IF NOT EXISTS batches (
     records INTEGER NOT NULL,
     dropped INTEGER NOT NULL,
     payload BLOB NOT NULL,
+    sent_ms INTEGER,
     PRIMARY KEY (kind, sequence)
 );
 """
@@ -76,6 +84,15 @@ class StoredBatch:
     sequence: int
     records: int
     payload: bytes
+    resend: bool = False  # sent before, no receipt came in time
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """How sent batches wait for their receipts (see the module docstring)."""
+
+    resend_after: float = 60.0
+    window: int = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +101,7 @@ class BufferStats:
     buffered_bytes: int
     dropped_records: int
     batches_waiting: int
+    batches_unconfirmed: int = 0
 
 
 class TelemetryBuffer:
@@ -138,6 +156,9 @@ class TelemetryBuffer:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA journal_size_limit=4194304")
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+            if "sent_ms" not in columns:  # a buffer written before receipts existed
+                db.execute("ALTER TABLE batches ADD COLUMN sent_ms INTEGER")
             (check,) = db.execute("PRAGMA quick_check").fetchone()
             if check != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
@@ -221,37 +242,93 @@ class TelemetryBuffer:
             ).fetchone()
         return None if row is None else (str(row[0]), int(row[1]))
 
-    def next_batch(self, kind: Kind) -> StoredBatch | None:
-        """The oldest batch not yet acknowledged, forming one from records when there is none."""
+    def next_batch(self, kind: Kind, flow: Flow | None = None) -> StoredBatch | None:
+        """The batch to send next: a sent one whose receipt is overdue, else the oldest one not
+        sent, else a new one formed from records; None while ``flow.window`` sent batches
+        wait for receipts. Without ``flow``: the oldest batch, whether sent or not."""
         with self._lock, self._transaction() as db:
+            if flow is None:
+                row = db.execute(
+                    "SELECT sequence, records, payload FROM batches WHERE kind = ? "
+                    "ORDER BY sequence LIMIT 1",
+                    (kind.value,),
+                ).fetchone()
+                if row is not None:
+                    return StoredBatch(kind, int(row[0]), int(row[1]), bytes(row[2]))
+                return self._form_batch(db, kind)
+            overdue_ms = int((self._clock() - flow.resend_after) * 1000)
             row = db.execute(
-                "SELECT sequence, records, payload FROM batches WHERE kind = ? "
+                "SELECT sequence, records, payload FROM batches "
+                "WHERE kind = ? AND sent_ms IS NOT NULL AND sent_ms <= ? "
                 "ORDER BY sequence LIMIT 1",
+                (kind.value, overdue_ms),
+            ).fetchone()
+            if row is not None:
+                return StoredBatch(kind, int(row[0]), int(row[1]), bytes(row[2]), resend=True)
+            (in_flight,) = db.execute(
+                "SELECT COUNT(*) FROM batches WHERE kind = ? AND sent_ms IS NOT NULL",
+                (kind.value,),
+            ).fetchone()
+            if int(in_flight) >= flow.window:
+                return None
+            row = db.execute(
+                "SELECT sequence, records, payload FROM batches "
+                "WHERE kind = ? AND sent_ms IS NULL ORDER BY sequence LIMIT 1",
                 (kind.value,),
             ).fetchone()
             if row is not None:
                 return StoredBatch(kind, int(row[0]), int(row[1]), bytes(row[2]))
             return self._form_batch(db, kind)
 
+    def mark_sent(self, kind: Kind, sequence: int) -> None:
+        """The broker took the batch: it now waits for its receipt."""
+        now_ms = int(self._clock() * 1000)
+        with self._lock, self._transaction() as db:
+            db.execute(
+                "UPDATE batches SET sent_ms = ? WHERE kind = ? AND sequence = ?",
+                (now_ms, kind.value, sequence),
+            )
+
+    def restart_resend_clocks(self) -> None:
+        """After a reconnect, receipts queued for the device arrive first: give them time."""
+        now_ms = int(self._clock() * 1000)
+        with self._lock, self._transaction() as db:
+            db.execute("UPDATE batches SET sent_ms = ? WHERE sent_ms IS NOT NULL", (now_ms,))
+
     def acknowledge(self, kind: Kind, sequence: int) -> None:
         with self._lock, self._transaction() as db:
-            row = db.execute(
-                "SELECT records, LENGTH(payload) FROM batches WHERE kind = ? AND sequence = ?",
-                (kind.value, sequence),
-            ).fetchone()
-            if row is not None:
-                db.execute(
-                    "DELETE FROM batches WHERE kind = ? AND sequence = ?", (kind.value, sequence)
-                )
-                self._records -= int(row[0])
-                self._bytes -= int(row[1])
+            self._remove(db, kind, sequence)
+
+    def confirm(self, kind: Kind, stream: str, sequences: Sequence[int]) -> int:
+        """Remove the batches a receipt names; how many were still here. A receipt for
+        another stream (a buffer since wiped) confirms nothing."""
+        if stream != self._stream:
+            return 0
+        with self._lock, self._transaction() as db:
+            return sum(self._remove(db, kind, sequence) for sequence in set(sequences))
+
+    def _remove(self, db: sqlite3.Connection, kind: Kind, sequence: int) -> bool:
+        row = db.execute(
+            "SELECT records, LENGTH(payload) FROM batches WHERE kind = ? AND sequence = ?",
+            (kind.value, sequence),
+        ).fetchone()
+        if row is None:
+            return False
+        db.execute("DELETE FROM batches WHERE kind = ? AND sequence = ?", (kind.value, sequence))
+        self._records -= int(row[0])
+        self._bytes -= int(row[1])
+        return True
 
     def stats(self) -> BufferStats:
         with self._lock:
             if self._closed:
                 return BufferStats(self._records, self._bytes, self._dropped, 0)
-            waiting = self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
-            return BufferStats(self._records, self._bytes, self._dropped, int(waiting))
+            waiting, unconfirmed = self._db.execute(
+                "SELECT COUNT(*), COUNT(sent_ms) FROM batches"
+            ).fetchone()
+            return BufferStats(
+                self._records, self._bytes, self._dropped, int(waiting), int(unconfirmed)
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -1,5 +1,6 @@
-"""Sending buffered batches: the oldest batch of each kind, one at a time, removed from the
-buffer only after ``publish`` returned (the broker acknowledged it)."""
+"""Sending buffered batches, the oldest of each kind first. With a :class:`Flow` a batch the
+broker acknowledged waits in the buffer for the bridge's receipt (and is sent again when none
+comes in time); without one it is removed as soon as ``publish`` returned."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.batching import Kind
-from flotta.agent.telemetry.buffer import TelemetryBuffer
+from flotta.agent.telemetry.buffer import Flow, TelemetryBuffer
 from flotta.agent.telemetry.errors import BufferStoreError
 from flotta.schemas.topics import DeviceTopic, device_topic
 
@@ -24,6 +25,7 @@ TOPICS = {Kind.METRICS: DeviceTopic.METRICS, Kind.LOGS: DeviceTopic.LOGS}
 @dataclass(slots=True)
 class SenderCounters:
     batches_sent: int = 0
+    batches_resent: int = 0
     records_sent: int = 0
     failures: int = 0
     last_success: float = 0.0
@@ -38,10 +40,11 @@ async def send_forever(
     backoff: Backoff,
     counters: SenderCounters,
     resume: asyncio.Event | None = None,
+    flow: Flow | None = None,
     idle_check: float = 5.0,
 ) -> None:
-    """Send until cancelled. ``wake`` says new records are buffered; ``resume`` (the
-    connection is back) cuts a back-off short."""
+    """Send until cancelled. ``wake`` says new records are buffered (or a receipt freed the
+    window); ``resume`` (the connection is back) cuts a back-off short."""
     resume = resume or asyncio.Event()
     topics = {kind: device_topic(device_id, topic) for kind, topic in TOPICS.items()}
     while True:
@@ -50,7 +53,7 @@ async def send_forever(
         failed = False
         for kind in Kind:
             try:
-                batch = await asyncio.to_thread(buffer.next_batch, kind)
+                batch = await asyncio.to_thread(buffer.next_batch, kind, flow)
             except BufferStoreError as exc:
                 log.error("telemetry: cannot read a batch: %s", exc)
                 failed = True
@@ -64,12 +67,16 @@ async def send_forever(
                 log.info("telemetry: %s batch %d not sent: %s", kind, batch.sequence, exc)
                 failed = True
                 break
+            settle = buffer.acknowledge if flow is None else buffer.mark_sent
             try:
-                await asyncio.to_thread(buffer.acknowledge, kind, batch.sequence)
+                await asyncio.to_thread(settle, kind, batch.sequence)
             except BufferStoreError as exc:  # sent again later; the bridge de-duplicates
-                log.error("telemetry: cannot remove acknowledged batch: %s", exc)
+                log.error("telemetry: cannot record batch %d as sent: %s", batch.sequence, exc)
                 failed = True
                 break
+            if batch.resend:
+                counters.batches_resent += 1
+                log.info("telemetry: %s batch %d sent again (no receipt)", kind, batch.sequence)
             counters.batches_sent += 1
             counters.records_sent += batch.records
             counters.last_success = time.time()

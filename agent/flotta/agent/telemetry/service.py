@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.batching import Kind, record_body
-from flotta.agent.telemetry.buffer import TelemetryBuffer
+from flotta.agent.telemetry.buffer import Flow, TelemetryBuffer
 from flotta.agent.telemetry.errors import BufferStoreError, ScrapeError, TelemetryError
 from flotta.agent.telemetry.logs import LogSource, follow
 from flotta.agent.telemetry.samples import AllowList, Measurement, stamp
@@ -20,18 +20,24 @@ from flotta.agent.telemetry.sending import Publish, SenderCounters, send_forever
 from flotta.agent.telemetry.staging import Cursor, Staging
 from flotta.agent.telemetry.system import SystemCollector
 from flotta.agent.telemetry.tasks import TaskSet
+from flotta.schemas.codec import decode
+from flotta.schemas.errors import PayloadError
 from flotta.schemas.wire.desired import DesiredConfiguration, DesiredWorkload
+from flotta.schemas.wire.telemetry import TelemetryReceipt
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 BUFFER_FILE = "telemetry.sqlite3"
+DEFAULT_FLOW = Flow()
+RECEIPT_QUEUE = 1024  # receipts waiting to be applied; past it they are dropped (batches resent)
 
 
 @dataclass(frozen=True, slots=True)
 class TelemetryStats:
     buffered_records: int
     dropped_records: int
+    unconfirmed_batches: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +67,15 @@ class TelemetryService:
         scrape_timeout: float = 10.0,
         staging_records: int = 5000,
         retry: Backoff | None = None,
+        flow: Flow | None = DEFAULT_FLOW,
     ) -> None:
         self.device_id = device_id
         self.max_bytes = max_bytes
         self.buffer = TelemetryBuffer(state_dir / BUFFER_FILE, max_bytes=max_bytes)
         self.counters = SenderCounters()
+        self.flow = flow
+        self.bad_receipts = 0
+        self._receipts: asyncio.Queue[TelemetryReceipt] = asyncio.Queue(RECEIPT_QUEUE)
         self._log_source = log_source
         self._system = system or SystemCollector()
         self._flush_interval = flush_interval
@@ -143,8 +153,10 @@ class TelemetryService:
                 backoff=self._retry,
                 counters=self.counters,
                 resume=self._resume_sender,
+                flow=self.flow,
             ),
         )
+        self._core.start("receipts", self._apply_receipts_forever())
         self._core.start("log-flusher", self._flush_logs_forever())
         try:
             while not self._stopping.is_set():
@@ -256,7 +268,42 @@ class TelemetryService:
     def connection_restored(self) -> None:
         """Send now rather than after the current back-off (call it when MQTT reconnects)."""
         self._retry.reset()
+        if self.flow is not None:
+            try:
+                self.buffer.restart_resend_clocks()
+            except BufferStoreError as exc:
+                log.error("telemetry: %s", exc)
         self._resume_sender.set()
+
+    def receipt(self, payload: bytes) -> bool:
+        """Take a receipt from the bridge (call it for each message on the receipts topic);
+        False when it is malformed or cannot be queued (its batches are then sent again)."""
+        try:
+            receipt = decode(TelemetryReceipt, payload)
+        except PayloadError as exc:
+            self.bad_receipts += 1
+            log.warning("telemetry: rejected a receipt: %s", exc)
+            return False
+        try:
+            self._receipts.put_nowait(receipt)
+        except asyncio.QueueFull:
+            log.warning(
+                "telemetry: too many receipts waiting; %s batches will be resent", receipt.kind
+            )
+            return False
+        return True
+
+    async def _apply_receipts_forever(self) -> None:
+        while True:
+            receipt = await self._receipts.get()
+            try:
+                await asyncio.to_thread(
+                    self.buffer.confirm, Kind(receipt.kind), receipt.stream, receipt.sequences
+                )
+            except BufferStoreError as exc:
+                log.error("telemetry: cannot apply a receipt: %s", exc)
+                continue
+            self._wake_sender.set()
 
     # ---- reporting and shutdown ------------------------------------------------------------
 
@@ -265,6 +312,7 @@ class TelemetryService:
         return TelemetryStats(
             buffered_records=stats.buffered_records + len(self._log_staging),
             dropped_records=stats.dropped_records,
+            unconfirmed_batches=stats.batches_unconfirmed,
         )
 
     async def close(self) -> None:

@@ -102,6 +102,8 @@ target_namespace = "{SAMPLE_NAMESPACE}"
 target_set = "{SAMPLE_SET}"
 podman_socket = "{podman_url}"
 heartbeat_seconds = 10
+# a batch the broker lost (restart, crash) comes back after 30 s rather than 2 min
+telemetry_resend_seconds = 30.0
 reboot_command = ["true"]
 """
 
