@@ -10,19 +10,15 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
-from types import TracebackType
 
-from flotta.childprocess import terminate
+from flotta.childprocess import LoggedChild
 
 logger = logging.getLogger(__name__)
 
 READY_MARK = "Server is ready"
-POLL_INTERVAL = 0.02
 
 
 class NatsServerError(Exception):
@@ -52,8 +48,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-class NatsServer:
+class NatsServer(LoggedChild):
     """One nats-server with JetStream storing in ``store_dir``."""
+
+    name = "nats-server"
 
     def __init__(
         self,
@@ -64,40 +62,21 @@ class NatsServer:
         port: int | None = None,
         binary: str | None = None,
     ) -> None:
+        super().__init__(log_path)
         self.store_dir = store_dir
-        self.log_path = log_path
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.binary = binary or find_nats_server()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_offset = 0
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def log_text(self) -> str:
-        try:
-            with self.log_path.open("rb") as handle:
-                handle.seek(self._log_offset)
-                return handle.read().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def start(self, *, timeout: float = 15.0) -> None:
         """Start the server and return once it accepts clients."""
         if self.running:
             raise NatsServerError(f"nats-server is already running (pid {self.pid})")
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         command = [
             self.binary,
             "--addr",
@@ -111,48 +90,12 @@ class NatsServer:
             "0",
         ]
         try:
-            with self.log_path.open("ab") as log:
-                self._process = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,
-                )
+            process = self._spawn(command)
         except OSError as exc:
             raise NatsServerError(f"cannot run {self.binary}: {exc.strerror}") from None
-        logger.info("started nats-server pid %s on %s", self._process.pid, self.url)
-        deadline = time.monotonic() + timeout
-        while READY_MARK not in self.log_text():
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                self._process = None
-                raise NatsServerError(
-                    f"nats-server exited with code {code}:\n{self.log_text()[-4000:]}"
-                )
-            if time.monotonic() > deadline:
-                self.stop()
-                raise NatsServerError(
-                    f"nats-server not ready after {timeout:.0f} s:\n{self.log_text()[-4000:]}"
-                )
-            time.sleep(POLL_INTERVAL)
-
-    def stop(self, *, timeout: float = 5.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
-        process = self._process
-        if process is None:
-            return None
-        self._process = None
-        return terminate(process, name="nats-server", timeout=timeout)
-
-    def __enter__(self) -> NatsServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        logger.info("started nats-server pid %s on %s", process.pid, self.url)
+        failure = self._wait_for_log(lambda text: READY_MARK in text, timeout, "ready")
+        if failure:
+            log = self.log_text()[-4000:]
+            self.stop()
+            raise NatsServerError(f"nats-server {failure}:\n{log}")
