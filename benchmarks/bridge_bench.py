@@ -68,6 +68,7 @@ STREAMS = ("FLOTTA_EVENTS", "FLOTTA_TELEMETRY", "FLOTTA_STATUS")
 PERMISSIVE_ACL = """# Benchmark only: the operator identity speaks for every device.
 user internal:bridge
 topic read flotta/devices/#
+topic write flotta/devices/+/receipts
 
 user internal:operator
 topic write flotta/devices/#

@@ -27,8 +27,11 @@ from flotta.bridge.kube import DeviceWatch, KubeWriter, api_client
 from flotta.bridge.liveness import MISSED_PERIODS, LivenessTracker
 from flotta.bridge.metrics import BridgeMetrics
 from flotta.bridge.publishing import NatsPublisher
+from flotta.bridge.receipts import ReceiptSender
 from flotta.bridge.streams import StreamSettings, stream_specs
 from flotta.bridge.writers import EventRecorder, StatusWriter
+from flotta.mqtt import MqttClient, TlsFiles
+from flotta.mqtt import MqttSettings as ClientSettings
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class Bridge:
         self._closing = False
         self._watch: DeviceWatch | None = None
         self.intake: MqttIntake | None = None
+        self.receipts: ReceiptSender | None = None
         self.ingest: Ingest | None = None
         self.status_writer: StatusWriter | None = None
         self.health: HealthServer | None = None
@@ -133,6 +137,7 @@ class Bridge:
             metrics=self.metrics,
         )
         intake = MqttIntake(settings.mqtt, self._on_delivery)
+        self.receipts = ReceiptSender(receipt_client(settings.mqtt), self.metrics.receipts)
         self.ingest = Ingest(
             fleet=self.fleet,
             publisher=self.publisher,
@@ -140,11 +145,12 @@ class Bridge:
             metrics=self.metrics,
             ack=intake.ack,
             capacity=2 * settings.mqtt.receive_maximum,
-            confirm=lambda receipt: intake.publish(receipt.topic, receipt.payload),
+            confirm=self.receipts.offer,
         )
         self.intake = intake
         self._spawn(self.status_writer.run(), "status-writer")
         self._spawn(recorder.run(), "event-recorder")
+        self._spawn(self.receipts.run(), "receipts")
         self._spawn(self.ingest.run(), "ingest")
         self._spawn(self._tick_loop(), "liveness")
         await intake.start()
@@ -235,6 +241,23 @@ class Bridge:
                 logger.info("%d device(s) missed 3 heartbeats: now offline", len(silent))
                 if self.status_writer is not None:
                     self.status_writer.poke()
+
+
+def receipt_client(intake: MqttSettings) -> MqttClient:
+    """The connection receipts go out on: the bridge's identity, no session of its own."""
+    return MqttClient(
+        ClientSettings(
+            host=intake.host,
+            port=intake.port,
+            client_id=f"{intake.client_id}-receipts",
+            tls=TlsFiles(intake.ca, intake.cert, intake.key) if intake.tls else None,
+            keepalive=intake.keepalive,
+            clean_start=True,
+            session_expiry=0,
+            reconnect_base=intake.reconnect_min,
+            reconnect_cap=intake.reconnect_max,
+        )
+    )
 
 
 async def run(settings: BridgeSettings, stop: asyncio.Event) -> None:

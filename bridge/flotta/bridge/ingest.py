@@ -76,8 +76,6 @@ class Ingest:
         self.metrics = metrics
         self._ack = ack
         self._confirm = confirm
-        self._receipts_sent = metrics.receipts.labels("sent")
-        self._receipts_dropped = metrics.receipts.labels("dropped")
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=capacity)
         self._retries: set[asyncio.Task[None]] = set()
         self._parked: set[asyncio.Task[None]] = set()
@@ -314,10 +312,7 @@ class Ingest:
         acknowledge it to the broker. A receipt that cannot be sent only means the device sends
         the batch again later, and JetStream drops the copy."""
         if receipt is not None and self._confirm is not None:
-            if self._confirm(receipt):
-                self._receipts_sent.inc()
-            else:
-                self._receipts_dropped.inc()
+            self._confirm(receipt)
         self._done(delivery)
 
     def _done(self, delivery: Delivery) -> None:

@@ -33,9 +33,6 @@ logger = logging.getLogger(__name__)
 
 READ_BURST = 256  # packets read per readable event before yielding to the loop
 MISC_INTERVAL = 1.0  # keepalive and retry bookkeeping
-# Receipts the bridge publishes (QoS 1): in flight at once, and waiting behind those.
-MAX_INFLIGHT = 1000
-MAX_QUEUED = 20000
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +95,6 @@ class MqttIntake:
             context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.settings.ca)
             context.load_cert_chain(self.settings.cert, self.settings.key)
             client.tls_set_context(context)
-        client.max_inflight_messages_set(MAX_INFLIGHT)
-        client.max_queued_messages_set(MAX_QUEUED)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -185,17 +180,6 @@ class MqttIntake:
         """
         if delivery.qos > 0 and self._sock is not None and delivery.connection == self.connects:
             self._client.ack(delivery.mid, delivery.qos)
-
-    # ---- publishing ---------------------------------------------------------------------------
-
-    def publish(self, topic: str, payload: bytes) -> bool:
-        """Publish at QoS 1 without waiting (call in the loop); False when not connected or
-        when too many publishes wait already. paho retransmits unacknowledged ones after a
-        reconnect (the session is persistent)."""
-        if self._sock is None or not self._client.is_connected():
-            return False
-        info = self._client.publish(topic, payload, qos=1)
-        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     # ---- paho callbacks (all run in the loop thread, except the socket ones on connect) ------
 

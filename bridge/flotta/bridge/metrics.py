@@ -41,7 +41,7 @@ class BridgeMetrics:
         )
         self.receipts = Counter(
             "flotta_bridge_receipts_total",
-            "Receipts for stored telemetry batches sent to devices, by result (sent, dropped)",
+            "Receipts for stored telemetry batches, by result (sent, failed, dropped: queue full)",
             ["result"],
             registry=r,
         )

@@ -1,14 +1,28 @@
 """End-to-end receipts: once JetStream holds a metrics or logs batch, the device is told on
-``flotta/devices/{id}/receipts`` and may drop the batch from its buffer. Pure."""
+``flotta/devices/{id}/receipts`` and may drop the batch from its buffer.
+
+Receipts go out on an MQTT connection of their own: publishing on the ingest session would
+tie its flow control (the broker's in-flight window towards the bridge) to outgoing traffic,
+and Mosquitto 2.0 then overran the window (measured: the ingest queue overflowed and stalled).
+A receipt that finds the queue full or the broker gone is dropped and counted; the device
+sends that batch again and JetStream drops the copy.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
+from flotta.mqtt import MqttClient, MqttError
 from flotta.schemas.codec import encode
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.common import Payload
 from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch, TelemetryReceipt
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +41,61 @@ def receipt_for(device_id: str, payload: Payload) -> Receipt | None:
         return None
     receipt = TelemetryReceipt(kind=kind, stream=payload.stream, sequences=[payload.sequence])
     return Receipt(device_topic(device_id, DeviceTopic.RECEIPTS), encode(receipt))
+
+
+class ReceiptSender:
+    """A bounded queue of receipts and ``workers`` tasks publishing them at QoS 1."""
+
+    def __init__(
+        self,
+        client: MqttClient,
+        counter: Counter,
+        *,
+        capacity: int = 20_000,
+        workers: int = 32,
+    ) -> None:
+        self.client = client
+        self.workers = workers
+        self._queue: asyncio.Queue[Receipt] = asyncio.Queue(maxsize=capacity)
+        self._sent = counter.labels("sent")
+        self._failed = counter.labels("failed")
+        self._dropped = counter.labels("dropped")
+        self.failures = 0
+
+    def offer(self, receipt: Receipt) -> bool:
+        """Queue a receipt (call in the loop); False when the queue is full."""
+        try:
+            self._queue.put_nowait(receipt)
+        except asyncio.QueueFull:
+            self._dropped.inc()
+            return False
+        return True
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        """Connect and publish until cancelled."""
+        await self.client.start()
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(self.workers):
+                    group.create_task(self._work())
+        finally:
+            await self.client.close()
+
+    async def _work(self) -> None:
+        while True:
+            receipt = await self._queue.get()
+            try:
+                await self.client.publish(receipt.topic, receipt.payload, qos=1)
+            except MqttError as exc:
+                self._failed.inc()
+                self.failures += 1
+                if self.failures % 1000 == 1:
+                    logger.warning(
+                        "receipt to %s not sent (%s); the device resends", receipt.topic, exc
+                    )
+            else:
+                self._sent.inc()
