@@ -321,10 +321,14 @@ class Stack:
         wait_for_port(ports.operator_health, what="the operator")
         self._check_alive("operator")
 
-    def start_bridge(self, ports: Ports) -> None:
+    def start_bridge(self, ports: Ports, *, replica: int = 0, health_port: int = 0) -> None:
+        """Bridge replica 0 is the stack's own; more replicas join its shared subscriptions
+        (each with its own client id, so its own session, and ``health_port``)."""
         clients = self.layout.pki / "clients"
+        name = "bridge" if replica == 0 else f"bridge-{replica}"
+        health = ports.bridge_health if replica == 0 else health_port
         self._start(
-            "bridge",
+            name,
             flotta_command(
                 "bridge",
                 "--mqtt-port",
@@ -336,19 +340,19 @@ class Stack:
                 "--key",
                 str(clients / "internal-bridge.key"),
                 "--client-id",
-                "flotta-bridge-0",
+                f"flotta-bridge-{replica}",
                 "--nats-url",
                 f"nats://{LOOPBACK}:{ports.nats}",
                 "--kubeconfig",
                 str(self.layout.kubeconfig),
                 "--health-port",
-                str(ports.bridge_health),
+                str(health),
                 "--log-format",
                 "text",
             ),
         )
-        wait_for_port(ports.bridge_health, what="the bridge")
-        self._check_alive("bridge")
+        wait_for_port(health, what=f"the bridge ({name})")
+        self._check_alive(name)
 
     def start_agent(self, ports: Ports) -> None:
         from flotta.dev.podman import unavailable_reason
