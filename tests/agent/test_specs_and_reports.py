@@ -1,11 +1,16 @@
-"""Desired workloads -> runtime specifications (secrets opened with the device key), and the
-workload part of the heartbeat. Pure."""
+"""Desired workloads -> runtime specifications (secrets opened with the device key in a child
+process), and the workload part of the heartbeat."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -13,7 +18,8 @@ from flotta.agent.endpoints import pod_address
 from flotta.agent.reporting import workload_reports
 from flotta.agent.runtime import WorkloadState, spec_hash
 from flotta.agent.specs import convert, export_dir
-from flotta.pki.keys import generate_key
+from flotta.agent.unsealing import OpenedItems, open_in_child, sealed_items
+from flotta.pki.keys import generate_key, private_key_to_pem
 from flotta.pki.sealing import seal
 from flotta.schemas.wire import DesiredState, DesiredWorkload, SealedSecret
 from flotta.schemas.wire.desired import ConfigMapData
@@ -51,7 +57,8 @@ def test_workload_gets_device_env_export_dir_configmaps_and_opened_secrets(
         ],
         secrets=[SealedSecret(name="db", data=sealed)],
     )
-    converted = convert(state, key=lambda: key, state_dir=tmp_path)
+    opened = open_with(key, state, tmp_path)
+    converted = convert(state, opener=opened, state_dir=tmp_path)
     assert converted.failures == {}
     spec = converted.specs["web"]
     assert spec.env == {"DEVICE_ID": DEVICE}
@@ -64,7 +71,7 @@ def test_workload_gets_device_env_export_dir_configmaps_and_opened_secrets(
     assert pod["spec"]["containers"][0]["image"] == "localhost/x:1"
     assert yaml.safe_load(spec.configmaps[0])["data"] == {"mode": "edge"}
     # The same desired workload always gives the same specification hash.
-    again = convert(state, key=lambda: key, state_dir=tmp_path).specs["web"]
+    again = convert(state, opener=opened, state_dir=tmp_path).specs["web"]
     assert spec_hash(again) == spec_hash(spec)
 
 
@@ -82,12 +89,51 @@ def test_unopenable_secrets_fail_only_their_workload(tmp_path: Path) -> None:
         ],
         secrets=[SealedSecret(name="foreign", data=sealed_for_other)],
     )
-    converted = convert(state, key=lambda: key, state_dir=tmp_path)
+    converted = convert(state, opener=open_with(key, state, tmp_path), state_dir=tmp_path)
     assert set(converted.specs) == {"c"}
     assert "not in the desired state" in converted.failures["a"]
     assert "cannot be opened" in converted.failures["b"]
-    no_key = convert(state, key=lambda: None, state_dir=tmp_path)
+    without_key = asyncio.run(open_in_child(tmp_path / "absent.key", DEVICE, sealed_items(state)))
+    no_key = convert(state, opener=without_key, state_dir=tmp_path)
     assert "no device key" in no_key.failures["b"]
+
+
+def test_the_daemon_process_does_not_load_cryptography_to_unseal(tmp_path: Path) -> None:
+    key = generate_key()
+    state = DesiredState(
+        device_id=DEVICE,
+        namespace="default",
+        workloads=[workload("web", secrets=["db"])],
+        secrets=[SealedSecret(name="db", data=seal(key.public_key(), b"{}", device_id=DEVICE))],
+    )
+    (tmp_path / "device.key").write_bytes(private_key_to_pem(key))
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from flotta.agent.unsealing import open_in_child, sealed_items\n"
+        "from flotta.schemas.wire import DesiredState\n"
+        "state = DesiredState.model_validate_json(sys.stdin.read())\n"
+        "opened = asyncio.run(open_in_child(Path(sys.argv[1]), state.device_id, "
+        "sealed_items(state)))\n"
+        "assert opened(state.secrets[0].data) == b'{}'\n"
+        "print(any(m.startswith('cryptography') for m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "device.key")],
+        input=state.model_dump_json(),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert result.stdout.strip() == "False"
+
+
+def open_with(key: Any, state: DesiredState, tmp_path: Path) -> OpenedItems:
+    path = tmp_path / "device.key"
+    path.write_bytes(private_key_to_pem(key))
+    return asyncio.run(open_in_child(path, DEVICE, sealed_items(state)))
 
 
 def test_workload_reports() -> None:

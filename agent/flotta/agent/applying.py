@@ -20,7 +20,7 @@ from flotta.agent.runtime import (
     WorkloadState,
     plan,
 )
-from flotta.agent.specs import KeyProvider, convert
+from flotta.agent.specs import Opener, convert
 from flotta.schemas.wire import DesiredState
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,9 @@ class Applier:
         self.state_dir = state_dir
         self._reported: dict[str, str] = {}  # workload -> last failure reported as an event
 
-    async def apply(self, desired: DesiredState, key: KeyProvider) -> Outcome:
+    async def apply(self, desired: DesiredState, opener: Opener) -> Outcome:
         """Raises :class:`PodmanUnreachableError` when nothing can be done now."""
-        converted = convert(desired, key=key, state_dir=self.state_dir)
+        converted = convert(desired, opener=opener, state_dir=self.state_dir)
         failures = dict(converted.failures)
         running = await self.runtime.list_workloads()
         steps = plan(converted.specs, running)

@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flotta.agent import hardware as inventory
 from flotta.agent.applying import Applier
@@ -22,7 +22,7 @@ from flotta.agent.config import AgentConfig
 from flotta.agent.desired_store import DesiredStore
 from flotta.agent.endpoints import workload_endpoints
 from flotta.agent.enrolment import enrol
-from flotta.agent.errors import AgentError, StateStoreError
+from flotta.agent.errors import StateStoreError
 from flotta.agent.events import EventQueue, new_event
 from flotta.agent.identity import IdentityStore
 from flotta.agent.osupdate import OsUpdater
@@ -38,6 +38,7 @@ from flotta.agent.status_file import LocalStatus, WorkloadLine, write_status
 from flotta.agent.tasks import Tasks
 from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.buffer import Flow
+from flotta.agent.unsealing import OpenedItems, UnsealingError, open_in_child, sealed_items
 from flotta.mqtt import Message, MqttClient, MqttError, MqttSettings, TlsFiles, Will
 from flotta.schemas.codec import decode, encode
 from flotta.schemas.crd.config import HeartbeatConfiguration
@@ -46,9 +47,6 @@ from flotta.schemas.errors import ContractError
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire import ConnectionState, DesiredState, StatusReport
 from flotta.schemas.wire.status import TelemetryBuffer
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import ec
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +84,7 @@ class Agent:
         self.phase = "starting"
         self.exit_code = 0
         self._client: MqttClient | None = None
-        self._key: ec.EllipticCurvePrivateKey | None = None  # loaded when first needed
+        self._unsealed: tuple[str, OpenedItems] | None = None  # per desired version
         self._last_connected = ""
         self._last_error = ""
         self._subscribed = False
@@ -323,7 +321,7 @@ class Agent:
                 delay = PODMAN_RETRY
 
     async def _reconcile(self, desired: DesiredState) -> None:
-        outcome = await self.applier.apply(desired, self._load_key)
+        outcome = await self.applier.apply(desired, await self._opened(desired))
         self.failures = outcome.failures
         self.states = await self.applier.phases()
         if self.telemetry is not None:
@@ -341,12 +339,18 @@ class Agent:
             self._wake_events.set()
         self._write_status()
 
-    def _load_key(self) -> ec.EllipticCurvePrivateKey | None:
-        if self._key is not None or not self.identity.key_path.exists():
-            return self._key
-        with contextlib.suppress(AgentError):
-            self._key = self.identity.load_key()
-        return self._key
+    async def _opened(self, desired: DesiredState) -> OpenedItems:
+        """The sealed items of ``desired``, opened once per version (in a child process)."""
+        if self._unsealed is not None and self._unsealed[0] == desired.version:
+            return self._unsealed[1]
+        items = sealed_items(desired)
+        try:
+            opened = await open_in_child(self.identity.key_path, self.device_id, items)
+        except UnsealingError as exc:
+            log.error("sealed secrets not opened: %s", exc)
+            return OpenedItems(errors={item.model_dump_json(): str(exc) for item in items})
+        self._unsealed = (desired.version, opened)
+        return opened
 
     async def _deregister(self) -> None:
         log.warning("the device was deleted: removing its workloads, data and identity")

@@ -1,7 +1,8 @@
 """Desired workloads (wire) -> workload specifications for the runtime.
 
-Sealed secrets and registry credentials are opened with the device key here; a workload
-whose secrets cannot be opened is left out with the reason, the others go on.
+Sealed secrets and registry credentials are opened through an ``Opener`` (the daemon's opens
+them with the device key in a child process, :mod:`flotta.agent.unsealing`); a workload whose
+secrets cannot be opened is left out with the reason, the others go on.
 """
 
 from __future__ import annotations
@@ -12,20 +13,17 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from flotta.agent.runtime import WorkloadSpec
 from flotta.schemas.wire import DesiredState, DesiredWorkload, SealedData, SealedSecret
 
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
 DEVICE_ID_ENV = "DEVICE_ID"
 
-# The device key, loaded only when a workload has something sealed (None: no key yet).
-KeyProvider = Callable[[], "ec.EllipticCurvePrivateKey | None"]
+# Opens one sealed item with the device key; raises ValueError when it cannot.
+Opener = Callable[[SealedData], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +43,7 @@ def export_dir(state_dir: Path, workload: str) -> Path:
 def convert(
     state: DesiredState,
     *,
-    key: KeyProvider,
+    opener: Opener,
     state_dir: Path,
 ) -> ConvertedWorkloads:
     device_id = state.device_id
@@ -56,10 +54,9 @@ def convert(
     for workload in state.workloads:
         try:
             secrets = {
-                name: _open_secret(name, sealed, opened, key, device_id)
-                for name in workload.secrets
+                name: _open_secret(name, sealed, opened, opener) for name in workload.secrets
             }
-            auth = _registry_auth(workload, key, device_id)
+            auth = _registry_auth(workload, opener)
         except SecretUnavailableError as exc:
             failures[workload.name] = str(exc)
             continue
@@ -112,8 +109,7 @@ def _open_secret(
     name: str,
     sealed: dict[str, SealedSecret],
     opened: dict[str, dict[str, bytes]],
-    key: KeyProvider,
-    device_id: str,
+    opener: Opener,
 ) -> dict[str, bytes]:
     if name in opened:
         return opened[name]
@@ -121,7 +117,7 @@ def _open_secret(
     if secret is None:
         raise SecretUnavailableError(f"secret {name!r} is not in the desired state")
     try:
-        document = json.loads(_unseal(key, secret.data, device_id))
+        document = json.loads(opener(secret.data))
     except ValueError as exc:
         raise SecretUnavailableError(f"secret {name!r} cannot be opened: {exc}") from None
     if not isinstance(document, dict) or not all(
@@ -136,19 +132,10 @@ def _open_secret(
     return data
 
 
-def _registry_auth(workload: DesiredWorkload, key: KeyProvider, device_id: str) -> str | None:
+def _registry_auth(workload: DesiredWorkload, opener: Opener) -> str | None:
     if workload.image_registry_auth is None:
         return None
     try:
-        return _unseal(key, workload.image_registry_auth, device_id).decode()
+        return opener(workload.image_registry_auth).decode()
     except ValueError as exc:  # SealingError and UnicodeDecodeError are ValueErrors
         raise SecretUnavailableError(f"registry credentials cannot be opened: {exc}") from None
-
-
-def _unseal(key: KeyProvider, sealed: SealedData, device_id: str) -> bytes:
-    from flotta.pki.sealing import unseal
-
-    private_key = key()
-    if private_key is None:
-        raise ValueError("no device key")
-    return unseal(private_key, sealed, device_id=device_id)

@@ -1,33 +1,58 @@
 """Pydantic models of the Flotta custom resources (group management.project-flotta.io/v1alpha1),
 field-compatible with upstream Flotta; the CRD manifests in ``deploy/crds`` are generated from
-them by :mod:`flotta.schemas.crdgen`."""
+them by :mod:`flotta.schemas.crd.registry` and :mod:`flotta.schemas.crdgen`.
 
-from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION, Condition, LabelSelector
-from flotta.schemas.crd.device import EdgeDevice, EdgeDeviceSpec, EdgeDeviceStatus
-from flotta.schemas.crd.deviceset import EdgeDeviceSet, EdgeDeviceSetSpec, EdgeDeviceSetStatus
-from flotta.schemas.crd.signedrequest import (
-    EdgeDeviceSignedRequest,
-    EdgeDeviceSignedRequestSpec,
-    EdgeDeviceSignedRequestStatus,
-)
-from flotta.schemas.crd.workload import EdgeWorkload, EdgeWorkloadSpec, EdgeWorkloadStatus
+The names below load on first use: the device agent imports a few submodules (``config``,
+``hardware``) and must not pay for every kind (the pod spec alone is megabytes of schema).
+"""
 
-__all__ = [
-    "API_VERSION",
-    "GROUP",
-    "VERSION",
-    "Condition",
-    "EdgeDevice",
-    "EdgeDeviceSet",
-    "EdgeDeviceSetSpec",
-    "EdgeDeviceSetStatus",
-    "EdgeDeviceSignedRequest",
-    "EdgeDeviceSignedRequestSpec",
-    "EdgeDeviceSignedRequestStatus",
-    "EdgeDeviceSpec",
-    "EdgeDeviceStatus",
-    "EdgeWorkload",
-    "EdgeWorkloadSpec",
-    "EdgeWorkloadStatus",
-    "LabelSelector",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION, Condition, LabelSelector
+    from flotta.schemas.crd.device import EdgeDevice, EdgeDeviceSpec, EdgeDeviceStatus
+    from flotta.schemas.crd.deviceset import (
+        EdgeDeviceSet,
+        EdgeDeviceSetSpec,
+        EdgeDeviceSetStatus,
+    )
+    from flotta.schemas.crd.signedrequest import (
+        EdgeDeviceSignedRequest,
+        EdgeDeviceSignedRequestSpec,
+        EdgeDeviceSignedRequestStatus,
+    )
+    from flotta.schemas.crd.workload import EdgeWorkload, EdgeWorkloadSpec, EdgeWorkloadStatus
+
+_HOMES = {
+    "API_VERSION": "common",
+    "GROUP": "common",
+    "VERSION": "common",
+    "Condition": "common",
+    "LabelSelector": "common",
+    "EdgeDevice": "device",
+    "EdgeDeviceSpec": "device",
+    "EdgeDeviceStatus": "device",
+    "EdgeDeviceSet": "deviceset",
+    "EdgeDeviceSetSpec": "deviceset",
+    "EdgeDeviceSetStatus": "deviceset",
+    "EdgeDeviceSignedRequest": "signedrequest",
+    "EdgeDeviceSignedRequestSpec": "signedrequest",
+    "EdgeDeviceSignedRequestStatus": "signedrequest",
+    "EdgeWorkload": "workload",
+    "EdgeWorkloadSpec": "workload",
+    "EdgeWorkloadStatus": "workload",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
