@@ -26,7 +26,7 @@ from flotta.agent.errors import StateStoreError
 from flotta.agent.events import EventQueue, new_event
 from flotta.agent.identity import IdentityStore
 from flotta.agent.osupdate import OsUpdater
-from flotta.agent.renewal import Renewer
+from flotta.agent.renewal import ChildKeys, Renewer
 from flotta.agent.reporting import HardwareTracker, period_seconds, utc, workload_reports
 from flotta.agent.runtime import (
     PodmanRuntime,
@@ -69,7 +69,9 @@ class Agent:
         self.events = EventQueue(config.event_queue)
         self.applier = Applier(self.runtime, self.events, state_dir=config.state_dir)
         self.hardware = HardwareTracker()
-        self.renewer = Renewer(self.identity, fraction=config.renew_at_fraction)
+        self.renewer = Renewer(
+            self.identity, fraction=config.renew_at_fraction, keys=ChildKeys(self.identity)
+        )
         self.osupdater = OsUpdater(
             config.state_dir / "osupdate",
             rpm_ostree=config.rpm_ostree,

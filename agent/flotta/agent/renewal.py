@@ -1,7 +1,9 @@
 """Certificate renewal over MQTT: a CSR for the same device key on ``.../csr``, the new
 certificate back on ``.../certificate``, matched by request id.
 
-The key stays the same, so secrets sealed for the device stay readable across renewals.
+The key stays the same, so secrets sealed for the device stay readable across renewals. The
+daemon builds the CSR and checks the new certificate in a child process (:class:`ChildKeys`),
+so that it never loads ``cryptography`` itself.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from flotta.agent.errors import IdentityError
 from flotta.agent.identity import CertificateStatus, IdentityStore, renewal_due
+from flotta.agent.keychild import KeyChildError, parse_status, run_child
 from flotta.schemas.codec import decode, encode
 from flotta.schemas.errors import ContractError
 from flotta.schemas.wire import CertificateAnswer, RenewalRequest
@@ -23,10 +27,61 @@ log = logging.getLogger(__name__)
 Publish = Callable[[bytes], Awaitable[None]]
 
 
+class KeyOperations(Protocol):
+    async def csr(self) -> str: ...
+
+    async def store(self, certificate: str, ca: str) -> CertificateStatus:
+        """Check the certificate against the device key and store it (IdentityError if not)."""
+        ...
+
+
+class InProcessKeys:
+    def __init__(self, identity: IdentityStore) -> None:
+        self.identity = identity
+
+    async def csr(self) -> str:
+        return self.identity.csr_pem()
+
+    async def store(self, certificate: str, ca: str) -> CertificateStatus:
+        return self.identity.store_certificate(certificate, ca)
+
+
+class ChildKeys:
+    """The same operations in a child process (:mod:`flotta.agent.keychild`)."""
+
+    def __init__(self, identity: IdentityStore) -> None:
+        self.request = {"identity": str(identity.directory), "device_id": identity.device_id}
+
+    async def csr(self) -> str:
+        answer = await self._call({"op": "csr"})
+        return str(answer["csr"])
+
+    async def store(self, certificate: str, ca: str) -> CertificateStatus:
+        answer = await self._call({"op": "store", "certificate": certificate, "ca": ca})
+        try:
+            return CertificateStatus(*parse_status(answer["status"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IdentityError(
+                f"unreadable certificate status from the key child: {exc}"
+            ) from None
+
+    async def _call(self, request: dict[str, str]) -> dict[str, Any]:
+        try:
+            answer = await run_child({**self.request, **request})
+        except KeyChildError as exc:
+            raise IdentityError(str(exc)) from None
+        if "error" in answer:
+            raise IdentityError(str(answer["error"]))
+        return answer
+
+
 class Renewer:
-    def __init__(self, identity: IdentityStore, *, fraction: float) -> None:
+    def __init__(
+        self, identity: IdentityStore, *, fraction: float, keys: KeyOperations | None = None
+    ) -> None:
         self.identity = identity
         self.fraction = fraction
+        self.keys = keys or InProcessKeys(identity)
         self._request_id = ""
         self._answer: asyncio.Future[CertificateAnswer] | None = None
 
@@ -54,7 +109,11 @@ class Renewer:
         """Ask once; the new certificate status, or None when refused or unanswered."""
         self._request_id = uuid.uuid4().hex
         self._answer = asyncio.get_running_loop().create_future()
-        request = RenewalRequest(request_id=self._request_id, csr=self.identity.csr_pem())
+        try:
+            request = RenewalRequest(request_id=self._request_id, csr=await self.keys.csr())
+        except IdentityError as exc:
+            log.warning("no certificate renewal request: %s", exc)
+            return None
         try:
             await publish(encode(request))
             answer = await asyncio.wait_for(self._answer, answer_within)
@@ -67,7 +126,7 @@ class Renewer:
             log.warning("certificate renewal refused: %s", answer.message or "no reason")
             return None
         try:
-            status = self.identity.store_certificate(answer.certificate, answer.ca_certificate)
+            status = await self.keys.store(answer.certificate, answer.ca_certificate)
         except IdentityError as exc:
             log.warning("renewed certificate not usable: %s", exc)
             return None
