@@ -35,7 +35,7 @@ from flotta.agent.runtime import (
     WorkloadState,
 )
 from flotta.agent.status_file import LocalStatus, WorkloadLine, write_status
-from flotta.agent.tasks import Tasks
+from flotta.agent.tasks import TaskSet
 from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.buffer import Flow
 from flotta.agent.unsealing import OpenedItems, UnsealingError, open_in_child, sealed_items
@@ -91,8 +91,8 @@ class Agent:
         self._last_error = ""
         self._subscribed = False
         self._endpoints: dict[str, str] = {}
-        self._tasks = Tasks(self._task_failed)
-        self._session_tasks = Tasks(self._task_failed)
+        self._tasks = TaskSet("agent", self._task_failed)
+        self._session_tasks = TaskSet("agent-session", self._task_failed)
         self._wake_reconcile = asyncio.Event()
         self._wake_heartbeat = asyncio.Event()
         self._wake_events = asyncio.Event()

@@ -9,6 +9,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from flotta.agent.tasks import TaskSet
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.batching import Kind, record_body
 from flotta.agent.telemetry.buffer import Flow, TelemetryBuffer
@@ -19,7 +20,6 @@ from flotta.agent.telemetry.scraping import ScrapeTarget, scrape, scrape_targets
 from flotta.agent.telemetry.sending import Publish, SenderCounters, send_forever
 from flotta.agent.telemetry.staging import Cursor, Staging
 from flotta.agent.telemetry.system import SystemCollector
-from flotta.agent.telemetry.tasks import TaskSet
 from flotta.schemas.codec import decode
 from flotta.schemas.errors import PayloadError
 from flotta.schemas.wire.desired import DesiredConfiguration, DesiredWorkload
