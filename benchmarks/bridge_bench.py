@@ -59,8 +59,9 @@ from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.events import DeviceEvent
 from flotta.schemas.wire.status import StatusReport, WorkloadReport
 from flotta.schemas.wire.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch
-from tests.bridge.support import LocalKube, create_namespace, source_path
+from tests.bridge.support import create_namespace
 from tests.fixtures.brokers import TestBroker, new_fleet_pki
+from tests.fixtures.kubeprocess import LocalKube, source_path
 
 NAMESPACE = "bench"
 PERIOD = 10

@@ -36,8 +36,8 @@ from flotta.operator.broker import BrokerSettings  # noqa: E402
 from flotta.operator.context import OperatorSettings  # noqa: E402
 from flotta.schemas.crd.common import API_VERSION, DEVICE_FINALIZER, GROUP, VERSION  # noqa: E402
 from tests.fixtures.brokers import TestBroker, new_fleet_pki  # noqa: E402
+from tests.fixtures.kubeprocess import LocalKube  # noqa: E402
 from tests.operator.conftest import OperatorThread  # noqa: E402
-from tests.operator.kube import LocalKube  # noqa: E402
 
 NAMESPACE = "fleet"
 PUBLISHES = "flotta_operator_publishes_total"

@@ -17,8 +17,9 @@ from flotta.bridge.intake import MqttSettings
 from flotta.bridge.streams import StreamSettings
 from flotta.dev.natsserver import NatsServer
 from flotta.schemas.topics import TELEMETRY_KINDS, shared_filter
-from tests.bridge.support import LocalKube, Publisher, create_namespace
+from tests.bridge.support import Publisher, create_namespace
 from tests.fixtures.brokers import TestBroker
+from tests.fixtures.kubeprocess import LocalKube
 
 NAMESPACE = "fleet"
 SMALL_STREAMS = StreamSettings(

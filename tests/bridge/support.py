@@ -3,90 +3,17 @@ child process with the Flotta CRDs, EdgeDevice helpers and a small device publis
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import yaml
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from paho.mqtt.enums import CallbackAPIVersion
 
 from flotta.schemas.crd.common import GROUP, VERSION
-
-REPO = Path(__file__).resolve().parents[2]
-SOURCE_DIRS = ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
-
-
-def source_path() -> str:
-    return os.pathsep.join(str(REPO / folder) for folder in SOURCE_DIRS)
-
-
-class LocalKube:
-    """``flotta dev kube-api`` as a child process, stopped by PID."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.kubeconfig = state_dir / "kubeconfig"
-        self.log_path = state_dir.parent / "kube-api.log"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": source_path()}
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "flotta.cli",
-                    "dev",
-                    "kube-api",
-                    "--state-dir",
-                    str(self.state_dir),
-                ],
-                env=env,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while not self.kubeconfig.exists():
-            if self._process.poll() is not None:
-                raise RuntimeError(f"kube-api exited: {self.log_path.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"kube-api not ready: {self.log_path.read_text()[-3000:]}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        self._process = None
-
-    def api(self) -> k8s.ApiClient:
-        made = k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
-        assert isinstance(made, k8s.ApiClient)
-        return made
-
-    def install_crds(self, api: k8s.ApiClient) -> None:
-        extensions = k8s.ApiextensionsV1Api(api)
-        for path in sorted((REPO / "deploy" / "crds").glob("*.yaml")):
-            document = yaml.safe_load(path.read_text())
-            extensions.create_custom_resource_definition(
-                k8s.V1CustomResourceDefinition.from_dict(document)
-            )
 
 
 def create_namespace(api: k8s.ApiClient, name: str) -> None:

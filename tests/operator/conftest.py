@@ -21,7 +21,7 @@ from flotta.operator.broker import BrokerSettings
 from flotta.operator.context import OperatorSettings
 from flotta.operator.policy import ApprovalPolicy
 from tests.fixtures.brokers import TestBroker
-from tests.operator.kube import LocalKube
+from tests.fixtures.kubeprocess import LocalKube
 
 NAMESPACE = "fleet"
 ENROLMENT_NAMESPACE = "flotta"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from flotta.operator.logformat import JsonFormatter
-from tests.operator.kube import ROOT, source_path
+from tests.fixtures.kubeprocess import ROOT, source_path
 
 
 def flotta(*args: str) -> subprocess.CompletedProcess[str]:

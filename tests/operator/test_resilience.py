@@ -12,6 +12,7 @@ from flotta.dev.natsserver import free_port
 from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
 from flotta.schemas.topics import DeviceTopic, device_topic
 from tests.fixtures.brokers import TestBroker
+from tests.fixtures.kubeprocess import LocalKube
 from tests.fixtures.mqtt_probe import MqttProbe
 from tests.operator.builders import workload_obj
 from tests.operator.conftest import (
@@ -21,7 +22,6 @@ from tests.operator.conftest import (
     running_stack,
     wait_until,
 )
-from tests.operator.kube import LocalKube
 
 pytestmark = pytest.mark.slow
 
