@@ -47,21 +47,25 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from paho.mqtt.enums import CallbackAPIVersion
 
-from flotta.bridge.devicestatus import DeviceContext, DeviceStatus, on_heartbeat, status_patch
-from flotta.dev.natsserver import NatsServer, free_port
-from flotta.mosquitto.acl import AclSettings
-from flotta.mosquitto.config import BrokerLimits
-from flotta.mosquitto.files import settings_for_pki, write_broker_files
-from flotta.pki.files import write_atomic
-from flotta.schemas.codec import encode
-from flotta.schemas.crd.common import GROUP, VERSION
-from flotta.schemas.topics import DeviceTopic, device_topic
-from flotta.schemas.wire.events import DeviceEvent
-from flotta.schemas.wire.status import StatusReport, WorkloadReport
-from flotta.schemas.wire.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch
-from tests.bridge.support import create_namespace
-from tests.fixtures.brokers import TestBroker, new_fleet_pki
-from tests.fixtures.kubeprocess import LocalKube, source_path
+ROOT = Path(__file__).resolve().parents[1]
+for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
+    sys.path.insert(0, str(ROOT / folder))
+
+from flotta.bridge.devicestatus import DeviceContext, DeviceStatus, on_heartbeat, status_patch  # noqa: E402
+from flotta.dev.natsserver import NatsServer, free_port  # noqa: E402
+from flotta.mosquitto.acl import AclSettings  # noqa: E402
+from flotta.mosquitto.config import BrokerLimits  # noqa: E402
+from flotta.mosquitto.files import settings_for_pki, write_broker_files  # noqa: E402
+from flotta.pki.files import write_atomic  # noqa: E402
+from flotta.schemas.codec import encode  # noqa: E402
+from flotta.schemas.crd.common import GROUP, VERSION  # noqa: E402
+from flotta.schemas.topics import DeviceTopic, device_topic  # noqa: E402
+from flotta.schemas.wire.events import DeviceEvent  # noqa: E402
+from flotta.schemas.wire.status import StatusReport, WorkloadReport  # noqa: E402
+from flotta.schemas.wire.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch  # noqa: E402
+from tests.bridge.support import create_namespace  # noqa: E402
+from tests.fixtures.brokers import TestBroker, new_fleet_pki  # noqa: E402
+from tests.fixtures.kubeprocess import LocalKube, source_path  # noqa: E402
 
 NAMESPACE = "bench"
 PERIOD = 10
