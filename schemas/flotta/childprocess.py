@@ -4,6 +4,7 @@ to a log file, readiness read from that log, stopped with SIGTERM and then SIGKI
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +15,18 @@ from typing import Self
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.02
+
+
+def same_code_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment, with the folders this process imports ``flotta`` from first on
+    PYTHONPATH, so a child ``python -m flotta...`` runs the same code whether or not the
+    project is installed."""
+    import flotta
+
+    portions = [str(Path(p).parent) for p in flotta.__path__]
+    existing = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    pythonpath = os.pathsep.join(dict.fromkeys([*portions, *existing]))
+    return {**os.environ, "PYTHONPATH": pythonpath, **(extra or {})}
 
 
 def terminate(process: subprocess.Popen[bytes], *, name: str, timeout: float = 5.0) -> int | None:

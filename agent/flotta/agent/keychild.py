@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from flotta.childprocess import same_code_environment
 
 CHILD_TIMEOUT = 60.0  # seconds; the interpreter start and the key work take well under 1 s
 
@@ -30,22 +31,12 @@ class KeyChildError(ValueError):
     """The child failed or answered something unreadable."""
 
 
-def _same_code_environment() -> dict[str, str]:
-    """This environment, with the folders this process imports ``flotta`` from first on
-    PYTHONPATH, so the child runs the same code whether or not the agent is installed."""
-    import flotta
-
-    portions = [str(Path(p).parent) for p in flotta.__path__]
-    existing = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys([*portions, *existing]))}
-
-
 async def run_child(request: dict[str, Any]) -> dict[str, Any]:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "flotta.agent.keychild",
-        env=_same_code_environment(),
+        env=same_code_environment(),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

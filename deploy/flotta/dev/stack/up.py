@@ -11,7 +11,6 @@ state dir, so a second ``up`` resumes the same fleet on the same ports.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flotta.childprocess import same_code_environment
 from flotta.dev.stack import processes
 from flotta.dev.stack.layout import LOOPBACK, Ports, StackLayout
 
@@ -66,17 +66,6 @@ def samples_dir() -> Path | None:
 
 def flotta_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "flotta.cli", *args]
-
-
-def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This environment, with the folders this process imports ``flotta`` from first on
-    PYTHONPATH, so children run the same code whether or not the project is installed."""
-    import flotta
-
-    portions = [str(Path(p).parent) for p in flotta.__path__]
-    existing = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    pythonpath = os.pathsep.join(dict.fromkeys([*portions, *existing]))
-    return {**os.environ, "PYTHONPATH": pythonpath, **(extra or {})}
 
 
 def agent_config(
@@ -141,7 +130,7 @@ class Stack:
 
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         child, record = processes.start(
-            name, argv, log_path=self.layout.logs / f"{name}.log", env=child_environment(env)
+            name, argv, log_path=self.layout.logs / f"{name}.log", env=same_code_environment(env)
         )
         self._children.append(child)
         self.records.append(record)

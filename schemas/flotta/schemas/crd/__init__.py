@@ -46,7 +46,25 @@ _HOMES = {
     "EdgeWorkloadStatus": "workload",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "Condition",
+    "EdgeDevice",
+    "EdgeDeviceSet",
+    "EdgeDeviceSetSpec",
+    "EdgeDeviceSetStatus",
+    "EdgeDeviceSignedRequest",
+    "EdgeDeviceSignedRequestSpec",
+    "EdgeDeviceSignedRequestStatus",
+    "EdgeDeviceSpec",
+    "EdgeDeviceStatus",
+    "EdgeWorkload",
+    "EdgeWorkloadSpec",
+    "EdgeWorkloadStatus",
+    "LabelSelector",
+]
 
 
 def __getattr__(name: str) -> Any:
