@@ -704,9 +704,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
         "",
         "Kubernetes writes/s counts every write of every component (the local API's cluster-wide "
         "resourceVersion); `bridge` is the bridge's own EdgeDevice status writes; `backlog` is the "
-        "bridge's queue of status writes waiting behind its rate limit (`--write-rate`, default "
-        "20/s) at the start and the end of the window. The window starts once that backlog has "
-        "drained, or after `--drain` seconds.",
+        "bridge's queue of status writes (visible changes, and last-seen refreshes that are due, "
+        "paced by `--refresh-rate`, default 5/s) at the start and the end of the window. The "
+        "window starts once that queue has drained, or after `--drain` seconds.",
     ]
     lines += ["", "## CPU (cores, averaged over the phase) and resident memory (MiB)", ""]
     for r in results:
