@@ -28,9 +28,9 @@ from flotta.dev.simulator.provision import CERT_NAME, KEY_NAME, provision
 from flotta.mqtt import MqttClient, MqttError, MqttSettings, TlsFiles
 from flotta.pki.store import PkiStore
 from flotta.schemas.codec import encode
-from flotta.schemas.crd.common import GROUP, VERSION
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire import MetricSample, MetricsBatch, StatusReport
+from tests.bridge.support import create_device
 from tests.e2e.conftest import RunningSystem, start_system, wait_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -72,22 +72,6 @@ def ready(port: int) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-def create_devices(system: RunningSystem, ids: list[str]) -> None:
-    for device_id in ids:
-        system.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            "edgedevices",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "EdgeDevice",
-                "metadata": {"name": device_id, "namespace": NAMESPACE},
-                "spec": {"requestTime": datetime.now(UTC).isoformat()},
-            },
-        )
 
 
 @dataclass
@@ -190,7 +174,8 @@ def test_a_bridge_replica_killed_under_load_loses_no_heartbeat_and_no_batch(
         wait_until(lambda port=port: ready(port), timeout=60, what=f"bridge on {port} ready")
 
     ids = [f"failover-{i:02d}" for i in range(DEVICES)]
-    create_devices(system, ids)
+    for device_id in ids:
+        create_device(system.api, NAMESPACE, device_id)
     identities = tmp_path / "devices"
     provision(PkiStore(system.layout.pki), identities, ids, namespace=NAMESPACE)
     for port in (ports.bridge_health, second_health):  # both replicas know every device

@@ -350,7 +350,7 @@ class Agent:
             opened = await open_in_child(self.identity.key_path, self.device_id, items)
         except UnsealingError as exc:
             log.error("sealed secrets not opened: %s", exc)
-            return OpenedItems(errors={item.model_dump_json(): str(exc) for item in items})
+            return OpenedItems.failed(items, str(exc))
         self._unsealed = (desired.version, opened)
         return opened
 

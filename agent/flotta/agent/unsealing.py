@@ -34,6 +34,10 @@ class OpenedItems:
     opened: dict[str, bytes] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def failed(cls, items: list[SealedData], reason: str) -> OpenedItems:
+        return cls(errors={_item_key(item): reason for item in items})
+
     def __call__(self, item: SealedData) -> bytes:
         key = _item_key(item)
         if key in self.opened:
@@ -46,7 +50,7 @@ async def open_in_child(key_path: Path, device_id: str, items: list[SealedData])
     if not items:
         return OpenedItems()
     if not await asyncio.to_thread(key_path.exists):
-        return OpenedItems(errors={_item_key(i): "no device key" for i in items})
+        return OpenedItems.failed(items, "no device key")
     request = {
         "op": "unseal",
         "key": str(key_path),

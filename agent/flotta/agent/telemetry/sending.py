@@ -41,13 +41,22 @@ async def send_forever(
     counters: SenderCounters,
     resume: asyncio.Event | None = None,
     flow: Flow | None = None,
+    reconnected: asyncio.Event | None = None,
     idle_check: float = 5.0,
 ) -> None:
     """Send until cancelled. ``wake`` says new records are buffered (or a receipt freed the
-    window); ``resume`` (the connection is back) cuts a back-off short."""
+    window); ``resume`` (the connection is back) cuts a back-off short; ``reconnected`` makes
+    the batches awaiting receipts wait a full resend period again before anything is sent."""
     resume = resume or asyncio.Event()
+    reconnected = reconnected or asyncio.Event()
     topics = {kind: device_topic(device_id, topic) for kind, topic in TOPICS.items()}
     while True:
+        if reconnected.is_set() and flow is not None:
+            reconnected.clear()
+            try:
+                await asyncio.to_thread(buffer.restart_resend_clocks)
+            except BufferStoreError as exc:
+                log.error("telemetry: %s", exc)
         wake.clear()
         sent_any = False
         failed = False

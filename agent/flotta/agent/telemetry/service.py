@@ -84,6 +84,7 @@ class TelemetryService:
         self._log_staging = Staging(staging_records)
         self._wake_sender = asyncio.Event()
         self._resume_sender = asyncio.Event()
+        self._reconnected = asyncio.Event()
         self._wake_flush = asyncio.Event()
         self._reconfigured = asyncio.Event()
         self._configuration = DesiredConfiguration()
@@ -154,6 +155,7 @@ class TelemetryService:
                 counters=self.counters,
                 resume=self._resume_sender,
                 flow=self.flow,
+                reconnected=self._reconnected,
             ),
         )
         self._core.start("receipts", self._apply_receipts_forever())
@@ -268,12 +270,9 @@ class TelemetryService:
     def connection_restored(self) -> None:
         """Send now rather than after the current back-off (call it when MQTT reconnects)."""
         self._retry.reset()
-        if self.flow is not None:
-            try:
-                self.buffer.restart_resend_clocks()
-            except BufferStoreError as exc:
-                log.error("telemetry: %s", exc)
+        self._reconnected.set()
         self._resume_sender.set()
+        self._wake_sender.set()
 
     def receipt(self, payload: bytes) -> bool:
         """Take a receipt from the bridge (call it for each message on the receipts topic);
