@@ -1,0 +1,64 @@
+"""Encode and decode the device's payloads: pure functions over bytes, the same errors as
+:mod:`flotta.schemas.codec` (a valid struct or a :class:`PayloadError`, nothing else)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from flotta.agent.contract.base import SCHEMA_VERSION, Payload
+from flotta.schemas.errors import PayloadError, PayloadTooLargeError, SchemaVersionError
+
+P = TypeVar("P", bound=Payload)
+
+
+class _Envelope(msgspec.Struct):
+    """Only the schema version; every other field is skipped."""
+
+    schemaVersion: Any = None  # noqa: N815 - the wire name
+
+
+_encoder = msgspec.json.Encoder()
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
+def encode(payload: Payload) -> bytes:
+    """Compact JSON; raises PayloadError when the payload would not pass ``decode`` (structs are
+    not checked when built, so every payload is checked here before it leaves the device)."""
+    data = _encoder.encode(payload)
+    if len(data) > payload.MAX_BYTES:
+        raise PayloadTooLargeError(payload.KIND, len(data), payload.MAX_BYTES)
+    try:
+        msgspec.json.decode(data, type=type(payload))
+    except msgspec.ValidationError as exc:
+        raise PayloadError(payload.KIND, str(exc)) from None
+    return data
+
+
+def decode(model: type[P], data: bytes | bytearray | memoryview) -> P:
+    raw = bytes(data)
+    if len(raw) > model.MAX_BYTES:
+        raise PayloadTooLargeError(model.KIND, len(raw), model.MAX_BYTES)
+    if not raw:
+        raise PayloadError(model.KIND, "empty payload")
+    try:
+        version = _envelope.decode(raw).schemaVersion
+    except msgspec.ValidationError as exc:
+        raise PayloadError(model.KIND, f"expected a JSON object: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise PayloadError(model.KIND, f"not JSON: {exc}") from None
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise SchemaVersionError(model.KIND, version, SCHEMA_VERSION)
+    try:
+        return msgspec.json.decode(raw, type=model)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise PayloadError(model.KIND, str(exc)) from None
+    except RecursionError:
+        raise PayloadError(model.KIND, "nested too deeply") from None
+
+
+def to_builtins(value: msgspec.Struct) -> dict[str, Any]:
+    """A struct as JSON-ready builtins with its wire (camelCase) names."""
+    document: dict[str, Any] = msgspec.to_builtins(value)
+    return document

@@ -1,0 +1,79 @@
+"""Connection state, events, enrolment and renewal payloads (see :mod:`flotta.schemas.wire`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+
+from flotta.agent.contract.base import KiB, Payload, Pem, ShortText, Text
+from flotta.agent.contract.hardware import Hardware
+
+RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class ConnectionState(Payload, kw_only=True):
+    KIND: ClassVar[str] = "connection"
+    MAX_BYTES: ClassVar[int] = 2 * KiB
+
+    state: Literal["online", "offline"]
+    time: datetime
+    applied_version: ShortText = ""
+    agent_version: ShortText = ""
+    reason: ShortText = ""
+
+
+class DeviceEvent(Payload, kw_only=True):
+    KIND: ClassVar[str] = "events"
+    MAX_BYTES: ClassVar[int] = 8 * KiB
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    time: datetime
+    type: Literal["Normal", "Warning"] = "Normal"
+    reason: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9]*$")
+    ]
+    message: Text = ""
+    workload: ShortText = ""
+
+
+class EnrolmentRequest(Payload, kw_only=True):
+    KIND: ClassVar[str] = "enrolment request"
+    MAX_BYTES: ClassVar[int] = 128 * KiB
+
+    target_namespace: Annotated[str, msgspec.Meta(min_length=1, max_length=63)]
+    target_set: ShortText = ""
+    model_name: ShortText = ""
+    hardware: Hardware | None = None
+    csr: Pem
+
+
+class EnrolmentAnswer(Payload, kw_only=True):
+    KIND: ClassVar[str] = "enrolment answer"
+    MAX_BYTES: ClassVar[int] = 32 * KiB
+
+    status: Literal["pending", "declined", "issued", "refused"]
+    message: Text = ""
+    namespace: ShortText = ""
+    certificate: Pem = ""
+    ca_certificate: Pem = ""
+
+
+class RenewalRequest(Payload, kw_only=True):
+    KIND: ClassVar[str] = "renewal request"
+    MAX_BYTES: ClassVar[int] = 16 * KiB
+
+    request_id: RequestId
+    csr: Pem
+
+
+class CertificateAnswer(Payload, kw_only=True):
+    KIND: ClassVar[str] = "certificate"
+    MAX_BYTES: ClassVar[int] = 32 * KiB
+
+    request_id: RequestId
+    status: Literal["issued", "refused"]
+    message: Text = ""
+    certificate: Pem = ""
+    ca_certificate: Pem = ""
