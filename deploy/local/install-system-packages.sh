@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local stack and the tests need (idempotent).
 set -euo pipefail
-packages=(mosquitto mosquitto-clients podman runc busybox-static iproute2)
+# catatonit: Podman builds its pod infra image from it (a Recommends, so name it).
+packages=(mosquitto mosquitto-clients podman runc catatonit busybox-static iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flotta.agent.contract.desired import HardwareProfile, HeartbeatConfiguration
+from flotta.agent.contract.hardware import Hardware, Memory
 from flotta.agent.hardware import (
     changed_sections,
     collect,
@@ -14,8 +16,6 @@ from flotta.agent.hardware import (
     system_vendor,
 )
 from flotta.agent.reporting import HardwareTracker
-from flotta.schemas.crd.config import HardwareProfile, HeartbeatConfiguration
-from flotta.schemas.crd.hardware import Hardware, Memory
 
 X86_CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel

@@ -12,19 +12,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 
+from flotta.agent.contract import (
+    DesiredState,
+    DesiredWorkload,
+    SealedData,
+    SealedSecret,
+    encode,
+)
+from flotta.agent.contract.desired import ConfigMapData
 from flotta.agent.endpoints import pod_address
 from flotta.agent.reporting import workload_reports
 from flotta.agent.runtime import WorkloadState, spec_hash
 from flotta.agent.specs import convert, export_dir
 from flotta.agent.unsealing import OpenedItems, open_in_child, sealed_items
-from flotta.pki.keys import generate_key, private_key_to_pem
-from flotta.pki.sealing import seal
-from flotta.schemas.wire import DesiredState, DesiredWorkload, SealedSecret
-from flotta.schemas.wire.desired import ConfigMapData
+from flotta.pki.keys import PublicKey, generate_key, private_key_to_pem
+from flotta.pki.sealing import seal as seal_reference
 
 DEVICE = "edge-1"
+
+
+def seal(public_key: PublicKey, data: bytes, *, device_id: str) -> SealedData:
+    """Sealed as the operator seals (the reference model), read as the device reads it."""
+    sealed = seal_reference(public_key, data, device_id=device_id)  # type: ignore[arg-type]
+    return msgspec.convert(sealed.model_dump(by_alias=True), SealedData)
 
 
 def workload(name: str, **extra: object) -> DesiredWorkload:
@@ -98,7 +111,9 @@ def test_unopenable_secrets_fail_only_their_workload(tmp_path: Path) -> None:
     assert "no device key" in no_key.failures["b"]
 
 
-def test_the_daemon_process_does_not_load_cryptography_to_unseal(tmp_path: Path) -> None:
+def test_the_daemon_process_loads_neither_cryptography_nor_pydantic_to_unseal(
+    tmp_path: Path,
+) -> None:
     key = generate_key()
     state = DesiredState(
         device_id=DEVICE,
@@ -111,23 +126,22 @@ def test_the_daemon_process_does_not_load_cryptography_to_unseal(tmp_path: Path)
         "import asyncio, sys\n"
         "from pathlib import Path\n"
         "from flotta.agent.unsealing import open_in_child, sealed_items\n"
-        "from flotta.schemas.wire import DesiredState\n"
-        "state = DesiredState.model_validate_json(sys.stdin.read())\n"
+        "from flotta.agent.contract import DesiredState, decode\n"
+        "state = decode(DesiredState, sys.stdin.buffer.read())\n"
         "opened = asyncio.run(open_in_child(Path(sys.argv[1]), state.device_id, "
         "sealed_items(state)))\n"
         "assert opened(state.secrets[0].data) == b'{}'\n"
-        "print(any(m.startswith('cryptography') for m in sys.modules))\n"
+        "print(any(m.startswith(('cryptography', 'pydantic')) for m in sys.modules))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "device.key")],
-        input=state.model_dump_json(),
+        input=encode(state),
         capture_output=True,
-        text=True,
         env=env,
         check=True,
     )
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == b"False"
 
 
 def open_with(key: Any, state: DesiredState, tmp_path: Path) -> OpenedItems:

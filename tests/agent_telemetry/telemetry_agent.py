@@ -12,17 +12,17 @@ import asyncio
 import sys
 from pathlib import Path
 
-from flotta.agent.telemetry import TelemetryService
-from flotta.agent.telemetry.backoff import Backoff
-from flotta.agent.telemetry.system import SystemCollector
-from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
-from flotta.schemas.topics import DeviceTopic, device_topic
-from flotta.schemas.wire.desired import (
+from flotta.agent.contract.desired import (
     DesiredConfiguration,
     DesiredWorkload,
     MetricsSettings,
     SystemMetricsSettings,
 )
+from flotta.agent.telemetry import TelemetryService
+from flotta.agent.telemetry.backoff import Backoff
+from flotta.agent.telemetry.system import SystemCollector
+from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
+from flotta.schemas.topics import DeviceTopic, device_topic
 from tests.agent_telemetry.log_sources import tail_source
 from tests.agent_telemetry.sample_root import sample_root
 

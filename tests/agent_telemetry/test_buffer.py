@@ -5,14 +5,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from flotta.agent.contract import decode
+from flotta.agent.contract.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch
 from flotta.agent.telemetry.batching import Kind, record_body
 from flotta.agent.telemetry.buffer import ROW_OVERHEAD, Flow, TelemetryBuffer
-from flotta.schemas.codec import decode
-from flotta.schemas.wire.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +60,7 @@ def test_records_leave_in_order_with_increasing_sequences(tmp_path: Path) -> Non
 
 def test_kinds_are_separate(tmp_path: Path) -> None:
     buffer = TelemetryBuffer(tmp_path / "b.db", max_bytes=10_000_000)
-    line = LogLine(workload="w", time="2026-01-01T00:00:00Z", line="hello")
+    line = LogLine(workload="w", time=datetime(2026, 1, 1, tzinfo=UTC), line="hello")
     buffer.add(Kind.LOGS, [record_body(line)])
     assert buffer.next_batch(Kind.METRICS) is None
     logs = buffer.next_batch(Kind.LOGS)
@@ -138,7 +139,9 @@ def test_batches_stay_under_the_payload_limit(tmp_path: Path) -> None:
     buffer = TelemetryBuffer(tmp_path / "b.db", max_bytes=100_000_000)
     lines = [
         record_body(
-            LogLine(workload="w", time="2026-01-01T00:00:00Z", line=f"{i:05d}" + "x" * 16000)
+            LogLine(
+                workload="w", time=datetime(2026, 1, 1, tzinfo=UTC), line=f"{i:05d}" + "x" * 16000
+            )
         )
         for i in range(40)
     ]
@@ -247,7 +250,7 @@ def test_log_cursors_are_stored_with_their_lines(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     buffer = TelemetryBuffer(path, max_bytes=10_000_000)
     assert buffer.cursor("app") is None
-    line = record_body(LogLine(workload="app", time="2026-01-01T00:00:00Z", line="x"))
+    line = record_body(LogLine(workload="app", time=datetime(2026, 1, 1, tzinfo=UTC), line="x"))
     buffer.add(Kind.LOGS, [line], cursors={"app": ("2026-01-01T00:00:00+00:00", 1)})
     buffer.add(Kind.LOGS, [line, line], cursors={"app": ("2026-01-01T00:00:05+00:00", 2)})
     buffer.close()

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flotta.agent.runtime import PodmanRuntime, WorkloadSpec
-from flotta.agent.telemetry import TelemetryService
-from flotta.agent.telemetry.backoff import Backoff
-from flotta.schemas.wire.desired import (
+from flotta.agent.contract.desired import (
     DesiredConfiguration,
     DesiredWorkload,
     MetricsSettings,
     SystemMetricsSettings,
 )
+from flotta.agent.runtime import PodmanRuntime, WorkloadSpec
+from flotta.agent.telemetry import TelemetryService
+from flotta.agent.telemetry.backoff import Backoff
 from tests.agent_telemetry.receiver import Receiver
 from tests.agent_telemetry.waiting import wait_until
 from tests.fixtures.podman import PodmanTestEnv

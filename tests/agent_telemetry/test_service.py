@@ -5,18 +5,18 @@ The same flow against a real Mosquitto is in test_mqtt_delivery.py."""
 import asyncio
 from pathlib import Path
 
-from flotta.agent.telemetry import TelemetryService
-from flotta.agent.telemetry.backoff import Backoff
-from flotta.agent.telemetry.buffer import Flow
-from flotta.agent.telemetry.system import SystemCollector
-from flotta.schemas.wire.desired import (
+from flotta.agent.contract.desired import (
     DesiredConfiguration,
     DesiredWorkload,
     MetricsSettings,
     SystemMetricsSettings,
     WorkloadMetricsSettings,
 )
-from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
+from flotta.agent.contract.telemetry import LogsBatch, MetricsBatch
+from flotta.agent.telemetry import TelemetryService
+from flotta.agent.telemetry.backoff import Backoff
+from flotta.agent.telemetry.buffer import Flow
+from flotta.agent.telemetry.system import SystemCollector
 from tests.agent_telemetry.http_server import metrics_endpoint
 from tests.agent_telemetry.log_sources import tail_source, write_lines
 from tests.agent_telemetry.receiver import Receiver

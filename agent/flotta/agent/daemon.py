@@ -19,6 +19,10 @@ from typing import Any
 from flotta.agent import hardware as inventory
 from flotta.agent.applying import Applier
 from flotta.agent.config import AgentConfig
+from flotta.agent.contract import ConnectionState, DesiredState, StatusReport, decode, encode
+from flotta.agent.contract.desired import HeartbeatConfiguration
+from flotta.agent.contract.hardware import Hardware
+from flotta.agent.contract.status import TelemetryBuffer
 from flotta.agent.desired_store import DesiredStore
 from flotta.agent.endpoints import workload_endpoints
 from flotta.agent.enrolment import enrol
@@ -40,13 +44,8 @@ from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.buffer import Flow
 from flotta.agent.unsealing import OpenedItems, UnsealingError, open_in_child, sealed_items
 from flotta.mqtt import Message, MqttClient, MqttError, MqttSettings, TlsFiles, Will
-from flotta.schemas.codec import decode, encode
-from flotta.schemas.crd.config import HeartbeatConfiguration
-from flotta.schemas.crd.hardware import Hardware
 from flotta.schemas.errors import ContractError
 from flotta.schemas.topics import DeviceTopic, device_topic
-from flotta.schemas.wire import ConnectionState, DesiredState, StatusReport
-from flotta.schemas.wire.status import TelemetryBuffer
 
 log = logging.getLogger(__name__)
 

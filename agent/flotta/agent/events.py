@@ -7,7 +7,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Literal
 
-from flotta.schemas.wire import DeviceEvent
+from flotta.agent.contract import DeviceEvent
 
 
 def new_event(

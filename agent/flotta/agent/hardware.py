@@ -13,11 +13,11 @@ import socket
 import struct
 from pathlib import Path
 
-from flotta.schemas.crd.hardware import (
+from flotta.agent.contract import to_builtins_value
+from flotta.agent.contract.hardware import (
     Cpu,
     Disk,
     Hardware,
-    HardwareModel,
     Interface,
     Memory,
     OsRelease,
@@ -224,17 +224,12 @@ def collect(root: Path = Path("/")) -> Hardware:
 
 
 def sections(hardware: Hardware) -> dict[str, object]:
+    """The inventory's sections that are present, as their wire documents."""
     return {
-        name: value.to_api() if isinstance(value, HardwareModel) else _dump(value)
-        for name, value in hardware
-        if value is not None
+        name: to_builtins_value(getattr(hardware, name))
+        for name in hardware.__struct_fields__
+        if getattr(hardware, name) is not None
     }
-
-
-def _dump(value: object) -> object:
-    if isinstance(value, list):
-        return [item.to_api() if isinstance(item, HardwareModel) else item for item in value]
-    return value
 
 
 def changed_sections(previous: Hardware, current: Hardware) -> Hardware | None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from flotta.agent.contract import HardwareReport, WorkloadReport
+from flotta.agent.contract.desired import DesiredState, HeartbeatConfiguration
+from flotta.agent.contract.hardware import Hardware
 from flotta.agent.hardware import changed_sections
 from flotta.agent.runtime import WorkloadState
-from flotta.schemas.crd.config import HeartbeatConfiguration
-from flotta.schemas.crd.hardware import Hardware
-from flotta.schemas.wire import HardwareReport, WorkloadReport
-from flotta.schemas.wire.desired import DesiredState
 
 
 def workload_reports(

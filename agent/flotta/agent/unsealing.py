@@ -8,8 +8,8 @@ import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flotta.agent.contract import DesiredState, SealedData, encode_fragment, to_builtins
 from flotta.agent.keychild import KeyChildError, run_child
-from flotta.schemas.wire import DesiredState, SealedData
 
 
 class UnsealingError(ValueError):
@@ -24,7 +24,7 @@ def sealed_items(state: DesiredState) -> list[SealedData]:
 
 
 def _item_key(item: SealedData) -> str:
-    return item.model_dump_json()
+    return encode_fragment(item).decode()
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ async def open_in_child(key_path: Path, device_id: str, items: list[SealedData])
         "op": "unseal",
         "key": str(key_path),
         "device_id": device_id,
-        "items": [item.model_dump(mode="json") for item in items],
+        "items": [to_builtins(item) for item in items],
     }
     try:
         answers = (await run_child(request))["results"]

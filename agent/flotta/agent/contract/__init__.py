@@ -2,12 +2,21 @@
 structs mirroring :mod:`flotta.schemas.wire` (see :mod:`flotta.agent.contract.base` for why)."""
 
 from flotta.agent.contract.base import SCHEMA_VERSION, Payload
-from flotta.agent.contract.codec import decode, encode, to_builtins
+from flotta.agent.contract.codec import (
+    checked,
+    decode,
+    decode_fragment,
+    encode,
+    encode_fragment,
+    to_builtins,
+    to_builtins_value,
+)
 from flotta.agent.contract.desired import (
     DesiredConfiguration,
     DesiredState,
     DesiredWorkload,
     HeartbeatConfiguration,
+    OsInformation,
     SealedData,
     SealedSecret,
 )
@@ -52,6 +61,7 @@ __all__ = [
     "LogsBatch",
     "MetricSample",
     "MetricsBatch",
+    "OsInformation",
     "Payload",
     "RenewalRequest",
     "SealedData",
@@ -61,7 +71,11 @@ __all__ = [
     "TelemetryReceipt",
     "UpgradeReport",
     "WorkloadReport",
+    "checked",
     "decode",
+    "decode_fragment",
     "encode",
+    "encode_fragment",
     "to_builtins",
+    "to_builtins_value",
 ]

@@ -38,7 +38,7 @@ class ApiStruct(msgspec.Struct, rename="camel", frozen=True, kw_only=True, omit_
     """A fragment shared with the Kubernetes resources: unknown fields are ignored."""
 
 
-class Payload(WireStruct, tag_field="schemaVersion", tag=SCHEMA_VERSION):
+class Payload(WireStruct, frozen=True, tag_field="schemaVersion", tag=SCHEMA_VERSION):
     """A versioned payload (``schemaVersion`` is always written). ``KIND`` names it in errors;
     ``MAX_BYTES`` bounds its encoding."""
 

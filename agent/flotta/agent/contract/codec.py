@@ -11,6 +11,7 @@ from flotta.agent.contract.base import SCHEMA_VERSION, Payload
 from flotta.schemas.errors import PayloadError, PayloadTooLargeError, SchemaVersionError
 
 P = TypeVar("P", bound=Payload)
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class _Envelope(msgspec.Struct):
@@ -56,6 +57,32 @@ def decode(model: type[P], data: bytes | bytearray | memoryview) -> P:
         raise PayloadError(model.KIND, str(exc)) from None
     except RecursionError:
         raise PayloadError(model.KIND, "nested too deeply") from None
+
+
+def checked(value: S) -> S:
+    """``value`` once it passed the contract's limits (structs are not checked when built);
+    raises PayloadError naming the first field that breaks them."""
+    try:
+        return msgspec.json.decode(_encoder.encode(value), type=type(value))
+    except msgspec.ValidationError as exc:
+        raise PayloadError(type(value).__name__, str(exc)) from None
+
+
+def encode_fragment(value: msgspec.Struct) -> bytes:
+    """A fragment (a buffered metric sample or log line) as compact JSON, unchecked."""
+    return _encoder.encode(value)
+
+
+def decode_fragment(model: type[S], data: bytes) -> S:
+    try:
+        return msgspec.json.decode(data, type=model)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise PayloadError(model.__name__, str(exc)) from None
+
+
+def to_builtins_value(value: object) -> object:
+    """Any value of a struct's field as JSON-ready builtins (structs with their wire names)."""
+    return msgspec.to_builtins(value)
 
 
 def to_builtins(value: msgspec.Struct) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``flotta/devices/{id}/desired``, as the device reads it (see :mod:`flotta.schemas.wire.desired`)."""
+"""``flotta/devices/{id}/desired`` as the device reads it (:mod:`flotta.schemas.wire.desired`)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,21 @@ import msgspec
 
 from flotta.agent.contract.base import ApiStruct, KiB, Name, Payload, ShortText, WireStruct
 
-SEALING_ALGORITHM = "ECDH-P256+HKDF-SHA256+A256GCM"
+SealingAlgorithm = Literal["ECDH-P256+HKDF-SHA256+A256GCM"]
+SEALING_ALGORITHM: SealingAlgorithm = "ECDH-P256+HKDF-SHA256+A256GCM"
 
 
-class HardwareProfile(ApiStruct, kw_only=True):
+class HardwareProfile(ApiStruct, frozen=True, kw_only=True):
     include: bool = True
     scope: Literal["full", "delta"] = "full"
 
 
-class HeartbeatConfiguration(ApiStruct, kw_only=True):
+class HeartbeatConfiguration(ApiStruct, frozen=True, kw_only=True):
     period_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 60
     hardware_profile: HardwareProfile | None = None
 
 
-class OsInformation(ApiStruct, kw_only=True):
+class OsInformation(ApiStruct, frozen=True, kw_only=True):
     automatically_upgrade: bool = False
     commit_id: Annotated[str, msgspec.Meta(max_length=128)] = msgspec.field(
         default="", name="commitID"
@@ -31,33 +32,33 @@ class OsInformation(ApiStruct, kw_only=True):
     )
 
 
-class Mount(ApiStruct, kw_only=True):
+class Mount(ApiStruct, frozen=True, kw_only=True):
     device: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
     folder: Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern=r"^/")]
     type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     options: Annotated[str, msgspec.Meta(max_length=4096)] = ""
 
 
-class SealedData(WireStruct, kw_only=True):
+class SealedData(WireStruct, frozen=True, kw_only=True):
     """Bytes encrypted for this device (opened by :mod:`flotta.agent.keychild`)."""
 
-    algorithm: Literal["ECDH-P256+HKDF-SHA256+A256GCM"] = SEALING_ALGORITHM
+    algorithm: SealingAlgorithm = SEALING_ALGORITHM
     ephemeral_public_key: Annotated[str, msgspec.Meta(max_length=256)]
     nonce: Annotated[str, msgspec.Meta(max_length=64)]
     ciphertext: Annotated[str, msgspec.Meta(max_length=256 * KiB)]
 
 
-class SealedSecret(WireStruct, kw_only=True):
+class SealedSecret(WireStruct, frozen=True, kw_only=True):
     name: Name
     data: SealedData
 
 
-class ConfigMapData(WireStruct, kw_only=True):
+class ConfigMapData(WireStruct, frozen=True, kw_only=True):
     name: Name
     data: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class WorkloadMetricsSettings(WireStruct, kw_only=True):
+class WorkloadMetricsSettings(WireStruct, frozen=True, kw_only=True):
     path: str = "/"
     port: int = 0
     interval: int = 60
@@ -65,7 +66,7 @@ class WorkloadMetricsSettings(WireStruct, kw_only=True):
     containers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
-class DesiredWorkload(WireStruct, kw_only=True):
+class DesiredWorkload(WireStruct, frozen=True, kw_only=True):
     name: Name
     namespace: ShortText
     labels: dict[str, str] = msgspec.field(default_factory=dict)
@@ -79,25 +80,25 @@ class DesiredWorkload(WireStruct, kw_only=True):
     data: dict[str, Any] | None = None
 
 
-class SystemMetricsSettings(WireStruct, kw_only=True):
+class SystemMetricsSettings(WireStruct, frozen=True, kw_only=True):
     interval: int = 60
     disabled: bool = False
     allow_list: list[str] | None = None
 
 
-class MetricsSettings(WireStruct, kw_only=True):
+class MetricsSettings(WireStruct, frozen=True, kw_only=True):
     system: SystemMetricsSettings = msgspec.field(default_factory=SystemMetricsSettings)
     retention_max_mib: int = 200
     retention_max_hours: int = 168
 
 
-class LogCollectionSettings(WireStruct, kw_only=True):
+class LogCollectionSettings(WireStruct, frozen=True, kw_only=True):
     kind: str = "syslog"
     buffer_size_kib: int = 12
     target: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class DesiredConfiguration(WireStruct, kw_only=True):
+class DesiredConfiguration(WireStruct, frozen=True, kw_only=True):
     heartbeat: HeartbeatConfiguration = msgspec.field(default_factory=HeartbeatConfiguration)
     os: OsInformation = msgspec.field(default_factory=OsInformation)
     mounts: list[Mount] = msgspec.field(default_factory=list)
@@ -105,7 +106,7 @@ class DesiredConfiguration(WireStruct, kw_only=True):
     log_collection: dict[str, LogCollectionSettings] = msgspec.field(default_factory=dict)
 
 
-class DesiredState(Payload, kw_only=True):
+class DesiredState(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "desired"
     MAX_BYTES: ClassVar[int] = 512 * KiB
 

@@ -7,12 +7,12 @@ import msgspec
 from flotta.agent.contract.base import ApiStruct
 
 
-class Boot(ApiStruct, kw_only=True):
+class Boot(ApiStruct, frozen=True, kw_only=True):
     current_boot_mode: str = ""
     pxe_interface: str = ""
 
 
-class Cpu(ApiStruct, kw_only=True):
+class Cpu(ApiStruct, frozen=True, kw_only=True):
     architecture: str = ""
     model_name: str = ""
     count: int = 0
@@ -20,7 +20,7 @@ class Cpu(ApiStruct, kw_only=True):
     flags: list[str] = msgspec.field(default_factory=list)
 
 
-class Disk(ApiStruct, kw_only=True):
+class Disk(ApiStruct, frozen=True, kw_only=True):
     name: str = ""
     path: str = ""
     drive_type: str = ""
@@ -34,7 +34,7 @@ class Disk(ApiStruct, kw_only=True):
     wwn: str = ""
 
 
-class Gpu(ApiStruct, kw_only=True):
+class Gpu(ApiStruct, frozen=True, kw_only=True):
     address: str = ""
     device_id: str = ""
     name: str = ""
@@ -42,7 +42,7 @@ class Gpu(ApiStruct, kw_only=True):
     vendor_id: str = ""
 
 
-class Interface(ApiStruct, kw_only=True):
+class Interface(ApiStruct, frozen=True, kw_only=True):
     name: str = ""
     mac_address: str = ""
     ipv4_addresses: list[str] = msgspec.field(default_factory=list)
@@ -56,19 +56,19 @@ class Interface(ApiStruct, kw_only=True):
     biosdevname: str = ""
 
 
-class Memory(ApiStruct, kw_only=True):
+class Memory(ApiStruct, frozen=True, kw_only=True):
     physical_bytes: int = 0
     usable_bytes: int = 0
 
 
-class SystemVendor(ApiStruct, kw_only=True):
+class SystemVendor(ApiStruct, frozen=True, kw_only=True):
     manufacturer: str = ""
     product_name: str = ""
     serial_number: str = ""
     virtual: bool = False
 
 
-class HostDevice(ApiStruct, kw_only=True):
+class HostDevice(ApiStruct, frozen=True, kw_only=True):
     path: str = ""
     device_type: str = ""
     owner: int = 0
@@ -77,21 +77,21 @@ class HostDevice(ApiStruct, kw_only=True):
     minor: int = 0
 
 
-class MountInfo(ApiStruct, kw_only=True):
+class MountInfo(ApiStruct, frozen=True, kw_only=True):
     device: str = ""
     folder: str = ""
     type: str = ""
     options: str = ""
 
 
-class OsRelease(ApiStruct, kw_only=True):
+class OsRelease(ApiStruct, frozen=True, kw_only=True):
     id: str = ""
     version_id: str = ""
     pretty_name: str = ""
     kernel: str = ""
 
 
-class Hardware(ApiStruct, kw_only=True):
+class Hardware(ApiStruct, frozen=True, kw_only=True):
     boot: Boot | None = None
     cpu: Cpu | None = None
     disks: list[Disk] | None = None

@@ -13,7 +13,7 @@ from flotta.agent.contract.hardware import Hardware
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-class ConnectionState(Payload, kw_only=True):
+class ConnectionState(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "connection"
     MAX_BYTES: ClassVar[int] = 2 * KiB
 
@@ -24,7 +24,7 @@ class ConnectionState(Payload, kw_only=True):
     reason: ShortText = ""
 
 
-class DeviceEvent(Payload, kw_only=True):
+class DeviceEvent(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "events"
     MAX_BYTES: ClassVar[int] = 8 * KiB
 
@@ -38,7 +38,7 @@ class DeviceEvent(Payload, kw_only=True):
     workload: ShortText = ""
 
 
-class EnrolmentRequest(Payload, kw_only=True):
+class EnrolmentRequest(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "enrolment request"
     MAX_BYTES: ClassVar[int] = 128 * KiB
 
@@ -49,7 +49,7 @@ class EnrolmentRequest(Payload, kw_only=True):
     csr: Pem
 
 
-class EnrolmentAnswer(Payload, kw_only=True):
+class EnrolmentAnswer(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "enrolment answer"
     MAX_BYTES: ClassVar[int] = 32 * KiB
 
@@ -60,7 +60,7 @@ class EnrolmentAnswer(Payload, kw_only=True):
     ca_certificate: Pem = ""
 
 
-class RenewalRequest(Payload, kw_only=True):
+class RenewalRequest(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "renewal request"
     MAX_BYTES: ClassVar[int] = 16 * KiB
 
@@ -68,7 +68,7 @@ class RenewalRequest(Payload, kw_only=True):
     csr: Pem
 
 
-class CertificateAnswer(Payload, kw_only=True):
+class CertificateAnswer(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "certificate"
     MAX_BYTES: ClassVar[int] = 32 * KiB
 

@@ -17,7 +17,7 @@ UpgradeStatus = Literal["", "InProgress", "Succeeded", "Failed", "Unsupported"]
 CommitId = Annotated[str, msgspec.Meta(max_length=128)]
 
 
-class WorkloadReport(WireStruct, kw_only=True):
+class WorkloadReport(WireStruct, frozen=True, kw_only=True):
     name: Name
     phase: WorkloadPhase
     message: Text = ""
@@ -25,14 +25,14 @@ class WorkloadReport(WireStruct, kw_only=True):
     last_data_upload: datetime | None = None
 
 
-class HardwareReport(WireStruct, kw_only=True):
+class HardwareReport(WireStruct, frozen=True, kw_only=True):
     """``full`` replaces the recorded inventory; ``delta`` replaces only the sections it has."""
 
     scope: Literal["full", "delta"]
     hardware: Hardware
 
 
-class UpgradeReport(WireStruct, kw_only=True):
+class UpgradeReport(WireStruct, frozen=True, kw_only=True):
     supported: bool
     current_commit_id: CommitId = msgspec.field(default="", name="currentCommitID")
     requested_commit_id: CommitId = msgspec.field(default="", name="requestedCommitID")
@@ -41,12 +41,12 @@ class UpgradeReport(WireStruct, kw_only=True):
     message: Text = ""
 
 
-class TelemetryBuffer(WireStruct, kw_only=True):
+class TelemetryBuffer(WireStruct, frozen=True, kw_only=True):
     buffered_records: NonNegative = 0
     dropped_records: NonNegative = 0
 
 
-class StatusReport(Payload, kw_only=True):
+class StatusReport(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "status"
     MAX_BYTES: ClassVar[int] = 128 * KiB
 

@@ -12,12 +12,13 @@ from flotta.agent.contract.base import KiB, Name, NonNegative, Payload, WireStru
 StreamId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 LabelName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 LabelValue = Annotated[str, msgspec.Meta(max_length=1024)]
+LogStream = Literal["stdout", "stderr", "system"]
 MetricName = Annotated[
     str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 ]
 
 
-class MetricSample(WireStruct, kw_only=True):
+class MetricSample(WireStruct, frozen=True, kw_only=True):
     name: MetricName
     labels: Annotated[dict[LabelName, LabelValue], msgspec.Meta(max_length=64)] = msgspec.field(
         default_factory=dict
@@ -26,7 +27,7 @@ class MetricSample(WireStruct, kw_only=True):
     timestamp_ms: NonNegative
 
 
-class MetricsBatch(Payload, kw_only=True):
+class MetricsBatch(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "metrics"
     MAX_BYTES: ClassVar[int] = 256 * KiB
 
@@ -36,15 +37,15 @@ class MetricsBatch(Payload, kw_only=True):
     dropped: NonNegative = 0
 
 
-class LogLine(WireStruct, kw_only=True):
+class LogLine(WireStruct, frozen=True, kw_only=True):
     workload: Name
     container: Annotated[str, msgspec.Meta(max_length=253)] = ""
     time: datetime
-    stream: Literal["stdout", "stderr", "system"] = "stdout"
+    stream: LogStream = "stdout"
     line: Annotated[str, msgspec.Meta(max_length=16 * KiB)]
 
 
-class LogsBatch(Payload, kw_only=True):
+class LogsBatch(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "logs"
     MAX_BYTES: ClassVar[int] = 256 * KiB
 
@@ -54,7 +55,7 @@ class LogsBatch(Payload, kw_only=True):
     dropped: NonNegative = 0
 
 
-class TelemetryReceipt(Payload, kw_only=True):
+class TelemetryReceipt(Payload, frozen=True, kw_only=True):
     """Batches of one kind and buffer stream that the bridge has stored."""
 
     KIND: ClassVar[str] = "receipt"

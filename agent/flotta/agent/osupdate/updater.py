@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from flotta.agent.contract.desired import OsInformation
+from flotta.agent.contract.messages import DeviceEvent
+from flotta.agent.contract.status import UpgradeReport, UpgradeStatus
 from flotta.agent.osupdate.errors import OstreeCommandError, OstreeStatusError, OsUpdateError
 from flotta.agent.osupdate.ostree import OstreeStatus, parse_status
 from flotta.agent.osupdate.planning import StepKind, next_step, parse_time, verdict_after_boot
 from flotta.agent.osupdate.state import load_state, save_state
-from flotta.schemas.crd.config import OsInformation
-from flotta.schemas.wire.events import DeviceEvent
-from flotta.schemas.wire.status import UpgradeReport
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,7 @@ class OsUpdater:
         if not self._booted_commit:
             self._booted_commit = self._booted_now()
         state = self._state
-        status = "InProgress" if state.phase else state.last_status
-        if status not in ("InProgress", "Succeeded", "Failed"):
-            status = ""
+        status: UpgradeStatus = "InProgress" if state.phase else _finished(state.last_status)
         return UpgradeReport(
             supported=True,
             current_commit_id=self._booted_commit,
@@ -261,3 +259,14 @@ def event(kind: Literal["Normal", "Warning"], reason: str, message: str) -> Devi
         reason=reason,
         message=message[:4096],
     )
+
+
+def _finished(status: str) -> UpgradeStatus:
+    """A recorded status as the report spells it; anything else reports none."""
+    if status == "InProgress":
+        return "InProgress"
+    if status == "Succeeded":
+        return "Succeeded"
+    if status == "Failed":
+        return "Failed"
+    return ""

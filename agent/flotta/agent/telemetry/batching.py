@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
-from flotta.schemas.codec import encode
-from flotta.schemas.wire.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch
+from flotta.agent.contract import decode_fragment, encode, encode_fragment
+from flotta.agent.contract.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch
 
 MAX_RECORDS_PER_BATCH = 10000
 
@@ -30,7 +30,7 @@ def build_batch(
             MetricsBatch(
                 stream=stream,
                 sequence=sequence,
-                samples=[MetricSample.model_validate_json(body) for body in bodies],
+                samples=[decode_fragment(MetricSample, body) for body in bodies],
                 dropped=dropped,
             )
         )
@@ -38,11 +38,11 @@ def build_batch(
         LogsBatch(
             stream=stream,
             sequence=sequence,
-            lines=[LogLine.model_validate_json(body) for body in bodies],
+            lines=[decode_fragment(LogLine, body) for body in bodies],
             dropped=dropped,
         )
     )
 
 
 def record_body(record: MetricSample | LogLine) -> bytes:
-    return record.model_dump_json(by_alias=True, exclude_none=True).encode()
+    return encode_fragment(record)

@@ -8,16 +8,15 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
+from flotta.agent.contract.base import KiB
+from flotta.agent.contract.telemetry import LogLine, LogStream
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.batching import record_body
 from flotta.agent.telemetry.staging import Cursor, Staging
-from flotta.schemas.wire.common import KiB
-from flotta.schemas.wire.telemetry import LogLine
 
 log = logging.getLogger(__name__)
 
 MAX_LINE_CHARS = 16 * KiB
-_STREAMS = {"stdout", "stderr", "system"}
 
 
 class LogEntry(Protocol):
@@ -38,14 +37,21 @@ LogSource = Callable[[str], AsyncIterator[LogEntry]]
 
 
 def to_log_line(workload: str, entry: LogEntry, *, now: datetime | None = None) -> LogLine:
-    stream = entry.stream if entry.stream in _STREAMS else "stdout"
     return LogLine(
         workload=workload,
         container=entry.container[:253],
         time=entry.time or now or datetime.now(UTC),
-        stream=stream,  # checked against _STREAMS above
+        stream=_stream(entry.stream),
         line=entry.text[:MAX_LINE_CHARS],
     )
+
+
+def _stream(name: str) -> LogStream:
+    if name == "stderr":
+        return "stderr"
+    if name == "system":
+        return "system"
+    return "stdout"
 
 
 class ResumePoint:

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from pydantic import ValidationError
-
-from flotta.schemas.wire.telemetry import MetricSample
+from flotta.agent.contract import checked
+from flotta.agent.contract.telemetry import MetricSample
+from flotta.schemas.errors import PayloadError
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +55,15 @@ def stamp(
             continue
         try:
             samples.append(
-                MetricSample(
-                    name=measurement.name,
-                    labels=dict(measurement.labels),
-                    value=measurement.value,
-                    timestamp_ms=measurement.timestamp_ms or timestamp_ms,
+                checked(
+                    MetricSample(
+                        name=measurement.name,
+                        labels=dict(measurement.labels),
+                        value=measurement.value,
+                        timestamp_ms=measurement.timestamp_ms or timestamp_ms,
+                    )
                 )
             )
-        except ValidationError:
+        except PayloadError:
             skipped += 1
     return samples, skipped

@@ -9,6 +9,9 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from flotta.agent.contract import decode
+from flotta.agent.contract.desired import DesiredConfiguration, DesiredWorkload
+from flotta.agent.contract.telemetry import TelemetryReceipt
 from flotta.agent.tasks import TaskSet
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.batching import Kind, record_body
@@ -20,10 +23,7 @@ from flotta.agent.telemetry.scraping import ScrapeTarget, scrape, scrape_targets
 from flotta.agent.telemetry.sending import Publish, SenderCounters, send_forever
 from flotta.agent.telemetry.staging import Cursor, Staging
 from flotta.agent.telemetry.system import SystemCollector
-from flotta.schemas.codec import decode
 from flotta.schemas.errors import PayloadError
-from flotta.schemas.wire.desired import DesiredConfiguration, DesiredWorkload
-from flotta.schemas.wire.telemetry import TelemetryReceipt
 
 log = logging.getLogger(__name__)
 
