@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from flotta.agent.contract import DesiredConfiguration, DesiredState, DesiredWorkload
-from flotta.agent.contract.desired import (
-    HeartbeatConfiguration,
-    MetricsSettings,
-    SystemMetricsSettings,
-    WorkloadMetricsSettings,
-)
 from flotta.agent.daemon import Agent
 from flotta.agent.runtime import PodmanRuntime
 from flotta.agent.status_file import read_status
 from flotta.dev.podman import api_call
+from flotta.schemas.crd.config import HeartbeatConfiguration
+from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload
+from flotta.schemas.wire.desired import (
+    MetricsSettings,
+    SystemMetricsSettings,
+    WorkloadMetricsSettings,
+)
 from tests.agent.conftest import AgentConfigFactory
 from tests.agent.fleet import FleetPeer, phases, wait_for
 from tests.agent.proxy import CuttableProxy

@@ -2,6 +2,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from flotta.agent.contract import decode_fragment
 from flotta.agent.contract.telemetry import LogLine
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.logs import ResumePoint, follow, to_log_line
@@ -57,10 +58,10 @@ async def test_following_a_real_process_survives_a_source_failure(tmp_path: Path
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     staged = staging.take()
-    lines = [LogLine.model_validate_json(r).line for r in staged.records]
+    lines = [decode_fragment(LogLine, r).line for r in staged.records]
     assert lines == [f"line-{i}" for i in range(100)] + [f"more-{i}" for i in range(50)]
     assert staged.dropped == 0
-    last = LogLine.model_validate_json(staged.records[-1]).time
+    last = decode_fragment(LogLine, staged.records[-1]).time
     assert staged.cursors == {"app": (last.isoformat(), 1)}
     assert all(p.returncode is not None for p in processes)
 
