@@ -744,9 +744,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
             for r in results
         ),
         "",
-        "Agent footprint: measured by `benchmarks/agent_footprint_bench.py` "
-        "(branch `agent2`; results in `benchmarks/results/agent.md`: 57 MiB resident, "
-        "0.15 % idle CPU).",
+        "Agent footprint: measured separately by `benchmarks/agent_footprint_bench.py` "
+        "(results in `benchmarks/results/agent.md`).",
         "",
     ]
     return "\n".join(lines)
