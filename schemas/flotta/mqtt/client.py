@@ -35,6 +35,7 @@ from flotta.mqtt.errors import (
 from flotta.mqtt.looping import SocketBridge, tracking_socket_class
 from flotta.mqtt.messages import Inbox, Message
 from flotta.mqtt.settings import MqttSettings
+from flotta.mqtt.tlscontext import TlsContextCache
 
 DISCONNECT_WITH_WILL = 0x04
 OnConnected = Callable[[bool], Awaitable[None]]
@@ -99,6 +100,7 @@ class MqttClient:
         self._unacked: set[int] = set()  # mids of QoS>0 messages delivered on this connection
         self._last_error = ""
         self._tls_configured = False
+        self._tls = TlsContextCache(settings.tls) if settings.tls is not None else None
 
     # ---- public API -----------------------------------------------------------------------
 
@@ -312,10 +314,14 @@ class MqttClient:
 
     # ---- connecting -----------------------------------------------------------------------
 
-    def _blocking_connect(self, context: ssl.SSLContext | None) -> None:
-        """Runs in a worker thread: TCP connect, TLS handshake, CONNECT queued."""
+    def _blocking_connect(self) -> None:
+        """Runs in a worker thread: TLS context, TCP connect, TLS handshake, CONNECT queued."""
         settings = self.settings
         opened: list[ssl.SSLSocket] = []
+        try:
+            context = self._tls.context() if self._tls is not None else None
+        except (OSError, ValueError) as exc:
+            raise _TlsSetupError(str(exc)) from exc
         if context is not None:
             context.sslsocket_class = tracking_socket_class(opened)
             if self._tls_configured:
@@ -348,22 +354,20 @@ class MqttClient:
     async def _attempt(self) -> bool:
         settings = self.settings
         loop = self._running_loop()
-        try:
-            context = settings.tls.context() if settings.tls is not None else None
-        except (OSError, ValueError) as exc:
-            raise ConnectError(settings.host, settings.port, f"TLS setup: {exc}") from exc
         self._last_error = ""
         self._lost.clear()
         self._connack = loop.create_future()
         self._connecting = True
         try:
-            worker = loop.run_in_executor(None, self._blocking_connect, context)
+            worker = loop.run_in_executor(None, self._blocking_connect)
             try:
                 await asyncio.shield(worker)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await worker  # bounded by connect_timeout; then the socket is ours to close
                 raise
+            except _TlsSetupError as exc:
+                raise ConnectError(settings.host, settings.port, f"TLS setup: {exc}") from exc
             except (OSError, ValueError) as exc:
                 raise ConnectError(settings.host, settings.port, _describe(exc)) from exc
             try:
@@ -635,6 +639,10 @@ class _LastError(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._client._paho_error(record.getMessage())
+
+
+class _TlsSetupError(Exception):
+    """The client's own TLS files could not be loaded (raised in the connecting thread)."""
 
 
 def _describe(exc: BaseException) -> str:
