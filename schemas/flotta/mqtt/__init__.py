@@ -18,7 +18,7 @@ again (``duplicate=True``) after the reconnect.
 """
 
 from flotta.mqtt.backoff import Backoff, BackoffPolicy
-from flotta.mqtt.client import MqttClient, MqttCounters
+from flotta.mqtt.client import MqttClient, MqttCounters, PublishDone
 from flotta.mqtt.errors import (
     ConnectError,
     DisconnectedError,
@@ -39,6 +39,7 @@ __all__ = [
     "MqttCounters",
     "MqttError",
     "MqttSettings",
+    "PublishDone",
     "PublishError",
     "SubscribeError",
     "TlsFiles",
