@@ -13,6 +13,11 @@ Only paho-mqtt and the standard library. Typical use::
             await handle(message)
             message.ack()  # the broker forgets the message only now
 
+Many publishes at once without a future each (the operator's fan-out)::
+
+    client.publish_callback(topic, payload, qos=1, retain=True, done=on_done)
+    # on_done(None) on PUBACK, on_done(PublishError | DisconnectedError) otherwise
+
 Delivery is at least once: a message handled but not acked when the connection drops comes
 again (``duplicate=True``) after the reconnect.
 """
