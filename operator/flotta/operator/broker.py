@@ -156,6 +156,8 @@ class Broker:
             try:
                 await self._client.subscribe(self._subscriptions)
                 self._subscribed = True
+            except DisconnectedError as exc:
+                logger.warning("subscribing failed: %s", exc)  # the next connection retries
             except MqttError as exc:
                 logger.error("subscribing failed: %s", exc)
         if not self._client.connected:
