@@ -143,7 +143,6 @@ class Operator:
                 f"flotta/enrol/+/{EnrolTopic.ANSWER.value}",
             ],
             on_connected=lambda _present: reconciler_ref[0].republish_all(),
-            loop=loop,
         )
         context = Context(
             settings=settings,
@@ -177,7 +176,7 @@ class Operator:
             watcher = Watcher(watched, events, loop)
             self._watchers.append(watcher)
             watcher.start()
-        broker.start()
+        await broker.start()
         self._spawn("watch-events", self._dispatch_events(events, intake, enroller))
         self._spawn("mqtt-messages", self._dispatch_messages(broker, enroller, reconciler))
         self._spawn("reconcile", reconciler.run_reconcile())
@@ -206,7 +205,7 @@ class Operator:
         await asyncio.gather(*(asyncio.to_thread(w.join) for w in self._watchers))
         self._watchers.clear()
         if self._broker is not None:
-            await asyncio.to_thread(self._broker.stop)
+            await self._broker.stop()
         if self.leader is not None and self.leader.leading.is_set():
             await asyncio.to_thread(self.leader.release)
         if self._health is not None:

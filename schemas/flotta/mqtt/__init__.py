@@ -13,12 +13,17 @@ Only paho-mqtt and the standard library. Typical use::
             await handle(message)
             message.ack()  # the broker forgets the message only now
 
+Many publishes at once without a future each (the operator's fan-out)::
+
+    client.publish_callback(topic, payload, qos=1, retain=True, done=on_done)
+    # on_done(None) on PUBACK, on_done(PublishError | DisconnectedError) otherwise
+
 Delivery is at least once: a message handled but not acked when the connection drops comes
 again (``duplicate=True``) after the reconnect.
 """
 
 from flotta.mqtt.backoff import Backoff, BackoffPolicy
-from flotta.mqtt.client import MqttClient, MqttCounters
+from flotta.mqtt.client import MqttClient, MqttCounters, PublishDone
 from flotta.mqtt.errors import (
     ConnectError,
     DisconnectedError,
@@ -39,6 +44,7 @@ __all__ = [
     "MqttCounters",
     "MqttError",
     "MqttSettings",
+    "PublishDone",
     "PublishError",
     "SubscribeError",
     "TlsFiles",

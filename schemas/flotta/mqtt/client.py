@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
@@ -40,6 +41,7 @@ from flotta.mqtt.tlscontext import TlsContextCache
 DISCONNECT_WITH_WILL = 0x04
 OnConnected = Callable[[bool], Awaitable[None]]
 OnDisconnected = Callable[[str], Awaitable[None]]
+PublishDone = Callable[[MqttError | None], None]
 Payload = bytes | bytearray | str
 
 
@@ -86,7 +88,7 @@ class MqttClient:
         self._paho = self._make_paho()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._publishes: dict[int, tuple[asyncio.Future[None], str]] = {}
+        self._publishes: dict[int, tuple[PublishDone, str]] = {}  # mid -> (done, topic)
         self._subscribes: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._subscriptions: dict[str, int] = {}  # filter -> QoS, re-established if needed
         self._connack: asyncio.Future[bool] | None = None
@@ -181,6 +183,57 @@ class MqttClient:
         properties: Properties | None = None,
     ) -> None:
         """Publish; returns once the broker acknowledged (QoS 1/2) or it was queued (QoS 0)."""
+        mid = self._send_publish(topic, payload, qos, retain, properties)
+        if mid is None:
+            return
+        future: asyncio.Future[None] = self._running_loop().create_future()
+        entry = (functools.partial(_settle, future), topic)
+        self._publishes[mid] = entry
+        try:
+            await future
+        finally:
+            if self._publishes.get(mid) is entry:  # cancelled before the answer
+                del self._publishes[mid]
+
+    def publish_callback(
+        self,
+        topic: str,
+        payload: Payload,
+        qos: int = 1,
+        retain: bool = False,
+        *,
+        done: PublishDone,
+        properties: Properties | None = None,
+    ) -> None:
+        """Publish without a future: ``done`` runs exactly once, on the loop thread.
+
+        ``done(None)`` on the broker's acknowledgement (QoS 1/2) or once queued (QoS 0);
+        ``done(PublishError)`` when it was refused, ``done(DisconnectedError)`` when the
+        connection dropped first (or there was none). A publish that cannot be sent at all
+        settles before this returns. Exceptions raised by ``done`` are logged, not raised.
+        """
+        try:
+            mid = self._send_publish(topic, payload, qos, retain, properties)
+        except MqttError as exc:
+            self._call_done(done, exc)
+            return
+        if mid is None:
+            self._call_done(done, None)
+            return
+        self._publishes[mid] = (done, topic)
+
+    def _send_publish(
+        self,
+        topic: str,
+        payload: Payload,
+        qos: int,
+        retain: bool,
+        properties: Properties | None,
+    ) -> int | None:
+        """Hand a message to paho: its mid when an acknowledgement is due, None for QoS 0.
+
+        Raises DisconnectedError or PublishError (both counted as failures).
+        """
         if not self._connected:
             self.counters.publish_failures += 1
             raise DisconnectedError(f"publish to {topic!r}", self._lost_reason)
@@ -196,13 +249,14 @@ class MqttClient:
             raise PublishError(topic, paho.error_string(info.rc))
         if qos == 0:
             self.counters.published += 1
-            return
-        future: asyncio.Future[None] = self._running_loop().create_future()
-        self._publishes[info.mid] = (future, topic)
+            return None
+        return info.mid
+
+    def _call_done(self, done: PublishDone, error: MqttError | None) -> None:
         try:
-            await future
-        finally:
-            self._publishes.pop(info.mid, None)
+            done(error)
+        except Exception:
+            self._log.exception("MQTT %s: publish callback failed", self.settings.client_id)
 
     async def subscribe(self, subscriptions: Sequence[tuple[str, int]]) -> list[int]:
         """Subscribe and wait for SUBACK; the granted QoS per filter.
@@ -519,10 +573,11 @@ class MqttClient:
                     f"connection closed before CONNACK: {self._lost_reason}",
                 )
             )
-        for future, topic in self._publishes.values():
-            if not future.done():
-                self.counters.publish_failures += 1
-                future.set_exception(DisconnectedError(f"publish to {topic!r}", self._lost_reason))
+        publishes = list(self._publishes.values())
+        self._publishes.clear()
+        for done, topic in publishes:
+            self.counters.publish_failures += 1
+            self._call_done(done, DisconnectedError(f"publish to {topic!r}", self._lost_reason))
         for waiter in self._subscribes.values():
             if not waiter.done():
                 waiter.set_exception(DisconnectedError("subscribe", self._lost_reason))
@@ -543,16 +598,16 @@ class MqttClient:
         reason: ReasonCode,
         properties: Properties,
     ) -> None:
-        entry = self._publishes.get(mid)
-        if entry is None or entry[0].done():
-            return
-        future, topic = entry
+        entry = self._publishes.pop(mid, None)
+        if entry is None:
+            return  # a publish of a connection that is gone, or whose waiter was cancelled
+        done, topic = entry
         if reason.is_failure:
             self.counters.publish_failures += 1
-            future.set_exception(PublishError(topic, _reason_text(reason), reason.value))
+            self._call_done(done, PublishError(topic, _reason_text(reason), reason.value))
         else:
             self.counters.published += 1
-            future.set_result(None)
+            self._call_done(done, None)
 
     def _handle_suback(
         self,
@@ -643,6 +698,15 @@ class _LastError(logging.Handler):
 
 class _TlsSetupError(Exception):
     """The client's own TLS files could not be loaded (raised in the connecting thread)."""
+
+
+def _settle(future: asyncio.Future[None], error: MqttError | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _describe(exc: BaseException) -> str:
