@@ -11,7 +11,11 @@ class BrokerLimits:
     """Resource limits; every one bounds memory or disk that a client could fill."""
 
     max_packet_size: int = 1024 * 1024  # a whole MQTT packet; larger ones disconnect the client
-    max_inflight_messages: int = 20  # outgoing QoS 1/2 messages in flight per client
+    # QoS 1/2 messages in flight per client, each way: the broker's outgoing window (a client
+    # may ask for less: the agent asks for 20) and the Receive Maximum its CONNACK announces.
+    # The operator publishes a fleet's desired states and the bridge takes in every device's
+    # reports through one session each; at 20 their throughput was bound by round trips.
+    max_inflight_messages: int = 1000
     # Per client, beyond in-flight. Devices queue little; the bridge and the operator receive from
     # every device, and a short outage of theirs must not drop a fleet's reports.
     max_queued_messages: int = 100_000
