@@ -86,7 +86,9 @@ class Reloader:
         current = fingerprint(self.paths)
         if current == self._seen:
             return False
-        changed = [str(p) for p, a, b in zip(self.paths, self._seen, current, strict=True) if a != b]
+        changed = [
+            str(p) for p, a, b in zip(self.paths, self._seen, current, strict=True) if a != b
+        ]
         if None in current:
             # A file is missing (a Secret being replaced): wait until it is back.
             logger.warning("not reloading yet: cannot read %s", ", ".join(changed))
@@ -100,7 +102,9 @@ class Reloader:
                 self._send(pid, self._signum)
             except ProcessLookupError:
                 continue
-            logger.info("%s changed: sent signal %d to pid %d", ", ".join(changed), self._signum, pid)
+            logger.info(
+                "%s changed: sent signal %d to pid %d", ", ".join(changed), self._signum, pid
+            )
         self._seen = current
         self.reloads += 1
         return True
@@ -114,7 +118,7 @@ class Reloader:
                 logger.error("cannot signal the broker (same user id as Mosquitto?): %s", exc)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flotta.mosquitto.reloader",
         description="send a process SIGHUP when one of the watched files changes",
@@ -124,6 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--process", default="mosquitto", help="name of the process to signal")
     parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.interval <= 0:
         parser.error("--interval must be positive")
@@ -133,9 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     process: str = args.process
     reloader = Reloader(args.watch, lambda: find_processes(process))
-    logger.info(
-        "watching %s; SIGHUP to %r on change", ", ".join(map(str, reloader.paths)), process
-    )
+    logger.info("watching %s; SIGHUP to %r on change", ", ".join(map(str, reloader.paths)), process)
     reloader.run(stop, args.interval)
     return 0
 
