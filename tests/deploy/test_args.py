@@ -18,6 +18,8 @@ from flotta.operator.crlpublish import SecretRef
 from flotta.operator.policy import ApprovalPolicy
 from tests.deploy.manifests import NAMESPACE, Container, container, find
 
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the kubelet probes the pod address
+
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """``flotta ARGS`` through the real parser; a refused argument fails the test."""
@@ -42,7 +44,7 @@ def test_operator_arguments() -> None:
     args = parse(c.argv)
     assert args.component == "operator"
     assert args.operator_command == "run"
-    assert args.health_host == "0.0.0.0"
+    assert args.health_host == ALL_INTERFACES
     ports = {p["containerPort"] for p in c.spec["ports"]}
     assert args.health_port in ports
     assert args.kubeconfig is None  # in-cluster service account
@@ -86,7 +88,7 @@ def test_bridge_arguments() -> None:
     assert args.component == "bridge"
     assert args.client_id == "flotta-bridge-0", "the client id is the pod name"
     assert args.nats_url.startswith(("nats://", "tls://"))
-    assert args.health_host == "0.0.0.0"
+    assert args.health_host == ALL_INTERFACES
     assert args.health_port in {p["containerPort"] for p in c.spec["ports"]}
     assert args.kubeconfig is None
     for path in (args.ca, args.cert, args.key):
@@ -129,7 +131,8 @@ def test_mosquitto_command_reads_the_mounted_cluster_config() -> None:
     data = next(
         m for m in c.spec["volumeMounts"] if m["mountPath"] == str(settings.persistence_dir)
     )
-    assert data["name"] == "data" and not data.get("readOnly", False)
+    assert data["name"] == "data"
+    assert not data.get("readOnly", False)
     assert 8883 in {p["containerPort"] for p in c.spec["ports"]}
     assert settings.port == 8883
 

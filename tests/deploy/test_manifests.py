@@ -86,10 +86,10 @@ def test_kubectl_kustomize_renders_the_install(tmp_path: Path) -> None:
     ]:
         assert expected in kinds
     assert len(rendered) == len(objects()) + len(list(CRDS.glob("*.yaml"))) + 1  # + ConfigMap
+    cluster_scoped = ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding")
     for doc in rendered:
-        if doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole"):
-            if doc["kind"] != "ClusterRoleBinding":
-                assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]["name"]
+        if doc["kind"] not in cluster_scoped:
+            assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]["name"]
     broker = next(
         d
         for d in rendered
