@@ -178,13 +178,13 @@ class CrlPublisher:
 
     def sync(self, now: datetime | None = None) -> bool:
         """Restore the sink's revoked entries (first call), re-issue the CRL when it is missing,
-        due or incomplete, write it. True when a new CRL was issued."""
+        due or lacks a revoked serial, write it. True when a new CRL was issued."""
         with self._lock:
             added = False
             if not self._synced:
                 added = self._restore()
             current = self._read_local()
-            issued = added or current is None or self._due(current, now)
+            issued = added or current is None or self._stale(current, now)
             pem, revoked = self._issue(now) if issued else (current, self._revoked_json())
             assert pem is not None
             self._write(pem, revoked)
@@ -243,14 +243,18 @@ class CrlPublisher:
         except FileNotFoundError:
             return None
 
-    def _due(self, pem: bytes, now: datetime | None) -> bool:
+    def _stale(self, pem: bytes, now: datetime | None) -> bool:
+        """Unreadable, due for re-issue, or missing a serial of the revoked lists."""
         try:
             crl = x509.load_pem_x509_crl(pem)
         except ValueError:
             return True
         next_update = crl.next_update_utc
         moment = now if now is not None else datetime.now(UTC)
-        return next_update is None or next_update - moment < self._renew_before
+        if next_update is None or next_update - moment < self._renew_before:
+            return True
+        listed = {revoked.serial_number for revoked in crl}
+        return any(entry.serial not in listed for entry in self._entries())
 
     def _write(self, pem: bytes, revoked: bytes) -> None:
         self._sink.write(pem, revoked)
