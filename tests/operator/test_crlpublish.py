@@ -141,6 +141,29 @@ def test_a_lost_pki_volume_gets_the_revoked_serials_back(
     assert revoked_serials(secret_data(core)[CRL_KEY]) == {0xAA, 0xBB, 0xCC}
 
 
+def test_serials_of_expired_certificates_are_left_out(
+    core: client.CoreV1Api, fleet_pki: PkiStore
+) -> None:
+    """A Secret holds 1 MiB: what TLS refuses anyway (expired) is not published."""
+    from flotta.pki.keys import build_csr, csr_to_pem, generate_key
+
+    def signed(device_id: str, now: datetime) -> int:
+        csr = csr_to_pem(build_csr(generate_key(), device_id))
+        cert = fleet_pki.sign_device_csr(csr, device_id=device_id, namespace="fleet", now=now)
+        return cert.serial_number
+
+    expired = signed("old", datetime.now(UTC) - timedelta(days=10))  # 7-day certificate
+    current = signed("new", datetime.now(UTC))
+    for serial in (expired, current, 0xDEAD):  # 0xDEAD: no record of it, kept
+        fleet_pki.revoke(serial)
+    create_secret(core, fleet_pki)
+    publisher(core, fleet_pki).reload()
+    data = secret_data(core)
+    assert revoked_serials(data[CRL_KEY]) == {current, 0xDEAD}
+    assert {e.serial for e in decode_revoked(data[REVOKED_KEY])} == {current, 0xDEAD}
+    assert {e.serial for e in fleet_pki.revoked()} == {expired, current, 0xDEAD}
+
+
 async def test_keep_fresh_retries_until_the_secret_exists(
     core: client.CoreV1Api, fleet_pki: PkiStore
 ) -> None:
@@ -215,3 +238,27 @@ def finalizers(stack: Stack, name: str) -> list[str]:
             return []
         raise
     return list(obj["metadata"].get("finalizers") or [])
+
+
+# ---- the command line ------------------------------------------------------------------
+
+
+def test_command_line_refuses_a_bad_secret_and_both_ways_at_once(tmp_path: Path) -> None:
+    from tests.operator.test_cli import flotta
+
+    PkiStore.create(tmp_path / "pki")
+    bad = flotta("operator", "run", "--pki-dir", str(tmp_path / "pki"), "--crl-secret", "nope")
+    assert bad.returncode == 2
+    assert "expected NAMESPACE/NAME" in bad.stdout + bad.stderr
+    both = flotta(
+        "operator",
+        "run",
+        "--pki-dir",
+        str(tmp_path / "pki"),
+        "--crl-secret",
+        "flotta/flotta-crl",
+        "--broker-pid-file",
+        str(tmp_path / "pid"),
+    )
+    assert both.returncode == 2
+    assert "not allowed with argument" in both.stderr

@@ -13,7 +13,9 @@ are kept in memory and joined to the directory's own list in every CRL issued he
 directory's ``revoked.json`` is only ever written by the PKI store.
 
 ``keep_fresh`` (run by the replica that holds the lease) re-issues the CRL well before its
-``nextUpdate``: once that has passed, OpenSSL in Mosquitto refuses every client.
+``nextUpdate``: once that has passed, OpenSSL in Mosquitto refuses every client. A Secret
+holds at most 1 MiB, so serials whose certificate has expired (TLS refuses those anyway) are
+left out of what is published.
 
 The Secret must exist (created with the fleet PKI, see ``docs/deploying.md``): the operator
 may only get and patch that one Secret.
@@ -61,6 +63,7 @@ NOT_FOUND = 404
 FORBIDDEN = 403
 REFRESH_INTERVAL = 3600.0  # seconds between checks of the CRL's age
 RETRY_INTERVAL = 30.0  # seconds before a failed sync is tried again
+EXPIRED_GRACE = timedelta(days=1)  # an expired certificate stays listed this long (clock skew)
 SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # a DNS subdomain
 
 
@@ -169,6 +172,7 @@ class CrlPublisher:
         self._renew_before = renew_before if renew_before is not None else validity * 2 / 3
         self._lock = threading.Lock()
         self._restored: dict[int, RevokedEntry] = {}
+        self._not_after: dict[int, datetime | None] = {}  # per revoked serial, from issued/
         self._synced = False
 
     def reload(self) -> None:
@@ -185,7 +189,7 @@ class CrlPublisher:
                 added = self._restore()
             current = self._read_local()
             issued = added or current is None or self._stale(current, now)
-            pem, revoked = self._issue(now) if issued else (current, self._revoked_json())
+            pem, revoked = self._issue(now) if issued else (current, self._revoked_json(now))
             assert pem is not None
             self._write(pem, revoked)
             self._synced = True
@@ -207,17 +211,33 @@ class CrlPublisher:
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _entries(self) -> list[RevokedEntry]:
+    def _entries(self, now: datetime | None = None) -> list[RevokedEntry]:
+        """The serials to publish: the store's and the restored ones, less those whose
+        certificate expired more than ``EXPIRED_GRACE`` ago. TLS refuses an expired
+        certificate anyway, and the Secret must stay under 1 MiB: a week-long device
+        certificate leaves the CRL about a week after it was revoked."""
+        moment = now if now is not None else datetime.now(UTC)
         entries = {entry.serial: entry for entry in self._store.revoked()}
         for serial, entry in self._restored.items():
             entries.setdefault(serial, entry)
-        return sorted(entries.values(), key=lambda entry: entry.serial)
+        kept = (e for e in entries.values() if not self._expired(e.serial, moment))
+        return sorted(kept, key=lambda entry: entry.serial)
 
-    def _revoked_json(self) -> bytes:
-        return encode_revoked(self._entries())
+    def _expired(self, serial: int, now: datetime) -> bool:
+        if serial not in self._not_after:
+            try:
+                cert = self._store.find_issued(serial)
+            except PkiError:
+                cert = None
+            self._not_after[serial] = cert.not_valid_after_utc if cert is not None else None
+        not_after = self._not_after[serial]
+        return not_after is not None and not_after + EXPIRED_GRACE < now
+
+    def _revoked_json(self, now: datetime | None = None) -> bytes:
+        return encode_revoked(self._entries(now))
 
     def _issue(self, now: datetime | None = None) -> tuple[bytes, bytes]:
-        entries = self._entries()
+        entries = self._entries(now)
         crl = build_crl(self._store.authority(), entries, validity=self._validity, now=now)
         pem = crl.public_bytes(serialization.Encoding.PEM)
         write_atomic(self._store.crl_path, pem)
@@ -254,7 +274,7 @@ class CrlPublisher:
         if next_update is None or next_update - moment < self._renew_before:
             return True
         listed = {revoked.serial_number for revoked in crl}
-        return any(entry.serial not in listed for entry in self._entries())
+        return any(entry.serial not in listed for entry in self._entries(now))
 
     def _write(self, pem: bytes, revoked: bytes) -> None:
         self._sink.write(pem, revoked)
