@@ -217,3 +217,45 @@ def test_operator_runs_two_replicas_and_the_bridge_a_statefulset() -> None:
     assert bridge["spec"]["replicas"] >= 2
     env = {e["name"]: e for e in bridge["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+@pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl is not installed")
+def test_the_overlay_in_the_docs_builds(tmp_path: Path) -> None:
+    """docs/deploying.md's overlay: image, replaced broker files, NATS URL, approval, NodePort."""
+    import os
+    import re
+
+    from flotta.mosquitto.cluster import main as render_cluster
+
+    text = (BASE.parents[1] / "docs" / "deploying.md").read_text()
+    overlay = next(
+        b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "kind: Kustomization" in b
+    )
+    directory = tmp_path / "my-fleet"
+    directory.mkdir()
+    relative = os.path.relpath(BASE, directory)
+    (directory / "kustomization.yaml").write_text(
+        overlay.replace("../flotta/deploy/kubernetes", relative)
+    )
+    render_cluster([str(directory / "broker"), "--observer", "grafana"])
+    result = subprocess.run(
+        [KUBECTL, "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = {
+        (d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(result.stdout) if d
+    }
+    bridge = rendered[("StatefulSet", "flotta-bridge")]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in bridge["containers"][0]["env"]}
+    assert env["NATS_URL"] == "nats://nats.messaging.svc:4222"
+    assert "fieldRef" in str(bridge["containers"][0]["env"])  # POD_NAME kept
+    operator = rendered[("Deployment", "flotta-operator")]["spec"]["template"]["spec"]
+    assert "--auto-approve=factory" in operator["containers"][0]["args"]
+    assert operator["containers"][0]["image"].startswith("registry.example.com/")
+    assert rendered[("Service", "flotta-broker")]["spec"]["type"] == "NodePort"
+    config = next(d for (kind, _), d in rendered.items() if kind == "ConfigMap")
+    assert "user observer:grafana" in config["data"]["acl"]
