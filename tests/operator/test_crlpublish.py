@@ -141,6 +141,23 @@ def test_a_lost_pki_volume_gets_the_revoked_serials_back(
     assert revoked_serials(secret_data(core)[CRL_KEY]) == {0xAA, 0xBB, 0xCC}
 
 
+def test_a_revocation_before_the_first_sync_keeps_the_secrets_serials(
+    core: client.CoreV1Api, fleet_pki: PkiStore, tmp_path: Path
+) -> None:
+    """The clean-up may revoke before keep_fresh ran: the Secret's list is read first."""
+    create_secret(core, fleet_pki)
+    fleet_pki.revoke(0xAA)
+    publisher(core, fleet_pki).reload()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir(mode=0o700)
+    for name in ("ca.crt", "ca.key"):
+        shutil.copy2(fleet_pki.root / name, fresh / name)
+    store = PkiStore.open(fresh)
+    store.revoke(0xBB)
+    publisher(core, store).reload()
+    assert revoked_serials(secret_data(core)[CRL_KEY]) == {0xAA, 0xBB}
+
+
 def test_serials_of_expired_certificates_are_left_out(
     core: client.CoreV1Api, fleet_pki: PkiStore
 ) -> None:

@@ -173,26 +173,24 @@ class CrlPublisher:
         self._lock = threading.Lock()
         self._restored: dict[int, RevokedEntry] = {}
         self._not_after: dict[int, datetime | None] = {}  # per revoked serial, from issued/
-        self._synced = False
+        self._restored_from_sink = False
 
     def reload(self) -> None:
         """Re-issue the CRL and write it; raise TransportError when the sink failed."""
         with self._lock:
+            self._restore_once()  # never overwrite the Secret's list before reading it
             self._write(*self._issue())
 
     def sync(self, now: datetime | None = None) -> bool:
         """Restore the sink's revoked entries (first call), re-issue the CRL when it is missing,
         due or lacks a revoked serial, write it. True when a new CRL was issued."""
         with self._lock:
-            added = False
-            if not self._synced:
-                added = self._restore()
+            added = self._restore_once()
             current = self._read_local()
             issued = added or current is None or self._stale(current, now)
             pem, revoked = self._issue(now) if issued else (current, self._revoked_json(now))
             assert pem is not None
             self._write(pem, revoked)
-            self._synced = True
             return issued
 
     async def keep_fresh(
@@ -243,7 +241,10 @@ class CrlPublisher:
         write_atomic(self._store.crl_path, pem)
         return pem, encode_revoked(entries)
 
-    def _restore(self) -> bool:
+    def _restore_once(self) -> bool:
+        """On the first call: keep the sink's serials this directory lacks; True if any."""
+        if self._restored_from_sink:
+            return False
         local = {entry.serial for entry in self._store.revoked()}
         missing = [e for e in self._sink.read_revoked() if e.serial not in local]
         for entry in missing:
@@ -254,6 +255,7 @@ class CrlPublisher:
                 len(missing),
                 self._store.revoked_path,
             )
+        self._restored_from_sink = True
         return bool(missing)
 
     def _read_local(self) -> bytes | None:
