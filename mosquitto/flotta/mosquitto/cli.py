@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flotta.mosquitto.acl import AclSettings
+from flotta.mosquitto.cluster import acl_from_args, add_arguments, write_files
 from flotta.mosquitto.files import settings_for_pki, write_broker_files
 from flotta.pki.errors import PkiError
 
@@ -30,6 +31,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     render.add_argument("--run-as-root", action="store_true", help="add 'user root' (tests)")
     render.set_defaults(handler=_render)
+    cluster = subparsers.add_parser(
+        "render-cluster",
+        help="write mosquitto.conf and acl for the broker StatefulSet in a cluster",
+        description="write mosquitto.conf and acl for the broker StatefulSet in a cluster "
+        "(paths as deploy/kubernetes/broker.yaml mounts them)",
+    )
+    cluster.add_argument("--out-dir", type=Path, required=True, help="where to write the files")
+    add_arguments(cluster)
+    cluster.set_defaults(handler=_render_cluster)
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -60,6 +70,17 @@ def _render(args: argparse.Namespace) -> int:
         return 2
     print(files.config_path)
     print(files.acl_path)
+    return 0
+
+
+def _render_cluster(args: argparse.Namespace) -> int:
+    try:
+        paths = write_files(args.out_dir, acl_from_args(args))
+    except (PkiError, OSError) as exc:
+        print(f"flotta broker: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
     return 0
 
 

@@ -2,8 +2,8 @@
 deregister, clear its retained topics, revoke its certificate, then let the object go.
 
 The revocation goes into the CA's CRL file; ``reload_crl`` makes the broker read it (the test
-runner's ``reload()``; in a deployment, the CRL file is shared with the broker, for example a
-Secret or a volume mounted by both, and the broker is sent SIGHUP, see the operator README).
+runner's ``reload()``; on one machine a SIGHUP to the broker; in a cluster it writes the CRL
+into the Secret the broker pod mounts, ``crlpublish``, see the operator README).
 """
 
 from __future__ import annotations
@@ -89,10 +89,14 @@ class Cleaner:
         logger.info("device %s/%s deregistered", namespace, device_id)
 
     def _revoke(self, device_id: str, serial: str) -> bool:
-        """Revoke and have the broker load the CRL; False when it was revoked already."""
+        """Revoke and have the broker load the CRL; False when it was revoked already.
+
+        The reload also runs when it was: a retried clean-up (the last reload failed, for
+        example the CRL Secret could not be written) must not let the finalizer go without it.
+        """
         store = self._context.pki
-        if not store.revoke(int(serial, 16), note=f"device {device_id} deleted"):
-            return False
-        store.write_crl()
+        added = store.revoke(int(serial, 16), note=f"device {device_id} deleted")
+        if added:
+            store.write_crl()
         self._context.reload_crl()
-        return True
+        return added

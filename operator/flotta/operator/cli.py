@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from flotta.operator.app import Operator
+    from flotta.operator.crlpublish import CrlPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no-leader-election", action="store_true")
     run.add_argument("--health-port", type=int, default=8081)
     run.add_argument("--health-host", default="127.0.0.1")
-    run.add_argument(
+    crl = run.add_mutually_exclusive_group()
+    crl.add_argument(
         "--broker-pid-file",
         type=Path,
         help="send SIGHUP to this broker after a revocation so that it reloads the CRL",
+    )
+    crl.add_argument(
+        "--crl-secret",
+        metavar="NAMESPACE/NAME",
+        help="write the CRL into this Secret after a revocation (a broker in the cluster "
+        "mounts it); the lease holder also keeps it from expiring",
     )
     run.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="json: one object a line"
@@ -59,15 +67,20 @@ def _run(args: argparse.Namespace) -> int:
     from flotta.operator.app import Operator, OperatorConfig
     from flotta.operator.broker import BrokerSettings
     from flotta.operator.context import OperatorSettings
+    from flotta.operator.crlpublish import secret_publisher
     from flotta.operator.errors import OperatorError
     from flotta.operator.logformat import use_json_logs
     from flotta.operator.policy import ApprovalPolicy
+    from flotta.pki.errors import PkiError
 
     if args.log_format == "json":
         use_json_logs()
+    publisher: CrlPublisher | None = None
     try:
         policy = ApprovalPolicy.parse(args.auto_approve)
-    except OperatorError as exc:
+        if args.crl_secret:
+            publisher = secret_publisher(args.pki_dir, args.crl_secret, args.kubeconfig)
+    except (OperatorError, PkiError) as exc:
         print(f"flotta operator: {exc}")
         return 2
     clients = args.pki_dir / "clients"
@@ -87,9 +100,9 @@ def _run(args: argparse.Namespace) -> int:
         lease_namespace=args.lease_namespace,
         identity=f"{socket.gethostname()}-{os.getpid()}",
         leader_election=not args.no_leader_election,
-        reload_crl=_sighup(args.broker_pid_file),
+        reload_crl=publisher.reload if publisher else _sighup(args.broker_pid_file),
     )
-    return asyncio.run(_serve(Operator(cfg)))
+    return asyncio.run(_serve(Operator(cfg), publisher))
 
 
 def _sighup(pid_file: Path | None) -> Callable[[], None]:
@@ -102,14 +115,17 @@ def _sighup(pid_file: Path | None) -> Callable[[], None]:
     return reload
 
 
-async def _serve(operator: Operator) -> int:
+async def _serve(operator: Operator, publisher: CrlPublisher | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await operator.start()
+    await operator.start()  # returns once this replica holds the lease
     waiter = asyncio.ensure_future(operator.wait())
     stopper = asyncio.ensure_future(stop.wait())
+    futures = [waiter, stopper]
+    if publisher is not None:
+        futures.append(asyncio.ensure_future(publisher.keep_fresh()))
     try:
         done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if waiter in done and waiter.exception() is not None:
@@ -117,7 +133,7 @@ async def _serve(operator: Operator) -> int:
             return 1
         return 0
     finally:
-        waiter.cancel()
-        stopper.cancel()
-        await asyncio.gather(waiter, stopper, return_exceptions=True)
+        for future in futures:
+            future.cancel()
+        await asyncio.gather(*futures, return_exceptions=True)
         await operator.stop()
