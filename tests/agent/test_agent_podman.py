@@ -199,9 +199,13 @@ async def test_enrol_deploy_change_remove_and_converge_after_a_cut_link(
         assert {"WorkloadDeployed", "WorkloadUpdated", "WorkloadRemoved"} <= reasons
     finally:
         assert await running.stop() == 0
-    final = [c for c in fleet.connections if c.state == "offline"]
-    assert final
-    assert final[-1].reason == "agent stopped"
+
+    def last_offline_reason() -> str | None:
+        final = [c for c in fleet.connections if c.state == "offline"]
+        return final[-1].reason if final and final[-1].reason == "agent stopped" else None
+
+    # the goodbye reaches the peer through the broker after stop() returned
+    assert await wait_for(last_offline_reason, 10) == "agent stopped"
 
 
 async def test_bad_desired_payload_is_counted_and_keeps_the_last_good_state(
