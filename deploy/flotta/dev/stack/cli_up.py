@@ -42,6 +42,8 @@ def _run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # A shell starts background jobs with SIGINT ignored; `kill -INT` must still stop the stack.
+    signal.signal(signal.SIGINT, on_signal)
     try:
         ports = stack.up()
     except (StackError, KeyboardInterrupt) as exc:
