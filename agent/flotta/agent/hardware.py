@@ -13,7 +13,7 @@ import socket
 import struct
 from pathlib import Path
 
-from flotta.agent.contract import to_builtins_value
+from flotta.agent.contract import to_builtins
 from flotta.agent.contract.hardware import (
     Cpu,
     Disk,
@@ -226,7 +226,7 @@ def collect(root: Path = Path("/")) -> Hardware:
 def sections(hardware: Hardware) -> dict[str, object]:
     """The inventory's sections that are present, as their wire documents."""
     return {
-        name: to_builtins_value(getattr(hardware, name))
+        name: to_builtins(getattr(hardware, name))
         for name in hardware.__struct_fields__
         if getattr(hardware, name) is not None
     }

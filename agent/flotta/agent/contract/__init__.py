@@ -9,7 +9,6 @@ from flotta.agent.contract.codec import (
     encode,
     encode_fragment,
     to_builtins,
-    to_builtins_value,
 )
 from flotta.agent.contract.desired import (
     DesiredConfiguration,
@@ -77,5 +76,4 @@ __all__ = [
     "encode",
     "encode_fragment",
     "to_builtins",
-    "to_builtins_value",
 ]

@@ -30,10 +30,7 @@ def encode(payload: Payload) -> bytes:
     data = _encoder.encode(payload)
     if len(data) > payload.MAX_BYTES:
         raise PayloadTooLargeError(payload.KIND, len(data), payload.MAX_BYTES)
-    try:
-        msgspec.json.decode(data, type=type(payload))
-    except msgspec.ValidationError as exc:
-        raise PayloadError(payload.KIND, str(exc)) from None
+    _parse(type(payload), data, payload.KIND)
     return data
 
 
@@ -51,21 +48,13 @@ def decode(model: type[P], data: bytes | bytearray | memoryview) -> P:
         raise PayloadError(model.KIND, f"not JSON: {exc}") from None
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise SchemaVersionError(model.KIND, version, SCHEMA_VERSION)
-    try:
-        return msgspec.json.decode(raw, type=model)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise PayloadError(model.KIND, str(exc)) from None
-    except RecursionError:
-        raise PayloadError(model.KIND, "nested too deeply") from None
+    return _parse(model, raw, model.KIND)
 
 
 def checked(value: S) -> S:
     """``value`` once it passed the contract's limits (structs are not checked when built);
     raises PayloadError naming the first field that breaks them."""
-    try:
-        return msgspec.json.decode(_encoder.encode(value), type=type(value))
-    except msgspec.ValidationError as exc:
-        raise PayloadError(type(value).__name__, str(exc)) from None
+    return _parse(type(value), _encoder.encode(value), type(value).__name__)
 
 
 def encode_fragment(value: msgspec.Struct) -> bytes:
@@ -74,18 +63,19 @@ def encode_fragment(value: msgspec.Struct) -> bytes:
 
 
 def decode_fragment(model: type[S], data: bytes) -> S:
-    try:
-        return msgspec.json.decode(data, type=model)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise PayloadError(model.__name__, str(exc)) from None
+    return _parse(model, data, model.__name__)
 
 
-def to_builtins_value(value: object) -> object:
-    """Any value of a struct's field as JSON-ready builtins (structs with their wire names)."""
+def to_builtins(value: object) -> Any:
+    """A struct (or any value of its fields) as JSON-ready builtins, with wire names."""
     return msgspec.to_builtins(value)
 
 
-def to_builtins(value: msgspec.Struct) -> dict[str, Any]:
-    """A struct as JSON-ready builtins with its wire (camelCase) names."""
-    document: dict[str, Any] = msgspec.to_builtins(value)
-    return document
+def _parse(model: type[S], data: bytes, kind: str) -> S:
+    """The one place bytes become a struct: a valid struct or a PayloadError."""
+    try:
+        return msgspec.json.decode(data, type=model)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise PayloadError(kind, str(exc)) from None
+    except RecursionError:
+        raise PayloadError(kind, "nested too deeply") from None
