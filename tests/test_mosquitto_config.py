@@ -46,6 +46,7 @@ def test_config_requires_client_certificates_and_bounds_resources() -> None:
         f"max_packet_size {BrokerLimits().max_packet_size}",
         f"max_inflight_messages {BrokerLimits().max_inflight_messages}",
         f"max_queued_messages {BrokerLimits().max_queued_messages}",
+        "set_tcp_nodelay true",
         "listener 8883 0.0.0.0",
     ]:
         assert required in lines, required

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,16 @@ async def test_device_and_operator_round_trip(mosquitto_broker: TestBroker) -> N
         status.ack()
         assert operator.counters.published == 1
         assert device.counters.received == 1
+
+
+async def test_small_packets_leave_at_once(mosquitto_broker: TestBroker) -> None:
+    """Nagle's algorithm is off: a PUBACK or a status must not wait for the broker's delayed
+    TCP ACK of the packet before it (up to 40 ms a hop on Linux)."""
+    creds = mosquitto_broker.device("dev-a")
+    async with MqttClient(settings_for(mosquitto_broker, creds, "dev-a")) as device:
+        sock = device._paho.socket()
+        assert isinstance(sock, socket.socket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 async def test_retained_desired_state_reaches_a_late_subscriber(

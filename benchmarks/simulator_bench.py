@@ -1,0 +1,333 @@
+"""The device side of a fan-out, alone: Mosquitto, the simulator and one observer, no control plane.
+
+    PYTHONPATH=schemas:operator:bridge:agent:mosquitto:deploy:. \
+        /work/venv/bin/python benchmarks/simulator_bench.py --devices 10000 [--processes 2]
+
+Starts a real Mosquitto (mutual TLS, Flotta ACL, the fleet's configuration) and
+``flotta dev simulate`` with N provisioned devices (every one its own key, certificate and TLS
+connection), and follows them with an observer subscription on the status and connection topics.
+Then it measures, with the simulator's CPU time read from /proc (user + system, all its
+processes):
+
+- steady: the fleet heartbeating with nothing changing; CPU per heartbeat;
+- fan-out: a new retained desired state published (as the operator) to every device; seconds
+  until the observer saw every device report it applied, and the simulator's CPU per
+  acknowledged device on top of its heartbeat cost;
+- broker CPU in both phases.
+
+This splits the fleet benchmark's fan-out (``fleet_bench.py``) into the part the devices and
+the broker cost, without the operator, the bridge and the Kubernetes API sharing the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
+    sys.path.insert(0, str(ROOT / folder))
+
+from benchmarks.fleet_bench import cpu_seconds  # noqa: E402
+from flotta.agent.contract import ConnectionState, StatusReport, decode  # noqa: E402
+from flotta.dev.simulator.provision import provision  # noqa: E402
+from flotta.dev.simulator.shards import device_ids  # noqa: E402
+from flotta.mqtt import MqttClient, MqttSettings, TlsFiles  # noqa: E402
+from flotta.schemas.codec import encode, with_version  # noqa: E402
+from flotta.schemas.crd.config import HeartbeatConfiguration  # noqa: E402
+from flotta.schemas.errors import PayloadError  # noqa: E402
+from flotta.schemas.topics import DeviceTopic, device_topic  # noqa: E402
+from flotta.schemas.wire import DesiredState, DesiredWorkload  # noqa: E402
+from flotta.schemas.wire.desired import DesiredConfiguration  # noqa: E402
+from tests.fixtures.brokers import ClientCredentials, TestBroker, new_fleet_pki  # noqa: E402
+
+PREFIX = "simb"
+NAMESPACE = "default"
+RESULTS = ROOT / "benchmarks" / "results" / "simulator.md"
+
+
+def client_for(broker: TestBroker, creds: ClientCredentials, name: str, queue: int) -> MqttClient:
+    return MqttClient(
+        MqttSettings(
+            host=broker.host,
+            port=broker.port,
+            client_id=name,
+            tls=TlsFiles(creds.ca, creds.cert, creds.key, check_hostname=False),
+            clean_start=True,
+            session_expiry=0,
+            receive_maximum=1000,
+            incoming_queue=queue,
+        )
+    )
+
+
+class Observer:
+    def __init__(self, client: MqttClient) -> None:
+        self.client = client
+        self.applied: dict[str, str] = {}
+        self.online: set[str] = set()
+        self.statuses = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.client.connect()
+        await self.client.subscribe(
+            [("flotta/devices/+/status", 1), ("flotta/devices/+/connection", 1)]
+        )
+        self._task = asyncio.ensure_future(self._follow())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.client.close()
+
+    async def _follow(self) -> None:
+        async for message in self.client.messages():
+            parts = message.topic.split("/")
+            if len(parts) != 4 or not message.payload:
+                continue
+            try:
+                if parts[3] == "status":
+                    self.statuses += 1
+                    report = decode(StatusReport, message.payload)
+                    self.applied[parts[2]] = report.applied_version
+                elif decode(ConnectionState, message.payload).state == "online":
+                    self.online.add(parts[2])
+                else:
+                    self.online.discard(parts[2])
+            except PayloadError:
+                continue
+
+
+def desired_payload(device_id: str, generation: int, heartbeat: int) -> tuple[str, bytes]:
+    state = with_version(
+        DesiredState(
+            device_id=device_id,
+            namespace=NAMESPACE,
+            configuration=DesiredConfiguration(
+                heartbeat=HeartbeatConfiguration(period_seconds=heartbeat)
+            ),
+            workloads=[
+                DesiredWorkload(
+                    name="app",
+                    namespace=NAMESPACE,
+                    pod_spec={"containers": [{"name": "app", "image": f"app:{generation}"}]},
+                )
+            ],
+        )
+    )
+    return state.version, encode(state)
+
+
+async def wait_until(check: Any, limit: float, what: str) -> float:
+    start = time.perf_counter()
+    shown = start
+    while not check():
+        now = time.perf_counter()
+        if now - start > limit:
+            raise TimeoutError(f"{what}: not done after {limit:.0f} s")
+        if now - shown > 5:
+            print(f"  {what}: still waiting after {now - start:.0f} s", flush=True)
+            shown = now
+        await asyncio.sleep(0.05)
+    return time.perf_counter() - start
+
+
+class CpuWindow:
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self.began = time.perf_counter()
+
+    def end(self) -> tuple[float, dict[str, float]]:
+        elapsed = time.perf_counter() - self.began
+        return elapsed, {n: cpu_seconds(p) - self.start[n] for n, p in self.pids.items()}
+
+
+async def publish_all(
+    client: MqttClient, ids: list[str], generation: int, heartbeat: int
+) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    pending: list[asyncio.Future[None]] = []
+    for device_id in ids:
+        version, payload = desired_payload(device_id, generation, heartbeat)
+        versions[device_id] = version
+        pending.append(
+            asyncio.ensure_future(
+                client.publish(device_topic(device_id, DeviceTopic.DESIRED), payload, retain=True)
+            )
+        )
+    await asyncio.gather(*pending)
+    return versions
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="simulator-bench-"))
+    pki = new_fleet_pki(work / "pki")
+    broker = TestBroker(pki, work / "broker")
+    ids = device_ids(PREFIX, args.devices)
+    result: dict[str, Any] = {"devices": args.devices, "processes": args.processes}
+    simulator: subprocess.Popen[bytes] | None = None
+    observer: Observer | None = None
+    operator: MqttClient | None = None
+    try:
+        broker.start()
+        started = time.perf_counter()
+        provision(pki, work / "devices", ids, namespace=NAMESPACE)
+        print(f"provisioned {len(ids)} devices in {time.perf_counter() - started:.1f} s")
+        observer_creds = broker.observer("bench")
+        observer = Observer(client_for(broker, observer_creds, "observer-bench", 4 * len(ids)))
+        await observer.start()
+        operator = client_for(broker, broker.operator(), "operator-bench", 1000)
+        await operator.connect()
+        versions = await publish_all(operator, ids, 0, int(args.heartbeat))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            str(ROOT / f) for f in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
+        )
+        simulator = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measurement
+            [
+                sys.executable, "-m", "flotta.cli", "dev", "simulate",
+                "--state-dir", str(work / "devices"), "--devices", str(args.devices),
+                "--prefix", PREFIX, "--mqtt-port", str(broker.port), "--ca", str(broker.ca_path),
+                "--namespace", NAMESPACE, "--metrics-interval", "0",
+                "--heartbeat", str(args.heartbeat), "--connect-spread", str(args.spread),
+                "--processes", str(args.processes), "--pki-dir", str(pki.root),
+            ],
+            env=env,
+        )  # fmt: skip
+        pids = {"simulator": simulator.pid, "mosquitto": broker.process.pid}
+        result["connect_s"] = await wait_until(
+            lambda: len(observer.online) >= len(ids), args.timeout, "online"
+        )
+        await wait_until(
+            lambda: all(observer.applied.get(i) == versions[i] for i in ids),
+            args.timeout,
+            "initial version",
+        )
+        print(f"all {len(ids)} online in {result['connect_s']:.1f} s", flush=True)
+        await asyncio.sleep(args.heartbeat)  # the connect-time work settles
+        beats = observer.statuses
+        window = CpuWindow(pids)
+        await asyncio.sleep(args.window)
+        elapsed, cpu = window.end()
+        heartbeats = observer.statuses - beats
+        result["heartbeats_per_s"] = heartbeats / elapsed
+        result["steady_cores"] = {n: c / elapsed for n, c in cpu.items()}
+        result["sim_us_per_heartbeat"] = 1e6 * cpu["simulator"] / max(1, heartbeats)
+        print(
+            f"steady: {result['heartbeats_per_s']:.0f} heartbeats/s, simulator "
+            f"{result['sim_us_per_heartbeat']:.0f} us CPU per heartbeat",
+            flush=True,
+        )
+        fanouts: list[float] = []
+        sim_per_ack: list[float] = []
+        broker_per_ack: list[float] = []
+        for generation in range(1, args.rounds + 1):
+            await asyncio.sleep(1.0)
+            window = CpuWindow(pids)
+            beats = observer.statuses
+            start = time.perf_counter()
+            versions = await publish_all(operator, ids, generation, args.heartbeat)
+            published = time.perf_counter() - start
+            fanout = published + await wait_until(
+                lambda wanted=versions: all(observer.applied.get(i) == wanted[i] for i in ids),
+                args.timeout,
+                "fan-out",
+            )
+            elapsed, cpu = window.end()
+            acks = len(ids)
+            beats_during = observer.statuses - beats - acks
+            heartbeat_cpu = beats_during * result["sim_us_per_heartbeat"] / 1e6
+            fanouts.append(fanout)
+            sim_per_ack.append(1e6 * max(0.0, cpu["simulator"] - heartbeat_cpu) / acks)
+            broker_per_ack.append(1e6 * cpu["mosquitto"] / acks)
+            result["fanout_cores"] = {n: c / elapsed for n, c in cpu.items()}
+            print(
+                f"fan-out {generation}: all {acks} acknowledged in {fanout:.2f} s (published in "
+                f"{published:.2f} s); simulator {sim_per_ack[-1]:.0f} us CPU per acknowledgement",
+                flush=True,
+            )
+        result["fanout_s"] = statistics.median(fanouts)
+        result["fanouts"] = fanouts
+        result["sim_us_per_ack"] = statistics.median(sim_per_ack)
+        result["broker_us_per_ack"] = statistics.median(broker_per_ack)
+    finally:
+        if operator is not None:
+            await operator.close()
+        if observer is not None:
+            await observer.close()
+        if simulator is not None:
+            simulator.terminate()
+            try:
+                simulator.wait(30)
+            except subprocess.TimeoutExpired:
+                simulator.kill()
+                simulator.wait()
+        broker.stop()
+    return result
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> str:
+    load = os.getloadavg()[0]
+    cores = lambda d: ", ".join(f"{n} {v:.2f}" for n, v in d.items())  # noqa: E731
+    return (
+        f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {args.label} | {result['devices']} | "
+        f"{result['processes']} | {result['heartbeats_per_s']:.0f} | "
+        f"{result['sim_us_per_heartbeat']:.0f} | {result['fanout_s']:.2f} "
+        f"({' / '.join(f'{f:.2f}' for f in result['fanouts'])}) | {result['sim_us_per_ack']:.0f} | "
+        f"{result['broker_us_per_ack']:.0f} | steady: {cores(result['steady_cores'])}; "
+        f"fan-out: {cores(result['fanout_cores'])} | {load:.1f} |\n"
+    )
+
+
+HEADER = (
+    "| run (UTC) | label | devices | processes | heartbeats/s | simulator CPU per heartbeat (us) "
+    "| fan-out: all acknowledged, median (rounds) (s) | simulator CPU per ack (us) "
+    "| broker CPU per ack (us) | cores | load at end |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=10000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--heartbeat", type=int, default=10, help="seconds")
+    parser.add_argument("--spread", type=float, default=40.0, help="connect spread, seconds")
+    parser.add_argument("--window", type=float, default=30.0, help="steady window, seconds")
+    parser.add_argument("--rounds", type=int, default=3, help="fan-outs; the median is shown")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--label", default="", help="what this run measures (for the table)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the broker
+    result = asyncio.run(run(args))
+    line = report(result, args)
+    if not args.out.exists():
+        args.out.write_text(
+            "# Simulator and broker alone: the device side of a fan-out\n\n"
+            f"`benchmarks/simulator_bench.py` on {platform.node() or 'this machine'} "
+            f"({os.cpu_count()} cores, Python {platform.python_version()}).\n\n" + HEADER
+        )
+    with args.out.open("a") as handle:
+        handle.write(line)
+    print(line, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
