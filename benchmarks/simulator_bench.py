@@ -77,6 +77,7 @@ class Observer:
         self.client = client
         self.applied: dict[str, str] = {}
         self.online: set[str] = set()
+        self.birth: dict[str, datetime] = {}
         self.statuses = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -103,10 +104,13 @@ class Observer:
                     self.statuses += 1
                     report = decode(StatusReport, message.payload)
                     self.applied[parts[2]] = report.applied_version
-                elif decode(ConnectionState, message.payload).state == "online":
-                    self.online.add(parts[2])
                 else:
-                    self.online.discard(parts[2])
+                    state = decode(ConnectionState, message.payload)
+                    if state.state == "online":
+                        self.online.add(parts[2])
+                        self.birth[parts[2]] = state.time
+                    else:
+                        self.online.discard(parts[2])
             except PayloadError:
                 continue
 
@@ -264,6 +268,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["fanouts"] = fanouts
         result["sim_us_per_ack"] = statistics.median(sim_per_ack)
         result["broker_us_per_ack"] = statistics.median(broker_per_ack)
+        if args.storm:
+            await asyncio.sleep(2.0)
+            await operator.close()
+            operator = None
+            since = datetime.now(UTC)
+            window = CpuWindow(pids)
+            start = time.perf_counter()
+            broker.restart()
+            result["broker_restart_s"] = time.perf_counter() - start
+            pids["mosquitto"] = broker.process.pid
+            window.start["mosquitto"] = 0.0
+            result["storm_s"] = (
+                await wait_until(
+                    lambda: sum(t >= since for t in observer.birth.values()) >= len(ids),
+                    args.timeout,
+                    "storm",
+                )
+                + result["broker_restart_s"]
+            )
+            elapsed, cpu = window.end()
+            result["storm_cores"] = {n: c / elapsed for n, c in cpu.items()}
+            result["sim_ms_per_reconnect"] = 1e3 * cpu["simulator"] / len(ids)
+            result["broker_ms_per_reconnect"] = 1e3 * cpu["mosquitto"] / len(ids)
+            print(
+                f"storm: all {len(ids)} back in {result['storm_s']:.1f} s (broker restart "
+                f"{result['broker_restart_s']:.1f} s); simulator "
+                f"{result['sim_ms_per_reconnect']:.2f} ms, broker "
+                f"{result['broker_ms_per_reconnect']:.2f} ms CPU per reconnect",
+                flush=True,
+            )
     finally:
         if operator is not None:
             await operator.close()
@@ -309,6 +343,7 @@ def main() -> int:
     parser.add_argument("--spread", type=float, default=40.0, help="connect spread, seconds")
     parser.add_argument("--window", type=float, default=30.0, help="steady window, seconds")
     parser.add_argument("--rounds", type=int, default=3, help="fan-outs; the median is shown")
+    parser.add_argument("--storm", action="store_true", help="then restart the broker")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--label", default="", help="what this run measures (for the table)")
     parser.add_argument("--out", type=Path, default=RESULTS)

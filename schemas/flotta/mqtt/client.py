@@ -36,6 +36,7 @@ from flotta.mqtt.errors import (
 )
 from flotta.mqtt.looping import SocketBridge, tracking_socket_class
 from flotta.mqtt.messages import Inbox, Message
+from flotta.mqtt.pahoproperties import install as install_shared_table_properties
 from flotta.mqtt.settings import MqttSettings
 from flotta.mqtt.tlscontext import TlsContextCache
 
@@ -317,6 +318,7 @@ class MqttClient:
 
     def _make_paho(self) -> paho.Client:
         settings = self.settings
+        install_shared_table_properties()
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
