@@ -17,8 +17,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from nats.js.api import PubAck
-
 from flotta.bridge.decoding import decode_report
 from flotta.bridge.devicestatus import DeviceContext
 from flotta.bridge.errors import RejectedMessageError
@@ -49,7 +47,7 @@ PUBLISH_TIMEOUT = 10.0  # seconds for JetStream to acknowledge before the publis
 
 
 class Publisher(Protocol):
-    async def publish(self, message: Outbound) -> asyncio.Future[PubAck]: ...
+    async def publish(self, message: Outbound) -> asyncio.Future[None]: ...
 
     async def publish_core(self, message: Outbound) -> None: ...
 
@@ -91,7 +89,7 @@ class Ingest:
         self._closed = False
         self._stopping = False
         # publishes awaiting their acknowledgement, oldest first: id -> (deadline, future)
-        self._pending: dict[int, tuple[float, asyncio.Future[PubAck]]] = {}
+        self._pending: dict[int, tuple[float, asyncio.Future[None]]] = {}
 
     # ---- intake side -------------------------------------------------------------------------
 
@@ -248,7 +246,7 @@ class Ingest:
         key = id(future)
         self._pending[key] = (time.monotonic() + PUBLISH_TIMEOUT, future)
 
-        def published(done: asyncio.Future[PubAck]) -> None:
+        def published(done: asyncio.Future[None]) -> None:
             self._pending.pop(key, None)
             error = TimeoutError("no acknowledgement") if done.cancelled() else done.exception()
             if error is not None:
