@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from flotta.bridge.decoding import decode_report
+from flotta.bridge.decoding import Report, decode_report
 from flotta.bridge.devicestatus import DeviceContext
 from flotta.bridge.errors import RejectedMessageError
 from flotta.bridge.fleet import Fleet
@@ -28,7 +28,6 @@ from flotta.bridge.ratelimit import TokenBucket
 from flotta.bridge.receipts import Receipt, receipt_for
 from flotta.schemas.errors import PayloadError, PayloadTooLargeError, SchemaVersionError, TopicError
 from flotta.schemas.topics import TELEMETRY_KINDS, DeviceTopic, parse_device_topic
-from flotta.schemas.wire.common import Payload
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.events import DeviceEvent
 from flotta.schemas.wire.status import StatusReport
@@ -202,7 +201,7 @@ class Ingest:
         self,
         device_id: str,
         kind: DeviceTopic,
-        payload: Payload,
+        payload: Report,
         context: DeviceContext,
         now: datetime,
     ) -> None:

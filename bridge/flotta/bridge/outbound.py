@@ -15,9 +15,9 @@ from datetime import datetime
 
 import msgspec
 
+from flotta.bridge.decoding import Batch, Report
 from flotta.schemas.cloudevents import SPEC_VERSION, event_type, rejection_envelope, to_bytes
 from flotta.schemas.topics import DeviceTopic, nats_subject
-from flotta.schemas.wire.common import Payload
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.events import DeviceEvent
 from flotta.schemas.wire.status import StatusReport
@@ -35,8 +35,8 @@ class Outbound:
     body: bytes
 
 
-def message_id(device_id: str, kind: DeviceTopic, payload: Payload) -> str:
-    if isinstance(payload, MetricsBatch | LogsBatch):
+def message_id(device_id: str, kind: DeviceTopic, payload: Report) -> str:
+    if isinstance(payload, Batch | MetricsBatch | LogsBatch):
         return payload.message_id(device_id)
     if isinstance(payload, DeviceEvent):
         return f"{device_id}:events:{payload.id}"
@@ -76,7 +76,7 @@ def to_nats(
     namespace: str,
     device_id: str,
     kind: DeviceTopic,
-    payload: Payload,
+    payload: Report,
     raw: bytes,
     now: datetime,
 ) -> Outbound:

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import msgspec
 from prometheus_client import Counter
 
+from flotta.bridge.decoding import Batch, Report
 from flotta.mqtt import MqttClient, MqttError
 from flotta.schemas.topics import DeviceTopic, device_topic
-from flotta.schemas.wire.common import SCHEMA_VERSION, Payload
+from flotta.schemas.wire.common import SCHEMA_VERSION
 from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
 
 logger = logging.getLogger(__name__)
@@ -33,11 +34,13 @@ class Receipt:
     payload: bytes
 
 
-def receipt_for(device_id: str, payload: Payload) -> Receipt | None:
+def receipt_for(device_id: str, payload: Report) -> Receipt | None:
     """The receipt that confirms ``payload`` to its device; None for messages that need none.
     The bytes are those :func:`~flotta.schemas.codec.encode` gives for the
     :class:`TelemetryReceipt`, built directly (this runs for every batch)."""
-    if isinstance(payload, MetricsBatch):
+    if isinstance(payload, Batch):
+        kind = payload.kind.encode()
+    elif isinstance(payload, MetricsBatch):
         kind = b"metrics"
     elif isinstance(payload, LogsBatch):
         kind = b"logs"
