@@ -1,17 +1,17 @@
 """Payload decoding on the hot path.
 
 A payload in the form the devices write (compact JSON, ``schemaVersion`` first and only
-once) is first decoded by the msgspec mirror of the contract (:mod:`flotta.agent.contract`),
-which ``tests/schemas/test_device_contract.py`` holds to never accept what the reference
-refuses; then, if the mirror refused it, validated as JSON by pydantic-core in strict mode.
+once) is validated as JSON by pydantic-core in strict mode; a metrics or logs batch first
+goes through the msgspec mirror of the contract (:mod:`flotta.agent.contract`), which
+``tests/schemas/test_device_contract.py`` holds to never accept what the reference refuses.
 Everything else, and everything both refuse, goes to the contract's
 :func:`~flotta.schemas.codec.decode`, which has the last word and raises the typed
 :class:`~flotta.schemas.errors.PayloadError` subclasses. So the bridge rejects exactly what
 the contract rejects.
 
-What the bridge keeps: the reference model for status, connection and event messages (built
-from the mirror's fields without a second validation), and a :class:`Batch` (stream and
-sequence) for metrics and logs batches, which go to NATS as the device sent them.
+What the bridge keeps: the reference model for status, connection and event messages, and a
+:class:`Batch` (stream and sequence) for metrics and logs batches, which go to NATS as the
+device sent them.
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ from flotta.agent import contract
 from flotta.schemas.codec import DEVICE_PAYLOADS, decode
 from flotta.schemas.topics import DeviceTopic
 from flotta.schemas.wire.common import SCHEMA_VERSION, Payload
-from flotta.schemas.wire.connection import ConnectionState
-from flotta.schemas.wire.events import DeviceEvent
-from flotta.schemas.wire.status import StatusReport, TelemetryBuffer, UpgradeReport, WorkloadReport
 from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
 
 VERSION_KEY = b'"schemaVersion"'
@@ -79,81 +76,10 @@ def _kept(payload: Payload) -> Report:
     return payload
 
 
-# ---- the mirror's structs -> what the bridge keeps --------------------------------------------
+# ---- metrics and logs batches through the mirror --------------------------------------------
 
-_status = msgspec.json.Decoder(contract.StatusReport)
-_connection = msgspec.json.Decoder(contract.ConnectionState)
-_event = msgspec.json.Decoder(contract.DeviceEvent)
 _metrics = msgspec.json.Decoder(contract.MetricsBatch)
 _logs = msgspec.json.Decoder(contract.LogsBatch)
-
-
-class _NotMirrored(msgspec.ValidationError):
-    """A field the fast path does not rebuild (hardware): the reference decodes it."""
-
-
-def _status_report(data: bytes) -> Report:
-    report = _status.decode(data)
-    if report.hardware is not None:
-        raise _NotMirrored
-    upgrade = report.upgrade
-    telemetry = report.telemetry
-    return StatusReport.model_construct(
-        time=report.time,
-        applied_version=report.applied_version,
-        heartbeat_period_seconds=report.heartbeat_period_seconds,
-        workloads=[
-            WorkloadReport.model_construct(
-                name=w.name,
-                phase=w.phase,
-                message=w.message,
-                since=w.since,
-                last_data_upload=w.last_data_upload,
-            )
-            for w in report.workloads
-        ],
-        hardware=None,
-        upgrade=None
-        if upgrade is None
-        else UpgradeReport.model_construct(
-            supported=upgrade.supported,
-            current_commit_id=upgrade.current_commit_id,
-            requested_commit_id=upgrade.requested_commit_id,
-            last_upgrade_status=upgrade.last_upgrade_status,
-            last_upgrade_time=upgrade.last_upgrade_time,
-            message=upgrade.message,
-        ),
-        telemetry=None
-        if telemetry is None
-        else TelemetryBuffer.model_construct(
-            buffered_records=telemetry.buffered_records,
-            dropped_records=telemetry.dropped_records,
-        ),
-        certificate_not_after=report.certificate_not_after,
-    )
-
-
-def _connection_state(data: bytes) -> Report:
-    state = _connection.decode(data)
-    return ConnectionState.model_construct(
-        state=state.state,
-        time=state.time,
-        applied_version=state.applied_version,
-        agent_version=state.agent_version,
-        reason=state.reason,
-    )
-
-
-def _device_event(data: bytes) -> Report:
-    event = _event.decode(data)
-    return DeviceEvent.model_construct(
-        id=event.id,
-        time=event.time,
-        type=event.type,
-        reason=event.reason,
-        message=event.message,
-        workload=event.workload,
-    )
 
 
 def _metrics_batch(data: bytes) -> Report:
@@ -166,10 +92,9 @@ def _logs_batch(data: bytes) -> Report:
     return Batch("logs", batch.stream, batch.sequence)
 
 
+# Status, connection and event messages are kept as reference models: pydantic-core builds them
+# from JSON faster than msgspec plus ``model_construct`` (measured: 2.5 against 9 us a heartbeat).
 _MIRRORED: dict[DeviceTopic, Callable[[bytes], Report]] = {
-    DeviceTopic.STATUS: _status_report,
-    DeviceTopic.CONNECTION: _connection_state,
-    DeviceTopic.EVENTS: _device_event,
     DeviceTopic.METRICS: _metrics_batch,
     DeviceTopic.LOGS: _logs_batch,
 }
