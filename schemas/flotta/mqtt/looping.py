@@ -4,11 +4,6 @@ paho calls ``on_socket_open`` and ``on_socket_register_write`` from the thread t
 ``connect()`` (a worker, since TCP + TLS block); those calls are passed to the loop with
 ``call_soon_threadsafe``. Close/unregister come from the loop thread (paho calls them before
 the socket is closed, so they must act at once).
-
-Writes are flushed once per loop iteration: paho asks for a writer whenever it queues a packet;
-instead of watching the socket (two epoll changes and a wake-up per packet), the bridge writes
-everything queued in this iteration at the end of it, and watches the socket only when the kernel
-would not take it all.
 """
 
 from __future__ import annotations
@@ -31,8 +26,6 @@ class SocketBridge:
         self._paho = client
         self._loop = loop
         self._thread = threading.get_ident()
-        self._flush_scheduled = False
-        self._watching_writes = False
 
     def attach(self) -> None:
         self._paho.on_socket_open = self._socket_open
@@ -77,33 +70,18 @@ class SocketBridge:
             self._loop.remove_reader(sock)
 
     def _socket_register_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
-        self._on_loop_thread(self._schedule_flush)
+        self._on_loop_thread(self._add_writer, sock)
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Write what paho queued (for whichever socket is current by now)."""
-        self._flush_scheduled = False
-        sock: Any = self._paho.socket()
-        if sock is None or sock.fileno() < 0 or self._watching_writes:
-            return
-        self._paho.loop_write()
-        # paho unregisters (see below) once its queue is empty; what is left waits for the socket.
-        if self._paho.want_write() and not self._watching_writes and self._is_current(sock):
-            self._watching_writes = True
+    def _add_writer(self, sock: Any) -> None:
+        if self._is_current(sock):
             self._loop.add_writer(sock, self._writable)
 
     def _writable(self) -> None:
         self._paho.loop_write()
 
     def _socket_unregister_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
-        if self._watching_writes:
-            self._watching_writes = False
-            if sock.fileno() >= 0:
-                self._loop.remove_writer(sock)
+        if sock.fileno() >= 0:
+            self._loop.remove_writer(sock)
 
 
 def tracking_socket_class(opened: list[ssl.SSLSocket]) -> type[ssl.SSLSocket]:
