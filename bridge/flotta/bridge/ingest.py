@@ -17,9 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from nats.js.api import PubAck
-
-from flotta.bridge.decoding import decode_report
+from flotta.bridge.decoding import Report, decode_report
 from flotta.bridge.devicestatus import DeviceContext
 from flotta.bridge.errors import RejectedMessageError
 from flotta.bridge.fleet import Fleet
@@ -30,7 +28,6 @@ from flotta.bridge.ratelimit import TokenBucket
 from flotta.bridge.receipts import Receipt, receipt_for
 from flotta.schemas.errors import PayloadError, PayloadTooLargeError, SchemaVersionError, TopicError
 from flotta.schemas.topics import TELEMETRY_KINDS, DeviceTopic, parse_device_topic
-from flotta.schemas.wire.common import Payload
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.events import DeviceEvent
 from flotta.schemas.wire.status import StatusReport
@@ -49,7 +46,7 @@ PUBLISH_TIMEOUT = 10.0  # seconds for JetStream to acknowledge before the publis
 
 
 class Publisher(Protocol):
-    async def publish(self, message: Outbound) -> asyncio.Future[PubAck]: ...
+    async def publish(self, message: Outbound) -> asyncio.Future[None]: ...
 
     async def publish_core(self, message: Outbound) -> None: ...
 
@@ -91,7 +88,7 @@ class Ingest:
         self._closed = False
         self._stopping = False
         # publishes awaiting their acknowledgement, oldest first: id -> (deadline, future)
-        self._pending: dict[int, tuple[float, asyncio.Future[PubAck]]] = {}
+        self._pending: dict[int, tuple[float, asyncio.Future[None]]] = {}
 
     # ---- intake side -------------------------------------------------------------------------
 
@@ -204,7 +201,7 @@ class Ingest:
         self,
         device_id: str,
         kind: DeviceTopic,
-        payload: Payload,
+        payload: Report,
         context: DeviceContext,
         now: datetime,
     ) -> None:
@@ -248,7 +245,7 @@ class Ingest:
         key = id(future)
         self._pending[key] = (time.monotonic() + PUBLISH_TIMEOUT, future)
 
-        def published(done: asyncio.Future[PubAck]) -> None:
+        def published(done: asyncio.Future[None]) -> None:
             self._pending.pop(key, None)
             error = TimeoutError("no acknowledgement") if done.cancelled() else done.exception()
             if error is not None:

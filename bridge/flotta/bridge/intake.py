@@ -6,7 +6,10 @@ session expiry), QoS 1 and manual acknowledgement: a message is acknowledged by
 ``receive_maximum`` unacknowledged messages, which bounds what the bridge holds.
 
 paho's socket callbacks hand the socket to the loop (``add_reader``/``add_writer``); only
-the blocking connect (TCP + TLS handshake) runs in a worker thread.
+the blocking connect (TCP + TLS handshake) runs in a worker thread. Incoming PUBLISH packets
+are read by :func:`~flotta.bridge.publishread.read_publish` (paho's own handling builds a
+message object with a lock, parses properties and walks a topic matcher for each); whatever
+that reader does not take goes through paho as before.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from flotta.bridge.publishread import read_publish
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,21 @@ class Delivery:
     connection: int = 0  # which connection of the session delivered it
 
 
+class _IntakeClient(mqtt.Client):
+    """paho with its PUBLISH handling cut short for the packets the bridge takes."""
+
+    deliver: Callable[[str, int, int, bytes], None] | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        deliver = self.deliver
+        if deliver is not None:
+            packet = read_publish(self._in_packet["command"], self._in_packet["packet"])
+            if packet is not None:
+                deliver(packet.topic, packet.mid, packet.qos, packet.payload)
+                return MQTTErrorCode.MQTT_ERR_SUCCESS  # acknowledged by MqttIntake.ack
+        return super()._handle_publish()
+
+
 class MqttIntake:
     """One MQTT v5 session that delivers messages to ``on_message`` (called in the loop)."""
 
@@ -85,7 +105,7 @@ class MqttIntake:
         await self._subscribed.wait()
 
     def _build_client(self) -> mqtt.Client:
-        client = mqtt.Client(
+        client = _IntakeClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.settings.client_id,
             protocol=mqtt.MQTTv5,
@@ -99,6 +119,7 @@ class MqttIntake:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_paho_message
+        client.deliver = self._on_publish
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -291,6 +312,9 @@ class MqttIntake:
             return
         logger.warning("MQTT connection lost (%s); reconnecting", reason)
         self._in_loop(self._spawn, self._connect_loop(first=False), "mqtt-reconnect")
+
+    def _on_publish(self, topic: str, mid: int, qos: int, payload: bytes) -> None:
+        self._on_message(Delivery(mid, qos, topic, payload, self.connects))
 
     def _on_paho_message(
         self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage

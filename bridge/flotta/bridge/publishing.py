@@ -1,5 +1,6 @@
 """NATS JetStream adapter: connect, create or update the streams, publish with
-``Nats-Msg-Id``; the publish acknowledgement comes back as a future."""
+``Nats-Msg-Id``; the publish acknowledgement comes back as a future
+(:mod:`flotta.bridge.jsacks`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, PubAck, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from flotta.bridge.jsacks import AckInbox
 from flotta.bridge.outbound import MSG_ID_HEADER, Outbound
 from flotta.bridge.streams import StreamSpec
 
@@ -25,6 +27,7 @@ class NatsPublisher:
         self.max_pending = max_pending
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
+        self._acks: AckInbox | None = None
 
     @property
     def connected(self) -> bool:
@@ -40,9 +43,14 @@ class NatsPublisher:
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )
-        self._js = self._nc.jetstream(publish_async_max_pending=self.max_pending)
+        self._js = self._nc.jetstream()
+        self._acks = AckInbox(self._nc, capacity=self.max_pending)
+        await self._acks.start()
 
     async def close(self) -> None:
+        if self._acks is not None:
+            await self._acks.stop()
+            self._acks = None
         if self._nc is not None:
             try:
                 await self._nc.drain()
@@ -73,12 +81,19 @@ class NatsPublisher:
             else:
                 await js.update_stream(config)
 
-    async def publish(self, message: Outbound) -> asyncio.Future[PubAck]:
+    async def publish(self, message: Outbound) -> asyncio.Future[None]:
         """Send to JetStream; the future resolves with the acknowledgement (or fails)."""
-        js = self._jetstream()
-        return await js.publish_async(
-            message.subject, message.body, headers={MSG_ID_HEADER: message.msg_id}
-        )
+        if self._nc is None or self._acks is None:
+            raise RuntimeError("NatsPublisher.connect() was not awaited")
+        reply, future = await self._acks.reply_to()
+        try:
+            await self._nc.publish(
+                message.subject, message.body, reply, {MSG_ID_HEADER: message.msg_id}
+            )
+        except BaseException:
+            self._acks.forget(reply)
+            raise
+        return future
 
     async def publish_core(self, message: Outbound) -> None:
         """Fire and forget (a stream on the subject still stores it)."""

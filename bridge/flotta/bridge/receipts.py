@@ -14,15 +14,18 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+import msgspec
 from prometheus_client import Counter
 
+from flotta.bridge.decoding import Batch, Report
 from flotta.mqtt import MqttClient, MqttError
-from flotta.schemas.codec import encode
 from flotta.schemas.topics import DeviceTopic, device_topic
-from flotta.schemas.wire.common import Payload
-from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch, TelemetryReceipt
+from flotta.schemas.wire.common import SCHEMA_VERSION
+from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
 
 logger = logging.getLogger(__name__)
+
+_RECEIPT_HEAD = b'{"schemaVersion":%d,"kind":"' % SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +34,30 @@ class Receipt:
     payload: bytes
 
 
-def receipt_for(device_id: str, payload: Payload) -> Receipt | None:
-    """The receipt that confirms ``payload`` to its device; None for messages that need none."""
-    if isinstance(payload, MetricsBatch):
-        kind = "metrics"
+def receipt_for(device_id: str, payload: Report) -> Receipt | None:
+    """The receipt that confirms ``payload`` to its device; None for messages that need none.
+    The bytes are those :func:`~flotta.schemas.codec.encode` gives for the
+    :class:`TelemetryReceipt`, built directly (this runs for every batch)."""
+    if isinstance(payload, Batch):
+        kind = payload.kind.encode()
+    elif isinstance(payload, MetricsBatch):
+        kind = b"metrics"
     elif isinstance(payload, LogsBatch):
-        kind = "logs"
+        kind = b"logs"
     else:
         return None
-    receipt = TelemetryReceipt(kind=kind, stream=payload.stream, sequences=[payload.sequence])
-    return Receipt(device_topic(device_id, DeviceTopic.RECEIPTS), encode(receipt))
+    body = b"".join(
+        (
+            _RECEIPT_HEAD,
+            kind,
+            b'","stream":',
+            msgspec.json.encode(payload.stream),
+            b',"sequences":[',
+            b"%d" % payload.sequence,
+            b"]}",
+        )
+    )
+    return Receipt(device_topic(device_id, DeviceTopic.RECEIPTS), body)
 
 
 class ReceiptSender:
