@@ -33,6 +33,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from flotta.bridge.publishread import read_publish
+from flotta.mqtt.looping import disable_nagle
+from flotta.mqtt.pahoproperties import install as install_shared_table_properties
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,7 @@ class MqttIntake:
         await self._subscribed.wait()
 
     def _build_client(self) -> mqtt.Client:
+        install_shared_table_properties()
         client = _IntakeClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.settings.client_id,
@@ -219,6 +222,7 @@ class MqttIntake:
     def _attach(self, sock: Any) -> None:
         assert self._loop is not None
         self._sock = sock
+        disable_nagle(sock)
         self._loop.add_reader(sock, self._on_readable)
 
     def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -34,7 +33,7 @@ from flotta.mqtt.errors import (
     PublishError,
     SubscribeError,
 )
-from flotta.mqtt.looping import SocketBridge, tracking_socket_class
+from flotta.mqtt.looping import SocketBridge, disable_nagle, tracking_socket_class
 from flotta.mqtt.messages import Inbox, Message
 from flotta.mqtt.pahoproperties import install as install_shared_table_properties
 from flotta.mqtt.settings import MqttSettings
@@ -399,7 +398,7 @@ class MqttClient:
             for sock in opened:  # paho does not close a socket whose handshake failed
                 sock.close()
             raise
-        _without_nagle(self._paho.socket())
+        disable_nagle(self._paho.socket())
 
     async def _connect_once(self) -> bool:
         """One attempt; whether the broker had our session. Raises ConnectError."""
@@ -702,14 +701,6 @@ class _LastError(logging.Handler):
 
 class _TlsSetupError(Exception):
     """The client's own TLS files could not be loaded (raised in the connecting thread)."""
-
-
-def _without_nagle(sock: object) -> None:
-    """Send small packets at once: with Nagle's algorithm a PUBLISH or PUBACK can wait for the
-    peer's delayed TCP ACK (up to 40 ms on Linux) behind the one before it."""
-    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _settle(future: asyncio.Future[None], error: MqttError | None) -> None:
