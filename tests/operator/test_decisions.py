@@ -101,6 +101,21 @@ def test_ledger_forgets_everything_after_a_reconnect() -> None:
     assert ledger.start(("fleet", "d0")) == ("v", b"x")
 
 
+def test_ledger_names_what_the_broker_never_acknowledged() -> None:
+    ledger = Ledger()
+    keys = [("fleet", f"d{i}") for i in range(4)]
+    for key in keys:
+        ledger.update(key, "v1", b"1")
+    for key in keys[:3]:
+        ledger.start(key)
+    ledger.acknowledged(keys[0], "v1")
+    ledger.failed(keys[1], "v1")  # the connection dropped before its PUBACK
+    ledger.acknowledged(keys[2], "v1")
+    ledger.update(keys[2], "v2", b"2")  # changed since
+    assert sorted(ledger.unpublished()) == [keys[1], keys[2], keys[3]]
+    assert ledger.start(keys[0]) is None
+
+
 def test_workload_status_counts_and_conditions() -> None:
     devices = {
         "a": device(

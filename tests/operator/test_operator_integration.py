@@ -3,6 +3,8 @@ desired state fan-out, label changes, deletion, invalid workloads, republish on 
 
 from __future__ import annotations
 
+import time
+
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -270,6 +272,27 @@ def test_broker_restart_without_retained_store_is_repaired(stack: Stack) -> None
     )
     fresh = device_probe(stack, creds)
     assert next_desired(fresh, timeout=20).version == first.version
+
+
+def test_broker_restart_with_its_store_republishes_nothing(stack: Stack) -> None:
+    """The broker kept the operator's session, so it kept the retained states: a fleet
+    reconnecting after the restart is not sent every desired state again."""
+    for name in ("d1", "d2", "d3"):
+        create_device(stack, name, {})
+    apply_workload(stack, workload_obj("web", selector={}))
+    running = stack.start_operator()
+    metrics = running.operator.metrics
+    wait_until(lambda: metrics.publishes._value.get() >= 3, timeout=20)
+    before = metrics.publishes._value.get()
+    stack.broker.restart()
+    wait_until(
+        lambda: (
+            running.operator._broker is not None and running.operator._broker.connected.is_set()
+        ),
+        timeout=30,
+    )
+    time.sleep(2.0)  # what a reconnect would publish goes out at once
+    assert metrics.publishes._value.get() == before == 3
 
 
 def test_set_configuration_member_count_and_hardware_labels(stack: Stack) -> None:

@@ -142,7 +142,7 @@ class Operator:
                 f"flotta/enrol/+/{EnrolTopic.REQUEST.value}",
                 f"flotta/enrol/+/{EnrolTopic.ANSWER.value}",
             ],
-            on_connected=lambda _present: reconciler_ref[0].republish_all(),
+            on_connected=lambda present: reconciler_ref[0].after_connect(present),
         )
         context = Context(
             settings=settings,

@@ -73,6 +73,11 @@ class Ledger:
             entry.in_flight = ""
         return list(self._entries)
 
+    def unpublished(self) -> list[Key]:
+        """Devices whose current state the broker has not acknowledged (none in flight is left
+        after a lost connection: each got ``failed``)."""
+        return [key for key, entry in self._entries.items() if entry.published != entry.version]
+
     def remove(self, key: Key) -> None:
         self._entries.pop(key, None)
 

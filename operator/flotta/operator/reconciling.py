@@ -160,10 +160,20 @@ class Reconciler:
         context.device_writes.add(key)
         self._check_idle()
 
-    def republish_all(self) -> None:
-        """After (re)connecting: the retained store may have lost anything."""
+    def after_connect(self, session_present: bool) -> None:
+        """After (re)connecting to the broker.
+
+        A broker that still had our session still had its store (Mosquitto saves sessions and
+        retained messages together): only what it never acknowledged goes again; a device whose
+        retained copy was lost anyway (a crash between saves) says so with the version in its
+        birth (``Ledger.announced``). Without our session the store may be gone: everything
+        goes again. Republishing 10,000 states to a fleet that is reconnecting after a broker
+        restart would only add to that storm."""
         context = self._context
-        context.publish.add_all(context.ledger.forget_published())
+        ledger = context.ledger
+        context.publish.add_all(
+            ledger.unpublished() if session_present else ledger.forget_published()
+        )
 
     # ---- API writes about devices --------------------------------------------------------
 

@@ -75,6 +75,7 @@ class SimulatedFleetDevice:
         self._wanted_online = asyncio.Event()
         self._wanted_online.set()
         self._wanted_offline = asyncio.Event()
+        self._subscribed = False  # in the broker's session for this device
 
     @property
     def device_id(self) -> str:
@@ -226,7 +227,11 @@ class SimulatedFleetDevice:
     async def _on_connected(self, session_present: bool) -> None:
         assert self.client is not None
         await self._send(self.device.birth())
-        await self.client.subscribe([(device_topic(self.device_id, DeviceTopic.DESIRED), 1)])
+        # As the agent: a session the broker kept still has the subscription (and queued what
+        # came meanwhile); subscribing again would have the retained state sent once more.
+        if not (session_present and self._subscribed):
+            await self.client.subscribe([(device_topic(self.device_id, DeviceTopic.DESIRED), 1)])
+            self._subscribed = True
         self.online = True
 
     async def _on_disconnected(self, reason: str) -> None:
