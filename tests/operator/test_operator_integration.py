@@ -3,9 +3,8 @@ desired state fan-out, label changes, deletion, invalid workloads, republish on 
 
 from __future__ import annotations
 
-import time
-
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
