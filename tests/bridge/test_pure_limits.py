@@ -9,7 +9,7 @@ import pytest
 from flotta.bridge.coalescer import WriteCoalescer, WriteKind, refresh_due
 from flotta.bridge.eventlimit import EventDecision, EventLimiter
 from flotta.bridge.liveness import LivenessTracker
-from flotta.bridge.ratelimit import TokenBucket
+from flotta.ratelimit import TokenBucket
 
 
 def test_liveness_reports_silent_devices_once() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -271,6 +272,28 @@ def test_broker_restart_without_retained_store_is_repaired(stack: Stack) -> None
     )
     fresh = device_probe(stack, creds)
     assert next_desired(fresh, timeout=20).version == first.version
+
+
+def test_device_writes_keep_to_their_rate(stack: Stack) -> None:
+    """A change to every device reaches the API at ``device_write_rate``, not all at once."""
+    names = [f"d{i}" for i in range(6)]
+    for name in names:
+        create_device(stack, name, {})
+    apply_workload(stack, workload_obj("web", selector={}))
+    started = time.monotonic()
+    stack.start_operator(settings=replace(stack.config.settings, device_write_rate=2.0))
+
+    def written() -> int:
+        return sum(
+            1
+            for name in names
+            if get(stack, "edgedevices", name).get("status", {}).get("desiredVersion")
+        )
+
+    wait_until(lambda: written() >= 2, timeout=20)
+    assert written() < len(names)  # a burst of 2, then 2 a second
+    wait_until(lambda: written() == len(names), timeout=20)
+    assert time.monotonic() - started >= 1.5
 
 
 def test_broker_restart_with_its_store_republishes_nothing(stack: Stack) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Hashable
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from flotta.bridge.ratelimit import TokenBucket
+from flotta.ratelimit import TokenBucket
 
 K = TypeVar("K", bound=Hashable)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 
-from flotta.bridge.ratelimit import TokenBucket
+from flotta.ratelimit import TokenBucket
 
 
 class EventDecision(enum.Enum):

@@ -24,8 +24,8 @@ from flotta.bridge.fleet import Fleet
 from flotta.bridge.intake import Delivery
 from flotta.bridge.metrics import BridgeMetrics
 from flotta.bridge.outbound import Outbound, rejection, to_nats
-from flotta.bridge.ratelimit import TokenBucket
 from flotta.bridge.receipts import Receipt, receipt_for
+from flotta.ratelimit import TokenBucket
 from flotta.schemas.errors import PayloadError, PayloadTooLargeError, SchemaVersionError, TopicError
 from flotta.schemas.topics import TELEMETRY_KINDS, DeviceTopic, parse_device_topic
 from flotta.schemas.wire.connection import ConnectionState

@@ -20,7 +20,7 @@ from flotta.bridge.eventlimit import EventDecision, EventLimiter
 from flotta.bridge.fleet import Fleet, PlannedWrite
 from flotta.bridge.kube import KubeEvent, KubeWriter
 from flotta.bridge.metrics import BridgeMetrics
-from flotta.bridge.ratelimit import TokenBucket
+from flotta.ratelimit import TokenBucket
 from flotta.schemas.wire.events import DeviceEvent
 
 logger = logging.getLogger(__name__)

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flotta.operator.defaults import DEFAULT_DEVICE_WRITE_RATE
+
 if TYPE_CHECKING:
     from flotta.operator.app import Operator
     from flotta.operator.crlpublish import CrlPublisher
@@ -58,6 +60,15 @@ def register(parser: argparse.ArgumentParser) -> None:
         "mounts it); the lease holder also keeps it from expiring",
     )
     run.add_argument(
+        "--device-write-rate",
+        type=float,
+        default=DEFAULT_DEVICE_WRITE_RATE,
+        metavar="PER_SECOND",
+        help="EdgeDevice writes a second at most (desiredVersion, finalizers, labels); a "
+        "fleet-wide change is reflected over N/rate seconds instead of flooding the API server "
+        f"(default {DEFAULT_DEVICE_WRITE_RATE:g})",
+    )
+    run.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="json: one object a line"
     )
     run.set_defaults(handler=_run)
@@ -94,7 +105,11 @@ def _run(args: argparse.Namespace) -> int:
         ),
         pki_dir=args.pki_dir,
         kubeconfig=args.kubeconfig,
-        settings=OperatorSettings(enrolment_namespace=args.enrolment_namespace, policy=policy),
+        settings=OperatorSettings(
+            enrolment_namespace=args.enrolment_namespace,
+            policy=policy,
+            device_write_rate=args.device_write_rate,
+        ),
         health_host=args.health_host,
         health_port=args.health_port,
         lease_namespace=args.lease_namespace,

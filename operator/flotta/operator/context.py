@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from flotta.operator.defaults import DEFAULT_DEVICE_WRITE_RATE
 from flotta.operator.desired import DesiredStates
 from flotta.operator.errors import TransportError
 from flotta.operator.fleet import Fleet, Key
@@ -45,6 +46,13 @@ class OperatorSettings:
     max_in_flight: int = 2000
     status_interval: float = 1.0
     writers: int = 4
+    # EdgeDevice writes a second (and at most this many at once): a change to a whole fleet
+    # reaches the API over N/rate seconds and leaves the CPU to the fan-out itself.
+    device_write_rate: float = DEFAULT_DEVICE_WRITE_RATE
+
+    def __post_init__(self) -> None:
+        if self.device_write_rate <= 0:
+            raise ValueError(f"device_write_rate must be > 0, got {self.device_write_rate}")
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 
 from flotta.operator.context import Context
 from flotta.operator.errors import TransportError
@@ -18,6 +19,7 @@ from flotta.operator.fleet import Key
 from flotta.operator.hwlabels import hardware_labels
 from flotta.operator.labels import labels_patch, workload_labels_patch
 from flotta.pki.sealing import SealingError
+from flotta.ratelimit import TokenBucket
 from flotta.schemas.crd.common import DEVICE_FINALIZER
 from flotta.schemas.errors import PayloadError
 from flotta.schemas.topics import DeviceTopic, device_topic
@@ -179,9 +181,13 @@ class Reconciler:
 
     async def run_device_writes(self) -> None:
         context = self._context
+        rate = context.settings.device_write_rate
+        budget = TokenBucket(rate, max(1.0, rate), time.monotonic())
+        batch_size = max(1, min(context.settings.writers * 8, int(budget.burst)))
         while True:
-            batch = await context.device_writes.get_batch(context.settings.writers * 8)
+            batch = await context.device_writes.get_batch(batch_size)
             await self._idle.wait()
+            await _take(budget, len(batch))
             await asyncio.gather(*(self._write_device(key) for key in batch))
 
     async def _write_device(self, key: Key) -> None:
@@ -216,3 +222,12 @@ class Reconciler:
             logger.info("device %s/%s: write failed, retrying later: %s", *key, exc)
             await asyncio.sleep(0.5)
             context.device_writes.add(key)
+
+
+async def _take(budget: TokenBucket, count: int) -> None:
+    """Wait until ``count`` tokens are there, and take them."""
+    delay = budget.wait_time(time.monotonic(), count)
+    while delay > 0:
+        await asyncio.sleep(delay)
+        delay = budget.wait_time(time.monotonic(), count)
+    budget.try_take(time.monotonic(), count)
