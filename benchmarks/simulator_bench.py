@@ -316,22 +316,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> str:
     load = os.getloadavg()[0]
-    cores = lambda d: ", ".join(f"{n} {v:.2f}" for n, v in d.items())  # noqa: E731
+
+    def cores(phase: str) -> str:
+        shares = result.get(f"{phase}_cores", {})
+        return ", ".join(f"{name} {value:.2f}" for name, value in shares.items())
+
+    fanouts = " / ".join(f"{f:.2f}" for f in result["fanouts"])
+    storm = (
+        f"{result['storm_s']:.1f} | {result['sim_ms_per_reconnect']:.2f} | "
+        f"{result['broker_ms_per_reconnect']:.2f}"
+        if "storm_s" in result
+        else "- | - | -"
+    )
     return (
         f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {args.label} | {result['devices']} | "
-        f"{result['processes']} | {result['heartbeats_per_s']:.0f} | "
-        f"{result['sim_us_per_heartbeat']:.0f} | {result['fanout_s']:.2f} "
-        f"({' / '.join(f'{f:.2f}' for f in result['fanouts'])}) | {result['sim_us_per_ack']:.0f} | "
-        f"{result['broker_us_per_ack']:.0f} | steady: {cores(result['steady_cores'])}; "
-        f"fan-out: {cores(result['fanout_cores'])} | {load:.1f} |\n"
+        f"{result['heartbeats_per_s']:.0f} | {result['sim_us_per_heartbeat']:.0f} | "
+        f"{result['fanout_s']:.2f} ({fanouts}) | {result['sim_us_per_ack']:.0f} | "
+        f"{result['broker_us_per_ack']:.0f} | {storm} | steady: {cores('steady')}; "
+        f"fan-out: {cores('fanout')}; storm: {cores('storm')} | {load:.1f} |\n"
     )
 
 
 HEADER = (
-    "| run (UTC) | label | devices | processes | heartbeats/s | simulator CPU per heartbeat (us) "
+    "| run (UTC) | label | devices | heartbeats/s | simulator CPU per heartbeat (us) "
     "| fan-out: all acknowledged, median (rounds) (s) | simulator CPU per ack (us) "
-    "| broker CPU per ack (us) | cores | load at end |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "| broker CPU per ack (us) | storm: all back (s) | simulator CPU per reconnect (ms) "
+    "| broker CPU per reconnect (ms) | cores | load at end |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 
 

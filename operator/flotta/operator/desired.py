@@ -56,7 +56,13 @@ class DesiredStates:
     def _configuration(self, device: EdgeDevice, key: Key) -> RenderedConfiguration:
         device_set = self._fleet.device_set(key)
         known = self._by_device.get(key)
-        if known is not None and known[0] is device.spec and known[1] is device_set:
+        # A watch event replaces the device object (a status write does too), so compare the
+        # spec by value when it is not the same object: rendering costs far more.
+        if (
+            known is not None
+            and known[1] is device_set
+            and (known[0] is device.spec or known[0] == device.spec)
+        ):
             return known[2]
         rendered = self._render_configuration(device, device_set, key)
         self._by_device[key] = (device.spec, device_set, rendered)
