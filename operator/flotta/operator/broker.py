@@ -44,7 +44,7 @@ class BrokerSettings:
     key: Path
     client_id: str = "flotta-operator"
     keepalive: int = 30
-    max_inflight: int = 1000  # lowered to the broker's Receive Maximum at each connection
+    max_inflight: int = 256  # lowered to the broker's Receive Maximum at each connection
     incoming_limit: int = 10_000
     reconnect_base: float = 1.0  # seconds: upper bound of the first reconnect delay
     reconnect_cap: float = 10.0  # seconds: no reconnect delay is longer
