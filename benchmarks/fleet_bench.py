@@ -395,31 +395,29 @@ def create_devices(api: client.ApiClient, ids: list[str]) -> float:
 # ---- the observer --------------------------------------------------------------------------
 
 
-class Observer:
-    """Every device's last applied version and its last birth, from the observer identity."""
-
-    def __init__(self, stack: Stack, count: int) -> None:
-        clients = stack.pki.root / "clients"
-        stem = f"observer-{OBSERVER}"
-        self.client = MqttClient(
-            MqttSettings(
-                host=LOOPBACK,
-                port=stack.mqtt_port,
-                client_id=f"observer-{OBSERVER}",
-                tls=TlsFiles(
-                    stack.pki.ca_cert_path,
-                    clients / f"{stem}.crt",
-                    clients / f"{stem}.key",
-                    check_hostname=False,
-                ),
-                clean_start=True,
-                session_expiry=0,
-                receive_maximum=1000,
-                incoming_queue=4 * count + 1000,
-                reconnect_base=0.2,
-                reconnect_cap=1.0,
-            )
+def observer_client(host: str, port: int, tls: TlsFiles, client_id: str, count: int) -> MqttClient:
+    """A clean-session client for an observer of ``count`` devices (reconnects quickly)."""
+    return MqttClient(
+        MqttSettings(
+            host=host,
+            port=port,
+            client_id=client_id,
+            tls=tls,
+            clean_start=True,
+            session_expiry=0,
+            receive_maximum=1000,
+            incoming_queue=4 * count + 1000,
+            reconnect_base=0.2,
+            reconnect_cap=1.0,
         )
+    )
+
+
+class Observer:
+    """Every device's last applied version and its last birth, from an observer identity."""
+
+    def __init__(self, client: MqttClient) -> None:
+        self.client = client
         self.applied: dict[str, str] = {}
         self.birth: dict[str, datetime] = {}
         self.statuses = 0
@@ -511,7 +509,15 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.to_thread(provision, stack.pki, work / "devices", ids, namespace=NAMESPACE)
         result["provision_s"] = time.perf_counter() - started
         print(f"  provisioned certificates in {result['provision_s']:.1f} s", flush=True)
-        observer = Observer(stack, devices)
+        clients = stack.pki.root / "clients"
+        stem = f"observer-{OBSERVER}"
+        tls = TlsFiles(
+            stack.pki.ca_cert_path,
+            clients / f"{stem}.crt",
+            clients / f"{stem}.key",
+            check_hostname=False,
+        )
+        observer = Observer(observer_client(LOOPBACK, stack.mqtt_port, tls, stem, devices))
         await observer.start()
         since = datetime.now(UTC)
         stack.start_simulator()

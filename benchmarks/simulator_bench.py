@@ -39,14 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
     sys.path.insert(0, str(ROOT / folder))
 
-from benchmarks.fleet_bench import cpu_seconds  # noqa: E402
-from flotta.agent.contract import ConnectionState, StatusReport, decode  # noqa: E402
+from benchmarks.fleet_bench import Observer, cpu_seconds, observer_client  # noqa: E402
 from flotta.dev.simulator.provision import provision  # noqa: E402
 from flotta.dev.simulator.shards import device_ids  # noqa: E402
-from flotta.mqtt import MqttClient, MqttSettings, TlsFiles  # noqa: E402
+from flotta.mqtt import MqttClient, TlsFiles  # noqa: E402
 from flotta.schemas.codec import encode, with_version  # noqa: E402
 from flotta.schemas.crd.config import HeartbeatConfiguration  # noqa: E402
-from flotta.schemas.errors import PayloadError  # noqa: E402
 from flotta.schemas.topics import DeviceTopic, device_topic  # noqa: E402
 from flotta.schemas.wire import DesiredState, DesiredWorkload  # noqa: E402
 from flotta.schemas.wire.desired import DesiredConfiguration  # noqa: E402
@@ -57,62 +55,8 @@ NAMESPACE = "default"
 RESULTS = ROOT / "benchmarks" / "results" / "simulator.md"
 
 
-def client_for(broker: TestBroker, creds: ClientCredentials, name: str, queue: int) -> MqttClient:
-    return MqttClient(
-        MqttSettings(
-            host=broker.host,
-            port=broker.port,
-            client_id=name,
-            tls=TlsFiles(creds.ca, creds.cert, creds.key, check_hostname=False),
-            clean_start=True,
-            session_expiry=0,
-            receive_maximum=1000,
-            incoming_queue=queue,
-        )
-    )
-
-
-class Observer:
-    def __init__(self, client: MqttClient) -> None:
-        self.client = client
-        self.applied: dict[str, str] = {}
-        self.online: set[str] = set()
-        self.birth: dict[str, datetime] = {}
-        self.statuses = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await self.client.connect()
-        await self.client.subscribe(
-            [("flotta/devices/+/status", 1), ("flotta/devices/+/connection", 1)]
-        )
-        self._task = asyncio.ensure_future(self._follow())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.client.close()
-
-    async def _follow(self) -> None:
-        async for message in self.client.messages():
-            parts = message.topic.split("/")
-            if len(parts) != 4 or not message.payload:
-                continue
-            try:
-                if parts[3] == "status":
-                    self.statuses += 1
-                    report = decode(StatusReport, message.payload)
-                    self.applied[parts[2]] = report.applied_version
-                else:
-                    state = decode(ConnectionState, message.payload)
-                    if state.state == "online":
-                        self.online.add(parts[2])
-                        self.birth[parts[2]] = state.time
-                    else:
-                        self.online.discard(parts[2])
-            except PayloadError:
-                continue
+def tls_for(creds: ClientCredentials) -> TlsFiles:
+    return TlsFiles(creds.ca, creds.cert, creds.key, check_hostname=False)
 
 
 def desired_payload(device_id: str, generation: int, heartbeat: int) -> tuple[str, bytes]:
@@ -191,10 +135,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         provision(pki, work / "devices", ids, namespace=NAMESPACE)
         print(f"provisioned {len(ids)} devices in {time.perf_counter() - started:.1f} s")
-        observer_creds = broker.observer("bench")
-        observer = Observer(client_for(broker, observer_creds, "observer-bench", 4 * len(ids)))
+        observer_tls = tls_for(broker.observer("bench"))
+        observer = Observer(
+            observer_client(broker.host, broker.port, observer_tls, "observer-bench", len(ids))
+        )
         await observer.start()
-        operator = client_for(broker, broker.operator(), "operator-bench", 1000)
+        operator = observer_client(
+            broker.host, broker.port, tls_for(broker.operator()), "operator-bench", 0
+        )
         await operator.connect()
         versions = await publish_all(operator, ids, 0, int(args.heartbeat))
         env = dict(os.environ)
@@ -214,7 +162,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         pids = {"simulator": simulator.pid, "mosquitto": broker.process.pid}
         result["connect_s"] = await wait_until(
-            lambda: len(observer.online) >= len(ids), args.timeout, "online"
+            lambda: len(observer.birth) >= len(ids), args.timeout, "online"
         )
         await wait_until(
             lambda: all(observer.applied.get(i) == versions[i] for i in ids),
@@ -281,7 +229,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             window.start["mosquitto"] = 0.0
             result["storm_s"] = (
                 await wait_until(
-                    lambda: sum(t >= since for t in observer.birth.values()) >= len(ids),
+                    lambda: observer.online_since(since) >= len(ids),
                     args.timeout,
                     "storm",
                 )
