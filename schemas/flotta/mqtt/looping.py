@@ -5,10 +5,10 @@ paho calls ``on_socket_open`` and ``on_socket_register_write`` from the thread t
 ``call_soon_threadsafe``. Close/unregister come from the loop thread (paho calls them before
 the socket is closed, so they must act at once).
 
-Writes are flushed once per loop iteration: paho asks for a writer whenever it queues a packet;
-instead of watching the socket (two epoll changes and a wake-up per packet), the bridge writes
-everything queued in this iteration at the end of it, and watches the socket only when the kernel
-would not take it all.
+Once connected, writes are flushed once per loop iteration: paho asks for a writer whenever it
+queues a packet; instead of watching the socket for each (two epoll changes and a wake-up per
+packet), :class:`SocketBridge` writes everything queued in this iteration at its end, and
+watches the socket only when the kernel would not take it all.
 """
 
 from __future__ import annotations
