@@ -24,6 +24,7 @@ from flotta.mqtt import (
     MqttError,
     MqttSettings,
     TlsFiles,
+    settle_future,
 )
 from flotta.operator.errors import TransportError
 
@@ -137,7 +138,7 @@ class Broker:
         """``publish_callback`` as a future."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.publish_callback(
-            topic, payload, qos=qos, retain=retain, done=functools.partial(_resolve, future)
+            topic, payload, qos=qos, retain=retain, done=functools.partial(settle_future, future)
         )
         return future
 
@@ -171,12 +172,3 @@ class Broker:
     async def _take_messages(self) -> None:
         async for received in self._client.messages():
             await self.messages.put(Message(received.topic, received.payload, received.retain))
-
-
-def _resolve(future: asyncio.Future[None], error: TransportError | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)

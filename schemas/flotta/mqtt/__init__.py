@@ -23,7 +23,7 @@ again (``duplicate=True``) after the reconnect.
 """
 
 from flotta.mqtt.backoff import Backoff, BackoffPolicy
-from flotta.mqtt.client import MqttClient, MqttCounters, PublishDone
+from flotta.mqtt.client import MqttClient, MqttCounters, PublishDone, settle_future
 from flotta.mqtt.errors import (
     ConnectError,
     DisconnectedError,
@@ -49,4 +49,5 @@ __all__ = [
     "SubscribeError",
     "TlsFiles",
     "Will",
+    "settle_future",
 ]

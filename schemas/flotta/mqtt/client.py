@@ -188,7 +188,7 @@ class MqttClient:
         if mid is None:
             return
         future: asyncio.Future[None] = self._running_loop().create_future()
-        entry = (functools.partial(_settle, future), topic)
+        entry = (functools.partial(settle_future, future), topic)
         self._publishes[mid] = entry
         try:
             await future
@@ -703,7 +703,8 @@ class _TlsSetupError(Exception):
     """The client's own TLS files could not be loaded (raised in the connecting thread)."""
 
 
-def _settle(future: asyncio.Future[None], error: MqttError | None) -> None:
+def settle_future(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """Resolve a publish's future from a ``done`` callback (once; a cancelled one stays so)."""
     if future.done():
         return
     if error is None:
