@@ -1,6 +1,7 @@
 from flotta.operator.fleet import Fleet
 from flotta.operator.rendering import InvalidWorkload
-from tests.operator.builders import b64, device, device_set, pod_spec, workload
+from flotta.schemas.crd.workload import EdgeWorkload
+from tests.operator.builders import b64, device, device_set, pod_spec, workload, workload_obj
 
 
 def fleet_of(count: int, namespace: str = "fleet", **labels: str) -> Fleet:
@@ -44,6 +45,28 @@ def test_status_only_change_reconciles_no_device() -> None:
     changes = fleet.apply_device(device("d0", labels={"site": "south"}, status={"phase": "Online"}))
     assert changes.devices == set()
     assert changes.workloads == {("fleet", "web")}
+
+
+def test_workload_status_write_neither_renders_nor_retargets() -> None:
+    fleet = fleet_of(4)
+    fleet.apply_workload(*workload("web", selector={"matchLabels": {"site": "north"}}))
+    rendered = fleet.workloads[("fleet", "web")].result
+    obj = workload_obj("web", selector={"matchLabels": {"site": "north"}})
+    obj["status"] = {"targetedDevices": 2, "appliedDevices": 1}
+    model = EdgeWorkload.model_validate(obj)
+    changes = fleet.apply_workload(model, obj["spec"]["pod"]["spec"])
+    assert not changes
+    entry = fleet.workloads[("fleet", "web")]
+    assert entry.result is rendered
+    assert entry.model is model  # the status writer compares with the latest status
+    assert fleet.targets(("fleet", "web")) == {"d1", "d3"}
+
+
+def test_workload_annotation_change_renders_again() -> None:
+    fleet = fleet_of(2)
+    fleet.apply_workload(*workload("web", selector={}))
+    changes = fleet.apply_workload(*workload("web", selector={}, annotations={"podman/team": "b"}))
+    assert changes.devices == {("fleet", "d0"), ("fleet", "d1")}
 
 
 def test_operator_workload_labels_do_not_retarget() -> None:

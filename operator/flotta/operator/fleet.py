@@ -238,6 +238,13 @@ class Fleet:
     def apply_workload(self, workload: EdgeWorkload, pod_spec: dict[str, Any]) -> Changes:
         key = (workload.metadata.namespace, workload.metadata.name)
         old = self.workloads.get(key)
+        if old is not None and _render_inputs(old.model, old.pod_spec) == _render_inputs(
+            workload, pod_spec
+        ):
+            # A status write (ours, every few seconds while devices change) or a label that
+            # nothing renders: rendering again and selecting over the fleet would change nothing.
+            old.model = workload
+            return Changes()
         secrets, configmaps = workload_references(pod_spec, workload)
         entry = WorkloadEntry(
             workload,
@@ -362,6 +369,12 @@ class Fleet:
             if (namespace, workload_name) in self.workloads:
                 changes |= self._render((namespace, workload_name))
         return changes
+
+
+def _render_inputs(workload: EdgeWorkload, pod_spec: dict[str, Any]) -> tuple[Any, ...]:
+    """The parts of an EdgeWorkload that its rendering and its targets depend on."""
+    meta = workload.metadata
+    return (workload.spec, meta.labels, meta.annotations, meta.deletion_timestamp, pod_spec)
 
 
 def _desired_inputs(device: EdgeDevice) -> tuple[Any, ...]:
