@@ -34,9 +34,9 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -341,10 +341,10 @@ async def purge_streams(url: str) -> None:
 
 
 def measure_drain(
-    url: str, expected: int, child: Child, within: float = 180
+    url: str, expected: int, cpu_seconds: Callable[[], float], within: float = 180
 ) -> tuple[float, float, float]:
     """While the streams fill up to ``expected``: (messages a second, seconds, CPU seconds of
-    the child per message)."""
+    the subscribers per message)."""
     start_count = asyncio.run(stream_total(url))
     first: tuple[float, int] | None = None
     cpu_first = 0.0
@@ -354,11 +354,11 @@ def measure_drain(
         now = time.monotonic()
         if first is None and count > start_count:
             first = (now, count)
-            cpu_first = child.cpu_seconds()
+            cpu_first = cpu_seconds()
         if count >= start_count + expected:
             assert first is not None
             seconds = now - first[0]
-            cpu = (child.cpu_seconds() - cpu_first) / max(count - first[1], 1)
+            cpu = (cpu_seconds() - cpu_first) / max(count - first[1], 1)
             rate = (count - first[1]) / seconds if seconds > 0 else float("inf")
             return rate, seconds, cpu
         time.sleep(0.05)
@@ -383,27 +383,45 @@ def forget_session(broker: TestBroker, creds: Any, client_id: str) -> None:
     client.loop_stop()
 
 
+@dataclass(frozen=True)
+class Subscriber:
+    """One replica in the shared subscription: its MQTT client id, its command, and how to
+    tell that it is ready (a health port or a ready file)."""
+
+    client_id: str
+    command: list[str]
+    port: int | None = None
+    ready_file: Path | None = None
+
+
 def run_ingest(
     label: str,
-    client_id: str,
+    replicas: list[Subscriber],
     creds: Any,
-    command: list[str],
-    ready: tuple[int | None, Path | None],
     broker: TestBroker,
     speaker_creds: Any,
     nats_url: str,
     messages: list[tuple[str, bytes]],
     workdir: Path,
 ) -> tuple[float, float, float]:
-    """Start, stop (the session stays), queue the messages, restart, measure the drain."""
-    port, ready_file = ready
-    if ready_file is not None:
-        ready_file.unlink(missing_ok=True)
-    child = Child(command, workdir / f"{label}.log")
-    wait_ready(child, port, ready_file)
-    child.stop()
-    if ready_file is not None:
-        ready_file.unlink(missing_ok=True)
+    """Start, stop (the sessions stay), queue the messages, restart, measure the drain.
+
+    With several replicas the broker splits the queued messages between their sessions
+    (one shared subscription group), and the drain runs in all of them at once."""
+
+    def start_all() -> list[Child]:
+        for replica in replicas:
+            if replica.ready_file is not None:
+                replica.ready_file.unlink(missing_ok=True)
+        return [Child(r.command, workdir / f"{label}-{r.client_id}.log") for r in replicas]
+
+    children = start_all()
+    try:
+        for child, replica in zip(children, replicas, strict=True):
+            wait_ready(child, replica.port, replica.ready_file)
+    finally:
+        for child in children:
+            child.stop()
     speakers = [Speaker(broker, speaker_creds, f"speaker-{label}-{n}") for n in range(2)]
     started = time.monotonic()
     halves = (messages[: len(messages) // 2], messages[len(messages) // 2 :])
@@ -416,15 +434,20 @@ def run_ingest(
     log(f"{label}: {len(messages)} messages queued in {time.monotonic() - started:.1f} s")
     for speaker in speakers:
         speaker.close()
-    child = Child(command, workdir / f"{label}.log")
+    children = start_all()
     try:
-        rate, seconds, cpu = measure_drain(nats_url, len(messages), child)
+        rate, seconds, cpu = measure_drain(
+            nats_url, len(messages), lambda: sum(c.cpu_seconds() for c in children)
+        )
     finally:
-        child.stop()
-        forget_session(broker, creds, client_id)
+        for child in children:
+            child.stop()
+        for replica in replicas:
+            forget_session(broker, creds, replica.client_id)
     log(
-        f"{label}: {len(messages)} messages into JetStream at {rate:,.0f}/s ({seconds:.2f} s), "
-        f"{cpu * 1e6:.0f} us CPU per message, load {os.getloadavg()[0]:.1f}"
+        f"{label} x{len(replicas)}: {len(messages)} messages into JetStream at {rate:,.0f}/s "
+        f"({seconds:.2f} s), {cpu * 1e6:.0f} us CPU per message, "
+        f"load {os.getloadavg()[0]:.1f}"
     )
     return rate, seconds, cpu
 
@@ -584,6 +607,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--profile", type=Path, help="cProfile the bridge into this file")
     parser.add_argument("--ingest-only", action="store_true")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="bridge replicas (and baseline processes) in one shared subscription group",
+    )
     args = parser.parse_args(argv)
     if args.profile is not None:
         PROFILE[:] = ["-m", "cProfile", "-o", str(args.profile)]
@@ -642,19 +671,37 @@ def main(argv: list[str]) -> int:
                 child.stop()
             forget_session(broker, bridge_creds, "bench-bridge")
             log(json.dumps(results["steady"], default=str))
+        bridges = []
+        for n in range(args.replicas):
+            client_id = f"bench-bridge-{n}" if args.replicas > 1 else "bench-bridge"
+            port = health_port if n == 0 else free_port()
+            command = bridge_command({**bridge_args, "client_id": client_id, "health_port": port})
+            bridges.append(Subscriber(client_id, command, port=port))
+        baselines = [
+            Subscriber(
+                f"bench-baseline-{n}",
+                baseline_command(
+                    {
+                        **baseline_args,
+                        "client_id": f"bench-baseline-{n}",
+                        "ready_file": workdir / f"baseline-{n}.ready",
+                    }
+                ),
+                ready_file=workdir / f"baseline-{n}.ready",
+            )
+            for n in range(args.replicas)
+        ]
         rounds = []
         for run in range(args.rounds):
             messages = ingest_messages(ids, args.per_device, run * 2)
             bridge_rate, _, bridge_cpu = run_ingest(
-                "bridge", "bench-bridge", bridge_creds, bridge_command(bridge_args),
-                (health_port, None), broker,
+                "bridge", bridges, bridge_creds, broker,
                 speaker_creds, nats_server.url, messages, workdir,
             )  # fmt: skip
             asyncio.run(purge_streams(nats_server.url))
             messages = ingest_messages(ids, args.per_device, run * 2 + 1)
             base_rate, _, base_cpu = run_ingest(
-                "baseline", "bench-baseline", bridge_creds, baseline_command(baseline_args),
-                (None, ready_file), broker,
+                "baseline", baselines, bridge_creds, broker,
                 speaker_creds, nats_server.url, messages, workdir,
             )  # fmt: skip
             asyncio.run(purge_streams(nats_server.url))
@@ -701,6 +748,9 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "JetStream. Baseline: bare paho (network thread) -> nats-py `publish_async` with "
         "`Nats-Msg-Id`, manual MQTT ack after the JetStream ack, no validation, no envelope, "
         "no Kubernetes.",
+        "",
+        f"Subscribers: {args.replicas} bridge replica(s), then as many baseline processes, each "
+        "group in one shared subscription (CPU per message is summed over the group).",
         "",
         "| round | messages | bridge msg/s | baseline msg/s | bridge / baseline "
         "| bridge CPU/msg | baseline CPU/msg | load avg |",

@@ -103,6 +103,8 @@ class MqttClient:
         self._unacked: set[int] = set()  # mids of QoS>0 messages delivered on this connection
         self._last_error = ""
         self._tls_configured = False
+        self._opened_sockets: list[ssl.SSLSocket] = []  # by the current attempt; closed if it fails
+        self._socket_class = tracking_socket_class(self._opened_sockets)
         self._tls = TlsContextCache(settings.tls) if settings.tls is not None else None
 
     # ---- public API -----------------------------------------------------------------------
@@ -373,13 +375,14 @@ class MqttClient:
     def _blocking_connect(self) -> None:
         """Runs in a worker thread: TLS context, TCP connect, TLS handshake, CONNECT queued."""
         settings = self.settings
-        opened: list[ssl.SSLSocket] = []
+        opened = self._opened_sockets
+        opened.clear()
         try:
             context = self._tls.context() if self._tls is not None else None
         except (OSError, ValueError) as exc:
             raise _TlsSetupError(str(exc)) from exc
         if context is not None:
-            context.sslsocket_class = tracking_socket_class(opened)
+            context.sslsocket_class = self._socket_class
             if self._tls_configured:
                 # paho allows tls_set_context once; a renewed certificate needs a new context.
                 self._paho._ssl_context = context

@@ -59,7 +59,9 @@ class SocketBridge:
 
     def _add_reader(self, sock: Any) -> None:
         if self._is_current(sock):
-            self._loop.add_reader(sock, self._readable, sock)
+            # By descriptor: asyncio formats a socket object into the KeyError it raises (and
+            # catches) for every new registration, and repr() of a socket makes two syscalls.
+            self._loop.add_reader(sock.fileno(), self._readable, sock)
 
     def _readable(self, sock: Any) -> None:
         self._paho.loop_read()
@@ -75,8 +77,9 @@ class SocketBridge:
             rounds += 1
 
     def _socket_close(self, client: paho.Client, userdata: object, sock: Any) -> None:
-        if sock.fileno() >= 0:
-            self._loop.remove_reader(sock)
+        fd = sock.fileno()
+        if fd >= 0:
+            self._loop.remove_reader(fd)
 
     def _socket_register_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
         self._on_loop_thread(self._schedule_flush, sock)
@@ -107,7 +110,7 @@ class SocketBridge:
     def _watch_writes(self, sock: Any) -> None:
         if not self._watching_writes:
             self._watching_writes = True
-            self._loop.add_writer(sock, self._writable)
+            self._loop.add_writer(sock.fileno(), self._writable)
 
     def _writable(self) -> None:
         self._paho.loop_write()
@@ -115,8 +118,9 @@ class SocketBridge:
     def _socket_unregister_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
         if self._watching_writes:
             self._watching_writes = False
-            if sock.fileno() >= 0:
-                self._loop.remove_writer(sock)
+            fd = sock.fileno()
+            if fd >= 0:
+                self._loop.remove_writer(fd)
 
 
 def disable_nagle(sock: object) -> None:
