@@ -143,8 +143,11 @@ class Usage:
 
 
 class Stack:
-    def __init__(self, work: Path, devices: int, processes: int) -> None:
+    def __init__(
+        self, work: Path, devices: int, processes: int, write_rate: float | None = None
+    ) -> None:
         self.work = work
+        self.write_rate = write_rate
         self.devices = devices
         self.processes = processes
         self.children: dict[str, subprocess.Popen[bytes]] = {}
@@ -248,6 +251,7 @@ class Stack:
                 "--health-port",
                 str(health),
                 "--no-leader-election",
+                *self._rate("--device-write-rate"),
             ),
         )
         self._spawn(
@@ -272,11 +276,15 @@ class Stack:
                 str(self.bridge_health),
                 "--log-format",
                 "text",
+                *self._rate("--write-rate"),
             ),
         )
         time.sleep(2)
         self.check("operator")
         self.check("bridge")
+
+    def _rate(self, option: str) -> list[str]:
+        return [option, str(self.write_rate)] if self.write_rate is not None else []
 
     def start_simulator(self) -> None:
         spread = max(2.0, self.devices / 250)  # about the rate TLS handshakes keep up with
@@ -492,7 +500,7 @@ async def wait_for(
 async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"devices": devices}
     work = Path(tempfile.mkdtemp(prefix=f"fleet-bench-{devices}-"))
-    stack = Stack(work, devices, args.processes)
+    stack = Stack(work, devices, args.processes, args.write_rate)
     ids = device_ids(PREFIX, devices)
     observer: Observer | None = None
     try:
@@ -766,6 +774,11 @@ def main() -> int:
     parser.add_argument("--fanout", action="store_true")
     parser.add_argument("--writes", action="store_true")
     parser.add_argument("--storm", action="store_true")
+    parser.add_argument(
+        "--write-rate",
+        type=float,
+        help="EdgeDevice writes a second for the operator and for the bridge (default: theirs)",
+    )
     parser.add_argument("--write-window", type=float, default=60.0, help="seconds")
     parser.add_argument(
         "--drain", type=float, default=120.0, help="max seconds for the write backlog to drain"

@@ -49,7 +49,7 @@ def test_heartbeats_write_once_then_only_refreshes() -> None:
     fleet.observed(device("d1"), T0, 0)
     assert fleet.writes.pending == 0  # enrolled and silent: nothing to write
     assert fleet.heartbeat("d1", heartbeat(T0), T0, 0)
-    assert drain(fleet, 0) == [("d1", WriteKind.CHANGE)]
+    assert drain(fleet, 0) == [("d1", WriteKind.URGENT)]  # Enrolled -> Online
     for i in range(1, 6):  # five more periods: nothing
         t = T0 + timedelta(seconds=10 * i)
         fleet.heartbeat("d1", heartbeat(t), t, 10 * i)
@@ -70,7 +70,38 @@ def test_change_and_stale_reports() -> None:
     plan = fleet.plan("d1")
     assert plan is not None
     assert plan.patch["status"]["workloads"][0]["phase"] == "Failed"
-    assert drain(fleet, 10) == [("d1", WriteKind.CHANGE)]
+    assert drain(fleet, 10) == [("d1", WriteKind.URGENT)]
+
+
+def rollout_report(t: datetime, version: str, phase: str = "Running") -> StatusReport:
+    return StatusReport(
+        time=t,
+        applied_version=version,
+        heartbeat_period_seconds=10,
+        workloads=[WorkloadReport(name="web", phase=phase)],  # type: ignore[arg-type]
+    )
+
+
+def test_a_failure_is_written_before_a_rollout_backlog() -> None:
+    fleet = Fleet(WriteCoalescer(rate=10, burst=10, refresh_rate=1, now=0))
+    names = [f"d{i}" for i in range(50)]
+    for name in names:
+        fleet.observed(device(name), T0, 0)
+        fleet.heartbeat(name, heartbeat(T0), T0, 0)
+    mono = 0.0
+    while fleet.writes.pending:  # the first statuses (Online) go out at 10 a second
+        mono += 1
+        drain(fleet, mono)
+    t1 = T0 + timedelta(seconds=mono)
+    for name in names:  # a rollout: every device applied v2, nothing else changed
+        fleet.heartbeat(name, rollout_report(t1, "v2"), t1, mono)
+    assert fleet.writes.pending == 50
+    t2 = t1 + timedelta(seconds=1)
+    fleet.heartbeat("d42", rollout_report(t2, "v2", "Failed"), t2, mono + 1)
+    taken = drain(fleet, mono + 1)
+    assert taken[0] == ("d42", WriteKind.URGENT)  # ahead of the 49 waiting applied versions
+    assert {kind for _, kind in taken[1:]} == {WriteKind.CHANGE}
+    assert len(taken) == 10
 
 
 def test_missed_heartbeats_and_will() -> None:

@@ -55,6 +55,35 @@ def test_coalescer_dedups_and_prefers_changes() -> None:
     assert writes.pending == 0
 
 
+def test_coalescer_urgent_changes_go_first_and_stay_urgent() -> None:
+    writes: WriteCoalescer[str] = WriteCoalescer(rate=10, burst=10, refresh_rate=10, now=0)
+    writes.refresh("r1")
+    writes.changed("c1")
+    writes.changed("c2")
+    writes.changed("u1", urgent=True)
+    writes.changed("c2", urgent=True)  # a queued change becomes urgent
+    writes.changed("u1")  # a later ordinary change does not demote it
+    writes.refresh("u1")
+    assert writes.pending == 4
+    assert writes.take(0, limit=10) == [
+        ("u1", WriteKind.URGENT),
+        ("c2", WriteKind.URGENT),
+        ("c1", WriteKind.CHANGE),
+        ("r1", WriteKind.REFRESH),
+    ]
+    writes.changed("u2", urgent=True)
+    writes.forget("u2")
+    assert writes.pending == 0
+
+
+def test_coalescer_urgent_changes_share_the_rate_bound() -> None:
+    writes: WriteCoalescer[str] = WriteCoalescer(rate=2, burst=2, refresh_rate=1, now=0)
+    for key in ("a", "b", "c"):
+        writes.changed(key, urgent=True)
+    assert [k for k, _ in writes.take(0, 10)] == ["a", "b"]
+    assert writes.wait_time(0) == pytest.approx(0.5)
+
+
 def test_coalescer_one_write_per_device_at_a_time() -> None:
     writes: WriteCoalescer[str] = WriteCoalescer(rate=100, burst=100, refresh_rate=1, now=0)
     writes.changed("a")

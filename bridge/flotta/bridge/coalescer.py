@@ -2,7 +2,10 @@
 
 - Per device only the latest state matters: a device is queued once however often it changes,
   and the writer reads its state when the write happens (coalescing).
-- Visible changes go before last-seen refreshes; one write per device at a time.
+- Urgent changes (a device going online or offline, a workload changing phase) go before
+  other visible changes (an applied version, a condition that follows from it), which go
+  before last-seen refreshes; one write per device at a time. After a fleet-wide rollout,
+  thousands of applied versions wait their turn while a failure a user must see does not.
 - A global token bucket bounds all writes; refreshes have a second, smaller bucket, so a
   fleet that changes nothing costs at most ``refresh_rate`` writes a second.
 - A device's last-seen time is due for a refresh only after ``refresh_periods`` heartbeat
@@ -25,6 +28,7 @@ REFRESH_PERIODS = 6
 
 
 class WriteKind(enum.Enum):
+    URGENT = "urgent"
     CHANGE = "change"
     REFRESH = "refresh"
 
@@ -50,6 +54,7 @@ class WriteCoalescer(Generic[K]):
     ) -> None:
         self._bucket = TokenBucket(rate, burst, now)
         self._refresh_bucket = TokenBucket(min(refresh_rate, rate), 1, now)
+        self._urgent: OrderedDict[K, None] = OrderedDict()
         self._changed: OrderedDict[K, None] = OrderedDict()
         self._refresh: OrderedDict[K, None] = OrderedDict()
         self._in_flight: set[K] = set()
@@ -58,20 +63,24 @@ class WriteCoalescer(Generic[K]):
 
     @property
     def pending(self) -> int:
-        return len(self._changed) + len(self._refresh)
+        return len(self._urgent) + len(self._changed) + len(self._refresh)
 
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    def changed(self, key: K) -> None:
-        """The device has a visible change to write."""
+    def changed(self, key: K, *, urgent: bool = False) -> None:
+        """The device has a visible change to write (``urgent``: ahead of the others)."""
         self._refresh.pop(key, None)
-        self._changed[key] = None
+        if urgent:
+            self._changed.pop(key, None)
+            self._urgent[key] = None
+        elif key not in self._urgent:
+            self._changed[key] = None
 
     def refresh(self, key: K) -> None:
         """The device's last-seen time is due (ignored if a change is queued anyway)."""
-        if key in self._changed or key in self._refresh:
+        if key in self._urgent or key in self._changed or key in self._refresh:
             return
         if len(self._refresh) >= self.refresh_capacity:
             self.dropped_refreshes += 1
@@ -79,6 +88,7 @@ class WriteCoalescer(Generic[K]):
         self._refresh[key] = None
 
     def forget(self, key: K) -> None:
+        self._urgent.pop(key, None)
         self._changed.pop(key, None)
         self._refresh.pop(key, None)
 
@@ -89,9 +99,14 @@ class WriteCoalescer(Generic[K]):
         each must be ended with :meth:`finished`."""
         taken: list[tuple[K, WriteKind]] = []
         refreshes = limit if refresh_limit is None else min(limit, refresh_limit)
-        for queue, kind in ((self._changed, WriteKind.CHANGE), (self._refresh, WriteKind.REFRESH)):
+        queues = (
+            (self._urgent, WriteKind.URGENT),
+            (self._changed, WriteKind.CHANGE),
+            (self._refresh, WriteKind.REFRESH),
+        )
+        for queue, kind in queues:
             skipped: list[K] = []
-            cap = limit if kind is WriteKind.CHANGE else len(taken) + refreshes
+            cap = len(taken) + refreshes if kind is WriteKind.REFRESH else limit
             while queue and len(taken) < min(limit, cap):
                 key = next(iter(queue))
                 if key in self._in_flight:
@@ -116,7 +131,9 @@ class WriteCoalescer(Generic[K]):
 
     def wait_time(self, now: float) -> float | None:
         """Seconds until a queued write may be taken; None when nothing is queued."""
-        if any(key not in self._in_flight for key in self._changed):
+        if any(key not in self._in_flight for key in self._urgent) or any(
+            key not in self._in_flight for key in self._changed
+        ):
             return self._bucket.wait_time(now)
         if any(key not in self._in_flight for key in self._refresh):
             return max(self._bucket.wait_time(now), self._refresh_bucket.wait_time(now))

@@ -335,6 +335,15 @@ def visible_changes(written: DeviceStatus, current: DeviceStatus) -> tuple[str, 
     return tuple(changed)
 
 
+def urgent_change(written: DeviceStatus, current: DeviceStatus) -> bool:
+    """Whether the change is one a user must see at once: the device went online or offline, or
+    a workload appeared, disappeared or changed phase. An applied version and the conditions
+    that follow from it can wait behind a rollout's backlog; these cannot."""
+    return written.phase != current.phase or [(w.name, w.phase) for w in written.workloads] != [
+        (w.name, w.phase) for w in current.workloads
+    ]
+
+
 def _iso(value: datetime) -> str:
     """RFC 3339 in UTC with whole seconds, as Kubernetes writes times."""
     if value.tzinfo is None:

@@ -24,6 +24,7 @@ from flotta.bridge.devicestatus import (
     on_heartbeat,
     on_missed_heartbeats,
     status_patch,
+    urgent_change,
     visible_changes,
 )
 from flotta.bridge.liveness import LivenessTracker
@@ -163,7 +164,7 @@ class Fleet:
     def _evaluate(self, record: DeviceRecord, now: datetime) -> None:
         device_id = record.context.name
         if visible_changes(record.written, record.current):
-            self.writes.changed(device_id)
+            self.writes.changed(device_id, urgent=urgent_change(record.written, record.current))
         elif record.current.last_seen is not None and refresh_due(
             record.written.last_seen, now, record.period, self.refresh_periods
         ):
@@ -187,5 +188,8 @@ class Fleet:
 
     def failed(self, write: PlannedWrite) -> None:
         """The write failed: try again later (the coalescer's bucket paces retries)."""
-        if write.device_id in self._devices:
-            self.writes.changed(write.device_id)
+        record = self._devices.get(write.device_id)
+        if record is not None:
+            self.writes.changed(
+                write.device_id, urgent=urgent_change(record.written, record.current)
+            )

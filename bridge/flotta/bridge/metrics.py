@@ -23,7 +23,7 @@ class BridgeMetrics:
         )
         self.kube_writes = Counter(
             "flotta_bridge_kube_writes_total",
-            "EdgeDevice status writes, by kind (change, refresh) and result",
+            "EdgeDevice status writes, by kind (urgent, change, refresh) and result",
             ["kind", "result"],
             registry=r,
         )
