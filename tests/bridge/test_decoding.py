@@ -170,3 +170,13 @@ def test_mutated_payloads_of_every_kind_get_the_contract_verdict(
 ) -> None:
     kind, data = case
     assert outcome(decode_report, kind, data) == outcome(reference, kind, data)
+
+
+def test_invalid_utf8_in_a_batch_is_refused_as_the_contract_refuses_it() -> None:
+    # msgspec raises UnicodeDecodeError (not its DecodeError) for invalid UTF-8 in a string.
+    for kind in (DeviceTopic.METRICS, DeviceTopic.LOGS):
+        data = b'{"schemaVersion":1,"\x80tream":"s","sequence":1}'
+        refused = outcome(decode_report, kind, data)
+        assert refused is not None
+        assert not isinstance(refused, Payload)
+        assert refused == outcome(reference, kind, data)

@@ -54,3 +54,36 @@ async def test_missed_heartbeats(bridge_env: BridgeEnv, start_bridge: StartBridg
         await eventually(lambda: online_reason(bridge_env, "dev-5") == ("Online", "DeviceOnline"))
     finally:
         await asyncio.to_thread(device.close)
+
+
+async def test_a_broker_outage_marks_no_device_offline(
+    bridge_env: BridgeEnv, start_bridge: StartBridge
+) -> None:
+    """Longer than three heartbeat periods without the broker: the bridge heard nothing, so
+    it concludes nothing; the device reports again once both are back."""
+    create_device(bridge_env.kube.api, NAMESPACE, "dev-8", period=1)
+    bridge = await start_bridge()
+    topic = device_topic("dev-8", DeviceTopic.STATUS)
+    device = await asyncio.to_thread(bridge_env.device, "dev-8")
+    try:
+        await asyncio.to_thread(device.publish, topic, heartbeat(period=1))
+        await eventually(lambda: online_reason(bridge_env, "dev-8") == ("Online", "DeviceOnline"))
+    finally:
+        await asyncio.to_thread(device.close)
+    await asyncio.to_thread(bridge_env.broker.stop)
+    seen = set()
+    for _ in range(25):  # 5 s: the device's deadline (3 s) passes while the broker is down
+        seen.add(await asyncio.to_thread(online_reason, bridge_env, "dev-8"))
+        await asyncio.sleep(0.2)
+    await asyncio.to_thread(bridge_env.broker.start)
+    assert bridge.intake is not None
+    await asyncio.wait_for(bridge.intake.wait_ready(), 30)
+    device = await asyncio.to_thread(bridge_env.device, "dev-8")
+    try:
+        await asyncio.to_thread(device.publish, topic, heartbeat(period=1))
+        for _ in range(10):
+            seen.add(await asyncio.to_thread(online_reason, bridge_env, "dev-8"))
+            await asyncio.sleep(0.2)
+    finally:
+        await asyncio.to_thread(device.close)
+    assert seen == {("Online", "DeviceOnline")}

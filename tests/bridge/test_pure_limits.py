@@ -24,6 +24,24 @@ def test_liveness_reports_silent_devices_once() -> None:
     assert len(tracker) == 0
 
 
+def test_liveness_pauses_while_the_bridge_cannot_hear() -> None:
+    tracker: LivenessTracker[str] = LivenessTracker(missed_periods=3)
+    tracker.heard("a", period=10, now=0)  # due at 30
+    tracker.heard("b", period=10, now=20)  # due at 50
+    tracker.pause(25)
+    assert tracker.expired(100) == []  # the bridge was away: silence proves nothing
+    tracker.resume(100)  # 75 s away: a is due at 105, b at 125
+    assert tracker.deadline("a") == 105
+    assert tracker.expired(104) == []
+    assert tracker.expired(105) == ["a"]
+    tracker.heard("b", period=10, now=110)  # b reported after the outage
+    assert tracker.expired(125) == []
+    assert tracker.expired(140) == ["b"]
+    tracker.resume(150)  # not paused: nothing moves
+    tracker.heard("c", period=1, now=150)
+    assert tracker.expired(153) == ["c"]
+
+
 def test_liveness_forget_and_compaction() -> None:
     tracker: LivenessTracker[int] = LivenessTracker(missed_periods=3)
     for i in range(1000):

@@ -236,6 +236,8 @@ def test_the_device_refuses_to_send_what_the_reference_would_refuse() -> None:
         (b'{"schemaVersion":1,"state":"online","time":"2026-01-01T00:00:00Z","x":1}', PayloadError),
         (b" " * 4096, PayloadTooLargeError),
         (b"[" * 5000 + b"]" * 5000, PayloadError),
+        (b'{"schemaVersion":1,"\x80tate":"online","time":"2026-01-01T00:00:00Z"}', PayloadError),
+        (b'{"schemaVersion":1,"state":"\xff","time":"2026-01-01T00:00:00Z"}', PayloadError),
     ],
 )
 def test_bad_bytes_get_the_same_typed_error(data: bytes, error: type[PayloadError]) -> None:

@@ -136,7 +136,9 @@ class Bridge:
             workers=writes.workers,
             metrics=self.metrics,
         )
-        intake = MqttIntake(settings.mqtt, self._on_delivery)
+        # Silence counts only while devices could be heard: from the first subscription on.
+        self.fleet.liveness.pause(time.monotonic())
+        intake = MqttIntake(settings.mqtt, self._on_delivery, self._on_link)
         self.receipts = ReceiptSender(receipt_client(settings.mqtt), self.metrics.receipts)
         self.ingest = Ingest(
             fleet=self.fleet,
@@ -203,6 +205,16 @@ class Bridge:
             logger.error("bridge task %s failed", task.get_name(), exc_info=error)
         elif not self._closing:
             logger.error("bridge task %s ended", task.get_name())
+
+    def _on_link(self, up: bool) -> None:
+        liveness = self.fleet.liveness
+        if up:
+            if liveness.paused:
+                liveness.resume(time.monotonic())
+                logger.info("MQTT subscribed: missed heartbeats count again")
+        else:
+            liveness.pause(time.monotonic())
+            logger.warning("MQTT connection lost: no device is marked offline until it is back")
 
     def _on_delivery(self, delivery: Any) -> None:
         assert self.ingest is not None

@@ -59,8 +59,13 @@ def decode_report(kind: DeviceTopic, data: bytes) -> Report:
         if fast is not None:
             try:
                 return fast(data)
-            except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-                pass
+            except (
+                msgspec.ValidationError,
+                msgspec.DecodeError,
+                UnicodeDecodeError,
+                RecursionError,
+            ):
+                pass  # the reference decoders below give the verdict and the message
         try:
             return _kept(model.model_validate_json(data, strict=True))
         except (ValidationError, ValueError, RecursionError):

@@ -86,9 +86,17 @@ class _IntakeClient(mqtt.Client):
 class MqttIntake:
     """One MQTT v5 session that delivers messages to ``on_message`` (called in the loop)."""
 
-    def __init__(self, settings: MqttSettings, on_message: Callable[[Delivery], None]) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        on_message: Callable[[Delivery], None],
+        on_link: Callable[[bool], None] | None = None,
+    ) -> None:
+        """``on_link(True)`` once subscribed (devices can be heard), ``on_link(False)`` when the
+        connection is lost; both in the loop."""
         self.settings = settings
         self._on_message = on_message
+        self._on_link = on_link
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._client = self._build_client()
@@ -302,6 +310,8 @@ class MqttIntake:
             logger.error("MQTT subscriptions refused: %s", ", ".join(refused))
             return
         self._subscribed.set()
+        if self._on_link is not None:
+            self._in_loop(self._on_link, True)
 
     def _on_disconnect(
         self,
@@ -314,6 +324,8 @@ class MqttIntake:
         self._subscribed.clear()
         if self._closing:
             return
+        if self._on_link is not None:
+            self._in_loop(self._on_link, False)
         logger.warning("MQTT connection lost (%s); reconnecting", reason)
         self._in_loop(self._spawn, self._connect_loop(first=False), "mqtt-reconnect")
 

@@ -1,5 +1,11 @@
 """Missed heartbeats: a device that has not reported for ``missed_periods`` heartbeat periods
-is offline. Pure: time is an argument (monotonic seconds)."""
+is offline. Pure: time is an argument (monotonic seconds).
+
+Silence only counts while the bridge could have heard: while its own MQTT session is down
+(:meth:`LivenessTracker.pause`) no device is declared offline, and once it is back
+(:meth:`LivenessTracker.resume`) every deadline moves by the length of the outage. Otherwise a
+broker restart longer than three heartbeat periods would mark the whole fleet offline, and
+write every EdgeDevice twice, while the devices were only waiting to reconnect."""
 
 from __future__ import annotations
 
@@ -20,6 +26,31 @@ class LivenessTracker(Generic[K]):
         self._deadlines: dict[K, float] = {}
         self._heap: list[tuple[float, int, K]] = []
         self._counter = 0
+        self._paused_at: float | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
+    def pause(self, now: float) -> None:
+        """The bridge cannot hear devices from now on (its MQTT session is down)."""
+        if self._paused_at is None:
+            self._paused_at = now
+
+    def resume(self, now: float) -> None:
+        """The bridge hears devices again: deadlines move by the time it could not."""
+        if self._paused_at is None:
+            return
+        outage = max(0.0, now - self._paused_at)
+        self._paused_at = None
+        if outage == 0.0:
+            return
+        self._deadlines = {key: deadline + outage for key, deadline in self._deadlines.items()}
+        self._heap = [
+            (deadline, n, key) for n, (key, deadline) in enumerate(self._deadlines.items())
+        ]
+        heapq.heapify(self._heap)
+        self._counter = len(self._heap)
 
     def __len__(self) -> int:
         return len(self._deadlines)
@@ -41,8 +72,11 @@ class LivenessTracker(Generic[K]):
         return self._deadlines.get(key)
 
     def expired(self, now: float) -> list[K]:
-        """Devices whose deadline passed; they are forgotten until heard again."""
-        silent = []
+        """Devices whose deadline passed; they are forgotten until heard again. None while
+        paused."""
+        silent: list[K] = []
+        if self._paused_at is not None:
+            return silent
         while self._heap and self._heap[0][0] <= now:
             deadline, _, key = heapq.heappop(self._heap)
             if self._deadlines.get(key) == deadline:

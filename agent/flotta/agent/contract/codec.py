@@ -79,3 +79,5 @@ def _parse(model: type[S], data: bytes, kind: str) -> S:
         raise PayloadError(kind, str(exc)) from None
     except RecursionError:
         raise PayloadError(kind, "nested too deeply") from None
+    except UnicodeDecodeError as exc:  # msgspec lets invalid UTF-8 in strings through as this
+        raise PayloadError(kind, f"not UTF-8: {exc.reason} at byte {exc.start}") from None
