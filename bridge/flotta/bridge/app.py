@@ -17,7 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flotta.bridge.coalescer import REFRESH_PERIODS, WriteCoalescer
+from flotta.bridge.coalescer import (
+    DEFAULT_WRITE_BURST,
+    DEFAULT_WRITE_RATE,
+    REFRESH_PERIODS,
+    WriteCoalescer,
+)
 from flotta.bridge.eventlimit import EventLimiter
 from flotta.bridge.fleet import Fleet
 from flotta.bridge.health import HealthServer
@@ -43,8 +48,8 @@ CLOSE_TIMEOUT = 10.0  # seconds for the loops to end at shutdown
 class WriteSettings:
     """The write-storm guard: see :mod:`flotta.bridge.coalescer`."""
 
-    rate: float = 100.0  # status writes a second, whole bridge
-    burst: float = 200.0
+    rate: float = DEFAULT_WRITE_RATE  # status writes a second, whole bridge
+    burst: float = DEFAULT_WRITE_BURST
     refresh_rate: float = 5.0  # of which last-seen refreshes at most
     refresh_periods: float = REFRESH_PERIODS
     workers: int = 4

@@ -10,6 +10,7 @@ import signal
 import socket
 from pathlib import Path
 
+from flotta.bridge.coalescer import DEFAULT_WRITE_BURST, DEFAULT_WRITE_RATE
 from flotta.schemas.topics import TELEMETRY_KINDS, shared_filter
 
 DEFAULT_GROUP = "flotta-bridge"
@@ -40,8 +41,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="default: $KUBECONFIG, else the in-cluster service account",
     )
     writes = parser.add_argument_group("Kubernetes writes")
-    writes.add_argument("--write-rate", type=float, default=100.0, help="status writes a second")
-    writes.add_argument("--write-burst", type=float, default=200.0)
+    writes.add_argument(
+        "--write-rate", type=float, default=DEFAULT_WRITE_RATE, help="status writes a second"
+    )
+    writes.add_argument("--write-burst", type=float, default=DEFAULT_WRITE_BURST)
     writes.add_argument(
         "--refresh-rate", type=float, default=5.0, help="last-seen refreshes a second"
     )

@@ -25,6 +25,12 @@ from flotta.ratelimit import TokenBucket
 K = TypeVar("K", bound=Hashable)
 
 REFRESH_PERIODS = 6
+# Status writes a second for the whole bridge (urgent changes first): a rollout to 10,000 devices
+# shows in their statuses within ~200 s, and the API server sees at most this many writes from
+# the bridge, each of which also costs every watcher of EdgeDevices. At 100/s the writes took a
+# quarter of a 2-core machine and slowed the fan-out they follow (benchmarks/results/fleet.md).
+DEFAULT_WRITE_RATE = 50.0
+DEFAULT_WRITE_BURST = 100.0
 
 
 class WriteKind(enum.Enum):
