@@ -83,6 +83,7 @@ def test_coalescer_urgent_changes_go_first_and_stay_urgent() -> None:
     writes.changed("u1")  # a later ordinary change does not demote it
     writes.refresh("u1")
     assert writes.pending == 4
+    assert writes.pending_changes == 3
     assert writes.take(0, limit=10) == [
         ("u1", WriteKind.URGENT),
         ("c2", WriteKind.URGENT),

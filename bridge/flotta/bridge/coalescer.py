@@ -72,6 +72,11 @@ class WriteCoalescer(Generic[K]):
         return len(self._urgent) + len(self._changed) + len(self._refresh)
 
     @property
+    def pending_changes(self) -> int:
+        """Queued visible changes (urgent or not), last-seen refreshes left out."""
+        return len(self._urgent) + len(self._changed)
+
+    @property
     def in_flight(self) -> int:
         return len(self._in_flight)
 

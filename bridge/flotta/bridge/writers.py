@@ -58,6 +58,7 @@ class StatusWriter:
         loop = asyncio.get_running_loop()
         writes = self.fleet.writes
         pending = self.metrics.queue_depth.labels("status-writes")
+        changes = self.metrics.queue_depth.labels("status-changes")
         while True:
             mono = time.monotonic()
             if self._free > 0:
@@ -74,6 +75,7 @@ class StatusWriter:
                     future = loop.run_in_executor(self.executor, self._write, planned)
                     future.add_done_callback(functools.partial(self._finished, planned, kind))
             pending.set(writes.pending)
+            changes.set(writes.pending_changes)
             wait = writes.wait_time(time.monotonic())
             delay = IDLE_POLL if wait is None or self._free == 0 else min(max(wait, 0.001), 1.0)
             self._wake.clear()
