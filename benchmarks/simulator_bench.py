@@ -157,6 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "--namespace", NAMESPACE, "--metrics-interval", "0",
                 "--heartbeat", str(args.heartbeat), "--connect-spread", str(args.spread),
                 "--processes", str(args.processes), "--pki-dir", str(pki.root),
+                "--connect-threads", str(args.connect_threads),
             ],
             env=env,
         )  # fmt: skip
@@ -303,6 +304,9 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=30.0, help="steady window, seconds")
     parser.add_argument("--rounds", type=int, default=3, help="fan-outs; the median is shown")
     parser.add_argument("--storm", action="store_true", help="then restart the broker")
+    parser.add_argument(
+        "--connect-threads", type=int, default=16, help="simulator threads per process for connects"
+    )
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--label", default="", help="what this run measures (for the table)")
     parser.add_argument("--out", type=Path, default=RESULTS)

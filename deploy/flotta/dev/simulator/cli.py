@@ -45,6 +45,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--connect-spread", type=float, default=5.0, help="start devices over this many seconds"
     )
     parser.add_argument("--processes", type=int, default=1, help="simulator processes")
+    parser.add_argument(
+        "--connect-threads",
+        type=int,
+        default=CONNECT_THREADS,
+        help="threads per process for TCP + TLS connects (they block)",
+    )
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--churn",
@@ -60,8 +66,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from flotta.dev.simulator.shards import ShardError, device_ids, shard_of
 
-    if args.devices < 1 or args.processes < 1:
-        print("flotta dev simulate: --devices and --processes must be at least 1")
+    if args.devices < 1 or args.processes < 1 or args.connect_threads < 1:
+        print(
+            "flotta dev simulate: --devices, --processes and --connect-threads must be at least 1"
+        )
         return 2
     enrolling = args.bootstrap_cert is not None and args.bootstrap_key is not None
     if args.shard is None and args.pki_dir is None and not enrolling:
@@ -150,7 +158,7 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # paho connects (TCP + TLS handshake) block, so they run on the loop's executor threads.
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=CONNECT_THREADS))
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=args.connect_threads))
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await Fleet(settings, ids).run(stop, churn=churn)
