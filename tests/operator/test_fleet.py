@@ -47,6 +47,22 @@ def test_status_only_change_reconciles_no_device() -> None:
     assert changes.workloads == {("fleet", "web")}
 
 
+def test_only_what_workload_counts_use_recounts_them() -> None:
+    fleet = fleet_of(2)
+    fleet.apply_workload(*workload("web", selector={}))
+    running = {"appliedVersion": "v1", "workloads": [{"name": "web", "phase": "Running"}]}
+    labels = {"site": "south"}
+    fleet.apply_device(device("d0", labels=labels, status={"phase": "Online", **running}))
+    offline = {"phase": "Offline", "lastSeenTime": "2026-01-01T00:00:00Z", **running}
+    assert fleet.apply_device(device("d0", labels=labels, status=offline)).workloads == set()
+    failed = {**offline, "workloads": [{"name": "web", "phase": "Failed"}]}
+    changes = fleet.apply_device(device("d0", labels=labels, status=failed))
+    assert changes.workloads == {("fleet", "web")}
+    applied = {**failed, "appliedVersion": "v2"}
+    changes = fleet.apply_device(device("d0", labels=labels, status=applied))
+    assert changes.workloads == {("fleet", "web")}
+
+
 def test_workload_status_write_neither_renders_nor_retargets() -> None:
     fleet = fleet_of(4)
     fleet.apply_workload(*workload("web", selector={"matchLabels": {"site": "north"}}))

@@ -162,7 +162,7 @@ class Fleet:
             changes.devices.add(key)
         if old is None or _desired_inputs(old) != _desired_inputs(device):
             changes.devices.add(key)
-        if old is None or (old.status != device.status):
+        if old is None or _counted(old) != _counted(device):
             changes.workloads |= {(key[0], w) for w in self._device_workloads.get(key, ())}
         return changes
 
@@ -369,6 +369,16 @@ class Fleet:
             if (namespace, workload_name) in self.workloads:
                 changes |= self._render((namespace, workload_name))
         return changes
+
+
+def _counted(device: EdgeDevice) -> tuple[Any, ...]:
+    """What the EdgeWorkload counts take from a device's status (workloadstatus): its applied
+    version and its workloads' phases. Going online or offline, last-seen times and conditions
+    change none of them, so they need no recount over the workload's targets."""
+    status = device.status
+    if status is None:
+        return ()
+    return (status.applied_version, [(w.name, w.phase) for w in status.workloads or ()])
 
 
 def _render_inputs(workload: EdgeWorkload, pod_spec: dict[str, Any]) -> tuple[Any, ...]:
