@@ -12,8 +12,10 @@ EdgeDevices (heartbeat every 10 s) through the API, issues the device certificat
 starts ``flotta dev simulate --processes P`` and follows every device with an observer MQTT
 subscription (status and connection topics), then measures:
 
-- fan-out: patch the EdgeWorkload; seconds until every device reported (status) an applied
-  version different from the one before (goal 3 s at 10,000);
+- fan-out: once the EdgeDevice writes the fleet's enrolment left queued are done (the bridge's
+  visible changes, the operator's device writes; at most --drain seconds), patch the
+  EdgeWorkload; seconds until every device reported (status) an applied version different from
+  the one before (goal 3 s at 10,000);
 - writes: N devices heartbeating every 10 s with nothing changing, for --write-window seconds;
   Kubernetes writes per second (the local API's cluster-wide resourceVersion, bumped by every
   write) against heartbeats per second (goal: at most 1 %);
@@ -142,6 +144,21 @@ class Usage:
 # ---- the stack -----------------------------------------------------------------------------
 
 
+def _metric(port: int, name: str) -> float:
+    """A sample of a component's Prometheus metrics: ``name{labels}`` exactly, or the sum over
+    every label set of ``name``; 0 when absent."""
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        if series == name or ("{" not in name and series.split("{")[0] == name):
+            total += float(value)
+    return total
+
+
 class Stack:
     def __init__(
         self, work: Path, devices: int, processes: int, write_rate: float | None = None
@@ -174,21 +191,30 @@ class Stack:
         self.nats = NatsServer(work / "jetstream", log_path=work / "nats.log")
         self.api: client.ApiClient | None = None
         self.bridge_health = free_port(LOOPBACK)
+        self.operator_health = free_port(LOOPBACK)
 
     def bridge_metric(self, name: str) -> float:
         """A sample of the bridge's Prometheus metrics: ``name{labels}`` exactly, or the sum
         over every label set of ``name``; 0 when absent."""
-        url = f"http://{LOOPBACK}:{self.bridge_health}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            text = response.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith("#"):
-                continue
-            series, _, value = line.rpartition(" ")
-            if series == name or ("{" not in name and series.split("{")[0] == name):
-                total += float(value)
-        return total
+        return _metric(self.bridge_health, name)
+
+    def operator_metric(self, name: str) -> float:
+        return _metric(self.operator_health, name)
+
+    async def settle_writes(self, limit: float) -> float:
+        """Wait (at most ``limit`` s) until the EdgeDevice writes that a change left behind
+        are done: the bridge's queued visible changes and the operator's device writes. The
+        last-seen refreshes that fall due are not waited for. Seconds waited."""
+        start = time.perf_counter()
+        changes = 'flotta_bridge_queue_depth{queue="status-changes"}'
+        while time.perf_counter() - start < limit:
+            if (
+                self.bridge_metric(changes) == 0
+                and self.operator_metric("flotta_operator_device_write_queue_depth") == 0
+            ):
+                break
+            await asyncio.sleep(1.0)
+        return time.perf_counter() - start
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = (self.work / f"{name}.log").open("ab")
@@ -234,7 +260,6 @@ class Stack:
         self.broker.start()
         self.nats.start()
         clients = self.pki.root / "clients"
-        health = free_port(LOOPBACK)
         self._spawn(
             "operator",
             flotta(
@@ -249,7 +274,7 @@ class Stack:
                 "--auto-approve",
                 NAMESPACE,
                 "--health-port",
-                str(health),
+                str(self.operator_health),
                 "--no-leader-election",
                 *self._rate("--device-write-rate"),
             ),
@@ -558,13 +583,7 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             # drain (bounded) so that the window sees heartbeats, not the backlog of changes.
             # Last-seen refreshes that fall due are what the window is for: not waited on.
             backlog = 'flotta_bridge_queue_depth{queue="status-writes"}'
-            changes = 'flotta_bridge_queue_depth{queue="status-changes"}'
-            drain_start = time.perf_counter()
-            for _ in range(int(args.drain)):
-                if stack.bridge_metric(changes) == 0:
-                    break
-                await asyncio.sleep(1.0)
-            result["drain_s"] = time.perf_counter() - drain_start
+            result["drain_s"] = await stack.settle_writes(args.drain)
             result["backlog_at_start"] = stack.bridge_metric(backlog)
             usage.begin()
             bw0 = stack.bridge_metric("flotta_bridge_kube_writes_total")
@@ -588,6 +607,8 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             )
 
         if args.fanout:
+            # A rollout to a settled fleet: not into the writes its enrolment left queued.
+            result["fanout_drain_s"] = await stack.settle_writes(args.drain)
             await asyncio.sleep(1.0)
             usage.begin()
             start = time.perf_counter()
