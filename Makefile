@@ -36,7 +36,7 @@ lint: python-env
 PACKAGES := flotta.schemas flotta.pki flotta.mqtt flotta.mosquitto flotta.operator flotta.bridge flotta.agent flotta.dev
 
 typecheck: python-env
-	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli -m flotta.childprocess -m flotta.ratelimit
+	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli -m flotta.childprocess -m flotta.ratelimit -m flotta.gcfreeze
 
 check: lint typecheck
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flotta import gcfreeze
 from flotta.bridge.coalescer import (
     DEFAULT_WRITE_BURST,
     DEFAULT_WRITE_RATE,
@@ -159,6 +160,7 @@ class Bridge:
         self._spawn(recorder.run(), "event-recorder")
         self._spawn(self.receipts.run(), "receipts")
         self._spawn(self.ingest.run(), "ingest")
+        self._spawn(gcfreeze.keep_frozen(), "gc-freeze")
         self._spawn(self._tick_loop(), "liveness")
         await intake.start()
 

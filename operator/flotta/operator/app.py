@@ -17,6 +17,7 @@ from typing import Any
 
 from kubernetes import client, config
 
+from flotta import gcfreeze
 from flotta.operator.broker import Broker, BrokerSettings, Message
 from flotta.operator.cleanup import Cleaner
 from flotta.operator.context import Context, OperatorSettings
@@ -186,6 +187,7 @@ class Operator:
         self._spawn("workload-status", statuses.run_workloads())
         self._spawn("set-status", statuses.run_sets())
         self._spawn("cleanup", Cleaner(context).run())
+        self._spawn("gc-freeze", gcfreeze.keep_frozen())
 
     async def wait(self) -> None:
         """Until a loop fails (raises its error)."""

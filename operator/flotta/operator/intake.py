@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from typing import Any
 
 from pydantic import ValidationError
 
+from flotta import gcfreeze
 from flotta.operator.context import Context
 from flotta.operator.fleet import Changes, Key
 from flotta.operator.watching import WatchEvent
@@ -37,8 +37,7 @@ class Intake:
             if all(kind in self._synced for kind in KINDS) and not self._context.synced.is_set():
                 # The initial caches live as long as the process: keep them out of the cyclic
                 # garbage collector's full scans, which otherwise pause every loop.
-                gc.collect()
-                gc.freeze()
+                gcfreeze.apply(gcfreeze.GcAction.FULL)
                 self._context.synced.set()
         elif event.type == "DELETED":
             changes = self._delete(event.kind, _key(event.obj))
