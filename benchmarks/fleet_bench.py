@@ -194,8 +194,6 @@ class Stack:
         self.operator_health = free_port(LOOPBACK)
 
     def bridge_metric(self, name: str) -> float:
-        """A sample of the bridge's Prometheus metrics: ``name{labels}`` exactly, or the sum
-        over every label set of ``name``; 0 when absent."""
         return _metric(self.bridge_health, name)
 
     def operator_metric(self, name: str) -> float:
