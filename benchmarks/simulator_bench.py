@@ -39,14 +39,19 @@ ROOT = Path(__file__).resolve().parents[1]
 for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
     sys.path.insert(0, str(ROOT / folder))
 
-from benchmarks.fleet_bench import Observer, cpu_seconds, observer_client  # noqa: E402
+from benchmarks.fleet_bench import cpu_seconds  # noqa: E402
 from flotta.dev.simulator.provision import provision  # noqa: E402
 from flotta.dev.simulator.shards import device_ids  # noqa: E402
-from flotta.mqtt import MqttClient, TlsFiles  # noqa: E402
-from flotta.schemas.codec import encode, with_version  # noqa: E402
+from flotta.mqtt import MqttClient, MqttSettings, TlsFiles  # noqa: E402
+from flotta.schemas.codec import (  # noqa: E402
+    decode,
+    encode,
+    with_version,
+)
 from flotta.schemas.crd.config import HeartbeatConfiguration  # noqa: E402
+from flotta.schemas.errors import PayloadError  # noqa: E402
 from flotta.schemas.topics import DeviceTopic, device_topic  # noqa: E402
-from flotta.schemas.wire import DesiredState, DesiredWorkload  # noqa: E402
+from flotta.schemas.wire import ConnectionState, DesiredState, DesiredWorkload, StatusReport  # noqa: E402  # noqa: E402
 from flotta.schemas.wire.desired import DesiredConfiguration  # noqa: E402
 from tests.fixtures.brokers import ClientCredentials, TestBroker, new_fleet_pki  # noqa: E402
 
@@ -57,6 +62,79 @@ RESULTS = ROOT / "benchmarks" / "results" / "simulator.md"
 
 def tls_for(creds: ClientCredentials) -> TlsFiles:
     return TlsFiles(creds.ca, creds.cert, creds.key, check_hostname=False)
+
+
+# ---- the observer: this benchmark's view of the devices ------------------------------------
+
+
+def observer_client(host: str, port: int, tls: TlsFiles, client_id: str, count: int) -> MqttClient:
+    """A clean-session client for an observer of ``count`` devices (reconnects quickly)."""
+    return MqttClient(
+        MqttSettings(
+            host=host,
+            port=port,
+            client_id=client_id,
+            tls=tls,
+            clean_start=True,
+            session_expiry=0,
+            receive_maximum=1000,
+            incoming_queue=4 * count + 1000,
+            reconnect_base=0.2,
+            reconnect_cap=1.0,
+        )
+    )
+
+
+class Observer:
+    """Every device's last applied version and its last birth, from an observer identity."""
+
+    def __init__(self, client: MqttClient) -> None:
+        self.client = client
+        self.applied: dict[str, str] = {}
+        self.birth: dict[str, datetime] = {}
+        self.statuses = 0
+        self.rejected = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.client.connect()
+        await self.client.subscribe(
+            [("flotta/devices/+/status", 1), ("flotta/devices/+/connection", 1)]
+        )
+        self._task = asyncio.ensure_future(self._follow())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.client.close()
+
+    async def _follow(self) -> None:
+        async for message in self.client.messages():
+            parts = message.topic.split("/")
+            if len(parts) != 4 or not message.payload:
+                continue
+            device, kind = parts[2], parts[3]
+            try:
+                if kind == "status":
+                    self.statuses += 1
+                    self.applied[device] = decode(StatusReport, message.payload).applied_version
+                elif kind == "connection":
+                    state = decode(ConnectionState, message.payload)
+                    if state.state == "online":
+                        self.birth[device] = state.time
+                        if state.applied_version:
+                            self.applied[device] = state.applied_version
+                    else:
+                        self.birth.pop(device, None)
+            except PayloadError:
+                self.rejected += 1
+
+    def count(self, predicate: Any) -> int:
+        return sum(1 for version in self.applied.values() if predicate(version))
+
+    def online_since(self, since: datetime) -> int:
+        return sum(1 for t in self.birth.values() if t >= since)
 
 
 def desired_payload(device_id: str, generation: int, heartbeat: int) -> tuple[str, bytes]:

@@ -35,6 +35,7 @@ from flotta.mqtt.errors import (
 )
 from flotta.mqtt.looping import SocketBridge, disable_nagle, tracking_socket_class
 from flotta.mqtt.messages import Inbox, Message
+from flotta.mqtt.pahomessageinfo import install as install_lazy_message_info
 from flotta.mqtt.pahoproperties import install as install_shared_table_properties
 from flotta.mqtt.settings import MqttSettings
 from flotta.mqtt.tlscontext import TlsContextCache
@@ -320,6 +321,7 @@ class MqttClient:
     def _make_paho(self) -> paho.Client:
         settings = self.settings
         install_shared_table_properties()
+        install_lazy_message_info()
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,

@@ -53,6 +53,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
+        "--report",
+        type=Path,
+        help="keep a JSON summary of the devices here (online, acknowledged versions) for "
+        "benchmarks; with --processes N, one file per process: REPORT.0 ... REPORT.N-1",
+    )
+    parser.add_argument(
         "--churn",
         type=float,
         default=0.0,
@@ -137,6 +143,7 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
     from flotta import gcfreeze
     from flotta.dev.simulator.fleet import Churn, Fleet, FleetSettings
     from flotta.dev.simulator.limits import fds_needed, raise_open_files
+    from flotta.dev.simulator.report import report_path
 
     limit = raise_open_files(fds_needed(len(ids)))
     if limit < fds_needed(len(ids)):
@@ -154,6 +161,7 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
         metrics_interval=args.metrics_interval,
         heartbeat_seconds=args.heartbeat,
         connect_spread=args.connect_spread,
+        report_path=None if args.report is None else report_path(args.report, args.shard),
     )
     churn = Churn(args.churn, offline_seconds=args.offline_for) if args.churn > 0 else None
     stop = asyncio.Event()
