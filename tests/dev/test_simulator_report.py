@@ -45,6 +45,25 @@ def test_a_summary_counts_online_devices_births_and_versions() -> None:
     assert report.online_since(100.3) == 0
 
 
+def test_acknowledgement_times_are_kept_per_version_across_processes(tmp_path: Path) -> None:
+    first, second = tmp_path / "r.0", tmp_path / "r.1"
+    first.write_bytes(
+        summarise(
+            [DeviceView(10.0, "v1", 3.0), DeviceView(12.5, "v2", 7.0), DeviceView(None, "v2", 6.0)]
+        ).to_json()
+    )
+    second.write_bytes(
+        summarise([DeviceView(11.0, "v2", 5.0), DeviceView(None, "", 0.0)]).to_json()
+    )
+    total = read_reports([first, second])
+    assert total.first_report({"v2"}) == 5.0
+    assert total.last_report({"v2"}) == 7.0
+    assert total.first_report({"v1", "v2"}) == 3.0
+    assert total.last_report({"v3"}) == 0.0
+    assert "" not in total.first_reported  # never acknowledged: no time
+    assert total.last_birth == 12.5  # online devices only
+
+
 def test_reports_of_several_processes_add_up_and_a_missing_one_counts_nothing(
     tmp_path: Path,
 ) -> None:
@@ -96,6 +115,13 @@ async def test_the_report_follows_the_fleet_as_the_broker_sees_it(
             lambda r: r.online_since(since) == 4 and r.reporting(versions.values()) == 4
         )
         assert report.devices == 4
+        assert (
+            since
+            <= report.first_report(versions.values())
+            <= report.last_report(versions.values())
+            <= time.time()
+        )
+        assert since <= report.last_birth <= time.time()
         # The broker had every acknowledgement the report counts: the watcher sees them too.
         await watcher.until(lambda: watcher.applied == versions)
 

@@ -79,6 +79,7 @@ class SimulatedFleetDevice:
         self.online = False
         self.online_since: float | None = None  # wall clock: its birth was acknowledged
         self.reported_version = ""  # the last applied version the broker acknowledged
+        self.reported_at = 0.0  # wall clock: when it did
         self.resumed = devicestate.load(self.device, self.directory)
         self._wanted_online = asyncio.Event()
         self._wanted_online.set()
@@ -98,7 +99,15 @@ class SimulatedFleetDevice:
         return self.directory / KEY_NAME
 
     def view(self) -> DeviceView:
-        return DeviceView(self.online_since if self.online else None, self.reported_version)
+        return DeviceView(
+            self.online_since if self.online else None, self.reported_version, self.reported_at
+        )
+
+    def _reported(self, version: str) -> None:
+        """The broker acknowledged a status or birth that reports ``version``."""
+        if version != self.reported_version:
+            self.reported_version = version
+            self.reported_at = time.time()
 
     def go_offline(self) -> None:
         """Drop the connection as a device losing its link does (the broker sends the will)."""
@@ -239,7 +248,7 @@ class SimulatedFleetDevice:
         assert self.client is not None
         applied = self.device.applied_version
         await self._send(self.device.birth())
-        self.reported_version = applied
+        self._reported(applied)
         self.online_since = time.time()
         # As the agent: a session the broker kept still has the subscription (and queued what
         # came meanwhile); subscribing again would have the retained state sent once more.
@@ -270,7 +279,7 @@ class SimulatedFleetDevice:
             except MqttError:
                 continue  # the next heartbeat reports the state again
             if answers:
-                self.reported_version = applied
+                self._reported(applied)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         await asyncio.sleep(random.uniform(0, self.device.heartbeat_seconds))  # noqa: S311
@@ -279,7 +288,7 @@ class SimulatedFleetDevice:
                 applied = self.device.applied_version
                 with contextlib.suppress(MqttError):
                     await self._send(self.device.status())
-                    self.reported_version = applied
+                    self._reported(applied)
             await asyncio.sleep(self.device.heartbeat_seconds)
 
     async def _telemetry(self, stop: asyncio.Event) -> None:

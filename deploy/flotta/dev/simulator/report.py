@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPORT_INTERVAL = 0.25  # seconds
+REPORT_INTERVAL = 0.5  # seconds
 BIRTH_BUCKETS = 10  # per second: births are counted in tenths of a second
 
 
@@ -29,6 +29,7 @@ class DeviceView:
 
     online_since: float | None  # wall-clock time of its current birth's acknowledgement
     reported_version: str  # the last applied version the broker acknowledged
+    reported_at: float = 0.0  # wall-clock time of that acknowledgement (0: none yet)
 
 
 @dataclass(slots=True)
@@ -37,6 +38,11 @@ class FleetReport:
     online: int = 0
     births: Counter[int] = field(default_factory=Counter)  # tenth of a second -> online devices
     reported: Counter[str] = field(default_factory=Counter)  # version -> devices
+    # version -> wall-clock time of its first and of its last acknowledgement: exact, however
+    # late a busy simulator writes its report
+    first_reported: dict[str, float] = field(default_factory=dict)
+    last_reported: dict[str, float] = field(default_factory=dict)
+    last_birth: float = 0.0  # the latest acknowledged birth of an online device
 
     def online_since(self, since: float) -> int:
         """Devices online on a connection whose birth was acknowledged after ``since`` (or
@@ -47,6 +53,15 @@ class FleetReport:
     def reporting(self, versions: Iterable[str]) -> int:
         return sum(self.reported[version] for version in versions)
 
+    def first_report(self, versions: Iterable[str]) -> float:
+        """When the first device acknowledged one of ``versions`` (0: none did)."""
+        times = [self.first_reported[v] for v in versions if v in self.first_reported]
+        return min(times, default=0.0)
+
+    def last_report(self, versions: Iterable[str]) -> float:
+        """When the last device so far acknowledged one of ``versions`` (0: none did)."""
+        return max((self.last_reported.get(v, 0.0) for v in versions), default=0.0)
+
     def to_json(self) -> bytes:
         return json.dumps(
             {
@@ -54,6 +69,9 @@ class FleetReport:
                 "online": self.online,
                 "births": {str(k): v for k, v in self.births.items()},
                 "reported": dict(self.reported),
+                "first_reported": self.first_reported,
+                "last_reported": self.last_reported,
+                "last_birth": self.last_birth,
             }
         ).encode()
 
@@ -66,16 +84,26 @@ class FleetReport:
         reported = data.get("reported")
         if isinstance(reported, dict):
             self.reported.update({str(k): _int(v) for k, v in reported.items()})
+        for version, at in _times(data.get("first_reported")).items():
+            self.first_reported[version] = min(at, self.first_reported.get(version, at))
+        for version, at in _times(data.get("last_reported")).items():
+            self.last_reported[version] = max(at, self.last_reported.get(version, at))
+        self.last_birth = max(self.last_birth, _float(data.get("last_birth")))
 
 
 def summarise(views: Iterable[DeviceView]) -> FleetReport:
     report = FleetReport()
     for view in views:
         report.devices += 1
-        report.reported[view.reported_version] += 1
+        version, at = view.reported_version, view.reported_at
+        report.reported[version] += 1
+        if at:
+            report.first_reported[version] = min(at, report.first_reported.get(version, at))
+            report.last_reported[version] = max(at, report.last_reported.get(version, at))
         if view.online_since is not None:
             report.online += 1
             report.births[math.floor(view.online_since * BIRTH_BUCKETS)] += 1
+            report.last_birth = max(report.last_birth, view.online_since)
     return report
 
 
@@ -110,4 +138,14 @@ async def keep_reporting(
 
 
 def _int(value: object) -> int:
-    return value if isinstance(value, int) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _float(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _times(value: object) -> dict[str, float]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): _float(v) for k, v in value.items()}
