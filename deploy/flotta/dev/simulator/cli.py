@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 CONNECT_THREADS = 16
+YOUNG_GC_THRESHOLD = 50_000  # allocations between young collections (CPython: 700)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -172,6 +174,11 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
         loop.add_signal_handler(signum, stop.set)
     # Thousands of devices' clients per process: keep them out of the collector's full scans.
     freezer = asyncio.create_task(gcfreeze.keep_frozen())
+    # A fan-out allocates a burst of short-lived objects per device; with CPython's default of
+    # 700 the collector ran ~50 times a second and took a quarter of the CPU. At 50,000 the
+    # simulator's CPU per acknowledged desired state went from 197 to 164 us
+    # (benchmarks/results/simulator.md, 2026-12-03 16:04 and 16:07).
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
     try:
         await Fleet(settings, ids).run(stop, churn=churn)
     finally:
