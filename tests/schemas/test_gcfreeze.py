@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flotta.gcfreeze import FreezePolicy, GcAction, apply
+from flotta.gcfreeze import FreezePolicy, GcAction, apply, collect_young_less_often
 
 
 class Node:
@@ -56,3 +56,21 @@ def test_full_collection_reclaims_a_cycle_that_was_frozen_alive() -> None:
     assert ref() is not None
     apply(GcAction.FULL)
     assert ref() is None
+
+
+def test_young_collections_come_less_often_and_still_reclaim_cycles() -> None:
+    before = gc.get_threshold()
+    try:
+        collect_young_less_often(5_000)
+        assert gc.get_threshold() == (5_000, *before[1:])
+        gc.collect()
+        collections = gc.get_stats()[0]["collections"]
+        alive = [[] for _ in range(3_000)]  # tracked containers, fewer than the threshold
+        assert gc.get_stats()[0]["collections"] == collections
+        garbage, reference = cycle()
+        del garbage
+        alive += [[] for _ in range(20_000)]
+        assert gc.get_stats()[0]["collections"] > collections
+        assert reference() is None  # a young collection that did run found the cycle
+    finally:
+        gc.set_threshold(*before)

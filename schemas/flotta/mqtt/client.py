@@ -35,6 +35,7 @@ from flotta.mqtt.errors import (
 )
 from flotta.mqtt.looping import SocketBridge, disable_nagle, tracking_socket_class
 from flotta.mqtt.messages import Inbox, Message
+from flotta.mqtt.pahoclient import WindowedClient
 from flotta.mqtt.pahomessageinfo import install as install_lazy_message_info
 from flotta.mqtt.pahoproperties import install as install_shared_table_properties
 from flotta.mqtt.settings import MqttSettings
@@ -322,7 +323,7 @@ class MqttClient:
         settings = self.settings
         install_shared_table_properties()
         install_lazy_message_info()
-        client = paho.Client(
+        client = WindowedClient(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
             protocol=paho.MQTTv5,

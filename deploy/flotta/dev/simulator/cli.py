@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import signal
 import subprocess
@@ -18,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 CONNECT_THREADS = 16
-YOUNG_GC_THRESHOLD = 50_000  # allocations between young collections (CPython: 700)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -178,7 +176,7 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
     # 700 the collector ran ~50 times a second and took a quarter of the CPU. At 50,000 the
     # simulator's CPU per acknowledged desired state went from 197 to 164 us
     # (benchmarks/results/simulator.md, 2026-12-03 16:04 and 16:07).
-    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
+    gcfreeze.collect_young_less_often()
     try:
         await Fleet(settings, ids).run(stop, churn=churn)
     finally:
