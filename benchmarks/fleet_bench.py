@@ -509,7 +509,7 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
 
         result["connect_s"] = await wait_for(online, devices, args.timeout, "online")
         result["initial_converged_s"] = await wait_for(
-            lambda: devices - stack.simulator_report().reported[""],
+            lambda: devices - stack.simulator_report().unreported,
             devices,
             args.timeout,
             "initial version applied",
@@ -525,7 +525,6 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
         usage.begin()
         await asyncio.sleep(min(20.0, args.write_window))
         result["usage_idle"] = usage.end()
-        before = set(stack.simulator_report().reported)  # the versions applied before
 
         if args.writes:
             # The initial statuses queue up behind the bridge's write rate limit; let them
@@ -580,7 +579,7 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             )
 
             def moved() -> int:
-                return devices - stack.simulator_report().reporting(before)
+                return stack.simulator_report().changed_since(start_wall)
 
             published0 = stack.operator_metric(PUBLISHES)
             timeline = asyncio.ensure_future(fanout_timeline(stack, moved, start, published0))
@@ -591,12 +590,11 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
                 result["fanout_timeline"] = (await asyncio.gather(timeline))[0]
             result["usage_fanout"] = usage.end()
             report = stack.simulator_report()
-            new = set(report.reported) - before
-            before = set(report.reported)
             # From the devices' own acknowledgement times: a busy simulator writes its report
             # late, by as much as one turn of its loop (up to a second in a fan-out).
-            result["fanout_s"] = report.last_report(new) - start_wall
-            first = result["fanout_first_s"] = report.first_report(new) - start_wall
+            result["fanout_s"] = report.last_change - start_wall
+            first_change = report.first_change_since(start_wall) or start_wall
+            first = result["fanout_first_s"] = max(0.0, first_change - start_wall)
             result["fanout_seen_s"] = waited
             print(
                 f"  fan-out: every device acknowledged in {result['fanout_s']:.2f} s "
@@ -619,7 +617,6 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             usage = Usage(stack.pids())  # the broker has a new PID
             usage.begin()
             restarted = time.time()
-            target = before  # the desired state did not change: what they applied
             result["storm_online_s"] = await wait_for(
                 lambda: stack.simulator_report().online_since(since),
                 devices,
@@ -628,17 +625,18 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             )
 
             def converged() -> int:
+                # The desired state did not change: a device is converged once back online
+                # with a version acknowledged (a birth reports the version it runs).
                 report = stack.simulator_report()
-                return min(report.online_since(since), report.reporting(target))
+                return min(report.online_since(since), devices - report.unreported)
 
             await wait_for(converged, devices, args.timeout, "storm converged")
             result["usage_storm"] = usage.end()
             report = stack.simulator_report()
             result["storm_seen_s"] = result["storm_online_s"]
             result["storm_online_s"] = report.last_birth - restarted
-            result["storm_converged_s"] = max(
-                0.0, report.last_report(target) - report.last_birth
-            )  # births report the applied version: 0 unless a device applied it late
+            changed = report.last_change if report.last_change >= restarted else 0.0
+            result["storm_converged_s"] = max(0.0, changed - report.last_birth)
             print(
                 f"  storm: online in {result['storm_online_s']:.1f} s, converged in "
                 f"{result['storm_converged_s']:.1f} s",

@@ -27,41 +27,25 @@ from tests.dev.test_simulator_scale import (  # noqa: F401 - watcher_fixture is 
 from tests.fixtures.brokers import TestBroker
 
 
-def test_a_summary_counts_online_devices_births_and_versions() -> None:
+def test_a_summary_counts_online_devices_births_and_version_changes() -> None:
     report = summarise(
         [
-            DeviceView(online_since=100.04, reported_version="v1"),
-            DeviceView(online_since=100.26, reported_version="v2"),
-            DeviceView(online_since=None, reported_version="v1"),
-            DeviceView(online_since=None, reported_version=""),
+            DeviceView(online_since=100.04, reported_version="v1", reported_at=50.0),
+            DeviceView(online_since=100.26, reported_version="v2", reported_at=100.31),
+            DeviceView(online_since=None, reported_version="v1", reported_at=50.05),
+            DeviceView(online_since=None, reported_version="", reported_at=0.0),
         ]
     )
-    assert (report.devices, report.online) == (4, 2)
-    assert report.reported == {"v1": 2, "v2": 1, "": 1}
-    assert report.reporting({"v1", "v2"}) == 3
+    assert (report.devices, report.online, report.unreported) == (4, 2, 1)
     assert report.online_since(99.0) == 2
     assert report.online_since(100.2) == 1  # the birth at 100.04 was before
     assert report.online_since(100.0) == 2  # within the same tenth of a second counts
     assert report.online_since(100.3) == 0
-
-
-def test_acknowledgement_times_are_kept_per_version_across_processes(tmp_path: Path) -> None:
-    first, second = tmp_path / "r.0", tmp_path / "r.1"
-    first.write_bytes(
-        summarise(
-            [DeviceView(10.0, "v1", 3.0), DeviceView(12.5, "v2", 7.0), DeviceView(None, "v2", 6.0)]
-        ).to_json()
-    )
-    second.write_bytes(
-        summarise([DeviceView(11.0, "v2", 5.0), DeviceView(None, "", 0.0)]).to_json()
-    )
-    total = read_reports([first, second])
-    assert total.first_report({"v2"}) == 5.0
-    assert total.last_report({"v2"}) == 7.0
-    assert total.first_report({"v1", "v2"}) == 3.0
-    assert total.last_report({"v3"}) == 0.0
-    assert "" not in total.first_reported  # never acknowledged: no time
-    assert total.last_birth == 12.5  # online devices only
+    assert report.changed_since(60.0) == 1
+    assert report.changed_since(0.0) == 3
+    assert report.first_change_since(60.0) == 100.3
+    assert report.first_change_since(101.0) is None
+    assert (report.last_birth, report.last_change) == (100.26, 100.31)
 
 
 def test_reports_of_several_processes_add_up_and_a_missing_one_counts_nothing(
@@ -71,22 +55,26 @@ def test_reports_of_several_processes_add_up_and_a_missing_one_counts_nothing(
     assert report_path(base, None) == base
     first, second, missing = (report_path(base, shard) for shard in range(3))
     assert first.name == "report.json.0"
-    first.write_bytes(summarise([DeviceView(5.0, "v1"), DeviceView(None, "v1")]).to_json())
-    second.write_bytes(summarise([DeviceView(5.05, "v2")]).to_json())
+    first.write_bytes(
+        summarise([DeviceView(5.0, "v1", 4.0), DeviceView(None, "v1", 7.0)]).to_json()
+    )
+    second.write_bytes(summarise([DeviceView(5.05, "v2", 6.0), DeviceView(None, "")]).to_json())
     total = read_reports([first, second, missing])
-    assert (total.devices, total.online) == (3, 2)
-    assert total.reported == {"v1": 2, "v2": 1}
+    assert (total.devices, total.online, total.unreported) == (4, 2, 1)
     assert total.online_since(5.0) == 2
+    assert total.changed_since(5.0) == 2
+    assert (total.last_birth, total.last_change) == (5.05, 7.0)
     second.write_bytes(b'{"devices": 1, "onl')  # not JSON: counts as nothing
     assert read_reports([first, second]).devices == 2
-    second.write_bytes(b'{"devices": "one", "reported": []}')  # wrong types: ignored
+    second.write_bytes(b'{"devices": "one", "births": [], "changes": {"x": 1}}')  # ignored
     assert read_reports([first, second]) == read_reports([first])
 
 
 def test_an_empty_report_reports_nothing() -> None:
     report = FleetReport()
     assert (report.devices, report.online, report.online_since(0.0)) == (0, 0, 0)
-    assert report.reporting({"v1"}) == 0
+    assert report.changed_since(0.0) == 0
+    assert report.first_change_since(0.0) is None
 
 
 async def test_the_report_follows_the_fleet_as_the_broker_sees_it(
@@ -112,15 +100,10 @@ async def test_the_report_follows_the_fleet_as_the_broker_sees_it(
 
     try:
         report = await report_until(
-            lambda r: r.online_since(since) == 4 and r.reporting(versions.values()) == 4
+            lambda r: r.online_since(since) == 4 and r.changed_since(since) == 4
         )
-        assert report.devices == 4
-        assert (
-            since
-            <= report.first_report(versions.values())
-            <= report.last_report(versions.values())
-            <= time.time()
-        )
+        assert (report.devices, report.unreported) == (4, 0)
+        assert since <= report.last_change <= time.time()
         assert since <= report.last_birth <= time.time()
         # The broker had every acknowledgement the report counts: the watcher sees them too.
         await watcher.until(lambda: watcher.applied == versions)
@@ -132,7 +115,11 @@ async def test_the_report_follows_the_fleet_as_the_broker_sees_it(
         back = time.time()
         fleet.devices["sim-00002"].come_back()
         report = await report_until(lambda r: r.online_since(back) == 1 and r.online == 4)
-        assert report.reporting(versions.values()) == 4
+        assert report.changed_since(back) == 0  # back with the version it had: no change
+        changed = time.time()
+        second = await publish_desired(mosquitto_broker, ids, "2")
+        await report_until(lambda r: r.changed_since(changed) == 4)
+        await watcher.until(lambda: watcher.applied == second)
     finally:
         stop.set()
         await running

@@ -2,10 +2,13 @@
 
 A benchmark that subscribes to every device's topics to see what they did spends as much CPU
 as a device does on each message, on the same cores as the system it measures. The devices
-know first-hand: a device counts as online once the broker acknowledged its birth, and a
-version as acknowledged once the broker acknowledged the status (or birth) that reports it.
-Each process writes a summary every ``REPORT_INTERVAL`` seconds; :func:`read_reports` sums
-those of every process.
+know first-hand: a device counts as online once the broker acknowledged its birth, and as having
+acknowledged a new version once the broker acknowledged the status (or birth) that reports it.
+
+Desired-state versions are per device (the device id is part of what is hashed), so the report
+counts times, not versions: how many devices came online, and how many last changed the version
+they report, in each tenth of a second. Each process writes a summary every
+``REPORT_INTERVAL`` seconds; :func:`read_reports` sums those of every process.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPORT_INTERVAL = 0.5  # seconds
-BIRTH_BUCKETS = 10  # per second: births are counted in tenths of a second
+BUCKETS = 10  # per second: births and version changes are counted in tenths of a second
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,80 +32,71 @@ class DeviceView:
 
     online_since: float | None  # wall-clock time of its current birth's acknowledgement
     reported_version: str  # the last applied version the broker acknowledged
-    reported_at: float = 0.0  # wall-clock time of that acknowledgement (0: none yet)
+    reported_at: float = 0.0  # wall-clock time it first acknowledged that version (0: none)
 
 
 @dataclass(slots=True)
 class FleetReport:
     devices: int = 0
     online: int = 0
+    unreported: int = 0  # devices that never had a version acknowledged
     births: Counter[int] = field(default_factory=Counter)  # tenth of a second -> online devices
-    reported: Counter[str] = field(default_factory=Counter)  # version -> devices
-    # version -> wall-clock time of its first and of its last acknowledgement: exact, however
-    # late a busy simulator writes its report
-    first_reported: dict[str, float] = field(default_factory=dict)
-    last_reported: dict[str, float] = field(default_factory=dict)
+    changes: Counter[int] = field(default_factory=Counter)  # tenth of a second -> devices
     last_birth: float = 0.0  # the latest acknowledged birth of an online device
+    last_change: float = 0.0  # the latest acknowledgement of a new version
 
     def online_since(self, since: float) -> int:
         """Devices online on a connection whose birth was acknowledged after ``since`` (or
         within the same tenth of a second)."""
-        first = math.floor(since * BIRTH_BUCKETS)
-        return sum(count for bucket, count in self.births.items() if bucket >= first)
+        return _since(self.births, since)
 
-    def reporting(self, versions: Iterable[str]) -> int:
-        return sum(self.reported[version] for version in versions)
+    def changed_since(self, since: float) -> int:
+        """Devices whose latest version change was acknowledged after ``since`` (or within the
+        same tenth of a second)."""
+        return _since(self.changes, since)
 
-    def first_report(self, versions: Iterable[str]) -> float:
-        """When the first device acknowledged one of ``versions`` (0: none did)."""
-        times = [self.first_reported[v] for v in versions if v in self.first_reported]
-        return min(times, default=0.0)
-
-    def last_report(self, versions: Iterable[str]) -> float:
-        """When the last device so far acknowledged one of ``versions`` (0: none did)."""
-        return max((self.last_reported.get(v, 0.0) for v in versions), default=0.0)
+    def first_change_since(self, since: float) -> float | None:
+        """Start of the first tenth of a second, from ``since`` on, with a version change."""
+        first = math.floor(since * BUCKETS)
+        buckets = [bucket for bucket, count in self.changes.items() if bucket >= first and count]
+        return min(buckets) / BUCKETS if buckets else None
 
     def to_json(self) -> bytes:
         return json.dumps(
             {
                 "devices": self.devices,
                 "online": self.online,
+                "unreported": self.unreported,
                 "births": {str(k): v for k, v in self.births.items()},
-                "reported": dict(self.reported),
-                "first_reported": self.first_reported,
-                "last_reported": self.last_reported,
+                "changes": {str(k): v for k, v in self.changes.items()},
                 "last_birth": self.last_birth,
+                "last_change": self.last_change,
             }
         ).encode()
 
     def add(self, data: dict[str, object]) -> None:
         self.devices += _int(data.get("devices"))
         self.online += _int(data.get("online"))
-        births = data.get("births")
-        if isinstance(births, dict):
-            self.births.update({int(k): _int(v) for k, v in births.items()})
-        reported = data.get("reported")
-        if isinstance(reported, dict):
-            self.reported.update({str(k): _int(v) for k, v in reported.items()})
-        for version, at in _times(data.get("first_reported")).items():
-            self.first_reported[version] = min(at, self.first_reported.get(version, at))
-        for version, at in _times(data.get("last_reported")).items():
-            self.last_reported[version] = max(at, self.last_reported.get(version, at))
+        self.unreported += _int(data.get("unreported"))
+        self.births.update(_buckets(data.get("births")))
+        self.changes.update(_buckets(data.get("changes")))
         self.last_birth = max(self.last_birth, _float(data.get("last_birth")))
+        self.last_change = max(self.last_change, _float(data.get("last_change")))
 
 
 def summarise(views: Iterable[DeviceView]) -> FleetReport:
     report = FleetReport()
+    births, changes = report.births, report.changes
     for view in views:
         report.devices += 1
-        version, at = view.reported_version, view.reported_at
-        report.reported[version] += 1
-        if at:
-            report.first_reported[version] = min(at, report.first_reported.get(version, at))
-            report.last_reported[version] = max(at, report.last_reported.get(version, at))
+        if view.reported_at:
+            changes[math.floor(view.reported_at * BUCKETS)] += 1
+            report.last_change = max(report.last_change, view.reported_at)
+        else:
+            report.unreported += 1
         if view.online_since is not None:
             report.online += 1
-            report.births[math.floor(view.online_since * BIRTH_BUCKETS)] += 1
+            births[math.floor(view.online_since * BUCKETS)] += 1
             report.last_birth = max(report.last_birth, view.online_since)
     return report
 
@@ -137,6 +131,11 @@ async def keep_reporting(
         await asyncio.sleep(every)
 
 
+def _since(buckets: Counter[int], since: float) -> int:
+    first = math.floor(since * BUCKETS)
+    return sum(count for bucket, count in buckets.items() if bucket >= first)
+
+
 def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -145,7 +144,13 @@ def _float(value: object) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
-def _times(value: object) -> dict[str, float]:
+def _buckets(value: object) -> dict[int, int]:
     if not isinstance(value, dict):
         return {}
-    return {str(k): _float(v) for k, v in value.items()}
+    out = {}
+    for key, count in value.items():
+        try:
+            out[int(key)] = _int(count)
+        except ValueError:
+            continue
+    return out
