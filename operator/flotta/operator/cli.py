@@ -75,6 +75,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from flotta import gcfreeze
     from flotta.operator.app import Operator, OperatorConfig
     from flotta.operator.broker import BrokerSettings
     from flotta.operator.context import OperatorSettings
@@ -117,6 +118,9 @@ def _run(args: argparse.Namespace) -> int:
         leader_election=not args.no_leader_election,
         reload_crl=publisher.reload if publisher else _sighup(args.broker_pid_file),
     )
+    # As in the bridge and the simulator: a fan-out leaves a burst of short-lived objects per
+    # device, and the default young threshold (700) ran the collector dozens of times a second.
+    gcfreeze.collect_young_less_often()
     return asyncio.run(_serve(Operator(cfg), publisher))
 
 
