@@ -115,6 +115,34 @@ def test_coalescer_one_write_per_device_at_a_time() -> None:
     assert writes.take(0, 10) == [("a", WriteKind.CHANGE)]
 
 
+def test_ordinary_changes_wait_for_their_burst_to_settle_urgent_ones_do_not() -> None:
+    writes: WriteCoalescer[str] = WriteCoalescer(
+        rate=100, burst=100, refresh_rate=1, now=0, change_settle=2.0, change_hold=10.0
+    )
+    writes.changed("v1", now=0.0)
+    writes.changed("v2", now=1.0)  # the rollout goes on
+    writes.changed("fail", urgent=True, now=1.0)
+    assert writes.take(1.0, 10) == [("fail", WriteKind.URGENT)]
+    assert writes.wait_time(1.0) == pytest.approx(2.0)  # two seconds after the last new one
+    writes.changed("v1", now=2.5)  # already queued: not a new change, the wait stays
+    assert writes.take(2.9, 10) == []
+    assert writes.take(3.0, 10) == [("v1", WriteKind.CHANGE), ("v2", WriteKind.CHANGE)]
+
+
+def test_a_change_that_never_settles_waits_at_most_the_hold() -> None:
+    writes: WriteCoalescer[str] = WriteCoalescer(
+        rate=100, burst=100, refresh_rate=1, now=0, change_settle=2.0, change_hold=10.0
+    )
+    taken: list[tuple[str, WriteKind]] = []
+    for second in range(12):  # a new change every second: never quiet for two
+        writes.changed(f"d{second}", now=float(second))
+        taken += writes.take(float(second), 100)
+    assert [key for key, _ in taken] == [f"d{i}" for i in range(11)]  # at 10 s, all queued
+    assert writes.wait_time(11.0) == pytest.approx(2.0)  # d11: the settle again
+    writes.refresh("r1")
+    assert writes.take(11.0, 10) == [("r1", WriteKind.REFRESH)]  # refreshes are not held
+
+
 def test_coalescer_bounds_the_write_rate() -> None:
     writes: WriteCoalescer[int] = WriteCoalescer(rate=10, burst=5, refresh_rate=2, now=0)
     for i in range(1000):

@@ -19,6 +19,8 @@ from typing import Any
 
 from flotta import gcfreeze
 from flotta.bridge.coalescer import (
+    DEFAULT_CHANGE_HOLD,
+    DEFAULT_CHANGE_SETTLE,
     DEFAULT_WRITE_BURST,
     DEFAULT_WRITE_RATE,
     REFRESH_PERIODS,
@@ -53,6 +55,8 @@ class WriteSettings:
     burst: float = DEFAULT_WRITE_BURST
     refresh_rate: float = 5.0  # of which last-seen refreshes at most
     refresh_periods: float = REFRESH_PERIODS
+    change_settle: float = DEFAULT_CHANGE_SETTLE  # seconds of quiet before ordinary changes
+    change_hold: float = DEFAULT_CHANGE_HOLD  # at most this long
     workers: int = 4
     event_rate: float = 10.0  # Kubernetes Events a second, whole bridge
     event_burst: float = 50.0
@@ -81,7 +85,12 @@ class Bridge:
         now = time.monotonic()
         self.fleet = Fleet(
             WriteCoalescer(
-                rate=writes.rate, burst=writes.burst, refresh_rate=writes.refresh_rate, now=now
+                rate=writes.rate,
+                burst=writes.burst,
+                refresh_rate=writes.refresh_rate,
+                now=now,
+                change_settle=writes.change_settle,
+                change_hold=writes.change_hold,
             ),
             refresh_periods=writes.refresh_periods,
             liveness=LivenessTracker(settings.missed_periods),

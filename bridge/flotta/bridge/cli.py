@@ -10,7 +10,12 @@ import signal
 import socket
 from pathlib import Path
 
-from flotta.bridge.coalescer import DEFAULT_WRITE_BURST, DEFAULT_WRITE_RATE
+from flotta.bridge.coalescer import (
+    DEFAULT_CHANGE_HOLD,
+    DEFAULT_CHANGE_SETTLE,
+    DEFAULT_WRITE_BURST,
+    DEFAULT_WRITE_RATE,
+)
 from flotta.schemas.topics import TELEMETRY_KINDS, shared_filter
 
 DEFAULT_GROUP = "flotta-bridge"
@@ -49,6 +54,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--refresh-rate", type=float, default=5.0, help="last-seen refreshes a second"
     )
     writes.add_argument("--refresh-periods", type=float, default=6.0, help="heartbeat periods")
+    writes.add_argument(
+        "--change-settle",
+        type=float,
+        default=DEFAULT_CHANGE_SETTLE,
+        help="seconds without a new ordinary status change before they are written (urgent "
+        "ones never wait)",
+    )
+    writes.add_argument(
+        "--change-hold", type=float, default=DEFAULT_CHANGE_HOLD, help="but at most this long"
+    )
     writes.add_argument("--write-workers", type=int, default=4)
     parser.add_argument(
         "--missed-periods",
@@ -94,6 +109,8 @@ def _run(args: argparse.Namespace) -> int:
             burst=args.write_burst,
             refresh_rate=args.refresh_rate,
             refresh_periods=args.refresh_periods,
+            change_settle=args.change_settle,
+            change_hold=args.change_hold,
             workers=args.write_workers,
         ),
         health_host=args.health_host,

@@ -106,14 +106,14 @@ class Fleet:
                 self.liveness.heard(context.name, record.period, mono)
             if context.desired_version or seen.phase == ONLINE:
                 record.current = on_context(seen, context, now)
-                self._evaluate(record, now)
+                self._evaluate(record, now, mono)
             return
         foreign = seen.foreign_conditions
         record.current = replace(record.current, foreign_conditions=foreign)
         if record.context != context:
             record.context = context
             record.current = on_context(record.current, context, now)
-            self._evaluate(record, now)
+            self._evaluate(record, now, mono)
 
     def deleted(self, device_id: str) -> None:
         self._devices.pop(device_id, None)
@@ -133,7 +133,7 @@ class Fleet:
         record.period = float(report.heartbeat_period_seconds)
         record.current = on_heartbeat(record.current, report, record.context, now)
         self.liveness.heard(device_id, record.period, mono)
-        self._evaluate(record, now)
+        self._evaluate(record, now, mono)
         return True
 
     def connection(
@@ -147,7 +147,7 @@ class Fleet:
             self.liveness.heard(device_id, record.period, mono)
         else:
             self.liveness.forget(device_id)
-        self._evaluate(record, now)
+        self._evaluate(record, now, mono)
 
     def tick(self, now: datetime, mono: float) -> list[str]:
         """Mark devices that missed their heartbeats offline; their ids."""
@@ -157,14 +157,18 @@ class Fleet:
             if record is None or record.current.phase != ONLINE:
                 continue
             record.current = on_missed_heartbeats(record.current, record.context, now)
-            self._evaluate(record, now)
+            self._evaluate(record, now, mono)
             silent.append(device_id)
         return silent
 
-    def _evaluate(self, record: DeviceRecord, now: datetime) -> None:
+    def _evaluate(self, record: DeviceRecord, now: datetime, mono: float) -> None:
         device_id = record.context.name
         if visible_changes(record.written, record.current):
-            self.writes.changed(device_id, urgent=urgent_change(record.written, record.current))
+            self.writes.changed(
+                device_id,
+                urgent=urgent_change(record.written, record.current),
+                now=mono,
+            )
         elif record.current.last_seen is not None and refresh_due(
             record.written.last_seen, now, record.period, self.refresh_periods
         ):
@@ -186,10 +190,10 @@ class Fleet:
         if record is not None and record.context.namespace == write.namespace:
             record.written = write.status
 
-    def failed(self, write: PlannedWrite) -> None:
+    def failed(self, write: PlannedWrite, mono: float) -> None:
         """The write failed: try again later (the coalescer's bucket paces retries)."""
         record = self._devices.get(write.device_id)
         if record is not None:
             self.writes.changed(
-                write.device_id, urgent=urgent_change(record.written, record.current)
+                write.device_id, urgent=urgent_change(record.written, record.current), now=mono
             )

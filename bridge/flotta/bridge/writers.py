@@ -105,7 +105,7 @@ class StatusWriter:
             if isinstance(error, KubeWriteError) and error.status == HTTP_NOT_FOUND:
                 self.fleet.deleted(planned.device_id)
             else:
-                self.fleet.failed(planned)
+                self.fleet.failed(planned, time.monotonic())
             if self._log_budget.try_take(time.monotonic()):
                 logger.warning("status write for %s failed: %s", planned.device_id, error)
         self._wake.set()

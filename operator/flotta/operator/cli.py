@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flotta.operator.defaults import DEFAULT_DEVICE_WRITE_RATE
+from flotta.operator.defaults import DEFAULT_DEVICE_WRITE_RATE, DEFAULT_DEVICE_WRITE_SETTLE
 
 if TYPE_CHECKING:
     from flotta.operator.app import Operator
@@ -69,6 +69,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         f"(default {DEFAULT_DEVICE_WRITE_RATE:g})",
     )
     run.add_argument(
+        "--device-write-settle",
+        type=float,
+        default=DEFAULT_DEVICE_WRITE_SETTLE,
+        metavar="SECONDS",
+        help="those writes start this long after the last desired state was published, while "
+        f"a rollout's devices answer (default {DEFAULT_DEVICE_WRITE_SETTLE:g})",
+    )
+    run.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="json: one object a line"
     )
     run.set_defaults(handler=_run)
@@ -110,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
             enrolment_namespace=args.enrolment_namespace,
             policy=policy,
             device_write_rate=args.device_write_rate,
+            device_write_settle=args.device_write_settle,
         ),
         health_host=args.health_host,
         health_port=args.health_port,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from flotta.operator.defaults import DEFAULT_DEVICE_WRITE_RATE
+from flotta.operator.defaults import DEFAULT_DEVICE_WRITE_RATE, DEFAULT_DEVICE_WRITE_SETTLE
 from flotta.operator.desired import DesiredStates
 from flotta.operator.errors import TransportError
 from flotta.operator.fleet import Fleet, Key
@@ -43,19 +43,21 @@ class OperatorSettings:
     enrolment_namespace: str = "flotta"
     policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     sealing_key: bytes = b""
-    # Publishes awaiting PUBACK. paho walks every message in flight on each PUBACK, so a wide
-    # window costs CPU; with TCP_NODELAY a round trip is well under a millisecond, and 256 keep
-    # the broker busy (operator.md: 10,000 states in 0.8-0.9 s, 1.3-1.4 s with 2000).
+    # Publishes awaiting PUBACK: with TCP_NODELAY a round trip is well under a millisecond, and
+    # 256 keep the broker busy (operator.md: 10,000 states in 0.8-0.9 s, 1.3-1.4 s with 2000).
     max_in_flight: int = 256
     status_interval: float = 1.0
     writers: int = 4
     # EdgeDevice writes a second (and at most this many at once): a change to a whole fleet
     # reaches the API over N/rate seconds and leaves the CPU to the fan-out itself.
     device_write_rate: float = DEFAULT_DEVICE_WRITE_RATE
+    device_write_settle: float = DEFAULT_DEVICE_WRITE_SETTLE
 
     def __post_init__(self) -> None:
         if self.device_write_rate <= 0:
             raise ValueError(f"device_write_rate must be > 0, got {self.device_write_rate}")
+        if self.device_write_settle < 0:
+            raise ValueError(f"device_write_settle must be >= 0, got {self.device_write_settle}")
 
 
 @dataclass

@@ -5,3 +5,7 @@
 # costs every watcher of EdgeDevices (the bridge, the operator itself): at 100/s the writes took
 # a quarter of a 2-core machine and slowed the fan-out they follow (benchmarks/results/fleet.md).
 DEFAULT_DEVICE_WRITE_RATE = 50.0
+# Seconds after the last desired state the broker acknowledged before those writes start: a
+# rollout's devices are still answering for a second or two after the last publish, and the
+# writes would take their CPU.
+DEFAULT_DEVICE_WRITE_SETTLE = 2.0

@@ -3,7 +3,8 @@
 Publishing is pipelined: up to ``max_in_flight`` publishes await their PUBACK at once; an
 acknowledgement records the version and, when a newer one arrived meanwhile, queues the device
 again. API writes (finalizer, ``status.desiredVersion``, ``workload/<name>`` labels) go to a
-separate queue and wait while publishes are pending, so they never slow the fan-out down.
+separate queue and wait while publishes are pending and for ``device_write_settle`` seconds
+after the last, so they do not slow the fan-out down (its devices are still answering).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Reconciler:
         self._capacity = asyncio.Event()  # set when a publish may start
         self._idle = asyncio.Event()  # nothing to publish and nothing in flight
         self._idle.set()
+        self._last_settled = float("-inf")  # monotonic time of the last publish's outcome
         self._written: dict[Key, str] = {}  # desiredVersion last written to the status
 
     def _check_idle(self) -> None:
@@ -145,6 +147,7 @@ class Reconciler:
     def _published(self, key: Key, version: str, error: TransportError | None) -> None:
         context = self._context
         self._in_flight -= 1
+        self._last_settled = time.monotonic()
         self._capacity.set()
         if error is not None:
             context.metrics.publish_errors.inc()
@@ -186,9 +189,18 @@ class Reconciler:
         batch_size = max(1, min(context.settings.writers * 8, int(budget.burst)))
         while True:
             batch = await context.device_writes.get_batch(batch_size)
-            await self._idle.wait()
+            await self._quiet(context.settings.device_write_settle)
             await _take(budget, len(batch))
             await asyncio.gather(*(self._write_device(key) for key in batch))
+
+    async def _quiet(self, settle: float) -> None:
+        """Until nothing is being published and the last outcome is ``settle`` seconds old."""
+        while True:
+            await self._idle.wait()
+            left = self._last_settled + settle - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(left)
 
     async def _write_device(self, key: Key) -> None:
         context = self._context
