@@ -296,6 +296,29 @@ def test_device_writes_keep_to_their_rate(stack: Stack) -> None:
     assert time.monotonic() - started >= 1.5
 
 
+def test_device_writes_wait_for_the_rollout_to_settle(stack: Stack) -> None:
+    """The desiredVersion writes start ``device_write_settle`` seconds after the last desired
+    state was acknowledged by the broker, not while the devices are still answering."""
+    names = [f"d{i}" for i in range(3)]
+    for name in names:
+        create_device(stack, name, {})
+    apply_workload(stack, workload_obj("web", selector={}))
+    running = stack.start_operator(settings=replace(stack.config.settings, device_write_settle=3.0))
+    metrics = running.operator.metrics
+    wait_until(lambda: metrics.publishes._value.get() >= len(names), timeout=20)
+    published = time.monotonic()
+
+    def written() -> int:
+        return sum(
+            1
+            for name in names
+            if get(stack, "edgedevices", name).get("status", {}).get("desiredVersion")
+        )
+
+    wait_until(lambda: written() == len(names), timeout=20)
+    assert time.monotonic() - published >= 2.5  # the settle, less the polling above
+
+
 def test_broker_restart_with_its_store_republishes_nothing(stack: Stack) -> None:
     """The broker kept the operator's session, so it kept the retained states: a fleet
     reconnecting after the restart is not sent every desired state again."""
