@@ -693,7 +693,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
         f"`flotta dev simulate --processes {args.processes}` (every device its own key, "
         f"certificate and TLS connection; heartbeat every {HEARTBEAT} s, no telemetry).",
         "",
-        "| devices | all online (s) | fan-out: all acknowledged (s) (goal 3) | first ack (s) "
+        "| devices | all online (s) | fan-out: all acknowledged (s) (goal 3) "
+        "| first ack (s, +-0.1) "
         "| heartbeats/s | Kubernetes writes/s (goal <= 1 % of heartbeats) "
         "| storm: all online (s) (goal 30) | storm: then converged (s more) | error |",
         "|---|---|---|---|---|---|---|---|---|",
