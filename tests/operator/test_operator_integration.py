@@ -271,7 +271,10 @@ def test_broker_restart_without_retained_store_is_repaired(stack: Stack) -> None
         timeout=30,
     )
     fresh = device_probe(stack, creds)
-    assert next_desired(fresh, timeout=20).version == first.version
+    try:
+        assert next_desired(fresh, timeout=20).version == first.version
+    finally:
+        fresh.close()
 
 
 def test_device_writes_keep_to_their_rate(stack: Stack) -> None:
