@@ -30,10 +30,10 @@ from tests.fixtures.brokers import TestBroker
 def test_a_summary_counts_online_devices_births_and_version_changes() -> None:
     report = summarise(
         [
-            DeviceView(online_since=100.04, reported_version="v1", reported_at=50.0),
-            DeviceView(online_since=100.26, reported_version="v2", reported_at=100.31),
-            DeviceView(online_since=None, reported_version="v1", reported_at=50.05),
-            DeviceView(online_since=None, reported_version="", reported_at=0.0),
+            DeviceView(online_since=100.04, reported_at=50.0),
+            DeviceView(online_since=100.26, reported_at=100.31),
+            DeviceView(online_since=None, reported_at=50.05),
+            DeviceView(online_since=None, reported_at=0.0),
         ]
     )
     assert (report.devices, report.online, report.unreported) == (4, 2, 1)
@@ -55,10 +55,8 @@ def test_reports_of_several_processes_add_up_and_a_missing_one_counts_nothing(
     assert report_path(base, None) == base
     first, second, missing = (report_path(base, shard) for shard in range(3))
     assert first.name == "report.json.0"
-    first.write_bytes(
-        summarise([DeviceView(5.0, "v1", 4.0), DeviceView(None, "v1", 7.0)]).to_json()
-    )
-    second.write_bytes(summarise([DeviceView(5.05, "v2", 6.0), DeviceView(None, "")]).to_json())
+    first.write_bytes(summarise([DeviceView(5.0, 4.0), DeviceView(None, 7.0)]).to_json())
+    second.write_bytes(summarise([DeviceView(5.05, 6.0), DeviceView(None)]).to_json())
     total = read_reports([first, second, missing])
     assert (total.devices, total.online, total.unreported) == (4, 2, 1)
     assert total.online_since(5.0) == 2

@@ -99,9 +99,7 @@ class SimulatedFleetDevice:
         return self.directory / KEY_NAME
 
     def view(self) -> DeviceView:
-        return DeviceView(
-            self.online_since if self.online else None, self.reported_version, self.reported_at
-        )
+        return DeviceView(self.online_since if self.online else None, self.reported_at)
 
     def _reported(self, version: str) -> None:
         """The broker acknowledged a status or birth that reports ``version``."""

@@ -31,8 +31,7 @@ class DeviceView:
     """What one device contributes to a report."""
 
     online_since: float | None  # wall-clock time of its current birth's acknowledgement
-    reported_version: str  # the last applied version the broker acknowledged
-    reported_at: float = 0.0  # wall-clock time it first acknowledged that version (0: none)
+    reported_at: float = 0.0  # wall-clock time it first acknowledged its current version (0: none)
 
 
 @dataclass(slots=True)
