@@ -4,12 +4,14 @@ from flotta.dev.simulator.device import SimulatedDevice
 from flotta.schemas.codec import decode, encode, with_version
 from flotta.schemas.wire import (
     ConnectionState,
+    DesiredConfiguration,
     DesiredState,
     DesiredWorkload,
     DeviceEvent,
     MetricsBatch,
     StatusReport,
 )
+from flotta.schemas.wire.desired import HeartbeatConfiguration
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -88,3 +90,15 @@ def test_metric_batches_are_kept_until_acknowledged_and_resent_identically() -> 
     assert second is not None
     assert decode(MetricsBatch, second.payload).sequence == 2
     assert decode(MetricsBatch, second.payload).dropped == 3
+
+
+def test_any_status_is_a_heartbeat_and_the_next_is_a_full_period_later() -> None:
+    device = SimulatedDevice("sim-1", heartbeat_seconds=60.0)
+    assert device.next_heartbeat() == float("-inf")  # never reported: due at once
+    device.status_sent(100.0)
+    assert device.next_heartbeat() == 160.0
+    every_10_s = DesiredConfiguration(heartbeat=HeartbeatConfiguration(period_seconds=10))
+    state = DesiredState(device_id="sim-1", namespace="default", configuration=every_10_s)
+    assert len(device.on_desired(encode(with_version(state)), NOW)) == 1  # sent as a status...
+    device.status_sent(103.0)
+    assert device.next_heartbeat() == 113.0  # ...so the next heartbeat waits the new period

@@ -53,6 +53,9 @@ class SimulatedDevice:
     next_sequence: int = 0
     dropped_batches: int = 0
     pending_batches: deque[MetricsBatch] = field(default_factory=deque)
+    # monotonic time of the last status the broker took; as the agent, any status (the answer
+    # to a desired state included) is a heartbeat and the next one is a full period later
+    status_sent_at: float = float("-inf")
 
     def topic(self, kind: DeviceTopic) -> str:
         return device_topic(self.device_id, kind)
@@ -121,6 +124,13 @@ class SimulatedDevice:
             workloads=[WorkloadReport(name=n, phase=p) for n, p in self.phases.items()],
         )
         return Outgoing(self.topic(DeviceTopic.STATUS), encode(report))
+
+    def status_sent(self, at: float) -> None:
+        self.status_sent_at = at
+
+    def next_heartbeat(self) -> float:
+        """When the next heartbeat is due (monotonic time)."""
+        return self.status_sent_at + self.heartbeat_seconds
 
     def event(self, reason: str, message: str, workload: str, now: datetime) -> Outgoing:
         event = DeviceEvent(

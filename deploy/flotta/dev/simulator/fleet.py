@@ -277,17 +277,22 @@ class SimulatedFleetDevice:
             except MqttError:
                 continue  # the next heartbeat reports the state again
             if answers:
+                self.device.status_sent(time.monotonic())
                 self._reported(applied)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         await asyncio.sleep(random.uniform(0, self.device.heartbeat_seconds))  # noqa: S311
         while not stop.is_set():
+            wait = self.device.next_heartbeat() - time.monotonic()
+            if wait > 0:  # a status went out meanwhile
+                await asyncio.sleep(wait)
+                continue
             if self.client is not None and self.client.connected:
                 applied = self.device.applied_version
                 with contextlib.suppress(MqttError):
                     await self._send(self.device.status())
                     self._reported(applied)
-            await asyncio.sleep(self.device.heartbeat_seconds)
+            self.device.status_sent(time.monotonic())
 
     async def _telemetry(self, stop: asyncio.Event) -> None:
         if self.settings.metrics_interval <= 0:
