@@ -343,6 +343,7 @@ class MqttClient:
         client.on_subscribe = self._handle_suback
         client.on_message = self._handle_message
         client.enable_logger(self._paho_logger())
+        client.log_only(frozenset({paho.MQTT_LOG_ERR}))  # all that the logger keeps
         return client
 
     def _connect_properties(self) -> Properties:
