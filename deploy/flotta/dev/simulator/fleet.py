@@ -270,15 +270,23 @@ class SimulatedFleetDevice:
             # counts as connected; answering at once would fail.
             await client.wait_connected()
             answers = self.device.on_desired(message.payload)
-            applied = self.device.applied_version
-            try:
-                for outgoing in answers:
-                    await self._send(outgoing)
-            except MqttError:
-                continue  # the next heartbeat reports the state again
-            if answers:
-                self.device.status_sent(time.monotonic())
-                self._reported(applied)
+            if not answers:
+                continue
+            # Answered through callbacks, not awaited: the next message need not wait for the
+            # broker's acknowledgement of this answer. One that fails is reported again by the
+            # next heartbeat.
+            self.device.status_sent(time.monotonic())
+            reported = functools.partial(self._answered, self.device.applied_version)
+            status, *events = answers
+            client.publish_callback(
+                status.topic, status.payload, retain=status.retain, done=reported
+            )
+            for event in events:
+                client.publish_callback(event.topic, event.payload, done=_ignore)
+
+    def _answered(self, version: str, error: MqttError | None) -> None:
+        if error is None:
+            self._reported(version)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         await asyncio.sleep(random.uniform(0, self.device.heartbeat_seconds))  # noqa: S311
@@ -309,6 +317,10 @@ class SimulatedFleetDevice:
                     break
                 self.device.acknowledged()
             await asyncio.sleep(self.settings.metrics_interval)
+
+
+def _ignore(error: MqttError | None) -> None:
+    """An event that did not reach the broker: the simulator does not resend events."""
 
 
 async def _first(*waits: Coroutine[Any, Any, object]) -> None:
