@@ -61,6 +61,8 @@ SOURCES = ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", ".")
 for folder in SOURCES:
     sys.path.insert(0, str(ROOT / folder))
 
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 
 from flotta.dev.natsserver import NatsServer, free_port  # noqa: E402
@@ -382,6 +384,26 @@ class Stack:
             self.api.close()
 
 
+def cpu_speed() -> float:
+    """Milliseconds for one P-256 sign, verify and ECDH on this core, best of three rounds.
+
+    Taken in the benchmark process just before a phase, while the stack is idle: the cores are
+    shared with other machines' work, and a slower figure means every component's CPU time
+    for the same work grows with it (a TLS handshake is mostly this)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    peer = ec.generate_private_key(ec.SECP256R1()).public_key()
+    data = b"x" * 64
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(200):
+            signature = key.sign(data, ec.ECDSA(hashes.SHA256()))
+            key.public_key().verify(signature, data, ec.ECDSA(hashes.SHA256()))
+            key.exchange(ec.ECDH(), peer)
+        best = min(best, (time.perf_counter() - started) * 1000 / 200)
+    return best
+
+
 def wait_until(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -566,6 +588,8 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             # A rollout to a settled fleet: not into the writes its enrolment left queued.
             result["fanout_drain_s"] = await stack.settle_writes(args.drain)
             await asyncio.sleep(1.0)
+            result["speed_fanout"] = cpu_speed()
+            print(f"  CPU speed: {result['speed_fanout']:.3f} ms (P-256 sign+verify+ECDH)")
             print("  fan-out: patching the EdgeWorkload", flush=True)  # a cue for profilers
             usage.begin()
             start, start_wall = time.perf_counter(), time.time()
@@ -608,6 +632,8 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             )
 
         if args.storm:
+            result["speed_storm"] = cpu_speed()
+            print(f"  CPU speed: {result['speed_storm']:.3f} ms (P-256 sign+verify+ECDH)")
             usage.begin()
             stack.broker.stop()
             since = time.time()
@@ -632,6 +658,9 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
 
             await wait_for(converged, devices, args.timeout, "storm converged")
             result["usage_storm"] = usage.end()
+            result["storm_work_s"] = sum(cpu for cpu, _ in result["usage_storm"].values()) * (
+                time.time() - restarted
+            )
             report = stack.simulator_report()
             result["storm_seen_s"] = result["storm_online_s"]
             result["storm_online_s"] = report.last_birth - restarted
@@ -639,7 +668,7 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             result["storm_converged_s"] = max(0.0, changed - report.last_birth)
             print(
                 f"  storm: online in {result['storm_online_s']:.1f} s, converged in "
-                f"{result['storm_converged_s']:.1f} s",
+                f"{result['storm_converged_s']:.1f} s; {result['storm_work_s']:.0f} CPU-seconds",
                 flush=True,
             )
     except (TimeoutError, RuntimeError, AssertionError) as exc:
@@ -729,6 +758,24 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
                 f"reports showed them then: those lag by a second or so in a fan-out): "
                 f"{points}.",
             ]
+    for r in results:
+        speeds = [
+            f"{name} {r[key]:.3f} ms"
+            for name, key in (("fan-out", "speed_fanout"), ("storm", "speed_storm"))
+            if key in r
+        ]
+        if speeds:
+            lines += [
+                "",
+                f"CPU speed just before each phase at {r['devices']} devices (one P-256 sign, "
+                f"verify and ECDH in the benchmark process, best of three rounds; lower is "
+                f"faster): {', '.join(speeds)}.",
+            ]
+        if "storm_work_s" in r:
+            lines.append(
+                f"The storm took {r['storm_work_s']:.0f} CPU-seconds across all processes "
+                "(the same work in every run: a larger figure means slower cores)."
+            )
     lines += ["", "## CPU (cores, averaged over the phase) and resident memory (MiB)", ""]
     for r in results:
         for phase in ("usage_connect", "usage_idle", "usage_fanout", "usage_steady", "usage_storm"):
