@@ -633,6 +633,7 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
 
         if args.storm:
             result["speed_storm"] = cpu_speed()
+            warnings_before = stack.simulator_report().mqtt_warnings
             print(f"  CPU speed: {result['speed_storm']:.3f} ms (P-256 sign+verify+ECDH)")
             usage.begin()
             stack.broker.stop()
@@ -662,6 +663,9 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
                 time.time() - restarted
             )
             report = stack.simulator_report()
+            warnings = report.mqtt_warnings - warnings_before
+            result["storm_mqtt_warnings"] = warnings.most_common(5)
+            print(f"  storm: {warnings.total()} MQTT client warnings: {warnings.most_common(5)}")
             result["storm_seen_s"] = result["storm_online_s"]
             result["storm_online_s"] = report.last_birth - restarted
             changed = report.last_change if report.last_change >= restarted else 0.0
@@ -772,9 +776,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
                 f"faster): {', '.join(speeds)}.",
             ]
         if "storm_work_s" in r:
+            kinds = "; ".join(f"{n} x {kind}" for kind, n in r.get("storm_mqtt_warnings", []))
             lines.append(
-                f"The storm took {r['storm_work_s']:.0f} CPU-seconds across all processes "
-                "(the same work in every run: a larger figure means slower cores)."
+                f"The storm took {r['storm_work_s']:.0f} CPU-seconds across all processes; "
+                f"the simulated devices' MQTT clients warned: {kinds or 'nothing'}."
             )
     lines += ["", "## CPU (cores, averaged over the phase) and resident memory (MiB)", ""]
     for r in results:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from flotta.dev.simulator.fleet import Fleet
+from flotta.dev.simulator.mqttwarnings import MAX_KINDS, WarningCounter
 from flotta.dev.simulator.provision import provision
 from flotta.dev.simulator.report import (
     DeviceView,
@@ -121,3 +123,35 @@ async def test_the_report_follows_the_fleet_as_the_broker_sees_it(
     finally:
         stop.set()
         await running
+
+
+def test_mqtt_warnings_are_counted_by_kind_and_summed_across_processes(tmp_path: Path) -> None:
+    counter = WarningCounter()
+    logger = logging.getLogger("test.simulator.mqttwarnings")
+    logger.addFilter(counter)
+    seen: list[str] = []
+    printed = logging.Handler()
+    printed.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(printed)
+    try:
+        for device in ("sim-00001", "sim-00002"):
+            logger.warning("MQTT %s: cannot connect to 127.0.0.1:4242: connection refused", device)
+        logger.warning("MQTT sim-00003: cannot connect to 127.0.0.1:4242: no CONNACK within 60 s")
+        for n in range(MAX_KINDS + 5):
+            logger.warning("MQTT sim-00004: kind %s", "abcdefghijklmnopqrstuvwxyz"[n])
+        logger.error("MQTT sim-00005: resubscribing failed")
+    finally:
+        logger.removeFilter(counter)
+        logger.removeHandler(printed)
+    assert seen == ["MQTT sim-00005: resubscribing failed"]  # only errors get through
+    refused = "cannot connect to N.N.N.N:N: connection refused"
+    assert counter.counts[refused] == 2
+    assert counter.counts["cannot connect to N.N.N.N:N: no CONNACK within N s"] == 1
+    assert len(counter.counts) == MAX_KINDS + 1
+    assert counter.counts["other"] == 8
+    first, second = tmp_path / "r.0", tmp_path / "r.1"
+    for path in (first, second):
+        report = summarise([DeviceView(None)])
+        report.mqtt_warnings.update({refused: 2})
+        path.write_bytes(report.to_json())
+    assert read_reports([first, second]).mqtt_warnings == {refused: 4}

@@ -82,7 +82,6 @@ def _run(args: argparse.Namespace) -> int:
         print("flotta dev simulate: give --pki-dir, or --bootstrap-cert and --bootstrap-key")
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("flotta.mqtt").setLevel(logging.ERROR)  # thousands of reconnect notes
     ids = device_ids(args.prefix, args.devices)
     if args.shard is None and args.pki_dir is not None:
         _provision(args, ids)
@@ -143,6 +142,7 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
     from flotta import gcfreeze
     from flotta.dev.simulator.fleet import Churn, Fleet, FleetSettings
     from flotta.dev.simulator.limits import fds_needed, raise_open_files
+    from flotta.dev.simulator.mqttwarnings import count_mqtt_warnings
     from flotta.dev.simulator.report import report_path
 
     limit = raise_open_files(fds_needed(len(ids)))
@@ -164,6 +164,7 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
         report_path=None if args.report is None else report_path(args.report, args.shard),
     )
     churn = Churn(args.churn, offline_seconds=args.offline_for) if args.churn > 0 else None
+    warnings = count_mqtt_warnings()  # thousands of reconnect notes: counted, not printed
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # paho connects (TCP + TLS handshake) block, so they run on the loop's executor threads.
@@ -178,7 +179,7 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
     # (benchmarks/results/simulator.md, 2026-12-03 16:04 and 16:07).
     gcfreeze.collect_young_less_often()
     try:
-        await Fleet(settings, ids).run(stop, churn=churn)
+        await Fleet(settings, ids).run(stop, churn=churn, mqtt_warnings=warnings.counts)
     finally:
         freezer.cancel()
         await asyncio.gather(freezer, return_exceptions=True)

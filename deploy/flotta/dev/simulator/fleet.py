@@ -15,6 +15,7 @@ import functools
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,7 +359,13 @@ class Fleet:
     def applied(self, version: str) -> int:
         return sum(1 for d in self.devices.values() if d.device.applied_version == version)
 
-    async def run(self, stop: asyncio.Event, *, churn: Churn | None = None) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        churn: Churn | None = None,
+        mqtt_warnings: Counter[str] | None = None,
+    ) -> None:
         logger.info(
             "simulating %d devices against %s:%d",
             len(self.devices),
@@ -371,7 +378,8 @@ class Fleet:
             helpers.append(asyncio.ensure_future(self._churn(stop, churn)))
         if self.settings.report_path is not None:
             views = functools.partial(map, SimulatedFleetDevice.view, devices)
-            helpers.append(asyncio.ensure_future(keep_reporting(self.settings.report_path, views)))
+            reporting = keep_reporting(self.settings.report_path, views, warnings=mqtt_warnings)
+            helpers.append(asyncio.ensure_future(reporting))
         try:
             results = await asyncio.gather(*(d.run(stop) for d in devices), return_exceptions=True)
         finally:

@@ -43,6 +43,8 @@ class FleetReport:
     changes: Counter[int] = field(default_factory=Counter)  # tenth of a second -> devices
     last_birth: float = 0.0  # the latest acknowledged birth of an online device
     last_change: float = 0.0  # the latest acknowledgement of a new version
+    # the MQTT clients' warnings (failed connection attempts mostly), by kind (mqttwarnings.py)
+    mqtt_warnings: Counter[str] = field(default_factory=Counter)
 
     def online_since(self, since: float) -> int:
         """Devices online on a connection whose birth was acknowledged after ``since`` (or
@@ -70,6 +72,7 @@ class FleetReport:
                 "changes": {str(k): v for k, v in self.changes.items()},
                 "last_birth": self.last_birth,
                 "last_change": self.last_change,
+                "mqtt_warnings": dict(self.mqtt_warnings),
             }
         ).encode()
 
@@ -81,6 +84,9 @@ class FleetReport:
         self.changes.update(_buckets(data.get("changes")))
         self.last_birth = max(self.last_birth, _float(data.get("last_birth")))
         self.last_change = max(self.last_change, _float(data.get("last_change")))
+        warnings = data.get("mqtt_warnings")
+        if isinstance(warnings, dict):
+            self.mqtt_warnings.update({str(k): _int(v) for k, v in warnings.items()})
 
 
 def summarise(views: Iterable[DeviceView]) -> FleetReport:
@@ -120,12 +126,20 @@ def read_reports(paths: Iterable[Path]) -> FleetReport:
 
 
 async def keep_reporting(
-    path: Path, views: Callable[[], Iterable[DeviceView]], every: float = REPORT_INTERVAL
+    path: Path,
+    views: Callable[[], Iterable[DeviceView]],
+    every: float = REPORT_INTERVAL,
+    *,
+    warnings: Counter[str] | None = None,
 ) -> None:
-    """Rewrite ``path`` every ``every`` seconds from ``views()`` until cancelled."""
+    """Rewrite ``path`` every ``every`` seconds from ``views()`` (and the process's MQTT
+    warnings) until cancelled."""
     partial = path.with_name(f".{path.name}.partial")
     while True:
-        partial.write_bytes(summarise(views()).to_json())
+        report = summarise(views())
+        if warnings:
+            report.mqtt_warnings.update(warnings)
+        partial.write_bytes(report.to_json())
         os.replace(partial, path)  # readers see the whole of one report; no fsync needed
         await asyncio.sleep(every)
 
