@@ -53,8 +53,9 @@ class SimulatedDevice:
     next_sequence: int = 0
     dropped_batches: int = 0
     pending_batches: deque[MetricsBatch] = field(default_factory=deque)
-    # monotonic time of the last status the broker took; as the agent, any status (the answer
-    # to a desired state included) is a heartbeat and the next one is a full period later
+    # monotonic time the last status went out (or was due while offline); as in the agent, any
+    # status (the answer to a desired state included) is a heartbeat, and the next one is a
+    # full period later
     status_sent_at: float = float("-inf")
 
     def topic(self, kind: DeviceTopic) -> str:
