@@ -153,7 +153,10 @@ class Broker:
     # ---- connection hooks ----------------------------------------------------------------
 
     async def _connected(self, session_present: bool) -> None:
-        if session_present or not self._subscribed:
+        # Once: a session the broker kept still has the subscriptions, and subscribing again
+        # would have every retained birth sent once more (10,000 after a broker restart, just
+        # when the devices reconnect); after a lost session the client subscribes by itself.
+        if not self._subscribed:
             try:
                 await self._client.subscribe(self._subscriptions)
                 self._subscribed = True
