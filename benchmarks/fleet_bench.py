@@ -464,6 +464,14 @@ def create_devices(api: client.ApiClient, ids: list[str]) -> float:
 PUBLISHES = "flotta_operator_publishes_total"
 STATUSES = 'flotta_bridge_messages_total{kind="status"}'
 STATUS_CHANGES = 'flotta_bridge_queue_depth{queue="status-changes"}'
+# What the bridge received and wrote during a storm.
+STORM_BRIDGE_COUNTS = (
+    'flotta_bridge_messages_total{kind="connection"}',
+    'flotta_bridge_messages_total{kind="status"}',
+    'flotta_bridge_kube_writes_total{kind="urgent",result="ok"}',
+    'flotta_bridge_kube_writes_total{kind="change",result="ok"}',
+    'flotta_bridge_kube_writes_total{kind="refresh",result="ok"}',
+)
 
 
 async def fanout_timeline(
@@ -640,6 +648,7 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             result["storm_drain_s"] = await stack.settle_writes(args.drain)
             await asyncio.sleep(1.0)
             result["storm_backlog"] = stack.bridge_metric(STATUS_CHANGES)
+            bridge_before = {name: stack.bridge_metric(name) for name in STORM_BRIDGE_COUNTS}
             result["speed_storm"] = cpu_speed()
             warnings_before = stack.simulator_report().mqtt_warnings
             usage.begin()
@@ -671,6 +680,10 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             )
             report = stack.simulator_report()
             result["storm_backlog_end"] = stack.bridge_metric(STATUS_CHANGES)
+            result["storm_bridge_counts"] = {
+                name: stack.bridge_metric(name) - before for name, before in bridge_before.items()
+            }
+            print(f"  storm: bridge counts {result['storm_bridge_counts']}", flush=True)
             warnings = report.mqtt_warnings - warnings_before
             result["storm_mqtt_warnings"] = warnings.most_common(5)
             print(f"  storm: {warnings.total()} MQTT client warnings: {warnings.most_common(5)}")

@@ -104,21 +104,85 @@ def test_a_failure_is_written_before_a_rollout_backlog() -> None:
     assert len(taken) == 10
 
 
-def test_missed_heartbeats_and_will() -> None:
+def online_condition(fleet: Fleet, name: str) -> tuple[str | None, str]:
+    record = fleet.record(name)
+    assert record is not None
+    reasons = [c.reason for c in record.written.conditions if c.type == "Online"]
+    return record.written.phase, reasons[0]
+
+
+def test_missed_heartbeats_and_will_after_its_grace() -> None:
+    fleet = Fleet(WriteCoalescer(rate=1000, burst=1000, refresh_rate=1000, now=0), offline_grace=20)
+    for name in ("d1", "d2"):
+        fleet.observed(device(name), T0, 0)
+        fleet.heartbeat(name, heartbeat(T0), T0, 0)
+    drain(fleet, 0)
+    fleet.connection("d2", ConnectionState(state="offline", time=T0), T0, 5)
+    assert fleet.tick(T0 + timedelta(seconds=24), 24) == []
+    assert drain(fleet, 24) == []  # within the grace: still Online, nothing written
+    assert fleet.tick(T0 + timedelta(seconds=25), 25) == ["d2"]
+    assert fleet.tick(T0 + timedelta(seconds=30), 30) == ["d1"]  # three periods of 10 s
+    drain(fleet, 30)
+    assert online_condition(fleet, "d1") == ("Offline", "HeartbeatsMissed")
+    assert online_condition(fleet, "d2") == ("Offline", "Disconnected")
+
+
+def test_a_device_back_within_the_grace_writes_nothing() -> None:
+    """A broker restart: every device's will, then its birth or a heartbeat a few seconds
+    later. Nothing a user should see changed."""
+    fleet = new_fleet()
+    for name in ("d1", "d2"):
+        fleet.observed(device(name), T0, 0)
+        fleet.heartbeat(name, heartbeat(T0), T0, 0)
+    drain(fleet, 0)
+    for name in ("d1", "d2"):
+        fleet.connection(name, ConnectionState(state="offline", time=T0), T0, 1)
+    t = T0 + timedelta(seconds=8)
+    fleet.connection("d1", ConnectionState(state="online", time=t, applied_version="v1"), t, 8)
+    fleet.heartbeat("d2", heartbeat(t), t, 8)
+    assert fleet.writes.pending == 0
+    for second in range(8, 60):  # past the grace, with heartbeats every period
+        now = T0 + timedelta(seconds=second)
+        if second % 10 == 8:
+            for name in ("d1", "d2"):
+                fleet.heartbeat(name, heartbeat(now), now, second)
+        assert fleet.tick(now, second) == []
+    assert online_condition(fleet, "d1") == ("Online", "DeviceOnline")
+    assert online_condition(fleet, "d2") == ("Online", "DeviceOnline")
+
+
+def test_the_grace_is_at_most_the_missed_heartbeat_window() -> None:
+    fleet = Fleet(
+        WriteCoalescer(rate=1000, burst=1000, refresh_rate=1000, now=0), offline_grace=600
+    )
+    fleet.observed(device("d1"), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    drain(fleet, 0)
+    fleet.connection("d1", ConnectionState(state="offline", time=T0), T0, 1)
+    assert fleet.tick(T0 + timedelta(seconds=30), 30) == []
+    assert fleet.tick(T0 + timedelta(seconds=31), 31) == ["d1"]  # 3 x 10 s, not 600 s
+    drain(fleet, 31)
+    assert online_condition(fleet, "d1") == ("Offline", "Disconnected")
+
+
+def test_without_a_grace_a_will_is_offline_at_once() -> None:
+    fleet = Fleet(WriteCoalescer(rate=1000, burst=1000, refresh_rate=1000, now=0), offline_grace=0)
+    fleet.observed(device("d1"), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    drain(fleet, 0)
+    fleet.connection("d1", ConnectionState(state="offline", time=T0), T0, 1)
+    assert drain(fleet, 1) == [("d1", WriteKind.URGENT)]
+    assert online_condition(fleet, "d1") == ("Offline", "Disconnected")
+    assert fleet.tick(T0 + timedelta(seconds=60), 60) == []  # not reported twice
+
+
+def test_a_will_from_a_device_that_never_reported_still_ends_offline() -> None:
     fleet = new_fleet()
     fleet.observed(device("d1"), T0, 0)
-    fleet.observed(device("d2"), T0, 0)
-    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
-    fleet.heartbeat("d2", heartbeat(T0), T0, 0)
-    drain(fleet, 0)
-    will = ConnectionState(state="offline", time=T0)
-    fleet.connection("d2", will, T0, 5)
-    assert fleet.tick(T0 + timedelta(seconds=30), 30) == ["d1"]  # d2 is already offline
-    drain(fleet, 30)
-    for name in ("d1", "d2"):
-        record = fleet.record(name)
-        assert record is not None
-        assert record.written.phase == "Offline"
+    fleet.connection("d1", ConnectionState(state="offline", time=T0), T0, 0)
+    assert fleet.tick(T0 + timedelta(seconds=30), 30) == ["d1"]
+    assert drain(fleet, 30) == [("d1", WriteKind.URGENT)]
+    assert online_condition(fleet, "d1") == ("Offline", "Disconnected")
 
 
 def test_restart_with_matching_status_writes_nothing_and_desired_change_writes() -> None:

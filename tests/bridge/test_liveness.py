@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from flotta.bridge.app import Bridge
 from flotta.schemas.codec import encode
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.connection import ConnectionState
 from tests.bridge.conftest import NAMESPACE, BridgeEnv, StartBridge
-from tests.bridge.support import create_device
+from tests.bridge.support import Publisher, create_device
 from tests.bridge.test_integration import eventually, heartbeat, status_of
 
 
@@ -23,7 +24,7 @@ def online_reason(env: BridgeEnv, name: str) -> tuple[str | None, str | None]:
 
 async def test_birth_and_will(bridge_env: BridgeEnv, start_bridge: StartBridge) -> None:
     create_device(bridge_env.kube.api, NAMESPACE, "dev-4")
-    await start_bridge()
+    await start_bridge(offline_grace=1.0)
     topic = device_topic("dev-4", DeviceTopic.CONNECTION)
     will = encode(
         ConnectionState(state="offline", time=datetime.now(UTC), reason="connection lost")
@@ -33,7 +34,9 @@ async def test_birth_and_will(bridge_env: BridgeEnv, start_bridge: StartBridge) 
     await asyncio.to_thread(device.publish, topic, birth)
     await eventually(lambda: online_reason(bridge_env, "dev-4") == ("Online", "DeviceOnline"))
     await asyncio.to_thread(device.drop)
+    started = asyncio.get_running_loop().time()
     await eventually(lambda: online_reason(bridge_env, "dev-4") == ("Offline", "Disconnected"))
+    assert asyncio.get_running_loop().time() - started >= 1.0  # not before the grace
 
 
 async def test_missed_heartbeats(bridge_env: BridgeEnv, start_bridge: StartBridge) -> None:
@@ -87,3 +90,48 @@ async def test_a_broker_outage_marks_no_device_offline(
     finally:
         await asyncio.to_thread(device.close)
     assert seen == {("Online", "DeviceOnline")}
+
+
+def connection_messages(bridge: Bridge) -> float:
+    value = bridge.metrics.registry.get_sample_value(
+        "flotta_bridge_messages_total", {"kind": "connection"}
+    )
+    return value or 0.0
+
+
+async def test_a_broker_restart_marks_no_device_with_a_will_offline(
+    bridge_env: BridgeEnv, start_bridge: StartBridge
+) -> None:
+    """Mosquitto sends every connected device's will while it shuts down; the device's birth
+    a few seconds later, within the grace, leaves nothing to write."""
+    create_device(bridge_env.kube.api, NAMESPACE, "dev-9")
+    bridge = await start_bridge()
+    topic = device_topic("dev-9", DeviceTopic.CONNECTION)
+    will = encode(ConnectionState(state="offline", time=datetime.now(UTC), reason="lost"))
+
+    async def connect_and_announce() -> Publisher:
+        device = await asyncio.to_thread(bridge_env.device, "dev-9", (topic, will))
+        birth = ConnectionState(state="online", time=datetime.now(UTC), applied_version="v1")
+        await asyncio.to_thread(device.publish, topic, encode(birth))
+        return device
+
+    device = await connect_and_announce()
+    await eventually(lambda: online_reason(bridge_env, "dev-9") == ("Online", "DeviceOnline"))
+    assert connection_messages(bridge) == 1
+    await asyncio.to_thread(bridge_env.broker.stop)
+    await asyncio.to_thread(device.drop)
+    await asyncio.to_thread(bridge_env.broker.start)
+    assert bridge.intake is not None
+    await asyncio.wait_for(bridge.intake.wait_ready(), 30)
+    device = await connect_and_announce()
+    try:
+        await eventually(lambda: connection_messages(bridge) >= 3)  # the will, then the birth
+        seen = set()
+        for _ in range(10):
+            seen.add(await asyncio.to_thread(online_reason, bridge_env, "dev-9"))
+            await asyncio.sleep(0.2)
+    finally:
+        await asyncio.to_thread(device.close)
+    assert seen == {("Online", "DeviceOnline")}
+    assert bridge.status_writer is not None
+    assert bridge.status_writer.written == 1  # the first birth; nothing since

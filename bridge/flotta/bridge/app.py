@@ -27,7 +27,7 @@ from flotta.bridge.coalescer import (
     WriteCoalescer,
 )
 from flotta.bridge.eventlimit import EventLimiter
-from flotta.bridge.fleet import Fleet
+from flotta.bridge.fleet import OFFLINE_GRACE, Fleet
 from flotta.bridge.health import HealthServer
 from flotta.bridge.ingest import Ingest
 from flotta.bridge.intake import MqttIntake, MqttSettings
@@ -74,6 +74,7 @@ class BridgeSettings:
     health_host: str = "127.0.0.1"
     health_port: int | None = None  # None: no health server
     missed_periods: float = MISSED_PERIODS  # raise it with more than two replicas
+    offline_grace: float = OFFLINE_GRACE  # seconds from a will to Offline, unless it is back
     sync_timeout: float = 60.0
 
 
@@ -94,6 +95,7 @@ class Bridge:
             ),
             refresh_periods=writes.refresh_periods,
             liveness=LivenessTracker(settings.missed_periods),
+            offline_grace=settings.offline_grace,
         )
         self.publisher = NatsPublisher(settings.nats_url)
         self.executor = ThreadPoolExecutor(
@@ -266,7 +268,11 @@ class Bridge:
                 self.ingest.sweep(time.monotonic())
             silent = self.fleet.tick(datetime.now(UTC), time.monotonic())
             if silent:
-                logger.info("%d device(s) missed 3 heartbeats: now offline", len(silent))
+                logger.info(
+                    "%d device(s) now offline: heartbeats missed, or disconnected for %.0f s",
+                    len(silent),
+                    self.fleet.offline_grace,
+                )
                 if self.status_writer is not None:
                     self.status_writer.poke()
 

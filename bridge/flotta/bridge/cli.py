@@ -16,6 +16,7 @@ from flotta.bridge.coalescer import (
     DEFAULT_WRITE_BURST,
     DEFAULT_WRITE_RATE,
 )
+from flotta.bridge.fleet import OFFLINE_GRACE
 from flotta.schemas.topics import TELEMETRY_KINDS, shared_filter
 
 DEFAULT_GROUP = "flotta-bridge"
@@ -71,6 +72,13 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=3.0,
         help="heartbeat periods without a heartbeat before a device is offline",
     )
+    parser.add_argument(
+        "--offline-grace",
+        type=float,
+        default=OFFLINE_GRACE,
+        help="seconds after a device's will before it is offline, unless it reconnects (at "
+        "most its missed-heartbeat window; 0: at once)",
+    )
     parser.add_argument("--health-host", default="127.0.0.1")
     parser.add_argument("--health-port", type=int, default=8081, help="-1: no health server")
     parser.add_argument("--log-format", choices=("text", "json"), default="json")
@@ -116,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         health_host=args.health_host,
         health_port=None if args.health_port < 0 else args.health_port,
         missed_periods=args.missed_periods,
+        offline_grace=args.offline_grace,
     )
 
     async def main() -> None:

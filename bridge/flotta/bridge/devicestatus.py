@@ -236,6 +236,11 @@ def on_connection(
         if message.applied_version:
             status = replace(status, applied_version=message.applied_version)
         return with_conditions(status, context, now, offline_reason="")
+    return on_disconnected(previous, context, now)
+
+
+def on_disconnected(previous: DeviceStatus, context: DeviceContext, now: datetime) -> DeviceStatus:
+    """The status once the device's connection is gone (its will, and no birth since)."""
     status = replace(previous, phase=OFFLINE)
     return with_conditions(status, context, now, offline_reason="Disconnected")
 

@@ -5,6 +5,12 @@ For every EdgeDevice: its context (from the watch), the status the bridge wants 
 and the status it last wrote (``written``). A visible difference between the two queues a
 write in the :class:`~flotta.bridge.coalescer.WriteCoalescer`; a stale last-seen time queues
 a refresh. Missed heartbeats come from the :class:`~flotta.bridge.liveness.LivenessTracker`.
+
+A will (the broker saw the device's connection break) makes the device Offline only if no birth
+or heartbeat follows within ``offline_grace`` seconds (at most its missed-heartbeat window). A
+broker restart sends the will of every connected device while it shuts down (Mosquitto 2.0
+does), and a flapping link sends one per flap: marking those devices Offline and Online again
+would write every EdgeDevice twice while nothing a user should act on happened.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from flotta.bridge.devicestatus import (
     from_api,
     on_connection,
     on_context,
+    on_disconnected,
     on_heartbeat,
     on_missed_heartbeats,
     status_patch,
@@ -31,6 +38,8 @@ from flotta.bridge.liveness import LivenessTracker
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.status import StatusReport
 
+OFFLINE_GRACE = 30.0  # seconds: the time 10,000 devices have to come back after a broker restart
+
 
 @dataclass(slots=True)
 class DeviceRecord:
@@ -39,6 +48,7 @@ class DeviceRecord:
     written: DeviceStatus
     period: float
     last_report: datetime | None = None
+    disconnected: bool = False  # a will came, and no birth or heartbeat since
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +83,12 @@ class Fleet:
         *,
         refresh_periods: float = REFRESH_PERIODS,
         liveness: LivenessTracker[str] | None = None,
+        offline_grace: float = OFFLINE_GRACE,
     ) -> None:
         self.writes = writes
         self.liveness: LivenessTracker[str] = liveness or LivenessTracker()
         self.refresh_periods = refresh_periods
+        self.offline_grace = offline_grace
         self._devices: dict[str, DeviceRecord] = {}
 
     def __len__(self) -> int:
@@ -131,6 +143,7 @@ class Fleet:
             return False
         record.last_report = report.time
         record.period = float(report.heartbeat_period_seconds)
+        record.disconnected = False
         record.current = on_heartbeat(record.current, report, record.context, now)
         self.liveness.heard(device_id, record.period, mono)
         self._evaluate(record, now, mono)
@@ -142,21 +155,34 @@ class Fleet:
         record = self._devices.get(device_id)
         if record is None:
             return
-        record.current = on_connection(record.current, message, record.context, now)
         if message.state == "online":
+            record.disconnected = False
             self.liveness.heard(device_id, record.period, mono)
         else:
+            grace = min(self.offline_grace, self.liveness.missed_periods * record.period)
+            if grace > 0:
+                record.disconnected = True
+                self.liveness.expect_by(device_id, mono + grace)
+                return
             self.liveness.forget(device_id)
+        record.current = on_connection(record.current, message, record.context, now)
         self._evaluate(record, now, mono)
 
     def tick(self, now: datetime, mono: float) -> list[str]:
-        """Mark devices that missed their heartbeats offline; their ids."""
+        """Mark offline the devices that missed their heartbeats, or whose will is older than
+        the grace; their ids."""
         silent = []
         for device_id in self.liveness.expired(mono):
             record = self._devices.get(device_id)
-            if record is None or record.current.phase != ONLINE:
+            if record is None:
                 continue
-            record.current = on_missed_heartbeats(record.current, record.context, now)
+            if record.disconnected:
+                record.disconnected = False
+                record.current = on_disconnected(record.current, record.context, now)
+            elif record.current.phase == ONLINE:
+                record.current = on_missed_heartbeats(record.current, record.context, now)
+            else:
+                continue
             self._evaluate(record, now, mono)
             silent.append(device_id)
         return silent

@@ -57,7 +57,11 @@ class LivenessTracker(Generic[K]):
 
     def heard(self, key: K, period: float, now: float) -> None:
         """The device reported; it is expected again within ``missed_periods`` periods."""
-        deadline = now + self.missed_periods * period
+        self.expect_by(key, now + self.missed_periods * period)
+
+    def expect_by(self, key: K, deadline: float) -> None:
+        """The device is expected again by ``deadline`` (monotonic seconds), whatever its
+        period."""
         self._deadlines[key] = deadline
         self._counter += 1
         heapq.heappush(self._heap, (deadline, self._counter, key))
