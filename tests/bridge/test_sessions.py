@@ -5,10 +5,12 @@ replicas split the messages between them."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from flotta.bridge.app import Bridge
 from flotta.schemas.codec import encode
 from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.telemetry import MetricSample, MetricsBatch
 from tests.bridge.conftest import NAMESPACE, BridgeEnv, StartBridge
 from tests.bridge.support import Publisher, create_device
@@ -110,3 +112,43 @@ async def test_replicas_split_the_fleet_and_one_may_die(
         assert again.ingest is not None
     finally:
         await asyncio.to_thread(device.close)
+
+
+def connection_messages(bridge: Bridge) -> float:
+    value = bridge.metrics.registry.get_sample_value(
+        "flotta_bridge_messages_total", {"kind": "connection"}
+    )
+    return value or 0.0
+
+
+async def test_no_retained_message_is_sent_on_subscribing_again_after_a_broker_restart(
+    bridge_env: BridgeEnv, start_bridge: StartBridge
+) -> None:
+    """Mosquitto 2.0 sends a shared subscription the retained messages; every broker restart
+    (the bridge subscribes again) would bring every device's birth or will once more."""
+
+    async def announce(name: str, *, retain: bool) -> None:
+        device = await asyncio.to_thread(bridge_env.device, name)
+        birth = ConnectionState(state="online", time=datetime.now(UTC), applied_version="v1")
+        topic = device_topic(name, DeviceTopic.CONNECTION)
+        try:
+            info = device.client.publish(topic, encode(birth), qos=1, retain=retain)
+            await asyncio.to_thread(info.wait_for_publish, 10)
+        finally:
+            await asyncio.to_thread(device.close)
+
+    for name in ("dev-r1", "dev-r2", "dev-r3"):
+        create_device(bridge_env.kube.api, NAMESPACE, name)
+        await announce(name, retain=True)
+    bridge = await start_bridge(client_id="bridge-r")
+    assert bridge.intake is not None
+    for _ in range(2):
+        await asyncio.sleep(1.0)
+        assert connection_messages(bridge) == 0
+        await asyncio.to_thread(bridge_env.broker.restart)
+        await asyncio.wait_for(bridge.intake.wait_ready(), 30)
+    await asyncio.sleep(1.0)
+    assert connection_messages(bridge) == 0
+    assert bridge.intake.connects == 3
+    await announce("dev-r1", retain=False)  # the subscription works: a live birth arrives
+    await eventually(lambda: connection_messages(bridge) == 1)

@@ -294,7 +294,11 @@ class MqttIntake:
             self.settings.port,
             self.session_present,
         )
-        options = SubscribeOptions(qos=1)
+        # Mosquitto 2.0 keeps no shared subscription over its own restart, so every connect
+        # subscribes again; and it sends a shared subscription the retained messages, against
+        # MQTT 5 (4.8.2): every device's retained birth or will, 10,000 after a broker restart.
+        # The bridge takes device state from the EdgeDevices, so it asks for none.
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
         client.subscribe([(topic, options) for topic in self.settings.filters])
 
     def _on_subscribe(
