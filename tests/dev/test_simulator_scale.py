@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import resource
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,7 @@ class Watcher:
             )
         )
         self.applied: dict[str, str] = {}
+        self.statuses: collections.Counter[str] = collections.Counter()
         self.connection: dict[str, str] = {}
         self.changed = asyncio.Event()
 
@@ -79,6 +82,7 @@ class Watcher:
             device = message.topic.split("/")[2]
             if message.topic.endswith("/status"):
                 self.applied[device] = decode(StatusReport, message.payload).applied_version
+                self.statuses[device] += 1
             elif message.payload:
                 self.connection[device] = decode(ConnectionState, message.payload).state
             self.changed.set()
@@ -206,6 +210,28 @@ async def test_provisioned_fleet_applies_goes_offline_comes_back_and_resumes(
     resumed = Fleet(settings(mosquitto_broker, tmp_path), ids)
     assert all(d.resumed for d in resumed.devices.values())
     assert {i: d.device.applied_version for i, d in resumed.devices.items()} == second
+
+
+async def test_a_device_reports_its_status_on_every_connect_as_the_agent_does(
+    mosquitto_broker: TestBroker, watcher: Watcher, tmp_path: Path
+) -> None:
+    ids = device_ids("sim", 2)
+    provision(mosquitto_broker.pki, tmp_path, ids, namespace="default")
+    slow = replace(settings(mosquitto_broker, tmp_path), heartbeat_seconds=3600)
+    fleet = Fleet(slow, ids)
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(fleet.run(stop))
+    try:
+        await watcher.until(lambda: watcher.statuses == {"sim-00000": 1, "sim-00001": 1})
+        device = fleet.devices["sim-00001"]
+        device.go_offline()
+        await watcher.until(lambda: watcher.connection.get("sim-00001") == "offline")
+        device.come_back()
+        await watcher.until(lambda: watcher.statuses["sim-00001"] == 2)
+        assert watcher.statuses["sim-00000"] == 1  # no heartbeat within the hour's period
+    finally:
+        stop.set()
+        await running
 
 
 async def test_simulate_command_runs_the_fleet_in_several_processes(

@@ -255,6 +255,14 @@ class SimulatedFleetDevice:
             await self.client.subscribe([(device_topic(self.device_id, DeviceTopic.DESIRED), 1)])
             self._subscribed = True
         self.online = True
+        # As the agent, whose heartbeat is woken by a connect: a status at once, and the next
+        # one a full period later.
+        status = self.device.status()
+        self.device.status_sent(time.monotonic())
+        reported = functools.partial(self._answered, applied)
+        self.client.publish_callback(
+            status.topic, status.payload, retain=status.retain, done=reported
+        )
 
     async def _on_disconnected(self, reason: str) -> None:
         self.online = False
