@@ -811,6 +811,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
                 f"settle; the bridge's queue of visible changes went "
                 f"{r.get('storm_backlog', 0):.0f} -> {r.get('storm_backlog_end', 0):.0f}."
             )
+            counts = r.get("storm_bridge_counts")
+            if counts:
+                got = ", ".join(f"{series} {value:.0f}" for series, value in counts.items())
+                lines.append(f"During the storm the bridge counted: {got}.")
     lines += ["", "## CPU (cores, averaged over the phase) and resident memory (MiB)", ""]
     for r in results:
         for phase in ("usage_connect", "usage_idle", "usage_fanout", "usage_steady", "usage_storm"):
