@@ -15,6 +15,7 @@ from flotta.schemas.wire.telemetry import MetricSample, MetricsBatch
 from tests.bridge.conftest import NAMESPACE, BridgeEnv, StartBridge
 from tests.bridge.support import Publisher, create_device
 from tests.bridge.test_integration import eventually, stream_messages
+from tests.bridge.test_liveness import connection_messages
 
 
 def batch(sequence: int) -> bytes:
@@ -112,13 +113,6 @@ async def test_replicas_split_the_fleet_and_one_may_die(
         assert again.ingest is not None
     finally:
         await asyncio.to_thread(device.close)
-
-
-def connection_messages(bridge: Bridge) -> float:
-    value = bridge.metrics.registry.get_sample_value(
-        "flotta_bridge_messages_total", {"kind": "connection"}
-    )
-    return value or 0.0
 
 
 async def test_no_retained_message_is_sent_on_subscribing_again_after_a_broker_restart(
