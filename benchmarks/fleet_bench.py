@@ -43,6 +43,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
+import math
 import os
 import platform
 import resource
@@ -53,6 +54,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +71,12 @@ from kubernetes import client, config  # noqa: E402
 
 from flotta.dev.natsserver import NatsServer, free_port  # noqa: E402
 from flotta.dev.simulator.provision import provision  # noqa: E402
-from flotta.dev.simulator.report import FleetReport, read_reports, report_path  # noqa: E402
+from flotta.dev.simulator.report import (  # noqa: E402
+    BUCKETS,
+    FleetReport,
+    read_reports,
+    report_path,
+)
 from flotta.dev.simulator.shards import device_ids  # noqa: E402
 from flotta.dev.stack import resources  # noqa: E402
 from flotta.mosquitto.acl import AclSettings  # noqa: E402
@@ -117,6 +124,18 @@ def cpu_seconds(pid: int) -> float:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(") ", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / CLK_TCK
     return total
+
+
+def listen_overflows() -> int:
+    """The kernel's count (since boot, every socket) of connections dropped because a listen
+    queue was full: the client's SYN is then resent only after 1, 3, 7 ... seconds."""
+    with contextlib.suppress(OSError, ValueError):
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+        for names, values in itertools.pairwise(lines):
+            if names.startswith("TcpExt:") and values.startswith("TcpExt:"):
+                fields = dict(zip(names.split()[1:], values.split()[1:], strict=True))
+                return int(fields["ListenOverflows"])
+    return 0
 
 
 def rss_mib(pid: int) -> float:
@@ -651,6 +670,7 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             bridge_before = {name: stack.bridge_metric(name) for name in STORM_BRIDGE_COUNTS}
             result["speed_storm"] = cpu_speed()
             warnings_before = stack.simulator_report().mqtt_warnings
+            overflows_before = listen_overflows()
             usage.begin()
             stack.broker.stop()
             since = time.time()
@@ -693,6 +713,13 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
                 f"{result['storm_backlog_end']:.0f}",
                 flush=True,
             )
+            result["storm_listen_overflows"] = listen_overflows() - overflows_before
+            result["storm_births"] = births_per_second(report, restarted)
+            print(
+                f"  storm: births per second {result['storm_births']}; "
+                f"{result['storm_listen_overflows']} connections dropped by a full listen queue",
+                flush=True,
+            )
             result["storm_seen_s"] = result["storm_online_s"]
             result["storm_online_s"] = report.last_birth - restarted
             changed = report.last_change if report.last_change >= restarted else 0.0
@@ -710,6 +737,17 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def births_per_second(report: FleetReport, since: float) -> list[int]:
+    """How many of the online devices had their birth acknowledged in each second from
+    ``since`` (the devices' own timestamps: no lag from the reports being written late)."""
+    first = math.floor(since * BUCKETS)
+    seconds: Counter[int] = Counter()
+    for bucket, count in report.births.items():
+        if bucket >= first:
+            seconds[(bucket - first) // BUCKETS] += count
+    return [seconds[second] for second in range(max(seconds, default=-1) + 1)]
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -811,6 +849,14 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
                 f"settle; the bridge's queue of visible changes went "
                 f"{r.get('storm_backlog', 0):.0f} -> {r.get('storm_backlog_end', 0):.0f}."
             )
+            births = r.get("storm_births")
+            if births:
+                lines.append(
+                    "Births per second of the storm (as the devices timed them, from the "
+                    f"broker's restart): {', '.join(str(n) for n in births)}; connections "
+                    "dropped by a full listen queue meanwhile (the kernel's count): "
+                    f"{r.get('storm_listen_overflows', 0)}."
+                )
             counts = r.get("storm_bridge_counts")
             if counts:
                 got = ", ".join(f"{series} {value:.0f}" for series, value in counts.items())

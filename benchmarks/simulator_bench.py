@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
     sys.path.insert(0, str(ROOT / folder))
 
-from benchmarks.fleet_bench import cpu_seconds  # noqa: E402
+from benchmarks.fleet_bench import cpu_seconds, listen_overflows  # noqa: E402
 from flotta.dev.simulator.provision import provision  # noqa: E402
 from flotta.dev.simulator.shards import device_ids  # noqa: E402
 from flotta.mqtt import MqttClient, MqttSettings, TlsFiles  # noqa: E402
@@ -129,6 +130,13 @@ class Observer:
                         self.birth.pop(device, None)
             except PayloadError:
                 self.rejected += 1
+
+    def births_per_second(self, since: datetime) -> list[int]:
+        """Births after ``since`` in each second from it (the devices' CONNACK times)."""
+        seconds = Counter(
+            int((born - since).total_seconds()) for born in self.birth.values() if born >= since
+        )
+        return [seconds[second] for second in range(max(seconds, default=-1) + 1)]
 
     def count(self, predicate: Any) -> int:
         return sum(1 for version in self.applied.values() if predicate(version))
@@ -235,7 +243,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "--namespace", NAMESPACE, "--metrics-interval", "0",
                 "--heartbeat", str(args.heartbeat), "--connect-spread", str(args.spread),
                 "--processes", str(args.processes), "--pki-dir", str(pki.root),
-                "--connect-threads", str(args.connect_threads),
+                "--concurrent-connects", str(args.concurrent_connects),
             ],
             env=env,
         )  # fmt: skip
@@ -301,6 +309,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             operator = None
             since = datetime.now(UTC)
             window = CpuWindow(pids)
+            overflows = listen_overflows()
             start = time.perf_counter()
             broker.restart()
             result["broker_restart_s"] = time.perf_counter() - start
@@ -318,6 +327,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             result["storm_cores"] = {n: c / elapsed for n, c in cpu.items()}
             result["sim_ms_per_reconnect"] = 1e3 * cpu["simulator"] / len(ids)
             result["broker_ms_per_reconnect"] = 1e3 * cpu["mosquitto"] / len(ids)
+            result["storm_births"] = observer.births_per_second(since)
+            result["storm_listen_overflows"] = listen_overflows() - overflows
+            print(
+                f"storm: births per second {result['storm_births']}; "
+                f"{result['storm_listen_overflows']} connections dropped by a full listen queue",
+                flush=True,
+            )
             print(
                 f"storm: all {len(ids)} back in {result['storm_s']:.1f} s (broker restart "
                 f"{result['broker_restart_s']:.1f} s); simulator "
@@ -383,7 +399,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="fan-outs; the median is shown")
     parser.add_argument("--storm", action="store_true", help="then restart the broker")
     parser.add_argument(
-        "--connect-threads", type=int, default=16, help="simulator threads per process for connects"
+        "--concurrent-connects",
+        type=int,
+        default=16,
+        help="connections the simulator opens at once, per process",
     )
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--label", default="", help="what this run measures (for the table)")

@@ -1,8 +1,9 @@
 """The asyncio MQTT v5 client: paho-mqtt driven by the event loop, no network thread.
 
 paho's socket is served by the loop (``flotta.mqtt.looping``) and ``loop_misc`` runs on a
-timer task. Only the blocking TCP + TLS connect runs in a worker thread; every other paho
-call and callback happens on the loop thread.
+timer task. The TCP connect and the TLS handshake run on the loop too (``flotta.mqtt.tlsconnect``),
+and paho is handed the connected socket: every paho call and callback happens on the loop
+thread.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from flotta.mqtt.errors import (
     PublishError,
     SubscribeError,
 )
-from flotta.mqtt.looping import SocketBridge, disable_nagle, tracking_socket_class
+from flotta.mqtt.looping import SocketBridge, disable_nagle
 from flotta.mqtt.messages import Inbox, Message
 from flotta.mqtt.pahoclient import WindowedClient
 from flotta.mqtt.pahomessageinfo import install as install_lazy_message_info
 from flotta.mqtt.pahoproperties import install as install_shared_table_properties
 from flotta.mqtt.settings import MqttSettings
+from flotta.mqtt.tlsconnect import open_socket
 from flotta.mqtt.tlscontext import TlsContextCache
 
 DISCONNECT_WITH_WILL = 0x04
@@ -79,8 +81,14 @@ class MqttClient:
         manual_ack: bool = False,
         logger: logging.Logger | None = None,
         backoff: Backoff | None = None,
+        connect_slots: asyncio.Semaphore | None = None,
     ) -> None:
+        """``connect_slots``: shared by many clients of one process, it bounds how many open
+        connections at once (TCP connect and TLS handshake); without it, thousands reconnecting
+        together overflow the broker's listen queue, and the kernel resends a dropped SYN only
+        after 1, 3, 7 ... seconds."""
         self.settings = settings
+        self._connect_slots = connect_slots
         self.counters = MqttCounters()
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
@@ -105,8 +113,6 @@ class MqttClient:
         self._unacked: set[int] = set()  # mids of QoS>0 messages delivered on this connection
         self._last_error = ""
         self._tls_configured = False
-        self._opened_sockets: list[ssl.SSLSocket] = []  # by the current attempt; closed if it fails
-        self._socket_class = tracking_socket_class(self._opened_sockets)
         self._tls = TlsContextCache(settings.tls) if settings.tls is not None else None
 
     # ---- public API -----------------------------------------------------------------------
@@ -319,7 +325,7 @@ class MqttClient:
 
     # ---- paho setup ---------------------------------------------------------------------
 
-    def _make_paho(self) -> paho.Client:
+    def _make_paho(self) -> WindowedClient:
         settings = self.settings
         install_shared_table_properties()
         install_lazy_message_info()
@@ -376,23 +382,37 @@ class MqttClient:
 
     # ---- connecting -----------------------------------------------------------------------
 
-    def _blocking_connect(self) -> None:
-        """Runs in a worker thread: TLS context, TCP connect, TLS handshake, CONNECT queued."""
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The current TLS context, handed to paho too (it must know the socket is TLS)."""
+        if self._tls is None:
+            return None
+        context = self._tls.context()
+        if self._tls_configured:
+            # paho allows tls_set_context once; a renewed certificate needs a new context.
+            self._paho._ssl_context = context
+        else:
+            self._paho.tls_set_context(context)
+            self._tls_configured = True
+        return context
+
+    async def _open_and_send_connect(self) -> None:
+        """TCP connect and TLS handshake on the loop, then paho takes the socket and queues
+        CONNECT."""
         settings = self.settings
-        opened = self._opened_sockets
-        opened.clear()
         try:
-            context = self._tls.context() if self._tls is not None else None
+            context = self._tls_context()
         except (OSError, ValueError) as exc:
-            raise _TlsSetupError(str(exc)) from exc
-        if context is not None:
-            context.sslsocket_class = self._socket_class
-            if self._tls_configured:
-                # paho allows tls_set_context once; a renewed certificate needs a new context.
-                self._paho._ssl_context = context
+            raise ConnectError(settings.host, settings.port, f"TLS setup: {exc}") from exc
+        try:
+            if self._connect_slots is None:
+                sock = await open_socket(settings.host, settings.port, context)
             else:
-                self._paho.tls_set_context(context)
-                self._tls_configured = True
+                async with self._connect_slots:
+                    sock = await open_socket(settings.host, settings.port, context)
+        except (OSError, ValueError) as exc:
+            raise ConnectError(settings.host, settings.port, _describe(exc)) from exc
+        disable_nagle(sock)
+        self._paho.use_socket(sock)
         try:
             self._paho.connect(
                 settings.host,
@@ -402,10 +422,8 @@ class MqttClient:
                 properties=self._connect_properties(),
             )
         except BaseException:
-            for sock in opened:  # paho does not close a socket whose handshake failed
-                sock.close()
+            sock.close()
             raise
-        disable_nagle(self._paho.socket())
 
     async def _connect_once(self) -> bool:
         """One attempt; whether the broker had our session. Raises ConnectError."""
@@ -422,30 +440,23 @@ class MqttClient:
         self._lost.clear()
         self._connack = loop.create_future()
         self._connecting = True
+        waiting_for = "the TCP connect and TLS handshake"
         try:
-            worker = loop.run_in_executor(None, self._blocking_connect)
-            try:
-                await asyncio.shield(worker)
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await worker  # bounded by connect_timeout; then the socket is ours to close
-                raise
-            except _TlsSetupError as exc:
-                raise ConnectError(settings.host, settings.port, f"TLS setup: {exc}") from exc
-            except (OSError, ValueError) as exc:
-                raise ConnectError(settings.host, settings.port, _describe(exc)) from exc
             try:
                 async with asyncio.timeout(settings.connect_timeout):
+                    await self._open_and_send_connect()
+                    waiting_for = "the CONNACK"
                     return await self._connack
             except TimeoutError:
                 raise ConnectError(
-                    settings.host, settings.port, f"no CONNACK within {settings.connect_timeout} s"
+                    settings.host,
+                    settings.port,
+                    f"{waiting_for} took longer than {settings.connect_timeout} s",
                 ) from None
         finally:
             self._connecting = False
             self._connack = None
             if not self._connected:
-                await asyncio.sleep(0)  # let socket callbacks marshalled from the worker run
                 self._drop_socket("connection attempt failed")
 
     async def _supervise(self, session_present: bool | None) -> None:
@@ -704,10 +715,6 @@ class _LastError(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._client._paho_error(record.getMessage())
-
-
-class _TlsSetupError(Exception):
-    """The client's own TLS files could not be loaded (raised in the connecting thread)."""
 
 
 def settle_future(future: asyncio.Future[None], error: BaseException | None) -> None:

@@ -1,9 +1,7 @@
 """paho's socket on the asyncio loop: readers/writers from paho's socket callbacks.
 
-paho calls ``on_socket_open`` and ``on_socket_register_write`` from the thread that runs
-``connect()`` (a worker, since TCP + TLS block); those calls are passed to the loop with
-``call_soon_threadsafe``. Close/unregister come from the loop thread (paho calls them before
-the socket is closed, so they must act at once).
+Every paho call, and so every socket callback, happens on the loop thread: the socket is
+connected on the loop and handed to paho (``flotta.mqtt.tlsconnect``).
 
 Once connected, writes are flushed once per loop iteration: paho asks for a writer whenever it
 queues a packet; instead of watching the socket for each (two epoll changes and a wake-up per
@@ -17,8 +15,6 @@ import asyncio
 import contextlib
 import socket
 import ssl
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -32,7 +28,6 @@ class SocketBridge:
     def __init__(self, client: paho.Client, loop: asyncio.AbstractEventLoop) -> None:
         self._paho = client
         self._loop = loop
-        self._thread = threading.get_ident()
         self._flush_scheduled = False
         self._watching_writes = False
 
@@ -42,20 +37,13 @@ class SocketBridge:
         self._paho.on_socket_register_write = self._socket_register_write
         self._paho.on_socket_unregister_write = self._socket_unregister_write
 
-    def _on_loop_thread(self, callback: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if threading.get_ident() == self._thread:
-            callback(*args)
-        else:
-            loop.call_soon_threadsafe(callback, *args)
-
     def _is_current(self, sock: Any) -> bool:
-        """Still paho's open socket (a marshalled callback may arrive after it was closed)."""
+        """Still paho's open socket (a scheduled flush may run after it was closed)."""
         current: Any = self._paho.socket()
         return current is sock and bool(sock.fileno() >= 0)
 
     def _socket_open(self, client: paho.Client, userdata: object, sock: Any) -> None:
-        self._on_loop_thread(self._add_reader, sock)
+        self._add_reader(sock)
 
     def _add_reader(self, sock: Any) -> None:
         if self._is_current(sock):
@@ -82,7 +70,7 @@ class SocketBridge:
             self._loop.remove_reader(fd)
 
     def _socket_register_write(self, client: paho.Client, userdata: object, sock: Any) -> None:
-        self._on_loop_thread(self._schedule_flush, sock)
+        self._schedule_flush(sock)
 
     def _schedule_flush(self, sock: Any) -> None:
         if not self._paho.is_connected():
@@ -129,19 +117,3 @@ def disable_nagle(sock: object) -> None:
     if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def tracking_socket_class(opened: list[ssl.SSLSocket]) -> type[ssl.SSLSocket]:
-    """An SSLSocket class that records each socket it creates (for ``sslsocket_class``).
-
-    paho does not close a socket whose TLS handshake failed; the caller closes them.
-    """
-
-    class _TrackedSSLSocket(ssl.SSLSocket):
-        @classmethod
-        def _create(cls, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
-            sock: ssl.SSLSocket = super()._create(*args, **kwargs)  # type: ignore[misc]
-            opened.append(sock)
-            return sock
-
-    return _TrackedSSLSocket

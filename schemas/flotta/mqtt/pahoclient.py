@@ -15,7 +15,10 @@ written (all but QoS 0 publishes and DISCONNECT, which paho's own loop handles) 
 ``send`` of at most ``COALESCE_BYTES``; from the first packet that does need it on, paho's own
 loop writes one by one. A partial write leaves the rest queued, as paho does.
 
-``tests/mqtt/test_paho_client.py`` holds both to paho's behaviour.
+``use_socket`` hands paho a socket connected on the event loop (``flotta.mqtt.tlsconnect``):
+paho's own ``_create_socket`` connects and handshakes with blocking calls.
+
+``tests/mqtt/test_paho_client.py`` holds these to paho's behaviour.
 """
 
 from __future__ import annotations
@@ -38,6 +41,16 @@ def _written_alone(packet: Any) -> bool:
 
 class WindowedClient(paho.Client):
     _logged_levels: frozenset[int] | None = None  # None: every level, as paho does
+    _given_socket: Any = None
+
+    def use_socket(self, sock: Any) -> None:
+        """The next ``connect()`` takes this connected (and TLS-handshaken) socket instead of
+        opening one with paho's blocking calls."""
+        self._given_socket = sock
+
+    def _create_socket(self) -> Any:
+        sock, self._given_socket = self._given_socket, None
+        return sock if sock is not None else super()._create_socket()
 
     def log_only(self, levels: frozenset[int]) -> None:
         """Drop paho's log lines of other levels before they are formatted or logged.

@@ -25,8 +25,9 @@ class TlsFiles:
     def context(self) -> ssl.SSLContext:
         """A client context: TLS >= 1.2, server verified against ``ca_file``.
 
-        Built at every connection attempt, so a renewed certificate on disk is picked up.
-        Raises ``OSError``/``ssl.SSLError`` for missing or broken files.
+        Built again whenever the files change (``tlscontext.py``), so a renewed certificate on
+        disk is picked up at the next attempt. Raises ``OSError``/``ssl.SSLError`` for missing
+        or broken files.
         """
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -13,10 +13,9 @@ import logging
 import signal
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-CONNECT_THREADS = 16
+CONCURRENT_CONNECTS = 16
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -46,10 +45,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--processes", type=int, default=1, help="simulator processes")
     parser.add_argument(
-        "--connect-threads",
+        "--concurrent-connects",
+        "--connect-threads",  # its name while connects ran in threads
+        dest="concurrent_connects",
         type=int,
-        default=CONNECT_THREADS,
-        help="threads per process for TCP + TLS connects (they block)",
+        default=CONCURRENT_CONNECTS,
+        help="connections opened at once (TCP connect + TLS handshake) per process; the other "
+        "devices wait their turn",
     )
     parser.add_argument("--shard", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -72,9 +74,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from flotta.dev.simulator.shards import ShardError, device_ids, shard_of
 
-    if args.devices < 1 or args.processes < 1 or args.connect_threads < 1:
+    if args.devices < 1 or args.processes < 1 or args.concurrent_connects < 1:
         print(
-            "flotta dev simulate: --devices, --processes and --connect-threads must be at least 1"
+            "flotta dev simulate: --devices, --processes and --concurrent-connects must be at "
+            "least 1"
         )
         return 2
     enrolling = args.bootstrap_cert is not None and args.bootstrap_key is not None
@@ -161,14 +164,13 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
         metrics_interval=args.metrics_interval,
         heartbeat_seconds=args.heartbeat,
         connect_spread=args.connect_spread,
+        concurrent_connects=args.concurrent_connects,
         report_path=None if args.report is None else report_path(args.report, args.shard),
     )
     churn = Churn(args.churn, offline_seconds=args.offline_for) if args.churn > 0 else None
     warnings = count_mqtt_warnings()  # thousands of reconnect notes: counted, not printed
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    # paho connects (TCP + TLS handshake) block, so they run on the loop's executor threads.
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=args.connect_threads))
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # Thousands of devices' clients per process: keep them out of the collector's full scans.

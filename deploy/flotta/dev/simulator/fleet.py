@@ -55,8 +55,11 @@ class FleetSettings:
     # keepalives, before the broker's limit of 1.5. Each check is a timer and a task step per
     # device: at 5 s they were 6 % of the simulator's CPU at 10,000 devices.
     misc_interval: float = 15.0
-    # Thousands of TLS handshakes queue for the connect threads; a short timeout would abandon
-    # queued attempts and retry them, a storm feeding itself.
+    # Connections opened at once by one simulator process (TCP connect and TLS handshake): the
+    # rest wait their turn rather than overflow the broker's listen queue.
+    concurrent_connects: int = 16
+    # Thousands of attempts queue for those slots; a short timeout would abandon queued
+    # attempts and retry them, a storm feeding itself.
     connect_timeout: float = 60.0
     reconnect_base: float = 1.0
     reconnect_cap: float = 30.0
@@ -72,9 +75,15 @@ class NotProvisionedError(Exception):
 
 
 class SimulatedFleetDevice:
-    def __init__(self, device_id: str, settings: FleetSettings) -> None:
+    def __init__(
+        self,
+        device_id: str,
+        settings: FleetSettings,
+        connect_slots: asyncio.Semaphore | None = None,
+    ) -> None:
         self.device = SimulatedDevice(device_id, heartbeat_seconds=settings.heartbeat_seconds)
         self.settings = settings
+        self.connect_slots = connect_slots
         self.directory = settings.state_dir / device_id
         self.client: MqttClient | None = None
         self.online = False
@@ -164,7 +173,8 @@ class SimulatedFleetDevice:
         client = MqttClient(
             self._mqtt(
                 self.settings.bootstrap_cert, self.settings.bootstrap_key, will=None, clean=True
-            )
+            ),
+            connect_slots=self.connect_slots,
         )
         try:
             await client.connect()
@@ -223,6 +233,7 @@ class SimulatedFleetDevice:
             ),
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
+            connect_slots=self.connect_slots,
         )
         self.client = client
         await client.start()
@@ -358,7 +369,8 @@ class Fleet:
 
     def __init__(self, settings: FleetSettings, device_ids: Sequence[str]) -> None:
         self.settings = settings
-        self.devices = {i: SimulatedFleetDevice(i, settings) for i in device_ids}
+        slots = asyncio.Semaphore(settings.concurrent_connects)
+        self.devices = {i: SimulatedFleetDevice(i, settings, slots) for i in device_ids}
 
     @property
     def online(self) -> int:
