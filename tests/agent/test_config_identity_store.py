@@ -150,7 +150,7 @@ def test_event_queue_is_bounded_and_counts_drops() -> None:
         queue.put(new_event(reason, "x"))
     assert len(queue) == 2
     assert queue.dropped == 1
-    first = queue.peek()
+    first = queue.next_to_send(0.0)
     assert first is not None
     assert first.reason == "Two"
 

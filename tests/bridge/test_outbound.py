@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from flotta.agent.config import AgentConfig
 from flotta.bridge.outbound import REJECTED_SUBJECT, message_id, rejection, to_nats
 from flotta.bridge.streams import StreamSettings, stream_specs
 from flotta.schemas.cloudevents import envelope
@@ -97,3 +98,12 @@ def test_streams_cover_every_kind_once() -> None:
     assert all(spec.duplicate_window > 0 and spec.max_bytes > 0 for spec in specs)
     assert specs[0].max_bytes == 1234
     assert specs[2].max_msgs_per_subject == 5
+
+
+def test_copies_the_agent_resends_fall_within_the_duplicate_window() -> None:
+    """An event or batch whose receipt was lost is sent again after the agent's resend period;
+    JetStream must still remember the first copy's message id then."""
+    resend = AgentConfig().telemetry_resend_seconds
+    windows = {spec.name: spec.duplicate_window for spec in stream_specs()}
+    assert windows["FLOTTA_EVENTS"] >= 5 * resend
+    assert windows["FLOTTA_TELEMETRY"] >= 5 * resend

@@ -36,5 +36,16 @@ def test_receipt_bytes_are_the_contract_encoding(stream: str, sequence: int) -> 
         assert receipt.payload == encode(expected)
 
 
+def test_an_event_with_its_stream_and_sequence_gets_a_receipt() -> None:
+    event = DeviceEvent(id="e", time=NOW, reason="Hi", stream="run-1", sequence=7)
+    receipt = receipt_for("dev-1", event)
+    assert receipt is not None
+    assert receipt.topic == "flotta/devices/dev-1/receipts"
+    expected = TelemetryReceipt(kind="events", stream="run-1", sequences=[7])
+    assert receipt.payload == encode(expected)
+
+
 def test_no_receipt_for_other_messages() -> None:
+    # an event from an agent that does not wait for receipts (no stream and sequence)
     assert receipt_for("dev-1", DeviceEvent(id="e", time=NOW, reason="Hi")) is None
+    assert receipt_for("dev-1", DeviceEvent(id="e", time=NOW, reason="Hi", stream="s")) is None

@@ -131,6 +131,21 @@ def test_offline_device_converges_on_reconnect_and_loses_no_metrics(
             what="the agent to reconnect while the bridge is paused",
         )
         time.sleep(4)  # batches sent now reach no queue: only the agent's resend saves them
+
+        def applied_and_told_while_the_bridge_is_away() -> bool:
+            status = read_status(system.layout.agent / "state")
+            return (
+                status is not None
+                and status.applied_version not in ("", first["appliedVersion"])
+                and status.events_unconfirmed >= 1
+            )
+
+        # the events of applying the change go out now, and reach no queue either
+        wait_until(
+            applied_and_told_while_the_bridge_is_away,
+            timeout=90,
+            what="the agent to apply the change and send its events while the bridge is paused",
+        )
     finally:
         os.kill(bridge.pid, signal.SIGCONT)
 
@@ -167,6 +182,29 @@ def test_offline_device_converges_on_reconnect_and_loses_no_metrics(
 
     # the batches the broker dropped came back through the receipt protocol, not by luck
     assert wait_until(resent, timeout=30, what="the agent's count of resent batches") >= 1
+
+    def events_delivered_once() -> list[dict[str, Any]] | None:
+        events = asyncio.run(
+            nats_messages(
+                system.endpoints["nats"],
+                f"flotta.device.default.{LOCAL_AGENT_ID}.events",
+                stream="FLOTTA_EVENTS",
+            )
+        )
+        ids = [e["data"]["id"] for e in events]
+        assert len(set(ids)) == len(ids), "an event landed twice in the stream"
+        status = read_status(system.layout.agent / "state")
+        if status is None or status.events_unconfirmed or not status.events_resent:
+            return None  # the resend is still to come, or its receipt
+        during = [e for e in events if datetime.fromisoformat(e["data"]["time"]) > paused_at]
+        return during or None
+
+    during = wait_until(
+        events_delivered_once,
+        timeout=120,
+        what="the events sent while the bridge was away, resent and confirmed",
+    )
+    assert any(e["data"].get("workload") == "counter" for e in during)
 
 
 def test_broker_that_lost_its_retained_store_is_repaired(agent_system: RunningSystem) -> None:

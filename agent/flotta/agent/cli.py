@@ -176,7 +176,9 @@ def render_status(document: dict[str, Any], *, now: datetime) -> str:
         f"{daemon['telemetry_dropped']} dropped, "
         f"{daemon.get('telemetry_unconfirmed', 0)} batches awaiting receipts, "
         f"{daemon.get('telemetry_resent', 0)} resent",
-        f"events      {daemon['events_pending']} pending, {daemon['events_dropped']} dropped",
+        f"events      {daemon['events_pending']} pending "
+        f"({daemon.get('events_unconfirmed', 0)} awaiting receipts), "
+        f"{daemon['events_dropped']} dropped, {daemon.get('events_resent', 0)} resent",
         f"workloads   {len(daemon['workloads'])}",
     ]
     for workload in daemon["workloads"]:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from flotta.agent.contract import ConnectionState, DesiredState, StatusReport, d
 from flotta.agent.contract.desired import HeartbeatConfiguration
 from flotta.agent.contract.hardware import Hardware
 from flotta.agent.contract.status import TelemetryBuffer
+from flotta.agent.contract.telemetry import TelemetryReceipt
 from flotta.agent.desired_store import DesiredStore
 from flotta.agent.endpoints import workload_endpoints
 from flotta.agent.enrolment import enrol
@@ -54,6 +56,7 @@ MiB = 1024 * 1024
 RENEWAL_TIMEOUT = 60.0
 RENEWAL_RETRY = 300.0
 PODMAN_RETRY = 5.0
+EVENTS_IDLE_CHECK = 10.0  # seconds between looks at the event queue when nothing wakes it
 
 
 class Agent:
@@ -65,7 +68,12 @@ class Agent:
         self.runtime = runtime or PodmanRuntime.from_url(
             config.podman_socket, files_root=config.files_root
         )
-        self.events = EventQueue(config.event_queue)
+        self.events = EventQueue(
+            config.event_queue,
+            resend_after=config.telemetry_resend_seconds,
+            window=config.telemetry_receipt_window,
+            receipts=config.telemetry_receipts,
+        )
         self.applier = Applier(self.runtime, self.events, state_dir=config.state_dir)
         self.hardware = HardwareTracker()
         self.renewer = Renewer(
@@ -237,6 +245,7 @@ class Agent:
             self._subscribed = True
         await self._publish_connection(client, "")
         self._wake_heartbeat.set()
+        self.events.restart_resend_clocks(time.monotonic())
         self._wake_events.set()
         if self.telemetry is not None:
             self.telemetry.connection_restored()
@@ -267,8 +276,22 @@ class Agent:
             self.accept_desired(message.payload)
         elif message.topic == self._topic(DeviceTopic.CERTIFICATE):
             self.renewer.deliver(message.payload)
-        elif message.topic == self._topic(DeviceTopic.RECEIPTS) and self.telemetry is not None:
-            self.telemetry.receipt(message.payload)
+        elif message.topic == self._topic(DeviceTopic.RECEIPTS):
+            self._receipt(message.payload)
+
+    def _receipt(self, payload: bytes) -> None:
+        """Events' receipts are taken here; metrics' and logs' go to the telemetry service."""
+        try:
+            receipt = decode(TelemetryReceipt, payload)
+        except ContractError as exc:
+            self.bad_payloads += 1
+            log.warning("rejected a receipt: %s", exc)
+            return
+        if receipt.kind == "events":
+            if self.events.confirm(receipt.stream, receipt.sequences):
+                self._wake_events.set()  # the window has room again
+        elif self.telemetry is not None:
+            self.telemetry.receipt(payload)
 
     def accept_desired(self, payload: bytes) -> bool:
         """Decode, persist, then act; a bad payload is counted and never replaces the last
@@ -428,16 +451,18 @@ class Agent:
         while True:
             client = self._client
             while client is not None and client.connected:
-                event = self.events.peek()
+                event = self.events.next_to_send(time.monotonic())
                 if event is None:
                     break
                 try:
                     await client.publish(self._topic(DeviceTopic.EVENTS), encode(event), qos=1)
                 except MqttError:
                     break
-                self.events.pop()
+                self.events.sent(event, time.monotonic())
+            due = self.events.next_due(time.monotonic())
+            wait = EVENTS_IDLE_CHECK if due is None else min(EVENTS_IDLE_CHECK, max(due, 0.05))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_events.wait(), 10.0)
+                await asyncio.wait_for(self._wake_events.wait(), wait)
             self._wake_events.clear()
 
     def _write_status(self) -> None:
@@ -463,6 +488,8 @@ class Agent:
             ),
             events_pending=len(self.events),
             events_dropped=self.events.dropped,
+            events_unconfirmed=self.events.unconfirmed,
+            events_resent=self.events.resent,
             bad_desired_payloads=self.bad_payloads,
         )
         try:

@@ -37,8 +37,10 @@ class LocalStatus:
     telemetry_dropped: int = 0
     telemetry_unconfirmed: int = 0  # batches sent, waiting for the bridge's receipt
     telemetry_resent: int = 0  # batches sent again for want of a receipt, since start
-    events_pending: int = 0
+    events_pending: int = 0  # not sent yet, or sent and waiting for the bridge's receipt
     events_dropped: int = 0
+    events_unconfirmed: int = 0  # sent, waiting for the bridge's receipt
+    events_resent: int = 0  # sent again for want of a receipt, since start
     bad_desired_payloads: int = 0
 
 

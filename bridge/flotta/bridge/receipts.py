@@ -1,5 +1,6 @@
-"""End-to-end receipts: once JetStream holds a metrics or logs batch, the device is told on
-``flotta/devices/{id}/receipts`` and may drop the batch from its buffer.
+"""End-to-end receipts: once JetStream holds a metrics or logs batch, or an event that names
+its stream and sequence, the device is told on ``flotta/devices/{id}/receipts`` and may drop it
+from its buffer.
 
 Receipts go out on an MQTT connection of their own: publishing on the ingest session would
 tie its flow control (the broker's in-flight window towards the bridge) to outgoing traffic,
@@ -21,6 +22,7 @@ from flotta.bridge.decoding import Batch, Report
 from flotta.mqtt import MqttClient, MqttError
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.common import SCHEMA_VERSION
+from flotta.schemas.wire.events import DeviceEvent
 from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
 
 logger = logging.getLogger(__name__)
@@ -39,21 +41,27 @@ def receipt_for(device_id: str, payload: Report) -> Receipt | None:
     The bytes are those :func:`~flotta.schemas.codec.encode` gives for the
     :class:`TelemetryReceipt`, built directly (this runs for every batch)."""
     if isinstance(payload, Batch):
-        kind = payload.kind.encode()
-    elif isinstance(payload, MetricsBatch):
-        kind = b"metrics"
-    elif isinstance(payload, LogsBatch):
-        kind = b"logs"
-    else:
-        return None
+        return _receipt(device_id, payload.kind.encode(), payload.stream, payload.sequence)
+    if isinstance(payload, MetricsBatch):
+        return _receipt(device_id, b"metrics", payload.stream, payload.sequence)
+    if isinstance(payload, LogsBatch):
+        return _receipt(device_id, b"logs", payload.stream, payload.sequence)
+    if isinstance(payload, DeviceEvent) and payload.stream is not None:
+        if payload.sequence is None:
+            return None  # the contract wants both; an event with one of them is sent once
+        return _receipt(device_id, b"events", payload.stream, payload.sequence)
+    return None
+
+
+def _receipt(device_id: str, kind: bytes, stream: str, sequence: int) -> Receipt:
     body = b"".join(
         (
             _RECEIPT_HEAD,
             kind,
             b'","stream":',
-            msgspec.json.encode(payload.stream),
+            msgspec.json.encode(stream),
             b',"sequences":[',
-            b"%d" % payload.sequence,
+            b"%d" % sequence,
             b"]}",
         )
     )

@@ -3,7 +3,7 @@
 =================  ==========================================  ===========================
 stream             subjects                                    retention (defaults)
 =================  ==========================================  ===========================
-FLOTTA_EVENTS      flotta.device.*.*.events,                   7 days, 1 GiB, 2 min
+FLOTTA_EVENTS      flotta.device.*.*.events,                   7 days, 1 GiB, 20 min
                    flotta.device.*.*.connection,               duplicate window
                    flotta.bridge.rejected
 FLOTTA_TELEMETRY   flotta.device.*.*.metrics,                  24 hours, 2 GiB, 20 min
@@ -13,8 +13,9 @@ FLOTTA_STATUS      flotta.device.*.*.status                    last 5 heartbeats
 =================  ==========================================  ===========================
 
 All are file-backed with ``discard old``: when full, the oldest messages go. The duplicate
-window is how long a ``Nats-Msg-Id`` is remembered: a telemetry batch resent after a lost
-MQTT acknowledgement arrives within minutes of the first copy.
+window is how long a ``Nats-Msg-Id`` is remembered: a telemetry batch or an event that the
+agent sends again for want of a receipt (after ``telemetry_resend_seconds``, 120 s by default)
+arrives within minutes of the first copy.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class StreamSpec:
 class StreamSettings:
     events_max_age: float = 7 * 24 * HOUR
     events_max_bytes: int = 1024 * MiB
+    events_duplicate_window: float = 20 * 60.0
     telemetry_max_age: float = 24 * HOUR
     telemetry_max_bytes: int = 2048 * MiB
     telemetry_duplicate_window: float = 20 * 60.0
@@ -58,7 +60,7 @@ def stream_specs(settings: StreamSettings = StreamSettings()) -> tuple[StreamSpe
             (*nats_filter((DeviceTopic.EVENTS, DeviceTopic.CONNECTION)), REJECTED_SUBJECT),
             settings.events_max_age,
             settings.events_max_bytes,
-            settings.duplicate_window,
+            settings.events_duplicate_window,
         ),
         StreamSpec(
             "FLOTTA_TELEMETRY",

@@ -7,8 +7,9 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from flotta.agent.contract.base import KiB, Payload, Pem, ShortText, Text
+from flotta.agent.contract.base import KiB, NonNegative, Payload, Pem, ShortText, Text
 from flotta.agent.contract.hardware import Hardware
+from flotta.agent.contract.telemetry import StreamId
 
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
@@ -36,6 +37,8 @@ class DeviceEvent(Payload, frozen=True, kw_only=True):
     ]
     message: Text = ""
     workload: ShortText = ""
+    stream: StreamId | None = None  # with sequence: kept until the bridge's receipt
+    sequence: NonNegative | None = None
 
 
 class EnrolmentRequest(Payload, frozen=True, kw_only=True):

@@ -56,11 +56,12 @@ class LogsBatch(Payload, frozen=True, kw_only=True):
 
 
 class TelemetryReceipt(Payload, frozen=True, kw_only=True):
-    """Batches of one kind and buffer stream that the bridge has stored."""
+    """Batches of one kind and buffer stream that the bridge has stored (kind ``events``: the
+    events of one stream)."""
 
     KIND: ClassVar[str] = "receipt"
     MAX_BYTES: ClassVar[int] = 16 * KiB
 
-    kind: Literal["metrics", "logs"]
+    kind: Literal["metrics", "logs", "events"]
     stream: StreamId
     sequences: Annotated[list[NonNegative], msgspec.Meta(min_length=1, max_length=1024)]

@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from flotta.schemas.wire.common import KiB, Payload, ShortText, Text
+from flotta.schemas.wire.telemetry import StreamId
 
 
 class DeviceEvent(Payload):
@@ -20,3 +21,7 @@ class DeviceEvent(Payload):
     reason: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9]*$")]
     message: Text = ""
     workload: ShortText = ""
+    # Set by an agent that keeps the event until the bridge's receipt (kind "events") names
+    # this stream and sequence; without them the event is sent once.
+    stream: StreamId | None = None
+    sequence: Annotated[int, Field(ge=0)] | None = None

@@ -69,11 +69,13 @@ class LogsBatch(Payload):
 
 
 class TelemetryReceipt(Payload):
-    """Batches of one kind and buffer stream that JetStream has stored (or already had)."""
+    """Batches of one kind and buffer stream that JetStream has stored (or already had); for
+    kind ``events``, the events of one stream (:class:`~flotta.schemas.wire.events.DeviceEvent`
+    ``stream`` and ``sequence``)."""
 
     KIND: ClassVar[str] = "receipt"
     MAX_BYTES: ClassVar[int] = 16 * KiB
 
-    kind: Literal["metrics", "logs"]
+    kind: Literal["metrics", "logs", "events"]
     stream: StreamId
     sequences: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=1024)]
