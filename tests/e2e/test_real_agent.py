@@ -80,6 +80,12 @@ async def nats_messages(url: str, subject: str, *, stream: str) -> list[dict[str
         await connection.close()
 
 
+def agent_messages(system: RunningSystem, kind: str, stream: str) -> list[dict[str, Any]]:
+    """What JetStream holds of the local agent's messages of one kind."""
+    subject = f"flotta.device.default.{LOCAL_AGENT_ID}.{kind}"
+    return asyncio.run(nats_messages(system.endpoints["nats"], subject, stream=stream))
+
+
 def test_enrol_run_a_pod_and_report(agent_system: RunningSystem) -> None:
     system = agent_system
     status = wait_until(
@@ -92,13 +98,7 @@ def test_enrol_run_a_pod_and_report(agent_system: RunningSystem) -> None:
         GROUP, VERSION, "flotta", "edgedevicesignedrequests"
     )
     assert [r["status"]["phase"] for r in requests["items"]] == ["Issued"]
-    statuses = asyncio.run(
-        nats_messages(
-            system.endpoints["nats"],
-            f"flotta.device.default.{LOCAL_AGENT_ID}.status",
-            stream="FLOTTA_STATUS",
-        )
-    )
+    statuses = agent_messages(system, "status", "FLOTTA_STATUS")
     assert statuses
     assert statuses[-1]["type"] == "io.flotta.device.status.v1"
     assert statuses[-1]["data"]["appliedVersion"] == status["appliedVersion"]
@@ -157,13 +157,7 @@ def test_offline_device_converges_on_reconnect_and_loses_no_metrics(
     assert second["appliedVersion"] != first["appliedVersion"]
 
     def delivered_without_gaps() -> list[tuple[str, int]] | None:
-        batches = asyncio.run(
-            nats_messages(
-                system.endpoints["nats"],
-                f"flotta.device.default.{LOCAL_AGENT_ID}.metrics",
-                stream="FLOTTA_TELEMETRY",
-            )
-        )
+        batches = agent_messages(system, "metrics", "FLOTTA_TELEMETRY")
         sequences = [(b["data"]["stream"], b["data"]["sequence"]) for b in batches]
         assert len(set(sequences)) == len(sequences), "a batch landed twice in the stream"
         numbers = sorted(sequence for _, sequence in sequences)
@@ -184,13 +178,7 @@ def test_offline_device_converges_on_reconnect_and_loses_no_metrics(
     assert wait_until(resent, timeout=30, what="the agent's count of resent batches") >= 1
 
     def events_delivered_once() -> list[dict[str, Any]] | None:
-        events = asyncio.run(
-            nats_messages(
-                system.endpoints["nats"],
-                f"flotta.device.default.{LOCAL_AGENT_ID}.events",
-                stream="FLOTTA_EVENTS",
-            )
-        )
+        events = agent_messages(system, "events", "FLOTTA_EVENTS")
         ids = [e["data"]["id"] for e in events]
         assert len(set(ids)) == len(ids), "an event landed twice in the stream"
         status = read_status(system.layout.agent / "state")
