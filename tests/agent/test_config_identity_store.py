@@ -152,7 +152,7 @@ def test_event_queue_is_bounded_and_counts_drops() -> None:
     assert queue.dropped == 1
     first = queue.next_to_send(0.0)
     assert first is not None
-    assert first.reason == "Two"
+    assert first[1].reason == "Two"
 
 
 def test_status_file_and_the_status_command(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ from flotta.agent.events import EventQueue, new_event
 
 def _send_all(queue: EventQueue, now: float) -> list[DeviceEvent]:
     sent = []
-    while (event := queue.next_to_send(now)) is not None:
-        queue.sent(event, now)
+    while (due := queue.next_to_send(now)) is not None:
+        key, event = due
+        queue.sent(key, now)
         sent.append(event)
     return sent
 
@@ -45,9 +46,11 @@ def test_an_event_without_a_receipt_is_sent_again_after_the_period() -> None:
     [first] = _send_all(queue, 100.0)
     assert queue.next_to_send(129.0) is None
     assert queue.next_due(129.0) == 1.0
-    again = queue.next_to_send(130.0)
+    due = queue.next_to_send(130.0)
+    assert due is not None
+    key, again = due
     assert again is first  # byte-identical: JetStream drops the copy by its message id
-    queue.sent(again, 130.0)
+    queue.sent(key, 130.0)
     assert queue.resent == 1
     assert queue.next_due(130.0) == 30.0
 

@@ -90,6 +90,7 @@ class Agent:
         self.failures: dict[str, str] = {}
         self.states: dict[str, WorkloadState] = {}
         self.bad_payloads = 0
+        self.bad_receipts = 0
         self.phase = "starting"
         self.exit_code = 0
         self._client: MqttClient | None = None
@@ -284,14 +285,14 @@ class Agent:
         try:
             receipt = decode(TelemetryReceipt, payload)
         except ContractError as exc:
-            self.bad_payloads += 1
+            self.bad_receipts += 1
             log.warning("rejected a receipt: %s", exc)
             return
         if receipt.kind == "events":
             if self.events.confirm(receipt.stream, receipt.sequences):
                 self._wake_events.set()  # the window has room again
         elif self.telemetry is not None:
-            self.telemetry.receipt(payload)
+            self.telemetry.take_receipt(receipt)
 
     def accept_desired(self, payload: bytes) -> bool:
         """Decode, persist, then act; a bad payload is counted and never replaces the last
@@ -451,16 +452,19 @@ class Agent:
         while True:
             client = self._client
             while client is not None and client.connected:
-                event = self.events.next_to_send(time.monotonic())
-                if event is None:
+                due = self.events.next_to_send(time.monotonic())
+                if due is None:
                     break
+                key, event = due
                 try:
                     await client.publish(self._topic(DeviceTopic.EVENTS), encode(event), qos=1)
                 except MqttError:
                     break
-                self.events.sent(event, time.monotonic())
-            due = self.events.next_due(time.monotonic())
-            wait = EVENTS_IDLE_CHECK if due is None else min(EVENTS_IDLE_CHECK, max(due, 0.05))
+                self.events.sent(key, time.monotonic())
+            resend_in = self.events.next_due(time.monotonic())
+            wait = EVENTS_IDLE_CHECK
+            if resend_in is not None:
+                wait = min(wait, max(resend_in, 0.05))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_events.wait(), wait)
             self._wake_events.clear()
@@ -491,6 +495,7 @@ class Agent:
             events_unconfirmed=self.events.unconfirmed,
             events_resent=self.events.resent,
             bad_desired_payloads=self.bad_payloads,
+            bad_receipts=self.bad_receipts,
         )
         try:
             write_status(self.config.state_dir, status)

@@ -36,7 +36,6 @@ def new_event(
 @dataclass(slots=True)
 class _Waiting:
     event: DeviceEvent
-    key: int
     sent_at: float | None = None  # monotonic; None: to be sent
 
 
@@ -75,30 +74,26 @@ class EventQueue:
         self._next_sequence += 1
         if self.receipts:
             event = msgspec.structs.replace(event, stream=self.stream, sequence=sequence)
-        self._waiting[sequence] = _Waiting(event, key=sequence)
+        self._waiting[sequence] = _Waiting(event)
 
-    def next_to_send(self, now: float) -> DeviceEvent | None:
-        """The oldest event not sent yet or whose receipt is overdue, if the window allows."""
-        found = self._next(now)
-        return found.event if found is not None else None
-
-    def _next(self, now: float) -> _Waiting | None:
+    def next_to_send(self, now: float) -> tuple[int, DeviceEvent] | None:
+        """The oldest event not sent yet or whose receipt is overdue, if the window allows, and
+        the key to pass to :meth:`sent`."""
         # every event before the one returned was sent and is not overdue: in flight
-        for in_flight, waiting in enumerate(self._waiting.values()):
+        for in_flight, (key, waiting) in enumerate(self._waiting.items()):
             if waiting.sent_at is None:
-                return waiting if in_flight < self.window else None
+                return (key, waiting.event) if in_flight < self.window else None
             if now - waiting.sent_at >= self.resend_after:
-                return waiting
+                return key, waiting.event
         return None
 
-    def sent(self, event: DeviceEvent, now: float) -> None:
-        """The broker took ``event`` (the one :meth:`next_to_send` gave): wait for its receipt,
-        or without receipts forget it."""
-        waiting = next((w for w in self._waiting.values() if w.event is event), None)
+    def sent(self, key: int, now: float) -> None:
+        """The broker took the event: wait for its receipt, or without receipts forget it."""
+        waiting = self._waiting.get(key)
         if waiting is None:
             return  # dropped meanwhile
         if not self.receipts:
-            del self._waiting[waiting.key]
+            del self._waiting[key]
             return
         if waiting.sent_at is not None:
             self.resent += 1

@@ -42,6 +42,7 @@ class LocalStatus:
     events_unconfirmed: int = 0  # sent, waiting for the bridge's receipt
     events_resent: int = 0  # sent again for want of a receipt, since start
     bad_desired_payloads: int = 0
+    bad_receipts: int = 0
 
 
 def write_status(state_dir: Path, status: LocalStatus) -> None:

@@ -283,6 +283,10 @@ class TelemetryService:
             self.bad_receipts += 1
             log.warning("telemetry: rejected a receipt: %s", exc)
             return False
+        return self.take_receipt(receipt)
+
+    def take_receipt(self, receipt: TelemetryReceipt) -> bool:
+        """A decoded metrics or logs receipt; False when it cannot be queued."""
         try:
             self._receipts.put_nowait(receipt)
         except asyncio.QueueFull:
