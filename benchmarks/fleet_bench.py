@@ -747,7 +747,12 @@ def births_per_second(report: FleetReport, since: float) -> list[int]:
     for bucket, count in report.births.items():
         if bucket >= first:
             seconds[(bucket - first) // BUCKETS] += count
-    return [seconds[second] for second in range(max(seconds, default=-1) + 1)]
+    return per_second(seconds)
+
+
+def per_second(counts: Counter[int]) -> list[int]:
+    """Counts by second from 0, as a list with the seconds without any as 0."""
+    return [counts[second] for second in range(max(counts, default=-1) + 1)]
 
 
 # ---- report --------------------------------------------------------------------------------

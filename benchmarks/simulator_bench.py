@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
     sys.path.insert(0, str(ROOT / folder))
 
-from benchmarks.fleet_bench import cpu_seconds, listen_overflows  # noqa: E402
+from benchmarks.fleet_bench import cpu_seconds, listen_overflows, per_second  # noqa: E402
 from flotta.dev.simulator.provision import provision  # noqa: E402
 from flotta.dev.simulator.shards import device_ids  # noqa: E402
 from flotta.mqtt import MqttClient, MqttSettings, TlsFiles  # noqa: E402
@@ -136,7 +136,7 @@ class Observer:
         seconds = Counter(
             int((born - since).total_seconds()) for born in self.birth.values() if born >= since
         )
-        return [seconds[second] for second in range(max(seconds, default=-1) + 1)]
+        return per_second(seconds)
 
     def count(self, predicate: Any) -> int:
         return sum(1 for version in self.applied.values() if predicate(version))

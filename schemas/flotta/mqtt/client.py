@@ -403,12 +403,10 @@ class MqttClient:
             context = self._tls_context()
         except (OSError, ValueError) as exc:
             raise ConnectError(settings.host, settings.port, f"TLS setup: {exc}") from exc
+        slot = self._connect_slots or contextlib.nullcontext()
         try:
-            if self._connect_slots is None:
+            async with slot:
                 sock = await open_socket(settings.host, settings.port, context)
-            else:
-                async with self._connect_slots:
-                    sock = await open_socket(settings.host, settings.port, context)
         except (OSError, ValueError) as exc:
             raise ConnectError(settings.host, settings.port, _describe(exc)) from exc
         disable_nagle(sock)
@@ -422,6 +420,7 @@ class MqttClient:
                 properties=self._connect_properties(),
             )
         except BaseException:
+            self._paho.use_socket(None)  # not taken if paho failed before it opened a socket
             sock.close()
             raise
 

@@ -15,10 +15,11 @@ written (all but QoS 0 publishes and DISCONNECT, which paho's own loop handles) 
 ``send`` of at most ``COALESCE_BYTES``; from the first packet that does need it on, paho's own
 loop writes one by one. A partial write leaves the rest queued, as paho does.
 
-``use_socket`` hands paho a socket connected on the event loop (``flotta.mqtt.tlsconnect``):
-paho's own ``_create_socket`` connects and handshakes with blocking calls.
+``tests/mqtt/test_paho_client.py`` holds both to paho's behaviour.
 
-``tests/mqtt/test_paho_client.py`` holds these to paho's behaviour.
+``use_socket`` hands paho a socket connected on the event loop (``flotta.mqtt.tlsconnect``):
+paho's own ``_create_socket`` connects and handshakes with blocking calls. Every connection
+in ``tests/mqtt`` goes through it (``test_tls_connect.py`` for the socket's own cases).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class WindowedClient(paho.Client):
 
     def use_socket(self, sock: Any) -> None:
         """The next ``connect()`` takes this connected (and TLS-handshaken) socket instead of
-        opening one with paho's blocking calls."""
+        opening one with paho's blocking calls (None: forget one not taken)."""
         self._given_socket = sock
 
     def _create_socket(self) -> Any:
