@@ -3,7 +3,7 @@ Podman, and a Podman emptied before and after each test that uses it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +11,17 @@ import pytest
 
 from flotta.agent.config import AgentConfig, build_config
 from flotta.dev.podman import remove_all_pods
+from tests.agent.fleet import FleetPeer
 from tests.fixtures.brokers import TestBroker
 from tests.fixtures.podman import PodmanTestEnv
 
 AgentConfigFactory = Callable[..., AgentConfig]
+
+
+@pytest.fixture
+async def fleet(mosquitto_broker: TestBroker) -> AsyncIterator[FleetPeer]:
+    async with FleetPeer(mosquitto_broker) as peer:
+        yield peer
 
 
 @pytest.fixture

@@ -8,9 +8,14 @@ from datetime import timedelta
 
 import pytest
 
+from flotta.agent.config import AgentConfig
 from flotta.agent.daemon import Agent
 from flotta.agent.errors import EnrolmentError
+from flotta.agent.event_journal import JOURNAL_FILE, EventJournal
 from flotta.agent.status_file import read_status
+from flotta.schemas.codec import encode
+from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire import DeviceEvent, TelemetryReceipt
 from tests.agent.conftest import AgentConfigFactory
 from tests.agent.fleet import FleetPeer, wait_for
 from tests.fixtures.brokers import TestBroker
@@ -68,3 +73,54 @@ async def test_declined_enrolment_stops_with_a_clear_error(
         with pytest.raises(EnrolmentError, match="declined"):
             await asyncio.wait_for(Agent(config).run(), 30)
     assert not config.identity_dir.joinpath("device.crt").exists()
+
+
+class _Run:
+    def __init__(self, config: AgentConfig) -> None:
+        self.agent = Agent(config)
+        self.task = asyncio.create_task(self.agent.run())
+
+    async def stop(self) -> None:
+        self.agent.stop()
+        assert await asyncio.wait_for(self.task, 30) == 0
+
+
+async def test_events_kept_until_their_receipt_survive_an_agent_restart(
+    agent_config_without_podman: AgentConfigFactory, fleet: FleetPeer
+) -> None:
+    # the peer sends no receipt until the end, and the resend period is longer than the test
+    config = agent_config_without_podman(telemetry_resend_seconds=600)
+
+    def copies() -> list[DeviceEvent]:
+        return [e for e in fleet.events if e.reason == "InvalidDesiredState"]
+
+    await fleet.publish_raw("edge-1", b"\xff not json")  # retained: an event on subscribing
+    run = _Run(config)
+    try:
+        await wait_for(lambda: copies() and run.agent.events.unconfirmed == 1, 30)
+        await fleet.publish_raw("edge-1", b"")  # cleared: the next runs get no bad state
+    finally:
+        await run.stop()
+    [sent] = copies()
+    assert (sent.stream, sent.sequence) == (run.agent.events.stream, 0)
+
+    run = _Run(config)  # sends the kept event again at once, the same bytes
+    try:
+        await wait_for(lambda: len(copies()) == 2, 30)
+        assert copies()[1] == sent
+        receipt = TelemetryReceipt(kind="events", stream=run.agent.events.stream, sequences=[0])
+        await fleet.bridge.publish(
+            device_topic("edge-1", DeviceTopic.RECEIPTS), encode(receipt), qos=1
+        )
+        await wait_for(lambda: len(run.agent.events) == 0, 30)
+    finally:
+        await run.stop()
+    assert run.agent.events.stream == sent.stream
+    assert run.agent.bad_payloads == 0
+
+    journal = EventJournal(config.state_dir / JOURNAL_FILE)
+    try:
+        saved = journal.load()
+    finally:
+        journal.close()
+    assert (saved.stream, saved.next_sequence, saved.events) == (sent.stream, 1, [])

@@ -68,12 +68,6 @@ def desired(
 
 
 @pytest.fixture
-async def fleet(mosquitto_broker: TestBroker) -> AsyncIterator[FleetPeer]:
-    async with FleetPeer(mosquitto_broker) as peer:
-        yield peer
-
-
-@pytest.fixture
 async def proxy(mosquitto_broker: TestBroker) -> AsyncIterator[CuttableProxy]:
     link = CuttableProxy(mosquitto_broker.host, mosquitto_broker.port)
     await link.start()
@@ -245,6 +239,7 @@ async def test_deregistration_removes_workloads_data_and_identity(
         lambda s: s.applied_version == good.version and phases(s) == {"web": "Running"}
     )
     assert (config.state_dir / "workloads" / "web" / "export").is_dir()
+    assert (config.state_dir / "events").is_dir()
     await fleet.publish_desired(
         DesiredState(device_id=DEVICE, namespace="default", deregister=True)
     )
@@ -252,6 +247,7 @@ async def test_deregistration_removes_workloads_data_and_identity(
     assert await pods(clean_podman) == {}
     assert not (config.state_dir / "desired.json").exists()
     assert not (config.state_dir / "workloads").exists()
+    assert not (config.state_dir / "events").exists()
     assert not (config.identity_dir / "device.key").exists()
     status = read_status(config.state_dir)
     assert status is not None

@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -98,12 +98,6 @@ def agent_process(
         yield config, process
     finally:
         process.terminate()
-
-
-@pytest.fixture
-async def fleet(mosquitto_broker: TestBroker) -> AsyncIterator[FleetPeer]:
-    async with FleetPeer(mosquitto_broker) as peer:
-        yield peer
 
 
 async def test_killed_mid_apply_restarts_offline_from_the_persisted_state_and_converges(

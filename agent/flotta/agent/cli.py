@@ -178,7 +178,12 @@ def render_status(document: dict[str, Any], *, now: datetime) -> str:
         f"{daemon.get('telemetry_resent', 0)} resent",
         f"events      {daemon['events_pending']} pending "
         f"({daemon.get('events_unconfirmed', 0)} awaiting receipts), "
-        f"{daemon['events_dropped']} dropped, {daemon.get('events_resent', 0)} resent",
+        f"{daemon['events_dropped']} dropped, {daemon.get('events_resent', 0)} resent"
+        + (
+            f", {daemon['events_not_saved']} not saved to disk"
+            if daemon.get("events_not_saved")
+            else ""
+        ),
         f"workloads   {len(daemon['workloads'])}",
     ]
     for workload in daemon["workloads"]:

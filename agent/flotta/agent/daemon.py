@@ -29,6 +29,7 @@ from flotta.agent.desired_store import DesiredStore
 from flotta.agent.endpoints import workload_endpoints
 from flotta.agent.enrolment import enrol
 from flotta.agent.errors import StateStoreError
+from flotta.agent.event_journal import JOURNAL_FILE, EventJournal, EventJournalError
 from flotta.agent.events import EventQueue, new_event
 from flotta.agent.identity import IdentityStore
 from flotta.agent.osupdate import OsUpdater
@@ -84,6 +85,7 @@ class Agent:
             rpm_ostree=config.rpm_ostree,
             reboot_command=config.reboot_command,
         )
+        self.event_journal: EventJournal | None = None
         self.telemetry: TelemetryService | None = None
         self.desired: DesiredState | None = None
         self.applied_version = ""
@@ -121,6 +123,7 @@ class Agent:
 
     async def run(self) -> int:
         self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._resume_events()
         self.desired = self.store.load()
         if self.desired is not None:
             log.info("re-applying the persisted desired state %s", self.desired.version)
@@ -132,6 +135,33 @@ class Agent:
         finally:
             await self._shutdown()
         return self.exit_code
+
+    def _resume_events(self) -> None:
+        """Events an earlier run kept until their receipts: sent again (JetStream drops copies
+        it holds). Without a usable journal the agent goes on, its events kept in memory."""
+        try:
+            journal = EventJournal(self.config.state_dir / JOURNAL_FILE)
+        except EventJournalError as exc:
+            self._last_error = str(exc)
+            log.error("%s: events are kept in memory only", exc)
+            return
+        try:
+            saved = journal.load()
+        except EventJournalError as exc:
+            journal.close()
+            self._last_error = str(exc)
+            log.error("%s: events are kept in memory only", exc)
+            return
+        self.event_journal = journal
+        self.events.resume(saved.stream, saved.next_sequence, saved.events, journal)
+        if saved.events:
+            log.info("%d events kept by the last run wait to be sent", len(saved.events))
+
+    def _close_event_journal(self) -> None:
+        journal, self.event_journal = self.event_journal, None
+        if journal is not None:
+            self.events.detach()
+            journal.close()
 
     async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
         main = asyncio.create_task(work, name="agent-main")
@@ -182,6 +212,7 @@ class Agent:
         if self.phase != "deregistered":
             self.phase = "stopped"
         self._write_status()
+        self._close_event_journal()
 
     # ---- MQTT session ----------------------------------------------------------------------
 
@@ -389,8 +420,9 @@ class Agent:
         if self.telemetry is not None:
             await self.telemetry.close()
             self.telemetry = None
+        self._close_event_journal()
         self.store.erase()
-        for directory in ("workloads", "telemetry", "osupdate"):
+        for directory in ("workloads", "telemetry", "events", "osupdate"):
             await asyncio.to_thread(shutil.rmtree, self.config.state_dir / directory, True)
         self.identity.erase()
         self.desired = None
@@ -494,6 +526,9 @@ class Agent:
             events_dropped=self.events.dropped,
             events_unconfirmed=self.events.unconfirmed,
             events_resent=self.events.resent,
+            events_not_saved=(
+                self.event_journal.write_errors if self.event_journal is not None else 0
+            ),
             bad_desired_payloads=self.bad_payloads,
             bad_receipts=self.bad_receipts,
         )

@@ -41,6 +41,7 @@ class LocalStatus:
     events_dropped: int = 0
     events_unconfirmed: int = 0  # sent, waiting for the bridge's receipt
     events_resent: int = 0  # sent again for want of a receipt, since start
+    events_not_saved: int = 0  # journal writes that failed, since start (kept in memory)
     bad_desired_payloads: int = 0
     bad_receipts: int = 0
 

@@ -1,0 +1,165 @@
+"""The agent's events on disk until the bridge confirms them, so that restarting the agent
+(or the board) loses none: SQLite in WAL mode, a row per event.
+
+The event queue's stream id and next sequence number are kept beside the events: a restarted
+agent sends what it kept under the same numbers, so the bridge's receipts still name them, and
+JetStream drops the copies it already holds (by the event's id).
+
+Durability: ``synchronous=FULL``. Events are rare (a workload started, failed, an OS update),
+so a synced commit per event costs little, and a commit rolled back by a power cut cannot hand
+a sequence number that was already sent to another event.
+
+A journal that cannot be written does not stop the agent: the queue goes on in memory, and
+every failed write is logged and counted (:attr:`EventJournal.write_errors`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flotta.agent.contract import DeviceEvent, decode, encode
+from flotta.agent.errors import StateStoreError
+from flotta.schemas.errors import ContractError
+
+log = logging.getLogger(__name__)
+
+JOURNAL_FILE = "events/journal.sqlite3"  # under the state directory
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (sequence INTEGER PRIMARY KEY, payload BLOB NOT NULL);
+"""
+
+
+class EventJournalError(StateStoreError):
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"event journal {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class SavedEvents:
+    stream: str
+    next_sequence: int
+    events: list[tuple[int, DeviceEvent]] = field(default_factory=list)
+    unreadable: int = 0  # rows that no longer decode; removed
+
+
+class EventJournal:
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout  # seconds to wait for another writer's lock
+        self.write_errors = 0
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                return self._connect()
+            except sqlite3.OperationalError:  # locked, unreadable, disk I/O: not corruption
+                raise
+            except sqlite3.DatabaseError as exc:  # not a database, malformed
+                self._move_aside(exc)
+                return self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            raise EventJournalError(self.path, str(exc)) from exc
+
+    def _move_aside(self, error: sqlite3.DatabaseError) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        log.error("event journal %s is unreadable (%s); moved to %s", self.path, error, aside)
+        self.path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            (check,) = db.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def load(self) -> SavedEvents:
+        """The stream id (made on first use), the next sequence number and the kept events,
+        oldest first. Rows that no longer decode are removed and counted."""
+        try:
+            with self._transaction() as db:
+                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                stream = meta.get("stream") or secrets.token_hex(8)
+                next_sequence = int(meta.get("next_sequence", "0"))
+                events: list[tuple[int, DeviceEvent]] = []
+                unreadable: list[int] = []
+                for sequence, payload in db.execute(
+                    "SELECT sequence, payload FROM events ORDER BY sequence"
+                ):
+                    try:
+                        events.append((sequence, decode(DeviceEvent, payload)))
+                    except ContractError as exc:
+                        log.error(
+                            "event %d in %s is unreadable (%s): removed", sequence, self.path, exc
+                        )
+                        unreadable.append(sequence)
+                db.executemany("DELETE FROM events WHERE sequence = ?", [(s,) for s in unreadable])
+                if "stream" not in meta:
+                    db.execute("INSERT INTO meta VALUES ('stream', ?)", (stream,))
+        except (sqlite3.Error, ValueError) as exc:
+            raise EventJournalError(self.path, str(exc)) from exc
+        if events:
+            next_sequence = max(next_sequence, events[-1][0] + 1)
+        return SavedEvents(stream, next_sequence, events, len(unreadable))
+
+    def added(self, sequence: int, event: DeviceEvent, next_sequence: int) -> None:
+        self._write(
+            "keep event",
+            [
+                ("INSERT OR REPLACE INTO events VALUES (?, ?)", [(sequence, encode(event))]),
+                (
+                    "INSERT OR REPLACE INTO meta VALUES ('next_sequence', ?)",
+                    [(str(next_sequence),)],
+                ),
+            ],
+        )
+
+    def removed(self, sequences: Iterable[int]) -> None:
+        rows = [(s,) for s in sequences]
+        if rows:
+            self._write("forget events", [("DELETE FROM events WHERE sequence = ?", rows)])
+
+    def _write(
+        self, what: str, statements: Sequence[tuple[str, Sequence[tuple[object, ...]]]]
+    ) -> None:
+        try:
+            with self._transaction() as db:
+                for sql, rows in statements:
+                    db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            self.write_errors += 1
+            log.warning("event journal %s: cannot %s: %s", self.path, what, exc)
+
+    def close(self) -> None:
+        self._db.close()
