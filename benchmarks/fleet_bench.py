@@ -212,7 +212,11 @@ class Stack:
             run_as_root=True,
         )
         files = write_broker_files(settings, AclSettings(), work / "mosquitto" / "mosquitto.conf")
-        self.broker = MosquittoProcess(files.config_path, log_path=work / "mosquitto.log")
+        self.broker = MosquittoProcess(
+            files.config_path,
+            log_path=work / "mosquitto.log",
+            openssl_config=files.openssl_config_path,
+        )
         self.nats = NatsServer(work / "jetstream", log_path=work / "nats.log")
         self.api: client.ApiClient | None = None
         self.bridge_health = free_port(LOOPBACK)

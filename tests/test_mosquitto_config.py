@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ from flotta.mosquitto.example import example_files
 from flotta.mosquitto.process import MosquittoProcess
 from flotta.pki.errors import IdentityError
 from flotta.pki.store import PkiStore
+from tests.fixtures.brokers import TestBroker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +107,9 @@ def test_broker_render_writes_files_for_a_pki_dir(tmp_path: Path) -> None:
     assert f"cafile {pki.ca_cert_path.resolve()}" in config
     assert "listener 18883 127.0.0.1" in config
     assert "user observer:grafana" in (out / "acl").read_text()
+    assert "NumTickets = 0" in (out / "openssl.cnf").read_text()
     assert (out / "data").is_dir()
+    assert "OPENSSL_CONF=" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -132,3 +137,43 @@ def test_a_broken_configuration_fails_start_with_the_log(tmp_path: Path) -> None
         process.start(timeout=5)
     assert "exited with code" in caught.value.reason
     assert not process.running
+
+
+def _mqtt_session(
+    broker: TestBroker, context: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> ssl.SSLSocket:
+    """A TLS connection with an MQTT 3.1.1 CONNECT answered: by then the broker has sent
+    whatever it sends after the handshake (TLS 1.3 tickets come before the CONNACK)."""
+    raw = socket.create_connection((broker.host, broker.port), timeout=5)
+    connection = context.wrap_socket(raw, session=session)
+    client_id = b"dev-tls"
+    variable_header = b"\x00\x04MQTT\x04\x02\x00\x3c"
+    payload = len(client_id).to_bytes(2, "big") + client_id
+    connection.sendall(
+        bytes([0x10, len(variable_header) + len(payload)]) + variable_header + payload
+    )
+    assert connection.recv(4) == b"\x20\x02\x00\x00"  # CONNACK, accepted
+    return connection
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_the_broker_issues_no_session_tickets_and_resumes_no_session(
+    mosquitto_broker: TestBroker, version: ssl.TLSVersion
+) -> None:
+    """Every connect shows and has checked the client certificate (flotta.mosquitto.openssl).
+    A TLS 1.2 session id may still be cached by OpenSSL: the check is that no ticket comes
+    and that a TLS 1.3 session (tickets only) cannot be resumed."""
+    creds = mosquitto_broker.device("dev-tls")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(creds.ca)
+    context.load_cert_chain(creds.cert, creds.key)
+    context.minimum_version = context.maximum_version = version
+    with _mqtt_session(mosquitto_broker, context) as first:
+        assert first.version() == version.name.replace("_", ".")
+        session = first.session
+        assert session is not None
+        assert not session.has_ticket
+    if version is ssl.TLSVersion.TLSv1_3:
+        with _mqtt_session(mosquitto_broker, context, session) as second:
+            assert not second.session_reused

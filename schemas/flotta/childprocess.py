@@ -7,7 +7,7 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -73,8 +73,11 @@ class LoggedChild:
     def start(self) -> None:
         raise NotImplementedError
 
-    def _spawn(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
-        """Start the process in its own session (OSError when it cannot run)."""
+    def _spawn(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start the process in its own session, with ``env`` added to this process's
+        environment (OSError when it cannot run)."""
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
@@ -83,6 +86,7 @@ class LoggedChild:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                env={**os.environ, **env} if env else None,
             )
         return self._process
 

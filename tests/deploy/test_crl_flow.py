@@ -17,6 +17,7 @@ from kubernetes import client
 
 from flotta.dev.natsserver import free_port
 from flotta.mosquitto.cluster import CONFIG_DIR, CRL_DIR, DATA_DIR, TLS_DIR, cluster_files
+from flotta.mosquitto.openssl import OPENSSL_CONFIG_NAME
 from flotta.mosquitto.process import RELOAD_MARK, MosquittoProcess
 from flotta.mosquitto.reloader import Reloader
 from flotta.operator.crlpublish import CRL_KEY, CrlPublisher, CrlSecret, SecretRef
@@ -70,8 +71,12 @@ def start_broker(root: Path, pki: PkiStore, crl_pem: bytes) -> ClusterBroker:
         config = "user root\n" + config
     (broker.path(CONFIG_DIR) / "mosquitto.conf").write_text(config)
     (broker.path(CONFIG_DIR) / "acl").write_text(files["acl"])
+    openssl_config = broker.path(CONFIG_DIR) / OPENSSL_CONFIG_NAME
+    openssl_config.write_text(files[OPENSSL_CONFIG_NAME])
     broker.process = MosquittoProcess(
-        broker.path(CONFIG_DIR) / "mosquitto.conf", log_path=root / "mosquitto.log"
+        broker.path(CONFIG_DIR) / "mosquitto.conf",
+        log_path=root / "mosquitto.log",
+        openssl_config=openssl_config,  # as the StatefulSet's OPENSSL_CONF
     )
     broker.process.start()
     return broker

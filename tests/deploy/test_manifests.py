@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flotta.mosquitto.cluster import cluster_files
+from flotta.mosquitto.cluster import CONFIG_DIR, cluster_files
+from flotta.mosquitto.openssl import OPENSSL_CONF, OPENSSL_CONFIG_NAME
 from tests.deploy.manifests import (
     BASE,
     CRDS,
@@ -208,6 +209,17 @@ def test_broker_pod_shares_its_process_namespace_with_the_reloader() -> None:
     for c in pod["containers"]:
         for mount in c["volumeMounts"]:
             assert "subPath" not in mount, "a subPath mount is never updated by the kubelet"
+
+
+def test_mosquitto_gets_the_openssl_settings_from_its_config_map() -> None:
+    broker = find("StatefulSet", "flotta-broker")
+    pod = broker["spec"]["template"]["spec"]
+    [mosquitto] = [c for c in pod["containers"] if c["name"] == "mosquitto"]
+    env = {e["name"]: e.get("value") for e in mosquitto.get("env", [])}
+    mounts = {m["name"]: m["mountPath"] for m in mosquitto["volumeMounts"]}
+    assert env[OPENSSL_CONF] == str(CONFIG_DIR / OPENSSL_CONFIG_NAME)
+    assert mounts["config"] == str(CONFIG_DIR)
+    assert OPENSSL_CONFIG_NAME in cluster_files()
 
 
 def test_operator_runs_two_replicas_and_the_bridge_a_statefulset() -> None:

@@ -16,7 +16,9 @@ from flotta.pki.errors import PkiError
 def register(parser: argparse.ArgumentParser) -> None:
     subparsers = parser.add_subparsers(dest="broker_command", metavar="COMMAND", required=True)
     render = subparsers.add_parser(
-        "render", help="write mosquitto.conf and acl", description="write mosquitto.conf and acl"
+        "render",
+        help="write mosquitto.conf, acl and openssl.cnf",
+        description="write mosquitto.conf, acl and openssl.cnf (give it in OPENSSL_CONF)",
     )
     render.add_argument("--pki-dir", type=Path, required=True, help="a 'flotta pki init' directory")
     render.add_argument("--out-dir", type=Path, required=True, help="where to write the files")
@@ -70,6 +72,11 @@ def _render(args: argparse.Namespace) -> int:
         return 2
     print(files.config_path)
     print(files.acl_path)
+    print(files.openssl_config_path)
+    print(
+        f"start the broker with OPENSSL_CONF={files.openssl_config_path} (no TLS session tickets)",
+        file=sys.stderr,
+    )
     return 0
 
 

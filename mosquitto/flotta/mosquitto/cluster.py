@@ -2,7 +2,8 @@
 
 The paths are where the broker StatefulSet (``deploy/kubernetes/broker.yaml``) mounts things:
 
-    /etc/mosquitto/flotta/  mosquitto.conf, acl       ConfigMap made by kustomize from these files
+    /etc/mosquitto/flotta/  mosquitto.conf, acl, openssl.cnf  ConfigMap made by kustomize from
+                            these files (OPENSSL_CONF names the last)
     /etc/mosquitto/tls/     ca.crt server.crt server.key  Secret flotta-broker-tls
     /etc/mosquitto/crl/     crl.pem                   Secret flotta-crl, written by the operator
     /mosquitto/data/        the persistent store      the StatefulSet's volume claim
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from flotta.mosquitto.acl import AclSettings, render_acl
 from flotta.mosquitto.config import BrokerSettings, render_config
+from flotta.mosquitto.openssl import OPENSSL_CONFIG_NAME, render_openssl_config
 from flotta.pki.files import write_atomic
 
 CONFIG_DIR = Path("/etc/mosquitto/flotta")
@@ -50,6 +52,7 @@ def cluster_files(acl: AclSettings | None = None) -> dict[str, str]:
     return {
         "mosquitto.conf": render_config(cluster_settings()),
         "acl": render_acl(acl if acl is not None else AclSettings()),
+        OPENSSL_CONFIG_NAME: render_openssl_config(),
     }
 
 

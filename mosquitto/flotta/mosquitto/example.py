@@ -1,4 +1,5 @@
-"""The committed production example (``mosquitto/mosquitto.conf`` and ``mosquitto/acl``).
+"""The committed production example (``mosquitto/mosquitto.conf``, ``mosquitto/acl`` and
+``mosquitto/openssl.cnf``).
 
 Regenerate with ``python -m flotta.mosquitto.example DIR``; a test keeps them up to date.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from flotta.mosquitto.acl import AclSettings, render_acl
 from flotta.mosquitto.config import production_settings, render_config
+from flotta.mosquitto.openssl import OPENSSL_CONFIG_NAME, render_openssl_config
 
 # One observer and one bootstrap batch, to show their sections.
 EXAMPLE_ACL = AclSettings(observers=("dashboards",), bootstrap_batches=("factory",))
@@ -20,6 +22,7 @@ def example_files() -> dict[str, str]:
     return {
         "mosquitto.conf": render_config(production_settings()),
         "acl": render_acl(EXAMPLE_ACL),
+        OPENSSL_CONFIG_NAME: render_openssl_config(),
     }
 
 

@@ -1,4 +1,5 @@
-"""Write a broker directory: ``mosquitto.conf`` and ``acl`` next to each other."""
+"""Write a broker directory: ``mosquitto.conf``, ``acl`` and ``openssl.cnf`` next to each
+other."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from flotta.mosquitto.acl import AclSettings, render_acl
 from flotta.mosquitto.config import BrokerSettings, render_config
+from flotta.mosquitto.openssl import OPENSSL_CONFIG_NAME, render_openssl_config
 from flotta.pki.files import write_atomic
 
 
@@ -14,6 +16,7 @@ from flotta.pki.files import write_atomic
 class BrokerFiles:
     config_path: Path
     acl_path: Path
+    openssl_config_path: Path  # give it to the process in OPENSSL_CONF
 
 
 def settings_for_pki(
@@ -44,9 +47,11 @@ def settings_for_pki(
 def write_broker_files(
     settings: BrokerSettings, acl: AclSettings, config_path: Path
 ) -> BrokerFiles:
-    """Render both files atomically; create the persistence directory."""
+    """Render the files atomically; create the persistence directory."""
     config_path.parent.mkdir(parents=True, exist_ok=True)
     settings.persistence_dir.mkdir(parents=True, exist_ok=True)
+    openssl_config = config_path.with_name(OPENSSL_CONFIG_NAME)
     write_atomic(settings.acl_file, render_acl(acl).encode())
+    write_atomic(openssl_config, render_openssl_config().encode())
     write_atomic(config_path, render_config(settings).encode())
-    return BrokerFiles(config_path, settings.acl_file)
+    return BrokerFiles(config_path, settings.acl_file, openssl_config)

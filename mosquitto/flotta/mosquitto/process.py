@@ -10,6 +10,7 @@ from pathlib import Path
 
 from flotta.childprocess import LoggedChild
 from flotta.mosquitto.errors import BrokerError, BrokerStartError
+from flotta.mosquitto.openssl import openssl_environment
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +37,17 @@ class MosquittoProcess(LoggedChild):
 
     name = "mosquitto"
 
-    def __init__(self, config_path: Path, *, log_path: Path, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        log_path: Path,
+        openssl_config: Path | None = None,
+        binary: str | None = None,
+    ) -> None:
         super().__init__(log_path)
         self.config_path = config_path
+        self.openssl_config = openssl_config  # flotta.mosquitto.openssl; None: the system's
         self.binary = binary or find_mosquitto()
 
     def start(self, *, timeout: float = 10.0) -> None:
@@ -46,7 +55,8 @@ class MosquittoProcess(LoggedChild):
         if self.running:
             raise BrokerError(f"mosquitto is already running (pid {self.pid})")
         try:
-            process = self._spawn([self.binary, "-c", str(self.config_path)])
+            env = openssl_environment(self.openssl_config) if self.openssl_config else None
+            process = self._spawn([self.binary, "-c", str(self.config_path)], env=env)
         except OSError as exc:
             raise BrokerError(f"cannot run {self.binary}: {exc.strerror}") from None
         logger.info("started mosquitto pid %s with %s", process.pid, self.config_path)

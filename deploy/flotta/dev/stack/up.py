@@ -252,6 +252,7 @@ class Stack:
     def start_mosquitto(self, ports: Ports) -> None:
         from flotta.mosquitto.acl import AclSettings
         from flotta.mosquitto.files import settings_for_pki, write_broker_files
+        from flotta.mosquitto.openssl import openssl_environment
         from flotta.mosquitto.process import find_mosquitto
 
         settings = settings_for_pki(
@@ -268,7 +269,11 @@ class Stack:
             .with_bootstrap_batch(AGENT_BATCH)
         )
         files = write_broker_files(settings, acl, self.layout.mosquitto / "mosquitto.conf")
-        self._start("mosquitto", [find_mosquitto(), "-c", str(files.config_path)])
+        self._start(
+            "mosquitto",
+            [find_mosquitto(), "-c", str(files.config_path)],
+            env=openssl_environment(files.openssl_config_path),
+        )
         wait_for_port(ports.mqtt, what="Mosquitto")
         self._check_alive("mosquitto")
 
