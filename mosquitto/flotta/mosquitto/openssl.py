@@ -6,8 +6,8 @@ The broker issues no TLS session tickets. Flotta clients never resume a session:
 presents the client certificate and has it checked (validity, CRL). A ticket would let a
 client skip those checks for its lifetime (two hours by OpenSSL's default), and with OpenSSL
 3.0 issuing one costs an encode and a decode of the session, the client certificate's public
-key included: a quarter of the broker's CPU per connect, measured with 3,000 connects a run
-(1.16 ms with tickets, 0.85 ms without; ``benchmarks/results/simulator.md``).
+key included: more than a quarter of the broker's CPU per connect
+(``benchmarks/broker_tls_bench.py``, ``benchmarks/results/broker_tls.md``).
 """
 
 from __future__ import annotations
