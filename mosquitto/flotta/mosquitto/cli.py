@@ -74,7 +74,8 @@ def _render(args: argparse.Namespace) -> int:
     print(files.acl_path)
     print(files.openssl_config_path)
     print(
-        f"start the broker with OPENSSL_CONF={files.openssl_config_path} (no TLS session tickets)",
+        f"start the broker with OPENSSL_CONF={files.openssl_config_path.resolve()} "
+        "(no TLS session tickets)",
         file=sys.stderr,
     )
     return 0
