@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flotta.agent.event_journal import EventJournal, EventJournalError
+from flotta.agent.event_journal import EventJournal, EventJournalError, SavedEvents
 from flotta.agent.events import EventQueue, new_event
 
 
@@ -24,6 +24,15 @@ def _resumed(
     queue = EventQueue(capacity, receipts=receipts)
     queue.resume(saved.stream, saved.next_sequence, saved.events, journal)
     return queue, journal
+
+
+def _saved(path: Path) -> SavedEvents:
+    """What a journal holds, read by a journal of its own."""
+    journal = EventJournal(path)
+    try:
+        return journal.load()
+    finally:
+        journal.close()
 
 
 def _send_all(queue: EventQueue, now: float) -> list[int]:
@@ -96,18 +105,12 @@ def test_events_dropped_for_room_or_sent_without_receipts_leave_the_journal(path
         queue.put(new_event(reason, "x"))
     assert queue.dropped == 1
     journal.close()
-    journal = EventJournal(path)
-    assert [e.reason for _, e in journal.load().events] == ["Two", "Three"]
-    journal.close()
+    assert [e.reason for _, e in _saved(path).events] == ["Two", "Three"]
 
     unconfirmed, journal = _resumed(path, receipts=False)
     _send_all(unconfirmed, 0.0)
     journal.close()
-    journal = EventJournal(path)
-    try:
-        assert journal.load().events == []
-    finally:
-        journal.close()
+    assert _saved(path).events == []
 
 
 def test_more_saved_events_than_room_keeps_the_newest(path: Path) -> None:
@@ -118,11 +121,7 @@ def test_more_saved_events_than_room_keeps_the_newest(path: Path) -> None:
     smaller, journal = _resumed(path, capacity=2)
     journal.close()
     assert (len(smaller), smaller.dropped) == (2, 2)
-    journal = EventJournal(path)
-    try:
-        assert [e.reason for _, e in journal.load().events] == ["E2", "E3"]
-    finally:
-        journal.close()
+    assert [e.reason for _, e in _saved(path).events] == ["E2", "E3"]
 
 
 def test_events_put_before_the_journal_opened_are_kept_after_the_saved_ones(path: Path) -> None:
@@ -135,15 +134,10 @@ def test_events_put_before_the_journal_opened_are_kept_after_the_saved_ones(path
     saved = journal.load()
     early.resume(saved.stream, saved.next_sequence, saved.events, journal)
     journal.close()
-    journal = EventJournal(path)
-    try:
-        kept = journal.load().events
-        assert [(k, e.reason, e.stream) for k, e in kept] == [
-            (0, "Saved", saved.stream),
-            (1, "Early", saved.stream),
-        ]
-    finally:
-        journal.close()
+    assert [(k, e.reason, e.stream) for k, e in _saved(path).events] == [
+        (0, "Saved", saved.stream),
+        (1, "Early", saved.stream),
+    ]
 
 
 def test_an_unreadable_row_is_removed_and_counted(path: Path) -> None:
@@ -196,8 +190,4 @@ def test_a_failed_write_is_counted_and_the_queue_goes_on_in_memory(path: Path) -
     finally:
         holder.close()
         journal.close()
-    journal = EventJournal(path)
-    try:
-        assert [e.reason for _, e in journal.load().events] == ["Two"]
-    finally:
-        journal.close()
+    assert [e.reason for _, e in _saved(path).events] == ["Two"]

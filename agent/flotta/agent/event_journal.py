@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from flotta.agent.contract import DeviceEvent, decode, encode
 from flotta.agent.errors import StateStoreError
+from flotta.agent.sqlitefile import open_store
 from flotta.schemas.errors import ContractError
 
 log = logging.getLogger(__name__)
@@ -62,37 +62,11 @@ class EventJournal:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                return self._connect()
-            except sqlite3.OperationalError:  # locked, unreadable, disk I/O: not corruption
-                raise
-            except sqlite3.DatabaseError as exc:  # not a database, malformed
-                self._move_aside(exc)
-                return self._connect()
+            return open_store(
+                self.path, schema=_SCHEMA, what="event journal", busy_timeout=self.busy_timeout
+            )
         except (OSError, sqlite3.Error) as exc:
             raise EventJournalError(self.path, str(exc)) from exc
-
-    def _move_aside(self, error: sqlite3.DatabaseError) -> None:
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-        log.error("event journal %s is unreadable (%s); moved to %s", self.path, error, aside)
-        self.path.rename(aside)
-        for suffix in ("-wal", "-shm"):
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-            (check,) = db.execute("PRAGMA quick_check").fetchone()
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check}")
-        except sqlite3.Error:
-            db.close()
-            raise
-        return db
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from flotta.agent.sqlitefile import open_store
 from flotta.agent.telemetry.batching import (
     BATCH_MAX_BYTES,
     ENVELOPE_BYTES,
@@ -104,6 +105,12 @@ class BufferStats:
     batches_unconfirmed: int = 0
 
 
+def _add_sent_column(db: sqlite3.Connection) -> None:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+    if "sent_ms" not in columns:  # a buffer written before receipts existed
+        db.execute("ALTER TABLE batches ADD COLUMN sent_ms INTEGER")
+
+
 class TelemetryBuffer:
     """Thread-safe: every method takes the lock, so the async side may call it from
     worker threads."""
@@ -131,41 +138,17 @@ class TelemetryBuffer:
     # ---- opening ---------------------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return self._connect()
-        except sqlite3.OperationalError as exc:  # locked, unreadable, disk I/O: not corruption
+            return open_store(
+                self.path,
+                schema=_SCHEMA,
+                what="telemetry buffer",
+                upgrade=_add_sent_column,
+                any_thread=True,
+                clock=self._clock,
+            )
+        except (OSError, sqlite3.Error) as exc:
             raise BufferStoreError(str(self.path), str(exc)) from exc
-        except sqlite3.DatabaseError as exc:  # not a database, malformed
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
-            log.error("telemetry buffer %s is unreadable (%s); moved to %s", self.path, exc, aside)
-            self.path.rename(aside)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            try:
-                return self._connect()
-            except sqlite3.Error as again:
-                raise BufferStoreError(str(self.path), str(again)) from again
-        except sqlite3.Error as exc:
-            raise BufferStoreError(str(self.path), str(exc)) from exc
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA journal_size_limit=4194304")
-            db.executescript(_SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
-            if "sent_ms" not in columns:  # a buffer written before receipts existed
-                db.execute("ALTER TABLE batches ADD COLUMN sent_ms INTEGER")
-            (check,) = db.execute("PRAGMA quick_check").fetchone()
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check}")
-        except sqlite3.Error:
-            db.close()
-            raise
-        return db
 
     def _load_state(self) -> tuple[str, int, int, int]:
         with self._transaction() as db:
