@@ -140,15 +140,8 @@ class Agent:
         """Events an earlier run kept until their receipts: sent again (JetStream drops copies
         it holds). Without a usable journal the agent goes on, its events kept in memory."""
         try:
-            journal = EventJournal(self.config.state_dir / JOURNAL_FILE)
+            journal, saved = EventJournal.open(self.config.state_dir / JOURNAL_FILE)
         except EventJournalError as exc:
-            self._last_error = str(exc)
-            log.error("%s: events are kept in memory only", exc)
-            return
-        try:
-            saved = journal.load()
-        except EventJournalError as exc:
-            journal.close()
             self._last_error = str(exc)
             log.error("%s: events are kept in memory only", exc)
             return

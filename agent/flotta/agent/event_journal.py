@@ -18,14 +18,13 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flotta.agent.contract import DeviceEvent, decode, encode
 from flotta.agent.errors import StateStoreError
-from flotta.agent.sqlitefile import open_store
+from flotta.agent.sqlitefile import open_store, transaction
 from flotta.schemas.errors import ContractError
 
 log = logging.getLogger(__name__)
@@ -68,21 +67,21 @@ class EventJournal:
         except (OSError, sqlite3.Error) as exc:
             raise EventJournalError(self.path, str(exc)) from exc
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    @classmethod
+    def open(cls, path: Path) -> tuple[EventJournal, SavedEvents]:
+        """The journal at ``path`` and what it holds."""
+        journal = cls(path)
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            return journal, journal.load()
+        except EventJournalError:
+            journal.close()
             raise
-        self._db.execute("COMMIT")
 
     def load(self) -> SavedEvents:
         """The stream id (made on first use), the next sequence number and the kept events,
         oldest first. Rows that no longer decode are removed and counted."""
         try:
-            with self._transaction() as db:
+            with transaction(self._db) as db:
                 meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
                 stream = meta.get("stream") or secrets.token_hex(8)
                 next_sequence = int(meta.get("next_sequence", "0"))
@@ -128,7 +127,7 @@ class EventJournal:
         self, what: str, statements: Sequence[tuple[str, Sequence[tuple[object, ...]]]]
     ) -> None:
         try:
-            with self._transaction() as db:
+            with transaction(self._db) as db:
                 for sql, rows in statements:
                     db.executemany(sql, rows)
         except sqlite3.Error as exc:

@@ -1,15 +1,17 @@
-"""Opening the agent's SQLite stores (the telemetry buffer, the event journal) the same way:
+"""The agent's SQLite stores (the telemetry buffer, the event journal), opened and written the
+same way. Opening:
 WAL, every commit synced (``synchronous=FULL``), the schema created, an integrity check. A file
 that is not a database or is malformed is moved aside (``NAME.corrupt-SECONDS``) and a new one
 started, so a damaged store never stops the agent; anything else (locked, unreadable, disk
-I/O) is raised for the caller to report."""
+I/O) is raised for the caller to report. Writing: :func:`transaction`."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -18,6 +20,10 @@ WAL_SIZE_LIMIT = 4 * 1024 * 1024  # bytes the WAL file is truncated to after a c
 
 
 def _no_upgrade(db: sqlite3.Connection) -> None:
+    pass
+
+
+def _nothing() -> None:
     pass
 
 
@@ -64,3 +70,20 @@ def open_store(
         for suffix in ("-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return connect()
+
+
+@contextmanager
+def transaction(
+    db: sqlite3.Connection, *, on_rollback: Callable[[], None] = _nothing
+) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``. On any error, a failed ``COMMIT`` too, the
+    transaction is rolled back, ``on_rollback`` is called and the error raised."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        on_rollback()
+        raise

@@ -33,11 +33,12 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from flotta.agent.sqlitefile import open_store
+from flotta.agent.sqlitefile import open_store, transaction
 from flotta.agent.telemetry.batching import (
     BATCH_MAX_BYTES,
     ENVELOPE_BYTES,
@@ -436,10 +437,17 @@ class TelemetryBuffer:
             (key, value),
         )
 
-    def _transaction(self) -> _Transaction:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; SQLite errors become :class:`BufferStoreError`, and after a
+        rollback the counters are re-read."""
         if self._closed:
             raise BufferStoreError(str(self.path), "closed")
-        return _Transaction(self._db, str(self.path), on_rollback=self._resync)
+        try:
+            with transaction(self._db, on_rollback=self._resync) as db:
+                yield db
+        except sqlite3.Error as exc:
+            raise BufferStoreError(str(self.path), str(exc)) from exc
 
     def _resync(self) -> None:
         """After a rollback the counters kept in memory are re-read from the database."""
@@ -447,39 +455,3 @@ class TelemetryBuffer:
             self._bytes, self._records, self._dropped = self._read_counters()
         except sqlite3.Error as exc:
             log.error("telemetry buffer: cannot re-read its counters: %s", exc)
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error; SQLite errors become
-    :class:`BufferStoreError`."""
-
-    def __init__(
-        self, db: sqlite3.Connection, path: str, *, on_rollback: Callable[[], None]
-    ) -> None:
-        self._db = db
-        self._path = path
-        self._on_rollback = on_rollback
-
-    def __enter__(self) -> sqlite3.Connection:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise BufferStoreError(self._path, str(exc)) from exc
-        return self._db
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        if exc is None:
-            try:
-                self._db.execute("COMMIT")
-                return
-            except sqlite3.Error as commit_error:
-                self._rollback()
-                raise BufferStoreError(self._path, str(commit_error)) from commit_error
-        self._rollback()
-        if isinstance(exc, sqlite3.Error):
-            raise BufferStoreError(self._path, str(exc)) from exc
-
-    def _rollback(self) -> None:
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
-        self._on_rollback()
