@@ -113,3 +113,36 @@ async def test_oversized_answer_is_refused(
 async def test_missing_socket_is_unreachable(tmp_path: Path) -> None:
     with pytest.raises(PodmanUnreachableError, match=r"nothing\.sock"):
         await LibpodClient(tmp_path / "nothing.sock").request("GET", "/_ping")
+
+
+@pytest.mark.parametrize("stage", ["head", "body"])
+async def test_a_request_cancelled_midway_closes_its_connection(tmp_path: Path, stage: str) -> None:
+    """The agent stopping mid-request (its tasks cancelled) leaves no socket open: the server
+    sees the end of the stream at once, not when the garbage collector gets to it."""
+    connections: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue(
+        maxsize=1
+    )
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if stage == "body":  # a head, then a body that never ends
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            await writer.drain()
+        await connections.put((reader, writer))
+
+    path = tmp_path / "api.sock"
+    unix_server = await asyncio.start_unix_server(handle, path=str(path))
+    request = asyncio.create_task(LibpodClient(path, timeout=30).call("list", "GET", "/pods/json"))
+    try:
+        reader, writer = await asyncio.wait_for(connections.get(), 5)
+        await asyncio.sleep(0.05)  # the client waits for the rest of the answer
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        try:
+            assert await asyncio.wait_for(reader.read(), 2) == b""
+        finally:
+            writer.close()
+    finally:
+        unix_server.close()
+        await unix_server.wait_closed()

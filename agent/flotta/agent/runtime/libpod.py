@@ -108,10 +108,14 @@ class LibpodClient:
         except (OSError, asyncio.IncompleteReadError, ValueError) as error:
             await _close(writer)
             raise PodmanUnreachableError(self.socket_path, error) from None
+        except BaseException:  # cancelled while asking: closed now, not by the collector
+            writer.close()
+            raise
         chunks = self._guarded(_read_body(reader, response_headers))
         try:
             yield status, response_headers, chunks
         finally:
+            writer.close()  # first, so that a cancel during the awaits below leaks nothing
             await chunks.aclose()
             await _close(writer)
 
