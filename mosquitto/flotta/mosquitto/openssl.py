@@ -43,5 +43,6 @@ def render_openssl_config() -> str:
 
 
 def openssl_environment(config: Path) -> dict[str, str]:
-    """What to add to the broker process's environment."""
-    return {OPENSSL_CONF: str(config)}
+    """What to add to the broker process's environment (an absolute path: the process may
+    change its directory)."""
+    return {OPENSSL_CONF: str(config.resolve())}
