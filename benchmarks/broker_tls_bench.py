@@ -15,7 +15,6 @@ A reconnect storm is this work 10,000 times over, and Mosquitto does it on one t
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import ssl
 import statistics
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
     sys.path.insert(0, str(ROOT / folder))
 
-from benchmarks.fleet_bench import machine  # noqa: E402
+from benchmarks.fleet_bench import cpu_seconds, machine  # noqa: E402
 from flotta.dev.simulator.provision import provision  # noqa: E402
 from flotta.mosquitto.openssl import OPENSSL_CONFIG_NAME  # noqa: E402
 from tests.fixtures.brokers import TestBroker, new_fleet_pki  # noqa: E402
@@ -37,11 +36,6 @@ from tests.fixtures.brokers import TestBroker, new_fleet_pki  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "broker_tls.md"
 DEVICES = 200
 VARIANTS = ("tickets (OpenSSL default)", "no tickets (Flotta openssl.cnf)")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def device_context(ca: Path, device_dir: Path) -> ssl.SSLContext:

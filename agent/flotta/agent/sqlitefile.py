@@ -1,9 +1,11 @@
 """The agent's SQLite stores (the telemetry buffer, the event journal), opened and written the
-same way. Opening:
-WAL, every commit synced (``synchronous=FULL``), the schema created, an integrity check. A file
-that is not a database or is malformed is moved aside (``NAME.corrupt-SECONDS``) and a new one
-started, so a damaged store never stops the agent; anything else (locked, unreadable, disk
-I/O) is raised for the caller to report. Writing: :func:`transaction`."""
+same way.
+
+Opening (:func:`open_store`): WAL, every commit synced (``synchronous=FULL``), the schema
+created, an integrity check. A file that is not a database or is malformed is moved aside
+(``NAME.corrupt-SECONDS``) and a new one started, so a damaged store never stops the agent;
+anything else (locked, unreadable, disk I/O) is raised for the caller to report. Writing:
+:func:`transaction`."""
 
 from __future__ import annotations
 
