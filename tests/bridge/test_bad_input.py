@@ -79,7 +79,10 @@ async def test_bad_input_is_rejected_and_others_continue(
         assert b'flotta_bridge_messages_total{kind="status"} 1.0' in body
         assert b"flotta_bridge_nats_publish_seconds_count" in body
         code, body = await asyncio.to_thread(http_get, port, "/readyz")
-        assert (code, json.loads(body)) == (200, {"kubernetes": True, "mqtt": True, "nats": True})
+        assert (code, json.loads(body)) == (
+            200,
+            {"kubernetes": True, "loops": True, "mqtt": True, "nats": True},
+        )
         assert await asyncio.to_thread(http_get, port, "/healthz") == (200, b"ok\n")
         assert (await asyncio.to_thread(http_get, port, "/nope"))[0] == 404
     finally:
@@ -105,3 +108,42 @@ async def test_a_device_that_just_enrolled_is_not_rejected(
         assert bridge.metrics.rejected.labels("unknown-device")._value.get() == 0
     finally:
         await asyncio.to_thread(late.close)
+
+
+async def test_poison_heartbeats_from_one_device_leave_the_others_served(
+    bridge_env: BridgeEnv, start_bridge: StartBridge
+) -> None:
+    """The attacks that once stopped the bridge for every device: a time without a zone after
+    a normal heartbeat (a naive/aware comparison), and an integer of 100,000 digits."""
+    create_device(bridge_env.kube.api, NAMESPACE, "dev-bad")
+    create_device(bridge_env.kube.api, NAMESPACE, "dev-good")
+    bridge = await start_bridge()
+    bad = await asyncio.to_thread(bridge_env.device, "dev-bad")
+    good = await asyncio.to_thread(bridge_env.device, "dev-good")
+    bad_status = device_topic("dev-bad", DeviceTopic.STATUS)
+    try:
+        await asyncio.to_thread(bad.publish, bad_status, heartbeat(applied="v1"))
+        naive = json.loads(heartbeat(applied="v2"))
+        naive["time"] = naive["time"].replace("Z", "").split("+")[0]
+        await asyncio.to_thread(bad.publish, bad_status, json.dumps(naive).encode())
+        huge = heartbeat(applied="v3")[:-1] + b',"heartbeatPeriodSeconds":' + b"9" * 100_000 + b"}"
+        await asyncio.to_thread(bad.publish, bad_status, huge)
+        for kind in (DeviceTopic.EVENTS, DeviceTopic.METRICS, DeviceTopic.LOGS):
+            await asyncio.to_thread(bad.publish, device_topic("dev-bad", kind), huge)
+        await asyncio.to_thread(
+            good.publish, device_topic("dev-good", DeviceTopic.STATUS), heartbeat(applied="g1")
+        )
+        await eventually(lambda: status_of(bridge_env, "dev-good").get("phase") == "Online")
+        rejected = bridge.metrics.rejected
+        await eventually(lambda: rejected.labels("malformed")._value.get() == 4)
+        assert rejected.labels("oversized")._value.get() == 1  # events are at most 8 KiB
+        assert bridge.failure is None
+        assert all(not task.done() for task in bridge._tasks)
+        record = bridge.fleet.record("dev-bad")
+        assert record is not None
+        assert record.current.applied_version == "v1"  # what was refused changed nothing
+        assert bridge.health is not None
+        assert await asyncio.to_thread(http_get, bridge.health.port, "/healthz") == (200, b"ok\n")
+    finally:
+        await asyncio.to_thread(bad.close)
+        await asyncio.to_thread(good.close)

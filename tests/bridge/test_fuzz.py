@@ -173,3 +173,145 @@ async def test_random_payloads_over_mqtt_leave_other_devices_unaffected(
     finally:
         await asyncio.to_thread(noisy.close)
         await asyncio.to_thread(quiet.close)
+
+
+# ---- sequences of hostile messages from one device ------------------------------------------
+
+ATTACKER = "dev-9"
+BYSTANDER = "dev-12"
+WRONG_CLOCKS = [
+    "2999-01-01T00:00:00Z",  # an RTC far ahead
+    "1970-01-01T00:00:05Z",  # no RTC, before NTP
+    "2026-01-01T00:00:00+14:00",
+    "2001-06-30T23:59:60Z",  # a leap second: not a valid time
+    "0001-01-01T00:00:00+14:00",  # out of range once in UTC
+    "9999-12-31T23:59:59-14:00",
+    "2026-01-01T00:00:00",  # no zone
+    "2026-01-01 00:00:00Z",
+]
+HUGE = "9" * 100_000
+
+
+def now_text() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+@st.composite
+def hostile_messages(draw: st.DrawFn) -> tuple[DeviceTopic, bytes]:
+    """A message as a buggy or hostile device would send it: a valid one of its kind with one
+    or two things changed."""
+    kind = draw(st.sampled_from([DeviceTopic.STATUS, DeviceTopic.EVENTS, DeviceTopic.LOGS]))
+    stamp = now_text()
+    documents: dict[DeviceTopic, dict[str, Any]] = {
+        DeviceTopic.STATUS: {
+            "schemaVersion": 1,
+            "time": stamp,
+            "appliedVersion": "hostile",
+            "heartbeatPeriodSeconds": 10,
+            "workloads": [{"name": "w", "phase": "Running", "since": stamp}],
+        },
+        DeviceTopic.EVENTS: {
+            "schemaVersion": 1,
+            "id": draw(st.uuids()).hex,
+            "time": stamp,
+            "reason": "Started",
+            "stream": "s1",
+            "sequence": draw(st.integers(0, 10)),
+        },
+        DeviceTopic.LOGS: {
+            "schemaVersion": 1,
+            "stream": "s1",
+            "sequence": draw(st.integers(0, 10)),
+            "lines": [{"workload": "w", "time": stamp, "line": "x"}],
+        },
+    }
+    document = documents[kind]
+    text: str | None = None
+    for _ in range(draw(st.integers(1, 2))):
+        change = draw(st.integers(0, 6))
+        if change == 0:
+            clock = draw(st.sampled_from(WRONG_CLOCKS))
+            if kind is DeviceTopic.LOGS:
+                document["lines"][0]["time"] = clock
+            else:
+                document["time"] = clock
+        elif change == 1:  # an integer Python will not convert
+            key = "heartbeatPeriodSeconds" if kind is DeviceTopic.STATUS else "sequence"
+            if kind is DeviceTopic.LOGS or kind is DeviceTopic.EVENTS:
+                key = "sequence"
+            text = json.dumps(document)[:-1] + f', "{key}": {HUGE}}}'
+        elif change == 2:  # snake_case names
+            document = {
+                "".join("_" + c.lower() if c.isupper() else c for c in key): value
+                for key, value in document.items()
+            }
+        elif change == 3:  # a duplicate key
+            text = json.dumps(document)[:-1] + ', "schemaVersion": 1, "schemaVersion": true}'
+        elif change == 4:  # numbers JSON cannot hold, or of the wrong type
+            document["sequence" if kind is not DeviceTopic.STATUS else "heartbeatPeriodSeconds"] = (
+                draw(st.sampled_from([1e999, -1, 10.0, "10", 2**64, True]))
+            )
+        elif change == 5:  # nesting deeper than any parser should follow
+            text = json.dumps(document)[:-1] + ', "x": ' + "[" * 5000 + "]" * 5000 + "}"
+        else:  # the time as a number
+            document["time"] = draw(st.sampled_from([0, 1.7e9, -1, 10**20]))
+    if text is None:
+        text = json.dumps(document, allow_nan=True)
+    return kind, text.encode()
+
+
+@pytest.fixture
+def bystander(bridge_env: BridgeEnv) -> str:
+    create_device(bridge_env.kube.api, NAMESPACE, BYSTANDER)
+    return BYSTANDER
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sequence=st.lists(hostile_messages(), min_size=1, max_size=6), round_id=st.uuids())
+def test_hostile_sequences_from_one_device_never_stop_or_freeze_the_others(
+    bystander: str,
+    threaded_bridge: ThreadedBridge,
+    sequence: list[tuple[DeviceTopic, bytes]],
+    round_id: Any,
+) -> None:
+    bridge = threaded_bridge.bridge
+    assert bridge.ingest is not None
+    ingest = bridge.ingest
+    acked = ingest.acked
+    counted = rejected_total(bridge) + accepted_total(bridge)
+    deliveries = [
+        Delivery(mid=0, qos=0, topic=device_topic(ATTACKER, kind), payload=payload)
+        for kind, payload in sequence
+    ]
+    version = f"good-{round_id.hex[:12]}"
+    deliveries.append(
+        Delivery(
+            mid=0,
+            qos=0,
+            topic=device_topic(bystander, DeviceTopic.STATUS),
+            payload=heartbeat(applied=version),
+        )
+    )
+    # the attacker's own clock is right again: its next report must apply
+    deliveries.append(
+        Delivery(
+            mid=0,
+            qos=0,
+            topic=device_topic(ATTACKER, DeviceTopic.STATUS),
+            payload=heartbeat(applied=version),
+        )
+    )
+    for delivery in deliveries:
+        threaded_bridge.call(ingest.handle(delivery, grace=False))
+    wait_for(lambda: ingest.acked == acked + len(deliveries), timeout=10, interval=0.005)
+    assert rejected_total(bridge) + accepted_total(bridge) == counted + len(deliveries)
+    for device in (bystander, ATTACKER):
+        record = bridge.fleet.record(device)
+        assert record is not None
+        assert record.current.applied_version == version, device
+    assert bridge.failure is None
+    assert all(not task.done() for task in bridge._tasks)

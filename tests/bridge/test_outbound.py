@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from flotta.agent.config import AgentConfig
+from flotta.bridge.decoding import forwarded
 from flotta.bridge.outbound import REJECTED_SUBJECT, message_id, rejection, to_nats
 from flotta.bridge.streams import StreamSettings, stream_specs
 from flotta.schemas.cloudevents import envelope
@@ -47,7 +48,14 @@ CASES = [
 def test_mapping(kind: DeviceTopic, payload: object, msg_id: str) -> None:
     raw = encode(payload)  # type: ignore[arg-type]
     decoded = decode_device_payload(kind, raw)
-    out = to_nats(namespace="ns", device_id="dev-1", kind=kind, payload=decoded, raw=raw, now=NOW)
+    out = to_nats(
+        namespace="ns",
+        device_id="dev-1",
+        kind=kind,
+        payload=decoded,
+        data=forwarded(decoded),
+        now=NOW,
+    )
     assert out.subject == f"flotta.device.ns.dev-1.{kind.value}"
     assert out.msg_id == msg_id
     event = json.loads(out.body)

@@ -102,6 +102,8 @@ class Bridge:
             max_workers=writes.workers + 1, thread_name_prefix="kube-write"
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self.failure: BaseException | None = None  # the first loop that died
+        self._failed = asyncio.Event()
         self._synced = asyncio.Event()
         self._closing = False
         self._watch: DeviceWatch | None = None
@@ -122,6 +124,7 @@ class Bridge:
                 port=settings.health_port,
                 registry=self.metrics.registry,
                 readiness=self.readiness,
+                alive=self.alive,
             )
             await self.health.start()
         await self.publisher.connect()
@@ -202,6 +205,7 @@ class Bridge:
 
     def readiness(self) -> dict[str, bool]:
         return {
+            "loops": self.alive(),
             "mqtt": self.intake is not None and self.intake.ready,
             "nats": self.publisher.connected,
             "kubernetes": self._synced.is_set(),
@@ -218,11 +222,27 @@ class Bridge:
         self._tasks.discard(task)
         if task.cancelled():
             return
+        if self._closing:
+            return
         error = task.exception()
         if error is not None:
             logger.error("bridge task %s failed", task.get_name(), exc_info=error)
-        elif not self._closing:
+        else:
             logger.error("bridge task %s ended", task.get_name())
+            error = BridgeTaskError(f"{task.get_name()} returned; it should run until stopped")
+        if self.failure is None:
+            # A bridge with a dead loop must not look healthy while it serves nobody: it
+            # reports unhealthy and ``run`` ends the process, so its supervisor restarts it.
+            self.failure = error
+            self._failed.set()
+
+    async def wait_failed(self) -> BaseException:
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
+
+    def alive(self) -> bool:
+        return self.failure is None
 
     def _on_link(self, up: bool) -> None:
         liveness = self.fleet.liveness
@@ -294,12 +314,25 @@ def receipt_client(intake: MqttSettings) -> MqttClient:
     )
 
 
+class BridgeTaskError(RuntimeError):
+    """A loop of the bridge died: the process must end so that it is restarted."""
+
+
 async def run(settings: BridgeSettings, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set."""
+    """Run until ``stop`` is set; raises :class:`BridgeTaskError` when a loop dies."""
     bridge = Bridge(settings)
     try:
         await bridge.start()
         logger.info("bridge running: %d EdgeDevices known", len(bridge.fleet))
-        await stop.wait()
+        stopped = asyncio.ensure_future(stop.wait())
+        failed = asyncio.ensure_future(bridge.wait_failed())
+        try:
+            await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (stopped, failed):
+                waiter.cancel()
+            await asyncio.gather(stopped, failed, return_exceptions=True)
+        if bridge.failure is not None:
+            raise BridgeTaskError(f"a bridge loop died: {bridge.failure!r}") from bridge.failure
     finally:
         await bridge.close()

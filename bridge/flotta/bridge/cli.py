@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import faulthandler
+import logging
 import os
 import signal
 import socket
@@ -87,7 +88,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from flotta import gcfreeze
-    from flotta.bridge.app import BridgeSettings, WriteSettings, run
+    from flotta.bridge.app import BridgeSettings, BridgeTaskError, WriteSettings, run
     from flotta.bridge.intake import MqttSettings
     from flotta.bridge.logs import use_json_logs
 
@@ -134,5 +135,9 @@ def _run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         await run(settings, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except BridgeTaskError as exc:
+        logging.getLogger("flotta.bridge").critical("%s; exiting to be restarted", exc)
+        return 1
     return 0

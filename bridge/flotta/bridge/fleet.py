@@ -35,6 +35,7 @@ from flotta.bridge.devicestatus import (
     visible_changes,
 )
 from flotta.bridge.liveness import LivenessTracker
+from flotta.bridge.reportorder import is_stale
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.status import StatusReport
 
@@ -135,11 +136,14 @@ class Fleet:
     # ---- the device side ---------------------------------------------------------------------
 
     def heartbeat(self, device_id: str, report: StatusReport, now: datetime, mono: float) -> bool:
-        """Apply a heartbeat; False if it is older than one already applied."""
+        """Apply a heartbeat; False if it is older than one already applied (the device was
+        heard all the same)."""
         record = self._devices.get(device_id)
         if record is None:
             return False
-        if record.last_report is not None and report.time < record.last_report:
+        if is_stale(report.time, record.last_report, now):
+            if record.current.phase == ONLINE:
+                self.liveness.heard(device_id, record.period, mono)
             return False
         record.last_report = report.time
         record.period = float(report.heartbeat_period_seconds)

@@ -1,5 +1,6 @@
-"""Health and metrics over HTTP: ``/healthz`` (the process answers), ``/readyz`` (MQTT
-subscribed, NATS connected, EdgeDevices listed) and ``/metrics`` (Prometheus text).
+"""Health and metrics over HTTP: ``/healthz`` (the process answers and none of its loops
+died), ``/readyz`` (MQTT subscribed, NATS connected, EdgeDevices listed) and ``/metrics``
+(Prometheus text).
 
 A deliberately tiny HTTP/1.0 server on asyncio streams: three GET routes, one request per
 connection, bounded request size.
@@ -25,8 +26,15 @@ ReadinessCheck = Callable[[], dict[str, bool]]
 
 class HealthServer:
     def __init__(
-        self, *, host: str, port: int, registry: CollectorRegistry, readiness: ReadinessCheck
+        self,
+        *,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        readiness: ReadinessCheck,
+        alive: Callable[[], bool] = lambda: True,
     ) -> None:
+        self.alive = alive
         self.host = host
         self.port = port
         self.registry = registry
@@ -72,6 +80,8 @@ class HealthServer:
             return 405, "text/plain", b"only GET\n"
         path = parts[1].split(b"?", 1)[0]
         if path == b"/healthz":
+            if not self.alive():
+                return 503, "text/plain", b"a loop died\n"
             return 200, "text/plain", b"ok\n"
         if path == b"/readyz":
             checks = self.readiness()

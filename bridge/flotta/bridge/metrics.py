@@ -21,6 +21,11 @@ class BridgeMetrics:
             ["reason"],
             registry=r,
         )
+        self.clock_off = Counter(
+            "flotta_bridge_device_clock_off_total",
+            "Heartbeats whose time is more than 5 minutes away from the bridge's clock",
+            registry=r,
+        )
         self.kube_writes = Counter(
             "flotta_bridge_kube_writes_total",
             "EdgeDevice status writes, by kind (urgent, change, refresh) and result",

@@ -3,7 +3,8 @@
 The message id names the message for JetStream's de-duplication, so a message that crosses
 MQTT twice lands once: metrics and logs batches by ``(stream, sequence)``, events by their
 id, heartbeats and connection messages by their timestamp. It is also the CloudEvent id.
-The payload was validated and is a JSON object; it goes into ``data`` as the device sent it.
+The payload was validated; ``data`` holds it encoded again from the validated value
+(:func:`flotta.bridge.decoding.forwarded`).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def to_nats(
     device_id: str,
     kind: DeviceTopic,
     payload: Report,
-    raw: bytes,
+    data: bytes,
     now: datetime,
 ) -> Outbound:
     msg_id = message_id(device_id, kind, payload)
@@ -89,7 +90,7 @@ def to_nats(
             middle,
             _json(now.isoformat().replace("+00:00", "Z")),
             _DATA_TYPE,
-            raw.strip(),
+            data,
             b"}",
         )
     )

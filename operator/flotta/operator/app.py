@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +39,7 @@ from flotta.operator.statuses import StatusWriter
 from flotta.operator.watching import Watcher, WatchEvent, core_kind, flotta_kind
 from flotta.pki.errors import PkiError
 from flotta.pki.store import PkiStore
+from flotta.ratelimit import TokenBucket
 from flotta.schemas.codec import decode
 from flotta.schemas.errors import ContractError
 from flotta.schemas.topics import (
@@ -103,6 +105,8 @@ class Operator:
         self._api: client.ApiClient | None = None
         self.leader: LeaderElection | None = None
         self.context: Context | None = None
+        # Logs of refused or failed messages: a device flooding them must not flood the log.
+        self._log_budget = TokenBucket(rate=1, burst=10, now=time.monotonic())
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -258,6 +262,10 @@ class Operator:
                 # Level-triggered: the next event or relist of the request tries again.
                 self.metrics.errors.labels("enrolment").inc()
                 logger.warning("enrolment request not processed: %s", exc)
+            except Exception:  # one bad object must never stop the operator for the fleet
+                self.metrics.errors.labels("unexpected").inc()
+                if self._log_budget.try_take(time.monotonic()):
+                    logger.exception("watch event of %s not processed", event.kind)
 
     async def _dispatch_messages(
         self, broker: Broker, enroller: Enroller, reconciler: Reconciler
@@ -271,11 +279,16 @@ class Operator:
                 await self._handle_message(message, enroller)
             except ContractError as exc:
                 self.metrics.errors.labels("invalid-payload").inc()
-                logger.info("message on %s ignored: %s", message.topic, exc)
+                if self._log_budget.try_take(time.monotonic()):
+                    logger.info("message on %r ignored: %s", message.topic[:200], exc)
             except (TransportError, PkiError) as exc:
                 # The device repeats its request (enrolment, renewal) until it is answered.
                 self.metrics.errors.labels("device-message").inc()
                 logger.warning("message on %s not processed: %s", message.topic, exc)
+            except Exception:  # one device's message must never stop the operator for all
+                self.metrics.errors.labels("unexpected").inc()
+                if self._log_budget.try_take(time.monotonic()):
+                    logger.exception("message on %r not processed", message.topic[:200])
 
     async def _handle_message(self, message: Message, enroller: Enroller) -> None:
         context = self.context

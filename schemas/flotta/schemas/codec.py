@@ -56,26 +56,38 @@ def encode(payload: Payload) -> bytes:
 
 
 def decode(model: type[P], data: bytes | bytearray | memoryview) -> P:
+    """Strict: camelCase names only, no type coercion (``"1"`` is no number, a number no
+    time), times with a zone, the bounds of :mod:`flotta.schemas.scalars`, and JSON nesting
+    within the parser's limit."""
     raw = bytes(data)
     if len(raw) > model.MAX_BYTES:
         raise PayloadTooLargeError(model.KIND, len(raw), model.MAX_BYTES)
     if not raw:
         raise PayloadError(model.KIND, "empty payload")
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise PayloadError(model.KIND, f"not JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise PayloadError(model.KIND, f"expected a JSON object, got {type(document).__name__}")
-    version = document.get("schemaVersion")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
-        raise SchemaVersionError(model.KIND, version, SCHEMA_VERSION)
-    try:
-        return model.model_validate(document)
+        payload = model.model_validate_json(raw, strict=True, by_alias=True, by_name=False)
     except ValidationError as exc:
-        raise PayloadError(model.KIND, describe_validation_error(exc)) from None
-    except RecursionError:
-        raise PayloadError(model.KIND, "nested too deeply") from None
+        raise _rejection(model.KIND, exc) from None
+    except (ValueError, RecursionError, OverflowError) as exc:  # a validator's own failure
+        raise PayloadError(model.KIND, f"cannot be read: {type(exc).__name__}") from None
+    if "schema_version" not in payload.model_fields_set:
+        raise SchemaVersionError(model.KIND, None, SCHEMA_VERSION)
+    return payload
+
+
+def _rejection(kind: str, exc: ValidationError) -> PayloadError:
+    errors = exc.errors(include_url=False)
+    for error in errors:
+        if error["type"] == "json_invalid":
+            return PayloadError(kind, f"not JSON: {error['msg'].removeprefix('Invalid JSON: ')}")
+        if error["type"] == "model_type":
+            return PayloadError(
+                kind, f"expected a JSON object, got {type(error['input']).__name__}"
+            )
+        if error["loc"] == ("schemaVersion",):
+            version = None if error["type"] == "missing" else error["input"]
+            return SchemaVersionError(kind, version, SCHEMA_VERSION)
+    return PayloadError(kind, describe_validation_error(exc))
 
 
 def decode_device_payload(kind: DeviceTopic, data: bytes | bytearray | memoryview) -> Payload:

@@ -9,6 +9,7 @@ required fields, defaults, limits, and the same verdict on the same bytes).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, ClassVar
 
 import msgspec
@@ -20,7 +21,11 @@ ShortText = Annotated[str, msgspec.Meta(max_length=256)]
 Text = Annotated[str, msgspec.Meta(max_length=4096)]
 Pem = Annotated[str, msgspec.Meta(max_length=16 * KiB)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+MAX_SAFE_INTEGER = 2**53 - 1
+NonNegative = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)]
+Integer = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+# A zone is required; the reference also bounds the year (1970-9999), which msgspec cannot say.
+Time = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class WireStruct(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from flotta.agent.contract.base import ApiStruct
+from flotta.agent.contract.base import ApiStruct, Integer, NonNegative
 
 
 class Boot(ApiStruct, frozen=True, kw_only=True):
@@ -15,7 +15,7 @@ class Boot(ApiStruct, frozen=True, kw_only=True):
 class Cpu(ApiStruct, frozen=True, kw_only=True):
     architecture: str = ""
     model_name: str = ""
-    count: int = 0
+    count: NonNegative = 0
     frequency: float = 0.0
     flags: list[str] = msgspec.field(default_factory=list)
 
@@ -24,7 +24,7 @@ class Disk(ApiStruct, frozen=True, kw_only=True):
     name: str = ""
     path: str = ""
     drive_type: str = ""
-    size_bytes: int = 0
+    size_bytes: NonNegative = 0
     model: str = ""
     vendor: str = ""
     serial: str = ""
@@ -49,16 +49,16 @@ class Interface(ApiStruct, frozen=True, kw_only=True):
     ipv6_addresses: list[str] = msgspec.field(default_factory=list)
     flags: list[str] = msgspec.field(default_factory=list)
     has_carrier: bool = False
-    mtu: int = 0
-    speed_mbps: int = 0
+    mtu: NonNegative = 0
+    speed_mbps: NonNegative = 0
     vendor: str = ""
     product: str = ""
     biosdevname: str = ""
 
 
 class Memory(ApiStruct, frozen=True, kw_only=True):
-    physical_bytes: int = 0
-    usable_bytes: int = 0
+    physical_bytes: NonNegative = 0
+    usable_bytes: NonNegative = 0
 
 
 class SystemVendor(ApiStruct, frozen=True, kw_only=True):
@@ -71,10 +71,10 @@ class SystemVendor(ApiStruct, frozen=True, kw_only=True):
 class HostDevice(ApiStruct, frozen=True, kw_only=True):
     path: str = ""
     device_type: str = ""
-    owner: int = 0
-    group: int = 0
-    major: int = 0
-    minor: int = 0
+    owner: Integer = 0
+    group: Integer = 0
+    major: Integer = 0
+    minor: Integer = 0
 
 
 class MountInfo(ApiStruct, frozen=True, kw_only=True):

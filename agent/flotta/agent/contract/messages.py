@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from flotta.agent.contract.base import KiB, NonNegative, Payload, Pem, ShortText, Text
+from flotta.agent.contract.base import KiB, NonNegative, Payload, Pem, ShortText, Text, Time
 from flotta.agent.contract.hardware import Hardware
 from flotta.agent.contract.telemetry import StreamId
 
@@ -19,7 +18,7 @@ class ConnectionState(Payload, frozen=True, kw_only=True):
     MAX_BYTES: ClassVar[int] = 2 * KiB
 
     state: Literal["online", "offline"]
-    time: datetime
+    time: Time
     applied_version: ShortText = ""
     agent_version: ShortText = ""
     reason: ShortText = ""
@@ -30,7 +29,7 @@ class DeviceEvent(Payload, frozen=True, kw_only=True):
     MAX_BYTES: ClassVar[int] = 8 * KiB
 
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    time: datetime
+    time: Time
     type: Literal["Normal", "Warning"] = "Normal"
     reason: Annotated[
         str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9]*$")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from flotta.agent.contract.base import KiB, Name, NonNegative, Payload, ShortText, Text, WireStruct
+from flotta.agent.contract.base import (
+    KiB,
+    Name,
+    NonNegative,
+    Payload,
+    ShortText,
+    Text,
+    Time,
+    WireStruct,
+)
 from flotta.agent.contract.hardware import Hardware
 
 WorkloadPhase = Literal[
@@ -21,8 +29,8 @@ class WorkloadReport(WireStruct, frozen=True, kw_only=True):
     name: Name
     phase: WorkloadPhase
     message: Text = ""
-    since: datetime | None = None
-    last_data_upload: datetime | None = None
+    since: Time | None = None
+    last_data_upload: Time | None = None
 
 
 class HardwareReport(WireStruct, frozen=True, kw_only=True):
@@ -37,7 +45,7 @@ class UpgradeReport(WireStruct, frozen=True, kw_only=True):
     current_commit_id: CommitId = msgspec.field(default="", name="currentCommitID")
     requested_commit_id: CommitId = msgspec.field(default="", name="requestedCommitID")
     last_upgrade_status: UpgradeStatus = ""
-    last_upgrade_time: datetime | None = None
+    last_upgrade_time: Time | None = None
     message: Text = ""
 
 
@@ -50,7 +58,7 @@ class StatusReport(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "status"
     MAX_BYTES: ClassVar[int] = 128 * KiB
 
-    time: datetime
+    time: Time
     applied_version: ShortText = ""
     heartbeat_period_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 60
     workloads: Annotated[list[WorkloadReport], msgspec.Meta(max_length=256)] = msgspec.field(
@@ -59,4 +67,4 @@ class StatusReport(Payload, frozen=True, kw_only=True):
     hardware: HardwareReport | None = None
     upgrade: UpgradeReport | None = None
     telemetry: TelemetryBuffer | None = None
-    certificate_not_after: datetime | None = None
+    certificate_not_after: Time | None = None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from flotta.agent.contract.base import KiB, Name, NonNegative, Payload, WireStruct
+from flotta.agent.contract.base import KiB, Name, NonNegative, Payload, Time, WireStruct
 
 StreamId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 LabelName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -40,7 +39,7 @@ class MetricsBatch(Payload, frozen=True, kw_only=True):
 class LogLine(WireStruct, frozen=True, kw_only=True):
     workload: Name
     container: Annotated[str, msgspec.Meta(max_length=253)] = ""
-    time: datetime
+    time: Time
     stream: LogStream = "stdout"
     line: Annotated[str, msgspec.Meta(max_length=16 * KiB)]
 

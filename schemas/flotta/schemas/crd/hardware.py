@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field
 
 from flotta.schemas.base import ApiModel
+from flotta.schemas.scalars import Count, Finite, Integer
 
 
 class HardwareModel(ApiModel):
@@ -20,8 +21,8 @@ class Boot(HardwareModel):
 class Cpu(HardwareModel):
     architecture: str = ""
     model_name: str = ""
-    count: int = 0
-    frequency: float = 0.0
+    count: Count = 0
+    frequency: Finite = 0.0
     flags: list[str] = Field(default_factory=list)
 
 
@@ -29,7 +30,7 @@ class Disk(HardwareModel):
     name: str = ""
     path: str = ""
     drive_type: str = ""
-    size_bytes: int = 0
+    size_bytes: Count = 0
     model: str = ""
     vendor: str = ""
     serial: str = ""
@@ -54,16 +55,16 @@ class Interface(HardwareModel):
     ipv6_addresses: list[str] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)
     has_carrier: bool = False
-    mtu: int = 0
-    speed_mbps: int = 0
+    mtu: Count = 0
+    speed_mbps: Count = 0
     vendor: str = ""
     product: str = ""
     biosdevname: str = ""
 
 
 class Memory(HardwareModel):
-    physical_bytes: int = 0
-    usable_bytes: int = 0
+    physical_bytes: Count = 0
+    usable_bytes: Count = 0
 
 
 class SystemVendor(HardwareModel):
@@ -76,10 +77,10 @@ class SystemVendor(HardwareModel):
 class HostDevice(HardwareModel):
     path: str = ""
     device_type: str = ""
-    owner: int = 0
-    group: int = 0
-    major: int = 0
-    minor: int = 0
+    owner: Integer = 0
+    group: Integer = 0
+    major: Integer = 0
+    minor: Integer = 0
 
 
 class MountInfo(HardwareModel):

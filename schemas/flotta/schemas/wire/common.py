@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from flotta.schemas.base import WireModel
 
@@ -23,3 +23,10 @@ class Payload(WireModel):
     MAX_BYTES: ClassVar[int] = 64 * KiB
 
     schema_version: Literal[1] = SCHEMA_VERSION
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        if isinstance(value, bool):  # JSON true equals 1 to Python's Literal check
+            raise ValueError("a boolean is no schema version")
+        return value

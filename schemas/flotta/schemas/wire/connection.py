@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar, Literal
 
+from flotta.schemas.scalars import Time
 from flotta.schemas.wire.common import KiB, Payload, ShortText
 
 
@@ -13,7 +13,7 @@ class ConnectionState(Payload):
     MAX_BYTES: ClassVar[int] = 2 * KiB
 
     state: Literal["online", "offline"]
-    time: datetime
+    time: Time
     applied_version: ShortText = ""
     agent_version: ShortText = ""
     reason: ShortText = ""

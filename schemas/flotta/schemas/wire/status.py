@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from flotta.schemas.base import WireModel
 from flotta.schemas.crd.hardware import Hardware
+from flotta.schemas.scalars import Count, Time
 from flotta.schemas.wire.common import KiB, Payload, ShortText, Text
 
 WorkloadPhase = Literal[
@@ -21,8 +21,8 @@ class WorkloadReport(WireModel):
     name: Annotated[str, Field(min_length=1, max_length=253)]
     phase: WorkloadPhase
     message: Text = ""
-    since: datetime | None = None
-    last_data_upload: datetime | None = None
+    since: Time | None = None
+    last_data_upload: Time | None = None
 
 
 class HardwareReport(WireModel):
@@ -37,24 +37,24 @@ class UpgradeReport(WireModel):
     current_commit_id: Annotated[str, Field(alias="currentCommitID", max_length=128)] = ""
     requested_commit_id: Annotated[str, Field(alias="requestedCommitID", max_length=128)] = ""
     last_upgrade_status: UpgradeStatus = ""
-    last_upgrade_time: datetime | None = None
+    last_upgrade_time: Time | None = None
     message: Text = ""
 
 
 class TelemetryBuffer(WireModel):
-    buffered_records: Annotated[int, Field(ge=0)] = 0
-    dropped_records: Annotated[int, Field(ge=0)] = 0
+    buffered_records: Count = 0
+    dropped_records: Count = 0
 
 
 class StatusReport(Payload):
     KIND: ClassVar[str] = "status"
     MAX_BYTES: ClassVar[int] = 128 * KiB
 
-    time: datetime
+    time: Time
     applied_version: ShortText = ""
     heartbeat_period_seconds: Annotated[int, Field(ge=1, le=86400)] = 60
     workloads: Annotated[list[WorkloadReport], Field(max_length=256)] = Field(default_factory=list)
     hardware: HardwareReport | None = None
     upgrade: UpgradeReport | None = None
     telemetry: TelemetryBuffer | None = None
-    certificate_not_after: datetime | None = None
+    certificate_not_after: Time | None = None

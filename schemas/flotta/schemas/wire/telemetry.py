@@ -13,12 +13,12 @@ it again when none came in time.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from flotta.schemas.base import WireModel
+from flotta.schemas.scalars import Count, Finite, Time
 from flotta.schemas.wire.common import KiB, Payload
 
 StreamId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -30,8 +30,8 @@ class MetricSample(WireModel):
     labels: Annotated[
         dict[LabelName, Annotated[str, Field(max_length=1024)]], Field(max_length=64)
     ] = Field(default_factory=dict)
-    value: float
-    timestamp_ms: Annotated[int, Field(ge=0)]
+    value: Finite
+    timestamp_ms: Count
 
 
 class MetricsBatch(Payload):
@@ -39,9 +39,9 @@ class MetricsBatch(Payload):
     MAX_BYTES: ClassVar[int] = 256 * KiB
 
     stream: StreamId
-    sequence: Annotated[int, Field(ge=0)]
+    sequence: Count
     samples: Annotated[list[MetricSample], Field(max_length=10000)]
-    dropped: Annotated[int, Field(ge=0)] = 0
+    dropped: Count = 0
 
     def message_id(self, device_id: str) -> str:
         return f"{device_id}:metrics:{self.stream}:{self.sequence}"
@@ -50,7 +50,7 @@ class MetricsBatch(Payload):
 class LogLine(WireModel):
     workload: Annotated[str, Field(min_length=1, max_length=253)]
     container: Annotated[str, Field(max_length=253)] = ""
-    time: datetime
+    time: Time
     stream: Literal["stdout", "stderr", "system"] = "stdout"
     line: Annotated[str, Field(max_length=16 * KiB)]
 
@@ -60,9 +60,9 @@ class LogsBatch(Payload):
     MAX_BYTES: ClassVar[int] = 256 * KiB
 
     stream: StreamId
-    sequence: Annotated[int, Field(ge=0)]
+    sequence: Count
     lines: Annotated[list[LogLine], Field(max_length=10000)]
-    dropped: Annotated[int, Field(ge=0)] = 0
+    dropped: Count = 0
 
     def message_id(self, device_id: str) -> str:
         return f"{device_id}:logs:{self.stream}:{self.sequence}"
@@ -78,4 +78,4 @@ class TelemetryReceipt(Payload):
 
     kind: Literal["metrics", "logs", "events"]
     stream: StreamId
-    sequences: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=1024)]
+    sequences: Annotated[list[Count], Field(min_length=1, max_length=1024)]
