@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
+from pathlib import Path
 
 import nats
 
+from flotta.bridge.sharegroup import is_guessable
 from tests.e2e.conftest import RunningSystem, wait_until
 
 
@@ -57,3 +60,19 @@ def test_devices_enrol_converge_and_report_to_kubernetes_and_nats(
     assert event["specversion"] == "1.0"
     assert event["type"] == "io.flotta.device.status.v1"
     assert str(event["source"]).startswith("/flotta/namespaces/default/devices/sim-")
+
+
+def test_the_stack_keeps_its_secrets_to_its_owner(simulated_system: RunningSystem) -> None:
+    """Keys, the admin token and the local API's Secrets are nobody else's to read, and the
+    bridge replicas share a group name nobody can guess."""
+    layout = simulated_system.layout
+    assert stat.S_IMODE(layout.root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(layout.kube.stat().st_mode) == 0o700
+    for private in (layout.kubeconfig, layout.kube / "state.db", layout.bridge_group):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+    assert not is_guessable(layout.bridge_group.read_text().strip())
+    bridge = next(r for r in simulated_system.stack.running() if r.name == "bridge")
+    group = layout.bridge_group.read_text().strip().encode()
+    environ = Path(f"/proc/{bridge.pid}/environ").read_bytes().split(b"\0")
+    assert b"FLOTTA_BRIDGE_GROUP=" + group in environ
+    assert group not in Path(f"/proc/{bridge.pid}/cmdline").read_bytes()  # no one else sees it

@@ -293,7 +293,11 @@ class Agent:
 
     async def _consume(self, client: MqttClient) -> None:
         async for message in client.messages():
-            self._handle(message)
+            try:
+                self._handle(message)
+            except Exception:  # a message the checks did not foresee costs itself, no more
+                self.bad_payloads += 1
+                log.exception("a message on %r could not be handled", message.topic[:200])
             client.ack(message)
 
     def _handle(self, message: Message) -> None:

@@ -18,9 +18,8 @@ from flotta.bridge.coalescer import (
     DEFAULT_WRITE_RATE,
 )
 from flotta.bridge.fleet import OFFLINE_GRACE
+from flotta.bridge.sharegroup import GROUP_ENV, WELL_KNOWN_GROUP, checked_group, is_guessable
 from flotta.schemas.topics import TELEMETRY_KINDS, shared_filter
-
-DEFAULT_GROUP = "flotta-bridge"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +36,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("POD_NAME") or f"flotta-bridge-{socket.gethostname()}",
         help="stable per replica, so its persistent session survives restarts",
     )
-    mqtt.add_argument("--group", default=DEFAULT_GROUP, help="shared subscription group")
+    mqtt.add_argument(
+        "--group",
+        default=os.environ.get(GROUP_ENV, WELL_KNOWN_GROUP),
+        type=checked_group,
+        help=f"shared subscription group; keep it secret: set {GROUP_ENV} instead",
+    )
     mqtt.add_argument("--receive-maximum", type=int, default=1000)
     mqtt.add_argument("--session-expiry", type=int, default=24 * 3600, help="seconds")
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
@@ -99,6 +103,14 @@ def _run(args: argparse.Namespace) -> int:
     # default) the bridge spent 126-161 us of CPU per message, every 50,000 89-104 us
     # (bridge_bench.py --ingest-only --replicas 2, 2026-12-03 16:30 and 16:32).
     gcfreeze.collect_young_less_often()
+    if is_guessable(args.group):
+        logging.getLogger("flotta.bridge").warning(
+            "the shared-subscription group %r can be guessed: any certificate holder can join "
+            "it and make the broker drop a share of every device's messages; set %s to a "
+            "secret (flotta dev up and the cluster manifests do)",
+            args.group,
+            GROUP_ENV,
+        )
     settings = BridgeSettings(
         mqtt=MqttSettings(
             host=args.mqtt_host,

@@ -87,7 +87,8 @@ class KubeApiServer:
 
     async def start(self) -> str:
         """Listen, then write the kubeconfig; returns the server URL."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.state_dir.chmod(0o700)  # it holds Secrets and the admin token
         self.kubeconfig.unlink(missing_ok=True)
         files = ensure_serving_files(self.state_dir)
         self.token = _token(self.state_dir)

@@ -7,6 +7,7 @@ committed in the same transaction as the write so it survives a restart and stay
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,10 @@ class Storage:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Secrets live in here: readable by the owner alone, and so are the WAL files, which
+        # SQLite creates with the database file's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        path.chmod(0o600)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

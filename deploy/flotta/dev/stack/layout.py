@@ -94,6 +94,11 @@ class StackLayout:
         return self.root / "clients"
 
     @property
+    def bridge_group(self) -> Path:
+        """The bridge replicas' secret shared-subscription group."""
+        return self.root / "bridge-group"
+
+    @property
     def processes(self) -> Path:
         return self.root / "processes.json"
 
@@ -129,4 +134,14 @@ def write_json(path: Path, document: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (keys, tokens, kubeconfigs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
     os.replace(tmp, path)

@@ -11,7 +11,6 @@ state dir, so a second ``up`` resumes the same fleet on the same ports.
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flotta.bridge.sharegroup import GROUP_ENV, new_group
 from flotta.childprocess import same_code_environment
 from flotta.dev.stack import processes
-from flotta.dev.stack.layout import LOOPBACK, Ports, StackLayout
+from flotta.dev.stack.layout import LOOPBACK, Ports, StackLayout, write_private
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -161,7 +161,8 @@ class Stack:
                 f"the stack in {self.layout.root} is already running; "
                 f"stop it with: flotta dev down --state-dir {self.layout.root}"
             )
-        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self.layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.layout.root.chmod(0o700)  # keys, the admin kubeconfig, Secrets: the owner's alone
         ports = self.layout.ports()
         say = self.options.progress
         say(f"state dir {self.layout.root.resolve()}")
@@ -220,7 +221,7 @@ class Stack:
         wait_for_port(ports.kube, what="the local Kubernetes API")
         wait_for_file(self.layout.kube / "kubeconfig", what="the local Kubernetes API")
         self._check_alive("kube-api")
-        shutil.copyfile(self.layout.kube / "kubeconfig", self.layout.kubeconfig)
+        write_private(self.layout.kubeconfig, (self.layout.kube / "kubeconfig").read_bytes())
 
     def api_client(self) -> ApiClient:
         from kubernetes import config
@@ -320,6 +321,9 @@ class Stack:
         (each with its own client id, so its own session, and ``health_port``)."""
         clients = self.layout.pki / "clients"
         name = "bridge" if replica == 0 else f"bridge-{replica}"
+        group = self.layout.bridge_group
+        if not group.exists():
+            write_private(group, new_group().encode())
         health = ports.bridge_health if replica == 0 else health_port
         self._start(
             name,
@@ -344,6 +348,7 @@ class Stack:
                 "--log-format",
                 "text",
             ),
+            env={GROUP_ENV: group.read_text().strip()},
         )
         wait_for_port(health, what=f"the bridge ({name})")
         self._check_alive(name)
