@@ -166,6 +166,10 @@ def test_fanout_label_change_and_deletion(stack: Stack) -> None:
     cleared = probes["d1"].wait_for(device_topic("d1", DeviceTopic.DESIRED), timeout=10)
     assert cleared.payload == b""
     wait_until(lambda: not _exists(stack, "edgedevices", "d1"))
+    # The open connection is closed too, with its session: nothing more reaches it.
+    wait_until(lambda: not probes["d1"].connected, timeout=10)
+    assert running.metric("flotta_operator_evictions_total") >= 1
+    assert probes["d2"].connected
     again = MqttProbe(stack.broker.host, stack.broker.port, creds["d1"], "d1-again")
     with pytest.raises(ProbeRefusedError):
         again.connect()

@@ -25,6 +25,7 @@ from flotta.operator.context import Context, OperatorSettings
 from flotta.operator.desired import DesiredStates
 from flotta.operator.enrolling import Enroller
 from flotta.operator.errors import TransportError
+from flotta.operator.evicting import Evictor
 from flotta.operator.fleet import Fleet
 from flotta.operator.health import HealthServer
 from flotta.operator.intake import Intake
@@ -149,6 +150,11 @@ class Operator:
             ],
             on_connected=lambda present: reconciler_ref[0].after_connect(present),
         )
+        evictor = Evictor(
+            cfg.broker.mqtt(),
+            enrolled=lambda device_id: bool(fleet.namespaces_of(device_id)),
+            on_evicted=lambda _device_id: self.metrics.evictions.inc(),
+        )
         context = Context(
             settings=settings,
             fleet=fleet,
@@ -160,6 +166,7 @@ class Operator:
             kube=KubeWriter(api),
             metrics=self.metrics,
             reload_crl=cfg.reload_crl,
+            evict=evictor.evict,
         )
         self.context = context
         reconciler = Reconciler(context)
@@ -191,6 +198,7 @@ class Operator:
         self._spawn("workload-status", statuses.run_workloads())
         self._spawn("set-status", statuses.run_sets())
         self._spawn("cleanup", Cleaner(context).run())
+        self._spawn("evictions", evictor.run())
         self._spawn("gc-freeze", gcfreeze.keep_frozen())
 
     async def wait(self) -> None:

@@ -1,5 +1,6 @@
 """Deleting an EdgeDevice (finalizer ``flotta.io/device-cleanup``): tell the device to
-deregister, clear its retained topics, revoke its certificate, then let the object go.
+deregister, clear its retained topics, revoke its certificate, close the device's open
+connection and its broker session (``evicting``), then let the object go.
 
 The revocation goes into the CA's CRL file; ``reload_crl`` makes the broker read it (the test
 runner's ``reload()``; on one machine a SIGHUP to the broker; in a cluster it writes the CRL
@@ -66,6 +67,8 @@ class Cleaner:
             device.status.certificate.serial if device.status and device.status.certificate else ""
         )
         revoked = bool(serial) and await asyncio.to_thread(self._revoke, device_id, serial)
+        if serial:
+            context.evict(device_id)
         if revoked:
             context.metrics.certificates.labels("revoked").inc()
             await context.kube.event(

@@ -72,6 +72,8 @@ class Context:
     kube: KubeWriter
     metrics: OperatorMetrics
     reload_crl: Callable[[], None]
+    # Disconnect a revoked device and discard its broker session (flotta.operator.evicting).
+    evict: Callable[[str], None] = lambda _device_id: None
     reconcile: WorkQueue[Key] = field(default_factory=WorkQueue)
     publish: WorkQueue[Key] = field(default_factory=WorkQueue)
     device_writes: WorkQueue[Key] = field(default_factory=WorkQueue)

@@ -40,6 +40,11 @@ class OperatorMetrics:
             ["action"],
             registry=self.registry,
         )
+        self.evictions = Counter(
+            "flotta_operator_evictions",
+            "Connections of revoked devices closed, with their sessions, on the broker",
+            registry=self.registry,
+        )
 
     def queue_depth(self, name: str, depth: Callable[[], int]) -> None:
         gauge = Gauge(
