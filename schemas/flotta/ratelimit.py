@@ -3,6 +3,8 @@ argument (monotonic seconds)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 EPSILON = 1e-9  # refills add up floats; a token that is 0.9999999 is a token
 
 
@@ -36,3 +38,39 @@ class TokenBucket:
         self._refill(now)
         missing = count - self._tokens
         return 0.0 if missing <= EPSILON else missing / self.rate
+
+
+class KeyedLimiter:
+    """A token bucket per key (a device) under one for all keys: a key is served while both
+    have a token. The most recently used ``remembered_keys`` buckets are kept (a key seen again
+    after it was forgotten starts with a full bucket), so memory stays bounded."""
+
+    def __init__(
+        self,
+        *,
+        per_key_rate: float,
+        per_key_burst: float,
+        rate: float,
+        burst: float,
+        now: float,
+        remembered_keys: int = 100_000,
+    ) -> None:
+        self.per_key_rate = per_key_rate
+        self.per_key_burst = per_key_burst
+        self.remembered_keys = remembered_keys
+        self._all = TokenBucket(rate, burst, now)
+        self._keys: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def try_take(self, key: str, now: float) -> bool:
+        bucket = self._keys.get(key)
+        if bucket is None:
+            bucket = TokenBucket(self.per_key_rate, self.per_key_burst, now)
+            self._keys[key] = bucket
+            if len(self._keys) > self.remembered_keys:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(key)
+        if not bucket.available(now) or not self._all.try_take(now):
+            return False
+        bucket.try_take(now)
+        return True

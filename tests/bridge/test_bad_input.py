@@ -11,8 +11,10 @@ from typing import Any
 import nats
 
 from flotta.bridge.outbound import REJECTED_SUBJECT
+from flotta.bridge.publishing import NatsPublisher
+from flotta.bridge.streams import stream_specs
 from flotta.schemas.topics import DeviceTopic, device_topic
-from tests.bridge.conftest import NAMESPACE, BridgeEnv, StartBridge
+from tests.bridge.conftest import NAMESPACE, SMALL_STREAMS, BridgeEnv, StartBridge
 from tests.bridge.support import create_device
 from tests.bridge.test_integration import eventually, heartbeat, status_of
 
@@ -29,7 +31,7 @@ async def rejected_events(env: BridgeEnv, count: int) -> list[dict[str, Any]]:
     nc = await nats.connect(env.nats.url)
     try:
         js = nc.jetstream()
-        subscription = await js.pull_subscribe(REJECTED_SUBJECT, stream="FLOTTA_EVENTS")
+        subscription = await js.pull_subscribe(REJECTED_SUBJECT, stream="FLOTTA_REJECTED")
         messages = await subscription.fetch(count, timeout=5)
         return [json.loads(message.data) for message in messages]
     finally:
@@ -147,3 +149,64 @@ async def test_poison_heartbeats_from_one_device_leave_the_others_served(
     finally:
         await asyncio.to_thread(bad.close)
         await asyncio.to_thread(good.close)
+
+
+async def test_a_device_flooding_bad_messages_cannot_crowd_out_the_reports_of_others(
+    bridge_env: BridgeEnv, start_bridge: StartBridge
+) -> None:
+    create_device(bridge_env.kube.api, NAMESPACE, "dev-flood")
+    create_device(bridge_env.kube.api, NAMESPACE, "dev-other")
+    bridge = await start_bridge()
+    flood = await asyncio.to_thread(bridge_env.device, "dev-flood")
+    other = await asyncio.to_thread(bridge_env.device, "dev-other")
+    try:
+        for _ in range(200):
+            await asyncio.to_thread(
+                flood.publish, device_topic("dev-flood", DeviceTopic.STATUS), b"junk", wait=False
+            )
+        await asyncio.to_thread(
+            other.publish, device_topic("dev-other", DeviceTopic.STATUS), b"also junk"
+        )
+        malformed = bridge.metrics.rejected.labels("malformed")
+        await eventually(lambda: malformed._value.get() == 201)
+        unreported = bridge.metrics.rejections_unreported._value.get()
+        assert 185 <= unreported <= 190  # a burst of 10 (and a token or so) reported, no more
+
+        nc = await nats.connect(bridge_env.nats.url)
+        try:
+            js = nc.jetstream()
+            rejected = await js.stream_info("FLOTTA_REJECTED")
+            assert rejected.state.messages == 201 - unreported
+            events = await js.stream_info("FLOTTA_EVENTS")
+            assert events.state.messages == 0  # rejections no longer share the events' room
+        finally:
+            await nc.close()
+        reports = await rejected_events(bridge_env, int(201 - unreported))
+        assert any("dev-other" in report["data"]["topic"] for report in reports)
+    finally:
+        await asyncio.to_thread(flood.close)
+        await asyncio.to_thread(other.close)
+
+
+async def test_streams_of_an_older_bridge_are_moved_over(bridge_env: BridgeEnv) -> None:
+    """FLOTTA_EVENTS used to hold the rejections: updating it frees the subject for
+    FLOTTA_REJECTED, so an upgraded bridge starts."""
+    nc = await nats.connect(bridge_env.nats.url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(
+            name="FLOTTA_EVENTS",
+            subjects=["flotta.device.*.*.events", "flotta.device.*.*.connection", REJECTED_SUBJECT],
+        )
+        publisher = NatsPublisher(bridge_env.nats.url)
+        await publisher.connect()
+        try:
+            await publisher.ensure_streams(stream_specs(SMALL_STREAMS))
+        finally:
+            await publisher.close()
+        assert (await js.stream_info("FLOTTA_REJECTED")).config.subjects == [REJECTED_SUBJECT]
+        assert REJECTED_SUBJECT not in (
+            (await js.stream_info("FLOTTA_EVENTS")).config.subjects or []
+        )
+    finally:
+        await nc.close()

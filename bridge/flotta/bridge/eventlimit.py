@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 
-from flotta.ratelimit import TokenBucket
+from flotta.ratelimit import KeyedLimiter
 
 
 class EventDecision(enum.Enum):
@@ -27,13 +27,16 @@ class EventLimiter:
         remembered_ids: int = 10_000,
         remembered_devices: int = 100_000,
     ) -> None:
-        self.per_device_rate = per_device_rate
-        self.per_device_burst = per_device_burst
-        self._fleet = TokenBucket(rate, burst, now)
-        self._devices: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._limits = KeyedLimiter(
+            per_key_rate=per_device_rate,
+            per_key_burst=per_device_burst,
+            rate=rate,
+            burst=burst,
+            now=now,
+            remembered_keys=remembered_devices,
+        )
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.remembered_ids = remembered_ids
-        self.remembered_devices = remembered_devices
 
     def decide(self, device: str, event_id: str, now: float) -> EventDecision:
         key = (device, event_id)
@@ -42,15 +45,6 @@ class EventLimiter:
         self._seen[key] = None
         if len(self._seen) > self.remembered_ids:
             self._seen.popitem(last=False)
-        bucket = self._devices.get(device)
-        if bucket is None:
-            bucket = TokenBucket(self.per_device_rate, self.per_device_burst, now)
-            self._devices[device] = bucket
-            if len(self._devices) > self.remembered_devices:
-                self._devices.popitem(last=False)
-        else:
-            self._devices.move_to_end(device)
-        if not bucket.available(now) or not self._fleet.try_take(now):
+        if not self._limits.try_take(device, now):
             return EventDecision.LIMITED
-        bucket.try_take(now)
         return EventDecision.RECORD

@@ -3,7 +3,8 @@
 A delivery is acknowledged on MQTT only after JetStream acknowledged its publish and its
 status (heartbeat or connection) was taken into the fleet state. A message that fails a
 check (topic, unknown device, size, schema version, content) is rejected: counted, reported
-on ``flotta.bridge.rejected`` and acknowledged, so it never blocks the devices behind it.
+on ``flotta.bridge.rejected`` (at most a few a minute per device) and acknowledged, so it never
+blocks the devices behind it.
 A publish that fails is retried with backoff and not acknowledged until it lands. Once a
 metrics or logs batch has landed, its device gets a receipt (:mod:`flotta.bridge.receipts`).
 """
@@ -26,7 +27,7 @@ from flotta.bridge.metrics import BridgeMetrics
 from flotta.bridge.outbound import Outbound, rejection, to_nats
 from flotta.bridge.receipts import Receipt, receipt_for
 from flotta.bridge.reportorder import clock_is_off
-from flotta.ratelimit import TokenBucket
+from flotta.ratelimit import KeyedLimiter, TokenBucket
 from flotta.schemas.errors import PayloadError, PayloadTooLargeError, SchemaVersionError, TopicError
 from flotta.schemas.topics import TELEMETRY_KINDS, DeviceTopic, parse_device_topic
 from flotta.schemas.wire.connection import ConnectionState
@@ -44,6 +45,10 @@ UNKNOWN_GRACE = 5.0
 UNKNOWN_POLL = 0.1
 MAX_PARKED = 256
 PUBLISH_TIMEOUT = 10.0  # seconds for JetStream to acknowledge before the publish is retried
+REPORTS_PER_DEVICE_RATE = 0.1  # rejections reported on NATS a second, per device
+REPORTS_PER_DEVICE_BURST = 10.0
+REPORTS_RATE = 50.0  # and for the whole bridge
+REPORTS_BURST = 500.0
 
 
 class Publisher(Protocol):
@@ -78,6 +83,16 @@ class Ingest:
         self._retries: set[asyncio.Task[None]] = set()
         self._parked: set[asyncio.Task[None]] = set()
         self._log_budget = TokenBucket(rate=1, burst=10, now=time.monotonic())
+        # Rejections reported on NATS: a device flooding bad messages gets a few reported,
+        # the rest only counted, so it cannot push out the reports of the others.
+        self._report_limits = KeyedLimiter(
+            per_key_rate=REPORTS_PER_DEVICE_RATE,
+            per_key_burst=REPORTS_PER_DEVICE_BURST,
+            rate=REPORTS_RATE,
+            burst=REPORTS_BURST,
+            now=time.monotonic(),
+        )
+        self._unreported = metrics.rejections_unreported
         self._depth = metrics.queue_depth.labels("ingest")
         self._kind_counters = {
             kind: metrics.messages_in.labels(kind.value) for kind in TELEMETRY_KINDS
@@ -233,13 +248,19 @@ class Ingest:
         self.metrics.rejected.labels(exc.reason).inc()
         if self._log_budget.try_take(time.monotonic()):
             logger.warning("rejected message on %r: %s", delivery.topic[:200], exc)
-        report = rejection(
-            topic=delivery.topic[:512], reason=str(exc)[:1024], size=len(delivery.payload), now=now
-        )
-        try:
-            await self.publisher.publish_core(report)
-        except Exception as error:
-            logger.warning("could not report a rejection on NATS: %s", error)
+        if self._report_limits.try_take(_sender(delivery.topic), time.monotonic()):
+            report = rejection(
+                topic=delivery.topic[:512],
+                reason=str(exc)[:1024],
+                size=len(delivery.payload),
+                now=now,
+            )
+            try:
+                await self.publisher.publish_core(report)
+            except Exception as error:
+                logger.warning("could not report a rejection on NATS: %s", error)
+        else:
+            self._unreported.inc()
         self._done(delivery)
 
     # ---- publishing and acknowledgement ------------------------------------------------------
@@ -331,3 +352,12 @@ class Ingest:
     def _done(self, delivery: Delivery) -> None:
         self.acked += 1
         self._ack(delivery)
+
+
+def _sender(topic: str) -> str:
+    """The device a message claims to come from (the broker's ACL makes it true), or ``""``
+    for a topic outside the contract."""
+    try:
+        return parse_device_topic(topic).device_id
+    except TopicError:
+        return ""

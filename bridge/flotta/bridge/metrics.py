@@ -21,6 +21,12 @@ class BridgeMetrics:
             ["reason"],
             registry=r,
         )
+        self.rejections_unreported = Counter(
+            "flotta_bridge_rejections_unreported_total",
+            "Rejected messages counted but not reported on NATS (their device's report budget "
+            "was spent)",
+            registry=r,
+        )
         self.clock_off = Counter(
             "flotta_bridge_device_clock_off_total",
             "Heartbeats whose time is more than 5 minutes away from the bridge's clock",
