@@ -124,3 +124,19 @@ async def test_events_kept_until_their_receipt_survive_an_agent_restart(
     finally:
         journal.close()
     assert (saved.stream, saved.next_sequence, saved.events) == (sent.stream, 1, [])
+
+
+async def test_a_refusal_for_another_key_does_not_stop_the_enrolment(
+    agent_config_without_podman: AgentConfigFactory, mosquitto_broker: TestBroker
+) -> None:
+    """A competing request under this device's id (another holder of the bootstrap
+    certificate) is refused; the device sees that refusal, names another key in it, and goes
+    on waiting for its own answer."""
+    config = agent_config_without_podman(device_id="competed-1")
+    async with EnrolmentPeer(mosquitto_broker, competed=frozenset({"competed-1"})) as peer:
+        running = _Run(config)
+        try:
+            await wait_for(lambda: config.identity_dir.joinpath("device.crt").exists(), 30)
+        finally:
+            await running.stop()
+        assert peer.issued == ["competed-1"]

@@ -9,7 +9,13 @@ import pytest
 from cryptography import x509
 
 from flotta.operator.policy import ApprovalPolicy
-from flotta.pki.keys import build_csr, csr_to_pem, generate_key, private_key_to_pem
+from flotta.pki.keys import (
+    build_csr,
+    csr_to_pem,
+    generate_key,
+    private_key_to_pem,
+    public_key_sha256,
+)
 from flotta.schemas.codec import decode, encode
 from flotta.schemas.crd.common import GROUP, VERSION
 from flotta.schemas.crd.hardware import Hardware
@@ -274,3 +280,33 @@ def _lease(stack: Stack) -> dict[str, Any]:
         "flotta-operator", ENROLMENT_NAMESPACE, _preload_content=False
     )
     return json.loads(response.data)  # type: ignore[no-any-return]
+
+
+def test_a_competing_request_never_changes_the_answer_of_the_first_requester(
+    stack: Stack,
+) -> None:
+    """Whoever else holds the bootstrap certificate and knows a pending device's id can send a
+    request under that id with another key; the retained answer the real device reads stays
+    its own (pending, for its key), and the competitor's refusal names the competitor's key."""
+    stack.start_operator()
+    honest = Bootstrap(stack, "edge-07", stack.broker.bootstrap("batch-1"))
+    honest.request()
+    first = honest.answer("pending")
+    assert first.public_key_sha256 == public_key_sha256(honest.key.public_key())
+    wait_until(lambda: get(stack, ENROLMENT_NAMESPACE, "edgedevicesignedrequests", "edge-07"))
+    honest.probe.close()
+
+    intruder = Bootstrap(stack, "edge-07", stack.broker.bootstrap("batch-1"))
+    intruder.request()  # the same id, another key
+    refused = intruder.answer("refused")
+    assert refused.public_key_sha256 == public_key_sha256(intruder.key.public_key())
+    garbage = enrol_topic("edge-07", EnrolTopic.REQUEST)
+    assert intruder.probe.publish(garbage, b'{"schemaVersion":1,"csr":"x"}') in (0, 16)
+    intruder.probe.close()
+
+    # The real device comes back: the retained answer is still the one for its own key.
+    again = Bootstrap(stack, "edge-07", stack.broker.bootstrap("batch-1"))
+    retained = again.answer("pending")
+    assert retained.public_key_sha256 == first.public_key_sha256
+    assert again.probe.next_message(timeout=1.0) is None
+    again.probe.close()

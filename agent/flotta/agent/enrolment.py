@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from cryptography import x509
+
 from flotta.agent.config import AgentConfig
 from flotta.agent.contract import EnrolmentAnswer, EnrolmentRequest, decode, encode
 from flotta.agent.contract.hardware import Hardware
 from flotta.agent.errors import EnrolmentError, IdentityError
 from flotta.agent.identity import CertificateStatus, IdentityStore
 from flotta.mqtt import MqttClient, MqttError, MqttSettings, TlsFiles
+from flotta.pki.keys import check_public_key, public_key_sha256
 from flotta.schemas.errors import ContractError
 from flotta.schemas.topics import EnrolTopic, enrol_topic
 
@@ -73,7 +76,7 @@ async def enrol(
     client = MqttClient(bootstrap_settings(config, device_id), on_connected=send_request)
     try:
         await client.start()
-        waiting = _wait_for_certificate(client, identity, on_pending)
+        waiting = _wait_for_certificate(client, identity, on_pending, _own_key(identity))
         if config.enrolment_timeout_seconds > 0:
             return await asyncio.wait_for(waiting, config.enrolment_timeout_seconds)
         return await waiting
@@ -85,8 +88,16 @@ async def enrol(
         await client.close()
 
 
+def _own_key(identity: IdentityStore) -> str:
+    csr = x509.load_pem_x509_csr(identity.csr_pem().encode())
+    return public_key_sha256(check_public_key(csr.public_key()))
+
+
 async def _wait_for_certificate(
-    client: MqttClient, identity: IdentityStore, on_pending: asyncio.Event | None
+    client: MqttClient,
+    identity: IdentityStore,
+    on_pending: asyncio.Event | None,
+    own_key: str,
 ) -> CertificateStatus:
     async for message in client.messages():
         if not message.payload:
@@ -95,6 +106,15 @@ async def _wait_for_certificate(
             answer = decode(EnrolmentAnswer, message.payload)
         except ContractError as exc:
             log.warning("ignoring a malformed enrolment answer: %s", exc)
+            continue
+        if answer.status != "issued" and answer.public_key_sha256 != own_key:
+            # Someone else with the bootstrap certificate asked under this id (or an operator
+            # too old to say which request it answers): not an answer to this device.
+            log.warning(
+                "ignoring a %s enrolment answer that is not for this device's key: %s",
+                answer.status,
+                answer.message or "no reason",
+            )
             continue
         if answer.status == "pending":
             log.info("enrolment pending approval: %s", answer.message or "waiting")

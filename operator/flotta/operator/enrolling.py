@@ -33,7 +33,7 @@ from flotta.operator.enrolment import (
 from flotta.operator.errors import EnrolmentError, TransportError
 from flotta.operator.hwlabels import hardware_labels
 from flotta.pki.errors import PkiError
-from flotta.pki.keys import PublicKey, check_public_key
+from flotta.pki.keys import PublicKey, check_public_key, public_key_sha256
 from flotta.schemas.codec import decode, encode
 from flotta.schemas.crd.common import API_VERSION, DEVICE_FINALIZER, MEMBER_OF_LABEL
 from flotta.schemas.crd.device import EdgeDevice
@@ -83,7 +83,7 @@ class Enroller:
             csr_key = check_public_key(csr.public_key())
         except (ContractError, EnrolmentError, PkiError) as exc:
             context.metrics.enrolments.labels("invalid").inc()
-            await self._answer(device_id, "refused", str(exc))
+            await self._answer(device_id, "refused", str(exc), key=None, retain=False)
             return
         existing = self.requests.get(device_id)
         decision = decide(
@@ -99,7 +99,7 @@ class Enroller:
         match decision:
             case Create(approved=approved):
                 await self._create_request(device_id, request, approved)
-                await self._answer(device_id, "pending", "waiting for approval")
+                await self._answer(device_id, "pending", "waiting for approval", key=csr_key)
             case Issue():
                 if existing is not None:
                     await self.issue(existing)
@@ -108,13 +108,13 @@ class Enroller:
                         device_id, request, csr.public_bytes(serialization.Encoding.PEM).decode()
                     )
             case Pending():
-                await self._answer(device_id, "pending", "waiting for approval")
+                await self._answer(device_id, "pending", "waiting for approval", key=csr_key)
             case Declined(message=message):
-                await self._answer(device_id, "declined", message)
+                await self._answer(device_id, "declined", message, key=csr_key)
             case Refuse(message=message):
                 context.metrics.enrolments.labels("refused").inc()
                 logger.warning("enrolment of %s refused: %s", device_id, message)
-                await self._answer(device_id, "refused", message)
+                await self._answer(device_id, "refused", message, key=csr_key, retain=False)
 
     async def on_answer_seen(self, device_id: str, payload: bytes) -> None:
         if payload:
@@ -195,7 +195,7 @@ class Enroller:
             await self.issue(request)
         elif isinstance(state, Declined) and phase != "Declined":
             await self._set_phase(request, "Declined", "Declined", state.message)
-            await self._answer(name, "declined", state.message)
+            await self._answer(name, "declined", state.message, key=self._request_key(request))
         elif isinstance(state, Pending) and phase is None:
             await self._set_phase(request, "Pending", "WaitingForApproval", "waiting for approval")
 
@@ -209,25 +209,25 @@ class Enroller:
             key = check_public_key(csr.public_key())
         except (EnrolmentError, PkiError) as exc:
             await self._set_phase(request, "Failed", "InvalidCSR", str(exc))
-            await self._answer(device_id, "refused", str(exc))
+            await self._answer(device_id, "refused", str(exc), key=None)
             return
         other = context.fleet.namespaces_of(device_id) - {namespace}
         if other:
             message = f"device id {device_id} is already used in namespace {sorted(other)[0]}"
             await self._set_phase(request, "Failed", "DeviceIdInUse", message)
-            await self._answer(device_id, "refused", message)
+            await self._answer(device_id, "refused", message, key=key)
             return
         device = context.fleet.devices.get((namespace, device_id))
         if device is None:
             device = await self._create_device(request)
         if device.metadata.deletion_timestamp is not None:
-            await self._answer(device_id, "refused", "the device is being deleted")
+            await self._answer(device_id, "refused", "the device is being deleted", key=key)
             return
         current = context.keyring.for_device(device)
         if current is not None and key_bytes(current) != key_bytes(key):
             message = f"device id {device_id} is already in use by another key"
             await self._set_phase(request, "Failed", "DeviceIdInUse", message)
-            await self._answer(device_id, "refused", message)
+            await self._answer(device_id, "refused", message, key=key)
             return
         cert = self._current_certificate(device, key) or await self._sign(
             device, request.spec.csr, key, enrolled=current is None
@@ -250,6 +250,7 @@ class Enroller:
             device_id,
             "issued",
             "enrolled",
+            key=key,
             namespace=namespace,
             certificate=_pem(cert),
             ca_certificate=_pem(context.pki.authority().certificate),
@@ -331,6 +332,7 @@ class Enroller:
             device_id,
             "issued",
             "enrolled",
+            key=key,
             namespace=device.metadata.namespace,
             certificate=_pem(cert),
             ca_certificate=_pem(self._context.pki.authority().certificate),
@@ -388,11 +390,29 @@ class Enroller:
         except TransportError as exc:
             logger.info("request %s: status not written: %s", request.metadata.name, exc)
 
-    async def _answer(self, device_id: str, status: str, message: str, **fields: str) -> None:
-        answer = EnrolmentAnswer(status=status, message=message[:4096], **fields)
-        self._answered.add(device_id)
+    async def _answer(
+        self,
+        device_id: str,
+        status: str,
+        message: str,
+        *,
+        key: PublicKey | None,
+        retain: bool = True,
+        **fields: str,
+    ) -> None:
+        """Answer on the id's answer topic, naming the key of the request answered. A refusal
+        of a competing or malformed request is not retained: whoever else holds the bootstrap
+        certificate must not replace the answer the first requester of the id sees."""
+        answer = EnrolmentAnswer(
+            status=status,
+            message=message[:4096],
+            public_key_sha256=public_key_sha256(key) if key is not None else "",
+            **fields,
+        )
+        if retain:
+            self._answered.add(device_id)
         await self._context.broker.publish_nowait(
-            enrol_topic(device_id, EnrolTopic.ANSWER), encode(answer), qos=1, retain=True
+            enrol_topic(device_id, EnrolTopic.ANSWER), encode(answer), qos=1, retain=retain
         )
 
     def _device(self, device_id: str) -> EdgeDevice | None:

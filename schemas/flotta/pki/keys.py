@@ -50,6 +50,17 @@ def public_key_to_pem(key: PublicKey) -> bytes:
     )
 
 
+def public_key_sha256(key: PublicKey) -> str:
+    """The key's fingerprint: SHA-256 over its DER SubjectPublicKeyInfo, in lowercase hex."""
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(
+        key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return digest.finalize().hex()
+
+
 def check_public_key(key: object) -> PublicKey:
     """Accept EC P-256/P-384 and RSA of at least 2048 bits; refuse everything else."""
     if isinstance(key, ec.EllipticCurvePublicKey):

@@ -51,6 +51,9 @@ class EnrolmentRequest(Payload, frozen=True, kw_only=True):
     csr: Pem
 
 
+KeyFingerprint = Annotated[str, msgspec.Meta(max_length=64, pattern=r"^([0-9a-f]{64})?$")]
+
+
 class EnrolmentAnswer(Payload, frozen=True, kw_only=True):
     KIND: ClassVar[str] = "enrolment answer"
     MAX_BYTES: ClassVar[int] = 32 * KiB
@@ -60,6 +63,7 @@ class EnrolmentAnswer(Payload, frozen=True, kw_only=True):
     namespace: ShortText = ""
     certificate: Pem = ""
     ca_certificate: Pem = ""
+    public_key_sha256: KeyFingerprint = ""
 
 
 class RenewalRequest(Payload, frozen=True, kw_only=True):

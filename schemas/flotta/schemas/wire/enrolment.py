@@ -11,6 +11,8 @@ from pydantic import Field
 from flotta.schemas.crd.hardware import Hardware
 from flotta.schemas.wire.common import KiB, Payload, Pem, ShortText, Text
 
+KeyFingerprint = Annotated[str, Field(max_length=64, pattern=r"^([0-9a-f]{64})?$")]
+
 
 class EnrolmentRequest(Payload):
     KIND: ClassVar[str] = "enrolment request"
@@ -32,6 +34,10 @@ class EnrolmentAnswer(Payload):
     namespace: ShortText = ""
     certificate: Pem = ""
     ca_certificate: Pem = ""
+    # The request this answers: SHA-256 of its key's DER SubjectPublicKeyInfo (v1 addition).
+    # Another holder of the bootstrap certificate can send a request under the same id; a
+    # device acts on a refusal only when it names its own key.
+    public_key_sha256: KeyFingerprint = ""
 
 
 class RenewalRequest(Payload):
