@@ -153,9 +153,8 @@ class Broker:
     # ---- connection hooks ----------------------------------------------------------------
 
     async def _connected(self, session_present: bool) -> None:
-        # Once: a session the broker kept still has the subscriptions, and subscribing again
-        # would have every retained birth sent once more (10,000 after a broker restart, just
-        # when the devices reconnect); after a lost session the client subscribes by itself.
+        # Once: the client subscribes again by itself after every reconnect (with retain
+        # handling 1, so a session the broker kept gets no retained birth a second time).
         if not self._subscribed:
             try:
                 await self._client.subscribe(self._subscriptions)

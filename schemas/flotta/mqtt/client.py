@@ -272,8 +272,10 @@ class MqttClient:
     async def subscribe(self, subscriptions: Sequence[tuple[str, int]]) -> list[int]:
         """Subscribe and wait for SUBACK; the granted QoS per filter.
 
-        Accepted filters are remembered and re-established after a reconnect without a
-        session. Raises SubscribeError if any filter was refused.
+        Accepted filters are remembered and subscribed again after every reconnect, also to a
+        session the broker kept (someone may have taken it over and unsubscribed). Retain
+        handling 1: retained messages come only for a subscription the broker did not have.
+        Raises SubscribeError if any filter was refused.
         """
         bad_qos = [
             (f, f"QoS {qos} is not 0, 1 or 2", None)
@@ -494,7 +496,10 @@ class MqttClient:
             # still waiting here so that each is handled once (and acked on this connection).
             stale = self._inbox.discard(lambda m: m.qos > 0 and m.connection != self._generation)
             self.counters.discarded_redelivered += stale
-        elif self._subscriptions:
+        if self._subscriptions:
+            # Also with a session present: whoever connected with this client id meanwhile
+            # could have unsubscribed it. Subscriptions that are still there get no retained
+            # messages again (retain handling 1), so this costs one SUBSCRIBE, not a flood.
             wanted = sorted(self._subscriptions.items())
             try:
                 await self.subscribe(wanted)
@@ -692,7 +697,13 @@ class MqttClient:
             raise ValueError("subscribe needs at least one (filter, qos)")
         if not self._connected:
             raise DisconnectedError("subscribe", self._lost_reason)
-        request = [(topic_filter, SubscribeOptions(qos=qos)) for topic_filter, qos in subscriptions]
+        request = [
+            (
+                topic_filter,
+                SubscribeOptions(qos=qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB),
+            )
+            for topic_filter, qos in subscriptions
+        ]
         try:
             rc, mid = self._paho.subscribe(request)
         except ValueError as exc:
