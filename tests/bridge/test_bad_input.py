@@ -17,6 +17,7 @@ from flotta.schemas.topics import DeviceTopic, device_topic
 from tests.bridge.conftest import NAMESPACE, SMALL_STREAMS, BridgeEnv, StartBridge
 from tests.bridge.support import create_device
 from tests.bridge.test_integration import eventually, heartbeat, status_of
+from tests.fixtures.mqtt_probe import MqttProbe
 
 
 def http_get(port: int, path: str) -> tuple[int, bytes]:
@@ -210,3 +211,45 @@ async def test_streams_of_an_older_bridge_are_moved_over(bridge_env: BridgeEnv) 
         )
     finally:
         await nc.close()
+
+
+async def test_a_retained_report_is_cleared_so_observers_never_get_it(
+    bridge_env: BridgeEnv, start_bridge: StartBridge
+) -> None:
+    """A device can publish its reports retained (the ACL cannot forbid the flag): a dashboard
+    subscribing later would get that message as if it were new. The bridge takes the report
+    and clears the retained copy; an empty message is a clear, never a rejection."""
+    create_device(bridge_env.kube.api, NAMESPACE, "dev-retains")
+    bridge = await start_bridge()
+    device = await asyncio.to_thread(bridge_env.device, "dev-retains")
+    status_topic = device_topic("dev-retains", DeviceTopic.STATUS)
+    try:
+        info = device.client.publish(status_topic, heartbeat(), qos=1, retain=True)
+        await asyncio.to_thread(info.wait_for_publish, 10)
+        await eventually(lambda: status_of(bridge_env, "dev-retains").get("phase") == "Online")
+        await eventually(lambda: bridge.metrics.retained_cleared._value.get() == 1)
+        await eventually(lambda: bridge.metrics.clears_seen._value.get() >= 1)
+
+        observer = MqttProbe(
+            bridge_env.broker.host,
+            bridge_env.broker.port,
+            bridge_env.broker.observer("grafana"),
+            "grafana",
+        )
+        await asyncio.to_thread(observer.connect)
+        try:
+            await asyncio.to_thread(observer.subscribe, "flotta/devices/+/status")
+            assert await asyncio.to_thread(observer.next_message, timeout=1.5) is None
+        finally:
+            await asyncio.to_thread(observer.close)
+        assert (
+            sum(
+                sample.value
+                for family in bridge.metrics.rejected.collect()
+                for sample in family.samples
+                if sample.name.endswith("_total")
+            )
+            == 0
+        )
+    finally:
+        await asyncio.to_thread(device.close)

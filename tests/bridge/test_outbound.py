@@ -102,7 +102,14 @@ def test_streams_cover_every_kind_once() -> None:
     specs = stream_specs(StreamSettings(events_max_bytes=1234))
     subjects = [s for spec in specs for s in spec.subjects]
     assert len(subjects) == len(set(subjects)) == 6
-    assert {spec.name for spec in specs} == {"FLOTTA_EVENTS", "FLOTTA_TELEMETRY", "FLOTTA_STATUS"}
+    assert {spec.name for spec in specs} == {
+        "FLOTTA_EVENTS",
+        "FLOTTA_TELEMETRY",
+        "FLOTTA_STATUS",
+        "FLOTTA_REJECTED",
+    }
+    rejected = next(spec for spec in specs if spec.name == "FLOTTA_REJECTED")
+    assert rejected.subjects == (REJECTED_SUBJECT,)
     assert all(spec.duplicate_window > 0 and spec.max_bytes > 0 for spec in specs)
     assert specs[0].max_bytes == 1234
     assert specs[2].max_msgs_per_subject == 5

@@ -25,7 +25,7 @@ from flotta.bridge.fleet import Fleet
 from flotta.bridge.intake import Delivery
 from flotta.bridge.metrics import BridgeMetrics
 from flotta.bridge.outbound import Outbound, rejection, to_nats
-from flotta.bridge.receipts import Receipt, receipt_for
+from flotta.bridge.receipts import Receipt, receipt_for, retained_clear
 from flotta.bridge.reportorder import clock_is_off
 from flotta.ratelimit import KeyedLimiter, TokenBucket
 from flotta.schemas.errors import PayloadError, PayloadTooLargeError, SchemaVersionError, TopicError
@@ -44,6 +44,7 @@ RETRY_MAX = 5.0
 UNKNOWN_GRACE = 5.0
 UNKNOWN_POLL = 0.1
 MAX_PARKED = 256
+CONNECTION_SUFFIX = "/" + DeviceTopic.CONNECTION.value
 PUBLISH_TIMEOUT = 10.0  # seconds for JetStream to acknowledge before the publish is retried
 REPORTS_PER_DEVICE_RATE = 0.1  # rejections reported on NATS a second, per device
 REPORTS_PER_DEVICE_BURST = 10.0
@@ -98,6 +99,8 @@ class Ingest:
             kind: metrics.messages_in.labels(kind.value) for kind in TELEMETRY_KINDS
         }
         self._clock_off = metrics.clock_off
+        self._clears_seen = metrics.clears_seen
+        self._retained_cleared = metrics.retained_cleared
         self._published_ok = metrics.nats_published.labels("ok")
         self._published_failed = metrics.nats_published.labels("failed")
         self.overflowed = 0
@@ -151,6 +154,14 @@ class Ingest:
     async def handle(self, delivery: Delivery, *, grace: bool = True) -> None:
         """Accept or reject one message; with ``grace``, a message from a device the fleet
         cache does not know yet waits a moment for the watch before it is rejected."""
+        if not delivery.payload:
+            # An empty payload clears a retained message (the operator's when a device is
+            # deleted, the bridge's own clears below): nothing to take in, and no rejection.
+            self._clears_seen.inc()
+            self._done(delivery)
+            return
+        if delivery.retain and grace:
+            self._clear_retained(delivery.topic)
         now = datetime.now(UTC)
         try:
             outbound, receipt = self._checked(delivery, now)
@@ -172,6 +183,14 @@ class Ingest:
             if self._log_budget.try_take(time.monotonic()):
                 logger.exception("message on %r could not be handled", delivery.topic[:200])
             raise RejectedMessageError("internal-error", f"could not be handled: {exc!r}") from None
+
+    def _clear_retained(self, topic: str) -> None:
+        """A device left a retained message on a report topic: an observer subscribing later
+        would get it. Clear it (its will and birth on ``connection`` are retained by design)."""
+        if topic.endswith(CONNECTION_SUFFIX) or self._confirm is None:
+            return
+        if self._confirm(retained_clear(topic)):
+            self._retained_cleared.inc()
 
     def _park(self, delivery: Delivery) -> bool:
         """Give a message from a device not (yet) in the fleet cache a short grace period."""

@@ -66,19 +66,20 @@ class Delivery:
     topic: str
     payload: bytes
     connection: int = 0  # which connection of the session delivered it
+    retain: bool = False  # published retained (the subscriptions ask for retain as published)
 
 
 class _IntakeClient(mqtt.Client):
     """paho with its PUBLISH handling cut short for the packets the bridge takes."""
 
-    deliver: Callable[[str, int, int, bytes], None] | None = None
+    deliver: Callable[[str, int, int, bytes, bool], None] | None = None
 
     def _handle_publish(self) -> MQTTErrorCode:
         deliver = self.deliver
         if deliver is not None:
             packet = read_publish(self._in_packet["command"], self._in_packet["packet"])
             if packet is not None:
-                deliver(packet.topic, packet.mid, packet.qos, packet.payload)
+                deliver(packet.topic, packet.mid, packet.qos, packet.payload, packet.retain)
                 return MQTTErrorCode.MQTT_ERR_SUCCESS  # acknowledged by MqttIntake.ack
         return super()._handle_publish()
 
@@ -298,7 +299,11 @@ class MqttIntake:
         # subscribes again; and it sends a shared subscription the retained messages, against
         # MQTT 5 (4.8.2): every device's retained birth or will, 10,000 after a broker restart.
         # The bridge takes device state from the EdgeDevices, so it asks for none.
-        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        # Retain as published: a device that leaves a retained message on a report topic is
+        # seen doing so, and the bridge clears it (observers must not get it on subscribing).
+        options = SubscribeOptions(
+            qos=1, retainAsPublished=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND
+        )
         client.subscribe([(topic, options) for topic in self.settings.filters])
 
     def _on_subscribe(
@@ -333,8 +338,8 @@ class MqttIntake:
         logger.warning("MQTT connection lost (%s); reconnecting", reason)
         self._in_loop(self._spawn, self._connect_loop(first=False), "mqtt-reconnect")
 
-    def _on_publish(self, topic: str, mid: int, qos: int, payload: bytes) -> None:
-        self._on_message(Delivery(mid, qos, topic, payload, self.connects))
+    def _on_publish(self, topic: str, mid: int, qos: int, payload: bytes, retain: bool) -> None:
+        self._on_message(Delivery(mid, qos, topic, payload, self.connects, retain))
 
     def _on_paho_message(
         self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
@@ -342,4 +347,8 @@ class MqttIntake:
         payload = message.payload
         if not isinstance(payload, bytes):
             payload = bytes(payload)
-        self._on_message(Delivery(message.mid, message.qos, message.topic, payload, self.connects))
+        self._on_message(
+            Delivery(
+                message.mid, message.qos, message.topic, payload, self.connects, message.retain
+            )
+        )

@@ -27,6 +27,16 @@ class BridgeMetrics:
             "was spent)",
             registry=r,
         )
+        self.clears_seen = Counter(
+            "flotta_bridge_clears_total",
+            "Empty messages (clears of retained messages) taken and dropped",
+            registry=r,
+        )
+        self.retained_cleared = Counter(
+            "flotta_bridge_retained_cleared_total",
+            "Retained messages devices left on their report topics, cleared by the bridge",
+            registry=r,
+        )
         self.clock_off = Counter(
             "flotta_bridge_device_clock_off_total",
             "Heartbeats whose time is more than 5 minutes away from the bridge's clock",

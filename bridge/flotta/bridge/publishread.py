@@ -1,7 +1,7 @@
 """Reading an incoming MQTT v5 PUBLISH packet, the bridge's hottest path. Pure.
 
 paho builds an ``MQTTMessage`` (with a ``threading.Condition``), a ``Properties`` object and
-a topic-matcher walk for every message it receives; the bridge needs four values. A packet
+a topic-matcher walk for every message it receives; the bridge needs five values. A packet
 this reader does not take (QoS 2, a topic that is not UTF-8, an empty topic, a malformed
 length) returns None and is left to paho, which handles every case.
 """
@@ -17,6 +17,7 @@ class PublishPacket:
     mid: int
     qos: int
     payload: bytes
+    retain: bool = False
 
 
 def read_publish(command: int, packet: bytes | bytearray) -> PublishPacket | None:
@@ -55,4 +56,4 @@ def read_publish(command: int, packet: bytes | bytearray) -> PublishPacket | Non
     end += length
     if end > len(packet):
         return None
-    return PublishPacket(topic, mid, qos, bytes(packet[end:]))
+    return PublishPacket(topic, mid, qos, bytes(packet[end:]), bool(command & 0x01))

@@ -34,6 +34,12 @@ _RECEIPT_HEAD = b'{"schemaVersion":%d,"kind":"' % SCHEMA_VERSION
 class Receipt:
     topic: str
     payload: bytes
+    retain: bool = False  # an empty retained payload clears a retained message
+
+
+def retained_clear(topic: str) -> Receipt:
+    """What clears a retained message a device left on one of its report topics."""
+    return Receipt(topic, b"", retain=True)
 
 
 def receipt_for(device_id: str, payload: Report) -> Receipt | None:
@@ -114,7 +120,9 @@ class ReceiptSender:
         while True:
             receipt = await self._queue.get()
             try:
-                await self.client.publish(receipt.topic, receipt.payload, qos=1)
+                await self.client.publish(
+                    receipt.topic, receipt.payload, qos=1, retain=receipt.retain
+                )
             except MqttError as exc:
                 self._failed.inc()
                 self.failures += 1

@@ -48,6 +48,7 @@ ENROL = f"{TOPIC_ROOT}/enrol"
 
 DEVICE_READS = (DeviceTopic.DESIRED, DeviceTopic.CERTIFICATE, DeviceTopic.RECEIPTS)
 DEVICE_WRITES = (*TELEMETRY_KINDS, DeviceTopic.CSR)
+RETAIN_CLEARED = tuple(kind for kind in TELEMETRY_KINDS if kind is not DeviceTopic.CONNECTION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,8 @@ def render_acl(settings: AclSettings = AclSettings()) -> str:
             *_no_pattern_privileges(BRIDGE_IDENTITY),
             *(f"topic read {_all(kind)}" for kind in TELEMETRY_KINDS),
             f"topic write {_all(DeviceTopic.RECEIPTS)}",
+            # clears what a device leaves retained on its reports (an empty retained message)
+            *(f"topic write {_all(kind)}" for kind in RETAIN_CLEARED),
         ],
         "bridge: reads device reports (shared subscriptions), confirms stored batches",
     )
