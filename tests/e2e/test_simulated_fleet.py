@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import stat
 from pathlib import Path
 
 import nats
 
 from flotta.bridge.sharegroup import is_guessable
+from flotta.dev.stack import processes
+from flotta.dev.stack.supervision import restarts
 from tests.e2e.conftest import RunningSystem, wait_until
 
 
@@ -76,3 +80,24 @@ def test_the_stack_keeps_its_secrets_to_its_owner(simulated_system: RunningSyste
     environ = Path(f"/proc/{bridge.pid}/environ").read_bytes().split(b"\0")
     assert b"FLOTTA_BRIDGE_GROUP=" + group in environ
     assert group not in Path(f"/proc/{bridge.pid}/cmdline").read_bytes()  # no one else sees it
+
+
+def test_a_detached_stack_starts_a_killed_bridge_again(simulated_system: RunningSystem) -> None:
+    system = simulated_system
+    wait_until(
+        lambda: converged(system, 2), timeout=180, what="2 simulated devices online and converged"
+    )
+    system.stack.start_supervisor()  # what `flotta dev up --detach` leaves behind
+    layout = system.layout
+    bridge = next(r for r in processes.load(layout.processes) if r.name == "bridge")
+    os.kill(bridge.pid, signal.SIGKILL)
+
+    def bridge_again() -> processes.ProcessRecord | None:
+        again = next(r for r in processes.load(layout.processes) if r.name == "bridge")
+        return again if again.pid != bridge.pid and again.is_running() else None
+
+    fresh = wait_until(bridge_again, timeout=30, what="the supervisor to start the bridge again")
+    assert fresh.argv == bridge.argv
+    assert fresh.env == bridge.env  # its secret group too
+    assert restarts(layout).get("bridge") == 1
+    wait_until(lambda: converged(system, 2), timeout=60, what="the devices served again")

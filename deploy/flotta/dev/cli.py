@@ -10,6 +10,7 @@ from flotta.cli import add_subcommands
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "up": ("flotta.dev.stack.cli_up", "run the whole system on this machine (loopback)"),
     "down": ("flotta.dev.stack.cli_down", "stop everything that 'flotta dev up' started"),
+    "supervise": ("flotta.dev.stack.cli_supervise", "start again what a detached stack lost"),
     "kube-api": ("flotta.dev.kubeapi.cli", "serve the local Kubernetes-compatible API"),
     "simulate": ("flotta.dev.simulator.cli", "simulated devices with real TLS MQTT connections"),
     "tail": ("flotta.dev.stack.cli_tail", "print device events and telemetry from NATS"),

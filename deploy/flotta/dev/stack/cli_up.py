@@ -9,8 +9,12 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from flotta.dev.stack.layout import DEFAULT_STATE_DIR
+
+if TYPE_CHECKING:
+    from flotta.dev.stack.up import Stack
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +56,11 @@ def _run(args: argparse.Namespace) -> int:
         return 1 if not interrupted else 130
     print(usage(layout, ports))
     if args.detach:
-        print(f"running in the background; stop with: flotta dev down --state-dir {layout.root}")
+        stack.start_supervisor()
+        print(
+            "running in the background (processes that end are started again); "
+            f"stop with: flotta dev down --state-dir {layout.root}"
+        )
         return 0
     with contextlib.suppress(KeyboardInterrupt):
         _watch(stack, args.refresh)
@@ -61,10 +69,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _watch(stack: object, refresh: float) -> None:
+def _watch(stack: Stack, refresh: float) -> None:
     from flotta.dev.stack.live import FleetWatcher
+    from flotta.dev.stack.supervision import Supervisor
 
-    watcher = FleetWatcher(stack)  # type: ignore[arg-type]
+    watcher = FleetWatcher(stack)
+    supervisor = Supervisor(stack.layout)
     while True:
+        supervisor.tick()
         print("\033[2J\033[H" + watcher.render(), flush=True)
         time.sleep(refresh)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flotta.dev.stack import dashboard
+from flotta.dev.stack import dashboard, processes, supervision
 from flotta.dev.stack.up import Stack
 from flotta.schemas.crd.common import GROUP, VERSION
 
@@ -33,7 +33,12 @@ class FleetWatcher:
             )
         except (ApiException, OSError) as exc:
             view = f"cannot read the fleet from the local Kubernetes API: {exc}"
-        down = [r.name for r in self.stack.records if not r.is_running()]
+        layout = self.stack.layout
+        down = [r.name for r in processes.load(layout.processes) if not r.is_running()]
         if down:
-            view += f"\n\nNOT RUNNING: {', '.join(down)} (see {self.stack.layout.logs})"
+            view += f"\n\nNOT RUNNING: {', '.join(down)} (see {layout.logs}; started again soon)"
+        restarted = {name: n for name, n in supervision.restarts(layout).items() if n}
+        if restarted:
+            counts = ", ".join(f"{name} x{count}" for name, count in sorted(restarted.items()))
+            view += f"\nstarted again: {counts}"
         return view + "\n\nCtrl-C stops everything (state is kept)."

@@ -24,6 +24,7 @@ class ProcessRecord:
     pid: int
     argv: tuple[str, ...]
     log: str
+    env: tuple[tuple[str, str], ...] = ()  # what the stack added to its own environment
 
     def is_running(self) -> bool:
         """True when the PID is alive and still runs the command we started."""
@@ -35,8 +36,15 @@ class ProcessRecord:
 
 
 def start(
-    name: str, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None
+    name: str,
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    """Start a process; ``extra_env`` (part of ``env``) is recorded so that a supervisor can
+    start it again the same way."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -47,7 +55,9 @@ def start(
             env=dict(env) if env is not None else None,
             start_new_session=True,  # Ctrl-C reaches `up` only; it stops them in order
         )
-    record = ProcessRecord(name, process.pid, tuple(argv), str(log_path))
+    record = ProcessRecord(
+        name, process.pid, tuple(argv), str(log_path), tuple(sorted((extra_env or {}).items()))
+    )
     # /proc/PID/cmdline is empty for a moment after exec; wait so the record can be verified.
     deadline = time.monotonic() + 2.0
     while not record.is_running() and process.poll() is None and time.monotonic() < deadline:
@@ -89,8 +99,11 @@ def _is_zombie(pid: int) -> bool:
 
 
 def save(path: Path, records: Sequence[ProcessRecord]) -> None:
+    """Write the records, readable by their owner alone (an environment may hold a secret)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([asdict(r) for r in records], indent=2))
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps([asdict(r) for r in records], indent=2))
     os.replace(tmp, path)
 
 
@@ -98,7 +111,13 @@ def load(path: Path) -> list[ProcessRecord]:
     if not path.exists():
         return []
     return [
-        ProcessRecord(r["name"], int(r["pid"]), tuple(r["argv"]), r["log"])
+        ProcessRecord(
+            r["name"],
+            int(r["pid"]),
+            tuple(r["argv"]),
+            r["log"],
+            tuple((str(k), str(v)) for k, v in r.get("env", ())),
+        )
         for r in json.loads(path.read_text())
     ]
 

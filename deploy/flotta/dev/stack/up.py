@@ -130,11 +130,23 @@ class Stack:
 
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         child, record = processes.start(
-            name, argv, log_path=self.layout.logs / f"{name}.log", env=same_code_environment(env)
+            name,
+            argv,
+            log_path=self.layout.logs / f"{name}.log",
+            env=same_code_environment(env),
+            extra_env=env,
         )
         self._children.append(child)
         self.records.append(record)
         processes.save(self.layout.processes, self.records)
+
+    def start_supervisor(self) -> None:
+        """Leave ``flotta dev supervise`` behind (recorded last: ``down`` stops it first)."""
+        from flotta.dev.stack.supervision import SUPERVISOR
+
+        self._start(
+            SUPERVISOR, flotta_command("dev", "supervise", "--state-dir", str(self.layout.root))
+        )
 
     def stop_all(self) -> list[str]:
         stopped = [record.name for record in processes.stop_recorded(self.layout.processes)]
