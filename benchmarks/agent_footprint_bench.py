@@ -150,6 +150,7 @@ async def bench(steady: float, warmup: float) -> dict[str, object]:
             "state_dir": str(work / "agent"),
             "files_root": str(work / "files"),
             "broker_url": f"mqtts://{broker.host}:{broker.port}",
+            "enrolment_url": f"mqtts://{broker.host}:{broker.enrolment_port}",
             "ca_cert": str(broker.ca_path),
             "bootstrap_cert": str(bootstrap.cert),
             "bootstrap_key": str(bootstrap.key),

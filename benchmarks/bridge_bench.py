@@ -54,7 +54,7 @@ for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", 
 from flotta.bridge.devicestatus import DeviceContext, DeviceStatus, on_heartbeat, status_patch  # noqa: E402
 from flotta.dev.natsserver import NatsServer, free_port  # noqa: E402
 from flotta.mosquitto.acl import AclSettings  # noqa: E402
-from flotta.mosquitto.config import BrokerLimits  # noqa: E402
+from flotta.mosquitto.config import BrokerLimits, enrolment_settings  # noqa: E402
 from flotta.mosquitto.files import settings_for_pki, write_broker_files  # noqa: E402
 from flotta.pki.files import write_atomic  # noqa: E402
 from flotta.schemas.codec import encode  # noqa: E402
@@ -97,6 +97,7 @@ class BenchBroker(TestBroker):
             self.pki.root,
             self.workdir,
             port=self.port,
+            services_port=self.services_port,
             bind_address=self.host,
             persistence_dir=self.persistence_dir,
             run_as_root=True,
@@ -108,6 +109,11 @@ class BenchBroker(TestBroker):
         )
         write_broker_files(replace(settings, limits=limits), AclSettings(), self.config_path)
         write_atomic(settings.acl_file, PERMISSIVE_ACL.encode())
+        write_broker_files(
+            enrolment_settings(settings, port=self.enrolment_port),
+            AclSettings(),
+            self.enrolment_config_path,
+        )
 
 
 def device_ids(count: int) -> list[str]:
@@ -178,7 +184,7 @@ class Speaker:
         self.client.max_queued_messages_set(0)
         connected = threading.Event()
         self.client.on_connect = lambda *args: connected.set()
-        self.client.connect(broker.host, broker.port, keepalive=60)
+        self.client.connect(broker.host, broker.port_for(creds.identity), keepalive=60)
         self.client.loop_start()
         if not connected.wait(10):
             raise RuntimeError("benchmark publisher did not connect")
@@ -384,7 +390,7 @@ def forget_session(broker: TestBroker, creds: Any, client_id: str) -> None:
     client.tls_set(ca_certs=str(creds.ca), certfile=str(creds.cert), keyfile=str(creds.key))
     connected = threading.Event()
     client.on_connect = lambda *args: connected.set()
-    client.connect(broker.host, broker.port, clean_start=True)
+    client.connect(broker.host, broker.port_for(creds.identity), clean_start=True)
     client.loop_start()
     connected.wait(10)
     client.disconnect()
@@ -650,7 +656,7 @@ def main(argv: list[str]) -> int:
         health_port = free_port()
         common = {
             "host": broker.host,
-            "port": broker.port,
+            "port": broker.services_port,
             "ca": bridge_creds.ca,
             "cert": bridge_creds.cert,
             "key": bridge_creds.key,

@@ -80,7 +80,12 @@ from flotta.dev.simulator.report import (  # noqa: E402
 from flotta.dev.simulator.shards import device_ids  # noqa: E402
 from flotta.dev.stack import resources  # noqa: E402
 from flotta.mosquitto.acl import AclSettings  # noqa: E402
-from flotta.mosquitto.files import settings_for_pki, write_broker_files  # noqa: E402
+from flotta.mosquitto.config import enrolment_settings  # noqa: E402
+from flotta.mosquitto.files import (  # noqa: E402
+    ENROLMENT_CONFIG_NAME,
+    settings_for_pki,
+    write_broker_files,
+)
 from flotta.mosquitto.process import MosquittoProcess  # noqa: E402
 from flotta.pki.identities import parse_identity  # noqa: E402
 from flotta.pki.store import PkiStore  # noqa: E402
@@ -203,18 +208,31 @@ class Stack:
             parse_identity(BRIDGE_IDENTITY),
         ):
             self.pki.issue_client(identity)
-        self.mqtt_port = free_port(LOOPBACK)
+        self.mqtt_port = free_port(LOOPBACK)  # devices
+        self.services_port = free_port(LOOPBACK)  # the operator and the bridge
+        self.enrolment_port = free_port(LOOPBACK)  # the enrolment broker (the operator needs it)
         settings = settings_for_pki(
             self.pki.root,
             work / "mosquitto",
             port=self.mqtt_port,
+            services_port=self.services_port,
             bind_address=LOOPBACK,
             run_as_root=True,
         )
         files = write_broker_files(settings, AclSettings(), work / "mosquitto" / "mosquitto.conf")
+        enrolment = write_broker_files(
+            enrolment_settings(settings, port=self.enrolment_port),
+            AclSettings(),
+            work / "mosquitto" / ENROLMENT_CONFIG_NAME,
+        )
         self.broker = MosquittoProcess(
             files.config_path,
             log_path=work / "mosquitto.log",
+            openssl_config=files.openssl_config_path,
+        )
+        self.enrolment_broker = MosquittoProcess(
+            enrolment.config_path,
+            log_path=work / "mosquitto-enrolment.log",
             openssl_config=files.openssl_config_path,
         )
         self.nats = NatsServer(work / "jetstream", log_path=work / "nats.log")
@@ -285,6 +303,7 @@ class Stack:
         resources.apply(self.api, crds, [])
         resources.ensure_namespace(self.api, "flotta")
         self.broker.start()
+        self.enrolment_broker.start()
         self.nats.start()
         clients = self.pki.root / "clients"
         self._spawn(
@@ -297,7 +316,9 @@ class Stack:
                 "--pki-dir",
                 str(self.pki.root),
                 "--broker-port",
-                str(self.mqtt_port),
+                str(self.services_port),
+                "--enrolment-port",
+                str(self.enrolment_port),
                 "--auto-approve",
                 NAMESPACE,
                 "--health-port",
@@ -311,7 +332,7 @@ class Stack:
             flotta(
                 "bridge",
                 "--mqtt-port",
-                str(self.mqtt_port),
+                str(self.services_port),
                 "--ca",
                 str(self.pki.ca_cert_path),
                 "--cert",
@@ -399,6 +420,7 @@ class Stack:
                     process.kill()
                     process.wait()
         self.broker.stop()
+        self.enrolment_broker.stop()
         self.nats.stop()
         process = self.children.get("kube-api")
         if process is not None and process.poll() is None:

@@ -32,7 +32,7 @@ for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", 
     sys.path.insert(0, str(ROOT / folder))
 
 from flotta.operator.app import OperatorConfig  # noqa: E402
-from flotta.operator.broker import BrokerSettings  # noqa: E402
+from flotta.operator.broker import BrokerSettings, enrolment_broker  # noqa: E402
 from flotta.operator.context import OperatorSettings  # noqa: E402
 from flotta.schemas.crd.common import API_VERSION, DEVICE_FINALIZER, GROUP, VERSION  # noqa: E402
 from tests.fixtures.brokers import TestBroker, new_fleet_pki  # noqa: E402
@@ -183,7 +183,7 @@ def paho_loop(
     paho.max_inflight_messages_set(inflight)
     paho.on_publish = on_publish
     paho.on_connect = lambda *_: connected.set()
-    paho.connect(broker.host, broker.port)
+    paho.connect(broker.host, broker.services_port)
     paho.loop_start()
     connected.wait(10)
     start = time.perf_counter()
@@ -222,15 +222,19 @@ def main() -> int:
             bare_before = paho_loop(broker, sample, devices, 2000, "bench-paho-before")
             print(f"created {devices} EdgeDevices in {created:.1f} s", flush=True)
             creds = broker.operator()
+            fleet_broker = BrokerSettings(
+                host=broker.host,
+                port=broker.services_port,
+                ca=broker.ca_path,
+                cert=creds.cert,
+                key=creds.key,
+            )
             settings = OperatorSettings(enrolment_namespace="flotta")
             running = OperatorThread(
                 OperatorConfig(
-                    broker=BrokerSettings(
-                        host=broker.host,
-                        port=broker.port,
-                        ca=broker.ca_path,
-                        cert=creds.cert,
-                        key=creds.key,
+                    broker=fleet_broker,
+                    enrolment=enrolment_broker(
+                        fleet_broker, host=broker.host, port=broker.enrolment_port
                     ),
                     pki_dir=pki.root,
                     kubeconfig=kube.kubeconfig,

@@ -227,7 +227,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         await observer.start()
         operator = observer_client(
-            broker.host, broker.port, tls_for(broker.operator()), "operator-bench", 0
+            broker.host, broker.services_port, tls_for(broker.operator()), "operator-bench", 0
         )
         await operator.connect()
         versions = await publish_all(operator, ids, 0, int(args.heartbeat))

@@ -108,11 +108,11 @@ def test_device_will_on_connection_is_published_by_the_broker(
     operator.subscribe("flotta/devices/+/connection")
     own = Will(device_topic("dev-a", DeviceTopic.CONNECTION), b"offline")
     foreign = Will(device_topic("dev-b", DeviceTopic.CONNECTION), b"forged-offline")
-    for will in (own, foreign):
+    for connections, will in enumerate((own, foreign), start=1):
         creds = mosquitto_broker.device("dev-a")
-        client_id = f"will-{will.payload.decode()}"
-        client = _mosquitto_sub(mosquitto_broker, creds, client_id, will)
-        _wait_for_log(mosquitto_broker, f" as {client_id} ")
+        client = _mosquitto_sub(mosquitto_broker, creds, f"will-{will.payload.decode()}", will)
+        # the client id the broker uses is the certificate's CN, whatever the client asked for
+        _wait_for_log(mosquitto_broker, " as dev-a ", count=connections)
         os.kill(client.pid, signal.SIGKILL)  # no DISCONNECT: the broker sends the will
         client.wait(5)
     got = operator.drain(quiet=1.5)
@@ -128,9 +128,9 @@ def test_device_will_on_connection_is_published_by_the_broker(
     assert fresh.drain(quiet=0.7) == []
 
 
-def _wait_for_log(broker: TestBroker, text: str, timeout: float = 10.0) -> None:
+def _wait_for_log(broker: TestBroker, text: str, timeout: float = 10.0, count: int = 1) -> None:
     deadline = time.monotonic() + timeout
-    while text not in broker.process.log_text():
+    while broker.process.log_text().count(text) < count:
         assert time.monotonic() < deadline, f"broker never logged {text!r}"
         time.sleep(0.02)
 
@@ -216,8 +216,13 @@ def test_operator_writes_desired_and_certificate_and_answers_enrolment(
         assert operator.publish(device_topic("dev-a", kind), b"x") in ACCEPTED, kind
     for kind in (DeviceTopic.STATUS, DeviceTopic.EVENTS, DeviceTopic.METRICS, DeviceTopic.LOGS):
         assert operator.publish(device_topic("dev-a", kind), b"x") == NOT_AUTHORIZED, kind
+    enroller = mqtt_probes.connect(
+        mosquitto_broker.operator(), "operator-enrol", port=mosquitto_broker.enrolment_port
+    )
     for enrol_kind in EnrolTopic:
-        assert operator.publish(enrol_topic("dev-a", enrol_kind), b"x") in ACCEPTED
+        # enrolment is on the enrolment broker only
+        assert operator.publish(enrol_topic("dev-a", enrol_kind), b"x") == NOT_AUTHORIZED
+        assert enroller.publish(enrol_topic("dev-a", enrol_kind), b"x") in ACCEPTED
     # What the global patterns would give a client named "internal:operator" is denied.
     assert operator.publish("flotta/devices/internal:operator/status", b"x") == NOT_AUTHORIZED
     operator.drain(quiet=0.5)
@@ -327,21 +332,23 @@ def test_unlisted_observer_gets_nothing(
 def test_bootstrap_reaches_only_its_own_enrolment_topics(
     mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory, listed: bool
 ) -> None:
-    operator = mqtt_probes.connect(mosquitto_broker.operator(), "operator-1")
-    operator.subscribe("flotta/enrol/+/request")
-    operator.subscribe("flotta/devices/+/status")
+    enrolment = mosquitto_broker.enrolment_port
+    enroller = mqtt_probes.connect(mosquitto_broker.operator(), "operator-e", port=enrolment)
+    enroller.subscribe("flotta/enrol/+/request")
     for device_id in ("new-1", "new-2", "dev-a"):
-        operator.publish(enrol_topic(device_id, EnrolTopic.ANSWER), device_id.encode(), retain=True)
+        enroller.publish(enrol_topic(device_id, EnrolTopic.ANSWER), device_id.encode(), retain=True)
+    operator = mqtt_probes.connect(mosquitto_broker.operator(), "operator-1")
+    operator.subscribe("flotta/devices/+/status")
     operator.publish(DESIRED_A, b"secret", retain=True)
 
     creds = mosquitto_broker.bootstrap("batch-1", listed=listed)
-    boot = mqtt_probes.connect(creds, "new-1")
+    boot = mqtt_probes.connect(creds, "new-1")  # on the enrolment broker
     boot.subscribe("flotta/#")
     answer = boot.wait_for(enrol_topic("new-1", EnrolTopic.ANSWER))
     assert answer.payload == b"new-1"
     assert boot.drain(quiet=0.7) == []  # not new-2's answer, no device topics
     assert boot.publish(enrol_topic("new-1", EnrolTopic.REQUEST), b"req") in ACCEPTED
-    assert operator.wait_for(enrol_topic("new-1", EnrolTopic.REQUEST)).payload == b"req"
+    assert enroller.wait_for(enrol_topic("new-1", EnrolTopic.REQUEST)).payload == b"req"
     for topic in [
         enrol_topic("new-2", EnrolTopic.REQUEST),
         enrol_topic("new-1", EnrolTopic.ANSWER),
@@ -349,35 +356,62 @@ def test_bootstrap_reaches_only_its_own_enrolment_topics(
     ]:
         assert boot.publish(topic, b"x") == NOT_AUTHORIZED, topic
 
-    # A client id equal to a device id gives no access to that device's topics.
-    impostor = mqtt_probes.connect(creds, "dev-a")
-    impostor.subscribe("flotta/devices/#")
-    impostor.subscribe(enrol_topic("dev-a", EnrolTopic.ANSWER))
-    got = impostor.drain(quiet=0.7)
-    assert [m.topic for m in got] == [enrol_topic("dev-a", EnrolTopic.ANSWER)]
+    # On the fleet broker a bootstrap certificate reaches nothing, whatever its client id.
+    outside = mqtt_probes.connect(creds, "dev-a", port=mosquitto_broker.port)
+    outside.subscribe("flotta/#")
+    assert outside.drain(quiet=0.7) == []
     for kind in DeviceTopic:
-        assert impostor.publish(device_topic("dev-a", kind), b"x") == NOT_AUTHORIZED, kind
+        assert outside.publish(device_topic("dev-a", kind), b"x") == NOT_AUTHORIZED, kind
+    assert outside.publish(enrol_topic("dev-a", EnrolTopic.REQUEST), b"x") == NOT_AUTHORIZED
     assert operator.drain(quiet=0.5) == []
 
 
-def test_device_cannot_use_the_enrolment_topics_of_its_own_id(
+def test_a_client_id_belongs_to_its_certificate(
     mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory
 ) -> None:
+    """Connecting with another client's id took its session over (and could UNSUBSCRIBE it).
+    On the fleet's listener the client id is the certificate's CN, and the bootstrap
+    certificate is used on a broker of its own, so no certificate reaches another client's
+    session: neither a device's nor the operator's."""
+    device = mqtt_probes.connect(mosquitto_broker.device("dev-a"), "dev-a")
+    device.subscribe(DESIRED_A)
     operator = mqtt_probes.connect(mosquitto_broker.operator(), "operator-1")
-    operator.publish(enrol_topic("dev-a", EnrolTopic.ANSWER), b"answer", retain=True)
+    operator.subscribe("flotta/devices/+/status")
+
+    rogue = mosquitto_broker.device("dev-x")
+    for client_id in ("dev-a", "operator-1"):
+        thief = mqtt_probes.connect(rogue, client_id)  # the broker names it dev-x
+        thief.close()
+    batch = mosquitto_broker.bootstrap("leaked")
+    for client_id, port in (("dev-a", mosquitto_broker.enrolment_port), ("dev-a", None)):
+        intruder = mqtt_probes.connect(batch, client_id, port=port)
+        intruder.close()
+
+    assert device.connected
+    assert operator.connected
+    assert operator.publish(DESIRED_A, b"still mine") in ACCEPTED
+    assert device.wait_for(DESIRED_A).payload == b"still mine"
+    assert mosquitto_broker.process.log_text().count("closing old connection") == 0
+
+
+def test_the_fleet_broker_has_no_enrolment_topics(
+    mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory
+) -> None:
     device = mqtt_probes.connect(mosquitto_broker.device("dev-a"), "dev-a")
     device.subscribe("flotta/enrol/#")
     assert device.drain(quiet=0.7) == []
     assert device.publish(enrol_topic("dev-a", EnrolTopic.REQUEST), b"x") == NOT_AUTHORIZED
 
 
-def test_known_limit_device_with_forged_client_id_reaches_that_ids_enrolment(
+def test_known_limit_any_certificate_on_the_enrolment_broker_acts_as_a_bootstrap_one(
     mosquitto_broker: TestBroker, mqtt_probes: ProbeFactory
 ) -> None:
-    """Documents a limit of Mosquitto 2.0's acl_file: the %c enrolment patterns apply to
-    every client, and devices are not named in the file, so a device that picks another
-    client id gets what a bootstrap certificate gets for that id (and nothing more)."""
-    device = mqtt_probes.connect(mosquitto_broker.device("dev-a"), "someone-else")
+    """Documents what the enrolment broker allows: its %c patterns apply to every client, so
+    a device certificate used there with some client id gets what a bootstrap certificate
+    gets for that id (and nothing more); it reaches no session of the fleet broker's."""
+    device = mqtt_probes.connect(
+        mosquitto_broker.device("dev-a"), "someone-else", port=mosquitto_broker.enrolment_port
+    )
     assert device.publish(enrol_topic("someone-else", EnrolTopic.REQUEST), b"x") in ACCEPTED
     assert device.publish(device_topic("someone-else", DeviceTopic.STATUS), b"x") == (
         NOT_AUTHORIZED

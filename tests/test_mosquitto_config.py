@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from flotta.mosquitto.acl import AclSettings, render_acl
-from flotta.mosquitto.config import BrokerLimits, production_settings, render_config
+from flotta.mosquitto.acl import AclSettings, render_acl, render_enrolment_acl
+from flotta.mosquitto.config import (
+    BrokerLimits,
+    enrolment_settings,
+    production_settings,
+    render_config,
+)
 from flotta.mosquitto.errors import BrokerStartError
 from flotta.mosquitto.example import example_files
 from flotta.mosquitto.process import MosquittoProcess
@@ -51,12 +56,34 @@ def test_config_requires_client_certificates_and_bounds_resources() -> None:
         f"max_queued_messages {BrokerLimits().max_queued_messages}",
         "set_tcp_nodelay true",
         "listener 8883 0.0.0.0",
+        "listener 8885 0.0.0.0",
     ]:
         assert required in lines, required
     assert "user root" not in lines
-    # The listener comes after the global options, and there is exactly one.
-    assert sum(line.startswith("listener ") for line in lines) == 1
-    assert lines.index("listener 8883 0.0.0.0") > lines.index("acl_file /etc/mosquitto/flotta/acl")
+    # The listeners come after the global options: the fleet's, whose client id is the
+    # certificate's CN, then the control plane's.
+    listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]
+    assert [lines[i] for i in listeners] == ["listener 8883 0.0.0.0", "listener 8885 0.0.0.0"]
+    assert listeners[0] > lines.index("acl_file /etc/mosquitto/flotta/acl")
+    fleet, services = lines[listeners[0] : listeners[1]], lines[listeners[1] :]
+    assert "use_username_as_clientid true" in fleet
+    assert "use_username_as_clientid true" not in services
+    for listener in (fleet, services):
+        assert "require_certificate true" in listener
+        assert "crlfile /etc/mosquitto/flotta/crl.pem" in listener
+
+
+def test_the_enrolment_broker_is_a_broker_of_its_own() -> None:
+    fleet = production_settings()
+    lines = _directives(render_config(enrolment_settings(fleet)))
+    assert [line for line in lines if line.startswith("listener ")] == ["listener 8884 0.0.0.0"]
+    assert "use_username_as_clientid true" not in lines
+    assert "acl_file /etc/mosquitto/flotta/enrolment-acl" in lines
+    assert "persistence_location /var/lib/mosquitto-enrolment/" in lines
+    acl = _directives(render_enrolment_acl())
+    assert "pattern write flotta/enrol/%c/request" in acl
+    assert not any("/devices/" in line for line in acl)
+    assert not any("/enrol/" in line for line in _directives(render_acl(AclSettings())))
 
 
 def test_acl_sections_for_named_identities() -> None:

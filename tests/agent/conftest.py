@@ -55,6 +55,7 @@ def config_factory(tmp_path: Path, broker: TestBroker, podman_socket: str) -> Ag
             "state_dir": str(tmp_path / "agent"),
             "files_root": str(tmp_path / "files"),
             "broker_url": f"mqtts://{broker.host}:{broker.port}",
+            "enrolment_url": f"mqtts://{broker.host}:{broker.enrolment_port}",
             "ca_cert": str(broker.ca_path),
             "bootstrap_cert": str(bootstrap.cert),
             "bootstrap_key": str(bootstrap.key),

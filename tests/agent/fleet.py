@@ -41,10 +41,12 @@ from flotta.schemas.wire import (
 from tests.fixtures.brokers import ClientCredentials, TestBroker
 
 
-def _settings(broker: TestBroker, creds: ClientCredentials, client_id: str) -> MqttSettings:
+def _settings(
+    broker: TestBroker, creds: ClientCredentials, client_id: str, *, port: int | None = None
+) -> MqttSettings:
     return MqttSettings(
         host=broker.host,
-        port=broker.port,
+        port=broker.port_for(creds.identity) if port is None else port,
         client_id=client_id,
         tls=TlsFiles(creds.ca, creds.cert, creds.key),
         clean_start=True,
@@ -64,7 +66,11 @@ class FleetPeer:
         self.broker = broker
         self.validity = validity
         self.namespace = namespace
-        self.operator = MqttClient(_settings(broker, broker.operator(), "test-operator"))
+        operator = broker.operator()
+        self.operator = MqttClient(_settings(broker, operator, "test-operator"))
+        self.enroller = MqttClient(
+            _settings(broker, operator, "test-enroller", port=broker.enrolment_port)
+        )
         self.bridge = MqttClient(_settings(broker, broker.bridge(), "test-bridge"))
         self.enrolments: list[EnrolmentRequest] = []
         self.renewals: list[str] = []
@@ -76,10 +82,10 @@ class FleetPeer:
 
     async def __aenter__(self) -> FleetPeer:
         await self.operator.connect()
+        await self.enroller.connect()
         await self.bridge.connect()
-        await self.operator.subscribe(
-            [("flotta/enrol/+/request", 1), (f"flotta/devices/+/{DeviceTopic.CSR}", 1)]
-        )
+        await self.operator.subscribe([(f"flotta/devices/+/{DeviceTopic.CSR}", 1)])
+        await self.enroller.subscribe([("flotta/enrol/+/request", 1)])
         await self.bridge.subscribe(
             [
                 (f"flotta/devices/+/{kind}", 1)
@@ -93,6 +99,7 @@ class FleetPeer:
         )
         self._tasks = [
             asyncio.create_task(self._serve_operator()),
+            asyncio.create_task(self._serve_enrolments()),
             asyncio.create_task(self._record()),
         ]
         return self
@@ -102,6 +109,7 @@ class FleetPeer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.operator.close()
+        await self.enroller.close()
         await self.bridge.close()
 
     # ---- operator -------------------------------------------------------------------------
@@ -119,10 +127,12 @@ class FleetPeer:
     async def _serve_operator(self) -> None:
         async for message in self.operator.messages():
             with contextlib.suppress(ContractError):
-                if message.topic.startswith("flotta/enrol/"):
-                    await self._answer_enrolment(message)
-                else:
-                    await self._answer_renewal(message)
+                await self._answer_renewal(message)
+
+    async def _serve_enrolments(self) -> None:
+        async for message in self.enroller.messages():
+            with contextlib.suppress(ContractError):
+                await self._answer_enrolment(message)
 
     async def _answer_enrolment(self, message: Message) -> None:
         device_id = parse_enrol_topic(message.topic).device_id
@@ -140,7 +150,7 @@ class FleetPeer:
             certificate=certificate_to_pem(cert).decode(),
             ca_certificate=self.broker.ca_path.read_text(),
         )
-        await self.operator.publish(
+        await self.enroller.publish(
             enrol_topic(device_id, EnrolTopic.ANSWER), encode(answer), retain=True
         )
 

@@ -35,6 +35,7 @@ def write_toml(config: AgentConfig, path: Path) -> Path:
         "state_dir",
         "files_root",
         "broker_url",
+        "enrolment_url",
         "ca_cert",
         "bootstrap_cert",
         "bootstrap_key",

@@ -77,7 +77,7 @@ def bridge_env(
     settings = BridgeSettings(
         mqtt=MqttSettings(
             host=mosquitto_broker.host,
-            port=mosquitto_broker.port,
+            port=mosquitto_broker.services_port,
             ca=creds.ca,
             cert=creds.cert,
             key=creds.key,

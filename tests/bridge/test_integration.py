@@ -198,9 +198,9 @@ async def test_every_stored_batch_is_confirmed_to_its_device_and_nothing_else_is
     create_device(bridge_env.kube.api, NAMESPACE, "dev-3")
     await start_bridge()
     creds = bridge_env.broker.device("dev-3", namespace=NAMESPACE)
-    inbox = await asyncio.to_thread(mqtt_probes.connect, creds, "dev-3-inbox")
-    await asyncio.to_thread(inbox.subscribe, device_topic("dev-3", DeviceTopic.RECEIPTS))
-    device = await asyncio.to_thread(bridge_env.device, "dev-3")
+    # One connection per device certificate: the broker names it after the CN.
+    device = await asyncio.to_thread(mqtt_probes.connect, creds, "dev-3")
+    await asyncio.to_thread(device.subscribe, device_topic("dev-3", DeviceTopic.RECEIPTS))
     try:
         metrics = device_topic("dev-3", DeviceTopic.METRICS)
         for sequence in (0, 1, 1):  # batch 1 twice, as after a lost PUBACK: confirmed twice
@@ -214,7 +214,7 @@ async def test_every_stored_batch_is_confirmed_to_its_device_and_nothing_else_is
             device.publish, device_topic("dev-3", DeviceTopic.STATUS), heartbeat()
         )
         await asyncio.to_thread(device.publish, metrics, b'{"schemaVersion": 1, "bad": true}')
-        received = await asyncio.to_thread(inbox.drain, quiet=1.5)
+        received = await asyncio.to_thread(device.drain, quiet=1.5)
         receipts = [decode(TelemetryReceipt, m.payload) for m in received]
         assert [(r.kind, r.stream, r.sequences) for r in receipts] == [
             ("metrics", "boot-3", [0]),

@@ -12,10 +12,13 @@ import pytest
 
 from flotta.cli import build_parser
 from flotta.mosquitto.cluster import CONFIG_FILE, cluster_settings
+from flotta.mosquitto.config import enrolment_settings
+from flotta.mosquitto.files import ENROLMENT_CONFIG_NAME
 from flotta.mosquitto.reloader import build_parser as reloader_parser
 from flotta.operator.app import OperatorConfig
 from flotta.operator.crlpublish import SecretRef
 from flotta.operator.policy import ApprovalPolicy
+from flotta.schemas.topics import ENROLMENT_PORT, FLEET_PORT, SERVICES_PORT
 from tests.deploy.manifests import NAMESPACE, Container, container, find
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the kubelet probes the pod address
@@ -53,15 +56,20 @@ def test_operator_arguments() -> None:
     assert args.enrolment_namespace == NAMESPACE
     ApprovalPolicy.parse(args.auto_approve)
     assert_mounted(c, args.pki_dir)
-    assert args.broker_port == 8883
-    assert args.broker_host in (
-        f"flotta-broker.{NAMESPACE}.svc",
-        f"flotta-broker.{NAMESPACE}.svc.cluster.local",
-    )
-    find("Service", args.broker_host.split(".")[0])
+    # The services listener (client ids of its choosing), and the enrolment broker.
+    assert args.broker_port == SERVICES_PORT
+    assert args.broker_host == f"flotta-broker-internal.{NAMESPACE}.svc"
+    assert args.enrolment_port == ENROLMENT_PORT
+    assert args.enrolment_host == f"flotta-broker.{NAMESPACE}.svc"
+    for host, port in (
+        (args.broker_host, args.broker_port),
+        (args.enrolment_host, args.enrolment_port),
+    ):
+        service = find("Service", host.split(".")[0])
+        assert port in {p["port"] for p in service["spec"]["ports"]}
     secret = SecretRef.parse(args.crl_secret)
     assert secret.namespace == NAMESPACE
-    assert args.broker_pid_file is None
+    assert args.broker_pid_file == []
     # The Role names the Lease and the Secret the operator uses.
     role = find("Role", "flotta-operator")
     names = {n for rule in role["rules"] for n in rule.get("resourceNames", [])}
@@ -93,8 +101,9 @@ def test_bridge_arguments() -> None:
     assert args.kubeconfig is None
     for path in (args.ca, args.cert, args.key):
         assert_mounted(c, path)
-    assert args.mqtt_port == 8883
-    find("Service", args.mqtt_host.split(".")[0])
+    assert args.mqtt_port == SERVICES_PORT  # client ids of its choosing: one per replica
+    service = find("Service", args.mqtt_host.split(".")[0])
+    assert args.mqtt_port in {p["port"] for p in service["spec"]["ports"]}
 
 
 def test_reloader_arguments() -> None:
@@ -133,8 +142,28 @@ def test_mosquitto_command_reads_the_mounted_cluster_config() -> None:
     )
     assert data["name"] == "data"
     assert not data.get("readOnly", False)
-    assert 8883 in {p["containerPort"] for p in c.spec["ports"]}
-    assert settings.port == 8883
+    assert {8883, 8885} <= {p["containerPort"] for p in c.spec["ports"]}
+    assert (settings.port, settings.services_port) == (FLEET_PORT, SERVICES_PORT)
+
+
+def test_the_enrolment_broker_runs_beside_it_with_its_own_config_and_store() -> None:
+    c = container("flotta-broker", "mosquitto-enrolment")
+    binary, flag, config = c.argv
+    assert binary.endswith("/mosquitto")
+    settings = enrolment_settings(cluster_settings())
+    assert (flag, config) == ("-c", str(CONFIG_FILE.with_name(ENROLMENT_CONFIG_NAME)))
+    for path in (
+        Path(config),
+        settings.acl_file,
+        settings.cafile,
+        settings.certfile,
+        settings.keyfile,
+        settings.crlfile,
+        settings.persistence_dir,
+    ):
+        assert_mounted(c, path)
+    assert settings.port in {p["containerPort"] for p in c.spec["ports"]}
+    assert settings.port == ENROLMENT_PORT
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell")

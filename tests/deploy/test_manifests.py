@@ -13,6 +13,7 @@ import yaml
 
 from flotta.mosquitto.cluster import CONFIG_DIR, cluster_files
 from flotta.mosquitto.openssl import OPENSSL_CONF, OPENSSL_CONFIG_NAME
+from flotta.schemas.topics import ENROLMENT_PORT, FLEET_PORT, SERVICES_PORT
 from tests.deploy.manifests import (
     BASE,
     CRDS,
@@ -191,10 +192,27 @@ def test_services_select_pods_and_statefulsets_have_their_service() -> None:
             assert service["spec"]["clusterIP"] == "None"
 
 
-def test_devices_reach_the_broker_on_8883() -> None:
+def test_devices_reach_the_fleet_and_enrolment_brokers_and_only_them() -> None:
     service = find("Service", "flotta-broker")
     assert service["spec"]["type"] in ("LoadBalancer", "NodePort")
-    assert [p["port"] for p in service["spec"]["ports"]] == [8883]
+    assert [p["port"] for p in service["spec"]["ports"]] == [FLEET_PORT, ENROLMENT_PORT]
+    internal = find("Service", "flotta-broker-internal")
+    assert internal["spec"]["type"] == "ClusterIP"
+    assert [p["port"] for p in internal["spec"]["ports"]] == [SERVICES_PORT]
+    # The services listener (client ids of the client's choosing) admits the control plane.
+    policy = find("NetworkPolicy", "flotta-broker-services")
+    rules = policy["spec"]["ingress"]
+    open_ports = {p["port"] for rule in rules if "from" not in rule for p in rule["ports"]}
+    assert open_ports == {FLEET_PORT, ENROLMENT_PORT}
+    [restricted] = [rule for rule in rules if "from" in rule]
+    assert [p["port"] for p in restricted["ports"]] == [SERVICES_PORT]
+    allowed = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for peer in restricted["from"]
+    }
+    assert allowed == {"flotta-operator", "flotta-bridge"}
+    for name in allowed:
+        pod = find("StatefulSet" if name == "flotta-bridge" else "Deployment", name)
+        assert pod["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == name
 
 
 def test_broker_pod_shares_its_process_namespace_with_the_reloader() -> None:

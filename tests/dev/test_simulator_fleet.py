@@ -19,6 +19,7 @@ def fleet_settings(broker: TestBroker, tmp_path: Path) -> FleetSettings:
     return FleetSettings(
         host=broker.host,
         port=broker.port,
+        enrolment_port=broker.enrolment_port,
         ca=broker.ca_path,
         bootstrap_cert=bootstrap.cert,
         bootstrap_key=bootstrap.key,
@@ -35,7 +36,7 @@ async def test_simulated_device_enrols_applies_and_reports(
     watcher = MqttClient(
         MqttSettings(
             host=mosquitto_broker.host,
-            port=mosquitto_broker.port,
+            port=mosquitto_broker.services_port,
             client_id="test-watcher",
             tls=TlsFiles(creds.ca, creds.cert, creds.key, check_hostname=False),
             clean_start=True,

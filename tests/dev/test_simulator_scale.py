@@ -66,7 +66,7 @@ class Watcher:
         self.client = MqttClient(
             MqttSettings(
                 host=broker.host,
-                port=broker.port,
+                port=broker.services_port,
                 client_id="test-fleet-watcher",
                 tls=TlsFiles(creds.ca, creds.cert, creds.key, check_hostname=False),
                 clean_start=True,
@@ -113,7 +113,7 @@ async def publish_desired(broker: TestBroker, ids: list[str], round_: str) -> di
     operator = MqttClient(
         MqttSettings(
             host=broker.host,
-            port=broker.port,
+            port=broker.services_port,
             client_id="test-fleet-operator",
             tls=TlsFiles(creds.ca, creds.cert, creds.key, check_hostname=False),
             clean_start=True,

@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 from flotta.dev.stack import processes
+from flotta.dev.stack.layout import StackLayout, write_json
 
 
 def test_started_processes_are_recorded_and_stopped_by_pid(tmp_path: Path) -> None:
@@ -27,3 +28,16 @@ def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
     record = processes.ProcessRecord("other", 1, ("not", "what", "pid", "1", "runs"), "")
     assert not record.is_running()
     assert processes.stop(record) is False
+
+
+def test_a_state_dir_from_before_the_enrolment_broker_keeps_its_ports(tmp_path: Path) -> None:
+    layout = StackLayout(tmp_path / "stack")
+    old = {"mqtt": 21001, "nats": 21002, "kube": 21003, "operator_health": 21004}
+    old["bridge_health"] = 21005
+    write_json(layout.ports_file, old)
+    ports = layout.ports()
+    assert {name: getattr(ports, name) for name in old} == old
+    new = {ports.mqtt_services, ports.mqtt_enrolment}
+    assert len(new) == 2
+    assert not new & set(old.values())
+    assert layout.ports() == ports  # written down: the same ever after

@@ -120,4 +120,4 @@ def restart_broker(
     if while_down is not None:
         while_down()
     time.sleep(down_for)
-    stack.start_mosquitto(system.layout.ports())
+    stack.start_mosquitto(system.layout.ports(), only=("mosquitto",))

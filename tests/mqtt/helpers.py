@@ -34,4 +34,5 @@ def settings_for(
         **FAST_RECONNECT,
     }
     options.update(overrides)
-    return MqttSettings(broker.host, broker.port, client_id, tls, **options)
+    port = broker.port_for(credentials.identity) if credentials else broker.port
+    return MqttSettings(broker.host, port, client_id, tls, **options)

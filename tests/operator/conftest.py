@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from flotta.operator.app import Operator, OperatorConfig
-from flotta.operator.broker import BrokerSettings
+from flotta.operator.broker import BrokerSettings, enrolment_broker
 from flotta.operator.context import OperatorSettings
 from flotta.operator.policy import ApprovalPolicy
 from tests.fixtures.brokers import TestBroker
@@ -133,13 +133,17 @@ def running_stack(
 ) -> Iterator[Stack]:
     """The stack over a started API; stops every operator it started at the end."""
     operator_credentials = mosquitto_broker.operator()
+    fleet_broker = BrokerSettings(
+        host=mosquitto_broker.host,
+        port=mosquitto_broker.services_port,
+        ca=mosquitto_broker.ca_path,
+        cert=operator_credentials.cert,
+        key=operator_credentials.key,
+    )
     cfg = OperatorConfig(
-        broker=BrokerSettings(
-            host=mosquitto_broker.host,
-            port=mosquitto_broker.port,
-            ca=mosquitto_broker.ca_path,
-            cert=operator_credentials.cert,
-            key=operator_credentials.key,
+        broker=fleet_broker,
+        enrolment=enrolment_broker(
+            fleet_broker, host=mosquitto_broker.host, port=mosquitto_broker.enrolment_port
         ),
         pki_dir=mosquitto_broker.pki.root,
         kubeconfig=kube.kubeconfig,

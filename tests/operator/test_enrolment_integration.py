@@ -44,7 +44,9 @@ class Bootstrap:
     def __init__(self, stack: Stack, device_id: str, credentials: ClientCredentials) -> None:
         self.device_id = device_id
         self.key = generate_key()
-        self.probe = MqttProbe(stack.broker.host, stack.broker.port, credentials, device_id)
+        self.probe = MqttProbe(
+            stack.broker.host, stack.broker.enrolment_port, credentials, device_id
+        )
         self.probe.connect()
         assert self.probe.subscribe(enrol_topic(device_id, EnrolTopic.ANSWER)) == [1]
 
@@ -154,7 +156,7 @@ def test_auto_approved_enrolment_then_connect_and_renew(stack: Stack, tmp_path: 
 
     def answer_cleared() -> bool:
         # The enrolment topics are reachable only with client id = device id.
-        probe = MqttProbe(stack.broker.host, stack.broker.port, watcher, "edge-01")
+        probe = MqttProbe(stack.broker.host, stack.broker.enrolment_port, watcher, "edge-01")
         probe.connect()
         try:
             probe.subscribe(enrol_topic("edge-01", EnrolTopic.ANSWER))

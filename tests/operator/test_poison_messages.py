@@ -36,7 +36,10 @@ def hostile_stack(stack: Stack) -> Iterator[tuple[Stack, OperatorThread, MqttPro
         )
     )
     intruder = MqttProbe(
-        stack.broker.host, stack.broker.port, stack.broker.bootstrap("batch-x"), "intruder"
+        stack.broker.host,
+        stack.broker.enrolment_port,
+        stack.broker.bootstrap("batch-x"),
+        "intruder",
     )
     intruder.connect()
     enrolled = MqttProbe(

@@ -50,6 +50,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--state-dir", type=Path, help="override state_dir")
     parser.add_argument("--broker-url", help="override broker_url (mqtts://host:port)")
+    parser.add_argument("--enrolment-url", help="override enrolment_url (mqtts://host:port)")
     parser.add_argument("--device-id", help="override device_id")
     parser.add_argument("--podman-socket", help="override podman_socket (unix://...)")
 
@@ -60,6 +61,7 @@ def _config(args: argparse.Namespace) -> AgentConfig:
         {
             "state_dir": args.state_dir,
             "broker_url": args.broker_url,
+            "enrolment_url": args.enrolment_url,
             "device_id": args.device_id,
             "podman_socket": args.podman_socket,
         },
@@ -90,7 +92,7 @@ def _enrolled(config: AgentConfig) -> bool:
 
 def _enrol_argv(args: argparse.Namespace) -> list[str]:
     argv = ["enrol", "--config", str(args.config)]
-    for option in ("state_dir", "broker_url", "device_id", "podman_socket"):
+    for option in ("state_dir", "broker_url", "enrolment_url", "device_id", "podman_socket"):
         value = getattr(args, option)
         if value is not None:
             argv += [f"--{option.replace('_', '-')}", str(value)]

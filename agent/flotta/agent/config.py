@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from flotta.agent.errors import ConfigError
 from flotta.schemas.errors import TopicError
-from flotta.schemas.topics import validate_device_id, validate_namespace
+from flotta.schemas.topics import ENROLMENT_PORT, validate_device_id, validate_namespace
 
 DEFAULT_CONFIG_PATH = Path("/etc/flotta-agent/agent.toml")
 DEVICE_ID_PREFIX = "device-"
@@ -29,6 +29,9 @@ class AgentConfig:
     machine_id_path: Path = Path("/etc/machine-id")
     state_dir: Path = Path("/var/lib/flotta-agent")
     broker_url: str = "mqtts://localhost:8883"
+    # The enrolment broker, where the bootstrap certificate is used; empty: the broker_url's
+    # host on the enrolment port (8884).
+    enrolment_url: str = ""
     check_hostname: bool = True
     ca_cert: Path = Path("/etc/flotta-agent/ca.crt")
     bootstrap_cert: Path = Path("/etc/flotta-agent/bootstrap.crt")
@@ -64,6 +67,18 @@ class AgentConfig:
     def broker_port(self) -> int:
         parts = urlsplit(self.broker_url)
         return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def enrolment_host(self) -> str:
+        if not self.enrolment_url:
+            return self.broker_host
+        return urlsplit(self.enrolment_url).hostname or "localhost"
+
+    @property
+    def enrolment_port(self) -> int:
+        if not self.enrolment_url:
+            return ENROLMENT_PORT
+        return urlsplit(self.enrolment_url).port or ENROLMENT_PORT
 
     @property
     def identity_dir(self) -> Path:
@@ -156,9 +171,9 @@ def _validate(config: AgentConfig) -> None:
         validate_namespace(config.target_namespace)
     except TopicError as exc:
         raise ConfigError(str(exc)) from None
-    scheme = urlsplit(config.broker_url).scheme
-    if scheme != "mqtts":
-        raise ConfigError(f"broker_url must be mqtts://host:port (TLS), not {config.broker_url!r}")
+    for name, url in (("broker_url", config.broker_url), ("enrolment_url", config.enrolment_url)):
+        if url and urlsplit(url).scheme != "mqtts":
+            raise ConfigError(f"{name} must be mqtts://host:port (TLS), not {url!r}")
     if not 0.1 <= config.renew_at_fraction <= 0.95:
         raise ConfigError("renew_at_fraction must lie between 0.1 and 0.95")
     if not 1 <= config.heartbeat_seconds <= 86400:

@@ -37,9 +37,12 @@ def enrolment_request(config: AgentConfig, csr_pem: str, hardware: Hardware) -> 
 
 
 def bootstrap_settings(config: AgentConfig, device_id: str) -> MqttSettings:
+    """On the enrolment broker, a Mosquitto of its own: the bootstrap certificate is shared by a
+    batch, so its clients choose their client ids, and there they reach no enrolled device's
+    session."""
     return MqttSettings(
-        host=config.broker_host,
-        port=config.broker_port,
+        host=config.enrolment_host,
+        port=config.enrolment_port,
         client_id=device_id,
         tls=TlsFiles(
             config.ca_cert,

@@ -1,4 +1,5 @@
-"""Render the least-privilege ACL file (Mosquitto 2.0 ``acl_file``): a pure function.
+"""Render the least-privilege ACL files (Mosquitto 2.0 ``acl_file``) of the fleet broker and
+of the enrolment broker: pure functions.
 
 How Mosquitto 2.0 evaluates it (``src/security_default.c``; verified by tests):
 
@@ -19,13 +20,10 @@ own topics. A will message is checked for write access when the broker publishes
 Consequences for the design:
 
 - Device privileges are patterns on ``%u`` (the CN, which the device cannot choose), never
-  on ``%c``: a client id equal to another device id gains nothing.
-- Enrolment needs ``%c`` (the bootstrap CN is shared by a batch), so those pattern lines
-  apply to every client. Named identities (operator, bridge, observers, listed bootstrap
-  batches) get user-section denies that override them. Devices are not listed by name, so
-  they are only kept out of the enrolment topics of their own id (``pattern deny
-  flotta/enrol/%u/#``); a device that connects with a forged client id can reach that id's
-  enrolment topics, which is what any holder of a bootstrap certificate can do anyway.
+  on ``%c``.
+- Enrolment needs ``%c`` (the bootstrap CN is shared by a batch), so it lives on the
+  enrolment broker (:func:`render_enrolment_acl`), whose client ids are a namespace of their
+  own; the fleet broker gives a bootstrap certificate nothing.
 """
 
 from __future__ import annotations
@@ -81,7 +79,7 @@ def _section(username: str, lines: Iterable[str], comment: str) -> list[str]:
 
 def _no_pattern_privileges(username: str) -> list[str]:
     """Denies that cancel what the global patterns would give this named identity."""
-    return [f"topic deny {DEVICES}/{username}/#", f"topic deny {ENROL}/#"]
+    return [f"topic deny {DEVICES}/{username}/#"]
 
 
 def render_acl(settings: AclSettings = AclSettings()) -> str:
@@ -103,10 +101,8 @@ def render_acl(settings: AclSettings = AclSettings()) -> str:
             f"topic readwrite {_all(DeviceTopic.CONNECTION)}",
             f"topic read {_all(DeviceTopic.STATUS)}",
             f"topic read {_all(DeviceTopic.CSR)}",
-            f"topic readwrite {ENROL}/+/{EnrolTopic.REQUEST}",
-            f"topic readwrite {ENROL}/+/{EnrolTopic.ANSWER}",
         ],
-        "operator: desired state, certificates, enrolment; clears retained connection",
+        "operator: desired state, certificates; clears retained connection",
     )
     out += _section(
         BRIDGE_IDENTITY,
@@ -134,18 +130,37 @@ def render_acl(settings: AclSettings = AclSettings()) -> str:
         out += _section(
             username,
             [f"topic deny {DEVICES}/#"],
-            "bootstrap batch: enrolment topics of its client id only (patterns below)",
+            "bootstrap batch: nothing here (enrolment is on the enrolment broker)",
         )
     out += [
         "# Devices: username = CN = device id; only their own subtree.",
         *(f"pattern read {DEVICES}/%u/{kind}" for kind in DEVICE_READS),
         *(f"pattern write {DEVICES}/%u/{kind}" for kind in DEVICE_WRITES),
         "",
-        "# Bootstrap certificates: the enrolment topics of the client id they connect with.",
+    ]
+    return "\n".join(out)
+
+
+def render_enrolment_acl() -> str:
+    """The enrolment broker's ACL file: the operator answers; every other client reaches the
+    enrolment topics of the client id it connects with, and nothing else."""
+    out = [
+        "# Flotta enrolment broker ACL (contract v1) for Mosquitto 2.0.",
+        "# Rendered by flotta.mosquitto.acl; regenerate with 'flotta broker render'.",
+        "",
+    ]
+    out += _section(
+        OPERATOR_IDENTITY,
+        [
+            f"topic readwrite {ENROL}/+/{EnrolTopic.REQUEST}",
+            f"topic readwrite {ENROL}/+/{EnrolTopic.ANSWER}",
+        ],
+        "operator: reads enrolment requests, answers them",
+    )
+    out += [
+        "# Bootstrap certificates (a batch shares one): the topics of the client id they chose.",
         f"pattern write {ENROL}/%c/{EnrolTopic.REQUEST}",
         f"pattern read {ENROL}/%c/{EnrolTopic.ANSWER}",
-        "# A device never uses the enrolment topics of its own id.",
-        f"pattern deny {ENROL}/%u/#",
         "",
     ]
     return "\n".join(out)

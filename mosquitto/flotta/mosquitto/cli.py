@@ -9,8 +9,10 @@ from pathlib import Path
 
 from flotta.mosquitto.acl import AclSettings
 from flotta.mosquitto.cluster import acl_from_args, add_arguments, write_files
-from flotta.mosquitto.files import settings_for_pki, write_broker_files
+from flotta.mosquitto.config import enrolment_settings
+from flotta.mosquitto.files import ENROLMENT_CONFIG_NAME, settings_for_pki, write_broker_files
 from flotta.pki.errors import PkiError
+from flotta.schemas.topics import ENROLMENT_PORT, FLEET_PORT, SERVICES_PORT
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +24,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     render.add_argument("--pki-dir", type=Path, required=True, help="a 'flotta pki init' directory")
     render.add_argument("--out-dir", type=Path, required=True, help="where to write the files")
-    render.add_argument("--port", type=int, default=8883)
+    render.add_argument("--port", type=int, default=FLEET_PORT, help="devices and observers")
+    render.add_argument(
+        "--services-port", type=int, default=SERVICES_PORT, help="the operator and the bridge"
+    )
+    render.add_argument(
+        "--enrolment-port", type=int, default=ENROLMENT_PORT, help="the enrolment broker"
+    )
     render.add_argument("--bind", default="127.0.0.1", help="listener address")
     render.add_argument("--persistence-dir", type=Path, help="default: OUT_DIR/data")
     render.add_argument(
@@ -49,9 +57,10 @@ def _render(args: argparse.Namespace) -> int:
     if not (pki_dir / "ca.crt").is_file():
         print(f"flotta broker: {pki_dir} is not a PKI directory (no ca.crt)", file=sys.stderr)
         return 2
-    if not 0 < args.port < 65536:
-        print(f"flotta broker: port {args.port} is out of range", file=sys.stderr)
-        return 2
+    for port in (args.port, args.services_port, args.enrolment_port):
+        if not 0 < port < 65536:
+            print(f"flotta broker: port {port} is out of range", file=sys.stderr)
+            return 2
     try:
         acl = AclSettings()
         for name in args.observer:
@@ -62,20 +71,27 @@ def _render(args: argparse.Namespace) -> int:
             pki_dir,
             args.out_dir,
             port=args.port,
+            services_port=args.services_port,
             bind_address=args.bind,
             persistence_dir=args.persistence_dir,
             run_as_root=args.run_as_root,
         )
         files = write_broker_files(settings, acl, args.out_dir / "mosquitto.conf")
+        enrolment = write_broker_files(
+            enrolment_settings(settings, port=args.enrolment_port),
+            acl,
+            args.out_dir / ENROLMENT_CONFIG_NAME,
+        )
     except (PkiError, OSError) as exc:
         print(f"flotta broker: {exc}", file=sys.stderr)
         return 2
-    print(files.config_path)
-    print(files.acl_path)
+    for path in (files.config_path, files.acl_path, enrolment.config_path, enrolment.acl_path):
+        print(path)
     print(files.openssl_config_path)
     print(
-        f"start the broker with OPENSSL_CONF={files.openssl_config_path.resolve()} "
-        "(no TLS session tickets)",
+        "start two brokers, each with "
+        f"OPENSSL_CONF={files.openssl_config_path.resolve()} (no TLS session tickets): "
+        f"mosquitto -c {files.config_path} and mosquitto -c {enrolment.config_path}",
         file=sys.stderr,
     )
     return 0

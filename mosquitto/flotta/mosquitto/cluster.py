@@ -2,11 +2,13 @@
 
 The paths are where the broker StatefulSet (``deploy/kubernetes/broker.yaml``) mounts things:
 
-    /etc/mosquitto/flotta/  mosquitto.conf, acl, openssl.cnf  ConfigMap made by kustomize from
-                            these files (OPENSSL_CONF names the last)
+    /etc/mosquitto/flotta/  mosquitto.conf, acl, enrolment.conf, enrolment-acl, openssl.cnf
+                            ConfigMap made by kustomize from these files (OPENSSL_CONF names
+                            the last); the enrolment broker is a second container
     /etc/mosquitto/tls/     ca.crt server.crt server.key  Secret flotta-broker-tls
     /etc/mosquitto/crl/     crl.pem                   Secret flotta-crl, written by the operator
     /mosquitto/data/        the persistent store      the StatefulSet's volume claim
+    /mosquitto/data-enrolment/  the enrolment broker's store (pending answers; an emptyDir)
 
 Mosquitto runs as its own non-root user there, so the configuration has no ``user`` line.
 Regenerate the committed files with ``python -m flotta.mosquitto.cluster deploy/kubernetes/broker``
@@ -21,17 +23,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flotta.mosquitto.acl import AclSettings, render_acl
-from flotta.mosquitto.config import BrokerSettings, render_config
+from flotta.mosquitto.acl import AclSettings, render_acl, render_enrolment_acl
+from flotta.mosquitto.config import BrokerSettings, enrolment_settings, render_config
+from flotta.mosquitto.files import ENROLMENT_CONFIG_NAME
 from flotta.mosquitto.openssl import OPENSSL_CONFIG_NAME, render_openssl_config
 from flotta.pki.files import write_atomic
+from flotta.schemas.topics import FLEET_PORT, SERVICES_PORT
 
 CONFIG_DIR = Path("/etc/mosquitto/flotta")
 TLS_DIR = Path("/etc/mosquitto/tls")
 CRL_DIR = Path("/etc/mosquitto/crl")
 DATA_DIR = Path("/mosquitto/data")
 CONFIG_FILE = CONFIG_DIR / "mosquitto.conf"
-PORT = 8883
 
 
 def cluster_settings() -> BrokerSettings:
@@ -43,15 +46,19 @@ def cluster_settings() -> BrokerSettings:
         crlfile=CRL_DIR / "crl.pem",
         acl_file=CONFIG_DIR / "acl",
         persistence_dir=DATA_DIR,
-        port=PORT,
+        port=FLEET_PORT,
+        services_port=SERVICES_PORT,
     )
 
 
 def cluster_files(acl: AclSettings | None = None) -> dict[str, str]:
     """File name -> content of the broker's ConfigMap."""
+    fleet = cluster_settings()
     return {
-        "mosquitto.conf": render_config(cluster_settings()),
+        "mosquitto.conf": render_config(fleet),
         "acl": render_acl(acl if acl is not None else AclSettings()),
+        ENROLMENT_CONFIG_NAME: render_config(enrolment_settings(fleet)),
+        "enrolment-acl": render_enrolment_acl(),
         OPENSSL_CONFIG_NAME: render_openssl_config(),
     }
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
+
+from flotta.schemas.topics import ENROLMENT_PORT, FLEET_PORT, SERVICES_PORT
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +29,21 @@ class BrokerLimits:
     persistent_client_expiration: str = "30d"
 
 
+Role = Literal["fleet", "enrolment"]
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
-    """Everything the broker configuration depends on."""
+    """Everything one broker's configuration depends on.
+
+    The fleet broker (``role="fleet"``) has the device-facing listener, where Mosquitto makes
+    the certificate's CN the client id (``use_username_as_clientid``): no certificate can take
+    over another client's session. Its services listener, for the operator and the bridge
+    (several connections per identity, so they choose their client ids), must be reachable by
+    the control plane alone. The enrolment broker (``role="enrolment"``) is a Mosquitto of its
+    own: bootstrap clients, who share a certificate, choose their client ids there, and client
+    ids are one namespace per broker, so they reach no session of the fleet's.
+    """
 
     cafile: Path
     certfile: Path
@@ -36,8 +51,11 @@ class BrokerSettings:
     crlfile: Path
     acl_file: Path
     persistence_dir: Path
-    port: int = 8883
+    port: int = FLEET_PORT
     bind_address: str = "0.0.0.0"  # noqa: S104 - the production broker serves the fleet
+    services_port: int | None = SERVICES_PORT  # fleet broker only; None: no such listener
+    services_bind_address: str = "0.0.0.0"  # noqa: S104 - a NetworkPolicy keeps it internal
+    role: Role = "fleet"
     log_dest: str = "stderr"
     run_as_root: bool = False  # test brokers read keys owned by root
     autosave_interval: int = 60
@@ -51,6 +69,7 @@ def render_config(settings: BrokerSettings) -> str:
         "# Flotta broker configuration (Mosquitto 2.0).",
         "# Rendered by flotta.mosquitto.config; regenerate with 'flotta broker render'.",
         "",
+        f"# The {settings.role} broker.",
         "# Identity: the client certificate's CN is the MQTT username; nothing else gets in.",
         "per_listener_settings false",
         "allow_anonymous false",
@@ -88,23 +107,56 @@ def render_config(settings: BrokerSettings) -> str:
     ]
     if settings.run_as_root:
         lines += ["# Test broker: stay root to read keys owned by root.", "user root", ""]
-    lines += [
-        "# The only listener: MQTT over TLS with client certificates from the fleet CA.",
-        f"listener {settings.port} {settings.bind_address}",
+    if settings.role == "enrolment":
+        lines += _listener(
+            settings,
+            settings.port,
+            settings.bind_address,
+            "Enrolment: bootstrap certificates, each client choosing its id (its device id).",
+            bind_client_id=False,
+        )
+    else:
+        lines += _listener(
+            settings,
+            settings.port,
+            settings.bind_address,
+            "Devices and observers: the certificate's CN is the client id, whatever the client "
+            "asks for.",
+            bind_client_id=True,
+        )
+        if settings.services_port is not None:
+            lines += _listener(
+                settings,
+                settings.services_port,
+                settings.services_bind_address,
+                "The operator and the bridge (client ids they choose): reachable by the "
+                "control plane alone.",
+                bind_client_id=False,
+            )
+    return "\n".join(lines)
+
+
+def _listener(
+    settings: BrokerSettings, port: int, bind_address: str, purpose: str, *, bind_client_id: bool
+) -> list[str]:
+    lines = [
+        f"# {purpose}",
+        f"listener {port} {bind_address}",
         "protocol mqtt",
-        f"max_connections {limits.max_connections}",
+        f"max_connections {settings.limits.max_connections}",
         f"cafile {settings.cafile}",
         f"certfile {settings.certfile}",
         "# Started as root, mosquitto drops to user 'mosquitto': it must be able to read this key.",
         f"keyfile {settings.keyfile}",
-        "# Revoked device certificates; re-read on SIGHUP (new connections only).",
+        "# Revoked certificates; re-read on SIGHUP (new connections only).",
         f"crlfile {settings.crlfile}",
         "tls_version tlsv1.2",
         "require_certificate true",
         "use_identity_as_username true",
-        "",
     ]
-    return "\n".join(lines)
+    if bind_client_id:
+        lines.append("use_username_as_clientid true")
+    return [*lines, ""]
 
 
 def production_settings(etc_dir: Path = Path("/etc/mosquitto/flotta")) -> BrokerSettings:
@@ -116,4 +168,20 @@ def production_settings(etc_dir: Path = Path("/etc/mosquitto/flotta")) -> Broker
         crlfile=etc_dir / "crl.pem",
         acl_file=etc_dir / "acl",
         persistence_dir=Path("/var/lib/mosquitto"),
+    )
+
+
+def enrolment_settings(
+    fleet: BrokerSettings, *, port: int = ENROLMENT_PORT, bind_address: str | None = None
+) -> BrokerSettings:
+    """The enrolment broker beside a fleet broker: the same certificates, its own ACL, store
+    and port."""
+    return replace(
+        fleet,
+        role="enrolment",
+        port=port,
+        bind_address=fleet.bind_address if bind_address is None else bind_address,
+        services_port=None,
+        acl_file=fleet.acl_file.with_name("enrolment-acl"),
+        persistence_dir=fleet.persistence_dir.with_name(fleet.persistence_dir.name + "-enrolment"),
     )

@@ -60,7 +60,8 @@ SEALING_KEY_FILE = "operator-sealing.key"
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    broker: BrokerSettings
+    broker: BrokerSettings  # the fleet broker's services listener
+    enrolment: BrokerSettings  # the enrolment broker (see broker.enrolment_broker)
     pki_dir: Path
     kubeconfig: Path | None = None  # None: in-cluster configuration
     settings: OperatorSettings = field(default_factory=OperatorSettings)
@@ -102,6 +103,7 @@ class Operator:
         self._failed: asyncio.Future[None] | None = None
         self._watchers: list[Watcher] = []
         self._broker: Broker | None = None
+        self._enrolment: Broker | None = None
         self._health: HealthServer | None = None
         self._api: client.ApiClient | None = None
         self.leader: LeaderElection | None = None
@@ -145,10 +147,16 @@ class Operator:
             subscriptions=[
                 device_filter(DeviceTopic.CONNECTION),
                 device_filter(DeviceTopic.CSR),
+            ],
+            on_connected=lambda present: reconciler_ref[0].after_connect(present),
+        )
+        self._enrolment = enrolment = Broker(
+            cfg.enrolment,
+            subscriptions=[
                 f"flotta/enrol/+/{EnrolTopic.REQUEST.value}",
                 f"flotta/enrol/+/{EnrolTopic.ANSWER.value}",
             ],
-            on_connected=lambda present: reconciler_ref[0].after_connect(present),
+            on_connected=lambda _present: None,
         )
         evictor = Evictor(
             cfg.broker.mqtt(),
@@ -163,6 +171,7 @@ class Operator:
             keyring=keyring,
             pki=pki,
             broker=broker,
+            enrolment=enrolment,
             kube=KubeWriter(api),
             metrics=self.metrics,
             reload_crl=cfg.reload_crl,
@@ -189,8 +198,10 @@ class Operator:
             self._watchers.append(watcher)
             watcher.start()
         await broker.start()
+        await enrolment.start()
         self._spawn("watch-events", self._dispatch_events(events, intake, enroller))
         self._spawn("mqtt-messages", self._dispatch_messages(broker, enroller, reconciler))
+        self._spawn("enrolment-messages", self._dispatch_messages(enrolment, enroller, reconciler))
         self._spawn("reconcile", reconciler.run_reconcile())
         self._spawn("publish", reconciler.run_publish())
         self._spawn("device-writes", reconciler.run_device_writes())
@@ -220,6 +231,8 @@ class Operator:
         self._watchers.clear()
         if self._broker is not None:
             await self._broker.stop()
+        if self._enrolment is not None:
+            await self._enrolment.stop()
         if self.leader is not None and self.leader.leading.is_set():
             await asyncio.to_thread(self.leader.release)
         if self._health is not None:
@@ -248,6 +261,8 @@ class Operator:
             return False, "caches not synced"
         if self._broker is None or not self._broker.connected.is_set():
             return False, "broker not connected"
+        if self._enrolment is None or not self._enrolment.connected.is_set():
+            return False, "enrolment broker not connected"
         return True, "ready"
 
     # ---- dispatch ------------------------------------------------------------------------

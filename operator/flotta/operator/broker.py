@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from flotta.mqtt import (
@@ -49,17 +50,18 @@ class BrokerSettings:
     incoming_limit: int = 10_000
     reconnect_base: float = 1.0  # seconds: upper bound of the first reconnect delay
     reconnect_cap: float = 10.0  # seconds: no reconnect delay is longer
+    persistent: bool = True  # False: a clean session that ends with the connection
 
     def mqtt(self) -> MqttSettings:
-        """The ``flotta.mqtt`` settings: persistent session, mutual TLS."""
+        """The ``flotta.mqtt`` settings: mutual TLS, a persistent session unless told not."""
         return MqttSettings(
             host=self.host,
             port=self.port,
             client_id=self.client_id,
             tls=TlsFiles(ca=self.ca, cert=self.cert, key=self.key),
             keepalive=self.keepalive,
-            clean_start=False,
-            session_expiry=SESSION_EXPIRY,
+            clean_start=not self.persistent,
+            session_expiry=SESSION_EXPIRY if self.persistent else 0,
             max_inflight=self.max_inflight,
             reconnect_base=self.reconnect_base,
             reconnect_cap=self.reconnect_cap,
@@ -174,3 +176,17 @@ class Broker:
     async def _take_messages(self) -> None:
         async for received in self._client.messages():
             await self.messages.put(Message(received.topic, received.payload, received.retain))
+
+
+def enrolment_broker(fleet: BrokerSettings, *, host: str, port: int) -> BrokerSettings:
+    """The operator's connection to the enrolment broker: the same identity, a client id
+    nobody can guess and a clean session every time. Bootstrap clients choose their client ids
+    there, so a known or persistent id of the operator's could be taken over; requests sent
+    while the operator is away are repeated by their devices until answered."""
+    return replace(
+        fleet,
+        host=host,
+        port=port,
+        client_id=f"{fleet.client_id}-enrolment-{secrets.token_hex(8)}",
+        persistent=False,
+    )

@@ -59,9 +59,15 @@ class Cleaner:
         for topic in (
             device_topic(device_id, DeviceTopic.DESIRED),
             device_topic(device_id, DeviceTopic.CONNECTION),
-            enrol_topic(device_id, EnrolTopic.ANSWER),
         ):
             await asyncio.wait_for(publish(topic, b"", qos=1, retain=True), ACK_TIMEOUT)
+        await context.enrolment.connected.wait()
+        await asyncio.wait_for(
+            context.enrolment.publish_nowait(
+                enrol_topic(device_id, EnrolTopic.ANSWER), b"", qos=1, retain=True
+            ),
+            ACK_TIMEOUT,
+        )
         obj = device.to_api()
         serial = (
             device.status.certificate.serial if device.status and device.status.certificate else ""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flotta.operator.defaults import DEFAULT_DEVICE_WRITE_RATE, DEFAULT_DEVICE_WRITE_SETTLE
+from flotta.schemas.topics import ENROLMENT_PORT, SERVICES_PORT
 
 if TYPE_CHECKING:
     from flotta.operator.app import Operator
@@ -26,8 +27,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     run = sub.add_parser("run", help="watch the CRDs and publish each device's desired state")
     run.add_argument("--kubeconfig", type=Path, help="kubeconfig (default: in-cluster)")
     run.add_argument("--pki-dir", type=Path, required=True, help="the fleet PKI directory")
-    run.add_argument("--broker-host", default="127.0.0.1")
-    run.add_argument("--broker-port", type=int, default=8883)
+    run.add_argument("--broker-host", default="127.0.0.1", help="the fleet broker")
+    run.add_argument(
+        "--broker-port",
+        type=int,
+        default=SERVICES_PORT,
+        help=f"its services listener, for the control plane (default {SERVICES_PORT})",
+    )
+    run.add_argument("--enrolment-host", help="the enrolment broker (default: --broker-host)")
+    run.add_argument("--enrolment-port", type=int, default=ENROLMENT_PORT)
     run.add_argument(
         "--client-cert", type=Path, help="default: <pki-dir>/clients/internal-operator.crt"
     )
@@ -51,7 +59,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     crl.add_argument(
         "--broker-pid-file",
         type=Path,
-        help="send SIGHUP to this broker after a revocation so that it reloads the CRL",
+        action="append",
+        default=[],
+        help="send SIGHUP to this broker after a revocation so that it reloads the CRL; "
+        "repeatable (the fleet broker and the enrolment broker)",
     )
     crl.add_argument(
         "--crl-secret",
@@ -85,7 +96,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from flotta import gcfreeze
     from flotta.operator.app import Operator, OperatorConfig
-    from flotta.operator.broker import BrokerSettings
+    from flotta.operator.broker import BrokerSettings, enrolment_broker
     from flotta.operator.context import OperatorSettings
     from flotta.operator.crlpublish import secret_publisher
     from flotta.operator.errors import OperatorError
@@ -104,13 +115,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"flotta operator: {exc}")
         return 2
     clients = args.pki_dir / "clients"
+    fleet_broker = BrokerSettings(
+        host=args.broker_host,
+        port=args.broker_port,
+        ca=args.pki_dir / "ca.crt",
+        cert=args.client_cert or clients / "internal-operator.crt",
+        key=args.client_key or clients / "internal-operator.key",
+    )
     cfg = OperatorConfig(
-        broker=BrokerSettings(
-            host=args.broker_host,
-            port=args.broker_port,
-            ca=args.pki_dir / "ca.crt",
-            cert=args.client_cert or clients / "internal-operator.crt",
-            key=args.client_key or clients / "internal-operator.key",
+        broker=fleet_broker,
+        enrolment=enrolment_broker(
+            fleet_broker, host=args.enrolment_host or args.broker_host, port=args.enrolment_port
         ),
         pki_dir=args.pki_dir,
         kubeconfig=args.kubeconfig,
@@ -133,12 +148,13 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(Operator(cfg), publisher))
 
 
-def _sighup(pid_file: Path | None) -> Callable[[], None]:
+def _sighup(pid_files: list[Path]) -> Callable[[], None]:
     def reload() -> None:
-        if pid_file is None:
-            logger.warning("CRL updated; reload the broker to apply it (no --broker-pid-file)")
+        if not pid_files:
+            logger.warning("CRL updated; reload the brokers to apply it (no --broker-pid-file)")
             return
-        os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)
+        for pid_file in pid_files:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)
 
     return reload
 

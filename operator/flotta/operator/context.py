@@ -68,7 +68,8 @@ class Context:
     ledger: Ledger
     keyring: KeyRing
     pki: PkiStore
-    broker: Publisher
+    broker: Publisher  # the fleet broker
+    enrolment: Publisher  # the enrolment broker
     kube: KubeWriter
     metrics: OperatorMetrics
     reload_crl: Callable[[], None]

@@ -126,7 +126,7 @@ class Enroller:
         """The device connected with its own certificate: its enrolment answer can go."""
         if device_id in self._answered:
             self._answered.discard(device_id)
-            await self._context.broker.publish_nowait(
+            await self._context.enrolment.publish_nowait(
                 enrol_topic(device_id, EnrolTopic.ANSWER), b"", qos=1, retain=True
             )
 
@@ -411,7 +411,7 @@ class Enroller:
         )
         if retain:
             self._answered.add(device_id)
-        await self._context.broker.publish_nowait(
+        await self._context.enrolment.publish_nowait(
             enrol_topic(device_id, EnrolTopic.ANSWER), encode(answer), qos=1, retain=retain
         )
 

@@ -158,6 +158,11 @@ def nats_filter(kinds: tuple[DeviceTopic, ...]) -> list[str]:
 
 # ---- Identities (certificate CN = MQTT username) ------------------------------------------
 
+# Where each kind of client connects (TLS ports; a deployment may map them to others).
+FLEET_PORT = 8883  # devices and observers: the fleet broker makes their CN their client id
+ENROLMENT_PORT = 8884  # bootstrap certificates: the enrolment broker, a Mosquitto of its own
+SERVICES_PORT = 8885  # the operator and the bridge: the fleet broker, never public
+
 OPERATOR_IDENTITY = "internal:operator"
 BRIDGE_IDENTITY = "internal:bridge"
 OBSERVER_PREFIX = "observer:"

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from flotta.schemas.topics import ENROLMENT_PORT, FLEET_PORT
+
 CONCURRENT_CONNECTS = 16
 
 
@@ -25,7 +27,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--prefix", default="sim", help="device ids are PREFIX-00000, ...")
     parser.add_argument("--mqtt-host", default="127.0.0.1")
-    parser.add_argument("--mqtt-port", type=int, default=8883)
+    parser.add_argument("--mqtt-port", type=int, default=FLEET_PORT)
+    parser.add_argument(
+        "--enrolment-port", type=int, default=ENROLMENT_PORT, help="the enrolment broker's"
+    )
     parser.add_argument("--ca", type=Path, required=True)
     parser.add_argument("--bootstrap-cert", type=Path, help="enrol with this identity")
     parser.add_argument("--bootstrap-key", type=Path)
@@ -154,6 +159,7 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
     settings = FleetSettings(
         host=args.mqtt_host,
         port=args.mqtt_port,
+        enrolment_port=args.enrolment_port,
         ca=args.ca,
         bootstrap_cert=args.bootstrap_cert,
         bootstrap_key=args.bootstrap_key,

@@ -31,7 +31,13 @@ from flotta.mqtt import MqttClient, MqttError, MqttSettings, TlsFiles, Will
 from flotta.pki.files import KEY_MODE, write_atomic
 from flotta.pki.keys import build_csr, csr_to_pem, generate_key, private_key_to_pem
 from flotta.schemas.errors import PayloadError
-from flotta.schemas.topics import DeviceTopic, EnrolTopic, device_topic, enrol_topic
+from flotta.schemas.topics import (
+    ENROLMENT_PORT,
+    DeviceTopic,
+    EnrolTopic,
+    device_topic,
+    enrol_topic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class FleetSettings:
     reconnect_base: float = 1.0
     reconnect_cap: float = 30.0
     report_path: Path | None = None  # a JSON summary for benchmarks (``report.py``)
+    enrolment_port: int = ENROLMENT_PORT  # the enrolment broker, on the same host
 
 
 class EnrolmentDeclinedError(Exception):
@@ -126,10 +133,12 @@ class SimulatedFleetDevice:
         self._wanted_offline.clear()
         self._wanted_online.set()
 
-    def _mqtt(self, cert: Path, key: Path, *, will: Will | None, clean: bool) -> MqttSettings:
+    def _mqtt(
+        self, cert: Path, key: Path, *, will: Will | None, clean: bool, port: int | None = None
+    ) -> MqttSettings:
         return MqttSettings(
             host=self.settings.host,
-            port=self.settings.port,
+            port=self.settings.port if port is None else port,
             client_id=self.device_id,
             tls=TlsFiles(self.settings.ca, cert, key, check_hostname=False),
             keepalive=self.settings.keepalive,
@@ -172,7 +181,11 @@ class SimulatedFleetDevice:
         )
         client = MqttClient(
             self._mqtt(
-                self.settings.bootstrap_cert, self.settings.bootstrap_key, will=None, clean=True
+                self.settings.bootstrap_cert,
+                self.settings.bootstrap_key,
+                will=None,
+                clean=True,
+                port=self.settings.enrolment_port,
             ),
             connect_slots=self.connect_slots,
         )

@@ -6,7 +6,7 @@ import json
 import os
 import random
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
@@ -15,15 +15,24 @@ DEFAULT_STATE_DIR = Path(".flotta")
 
 @dataclass(frozen=True)
 class Ports:
-    mqtt: int
+    mqtt: int  # the fleet broker: devices and observers
     nats: int
     kube: int
     operator_health: int
     bridge_health: int
+    mqtt_services: int  # the fleet broker: the operator and the bridge
+    mqtt_enrolment: int  # the enrolment broker
 
     @classmethod
     def choose(cls) -> Ports:
-        return cls(*_stable_ports(5))
+        return cls(*_stable_ports(len(fields(cls))))
+
+    @classmethod
+    def completed(cls, known: dict[str, int]) -> Ports:
+        """The ports a state dir recorded, with new ones for what it predates."""
+        missing = [f.name for f in fields(cls) if f.name not in known]
+        chosen = _stable_ports(len(missing)) if missing else []
+        return cls(**known, **dict(zip(missing, chosen, strict=True)))
 
 
 # Below the kernel's ephemeral range (32768-60999 by default): a port kept across restarts must
@@ -113,7 +122,11 @@ class StackLayout:
     def ports(self) -> Ports:
         """The ports of this state dir: chosen at the first start, the same ever after."""
         if self.ports_file.exists():
-            return Ports(**json.loads(self.ports_file.read_text()))
+            known = json.loads(self.ports_file.read_text())
+            ports = Ports.completed(known)
+            if set(asdict(ports)) != set(known):
+                write_json(self.ports_file, asdict(ports))
+            return ports
         ports = Ports.choose()
         write_json(self.ports_file, asdict(ports))
         return ports
@@ -123,6 +136,7 @@ class StackLayout:
             self.endpoints,
             {
                 "mqtt": f"mqtts://{LOOPBACK}:{ports.mqtt}",
+                "enrolment": f"mqtts://{LOOPBACK}:{ports.mqtt_enrolment}",
                 "nats": f"nats://{LOOPBACK}:{ports.nats}",
                 "kubeconfig": str(self.kubeconfig.resolve()),
                 "ca": str((self.pki / "ca.crt").resolve()),

@@ -25,6 +25,7 @@ class ProcessRecord:
     argv: tuple[str, ...]
     log: str
     env: tuple[tuple[str, str], ...] = ()  # what the stack added to its own environment
+    pid_file: str = ""  # kept up to date with the PID (a broker that is sent SIGHUP)
 
     def is_running(self) -> bool:
         """True when the PID is alive and still runs the command we started."""
@@ -42,6 +43,7 @@ def start(
     log_path: Path,
     env: Mapping[str, str] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    pid_file: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
     """Start a process; ``extra_env`` (part of ``env``) is recorded so that a supervisor can
     start it again the same way."""
@@ -56,8 +58,15 @@ def start(
             start_new_session=True,  # Ctrl-C reaches `up` only; it stops them in order
         )
     record = ProcessRecord(
-        name, process.pid, tuple(argv), str(log_path), tuple(sorted((extra_env or {}).items()))
+        name,
+        process.pid,
+        tuple(argv),
+        str(log_path),
+        tuple(sorted((extra_env or {}).items())),
+        str(pid_file or ""),
     )
+    if pid_file is not None:
+        pid_file.write_text(f"{process.pid}\n")
     # /proc/PID/cmdline is empty for a moment after exec; wait so the record can be verified.
     deadline = time.monotonic() + 2.0
     while not record.is_running() and process.poll() is None and time.monotonic() < deadline:
@@ -117,6 +126,7 @@ def load(path: Path) -> list[ProcessRecord]:
             tuple(r["argv"]),
             r["log"],
             tuple((str(k), str(v)) for k, v in r.get("env", ())),
+            str(r.get("pid_file", "")),
         )
         for r in json.loads(path.read_text())
     ]

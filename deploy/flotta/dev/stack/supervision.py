@@ -103,6 +103,7 @@ class Supervisor:
                     log_path=Path(record.log),
                     env=same_code_environment(dict(record.env)),
                     extra_env=dict(record.env),
+                    pid_file=Path(record.pid_file) if record.pid_file else None,
                 )
             except OSError as exc:
                 self.policy.failed_to_start(record.name, now, str(exc))

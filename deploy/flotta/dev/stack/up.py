@@ -73,6 +73,7 @@ def agent_config(
     state_dir: Path,
     files_root: Path,
     broker_port: int,
+    enrolment_port: int,
     ca_file: Path,
     bootstrap_cert: Path,
     bootstrap_key: Path,
@@ -84,6 +85,7 @@ device_id = "{LOCAL_AGENT_ID}"
 state_dir = "{state_dir}"
 files_root = "{files_root}"
 broker_url = "mqtts://{LOOPBACK}:{broker_port}"
+enrolment_url = "mqtts://{LOOPBACK}:{enrolment_port}"
 ca_cert = "{ca_file}"
 bootstrap_cert = "{bootstrap_cert}"
 bootstrap_key = "{bootstrap_key}"
@@ -128,13 +130,20 @@ class Stack:
     def running(self) -> list[processes.ProcessRecord]:
         return [r for r in processes.load(self.layout.processes) if r.is_running()]
 
-    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def _start(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        pid_file: Path | None = None,
+    ) -> None:
         child, record = processes.start(
             name,
             argv,
             log_path=self.layout.logs / f"{name}.log",
             env=same_code_environment(env),
             extra_env=env,
+            pid_file=pid_file,
         )
         self._children.append(child)
         self.records.append(record)
@@ -262,9 +271,17 @@ class Stack:
         finally:
             api.close()  # type: ignore[no-untyped-call]
 
-    def start_mosquitto(self, ports: Ports) -> None:
+    def start_mosquitto(
+        self, ports: Ports, *, only: tuple[str, ...] = ("mosquitto", "mosquitto-enrolment")
+    ) -> None:
+        """The fleet broker and the enrolment broker (``only``: those of them)."""
         from flotta.mosquitto.acl import AclSettings
-        from flotta.mosquitto.files import settings_for_pki, write_broker_files
+        from flotta.mosquitto.config import enrolment_settings
+        from flotta.mosquitto.files import (
+            ENROLMENT_CONFIG_NAME,
+            settings_for_pki,
+            write_broker_files,
+        )
         from flotta.mosquitto.openssl import openssl_environment
         from flotta.mosquitto.process import find_mosquitto
 
@@ -272,6 +289,7 @@ class Stack:
             self.layout.pki,
             self.layout.mosquitto,
             port=ports.mqtt,
+            services_port=ports.mqtt_services,
             bind_address=LOOPBACK,
             run_as_root=True,
         )
@@ -282,13 +300,25 @@ class Stack:
             .with_bootstrap_batch(AGENT_BATCH)
         )
         files = write_broker_files(settings, acl, self.layout.mosquitto / "mosquitto.conf")
-        self._start(
-            "mosquitto",
-            [find_mosquitto(), "-c", str(files.config_path)],
-            env=openssl_environment(files.openssl_config_path),
+        enrolment = write_broker_files(
+            enrolment_settings(settings, port=ports.mqtt_enrolment),
+            acl,
+            self.layout.mosquitto / ENROLMENT_CONFIG_NAME,
         )
-        wait_for_port(ports.mqtt, what="Mosquitto")
-        self._check_alive("mosquitto")
+        for name, config_path, port in (
+            ("mosquitto", files.config_path, ports.mqtt),
+            ("mosquitto-enrolment", enrolment.config_path, ports.mqtt_enrolment),
+        ):
+            if name not in only:
+                continue
+            self._start(
+                name,
+                [find_mosquitto(), "-c", str(config_path)],
+                env=openssl_environment(files.openssl_config_path),
+                pid_file=self.layout.mosquitto / f"{name}.pid",
+            )
+            wait_for_port(port, what=f"Mosquitto ({name})")
+            self._check_alive(name)
 
     def start_nats(self, ports: Ports) -> None:
         from flotta.dev.natsserver import find_nats_server
@@ -303,9 +333,6 @@ class Stack:
         self._check_alive("nats-server")
 
     def start_operator(self, ports: Ports) -> None:
-        mosquitto_pid = next(r.pid for r in self.records if r.name == "mosquitto")
-        pid_file = self.layout.mosquitto / "mosquitto.pid"
-        pid_file.write_text(f"{mosquitto_pid}\n")
         self._start(
             "operator",
             flotta_command(
@@ -316,13 +343,17 @@ class Stack:
                 "--pki-dir",
                 str(self.layout.pki),
                 "--broker-port",
-                str(ports.mqtt),
+                str(ports.mqtt_services),
+                "--enrolment-port",
+                str(ports.mqtt_enrolment),
                 "--auto-approve",
                 SAMPLE_NAMESPACE,
                 "--health-port",
                 str(ports.operator_health),
                 "--broker-pid-file",
-                str(pid_file),
+                str(self.layout.mosquitto / "mosquitto.pid"),
+                "--broker-pid-file",
+                str(self.layout.mosquitto / "mosquitto-enrolment.pid"),
             ),
         )
         wait_for_port(ports.operator_health, what="the operator")
@@ -342,7 +373,7 @@ class Stack:
             flotta_command(
                 "bridge",
                 "--mqtt-port",
-                str(ports.mqtt),
+                str(ports.mqtt_services),
                 "--ca",
                 str(self.layout.pki / "ca.crt"),
                 "--cert",
@@ -384,6 +415,7 @@ class Stack:
                 state_dir=self.layout.agent.resolve() / "state",
                 files_root=self.layout.agent.resolve() / "files",
                 broker_port=ports.mqtt,
+                enrolment_port=ports.mqtt_enrolment,
                 ca_file=self.layout.pki.resolve() / "ca.crt",
                 bootstrap_cert=clients / f"bootstrap-{AGENT_BATCH}.crt",
                 bootstrap_key=clients / f"bootstrap-{AGENT_BATCH}.key",
@@ -407,6 +439,8 @@ class Stack:
                 str(self.options.devices),
                 "--mqtt-port",
                 str(ports.mqtt),
+                "--enrolment-port",
+                str(ports.mqtt_enrolment),
                 "--ca",
                 str(self.layout.pki / "ca.crt"),
                 "--bootstrap-cert",

@@ -22,7 +22,8 @@ NATS JetStream (events and telemetry, CloudEvents):
   flotta dev tail --state-dir {layout.root} 'flotta.device.>'
 
 Device topics over MQTT, read-only, with the observer certificate issued for you:
-  mosquitto_sub -V mqttv5 -h {LOOPBACK} -p {ports.mqtt} --cafile {root / "pki" / "ca.crt"} \\
+  mosquitto_sub -V mqttv5 -h {LOOPBACK} -p {ports.mqtt} -i observer-dev \\
+    --cafile {root / "pki" / "ca.crt"} \\
     --cert {clients / "observer-dev.crt"} --key {clients / "observer-dev.key"} \\
     -t 'flotta/devices/+/status' -t 'flotta/devices/+/events' -v
 
