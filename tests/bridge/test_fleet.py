@@ -213,3 +213,37 @@ def test_unknown_and_deleted_devices() -> None:
     assert fleet.context("d1") is None
     assert fleet.writes.pending == 0
     assert fleet.plan("d1") is None
+
+
+def test_a_phase_someone_else_wrote_is_written_over_by_the_next_heartbeat() -> None:
+    """The operator marks devices Unknown while no bridge is alive; a bridge that kept its
+    state must not believe its own Online is still what the API holds."""
+    fleet = new_fleet()
+    fleet.observed(device("d1"), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    drain(fleet, 0)
+    record = fleet.record("d1")
+    assert record is not None
+    online_status = fleet.plan("d1")
+    assert online_status is not None
+    api_view = online_status.patch["status"]
+    unknown = {**api_view, "phase": "Unknown", "desiredVersion": "v1"}
+    fleet.observed(device("d1", unknown), T0 + timedelta(seconds=70), 70)
+    assert record.written.phase == "Unknown"
+    t = T0 + timedelta(seconds=75)
+    fleet.heartbeat("d1", heartbeat(t), t, 75)
+    taken = drain(fleet, 75)
+    assert [key for key, _ in taken] == ["d1"]
+    assert record.written.phase == "Online"
+
+
+def test_the_echo_of_its_own_write_changes_nothing() -> None:
+    fleet = new_fleet()
+    fleet.observed(device("d1"), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    drain(fleet, 0)
+    planned = fleet.plan("d1")
+    assert planned is not None
+    echo = {**planned.patch["status"], "desiredVersion": "v1"}
+    fleet.observed(device("d1", echo), T0 + timedelta(seconds=1), 1)
+    assert drain(fleet, 1) == []

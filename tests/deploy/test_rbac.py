@@ -76,6 +76,18 @@ CALLS: dict[tuple[str, str, str], list[Need] | None] = {
         Need(GROUP, "edgedevices/status", "patch")
     ],
     ("bridge", "kube", "create_namespaced_event"): [Need("", "events", "create")],
+    ("bridge", "presence", "read_namespaced_lease"): [
+        Need("coordination.k8s.io", "leases", "get", NAMESPACE)
+    ],
+    ("bridge", "presence", "create_namespaced_lease"): [
+        Need("coordination.k8s.io", "leases", "create", NAMESPACE)
+    ],
+    ("bridge", "presence", "replace_namespaced_lease"): [
+        Need("coordination.k8s.io", "leases", "update", NAMESPACE)
+    ],
+    ("operator", "bridgewatch", "list_namespaced_lease"): [
+        Need("coordination.k8s.io", "leases", "list", NAMESPACE)
+    ],
 }
 
 # The operator's KubeWriter (patching.py), as called from its loops: (method, plural) ->

@@ -17,6 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
 from flotta import gcfreeze
 from flotta.bridge.coalescer import (
     DEFAULT_CHANGE_HOLD,
@@ -34,6 +37,7 @@ from flotta.bridge.intake import MqttIntake, MqttSettings
 from flotta.bridge.kube import DeviceWatch, KubeWriter, api_client
 from flotta.bridge.liveness import MISSED_PERIODS, LivenessTracker
 from flotta.bridge.metrics import BridgeMetrics
+from flotta.bridge.presence import RENEW_EVERY, PresenceLease
 from flotta.bridge.publishing import NatsPublisher
 from flotta.bridge.receipts import ReceiptSender
 from flotta.bridge.streams import StreamSettings, stream_specs
@@ -76,6 +80,8 @@ class BridgeSettings:
     missed_periods: float = MISSED_PERIODS  # raise it with more than two replicas
     offline_grace: float = OFFLINE_GRACE  # seconds from a will to Offline, unless it is back
     sync_timeout: float = 60.0
+    # Where this replica's presence lease is renewed (flotta.bridge.presence); None: none.
+    lease_namespace: str | None = None
 
 
 class Bridge:
@@ -176,6 +182,11 @@ class Bridge:
         self._spawn(self.ingest.run(), "ingest")
         self._spawn(gcfreeze.keep_frozen(), "gc-freeze")
         self._spawn(self._tick_loop(), "liveness")
+        if settings.lease_namespace is not None:
+            presence = PresenceLease(
+                api, namespace=settings.lease_namespace, holder=settings.mqtt.client_id
+            )
+            self._spawn(self._presence_loop(presence), "presence")
         await intake.start()
 
     async def wait_ready(self) -> None:
@@ -280,6 +291,21 @@ class Bridge:
         self.metrics.devices.set(len(self.fleet))
         if self.status_writer is not None:
             self.status_writer.poke()
+
+    async def _presence_loop(self, presence: PresenceLease) -> None:
+        """Renew the presence lease while this replica serves devices; a failed renewal is
+        tried again next time (the lease outlives two of them)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not all(self.readiness().values()):
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await loop.run_in_executor(self.executor, presence.renew)
+            except (ApiException, HTTPError, OSError) as exc:
+                self.metrics.presence_failures.inc()
+                logger.warning("presence lease %s not renewed: %s", presence.name, exc)
+            await asyncio.sleep(RENEW_EVERY)
 
     async def _tick_loop(self) -> None:
         while True:

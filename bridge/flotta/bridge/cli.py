@@ -46,6 +46,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     mqtt.add_argument("--session-expiry", type=int, default=24 * 3600, help="seconds")
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
     parser.add_argument(
+        "--lease-namespace",
+        default="flotta",
+        help="renew this replica's presence lease here (the operator's lease namespace); "
+        "'' for none",
+    )
+    parser.add_argument(
         "--kubeconfig",
         type=Path,
         default=Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None,
@@ -138,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         health_port=None if args.health_port < 0 else args.health_port,
         missed_periods=args.missed_periods,
         offline_grace=args.offline_grace,
+        lease_namespace=args.lease_namespace or None,
     )
 
     async def main() -> None:

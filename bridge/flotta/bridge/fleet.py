@@ -123,6 +123,11 @@ class Fleet:
             return
         foreign = seen.foreign_conditions
         record.current = replace(record.current, foreign_conditions=foreign)
+        if seen.phase != record.written.phase:
+            # Someone else wrote the phase (the operator marks devices Unknown while no bridge
+            # is alive): what the API holds is what was written, so ours goes out again.
+            record.written = replace(record.written, phase=seen.phase, conditions=seen.conditions)
+            self._evaluate(record, now, mono)
         if record.context != context:
             record.context = context
             record.current = on_context(record.current, context, now)

@@ -27,6 +27,12 @@ class BridgeMetrics:
             "was spent)",
             registry=r,
         )
+        self.presence_failures = Counter(
+            "flotta_bridge_presence_failures_total",
+            "Presence lease renewals that failed (the operator marks devices Unknown when no "
+            "bridge renews)",
+            registry=r,
+        )
         self.clears_seen = Counter(
             "flotta_bridge_clears_total",
             "Empty messages (clears of retained messages) taken and dropped",

@@ -19,6 +19,7 @@ from typing import Any
 from kubernetes import client, config
 
 from flotta import gcfreeze
+from flotta.operator.bridgewatch import CHECK_EVERY, UNKNOWN_AFTER, BridgeWatch
 from flotta.operator.broker import Broker, BrokerSettings, Message
 from flotta.operator.cleanup import Cleaner
 from flotta.operator.context import Context, OperatorSettings
@@ -72,6 +73,8 @@ class OperatorConfig:
     identity: str = ""
     leader_election: bool = True
     reload_crl: Callable[[], None] = lambda: None
+    # Online devices become Unknown after this long without a live bridge (bridgewatch).
+    bridge_unknown_after: float = UNKNOWN_AFTER
 
 
 def api_client(kubeconfig: Path | None) -> client.ApiClient:
@@ -210,6 +213,16 @@ class Operator:
         self._spawn("set-status", statuses.run_sets())
         self._spawn("cleanup", Cleaner(context).run())
         self._spawn("evictions", evictor.run())
+        self._spawn(
+            "bridge-presence",
+            BridgeWatch(
+                context,
+                api,
+                namespace=cfg.lease_namespace,
+                unknown_after=cfg.bridge_unknown_after,
+                check_every=min(CHECK_EVERY, cfg.bridge_unknown_after / 2),
+            ).run(),
+        )
         self._spawn("gc-freeze", gcfreeze.keep_frozen())
 
     async def wait(self) -> None:

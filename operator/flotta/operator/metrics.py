@@ -40,6 +40,16 @@ class OperatorMetrics:
             ["action"],
             registry=self.registry,
         )
+        self.bridges_alive = Gauge(
+            "flotta_operator_bridges_alive",
+            "1 while a bridge replica renews its presence lease, else 0",
+            registry=self.registry,
+        )
+        self.marked_unknown = Counter(
+            "flotta_operator_devices_marked_unknown",
+            "Online devices marked Unknown because no bridge was alive",
+            registry=self.registry,
+        )
         self.evictions = Counter(
             "flotta_operator_evictions",
             "Connections of revoked devices closed, with their sessions, on the broker",

@@ -71,3 +71,9 @@ class Resource(ApiModel):
     @classmethod
     def from_api(cls, obj: dict[str, Any]) -> Any:
         return cls.model_validate(obj)
+
+
+# Bridge replicas show they are alive with a coordination.k8s.io Lease each, carrying this
+# label, in the namespace the operator's own lease is in; with none renewed for a while the
+# operator marks Online devices Unknown (nobody is listening to them).
+BRIDGE_PRESENCE_LABEL = "flotta.io/bridge-presence"
