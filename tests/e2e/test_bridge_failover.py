@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 
 from flotta.dev.simulator.provision import CERT_NAME, KEY_NAME, provision
+from flotta.dev.stack.natsclient import observer_connection
 from flotta.mqtt import MqttClient, MqttError, MqttSettings, TlsFiles
 from flotta.pki.store import PkiStore
 from flotta.schemas.codec import encode
@@ -124,9 +124,11 @@ async def device_load(
         await mqtt.close()
 
 
-async def collect_statuses(url: str, seen: set[tuple[str, datetime]], stop: asyncio.Event) -> None:
+async def collect_statuses(
+    state_dir: Path, seen: set[tuple[str, datetime]], stop: asyncio.Event
+) -> None:
     """Every heartbeat the bridges publish (core subscription: copies included)."""
-    connection = await nats.connect(url)
+    connection = await observer_connection(state_dir)
     try:
 
         async def on_message(message: Any) -> None:
@@ -142,8 +144,8 @@ async def collect_statuses(url: str, seen: set[tuple[str, datetime]], stop: asyn
         await connection.close()
 
 
-async def stored_batches(url: str) -> list[tuple[str, str, int]]:
-    connection = await nats.connect(url)
+async def stored_batches(state_dir: Path) -> list[tuple[str, str, int]]:
+    connection = await observer_connection(state_dir)
     try:
         consumer = await connection.jetstream().pull_subscribe(
             f"flotta.device.{NAMESPACE}.*.metrics", stream="FLOTTA_TELEMETRY"
@@ -193,9 +195,7 @@ def test_a_bridge_replica_killed_under_load_loses_no_heartbeat_and_no_batch(
     async def scenario() -> None:
         nonlocal handled_before_kill
         stop_load, stop_collecting = asyncio.Event(), asyncio.Event()
-        collector = asyncio.create_task(
-            collect_statuses(system.endpoints["nats"], seen, stop_collecting)
-        )
+        collector = asyncio.create_task(collect_statuses(system.layout.root, seen, stop_collecting))
         await asyncio.sleep(0.5)
         load = [
             asyncio.create_task(
@@ -238,7 +238,7 @@ def test_a_bridge_replica_killed_under_load_loses_no_heartbeat_and_no_batch(
     assert len(sent.statuses) > DEVICES * 50
 
     def all_batches_stored() -> list[tuple[str, str, int]] | None:
-        stored = asyncio.run(stored_batches(system.endpoints["nats"]))
+        stored = asyncio.run(stored_batches(system.layout.root))
         return stored if set(stored) >= sent.batches else None
 
     stored = wait_until(all_batches_stored, timeout=60, what="every metrics batch in JetStream")

@@ -8,12 +8,13 @@ import os
 import signal
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 
 from flotta.agent.status_file import read_status
+from flotta.dev.stack.natsclient import observer_connection
 from flotta.dev.stack.up import LOCAL_AGENT_ID
 from flotta.schemas.crd.common import GROUP, VERSION
 from tests.e2e.conftest import RunningSystem, restart_broker, wait_until
@@ -59,9 +60,9 @@ def set_system_metrics_interval(system: RunningSystem, seconds: int) -> None:
     )
 
 
-async def nats_messages(url: str, subject: str, *, stream: str) -> list[dict[str, Any]]:
+async def nats_messages(state_dir: Path, subject: str, *, stream: str) -> list[dict[str, Any]]:
     """Everything the stream holds for the subject, in order."""
-    connection = await nats.connect(url)
+    connection = await observer_connection(state_dir)
     try:
         jetstream = connection.jetstream()
         consumer = await jetstream.pull_subscribe(subject, stream=stream)
@@ -83,7 +84,7 @@ async def nats_messages(url: str, subject: str, *, stream: str) -> list[dict[str
 def agent_messages(system: RunningSystem, kind: str, stream: str) -> list[dict[str, Any]]:
     """What JetStream holds of the local agent's messages of one kind."""
     subject = f"flotta.device.default.{LOCAL_AGENT_ID}.{kind}"
-    return asyncio.run(nats_messages(system.endpoints["nats"], subject, stream=stream))
+    return asyncio.run(nats_messages(system.layout.root, subject, stream=stream))
 
 
 def test_enrol_run_a_pod_and_report(agent_system: RunningSystem) -> None:

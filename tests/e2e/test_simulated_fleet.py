@@ -7,12 +7,14 @@ import json
 import os
 import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
-import nats
-
 from flotta.bridge.sharegroup import is_guessable
+from flotta.childprocess import same_code_environment
 from flotta.dev.stack import processes
+from flotta.dev.stack.natsclient import observer_connection
 from flotta.dev.stack.supervision import restarts
 from tests.e2e.conftest import RunningSystem, wait_until
 
@@ -51,7 +53,7 @@ def test_devices_enrol_converge_and_report_to_kubernetes_and_nats(
     )
 
     async def first_status_event() -> dict[str, object]:
-        connection = await nats.connect(system.endpoints["nats"])
+        connection = await observer_connection(system.layout.root)
         try:
             subscription = await connection.subscribe("flotta.device.default.*.status")
             message = await subscription.next_msg(timeout=60)
@@ -101,3 +103,26 @@ def test_a_detached_stack_starts_a_killed_bridge_again(simulated_system: Running
     assert fresh.env == bridge.env  # its secret group too
     assert restarts(layout).get("bridge") == 1
     wait_until(lambda: converged(system, 2), timeout=60, what="the devices served again")
+
+
+def test_flotta_dev_tail_reads_with_the_observer_certificate(
+    simulated_system: RunningSystem,
+) -> None:
+    """What `flotta dev up` prints for NATS works: the stack's NATS admits the observer."""
+    layout = simulated_system.layout
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "flotta.cli", "dev", "tail"),
+            *("--state-dir", str(layout.root), "--count", "1"),
+            "flotta.device.default.*.status",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=same_code_environment(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    subject, event = result.stdout.split(" ", 1)
+    assert subject.startswith("flotta.device.default.sim-")
+    assert json.loads(event)["type"] == "io.flotta.device.status.v1"

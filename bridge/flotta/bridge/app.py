@@ -82,6 +82,8 @@ class BridgeSettings:
     sync_timeout: float = 60.0
     # Where this replica's presence lease is renewed (flotta.bridge.presence); None: none.
     lease_namespace: str | None = None
+    # The client certificate for a NATS that authenticates (tls:// URLs); None: no TLS.
+    nats_tls: TlsFiles | None = None
 
 
 class Bridge:
@@ -103,7 +105,10 @@ class Bridge:
             liveness=LivenessTracker(settings.missed_periods),
             offline_grace=settings.offline_grace,
         )
-        self.publisher = NatsPublisher(settings.nats_url)
+        self.publisher = NatsPublisher(
+            settings.nats_url,
+            tls=settings.nats_tls.context() if settings.nats_tls is not None else None,
+        )
         self.executor = ThreadPoolExecutor(
             max_workers=writes.workers + 1, thread_name_prefix="kube-write"
         )

@@ -44,7 +44,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     mqtt.add_argument("--receive-maximum", type=int, default=1000)
     mqtt.add_argument("--session-expiry", type=int, default=24 * 3600, help="seconds")
-    parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    parser.add_argument(
+        "--nats-url",
+        default="nats://127.0.0.1:4222",
+        help="tls://HOST:PORT: authenticate with a client certificate (--nats-cert)",
+    )
+    parser.add_argument("--nats-ca", type=Path, help="default: --ca")
+    parser.add_argument("--nats-cert", type=Path, help="default: --cert (CN internal:bridge)")
+    parser.add_argument("--nats-key", type=Path, help="default: --key")
     parser.add_argument(
         "--lease-namespace",
         default="flotta",
@@ -101,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
     from flotta.bridge.app import BridgeSettings, BridgeTaskError, WriteSettings, run
     from flotta.bridge.intake import MqttSettings
     from flotta.bridge.logs import use_json_logs
+    from flotta.mqtt import TlsFiles
 
     if args.log_format == "json":
         use_json_logs(args.log_level)
@@ -145,6 +153,11 @@ def _run(args: argparse.Namespace) -> int:
         missed_periods=args.missed_periods,
         offline_grace=args.offline_grace,
         lease_namespace=args.lease_namespace or None,
+        nats_tls=TlsFiles(
+            args.nats_ca or args.ca, args.nats_cert or args.cert, args.nats_key or args.key
+        )
+        if args.nats_url.startswith("tls://")
+        else None,
     )
 
     async def main() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -22,8 +23,11 @@ logger = logging.getLogger(__name__)
 
 
 class NatsPublisher:
-    def __init__(self, url: str, *, max_pending: int = 4000) -> None:
+    def __init__(
+        self, url: str, *, max_pending: int = 4000, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.url = url
+        self.tls = tls  # a client certificate, for a NATS that maps it to a user
         self.max_pending = max_pending
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -36,6 +40,7 @@ class NatsPublisher:
     async def connect(self) -> None:
         self._nc = await nats.connect(
             self.url,
+            tls=self.tls,
             name="flotta-bridge",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,

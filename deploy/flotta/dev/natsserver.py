@@ -12,9 +12,11 @@ import shutil
 import socket
 import sys
 import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
 
 from flotta.childprocess import LoggedChild
+from flotta.dev.natsconfig import NatsTls, NatsUser, render_nats_config
 
 logger = logging.getLogger(__name__)
 
@@ -61,34 +63,52 @@ class NatsServer(LoggedChild):
         host: str = "127.0.0.1",
         port: int | None = None,
         binary: str | None = None,
+        tls: NatsTls | None = None,
+        users: Sequence[NatsUser] = (),
     ) -> None:
+        """With ``tls``: clients present certificates of its CA, mapped to ``users``."""
         super().__init__(log_path)
         self.store_dir = store_dir
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.binary = binary or find_nats_server()
+        self.tls = tls
+        self.users = tuple(users)
 
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
 
     def start(self, *, timeout: float = 15.0) -> None:
         """Start the server and return once it accepts clients."""
         if self.running:
             raise NatsServerError(f"nats-server is already running (pid {self.pid})")
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            self.binary,
-            "--addr",
-            self.host,
-            "--port",
-            str(self.port),
-            "--jetstream",
-            "--store_dir",
-            str(self.store_dir),
-            "--http_port",
-            "0",
-        ]
+        if self.tls is None:
+            command = [
+                self.binary,
+                "--addr",
+                self.host,
+                "--port",
+                str(self.port),
+                "--jetstream",
+                "--store_dir",
+                str(self.store_dir),
+                "--http_port",
+                "0",
+            ]
+        else:
+            config = self.store_dir.parent / "nats.conf"
+            config.write_text(
+                render_nats_config(
+                    host=self.host,
+                    port=self.port,
+                    store_dir=self.store_dir,
+                    tls=self.tls,
+                    users=self.users,
+                )
+            )
+            command = [self.binary, "-c", str(config)]
         try:
             process = self._spawn(command)
         except OSError as exc:

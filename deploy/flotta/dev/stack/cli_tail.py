@@ -22,8 +22,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import nats
     from nats.aio.msg import Msg
+
+    from flotta.dev.stack.natsclient import observer_connection
 
     url = args.nats_url
     if url is None:
@@ -39,7 +40,8 @@ def _run(args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         seen = 0
-        connection = await nats.connect(url)
+        # The stack's NATS admits the observer certificate it issued (read-only).
+        connection = await observer_connection(args.state_dir, url)
 
         async def show(message: Msg) -> None:
             nonlocal seen

@@ -137,7 +137,7 @@ class StackLayout:
             {
                 "mqtt": f"mqtts://{LOOPBACK}:{ports.mqtt}",
                 "enrolment": f"mqtts://{LOOPBACK}:{ports.mqtt_enrolment}",
-                "nats": f"nats://{LOOPBACK}:{ports.nats}",
+                "nats": f"tls://{LOOPBACK}:{ports.nats}",
                 "kubeconfig": str(self.kubeconfig.resolve()),
                 "ca": str((self.pki / "ca.crt").resolve()),
             },

@@ -321,14 +321,28 @@ class Stack:
             self._check_alive(name)
 
     def start_nats(self, ports: Ports) -> None:
+        from flotta.dev.natsconfig import NatsTls, bridge_user, observer_user, render_nats_config
         from flotta.dev.natsserver import find_nats_server
+        from flotta.pki.identities import observer_identity
+        from flotta.schemas.topics import BRIDGE_IDENTITY
 
         store = self.layout.nats / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
-        self._start(
-            "nats-server",
-            [find_nats_server(), "-a", LOOPBACK, "-p", str(ports.nats), "-js", "-sd", str(store)],
+        pki = self.layout.pki.resolve()
+        config = self.layout.nats / "nats.conf"
+        config.write_text(
+            render_nats_config(
+                host=LOOPBACK,
+                port=ports.nats,
+                store_dir=store.resolve(),
+                tls=NatsTls(pki / "server.crt", pki / "server.key", pki / "ca.crt"),
+                users=[
+                    bridge_user(BRIDGE_IDENTITY),
+                    observer_user(observer_identity(OBSERVER).common_name),
+                ],
+            )
         )
+        self._start("nats-server", [find_nats_server(), "-c", str(config)])
         wait_for_port(ports.nats, what="nats-server")
         self._check_alive("nats-server")
 
@@ -383,7 +397,7 @@ class Stack:
                 "--client-id",
                 f"flotta-bridge-{replica}",
                 "--nats-url",
-                f"nats://{LOOPBACK}:{ports.nats}",
+                f"tls://{LOOPBACK}:{ports.nats}",
                 "--kubeconfig",
                 str(self.layout.kubeconfig),
                 "--health-port",

@@ -18,7 +18,7 @@ Kubernetes (local API, kubectl works as with a cluster):
   kubectl get edsr -A                   # enrolment requests
   kubectl apply -f deploy/samples/edgeworkload.yaml
 
-NATS JetStream (events and telemetry, CloudEvents):
+NATS JetStream (events and telemetry, CloudEvents; TLS, the observer certificate reads):
   flotta dev tail --state-dir {layout.root} 'flotta.device.>'
 
 Device topics over MQTT, read-only, with the observer certificate issued for you:
