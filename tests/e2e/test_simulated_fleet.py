@@ -123,6 +123,7 @@ def test_flotta_dev_tail_reads_with_the_observer_certificate(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    subject, event = result.stdout.split(" ", 1)
+    # --count 1 stops after the first; others may be printed while it stops
+    subject, event = result.stdout.splitlines()[0].split(" ", 1)
     assert subject.startswith("flotta.device.default.sim-")
     assert json.loads(event)["type"] == "io.flotta.device.status.v1"
