@@ -12,7 +12,7 @@ import pytest
 
 from flotta.cli import build_parser
 from flotta.mosquitto.cluster import CONFIG_FILE, cluster_settings
-from flotta.mosquitto.config import enrolment_settings
+from flotta.mosquitto.config import BrokerSettings, enrolment_settings
 from flotta.mosquitto.files import ENROLMENT_CONFIG_NAME
 from flotta.mosquitto.reloader import build_parser as reloader_parser
 from flotta.operator.app import OperatorConfig
@@ -121,14 +121,14 @@ def test_reloader_arguments() -> None:
     assert args.process == "mosquitto"
 
 
-def test_mosquitto_command_reads_the_mounted_cluster_config() -> None:
-    c = container("flotta-broker", "mosquitto")
-    binary, flag, config = c.argv
+def broker_container(name: str, config: Path, settings: BrokerSettings) -> Container:
+    """The container runs ``mosquitto -c CONFIG`` with every file the config names mounted."""
+    c = container("flotta-broker", name)
+    binary, flag, argument = c.argv
     assert binary.endswith("/mosquitto")
-    assert (flag, config) == ("-c", str(CONFIG_FILE))
-    settings = cluster_settings()
+    assert (flag, argument) == ("-c", str(config))
     for path in (
-        CONFIG_FILE,
+        config,
         settings.acl_file,
         settings.cafile,
         settings.certfile,
@@ -137,6 +137,12 @@ def test_mosquitto_command_reads_the_mounted_cluster_config() -> None:
         settings.persistence_dir,
     ):
         assert_mounted(c, path)
+    return c
+
+
+def test_mosquitto_command_reads_the_mounted_cluster_config() -> None:
+    settings = cluster_settings()
+    c = broker_container("mosquitto", CONFIG_FILE, settings)
     data = next(
         m for m in c.spec["volumeMounts"] if m["mountPath"] == str(settings.persistence_dir)
     )
@@ -147,21 +153,10 @@ def test_mosquitto_command_reads_the_mounted_cluster_config() -> None:
 
 
 def test_the_enrolment_broker_runs_beside_it_with_its_own_config_and_store() -> None:
-    c = container("flotta-broker", "mosquitto-enrolment")
-    binary, flag, config = c.argv
-    assert binary.endswith("/mosquitto")
     settings = enrolment_settings(cluster_settings())
-    assert (flag, config) == ("-c", str(CONFIG_FILE.with_name(ENROLMENT_CONFIG_NAME)))
-    for path in (
-        Path(config),
-        settings.acl_file,
-        settings.cafile,
-        settings.certfile,
-        settings.keyfile,
-        settings.crlfile,
-        settings.persistence_dir,
-    ):
-        assert_mounted(c, path)
+    c = broker_container(
+        "mosquitto-enrolment", CONFIG_FILE.with_name(ENROLMENT_CONFIG_NAME), settings
+    )
     assert settings.port in {p["containerPort"] for p in c.spec["ports"]}
     assert settings.port == ENROLMENT_PORT
 
