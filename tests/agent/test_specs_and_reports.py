@@ -180,3 +180,18 @@ def test_pod_address_from_an_inspection() -> None:
     )
     assert pod_address({"NetworkSettings": {"Networks": {"x": None}}}) == ""
     assert pod_address([]) == ""
+
+
+def test_the_daemon_loads_neither_cryptography_nor_pydantic() -> None:
+    """Keys stay in child processes (and enrolment in its own): the daemon's memory goal
+    (about 34 MiB) has no room for cryptography (8 MiB) or pydantic (12 MiB)."""
+    script = (
+        "import sys\n"
+        "import flotta.agent.cli, flotta.agent.daemon, flotta.agent.enrolment\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'cryptography', 'pydantic'}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, env=env, check=True
+    )
+    assert result.stdout.strip() == b"[]"

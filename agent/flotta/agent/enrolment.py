@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from cryptography import x509
-
 from flotta.agent.config import AgentConfig
 from flotta.agent.contract import EnrolmentAnswer, EnrolmentRequest, decode, encode
 from flotta.agent.contract.hardware import Hardware
 from flotta.agent.errors import EnrolmentError, IdentityError
 from flotta.agent.identity import CertificateStatus, IdentityStore
 from flotta.mqtt import MqttClient, MqttError, MqttSettings, TlsFiles
-from flotta.pki.keys import check_public_key, public_key_sha256
 from flotta.schemas.errors import ContractError
 from flotta.schemas.topics import EnrolTopic, enrol_topic
 
@@ -92,6 +89,12 @@ async def enrol(
 
 
 def _own_key(identity: IdentityStore) -> str:
+    # cryptography is loaded only by the process that enrols: the daemon stays without it
+    # (about 8 MiB).
+    from cryptography import x509
+
+    from flotta.pki.keys import check_public_key, public_key_sha256
+
     csr = x509.load_pem_x509_csr(identity.csr_pem().encode())
     return public_key_sha256(check_public_key(csr.public_key()))
 
