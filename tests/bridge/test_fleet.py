@@ -247,3 +247,14 @@ def test_the_echo_of_its_own_write_changes_nothing() -> None:
     echo = {**planned.patch["status"], "desiredVersion": "v1"}
     fleet.observed(device("d1", echo), T0 + timedelta(seconds=1), 1)
     assert drain(fleet, 1) == []
+
+
+def test_a_late_event_of_its_own_earlier_status_writes_nothing() -> None:
+    """Watch events can arrive after the bridge's next write: an older phase must not make
+    it write again."""
+    fleet = new_fleet()
+    fleet.observed(device("d1"), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    drain(fleet, 0)
+    fleet.observed(device("d1", {"phase": "Enrolled", "desiredVersion": "v1"}), T0, 1)
+    assert drain(fleet, 1) == []

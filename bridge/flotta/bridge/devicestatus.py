@@ -23,6 +23,7 @@ from flotta.schemas.wire.status import StatusReport, UpgradeReport
 
 ONLINE = "Online"
 OFFLINE = "Offline"
+UNKNOWN = "Unknown"  # written by the operator while no bridge is alive
 CONDITION_TYPES = ("Online", "ConfigApplied", "WorkloadsReady")
 READY_PHASES = frozenset({"Running"})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -22,6 +22,7 @@ from typing import Any
 from flotta.bridge.coalescer import REFRESH_PERIODS, WriteCoalescer, refresh_due
 from flotta.bridge.devicestatus import (
     ONLINE,
+    UNKNOWN,
     DeviceContext,
     DeviceStatus,
     from_api,
@@ -123,9 +124,11 @@ class Fleet:
             return
         foreign = seen.foreign_conditions
         record.current = replace(record.current, foreign_conditions=foreign)
-        if seen.phase != record.written.phase:
-            # Someone else wrote the phase (the operator marks devices Unknown while no bridge
-            # is alive): what the API holds is what was written, so ours goes out again.
+        if seen.phase == UNKNOWN and record.written.phase != UNKNOWN:
+            # The operator marked the device Unknown while no bridge was alive: the API holds
+            # that, not what this bridge wrote last, so the next status goes out again. (Only
+            # that phase: an older event of the bridge's own writes, arriving late, must not
+            # make it write again.)
             record.written = replace(record.written, phase=seen.phase, conditions=seen.conditions)
             self._evaluate(record, now, mono)
         if record.context != context:
