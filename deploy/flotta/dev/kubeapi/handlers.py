@@ -36,7 +36,7 @@ from flotta.dev.kubeapi.watching import error_line
 logger = logging.getLogger(__name__)
 
 TABLE_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
-_ANONYMOUS = ("/healthz", "/livez", "/readyz", "/version")
+_ANONYMOUS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
 
 
 @dataclass(frozen=True)
@@ -101,14 +101,18 @@ class Handlers:
 
     def routes(self, app: web.Application) -> None:
         app.middlewares.append(self._middleware)
-        app.router.add_get("/version", self.version)
+        # kube-apiserver answers the discovery roots with or without a trailing slash
+        for path in ("/version", "/version/"):
+            app.router.add_get(path, self.version)
         for path in ("/healthz", "/livez", "/readyz"):
             app.router.add_get(path, self.health)
         app.router.add_get("/openapi/v3", self.openapi_root)
         app.router.add_get("/openapi/v3/api/{version}", self.openapi_group_version)
         app.router.add_get("/openapi/v3/apis/{group}/{version}", self.openapi_group_version)
-        app.router.add_get("/api", self.api_versions)
-        app.router.add_get("/apis", self.api_groups)
+        for path in ("/api", "/api/"):
+            app.router.add_get(path, self.api_versions)
+        for path in ("/apis", "/apis/"):
+            app.router.add_get(path, self.api_groups)
         app.router.add_route("*", "/api/{version}", self.group_version)
         app.router.add_route("*", "/api/{version}/{tail:.+}", self.resource)
         app.router.add_get("/apis/{group}", self.api_group)
