@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from tests.kubeapi.crd import GROUP, widget, widget_crd
 
@@ -44,22 +40,3 @@ def test_cel_rules_outside_the_subset_are_skipped_locally(
     else:
         assert blue.returncode != 0
         assert "no blue gadgets" in blue.stderr
-
-
-def test_dry_run(kube: Any, kube_namespace: str) -> None:
-    core = client.CoreV1Api(kube.api_client())
-    if kube.local:
-        with pytest.raises(ApiException) as raised:
-            core.create_namespaced_config_map(
-                kube_namespace, {"metadata": {"name": "dry"}}, dry_run="All"
-            )
-        assert raised.value.status == 400
-        assert json.loads(raised.value.body)["reason"] == "BadRequest"
-    else:
-        created = core.create_namespaced_config_map(
-            kube_namespace, {"metadata": {"name": "dry"}}, dry_run="All"
-        )
-        assert created.metadata.name == "dry"
-    with pytest.raises(ApiException) as missing:
-        core.read_namespaced_config_map("dry", kube_namespace)
-    assert missing.value.status == 404

@@ -246,3 +246,43 @@ def test_project_crds_and_samples(kube: Any, kube_namespace: str) -> None:
     assert (
         "camera-0001" in kube.kubectl("describe", "ed", "camera-0001", "-n", kube_namespace).stdout
     )
+
+
+def test_diff_uses_server_dry_run(kube: Any, kube_namespace: str, tmp_path: Path) -> None:
+    _apply_crd(kube, tmp_path)
+    body = widget("diffed", color="blue", size=4)
+    path = tmp_path / "widget.yaml"
+    path.write_text(yaml.safe_dump(body))
+    absent = kube.kubectl("diff", "-n", kube_namespace, "-f", str(path), check=False)
+    assert absent.returncode == 1, absent.stderr  # 1: differences found (creation)
+    assert "+  name: diffed" in absent.stdout
+    missing = kube.kubectl("get", "widget", "diffed", "-n", kube_namespace, check=False)
+    assert missing.returncode != 0  # the dry-run creation stored nothing
+    _apply(kube, body, kube_namespace)
+    same = kube.kubectl("diff", "-n", kube_namespace, "-f", str(path), check=False)
+    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    path.write_text(yaml.safe_dump(widget("diffed", color="blue", size=5)))
+    changed = kube.kubectl("diff", "-n", kube_namespace, "-f", str(path), check=False)
+    assert changed.returncode == 1, changed.stderr
+    assert "-  size: 4" in changed.stdout
+    assert "+  size: 5" in changed.stdout
+    stored = kube.kubectl(
+        "get", "widget", "diffed", "-n", kube_namespace, "-o", "jsonpath={.spec.size}"
+    )
+    assert stored.stdout == "4"
+
+
+def test_diff_of_a_config_map(kube: Any, kube_namespace: str) -> None:
+    manifest = f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {kube_namespace}, labels: {{a: b}}}}
+data: {{mode: fast}}
+"""
+    kube.kubectl("apply", "-f", "-", stdin=manifest)
+    same = kube.kubectl("diff", "-f", "-", stdin=manifest, check=False)
+    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    changed = kube.kubectl("diff", "-f", "-", stdin=manifest.replace("fast", "slow"), check=False)
+    assert changed.returncode == 1, changed.stderr
+    assert "-  mode: fast" in changed.stdout
+    assert "+  mode: slow" in changed.stdout

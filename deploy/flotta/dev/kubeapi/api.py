@@ -21,7 +21,14 @@ from flotta.dev.kubeapi.errors import (
     UnsupportedMediaTypeError,
 )
 from flotta.dev.kubeapi.patches import STRATEGIC_MERGE_PATCH, PatchError, apply_patch
-from flotta.dev.kubeapi.resources import CRD_KEY, NAMESPACE_KEY, CrdError, Registry, ResourceType
+from flotta.dev.kubeapi.resources import (
+    CRD_KEY,
+    NAMESPACE_KEY,
+    CrdError,
+    Registry,
+    ResourceType,
+    types_from_crd,
+)
 from flotta.dev.kubeapi.selectors import FieldSelector, LabelSelector, field_getter
 from flotta.dev.kubeapi.storage import Entry, Storage
 from flotta.dev.kubeapi.watching import Filter, Watcher, WatchEvent, WatchHub
@@ -215,7 +222,16 @@ class Api:
         obj: dict[str, Any],
         event_type: str,
         previous: Entry | None,
+        *,
+        dry_run: bool = False,
     ) -> Entry:
+        if dry_run:  # answered as if written: the stored resourceVersion, no event
+            meta = obj["metadata"]
+            if previous is None:
+                meta.pop("resourceVersion", None)
+            else:
+                meta["resourceVersion"] = str(previous.resource_version)
+            return Entry.unstored(obj)
         name = obj["metadata"]["name"]
         entry = self.storage.put(resource.key, namespace, name, obj)
         self.hub.publish(
@@ -238,6 +254,7 @@ class Api:
         *,
         strict: bool = False,
         warnings: Warnings | None = None,
+        dry_run: bool = False,
     ) -> Entry:
         if not isinstance(body, dict):
             raise BadRequestError("the request body must be a JSON object")
@@ -249,7 +266,7 @@ class Api:
             obj["status"] = {"phase": "Active"}
         _warn(warnings, objects.conform(resource, obj, strict=strict))
         if resource.key == CRD_KEY:
-            self._install_crd(obj)
+            self._check_crd(obj)
         if self.storage.get(resource.key, namespace, name) is not None:
             raise AlreadyExistsError(
                 f'{resource.qualified} "{name}" already exists',
@@ -257,9 +274,12 @@ class Api:
                 group=resource.group,
                 kind=resource.plural,
             )
-        return self._write(resource, namespace, obj, "ADDED", None)
+        if resource.key == CRD_KEY and not dry_run:
+            self.registry.install_crd(name, obj)
+        return self._write(resource, namespace, obj, "ADDED", None, dry_run=dry_run)
 
-    def _install_crd(self, crd: dict[str, Any]) -> None:
+    def _check_crd(self, crd: dict[str, Any]) -> None:
+        """Refuse (422) a CRD this server cannot serve; stamp its status."""
         name = crd["metadata"]["name"]
         spec = crd.get("spec") or {}
         try:
@@ -268,7 +288,7 @@ class Api:
                 raise CrdError(
                     f'metadata.name must be spec.names.plural+"."+spec.group ({expected})'
                 )
-            self.registry.install_crd(name, crd)
+            types_from_crd(crd)
         except (CrdError, KeyError, TypeError, ValueError) as exc:
             raise objects.invalid(
                 self._builtin("customresourcedefinitions"),
@@ -287,6 +307,7 @@ class Api:
         subresource: str = "",
         strict: bool = False,
         warnings: Warnings | None = None,
+        dry_run: bool = False,
     ) -> Entry:
         if not isinstance(body, dict):
             raise BadRequestError("the request body must be a JSON object")
@@ -325,6 +346,7 @@ class Api:
             subresource=subresource,
             strict=strict,
             warnings=warnings,
+            dry_run=dry_run,
         )
 
     def _update(
@@ -338,20 +360,23 @@ class Api:
         subresource: str,
         strict: bool,
         warnings: Warnings | None,
+        dry_run: bool,
     ) -> Entry:
         if subresource and not (subresource == "status" and resource.status_subresource):
             raise NotFoundError(f"the server could not find the requested resource ({subresource})")
         new = objects.prepare_update(resource, old, body, subresource=subresource)
         _warn(warnings, objects.conform(resource, new, strict=strict))
         if resource.key == CRD_KEY and subresource != "status":
-            self._install_crd(new)
+            self._check_crd(new)
         stored = previous.load()  # untouched by conform, which may edit values shared with old
         objects.bump_generation(resource, stored, new)
         if objects.same_content(stored, new):
             return previous
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
-            return self._remove(resource, namespace, new)
-        return self._write(resource, namespace, new, "MODIFIED", previous)
+            return self._remove(resource, namespace, new, dry_run=dry_run)
+        if resource.key == CRD_KEY and subresource != "status" and not dry_run:
+            self.registry.install_crd(new["metadata"]["name"], new)
+        return self._write(resource, namespace, new, "MODIFIED", previous, dry_run=dry_run)
 
     def patch(
         self,
@@ -364,6 +389,7 @@ class Api:
         subresource: str = "",
         strict: bool = False,
         warnings: Warnings | None = None,
+        dry_run: bool = False,
     ) -> Entry:
         if (
             content_type == STRATEGIC_MERGE_PATCH
@@ -400,6 +426,7 @@ class Api:
             subresource=subresource,
             strict=strict,
             warnings=warnings,
+            dry_run=dry_run,
         )
 
     def delete(
@@ -410,6 +437,7 @@ class Api:
         *,
         precondition_uid: str = "",
         precondition_version: str = "",
+        dry_run: bool = False,
     ) -> tuple[Entry, bool]:
         """Delete or mark for deletion; returns the last state and whether it is gone."""
         self._require_namespace(resource, namespace, creating=False)
@@ -427,23 +455,32 @@ class Api:
         if precondition_version and precondition_version != meta["resourceVersion"]:
             raise _conflict(resource, name)
         if resource.key == NAMESPACE_KEY:
-            return self._delete_namespace(resource, name, previous, obj)
+            return self._delete_namespace(resource, name, previous, obj, dry_run=dry_run)
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp"):
                 return previous, False
             meta["deletionTimestamp"] = objects.now()
             meta["deletionGracePeriodSeconds"] = 0
-            return self._write(resource, namespace, obj, "MODIFIED", previous), False
-        return self._remove(resource, namespace, obj), True
+            written = self._write(resource, namespace, obj, "MODIFIED", previous, dry_run=dry_run)
+            return written, False
+        return self._remove(resource, namespace, obj, dry_run=dry_run), True
 
     def _delete_namespace(
-        self, resource: ResourceType, name: str, previous: Entry, obj: dict[str, Any]
+        self,
+        resource: ResourceType,
+        name: str,
+        previous: Entry,
+        obj: dict[str, Any],
+        *,
+        dry_run: bool = False,
     ) -> tuple[Entry, bool]:
         if not obj["metadata"].get("deletionTimestamp"):
             obj["metadata"]["deletionTimestamp"] = objects.now()
             obj["metadata"]["deletionGracePeriodSeconds"] = 0
             obj["status"] = {"phase": "Terminating"}
-            previous = self._write(resource, "", obj, "MODIFIED", previous)
+            previous = self._write(resource, "", obj, "MODIFIED", previous, dry_run=dry_run)
+        if dry_run:  # its contents would go, and the namespace after them
+            return previous, False
         for collection, item_name in self.storage.namespaced_in(name):
             item_type = self._type_for(collection)
             entry = self.storage.get(collection, name, item_name)
@@ -467,7 +504,11 @@ class Api:
     def _type_for(self, collection: str) -> ResourceType | None:
         return next((t for t in self.registry.all() if t.key == collection), None)
 
-    def _remove(self, resource: ResourceType, namespace: str, obj: dict[str, Any]) -> Entry:
+    def _remove(
+        self, resource: ResourceType, namespace: str, obj: dict[str, Any], *, dry_run: bool = False
+    ) -> Entry:
+        if dry_run:
+            return Entry.unstored(obj)
         name = obj["metadata"]["name"]
         entry = self.storage.delete(resource.key, namespace, name, obj)
         self.hub.publish(resource.key, WatchEvent("DELETED", namespace, name, entry))

@@ -18,7 +18,9 @@ from flotta.dev.kubeapi.api import Api
 from flotta.dev.kubeapi.errors import (
     ApiError,
     BadRequestError,
+    Cause,
     GoneError,
+    InvalidError,
     MethodNotAllowedError,
     NotFoundError,
     UnauthorizedError,
@@ -75,6 +77,20 @@ def _with_warnings(response: web.Response, warnings: list[str] | None) -> web.Re
 
 def _error(error: ApiError) -> web.Response:
     return _json(error.status(), error.code)
+
+
+def _dry_run(values: list[Any], options_kind: str) -> bool:
+    """Whether a write is a dry run (``dryRun=All``); other values are refused as in Kubernetes."""
+    if any(value != "All" for value in values):
+        quoted = ", ".join(json.dumps(str(value)) for value in values)
+        message = f'Unsupported value: []string{{{quoted}}}: supported values: "All"'
+        raise InvalidError(
+            f'{options_kind}.meta.k8s.io "" is invalid: dryRun: {message}',
+            group="meta.k8s.io",
+            kind=options_kind,
+            causes=(Cause("FieldValueNotSupported", message, "dryRun"),),
+        )
+    return bool(values)
 
 
 def _wants_table(request: web.Request) -> bool:
@@ -203,8 +219,6 @@ class Handlers:
     async def resource(self, request: web.Request) -> web.StreamResponse:
         target = self._target(request)
         method = request.method
-        if request.query.get("dryRun"):
-            raise BadRequestError("dryRun is not supported by this server")
         if not target.name:
             if method == "GET":
                 if request.query.get("watch") in ("1", "true"):
@@ -231,6 +245,7 @@ class Handlers:
                 subresource=target.subresource,
                 strict=self._strict(request),
                 warnings=(warnings := self._warnings(request)),
+                dry_run=_dry_run(request.query.getall("dryRun", []), "UpdateOptions"),
             )
             return _with_warnings(self._one(request, target.resource, entry), warnings)
         if method == "PATCH":
@@ -250,6 +265,7 @@ class Handlers:
                 subresource=target.subresource,
                 strict=self._strict(request),
                 warnings=(warnings := self._warnings(request)),
+                dry_run=_dry_run(request.query.getall("dryRun", []), "PatchOptions"),
             )
             return _with_warnings(self._one(request, target.resource, entry), warnings)
         if method == "DELETE":
@@ -315,6 +331,7 @@ class Handlers:
             await self._body(request),
             strict=self._strict(request),
             warnings=(warnings := self._warnings(request)),
+            dry_run=_dry_run(request.query.getall("dryRun", []), "CreateOptions"),
         )
         return _with_warnings(self._one(request, target.resource, entry, 201), warnings)
 
@@ -367,11 +384,14 @@ class Handlers:
 
     def _delete_collection(self, request: web.Request, target: Target) -> web.Response:
         labels, fields = self._selectors(request, target)
+        dry_run = _dry_run(request.query.getall("dryRun", []), "DeleteOptions")
         result = self.api.list(target.resource, target.namespace, labels, fields)
         for entry in result.items:
             meta = entry.load()["metadata"]
             with contextlib.suppress(NotFoundError):
-                self.api.delete(target.resource, meta.get("namespace", ""), meta["name"])
+                self.api.delete(
+                    target.resource, meta.get("namespace", ""), meta["name"], dry_run=dry_run
+                )
         body = {
             "apiVersion": target.resource.api_version,
             "kind": target.resource.list_kind,
@@ -382,13 +402,17 @@ class Handlers:
 
     async def _delete(self, request: web.Request, target: Target, namespace: str) -> web.Response:
         options = await self._body(request) or {}
-        preconditions = options.get("preconditions") or {} if isinstance(options, dict) else {}
+        if not isinstance(options, dict):
+            options = {}
+        preconditions = options.get("preconditions") or {}
+        given = options.get("dryRun") or []  # DeleteOptions carry it in the body too
         entry, gone = self.api.delete(
             target.resource,
             namespace,
             target.name,
             precondition_uid=str(preconditions.get("uid") or ""),
             precondition_version=str(preconditions.get("resourceVersion") or ""),
+            dry_run=_dry_run([*request.query.getall("dryRun", []), *given], "DeleteOptions"),
         )
         if not gone:
             return self._one(request, target.resource, entry)

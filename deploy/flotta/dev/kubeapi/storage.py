@@ -39,6 +39,12 @@ class Entry:
         value: dict[str, Any] = json.loads(self.raw)
         return value
 
+    @classmethod
+    def unstored(cls, obj: dict[str, Any]) -> Entry:
+        """An entry for an object that is answered but not stored (a dry run)."""
+        version = int(obj["metadata"].get("resourceVersion") or 0)
+        return cls(json.dumps(obj, separators=(",", ":")), _labels(obj), version, _owners(obj))
+
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
     labels = (obj.get("metadata") or {}).get("labels") or {}
