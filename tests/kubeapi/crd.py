@@ -49,10 +49,12 @@ def widget_crd(plural: str = PLURAL, kind: str = "Widget") -> dict[str, Any]:
                             "properties": {
                                 "spec": {
                                     "type": "object",
+                                    "description": "What the widget should be.",
                                     "required": ["color"],
                                     "properties": {
                                         "color": {
                                             "type": "string",
+                                            "description": "The colour it is painted.",
                                             "enum": ["red", "green", "blue"],
                                         },
                                         "size": {

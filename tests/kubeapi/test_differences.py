@@ -40,3 +40,13 @@ def test_cel_rules_outside_the_subset_are_skipped_locally(
     else:
         assert blue.returncode != 0
         assert "no blue gadgets" in blue.stderr
+
+
+def test_explain_of_built_in_kinds(kube: Any) -> None:
+    explained = kube.kubectl("explain", "configmap.data", check=False)
+    if kube.local:  # only custom kinds publish schemas locally
+        assert explained.returncode != 0
+        assert "not found in OpenAPI schema" in explained.stderr
+    else:
+        assert explained.returncode == 0, explained.stderr
+        assert "FIELD: data <map[string]string>" in explained.stdout

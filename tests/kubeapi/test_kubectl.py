@@ -286,3 +286,51 @@ data: {{mode: fast}}
     assert changed.returncode == 1, changed.stderr
     assert "-  mode: fast" in changed.stdout
     assert "+  mode: slow" in changed.stdout
+
+
+def _explain(kube: Any, *args: str) -> str:
+    return " ".join(kube.kubectl("explain", *args).stdout.split())  # whitespace-insensitive
+
+
+def test_explain_custom_kinds(kube: Any, tmp_path: Path) -> None:
+    _apply_crd(kube, tmp_path)
+    spec = _explain(kube, "widget.spec")
+    assert "GROUP: example.flotta.io KIND: Widget VERSION: v1" in spec
+    assert "FIELD: spec <Object> DESCRIPTION: What the widget should be." in spec
+    assert "color <string> -required- enum: red, green, blue The colour it is painted." in spec
+    assert "tags <[]string>" in spec
+    assert "size <integer>" in spec
+    color = _explain(kube, "widgets.spec.color")
+    assert "FIELD: color <string> ENUM: red green blue DESCRIPTION: The colour it is painted." in (
+        color
+    )
+    metadata = _explain(kube, "wix.metadata")
+    assert "FIELD: metadata <ObjectMeta>" in metadata
+    assert "ownerReferences <[]OwnerReference>" in metadata
+    owners = _explain(kube, "widget.metadata.ownerReferences.uid")
+    assert "FIELD: uid <string>" in owners
+    missing = kube.kubectl("explain", "widget.spec.nope", check=False)
+    assert missing.returncode != 0
+    assert 'field "nope" does not exist' in missing.stderr
+
+
+@pytest.mark.skipif(not (REPO / "deploy" / "crds").is_dir(), reason="deploy/crds not generated")
+def test_explain_project_kinds(kube: Any) -> None:
+    kube.kubectl("apply", "-f", str(REPO / "deploy" / "crds"))
+    kube.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/edgedevices.management.project-flotta.io",
+        "crd/edgeworkloads.management.project-flotta.io",
+        "--timeout=30s",
+    )
+    device = _explain(kube, "edgedevice.spec")
+    assert "GROUP: management.project-flotta.io KIND: EdgeDevice VERSION: v1alpha1" in device
+    assert "FIELD: spec <Object>" in device
+    assert "heartbeat <Object>" in device
+    selector = _explain(kube, "edgeworkload.spec.deviceSelector")
+    assert "an empty selector selects every device of the namespace" in selector
+    assert "matchLabels <map[string]string>" in selector
+    whole = _explain(kube, "ed")
+    assert "An enrolled device: its configuration (spec) and what it reports (status)." in whole
+    assert "metadata <ObjectMeta>" in whole
