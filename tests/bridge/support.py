@@ -36,7 +36,13 @@ def create_device(
         "spec": {"heartbeat": {"periodSeconds": period}},
     }
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "edgedevices", body)
-    status = status or {"phase": "Enrolled", "desiredVersion": "v1"}
+    # What the operator records once it published a desired state: its version and the
+    # heartbeat period it tells the device.
+    status = status or {
+        "phase": "Enrolled",
+        "desiredVersion": "v1",
+        "desiredHeartbeatPeriodSeconds": period,
+    }
     custom.patch_namespaced_custom_object_status(
         GROUP,
         VERSION,

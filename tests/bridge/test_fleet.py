@@ -6,26 +6,33 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flotta.bridge.coalescer import WriteCoalescer, WriteKind
-from flotta.bridge.fleet import Fleet
+from flotta.bridge.devicestatus import DEFAULT_HEARTBEAT_PERIOD
+from flotta.bridge.fleet import Fleet, told_period
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.status import StatusReport, WorkloadReport
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def device(name: str, status: dict[str, Any] | None = None, generation: int = 1) -> dict[str, Any]:
+def device(
+    name: str, status: dict[str, Any] | None = None, generation: int = 1, told: int | None = 10
+) -> dict[str, Any]:
+    """An EdgeDevice whose operator recorded ``told`` as its heartbeat period (None: not yet)."""
+    status = dict(status or {"phase": "Enrolled", "desiredVersion": "v1"})
+    if told is not None:
+        status.setdefault("desiredHeartbeatPeriodSeconds", told)
     return {
         "metadata": {"name": name, "namespace": "ns", "generation": generation},
         "spec": {"heartbeat": {"periodSeconds": 10}},
-        "status": status or {"phase": "Enrolled", "desiredVersion": "v1"},
+        "status": status,
     }
 
 
-def heartbeat(t: datetime, phase: str = "Running") -> StatusReport:
+def heartbeat(t: datetime, phase: str = "Running", claimed: int = 10) -> StatusReport:
     return StatusReport(
         time=t,
         applied_version="v1",
-        heartbeat_period_seconds=10,
+        heartbeat_period_seconds=claimed,
         workloads=[WorkloadReport(name="web", phase=phase)],  # type: ignore[arg-type]
     )
 
@@ -258,3 +265,53 @@ def test_a_late_event_of_its_own_earlier_status_writes_nothing() -> None:
     drain(fleet, 0)
     fleet.observed(device("d1", {"phase": "Enrolled", "desiredVersion": "v1"}), T0, 1)
     assert drain(fleet, 1) == []
+
+
+def test_missed_heartbeats_count_in_the_told_period_not_the_claimed_one() -> None:
+    """The set tells the devices 10 s (the spec's 60 s is overridden); one device leaves the
+    period out of its heartbeats (decoded as the default, 60 s), one claims 600 s."""
+    fleet = new_fleet()
+    for name in ("silent-claim", "long-claim"):
+        obj = device(name, told=10)
+        obj["spec"] = {"heartbeat": {"periodSeconds": 60}}
+        fleet.observed(obj, T0, 0)
+    fleet.heartbeat("silent-claim", StatusReport(time=T0, applied_version="v1"), T0, 0)
+    fleet.heartbeat("long-claim", heartbeat(T0, claimed=600), T0, 0)
+    drain(fleet, 0)
+    assert fleet.tick(T0 + timedelta(seconds=29), 29) == []
+    assert sorted(fleet.tick(T0 + timedelta(seconds=30), 30)) == ["long-claim", "silent-claim"]
+    drain(fleet, 30)
+    assert online_condition(fleet, "silent-claim") == ("Offline", "HeartbeatsMissed")
+    assert online_condition(fleet, "long-claim") == ("Offline", "HeartbeatsMissed")
+
+
+def test_until_a_period_is_told_the_default_applies_whatever_the_claim() -> None:
+    fleet = new_fleet()
+    fleet.observed(device("d1", told=None), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0, claimed=5), T0, 0)
+    drain(fleet, 0)
+    assert fleet.tick(T0 + timedelta(seconds=179), 179) == []  # not 3 x 5 s
+    assert fleet.tick(T0 + timedelta(seconds=180), 180) == ["d1"]  # 3 x 60 s
+
+
+def test_a_newly_told_period_counts_from_the_next_heartbeat() -> None:
+    fleet = new_fleet()
+    fleet.observed(device("d1", told=60), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    drain(fleet, 0)
+    planned = fleet.plan("d1")
+    assert planned is not None
+    told = {**planned.patch["status"], "desiredVersion": "v2", "desiredHeartbeatPeriodSeconds": 5}
+    fleet.observed(device("d1", told), T0, 1)
+    t = T0 + timedelta(seconds=2)
+    fleet.heartbeat("d1", heartbeat(t, claimed=60), t, 2)
+    assert fleet.tick(T0 + timedelta(seconds=16), 16) == []
+    assert fleet.tick(T0 + timedelta(seconds=17), 17) == ["d1"]  # 2 s + 3 x 5 s
+
+
+def test_a_told_period_is_read_only_when_usable() -> None:
+    assert told_period(15) == 15.0
+    assert told_period(None) == DEFAULT_HEARTBEAT_PERIOD
+    assert told_period(0) == DEFAULT_HEARTBEAT_PERIOD
+    assert told_period("10") == DEFAULT_HEARTBEAT_PERIOD
+    assert told_period(True) == DEFAULT_HEARTBEAT_PERIOD

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 
 from flotta.bridge.app import Bridge
@@ -57,6 +58,43 @@ async def test_missed_heartbeats(bridge_env: BridgeEnv, start_bridge: StartBridg
         await eventually(lambda: online_reason(bridge_env, "dev-5") == ("Online", "DeviceOnline"))
     finally:
         await asyncio.to_thread(device.close)
+
+
+def without_claim(report: bytes) -> bytes:
+    """A heartbeat that does not say its period (the field is optional on the wire)."""
+    document = json.loads(report)
+    del document["heartbeatPeriodSeconds"]
+    return json.dumps(document).encode()
+
+
+async def test_missed_heartbeats_count_in_the_period_the_device_was_told(
+    bridge_env: BridgeEnv, start_bridge: StartBridge
+) -> None:
+    """The operator told both devices 1 s (the EdgeDevice status records it; the spec's 60 s
+    is overridden by their set). One leaves the period out of its heartbeats, one claims
+    600 s: both are Offline after three told periods, not after 180 s or 30 min."""
+    told = {"phase": "Enrolled", "desiredVersion": "v1", "desiredHeartbeatPeriodSeconds": 1}
+    reports = {"dev-t1": without_claim(heartbeat()), "dev-t2": heartbeat(period=600)}
+    for name in reports:
+        create_device(bridge_env.kube.api, NAMESPACE, name, period=60, status=told)
+    await start_bridge()
+    devices = {name: await asyncio.to_thread(bridge_env.device, name) for name in reports}
+    try:
+        for name, report in reports.items():
+            topic = device_topic(name, DeviceTopic.STATUS)
+            await asyncio.to_thread(devices[name].publish, topic, report)
+        await eventually(
+            lambda: all(online_reason(bridge_env, name)[0] == "Online" for name in reports)
+        )
+        started = asyncio.get_running_loop().time()
+        missed = ("Offline", "HeartbeatsMissed")
+        await eventually(
+            lambda: all(online_reason(bridge_env, name) == missed for name in reports), within=10
+        )
+        assert asyncio.get_running_loop().time() - started >= 2.0  # three periods, not one
+    finally:
+        for device in devices.values():
+            await asyncio.to_thread(device.close)
 
 
 async def test_a_broker_outage_marks_no_device_offline(

@@ -7,11 +7,13 @@ import pytest
 from flotta.operator.errors import OperatorError
 from flotta.operator.hwlabels import hardware_labels
 from flotta.operator.labels import labels_patch, workload_labels_patch
-from flotta.operator.ledger import Ledger
+from flotta.operator.ledger import Entry, Ledger
 from flotta.operator.policy import ApprovalPolicy
+from flotta.operator.reconciling import told_patch
 from flotta.operator.rendering import InvalidWorkload
 from flotta.operator.workloadstatus import same_status, workload_status
 from flotta.schemas.crd.common import Condition
+from flotta.schemas.crd.device import EdgeDeviceStatus
 from flotta.schemas.crd.hardware import Hardware
 from tests.operator.builders import device
 
@@ -69,21 +71,34 @@ def test_workload_labels_patch_adds_and_removes() -> None:
 def test_ledger_publishes_only_new_versions() -> None:
     ledger = Ledger()
     key = ("fleet", "d1")
-    assert ledger.update(key, "v1", b"1")
+    assert ledger.update(key, "v1", b"1", 60)
     assert ledger.start(key) == ("v1", b"1")
     assert ledger.start(key) is None  # in flight
     assert not ledger.acknowledged(key, "v1")
-    assert not ledger.update(key, "v1", b"1")
-    assert ledger.update(key, "v2", b"2")
+    assert not ledger.update(key, "v1", b"1", 60)
+    assert ledger.update(key, "v2", b"2", 60)
     assert ledger.start(key) == ("v2", b"2")
     ledger.failed(key, "v2")
     assert ledger.start(key) == ("v2", b"2")
 
 
+def test_the_status_says_the_version_and_the_heartbeat_period_told() -> None:
+    entry = Entry(version="v2", heartbeat_period=10)
+    told = {"desiredVersion": "v2", "desiredHeartbeatPeriodSeconds": 10}
+    assert told_patch(entry, None) == told
+    assert told_patch(entry, EdgeDeviceStatus(desired_version="v1")) == told
+    # a status written before the period was recorded gets it once, with the same version
+    assert told_patch(entry, EdgeDeviceStatus(desired_version="v2")) == told
+    said = EdgeDeviceStatus(desired_version="v2", desired_heartbeat_period_seconds=10)
+    assert told_patch(entry, said) is None  # nothing changed: nothing to write
+    assert told_patch(None, said) is None
+    assert told_patch(Entry(), None) is None  # nothing assembled yet
+
+
 def test_ledger_republishes_when_the_device_announces_another_version() -> None:
     ledger = Ledger()
     key = ("fleet", "d1")
-    ledger.update(key, "v1", b"1")
+    ledger.update(key, "v1", b"1", 60)
     ledger.start(key)
     ledger.acknowledged(key, "v1")
     assert not ledger.announced(key, "v1")
@@ -94,7 +109,7 @@ def test_ledger_republishes_when_the_device_announces_another_version() -> None:
 def test_ledger_forgets_everything_after_a_reconnect() -> None:
     ledger = Ledger()
     for i in range(3):
-        ledger.update(("fleet", f"d{i}"), "v", b"x")
+        ledger.update(("fleet", f"d{i}"), "v", b"x", 60)
         ledger.start(("fleet", f"d{i}"))
         ledger.acknowledged(("fleet", f"d{i}"), "v")
     assert len(ledger.forget_published()) == 3
@@ -105,13 +120,13 @@ def test_ledger_names_what_the_broker_never_acknowledged() -> None:
     ledger = Ledger()
     keys = [("fleet", f"d{i}") for i in range(4)]
     for key in keys:
-        ledger.update(key, "v1", b"1")
+        ledger.update(key, "v1", b"1", 60)
     for key in keys[:3]:
         ledger.start(key)
     ledger.acknowledged(keys[0], "v1")
     ledger.failed(keys[1], "v1")  # the connection dropped before its PUBACK
     ledger.acknowledged(keys[2], "v1")
-    ledger.update(keys[2], "v2", b"2")  # changed since
+    ledger.update(keys[2], "v2", b"2", 60)  # changed since
     assert sorted(ledger.unpublished()) == [keys[1], keys[2], keys[3]]
     assert ledger.start(keys[0]) is None
 

@@ -402,3 +402,70 @@ def test_set_configuration_member_count_and_hardware_labels(stack: Stack) -> Non
     )
     assert labels["device.hostname"] == "gateway-7"
     assert labels["device.system-manufacturer"] == "acme"
+
+
+def told(stack: Stack, name: str) -> tuple[str | None, int | None]:
+    status = get(stack, "edgedevices", name).get("status") or {}
+    return status.get("desiredVersion"), status.get("desiredHeartbeatPeriodSeconds")
+
+
+def test_the_status_records_the_heartbeat_period_the_device_was_told(stack: Stack) -> None:
+    """The set's period, not the device's own, goes with desiredVersion; once written, nothing
+    is written again until the version changes; a status without it gets it once."""
+    creds = create_device(stack, "d1", {"flotta/member-of": "north"})
+    stack.objects.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevices",
+        "d1",
+        {"spec": {"heartbeat": {"periodSeconds": 60}}},
+        _content_type=MERGE,
+    )
+    stack.objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevicesets",
+        {
+            "apiVersion": API_VERSION,
+            "kind": "EdgeDeviceSet",
+            "metadata": {"name": "north"},
+            "spec": {"heartbeat": {"periodSeconds": 5}},
+        },
+    )
+    running = stack.start_operator()
+    probe = device_probe(stack, creds)
+    first = next_desired(probe)
+    assert first.configuration.heartbeat.period_seconds == 5
+    wait_until(lambda: told(stack, "d1") == (first.version, 5))
+    version = get(stack, "edgedevices", "d1")["metadata"]["resourceVersion"]
+    time.sleep(1.0)
+    assert get(stack, "edgedevices", "d1")["metadata"]["resourceVersion"] == version
+
+    stack.objects.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevicesets",
+        "north",
+        {"spec": {"heartbeat": {"periodSeconds": 7}}},
+        _content_type=MERGE,
+    )
+    second = next_desired(probe)
+    wait_until(lambda: told(stack, "d1") == (second.version, 7))
+
+    # A status from before the field (an older operator wrote it): one write adds it.
+    running.stop()
+    stack.objects.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevices",
+        "d1",
+        {"status": {"desiredHeartbeatPeriodSeconds": None}},
+        _content_type=MERGE,
+    )
+    assert told(stack, "d1") == (second.version, None)
+    stack.start_operator()
+    wait_until(lambda: told(stack, "d1") == (second.version, 7))

@@ -26,6 +26,7 @@ OFFLINE = "Offline"
 UNKNOWN = "Unknown"  # written by the operator while no bridge is alive
 CONDITION_TYPES = ("Online", "ConfigApplied", "WorkloadsReady")
 READY_PHASES = frozenset({"Running"})
+DEFAULT_HEARTBEAT_PERIOD = 60.0  # seconds: upstream Flotta's, while no period was told
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -37,7 +38,7 @@ class DeviceContext:
     name: str
     generation: int = 0
     desired_version: str = ""
-    heartbeat_period: float = 60.0
+    heartbeat_period: float = DEFAULT_HEARTBEAT_PERIOD  # the period the device was told
     uid: str = ""
 
 

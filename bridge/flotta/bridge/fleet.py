@@ -11,6 +11,14 @@ or heartbeat follows within ``offline_grace`` seconds (at most its missed-heartb
 broker restart sends the will of every connected device while it shuts down (Mosquitto 2.0
 does), and a flapping link sends one per flap: marking those devices Offline and Online again
 would write every EdgeDevice twice while nothing a user should act on happened.
+
+Missed heartbeats count in the heartbeat period the device was *told*: the operator records
+it in ``status.desiredHeartbeatPeriodSeconds`` next to ``desiredVersion`` (the device's own
+spec, else its EdgeDeviceSet's, else the default). The period a device claims in its
+heartbeats is not used: a device that leaves it out, or claims a longer one, would otherwise
+be declared Offline only after three claimed periods. Until the operator has recorded a period
+(a device that never got a desired state, or a status written by an operator older than the
+field), the default of 60 seconds applies.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from typing import Any
 
 from flotta.bridge.coalescer import REFRESH_PERIODS, WriteCoalescer, refresh_due
 from flotta.bridge.devicestatus import (
+    DEFAULT_HEARTBEAT_PERIOD,
     ONLINE,
     UNKNOWN,
     DeviceContext,
@@ -48,9 +57,13 @@ class DeviceRecord:
     context: DeviceContext
     current: DeviceStatus
     written: DeviceStatus
-    period: float
     last_report: datetime | None = None
     disconnected: bool = False  # a will came, and no birth or heartbeat since
+
+    @property
+    def period(self) -> float:
+        """Seconds: the heartbeat period the device was told."""
+        return self.context.heartbeat_period
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +77,23 @@ class PlannedWrite:
 def context_of(obj: dict[str, Any]) -> DeviceContext:
     """The context of an EdgeDevice API object."""
     metadata = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
     status = obj.get("status") or {}
-    heartbeat = spec.get("heartbeat") or {}
-    period = heartbeat.get("periodSeconds")
     return DeviceContext(
         namespace=str(metadata.get("namespace", "")),
         name=str(metadata.get("name", "")),
         generation=int(metadata.get("generation") or 0),
         desired_version=str(status.get("desiredVersion") or ""),
-        heartbeat_period=float(period) if isinstance(period, int | float) and period > 0 else 60.0,
+        heartbeat_period=told_period(status.get("desiredHeartbeatPeriodSeconds")),
         uid=str(metadata.get("uid", "")),
     )
+
+
+def told_period(value: Any) -> float:
+    """Seconds: the heartbeat period recorded in an EdgeDevice status, or the default when
+    none (or nothing usable) is recorded."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return DEFAULT_HEARTBEAT_PERIOD
 
 
 class Fleet:
@@ -114,7 +132,7 @@ class Fleet:
         seen = from_api(obj.get("status"))
         record = self._devices.get(context.name)
         if record is None or record.context.namespace != context.namespace:
-            record = DeviceRecord(context, seen, seen, context.heartbeat_period)
+            record = DeviceRecord(context, seen, seen)
             self._devices[context.name] = record
             if seen.phase == ONLINE:
                 self.liveness.heard(context.name, record.period, mono)
@@ -154,7 +172,6 @@ class Fleet:
                 self.liveness.heard(device_id, record.period, mono)
             return False
         record.last_report = report.time
-        record.period = float(report.heartbeat_period_seconds)
         record.disconnected = False
         record.current = on_heartbeat(record.current, report, record.context, now)
         self.liveness.heard(device_id, record.period, mono)

@@ -58,6 +58,7 @@ class Assembled:
     payload: bytes
     workloads: tuple[str, ...]  # names of the workloads included
     skipped: tuple[tuple[str, str], ...]  # (workload, reason) left out for this device
+    heartbeat_period: int  # seconds: the period this state tells the device to report at
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,15 @@ def assemble(
     ).encode()
     if len(payload) > DesiredState.MAX_BYTES:
         raise PayloadTooLargeError(DesiredState.KIND, len(payload), DesiredState.MAX_BYTES)
-    return Assembled(device_id, namespace, version, payload, tuple(names), tuple(skipped))
+    return Assembled(
+        device_id,
+        namespace,
+        version,
+        payload,
+        tuple(names),
+        tuple(skipped),
+        configuration.configuration.heartbeat.period_seconds,
+    )
 
 
 def _with_registry_auth(

@@ -18,6 +18,7 @@ class Entry:
     payload: bytes = b""
     published: str = ""  # the version the broker acknowledged last
     in_flight: str = ""  # the version being published
+    heartbeat_period: int = 0  # seconds: the heartbeat period ``version`` tells the device
 
 
 class Ledger:
@@ -27,11 +28,12 @@ class Ledger:
     def current(self, key: Key) -> Entry | None:
         return self._entries.get(key)
 
-    def update(self, key: Key, version: str, payload: bytes) -> bool:
+    def update(self, key: Key, version: str, payload: bytes, heartbeat_period: int) -> bool:
         """Record the current desired state; True when it has to be published."""
         entry = self._entries.setdefault(key, Entry())
         entry.version = version
         entry.payload = payload
+        entry.heartbeat_period = heartbeat_period
         return version not in (entry.published, entry.in_flight)
 
     def start(self, key: Key) -> tuple[str, bytes] | None:

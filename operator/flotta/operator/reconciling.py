@@ -2,7 +2,8 @@
 
 Publishing is pipelined: up to ``max_in_flight`` publishes await their PUBACK at once; an
 acknowledgement records the version and, when a newer one arrived meanwhile, queues the device
-again. API writes (finalizer, ``status.desiredVersion``, ``workload/<name>`` labels) go to a
+again. API writes (finalizer, ``status.desiredVersion`` with the heartbeat period it tells the
+device, ``workload/<name>`` labels) go to a
 separate queue and wait while publishes are pending and for ``device_write_settle`` seconds
 after the last, so they do not slow the fan-out down (its devices are still answering).
 """
@@ -19,9 +20,11 @@ from flotta.operator.errors import TransportError
 from flotta.operator.fleet import Key
 from flotta.operator.hwlabels import hardware_labels
 from flotta.operator.labels import labels_patch, workload_labels_patch
+from flotta.operator.ledger import Entry
 from flotta.pki.sealing import SealingError
 from flotta.ratelimit import TokenBucket
 from flotta.schemas.crd.common import DEVICE_FINALIZER
+from flotta.schemas.crd.device import EdgeDeviceStatus
 from flotta.schemas.errors import PayloadError
 from flotta.schemas.topics import DeviceTopic, device_topic
 
@@ -40,7 +43,7 @@ class Reconciler:
         self._idle = asyncio.Event()  # nothing to publish and nothing in flight
         self._idle.set()
         self._last_settled = float("-inf")  # monotonic time of the last publish's outcome
-        self._written: dict[Key, str] = {}  # desiredVersion last written to the status
+        self._written: dict[Key, dict[str, object]] = {}  # told_patch last written
 
     def _check_idle(self) -> None:
         if self._in_flight == 0 and len(self._context.publish) == 0:
@@ -75,7 +78,9 @@ class Reconciler:
             return
         for workload, reason in assembled.skipped:
             logger.info("device %s/%s: workload %s left out: %s", *key, workload, reason)
-        if context.ledger.update(key, assembled.version, assembled.payload):
+        if context.ledger.update(
+            key, assembled.version, assembled.payload, assembled.heartbeat_period
+        ):
             # Publish at once while the window has room: assembly and publishing overlap.
             if self._can_send():
                 self._send(key)
@@ -91,7 +96,7 @@ class Reconciler:
         status = device.status
         if DEVICE_FINALIZER not in device.metadata.finalizers:
             return True
-        if entry is not None and (status is None or status.desired_version != entry.version):
+        if told_patch(entry, status) is not None:
             return True
         return self._labels_patch(key) is not None
 
@@ -218,22 +223,39 @@ class Reconciler:
         try:
             if meta:
                 await context.kube.patch("edgedevices", *key, {"metadata": meta})
-            status = device.status
+            told = told_patch(entry, device.status)
             if (
-                entry is not None
+                told is not None
+                and entry is not None
                 and entry.published == entry.version
-                and (status is None or status.desired_version != entry.version)
-                and self._written.get(key) != entry.version
+                and self._written.get(key) != told
             ):
-                await context.kube.patch_status(
-                    "edgedevices", *key, {"desiredVersion": entry.version}
-                )
-                self._written[key] = entry.version
+                await context.kube.patch_status("edgedevices", *key, told)
+                self._written[key] = told
         except TransportError as exc:
             context.metrics.errors.labels("api-write").inc()
             logger.info("device %s/%s: write failed, retrying later: %s", *key, exc)
             await asyncio.sleep(0.5)
             context.device_writes.add(key)
+
+
+def told_patch(entry: Entry | None, status: EdgeDeviceStatus | None) -> dict[str, object] | None:
+    """The status fields that say what the device is told, when the status does not say so yet:
+    ``desiredVersion`` and the heartbeat period of that version (the bridge counts missed
+    heartbeats with it). The period is part of the version's content, so it changes only with
+    the version; a status written before the period was recorded gets it once."""
+    if entry is None or not entry.version:
+        return None
+    if (
+        status is not None
+        and status.desired_version == entry.version
+        and status.desired_heartbeat_period_seconds == entry.heartbeat_period
+    ):
+        return None
+    return {
+        "desiredVersion": entry.version,
+        "desiredHeartbeatPeriodSeconds": entry.heartbeat_period,
+    }
 
 
 async def _take(budget: TokenBucket, count: int) -> None:

@@ -44,6 +44,9 @@ class EdgeDeviceStatus(ApiModel):
     last_seen_time: datetime | None = None
     last_synced_resource_version: str = ""
     desired_version: str = ""
+    # The heartbeat period of the configuration published as ``desired_version`` (device,
+    # else set, else default): what the bridge's liveness counts with, whatever the device says.
+    desired_heartbeat_period_seconds: Annotated[int, Field(ge=1, le=86400)] | None = None
     applied_version: str = ""
     hardware: Hardware | None = None
     workloads: list[WorkloadStatus] | None = None
