@@ -8,7 +8,7 @@ STATE_DIR ?= .flotta
 DEVICES ?= 50
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages python-env up down test check lint typecheck crds bench
+.PHONY: setup system-packages python-env up down test check lint typecheck crds json-schemas bench
 
 setup: system-packages python-env
 
@@ -45,6 +45,9 @@ test: setup
 
 crds: python-env
 	$(BIN)/python -m flotta.schemas.crdgen deploy/crds
+
+json-schemas: python-env
+	$(BIN)/python -m flotta.schemas.jsonschemas schemas/json
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

@@ -25,11 +25,14 @@ class ApiModel(BaseModel):
 
 
 class WireModel(BaseModel):
-    """A message payload: camelCase, strict (unknown fields are an error within a version)."""
+    """A message payload: camelCase, strict (unknown fields are an error within a version).
+
+    A field's docstring is its description in the published JSON Schemas (``schemas/json/``)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        use_attribute_docstrings=True,
     )

@@ -23,6 +23,7 @@ class Payload(WireModel):
     MAX_BYTES: ClassVar[int] = 64 * KiB
 
     schema_version: Literal[1] = SCHEMA_VERSION
+    """The contract version: the number 1, required in every payload."""
 
     @field_validator("schema_version", mode="before")
     @classmethod

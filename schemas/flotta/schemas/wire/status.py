@@ -18,43 +18,80 @@ UpgradeStatus = Literal["", "InProgress", "Succeeded", "Failed", "Unsupported"]
 
 
 class WorkloadReport(WireModel):
+    """One workload of the desired state, as the device runs it."""
+
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """The workload's name in the desired state."""
     phase: WorkloadPhase
+    """``Running`` when every container runs; ``Pending`` / ``Deploying`` on the way;
+    ``Exited``, ``Failed``, ``Stopped`` otherwise; ``Removing`` while it goes."""
     message: Text = ""
+    """Why it is not running, for a person (an image pull error, an exit code)."""
     since: Time | None = None
+    """When the workload entered this phase."""
     last_data_upload: Time | None = None
+    """Upstream Flotta's last data sync time (not produced by this agent)."""
 
 
 class HardwareReport(WireModel):
     """``full`` replaces the recorded inventory; ``delta`` replaces only the sections it has."""
 
     scope: Literal["full", "delta"]
+    """As the desired ``configuration.heartbeat.hardwareProfile.scope`` asks."""
     hardware: Hardware
+    """Upstream Flotta's hardware inventory, as in the EdgeDevice's ``status.hardware``;
+    sections beyond the listed fields are kept."""
 
 
 class UpgradeReport(WireModel):
+    """The OS image (rpm-ostree) as the device runs it."""
+
     supported: bool
+    """False where the OS cannot be updated as an image (then the rest is empty)."""
     current_commit_id: Annotated[str, Field(alias="currentCommitID", max_length=128)] = ""
+    """The booted OS commit."""
     requested_commit_id: Annotated[str, Field(alias="requestedCommitID", max_length=128)] = ""
+    """The commit the desired state asks for, while an upgrade is pending or failed."""
     last_upgrade_status: UpgradeStatus = ""
+    """How the last upgrade went; empty when there was none."""
     last_upgrade_time: Time | None = None
+    """When the last upgrade finished."""
     message: Text = ""
+    """Why an upgrade failed, for a person."""
 
 
 class TelemetryBuffer(WireModel):
+    """The device's on-disk buffer of metrics and logs not yet confirmed by a receipt."""
+
     buffered_records: Count = 0
+    """Samples and log lines waiting in the buffer."""
     dropped_records: Count = 0
+    """Records the buffer dropped (full) since the device started."""
 
 
 class StatusReport(Payload):
+    """The heartbeat: sent (QoS 1, not retained) after every connect and then every
+    ``configuration.heartbeat.periodSeconds`` of the desired state (60 s before the first).
+    A device that misses three periods is marked Offline."""
+
     KIND: ClassVar[str] = "status"
     MAX_BYTES: ClassVar[int] = 128 * KiB
 
     time: Time
+    """When the device wrote the report; a report older than one already applied is skipped."""
     applied_version: ShortText = ""
+    """The ``version`` of the desired state the device runs; empty before the first."""
     heartbeat_period_seconds: Annotated[int, Field(ge=1, le=86400)] = 60
+    """The period the device sends heartbeats at, for information: liveness is judged by the
+    period the device was told."""
     workloads: Annotated[list[WorkloadReport], Field(max_length=256)] = Field(default_factory=list)
+    """Every workload of the applied desired state."""
     hardware: HardwareReport | None = None
+    """The hardware inventory, when the desired heartbeat configuration asks for it and it
+    changed (or in the first report after a start)."""
     upgrade: UpgradeReport | None = None
+    """The OS image's state; absent when the device does not report it."""
     telemetry: TelemetryBuffer | None = None
+    """The telemetry buffer's fill; absent when the device buffers nothing."""
     certificate_not_after: Time | None = None
+    """When the device's certificate expires (the operator renews it before that)."""

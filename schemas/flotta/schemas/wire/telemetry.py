@@ -26,56 +26,86 @@ LabelName = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class MetricSample(WireModel):
+    """One sample of one series, in Prometheus' data model."""
+
     name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
+    """The metric name, as Prometheus spells it."""
     labels: Annotated[
         dict[LabelName, Annotated[str, Field(max_length=1024)]], Field(max_length=64)
     ] = Field(default_factory=dict)
+    """The series' labels (``workload`` and ``container`` for workload metrics)."""
     value: Finite
+    """The sample's value (finite)."""
     timestamp_ms: Count
+    """When it was taken: milliseconds since the Unix epoch, by the device's clock."""
 
 
 class MetricsBatch(Payload):
+    """Samples from the device's buffer. The device keeps the batch until a receipt (kind
+    ``metrics``) names its stream and sequence, and sends it again, unchanged, otherwise."""
+
     KIND: ClassVar[str] = "metrics"
     MAX_BYTES: ClassVar[int] = 256 * KiB
 
     stream: StreamId
+    """Names the device's buffer (a new one after the buffer was wiped)."""
     sequence: Count
+    """The batch's number within ``stream``; with the device and kind it identifies the batch,
+    so a copy is stored once."""
     samples: Annotated[list[MetricSample], Field(max_length=10000)]
+    """The samples, oldest first."""
     dropped: Count = 0
+    """Samples the buffer dropped (full) just before this batch."""
 
     def message_id(self, device_id: str) -> str:
         return f"{device_id}:metrics:{self.stream}:{self.sequence}"
 
 
 class LogLine(WireModel):
+    """One line a workload's container wrote."""
+
     workload: Annotated[str, Field(min_length=1, max_length=253)]
+    """The workload that wrote it."""
     container: Annotated[str, Field(max_length=253)] = ""
+    """The container within the workload."""
     time: Time
+    """When it was written, by the device's clock."""
     stream: Literal["stdout", "stderr", "system"] = "stdout"
+    """Where it was written (``system``: the device's own note about the workload)."""
     line: Annotated[str, Field(max_length=16 * KiB)]
+    """The text, without the line break."""
 
 
 class LogsBatch(Payload):
+    """Log lines from the device's buffer, confirmed by receipts as metrics batches are."""
+
     KIND: ClassVar[str] = "logs"
     MAX_BYTES: ClassVar[int] = 256 * KiB
 
     stream: StreamId
+    """Names the device's buffer (a new one after the buffer was wiped)."""
     sequence: Count
+    """The batch's number within ``stream``."""
     lines: Annotated[list[LogLine], Field(max_length=10000)]
+    """The lines, oldest first."""
     dropped: Count = 0
+    """Lines the buffer dropped (full) just before this batch."""
 
     def message_id(self, device_id: str) -> str:
         return f"{device_id}:logs:{self.stream}:{self.sequence}"
 
 
 class TelemetryReceipt(Payload):
-    """Batches of one kind and buffer stream that JetStream has stored (or already had); for
-    kind ``events``, the events of one stream (:class:`~flotta.schemas.wire.events.DeviceEvent`
-    ``stream`` and ``sequence``)."""
+    """The bridge's confirmation that JetStream holds (or already held) these batches of one
+    kind and buffer stream, or for kind ``events`` these events (their ``stream`` and
+    ``sequence``)."""
 
     KIND: ClassVar[str] = "receipt"
     MAX_BYTES: ClassVar[int] = 16 * KiB
 
     kind: Literal["metrics", "logs", "events"]
+    """What the sequences number: metrics batches, logs batches or events."""
     stream: StreamId
+    """The ``stream`` of the batches or events."""
     sequences: Annotated[list[Count], Field(min_length=1, max_length=1024)]
+    """The sequences now stored; the device may forget those batches or events."""
