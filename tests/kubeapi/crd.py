@@ -83,6 +83,24 @@ def widget_crd(plural: str = PLURAL, kind: str = "Widget") -> dict[str, Any]:
                                             "items": {"type": "string"},
                                             "maxItems": 3,
                                         },
+                                        "aliases": {
+                                            "type": "array",
+                                            "items": {"type": "string"},
+                                            "x-kubernetes-list-type": "set",
+                                        },
+                                        "ports": {
+                                            "type": "array",
+                                            "x-kubernetes-list-type": "map",
+                                            "x-kubernetes-list-map-keys": ["name"],
+                                            "items": {
+                                                "type": "object",
+                                                "required": ["name"],
+                                                "properties": {
+                                                    "name": {"type": "string"},
+                                                    "port": {"type": "integer"},
+                                                },
+                                            },
+                                        },
                                     },
                                 },
                                 "status": {

@@ -334,3 +334,94 @@ def test_explain_project_kinds(kube: Any) -> None:
     whole = _explain(kube, "ed")
     assert "An enrolled device: its configuration (spec) and what it reports (status)." in whole
     assert "metadata <ObjectMeta>" in whole
+
+
+def _server_side(kube: Any, obj: dict[str, Any], namespace: str, *flags: str) -> Any:
+    return kube.kubectl(
+        "apply",
+        "--server-side",
+        *flags,
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(obj),
+        check=False,
+    )
+
+
+def _managers(kube: Any, namespace: str, name: str) -> dict[str, str]:
+    obj = yaml.safe_load(
+        kube.kubectl(
+            "get", "widget", name, "-n", namespace, "-o", "yaml", "--show-managed-fields"
+        ).stdout
+    )
+    return {e["manager"]: e["operation"] for e in obj["metadata"].get("managedFields", [])}
+
+
+def test_server_side_apply(kube: Any, kube_namespace: str, tmp_path: Path) -> None:
+    _apply_crd(kube, tmp_path)
+    body = widget("ssa", color="blue", size=4, tags=["a"])
+    body["metadata"]["labels"] = {"team": "edge"}
+    created = _server_side(kube, body, kube_namespace)
+    assert created.returncode == 0, created.stderr
+    assert "widget.example.flotta.io/ssa serverside-applied" in created.stdout
+    assert _managers(kube, kube_namespace, "ssa") == {"kubectl": "Apply"}
+
+    body["spec"]["size"] = 5
+    del body["spec"]["tags"]
+    updated = _server_side(kube, body, kube_namespace)
+    assert updated.returncode == 0, updated.stderr
+    stored = yaml.safe_load(
+        kube.kubectl("get", "widget", "ssa", "-n", kube_namespace, "-o", "yaml").stdout
+    )
+    assert stored["spec"] == {"color": "blue", "size": 5}  # tags dropped from the file: gone
+    assert stored["metadata"]["labels"] == {"team": "edge"}
+
+    kube.kubectl(
+        "patch",
+        "widget",
+        "ssa",
+        "-n",
+        kube_namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"color":"green"}}',
+    )
+    assert _managers(kube, kube_namespace, "ssa") == {"kubectl": "Apply", "kubectl-patch": "Update"}
+    conflict = _server_side(kube, body, kube_namespace)
+    assert conflict.returncode != 0
+    assert "Apply failed with 1 conflict" in conflict.stderr
+    assert 'conflict with "kubectl-patch"' in conflict.stderr
+    assert ".spec.color" in conflict.stderr
+    forced = _server_side(kube, body, kube_namespace, "--force-conflicts")
+    assert forced.returncode == 0, forced.stderr
+    color = kube.kubectl(
+        "get", "widget", "ssa", "-n", kube_namespace, "-o", "jsonpath={.spec.color}"
+    ).stdout
+    assert color == "blue"
+
+    same = kube.kubectl(
+        "diff",
+        "--server-side",
+        "-n",
+        kube_namespace,
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(body),
+        check=False,
+    )
+    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    body["spec"]["size"] = 6
+    changed = kube.kubectl(
+        "diff",
+        "--server-side",
+        "-n",
+        kube_namespace,
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(body),
+        check=False,
+    )
+    assert changed.returncode == 1, changed.stderr
+    assert "+  size: 6" in changed.stdout

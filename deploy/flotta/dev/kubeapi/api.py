@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flotta.dev.kubeapi import objects
+from flotta.dev.kubeapi import applying, objects
 from flotta.dev.kubeapi.errors import (
     AlreadyExistsError,
     BadRequestError,
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 Warnings = list[str]  # messages for the response's Warning headers
+ManagedFields = list[dict[str, Any]]  # metadata.managedFields entries
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,11 @@ class Api:
         strict: bool = False,
         warnings: Warnings | None = None,
         dry_run: bool = False,
+        manager: str = "",
+        managed: ManagedFields | None = None,
     ) -> Entry:
+        """Create; ``manager`` gets an Update entry in managedFields, unless an apply
+        computed them (``managed``)."""
         if not isinstance(body, dict):
             raise BadRequestError("the request body must be a JSON object")
         self._require_namespace(resource, namespace, creating=True)
@@ -265,6 +270,12 @@ class Api:
             obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
             obj["status"] = {"phase": "Active"}
         _warn(warnings, objects.conform(resource, obj, strict=strict))
+        if managed is None and manager:
+            managed = applying.record_update(
+                None, obj, [], resource, manager=manager, subresource="", moment=objects.now()
+            )
+        if managed:
+            obj["metadata"]["managedFields"] = managed
         if resource.key == CRD_KEY:
             self._check_crd(obj)
         if self.storage.get(resource.key, namespace, name) is not None:
@@ -308,6 +319,7 @@ class Api:
         strict: bool = False,
         warnings: Warnings | None = None,
         dry_run: bool = False,
+        manager: str = "",
     ) -> Entry:
         if not isinstance(body, dict):
             raise BadRequestError("the request body must be a JSON object")
@@ -347,6 +359,7 @@ class Api:
             strict=strict,
             warnings=warnings,
             dry_run=dry_run,
+            manager=manager,
         )
 
     def _update(
@@ -361,14 +374,39 @@ class Api:
         strict: bool,
         warnings: Warnings | None,
         dry_run: bool,
+        manager: str,
+        managed: ManagedFields | None = None,
     ) -> Entry:
         if subresource and not (subresource == "status" and resource.status_subresource):
             raise NotFoundError(f"the server could not find the requested resource ({subresource})")
+        given = (
+            body["metadata"].get("managedFields")
+            if isinstance(body.get("metadata"), dict)
+            else None
+        )
         new = objects.prepare_update(resource, old, body, subresource=subresource)
         _warn(warnings, objects.conform(resource, new, strict=strict))
         if resource.key == CRD_KEY and subresource != "status":
             self._check_crd(new)
         stored = previous.load()  # untouched by conform, which may edit values shared with old
+        if managed is None:
+            managed = stored["metadata"].get("managedFields") or []
+            if isinstance(given, list) and given != managed:
+                managed = given  # the client replaced them (as kubectl's apply migration does)
+            if manager:
+                managed = applying.record_update(
+                    stored,
+                    new,
+                    managed,
+                    resource,
+                    manager=manager,
+                    subresource=subresource,
+                    moment=objects.now(),
+                )
+        if managed:
+            new["metadata"]["managedFields"] = managed
+        else:
+            new["metadata"].pop("managedFields", None)
         objects.bump_generation(resource, stored, new)
         if objects.same_content(stored, new):
             return previous
@@ -390,6 +428,7 @@ class Api:
         strict: bool = False,
         warnings: Warnings | None = None,
         dry_run: bool = False,
+        manager: str = "",
     ) -> Entry:
         if (
             content_type == STRATEGIC_MERGE_PATCH
@@ -398,7 +437,8 @@ class Api:
         ):
             raise UnsupportedMediaTypeError(
                 "the body of the request was in an unknown format - accepted media types include:"
-                " application/json-patch+json, application/merge-patch+json"
+                " application/json-patch+json, application/merge-patch+json,"
+                " application/apply-patch+yaml"
             )
         self._require_namespace(resource, namespace, creating=False)
         previous = self.get(resource, namespace, name)
@@ -427,7 +467,83 @@ class Api:
             strict=strict,
             warnings=warnings,
             dry_run=dry_run,
+            manager=manager,
         )
+
+    def apply(
+        self,
+        resource: ResourceType,
+        namespace: str,
+        name: str,
+        config: Any,
+        *,
+        manager: str,
+        force: bool = False,
+        subresource: str = "",
+        strict: bool = False,
+        warnings: Warnings | None = None,
+        dry_run: bool = False,
+    ) -> tuple[Entry, bool]:
+        """Server-side apply; returns the object and whether the apply created it."""
+        if not isinstance(config, dict) or not isinstance(config.get("metadata", {}), dict):
+            raise BadRequestError("the applied configuration must be an object")
+        if config.get("apiVersion") != resource.api_version or config.get("kind") != resource.kind:
+            raise BadRequestError(
+                f"the API version and kind in the data ({config.get('apiVersion')},"
+                f" {config.get('kind')}) do not match the expected ones"
+                f" ({resource.api_version}, {resource.kind})"
+            )
+        if config.get("metadata", {}).get("name") not in (None, name):
+            raise BadRequestError(
+                f"the name of the object ({config['metadata']['name']})"
+                f" does not match the name on the URL ({name})"
+            )
+        previous = self.storage.get(resource.key, namespace, name)
+        live = previous.load() if previous is not None else None
+        if live is None and subresource:
+            raise _not_found(resource, name)
+        given_version = config.get("metadata", {}).get("resourceVersion")
+        if given_version and (
+            live is None or str(given_version) != live["metadata"]["resourceVersion"]
+        ):
+            raise _conflict(resource, name)
+        result = applying.apply(
+            live,
+            config,
+            resource,
+            manager=manager,
+            force=force,
+            subresource=subresource,
+            moment=objects.now(),
+        )
+        managed = result.obj["metadata"].pop("managedFields")
+        if previous is None or live is None:
+            result.obj["metadata"]["name"] = name
+            entry = self.create(
+                resource,
+                namespace,
+                result.obj,
+                strict=strict,
+                warnings=warnings,
+                dry_run=dry_run,
+                managed=managed,
+            )
+            return entry, True
+        self._require_namespace(resource, namespace, creating=False)
+        entry = self._update(
+            resource,
+            namespace,
+            previous,
+            live,
+            result.obj,
+            subresource=subresource,
+            strict=strict,
+            warnings=warnings,
+            dry_run=dry_run,
+            manager=manager,
+            managed=managed,
+        )
+        return entry, False
 
     def delete(
         self,

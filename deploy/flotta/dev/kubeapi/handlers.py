@@ -15,6 +15,7 @@ from aiohttp import web
 
 from flotta.dev.kubeapi import discovery, openapi, streaming, tables
 from flotta.dev.kubeapi.api import Api
+from flotta.dev.kubeapi.applying import manager_from_user_agent
 from flotta.dev.kubeapi.errors import (
     ApiError,
     BadRequestError,
@@ -38,6 +39,7 @@ from flotta.dev.kubeapi.watching import error_line
 logger = logging.getLogger(__name__)
 
 TABLE_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+APPLY_PATCH = "application/apply-patch+yaml"
 _ANONYMOUS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
 
 
@@ -91,6 +93,22 @@ def _dry_run(values: list[Any], options_kind: str) -> bool:
             causes=(Cause("FieldValueNotSupported", message, "dryRun"),),
         )
     return bool(values)
+
+
+def _invalid_options(options_kind: str, cause: Cause) -> InvalidError:
+    return InvalidError(
+        f'{options_kind}.meta.k8s.io "" is invalid: {cause.field}: {cause.message}',
+        group="meta.k8s.io",
+        kind=options_kind,
+        causes=(cause,),
+    )
+
+
+def _manager(request: web.Request) -> str:
+    """The fieldManager of a plain write: given, or derived from the user agent."""
+    return request.query.get("fieldManager") or manager_from_user_agent(
+        request.headers.get("User-Agent", "")
+    )
 
 
 def _wants_table(request: web.Request) -> bool:
@@ -246,15 +264,27 @@ class Handlers:
                 strict=self._strict(request),
                 warnings=(warnings := self._warnings(request)),
                 dry_run=_dry_run(request.query.getall("dryRun", []), "UpdateOptions"),
+                manager=_manager(request),
             )
             return _with_warnings(self._one(request, target.resource, entry), warnings)
         if method == "PATCH":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
-            if content_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH):
+            if content_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH):
                 raise UnsupportedMediaTypeError(
                     "the body of the request was in an unknown format - accepted media types"
                     " include: application/json-patch+json, application/merge-patch+json,"
-                    " application/strategic-merge-patch+json"
+                    " application/apply-patch+yaml, application/strategic-merge-patch+json"
+                )
+            if content_type == APPLY_PATCH:
+                return await self._apply(request, target, namespace)
+            if "force" in request.query:
+                raise _invalid_options(
+                    "PatchOptions",
+                    Cause(
+                        "FieldValueForbidden",
+                        "Forbidden: may not be specified for non-apply patch",
+                        "force",
+                    ),
                 )
             entry = self.api.patch(
                 target.resource,
@@ -266,6 +296,7 @@ class Handlers:
                 strict=self._strict(request),
                 warnings=(warnings := self._warnings(request)),
                 dry_run=_dry_run(request.query.getall("dryRun", []), "PatchOptions"),
+                manager=_manager(request),
             )
             return _with_warnings(self._one(request, target.resource, entry), warnings)
         if method == "DELETE":
@@ -332,8 +363,36 @@ class Handlers:
             strict=self._strict(request),
             warnings=(warnings := self._warnings(request)),
             dry_run=_dry_run(request.query.getall("dryRun", []), "CreateOptions"),
+            manager=_manager(request),
         )
         return _with_warnings(self._one(request, target.resource, entry, 201), warnings)
+
+    async def _apply(self, request: web.Request, target: Target, namespace: str) -> web.Response:
+        manager = request.query.get("fieldManager", "")
+        if not manager:
+            raise _invalid_options(
+                "PatchOptions",
+                Cause(
+                    "FieldValueRequired",
+                    "Required value: is required for apply patch",
+                    "fieldManager",
+                ),
+            )
+        dry_run = _dry_run(request.query.getall("dryRun", []), "PatchOptions")
+        entry, created = self.api.apply(
+            target.resource,
+            namespace,
+            target.name,
+            await self._body(request),
+            manager=manager,
+            force=request.query.get("force", "").lower() in ("true", "1"),
+            subresource=target.subresource,
+            strict=self._strict(request),
+            warnings=(warnings := self._warnings(request)),
+            dry_run=dry_run,
+        )
+        response = self._one(request, target.resource, entry, 201 if created else 200)
+        return _with_warnings(response, warnings)
 
     def _selectors(self, request: web.Request, target: Target) -> tuple[Any, Any]:
         try:
