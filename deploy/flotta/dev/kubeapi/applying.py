@@ -10,7 +10,6 @@ forced, which moves the ownership.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,26 +142,33 @@ def record_update(
     mine: Entry | None = None
     for entry in entries:
         if _matches(entry, manager, UPDATE, resource.api_version, subresource):
-            mine = copy.deepcopy(entry)
+            mine = dict(entry)
             result.append(mine)
             continue
-        trie = copy.deepcopy(entry.get("fieldsV1") or {})
-        changed = False
+        trie = entry.get("fieldsV1") or {}
+        if not any(fieldsets.trie_reaches(trie, p) for p in gained | change.removed):
+            result.append(entry)  # untouched: neither copied nor edited
+            continue
+        trie = fieldsets.trie_copy(trie)
         for path in gained:
-            changed = fieldsets.trie_discard(trie, path) or changed
+            fieldsets.trie_discard(trie, path)
         for path in change.removed:
-            changed = fieldsets.trie_discard(trie, path, subtree=True) or changed
-        result.append({**entry, "fieldsV1": trie} if changed else entry)
+            fieldsets.trie_discard(trie, path, subtree=True)
+        result.append({**entry, "fieldsV1": trie})
     if mine is None:
         if not gained:
             return _sorted(result)
         mine = _entry(manager, UPDATE, resource.api_version, moment, subresource, {})
         result.append(mine)
     trie = mine["fieldsV1"]
-    for path in change.removed:
-        fieldsets.trie_discard(trie, path, subtree=True)
-    for path in gained:
-        fieldsets.trie_add(trie, path)
+    if any(fieldsets.trie_reaches(trie, p) for p in change.removed) or not all(
+        fieldsets.trie_holds(trie, p) for p in gained
+    ):  # the common case, a manager changing again what it owns, copies nothing
+        trie = mine["fieldsV1"] = fieldsets.trie_copy(trie)
+        for path in change.removed:
+            fieldsets.trie_discard(trie, path, subtree=True)
+        for path in gained:
+            fieldsets.trie_add(trie, path)
     mine["time"] = moment
     return _sorted(result)
 

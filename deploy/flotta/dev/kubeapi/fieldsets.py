@@ -191,6 +191,33 @@ def trie_add(trie: Trie, path: Path) -> None:
         node[_SELF] = {}
 
 
+def trie_reaches(trie: Trie, path: Path) -> bool:
+    """Whether the trie holds a node at ``path`` (a member or not)."""
+    node = trie
+    for element in path:
+        child = node.get(element)
+        if child is None:
+            return False
+        node = child
+    return True
+
+
+def trie_holds(trie: Trie, path: Path) -> bool:
+    """Whether ``path`` is a member of the trie."""
+    node = trie
+    for element in path:
+        child = node.get(element)
+        if child is None:
+            return False
+        node = child
+    return not node or _SELF in node
+
+
+def trie_copy(trie: Trie) -> Trie:
+    """A copy to edit (tries hold nothing but nested dicts)."""
+    return {key: trie_copy(child) if child else {} for key, child in trie.items()}
+
+
 def trie_discard(trie: Trie, path: Path, *, subtree: bool = False) -> bool:
     """Remove ``path`` (with its descendants when ``subtree``); True when anything went."""
     if not path:
