@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes import client
 
 from tests.kubeapi.crd import GROUP, widget, widget_crd
 
@@ -50,3 +51,22 @@ def test_explain_of_built_in_kinds(kube: Any) -> None:
     else:
         assert explained.returncode == 0, explained.stderr
         assert "FIELD: data <map[string]string>" in explained.stdout
+
+
+def test_update_managers_are_not_capped(kube: Any, kube_namespace: str) -> None:
+    core = client.CoreV1Api(kube.api_client())
+    core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "many"}})
+    for index in range(12):
+        core.patch_namespaced_config_map(
+            "many",
+            kube_namespace,
+            {"data": {f"k{index}": "v"}},
+            field_manager=f"writer-{index}",
+        )
+    entries = core.read_namespaced_config_map("many", kube_namespace).metadata.managed_fields
+    managers = {e.manager for e in entries if e.operation == "Update"}
+    if kube.local:  # every Update manager keeps its entry
+        assert {f"writer-{index}" for index in range(12)} <= managers
+    else:  # beyond ten, the oldest are merged into one entry
+        assert len(managers) <= 10
+        assert "ancient-changes" in managers
