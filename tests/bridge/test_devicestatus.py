@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 from flotta.bridge.devicestatus import (
     DeviceContext,
     DeviceStatus,
+    Wanted,
     from_api,
     on_connection,
     on_context,
     on_heartbeat,
     on_missed_heartbeats,
+    overall,
     status_patch,
     visible_changes,
 )
@@ -45,6 +47,7 @@ def test_first_heartbeat_makes_device_online_with_conditions() -> None:
         "Online": ("True", "DeviceOnline"),
         "ConfigApplied": ("True", "VersionApplied"),
         "WorkloadsReady": ("True", "AllRunning"),
+        "Ready": ("True", "DeviceReady"),
     }
     assert all(c.observed_generation == 3 for c in status.conditions)
     assert status.observed_generation == 3
@@ -151,3 +154,65 @@ def test_from_api_tolerates_garbage() -> None:
     status = from_api({"workloads": ["x", {"name": "w"}], "conditions": [1], "phase": 5})
     assert status.phase is None
     assert [w.name for w in status.workloads] == ["w"]
+
+
+ONLINE: Wanted = ("Online", "True", "DeviceOnline", "the device reports")
+APPLIED: Wanted = ("ConfigApplied", "True", "VersionApplied", "version v2 applied")
+RUNNING: Wanted = ("WorkloadsReady", "True", "AllRunning", "1 running")
+
+
+def test_ready_is_true_only_when_online_applied_and_running() -> None:
+    assert overall(ONLINE, APPLIED, RUNNING)[:3] == ("Ready", "True", "DeviceReady")
+    no_workloads: Wanted = ("WorkloadsReady", "True", "NoWorkloads", "no workloads")
+    assert overall(ONLINE, APPLIED, no_workloads)[1] == "True"
+
+
+def test_ready_is_false_with_the_first_failing_reason() -> None:
+    pending: Wanted = ("ConfigApplied", "False", "VersionPending", "applied v1, desired v2")
+    none_yet: Wanted = ("ConfigApplied", "Unknown", "NoDesiredVersion", "no desired version yet")
+    failing: Wanted = ("WorkloadsReady", "False", "WorkloadsNotReady", "web: Failed")
+    assert overall(ONLINE, pending, failing) == (
+        "Ready",
+        "False",
+        "VersionPending",
+        "ConfigApplied: applied v1, desired v2",
+    )
+    assert overall(ONLINE, none_yet, RUNNING)[1:3] == ("False", "NoDesiredVersion")
+    assert overall(ONLINE, APPLIED, failing) == (
+        "Ready",
+        "False",
+        "WorkloadsNotReady",
+        "WorkloadsReady: web: Failed",
+    )
+
+
+def test_ready_is_unknown_while_the_device_does_not_report() -> None:
+    missed: Wanted = ("Online", "False", "HeartbeatsMissed", "no heartbeat for 3 periods")
+    assert overall(missed, APPLIED, RUNNING)[1:3] == ("Unknown", "HeartbeatsMissed")
+    status = on_heartbeat(DeviceStatus(), report(("web", "Running")), CTX, T0)
+    offline = on_missed_heartbeats(status, CTX, T0 + timedelta(seconds=30))
+    assert conditions(offline)["Ready"] == ("Unknown", "HeartbeatsMissed")
+
+
+def test_ready_changes_only_with_the_others() -> None:
+    """Every transition of a heartbeat sequence: Ready never is the only visible change."""
+    sequence = [
+        report(("web", "Running")),
+        report(("web", "Running")),
+        report(("web", "Failed")),
+        report(("web", "Failed"), applied="v1"),
+        report(("web", "Running"), applied="v1"),
+        report(("web", "Running"), ("db", "Pending")),
+        report(),
+    ]
+    status = DeviceStatus()
+    for n, item in enumerate(sequence):
+        later = on_heartbeat(status, item, CTX, T0 + timedelta(seconds=n))
+        others = [c.visible() for c in later.conditions if c.type != "Ready"]
+        before = [c.visible() for c in status.conditions if c.type != "Ready"]
+        if others == before:
+            assert visible_changes(status, later) == ()
+        status = later
+    offline = on_missed_heartbeats(status, CTX, T0 + timedelta(seconds=60))
+    again = on_missed_heartbeats(offline, CTX, T0 + timedelta(seconds=90))
+    assert visible_changes(offline, again) == ()

@@ -315,3 +315,22 @@ def test_a_told_period_is_read_only_when_usable() -> None:
     assert told_period(0) == DEFAULT_HEARTBEAT_PERIOD
     assert told_period("10") == DEFAULT_HEARTBEAT_PERIOD
     assert told_period(True) == DEFAULT_HEARTBEAT_PERIOD
+
+
+def test_a_status_from_before_the_ready_condition_gets_it_in_one_ordinary_write() -> None:
+    fleet = new_fleet()
+    fleet.observed(device("d1"), T0, 0)
+    fleet.heartbeat("d1", heartbeat(T0), T0, 0)
+    planned = fleet.plan("d1")
+    assert planned is not None
+    older = dict(planned.patch["status"])
+    older["conditions"] = [c for c in older["conditions"] if c["type"] != "Ready"]
+    restarted = new_fleet()
+    restarted.observed(device("d1", older), T0, 0)
+    assert drain(restarted, 0) == [("d1", WriteKind.CHANGE)]  # not urgent: behind failures
+    record = restarted.record("d1")
+    assert record is not None
+    assert [c.type for c in record.written.conditions][-1] == "Ready"
+    t = T0 + timedelta(seconds=10)
+    restarted.heartbeat("d1", heartbeat(t), t, 10)
+    assert drain(restarted, 10) == []

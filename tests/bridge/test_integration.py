@@ -99,6 +99,7 @@ async def test_heartbeats_become_status_written_sparingly(
             "Online": "True",
             "ConfigApplied": "True",
             "WorkloadsReady": "True",
+            "Ready": "True",
         }
         assert status["desiredVersion"] == "v1"  # the operator's field is untouched
         assert status["hardware"]["cpu"]["count"] == 4
@@ -129,6 +130,7 @@ async def test_heartbeats_become_status_written_sparingly(
             within=10.0,
         )
         assert conditions(status)["WorkloadsReady"] == "False"
+        assert conditions(status)["Ready"] == "False"
         assert bridge.status_writer.written == writes_before + 1
     finally:
         await asyncio.to_thread(device.close)

@@ -36,12 +36,14 @@ def test_unknown_keeps_the_other_conditions() -> None:
         "conditions": [
             {"type": "Online", "status": "True", "reason": "Heartbeat"},
             {"type": "WorkloadsReady", "status": "True", "reason": "AllRunning"},
+            {"type": "Ready", "status": "True", "reason": "DeviceReady"},
         ],
     }
     patch = unknown_status(status, NOW)
     assert patch["phase"] == "Unknown"
-    online = next(c for c in patch["conditions"] if c["type"] == "Online")
-    assert (online["status"], online["reason"]) == ("Unknown", REASON)
+    for kind in ("Online", "Ready"):
+        (condition,) = [c for c in patch["conditions"] if c["type"] == kind]
+        assert (condition["status"], condition["reason"]) == ("Unknown", REASON)
     assert {"type": "WorkloadsReady", "status": "True", "reason": "AllRunning"} in patch[
         "conditions"
     ]

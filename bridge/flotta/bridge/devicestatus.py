@@ -2,8 +2,9 @@
 what a user would see change.
 
 The bridge owns ``phase`` (Online/Offline), ``lastSeenTime``, ``appliedVersion``,
-``hardware``, ``workloads``, ``upgradeInformation``, its three conditions (Online,
-ConfigApplied, WorkloadsReady) and ``observedGeneration``. The operator owns
+``hardware``, ``workloads``, ``upgradeInformation``, its four conditions (Online,
+ConfigApplied, WorkloadsReady, and Ready, which sums the other three up) and
+``observedGeneration``. The operator owns
 ``desiredVersion``, ``certificate`` and the initial phase ``Enrolled``; the bridge only reads
 them. Everything here is pure: time comes in as an argument.
 
@@ -24,7 +25,7 @@ from flotta.schemas.wire.status import StatusReport, UpgradeReport
 ONLINE = "Online"
 OFFLINE = "Offline"
 UNKNOWN = "Unknown"  # written by the operator while no bridge is alive
-CONDITION_TYPES = ("Online", "ConfigApplied", "WorkloadsReady")
+CONDITION_TYPES = ("Online", "ConfigApplied", "WorkloadsReady", "Ready")
 READY_PHASES = frozenset({"Running"})
 DEFAULT_HEARTBEAT_PERIOD = 60.0  # seconds: upstream Flotta's, while no period was told
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -275,9 +276,10 @@ def _condition(status: DeviceStatus, kind: str) -> ConditionState | None:
     return None
 
 
-def _wanted(
-    status: DeviceStatus, context: DeviceContext, offline_reason: str
-) -> list[tuple[str, str, str, str]]:
+Wanted = tuple[str, str, str, str]  # type, status, reason, message
+
+
+def _wanted(status: DeviceStatus, context: DeviceContext, offline_reason: str) -> list[Wanted]:
     if status.phase == ONLINE:
         online = ("Online", "True", "DeviceOnline", "the device reports")
     elif offline_reason == "HeartbeatsMissed":
@@ -303,7 +305,21 @@ def _wanted(
     else:
         listed = ", ".join(f"{w.name}: {w.phase}" for w in not_ready[:10])
         ready = ("WorkloadsReady", "False", "WorkloadsNotReady", listed)
-    return [online, config, ready]
+    return [online, config, ready, overall(online, config, ready)]
+
+
+def overall(online: Wanted, config: Wanted, workloads: Wanted) -> Wanted:
+    """The ``Ready`` condition, from the other three: True when the device is online, runs the
+    desired version and all its workloads are ready; Unknown while it does not report (the
+    Online condition's reason: nobody knows what it runs now); otherwise False, with the reason
+    and message of the first condition that is not True (ConfigApplied, then WorkloadsReady).
+    It changes only when one of them does, so it never costs a status write of its own."""
+    if online[1] != "True":
+        return ("Ready", "Unknown", online[2], "the device does not report")
+    for kind, value, reason, message in (config, workloads):
+        if value != "True":
+            return ("Ready", "False", reason, f"{kind}: {message}")
+    return ("Ready", "True", "DeviceReady", "desired version applied, workloads ready")
 
 
 def with_conditions(

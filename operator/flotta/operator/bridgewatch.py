@@ -44,17 +44,21 @@ def any_alive(leases: Iterable[dict[str, Any]], now: datetime) -> bool:
 
 def unknown_status(status: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The status patch that marks a device Unknown: the phase, and the bridge's ``Online``
-    condition (the other conditions as they are: a merge patch replaces the list whole)."""
+    and ``Ready`` conditions (the other conditions as they are: a merge patch replaces the list
+    whole)."""
     stamp = now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    conditions = [c for c in status.get("conditions") or () if c.get("type") != "Online"]
-    conditions.append(
+    conditions = [
+        c for c in status.get("conditions") or () if c.get("type") not in ("Online", "Ready")
+    ]
+    conditions.extend(
         {
-            "type": "Online",
+            "type": kind,
             "status": "Unknown",
             "reason": REASON,
             "message": "no bridge is alive to hear the device",
             "lastTransitionTime": stamp,
         }
+        for kind in ("Online", "Ready")
     )
     return {"phase": "Unknown", "conditions": conditions}
 

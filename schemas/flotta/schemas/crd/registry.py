@@ -67,7 +67,10 @@ KINDS: tuple[KindSpec, ...] = (
         columns=(
             PrinterColumn("Phase", "string", ".status.phase", "Online, Offline, Enrolled"),
             PrinterColumn(
-                "Ready", "string", ".status.conditions[?(@.type=='WorkloadsReady')].status"
+                "Ready",
+                "string",
+                ".status.conditions[?(@.type=='Ready')].status",
+                "online, desired version applied, workloads ready",
             ),
             PrinterColumn("Applied", "string", ".status.appliedVersion", "applied config version"),
             PrinterColumn("Last Seen", "date", ".status.lastSeenTime"),
