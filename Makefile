@@ -47,7 +47,7 @@ crds: python-env
 	$(BIN)/python -m flotta.schemas.crdgen deploy/crds
 
 json-schemas: python-env
-	$(BIN)/python -m flotta.schemas.jsonschemas schemas/json
+	$(BIN)/python -m flotta.schemas.jsonschemas schemas/json --reference docs/payloads.md
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

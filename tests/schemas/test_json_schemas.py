@@ -63,7 +63,17 @@ def _validator(kind: DeviceTopic | EnrolTopic) -> Draft202012Validator:
 
 def test_one_file_per_topic_kind_and_up_to_date() -> None:
     assert {path.name for path in SCHEMA_DIR.glob("*.json")} == EXPECTED_FILES
-    assert jsonschemas.main([str(SCHEMA_DIR), "--check"]) == 0
+    reference = REPO / "docs" / "payloads.md"
+    assert jsonschemas.main([str(SCHEMA_DIR), "--check", "--reference", str(reference)]) == 0
+
+
+def test_the_reference_lists_every_payload_and_field() -> None:
+    text = (REPO / "docs" / "payloads.md").read_text()
+    for kind, model in KINDS:
+        assert f"## {model.__name__}" in text
+        assert jsonschemas.topic_pattern(kind) in text
+        for name in _schema(kind)["properties"]:
+            assert f"| `{name}` |" in text, (model.__name__, name)
 
 
 def test_check_notices_a_stale_file(tmp_path: Path) -> None:

@@ -116,9 +116,115 @@ def render(kind: DeviceTopic | EnrolTopic, model: type[Payload]) -> str:
     return json.dumps(schema_for(kind, model), indent=2, ensure_ascii=False) + "\n"
 
 
+# ---- the field reference (docs/payloads.md) ------------------------------------------------
+
+
+def _type_of(node: dict[str, Any]) -> str:
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        return f"[{name}](#{name.lower()})"
+    if "anyOf" in node:
+        options = [_type_of(option) for option in node["anyOf"] if option.get("type") != "null"]
+        nullable = any(option.get("type") == "null" for option in node["anyOf"])
+        return " or ".join(options) + (" or null" if nullable else "")
+    if "const" in node:
+        return f"`{json.dumps(node['const'])}`"
+    if "enum" in node:
+        return "one of " + ", ".join(f"`{json.dumps(value)}`" for value in node["enum"])
+    kind = node.get("type")
+    if kind == "array":
+        text = f"array of {_type_of(node.get('items', {}))}"
+        return text + _bounds(node, "minItems", "maxItems", "items")
+    if kind == "object":
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            return f"object of {_type_of(extra)}" + _bounds(
+                node, "minProperties", "maxProperties", "keys"
+            )
+        return "object"
+    if kind == "string":
+        if node.get("format") == "date-time":
+            return "time (RFC 3339 with a zone)"
+        text = "string" + _bounds(node, "minLength", "maxLength", "characters")
+        if "pattern" in node:
+            text += f", matching `{node['pattern']}`"
+        return text
+    if kind == "integer":
+        return "integer" + _bounds(node, "minimum", "maximum", "")
+    if kind == "number":
+        return "number (finite)"
+    if kind == "boolean":
+        return "boolean"
+    return "any JSON value"
+
+
+def _bounds(node: dict[str, Any], low_key: str, high_key: str, unit: str) -> str:
+    low, high = node.get(low_key), node.get(high_key)
+    unit = f" {unit}" if unit else ""
+    if low is not None and high is not None:
+        return f", {low} to {high}{unit}"
+    if low is not None:
+        return f", at least {low}{unit}"
+    if high is not None:
+        return f", at most {high}{unit}"
+    return ""
+
+
+def _field_table(node: dict[str, Any]) -> list[str]:
+    required = set(node.get("required", []))
+    rows = ["| field | type | required | default | meaning |", "|---|---|---|---|---|"]
+    for name, prop in node.get("properties", {}).items():
+        default = f"`{json.dumps(prop['default'])}`" if "default" in prop else ""
+        meaning = prop.get("description", "").replace("|", "\\|")
+        kind = _type_of(prop).replace("|", "\\|")
+        yes = "yes" if name in required else ""
+        rows.append(f"| `{name}` | {kind} | {yes} | {default} | {meaning} |")
+    if node.get("additionalProperties") is True:
+        rows.append("| (any other) | any JSON value | | | kept as sent |")
+    return rows
+
+
+def reference() -> str:
+    """Every payload's fields, from the same schemas: the page docs/contract.md links."""
+    lines = [
+        "# Contract v1: payload reference",
+        "",
+        "Generated from `flotta.schemas.wire` by `make json-schemas` (do not edit by hand). The",
+        "rules every payload follows (strict decoding, times, integer bounds) and the topics,",
+        "sessions and streams are in [contract.md](contract.md). The JSON Schemas in",
+        "[`schemas/json/`](../schemas/json/) say the same, for validators.",
+        "",
+    ]
+    shared: dict[str, dict[str, Any]] = {}
+    for kind, model in payloads().items():
+        schema = schema_for(kind, model)
+        name = file_name(kind)
+        lines += [
+            f"## {model.__name__}",
+            "",
+            f"`{topic_pattern(kind)}`: {DELIVERY[kind]}; at most {model.MAX_BYTES} bytes;",
+            f"schema [`{name}`](../schemas/json/{name}).",
+            "",
+            schema.get("description", ""),
+            "",
+            *_field_table(schema),
+            "",
+        ]
+        shared.update(schema.get("$defs", {}))
+    lines += ["## Shared types", ""]
+    for def_name in sorted(shared):
+        node = shared[def_name]
+        lines += [f"### {def_name}", ""]
+        if node.get("description"):
+            lines += [node["description"], ""]
+        lines += [*_field_table(node), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flotta.schemas.jsonschemas")
     parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--reference", type=Path, help="also write the Markdown field reference")
     parser.add_argument("--check", action="store_true", help="only compare, write nothing")
     args = parser.parse_args(argv)
     stale = []
@@ -131,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    if args.reference is not None:
+        text = reference()
+        if not args.check:
+            args.reference.write_text(text)
+        elif not args.reference.exists() or args.reference.read_text() != text:
+            stale.append(str(args.reference))
     if stale:
         print("out of date (run make json-schemas): " + ", ".join(stale), file=sys.stderr)
         return 1
