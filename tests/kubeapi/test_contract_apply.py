@@ -90,6 +90,16 @@ def test_apply_without_field_manager_is_refused(kube: Any, kube_namespace: str) 
     assert "fieldManager: Required value: is required for apply patch" in body["message"]
     cbor, _ = request(kube, "PATCH", path, "", content_type="application/apply-patch+cbor")
     assert cbor == 415
+    forced, refused = request(
+        kube,
+        "PATCH",
+        path,
+        "{}",
+        content_type="application/merge-patch+json",
+        query=[("force", "true")],
+    )
+    assert forced == 422
+    assert refused["details"]["causes"][0]["field"] == "force"
 
 
 def test_dropped_fields_go_unless_another_manager_owns_them(

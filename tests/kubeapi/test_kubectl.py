@@ -425,3 +425,18 @@ def test_server_side_apply(kube: Any, kube_namespace: str, tmp_path: Path) -> No
     )
     assert changed.returncode == 1, changed.stderr
     assert "+  size: 6" in changed.stdout
+
+
+def test_server_side_apply_of_a_config_map(kube: Any, kube_namespace: str) -> None:
+    manifest = f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: applied, namespace: {kube_namespace}}}
+data: {{a: "1", b: "2"}}
+"""
+    kube.kubectl("apply", "--server-side", "-f", "-", stdin=manifest)
+    kube.kubectl("apply", "--server-side", "-f", "-", stdin=manifest.replace(', b: "2"', ""))
+    data = kube.kubectl(
+        "get", "cm", "applied", "-n", kube_namespace, "-o", "jsonpath={.data}"
+    ).stdout
+    assert data == '{"a":"1"}'
