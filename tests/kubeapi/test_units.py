@@ -57,6 +57,9 @@ def test_field_selectors() -> None:
     assert selector.matches(lambda field: {"metadata.name": "x", "metadata.namespace": "a"}[field])
     with pytest.raises(SelectorError, match="field label not supported"):
         parse_field_selector("spec.color=red", allowed)
+    trailing = parse_field_selector("metadata.name=x,", allowed)  # empty terms are skipped
+    assert trailing.value_of("metadata.name") == "x"
+    assert parse_field_selector(",", allowed).requirements == ()
 
 
 def test_merge_patch_rfc7386() -> None:

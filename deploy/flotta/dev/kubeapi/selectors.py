@@ -148,6 +148,8 @@ def parse_field_selector(text: str | None, allowed: frozenset[str]) -> FieldSele
     requirements: list[FieldRequirement] = []
     for part in text.split(","):
         part = part.strip()
+        if not part:
+            continue  # kube-apiserver skips empty terms ("a=b," and kr8s' own selectors)
         operator = next((op for op in ("!=", "==", "=") if op in part), None)
         if operator is None:
             raise SelectorError(f"invalid field selector requirement {part!r}")
