@@ -1,8 +1,12 @@
+import shlex
 import sys
 from pathlib import Path
 
 from flotta.dev.stack import processes
 from flotta.dev.stack.layout import StackLayout, write_json
+from flotta.dev.stack.up import agent_command
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_started_processes_are_recorded_and_stopped_by_pid(tmp_path: Path) -> None:
@@ -41,3 +45,14 @@ def test_a_state_dir_from_before_the_enrolment_broker_keeps_its_ports(tmp_path: 
     assert len(new) == 2
     assert not new & set(old.values())
     assert layout.ports() == ports  # written down: the same ever after
+
+
+def test_the_stack_runs_the_agent_as_a_device_unit_does(tmp_path: Path) -> None:
+    """What ``make up`` shows of the agent (memory, modules) is what a device runs."""
+    unit = (REPO / "agent" / "packaging" / "flotta-agent.service").read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    unit_argv = shlex.split(exec_start.removeprefix("ExecStart="))
+    stack_argv = agent_command(tmp_path / "agent.toml")
+    assert stack_argv[0] == sys.executable
+    assert stack_argv[1:-1] == unit_argv[1:-1]
+    assert stack_argv[-1] == str(tmp_path / "agent.toml")

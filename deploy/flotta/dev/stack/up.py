@@ -68,6 +68,13 @@ def flotta_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "flotta.cli", *args]
 
 
+def agent_command(config: Path) -> list[str]:
+    """The agent as a device's systemd unit runs it (``agent/packaging/flotta-agent.service``):
+    its own entry point, without the other components' command-line modules, so the stack's
+    agent costs what a device's does."""
+    return [sys.executable, "-m", "flotta.agent", "run", "--config", str(config)]
+
+
 def agent_config(
     *,
     state_dir: Path,
@@ -436,7 +443,7 @@ class Stack:
                 podman_url=f"unix://{podman_dir / 'podman.sock'}",
             )
         )
-        self._start("agent", flotta_command("agent", "run", "--config", str(config)))
+        self._start("agent", agent_command(config))
         time.sleep(0.5)
         self._check_alive("agent")
 
