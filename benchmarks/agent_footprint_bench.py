@@ -5,8 +5,7 @@ Real components: Mosquitto with mTLS (fleet PKI), an isolated Podman with a loca
 image, the agent as its own process (``python -m flotta.agent run``), the control plane's part
 played by tests/agent/fleet.py. Run from the repository root:
 
-    PYTHONPATH=schemas:operator:bridge:agent:mosquitto:deploy:. \\
-        /work/venv/bin/python benchmarks/agent_footprint_bench.py [--steady 60] [--write]
+    .venv/bin/python benchmarks/agent_footprint_bench.py [--steady 60] [--write]
 """
 
 from __future__ import annotations
@@ -23,24 +22,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from flotta.agent.config import build_config
-from flotta.agent.runtime import PodmanRuntime
-from flotta.agent.status_file import read_status
-from flotta.dev.podman import (
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the tests package: fixtures shared with the test suite
+
+from flotta.agent.config import build_config  # noqa: E402
+from flotta.agent.runtime import PodmanRuntime  # noqa: E402
+from flotta.agent.status_file import read_status  # noqa: E402
+from flotta.dev.podman import (  # noqa: E402
     BUSYBOX_IMAGE,
     PodmanService,
     build_busybox_image,
     remove_all_pods,
     write_config,
 )
-from flotta.schemas.crd.config import HeartbeatConfiguration
-from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload
-from flotta.schemas.wire.desired import MetricsSettings, SystemMetricsSettings
-from tests.agent.fleet import FleetPeer, phases, wait_for
-from tests.agent.test_agent_process import write_toml
-from tests.fixtures.brokers import TestBroker, new_fleet_pki
+from flotta.schemas.crd.config import HeartbeatConfiguration  # noqa: E402
+from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload  # noqa: E402
+from flotta.schemas.wire.desired import MetricsSettings, SystemMetricsSettings  # noqa: E402
+from tests.agent.fleet import FleetPeer, phases, wait_for  # noqa: E402
+from tests.agent.test_agent_process import write_toml  # noqa: E402
+from tests.fixtures.brokers import TestBroker, new_fleet_pki  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 SOURCES = ["schemas", "operator", "bridge", "agent", "mosquitto", "deploy"]
 DEVICE = "bench-1"
 WORKLOADS = ("web", "db", "cache")

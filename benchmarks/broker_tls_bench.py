@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
     sys.path.insert(0, str(ROOT / folder))
 
+from history import earlier_runs, record  # noqa: E402 (benchmarks/history.py)
+
 from benchmarks.fleet_bench import cpu_seconds, machine  # noqa: E402
 from flotta.dev.simulator.provision import provision  # noqa: E402
 from flotta.mosquitto.openssl import OPENSSL_CONFIG_NAME  # noqa: E402
@@ -160,8 +162,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    earlier = earlier_runs(args.out)
     text = report(run(args), args)
-    args.out.write_text(text)
+    record(args.out, text, earlier)
     print(text)
     return 0
 

@@ -67,6 +67,7 @@ for folder in SOURCES:
 
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from history import earlier_runs, record  # noqa: E402 (benchmarks/history.py)
 from kubernetes import client, config  # noqa: E402
 
 from flotta.dev.natsserver import NatsServer, free_port  # noqa: E402
@@ -965,13 +966,13 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the broker
     where = machine()
     results = []
+    earlier = earlier_runs(args.out)
     for size in (int(s) for s in args.devices.split(",")):
         if size + 512 > hard:
             print(f"{size} devices need more than the {hard} open files allowed here")
             continue
         results.append(asyncio.run(run_size(size, args)))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report(results, args, where))
+        record(args.out, report(results, args, where), earlier)
     print(f"results written to {args.out}")
     return 0 if all("error" not in r for r in results) else 1
 

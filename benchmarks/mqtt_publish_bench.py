@@ -3,13 +3,14 @@
 Runs a real Mosquitto (mutual TLS, Flotta ACL) in a temporary directory and publishes as the
 operator to ``flotta/devices/bench-<i>/desired``. Run from the repository root:
 
-    PYTHONPATH=schemas:mosquitto:deploy:. /work/venv/bin/python benchmarks/mqtt_publish_bench.py
+    .venv/bin/python benchmarks/mqtt_publish_bench.py
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import threading
 import time
@@ -20,8 +21,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
-from tests.fixtures.brokers import ClientCredentials, TestBroker, new_fleet_pki
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the tests package: fixtures shared with the test suite
+
+from flotta.mqtt import MqttClient, MqttSettings, TlsFiles  # noqa: E402
+from tests.fixtures.brokers import ClientCredentials, TestBroker, new_fleet_pki  # noqa: E402
 
 
 def _topic(run: str, n: int) -> str:
