@@ -32,11 +32,12 @@ down: python-env
 lint: python-env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 PACKAGES := flotta.schemas flotta.pki flotta.mqtt flotta.mosquitto flotta.operator flotta.bridge flotta.agent flotta.dev
 
 typecheck: python-env
-	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli -m flotta.childprocess -m flotta.ratelimit -m flotta.gcfreeze
+	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli -m flotta.childprocess -m flotta.ratelimit -m flotta.gcfreeze -m flotta.tasks
 
 check: lint typecheck
 
