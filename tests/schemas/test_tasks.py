@@ -1,4 +1,5 @@
-"""The agent's task helper: a failing loop is reported, stopping waits for every task."""
+"""The guarded task helper (flotta.tasks): a failing loop is reported, stopping waits for every
+task."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from flotta.agent.tasks import TaskSet
+from flotta.tasks import TaskEndedError, TaskSet
 
 
 async def test_failure_is_reported_and_stop_all_cancels_the_rest() -> None:
@@ -32,3 +33,41 @@ async def test_a_key_that_runs_cannot_be_started_twice() -> None:
     assert tasks.keys() == {"loop"}
     await tasks.stop_all()
     assert tasks.keys() == set()
+
+
+async def test_a_return_is_a_failure_when_tasks_must_run_until_stopped() -> None:
+    failures: list[tuple[str, BaseException]] = []
+    tasks = TaskSet("test", lambda name, error: failures.append((name, error)), until_stopped=True)
+
+    async def returns() -> None:
+        return None
+
+    tasks.start("short", returns())
+    await asyncio.sleep(0.05)
+    assert [name for name, _ in failures] == ["short"]
+    assert isinstance(failures[0][1], TaskEndedError)
+    await tasks.stop_all()
+
+
+async def test_ends_while_stopping_or_quiet_are_not_reported() -> None:
+    failures: list[str] = []
+    tasks = TaskSet("test", lambda name, error: failures.append(name), until_stopped=True)
+    release = asyncio.Event()
+
+    async def stops_when_released() -> None:
+        await release.wait()
+
+    async def raises_when_cancelled() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise RuntimeError("while stopping")
+
+    tasks.start("released", stops_when_released())
+    tasks.start("stubborn", raises_when_cancelled())
+    await asyncio.sleep(0)
+    tasks.quiet()
+    release.set()
+    await asyncio.sleep(0.05)
+    assert await tasks.stop_all(grace=5.0) == set()
+    assert failures == []

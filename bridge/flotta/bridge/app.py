@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +43,7 @@ from flotta.bridge.streams import StreamSettings, stream_specs
 from flotta.bridge.writers import EventRecorder, StatusWriter
 from flotta.mqtt import MqttClient, TlsFiles
 from flotta.mqtt import MqttSettings as ClientSettings
+from flotta.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +112,10 @@ class Bridge:
         self.executor = ThreadPoolExecutor(
             max_workers=writes.workers + 1, thread_name_prefix="kube-write"
         )
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("bridge", self._task_failed, until_stopped=True)
         self.failure: BaseException | None = None  # the first loop that died
         self._failed = asyncio.Event()
         self._synced = asyncio.Event()
-        self._closing = False
         self._watch: DeviceWatch | None = None
         self.intake: MqttIntake | None = None
         self.receipts: ReceiptSender | None = None
@@ -181,17 +180,17 @@ class Bridge:
             confirm=self.receipts.offer,
         )
         self.intake = intake
-        self._spawn(self.status_writer.run(), "status-writer")
-        self._spawn(recorder.run(), "event-recorder")
-        self._spawn(self.receipts.run(), "receipts")
-        self._spawn(self.ingest.run(), "ingest")
-        self._spawn(gcfreeze.keep_frozen(), "gc-freeze")
-        self._spawn(self._tick_loop(), "liveness")
+        self._tasks.start("status-writer", self.status_writer.run())
+        self._tasks.start("event-recorder", recorder.run())
+        self._tasks.start("receipts", self.receipts.run())
+        self._tasks.start("ingest", self.ingest.run())
+        self._tasks.start("gc-freeze", gcfreeze.keep_frozen())
+        self._tasks.start("liveness", self._tick_loop())
         if settings.lease_namespace is not None:
             presence = PresenceLease(
                 api, namespace=settings.lease_namespace, holder=settings.mqtt.client_id
             )
-            self._spawn(self._presence_loop(presence), "presence")
+            self._tasks.start("presence", self._presence_loop(presence))
         await intake.start()
 
     async def wait_ready(self) -> None:
@@ -199,17 +198,12 @@ class Bridge:
         await self.intake.wait_ready()
 
     async def close(self) -> None:
-        self._closing = True
+        self._tasks.quiet()  # stopping the ingest and the intake ends loops: no failure
         if self.ingest is not None:
             self.ingest.stop()
         if self.intake is not None:
             await self.intake.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            _, stuck = await asyncio.wait(list(self._tasks), timeout=CLOSE_TIMEOUT)
-            for task in stuck:
-                logger.error("bridge task %s did not stop", task.get_name())
+        await self._tasks.stop_all(grace=CLOSE_TIMEOUT)
         if self.ingest is not None:
             await self.ingest.close()
         if self._watch is not None:
@@ -229,23 +223,8 @@ class Bridge:
 
     # ---- loops and callbacks -----------------------------------------------------------------
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        if self._closing:
-            return
-        error = task.exception()
-        if error is not None:
-            logger.error("bridge task %s failed", task.get_name(), exc_info=error)
-        else:
-            logger.error("bridge task %s ended", task.get_name())
-            error = BridgeTaskError(f"{task.get_name()} returned; it should run until stopped")
+    def _task_failed(self, _name: str, error: BaseException) -> None:
+        """A loop failed or returned (logged by the task set)."""
         if self.failure is None:
             # A bridge with a dead loop must not look healthy while it serves nobody: it
             # reports unhealthy and ``run`` ends the process, so its supervisor restarts it.

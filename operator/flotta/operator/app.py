@@ -1,8 +1,8 @@
 """The operator process: leader election, watches, the broker session and the loops.
 
-Every loop runs as a named task through :meth:`Operator._spawn`, which logs a failure and
-stops the operator (a supervisor, e.g. the Deployment, restarts it); ``stop`` cancels and
-awaits every task.
+Every loop runs as a named task in a :class:`flotta.tasks.TaskSet`: a loop that fails or
+returns is logged and stops the operator (a supervisor, e.g. the Deployment, restarts it);
+``stop`` cancels and awaits every task.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client, config
 
@@ -52,6 +51,7 @@ from flotta.schemas.topics import (
     parse_enrol_topic,
 )
 from flotta.schemas.wire.connection import ConnectionState
+from flotta.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Operator:
     def __init__(self, cfg: OperatorConfig) -> None:
         self.cfg = cfg
         self.metrics = OperatorMetrics()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskSet("operator", self._task_failed, until_stopped=True)
         self._failed: asyncio.Future[None] | None = None
         self._watchers: list[Watcher] = []
         self._broker: Broker | None = None
@@ -134,7 +134,7 @@ class Operator:
                 identity=cfg.identity or f"operator-{secrets.token_hex(4)}",
             )
             await self.leader.acquire()
-            self._spawn("lease", self.leader.keep())
+            self._tasks.start("lease", self.leader.keep())
         pki = PkiStore.open(cfg.pki_dir)
         fleet = Fleet()
         keyring = KeyRing(pki)
@@ -202,18 +202,20 @@ class Operator:
             watcher.start()
         await broker.start()
         await enrolment.start()
-        self._spawn("watch-events", self._dispatch_events(events, intake, enroller))
-        self._spawn("mqtt-messages", self._dispatch_messages(broker, enroller, reconciler))
-        self._spawn("enrolment-messages", self._dispatch_messages(enrolment, enroller, reconciler))
-        self._spawn("reconcile", reconciler.run_reconcile())
-        self._spawn("publish", reconciler.run_publish())
-        self._spawn("device-writes", reconciler.run_device_writes())
+        self._tasks.start("watch-events", self._dispatch_events(events, intake, enroller))
+        self._tasks.start("mqtt-messages", self._dispatch_messages(broker, enroller, reconciler))
+        self._tasks.start(
+            "enrolment-messages", self._dispatch_messages(enrolment, enroller, reconciler)
+        )
+        self._tasks.start("reconcile", reconciler.run_reconcile())
+        self._tasks.start("publish", reconciler.run_publish())
+        self._tasks.start("device-writes", reconciler.run_device_writes())
         statuses = StatusWriter(context)
-        self._spawn("workload-status", statuses.run_workloads())
-        self._spawn("set-status", statuses.run_sets())
-        self._spawn("cleanup", Cleaner(context).run())
-        self._spawn("evictions", evictor.run())
-        self._spawn(
+        self._tasks.start("workload-status", statuses.run_workloads())
+        self._tasks.start("set-status", statuses.run_sets())
+        self._tasks.start("cleanup", Cleaner(context).run())
+        self._tasks.start("evictions", evictor.run())
+        self._tasks.start(
             "bridge-presence",
             BridgeWatch(
                 context,
@@ -223,7 +225,7 @@ class Operator:
                 check_every=min(CHECK_EVERY, cfg.bridge_unknown_after / 2),
             ).run(),
         )
-        self._spawn("gc-freeze", gcfreeze.keep_frozen())
+        self._tasks.start("gc-freeze", gcfreeze.keep_frozen())
 
     async def wait(self) -> None:
         """Until a loop fails (raises its error)."""
@@ -231,10 +233,7 @@ class Operator:
         await self._failed
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.stop_all()
         for watcher in self._watchers:
             watcher.request_stop()
         if self._api is not None:
@@ -253,19 +252,10 @@ class Operator:
         if self._api is not None:
             self._api.close()  # type: ignore[no-untyped-call]
 
-    def _spawn(self, name: str, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coroutine, name=f"operator-{name}")
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self._failed is None or self._failed.done():
-            return
-        error = task.exception()
-        if error is None:
-            error = RuntimeError(f"{task.get_name()} returned; it should run until stopped")
-        logger.error("%s failed: %r", task.get_name(), error)
-        self._failed.set_exception(error)
+    def _task_failed(self, _name: str, error: BaseException) -> None:
+        """The first loop that fails or returns ends :meth:`wait` with its error."""
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(error)
 
     def _readiness(self) -> tuple[bool, str]:
         if self.leader is not None and not self.leader.leading.is_set():

@@ -12,7 +12,6 @@ from pathlib import Path
 from flotta.agent.contract import decode
 from flotta.agent.contract.desired import DesiredConfiguration, DesiredWorkload
 from flotta.agent.contract.telemetry import TelemetryReceipt
-from flotta.agent.tasks import TaskSet
 from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.batching import Kind, record_body
 from flotta.agent.telemetry.buffer import Flow, TelemetryBuffer
@@ -24,6 +23,7 @@ from flotta.agent.telemetry.sending import Publish, SenderCounters, send_forever
 from flotta.agent.telemetry.staging import Cursor, Staging
 from flotta.agent.telemetry.system import SystemCollector
 from flotta.schemas.errors import PayloadError
+from flotta.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
