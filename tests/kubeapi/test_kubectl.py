@@ -322,6 +322,8 @@ def test_explain_project_kinds(kube: Any) -> None:
         "--for=condition=Established",
         "crd/edgedevices.management.project-flotta.io",
         "crd/edgeworkloads.management.project-flotta.io",
+        "crd/edgedevicesets.management.project-flotta.io",
+        "crd/edgedevicesignedrequests.management.project-flotta.io",
         "--timeout=30s",
     )
     device = _explain(kube, "edgedevice.spec")
@@ -334,6 +336,28 @@ def test_explain_project_kinds(kube: Any) -> None:
     whole = _explain(kube, "ed")
     assert "An enrolled device: its configuration (spec) and what it reports (status)." in whole
     assert "metadata <ObjectMeta>" in whole
+    # Every field carries its description from the models' docstrings (see test_crds).
+    assert "<no description>" not in device
+    assert "heartbeat <Object> How often the device reports" in device
+    assert "osInformation <Object> Which rpm-ostree commit the device runs" in device
+    assert "storage <Object> Upstream's data-sync storage. Accepted for compatibility" in device
+    period = _explain(kube, "edgedevice.spec.heartbeat.periodSeconds")
+    assert "FIELD: periodSeconds <integer>" in period
+    assert "DESCRIPTION: Seconds between the device's heartbeats (default 60)." in period
+    status = _explain(kube, "edgedevice.status")
+    assert "<no description>" not in status
+    assert "desiredVersion <string> The version (a content hash) of the desired state" in status
+    workload = _explain(kube, "edgeworkload.spec")
+    assert "<no description>" not in workload
+    assert "logCollection <string> The name of a log destination" in workload
+    ports = _explain(kube, "edgeworkload.spec.pod.spec.containers.ports.hostPort")
+    assert "The device's port to publish it on" in ports
+    counts = _explain(kube, "ew.status")
+    assert "runningDevices <integer> How many of them report the workload Running." in counts
+    enrolment = _explain(kube, "edgedevicesignedrequest.spec")
+    assert "approved <boolean> Set to true to approve the enrolment" in enrolment
+    members = _explain(kube, "edgedeviceset.status.members")
+    assert "flotta/member-of: <set>" in members
 
 
 def _server_side(kube: Any, obj: dict[str, Any], namespace: str, *flags: str) -> Any:

@@ -76,6 +76,45 @@ def test_schemas_are_structural() -> None:
         _no_refs_or_unions(crd_schema(spec.kind))
 
 
+def _undescribed(node: dict[str, Any], path: str) -> list[str]:
+    """Paths of the properties under ``node`` (recursively, through arrays and maps) that
+    carry no description."""
+    missing = []
+    for name, child in node.get("properties", {}).items():
+        where = f"{path}.{name}"
+        description = child.get("description")
+        if not isinstance(description, str) or not description.strip():
+            missing.append(where)
+        missing += _undescribed(child, where)
+    if isinstance(node.get("items"), dict):
+        missing += _undescribed(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        missing += _undescribed(node["additionalProperties"], f"{path}{{}}")
+    return missing
+
+
+@pytest.mark.parametrize("kind", [spec.kind for spec in KINDS])
+def test_every_field_has_a_plain_description(kind: str) -> None:
+    """What `kubectl explain` prints: every property, spec and status and every nested
+    type, is described in one paragraph of plain text."""
+    schema = crd_schema(kind)
+    assert schema["description"]
+    assert {"spec", "status"} <= set(schema["properties"])
+    assert _undescribed(schema, kind) == []
+
+    def texts(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            own = [node["description"]] if isinstance(node.get("description"), str) else []
+            return own + [t for value in node.values() for t in texts(value)]
+        if isinstance(node, list):
+            return [t for value in node for t in texts(value)]
+        return []
+
+    for text in texts(schema):
+        assert "``" not in text, text
+        assert text == " ".join(text.split()), text  # one paragraph
+
+
 @pytest.mark.parametrize("sample", sorted(SAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_upstream_style_samples_validate_against_crd_and_model(sample: Path) -> None:
     obj = yaml.safe_load(sample.read_text())

@@ -10,13 +10,17 @@ from pydantic.alias_generators import to_camel
 
 class ApiModel(BaseModel):
     """A Kubernetes resource fragment: camelCase, unknown fields ignored (a newer API may add
-    fields the operator does not know yet)."""
+    fields the operator does not know yet).
+
+    A field's docstring is its description in the generated CRDs (``deploy/crds/``, what
+    ``kubectl explain`` prints) and, for the types the payloads share, in the JSON Schemas."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="ignore",
         frozen=False,
+        use_attribute_docstrings=True,
     )
 
     def to_api(self) -> dict[str, Any]:

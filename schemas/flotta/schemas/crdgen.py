@@ -36,6 +36,11 @@ KEPT_KEYWORDS = {
 }
 
 
+def plain(docstring: str) -> str:
+    """One paragraph of plain text, ``x`` as `x`: what ``kubectl explain`` shows well."""
+    return " ".join(docstring.replace("``", "`").split())
+
+
 def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """Turn one node of a pydantic JSON schema into a structural openAPIV3Schema node."""
     if "$ref" in schema:
@@ -50,6 +55,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         return structural({**options[0], **outer}, defs)
 
     node: dict[str, Any] = {k: v for k, v in schema.items() if k in KEPT_KEYWORDS}
+    if "description" in node:
+        node["description"] = plain(node["description"])
     if "const" in schema:
         node["enum"] = [schema["const"]]
     if "enum" in node and "type" not in node:
@@ -84,6 +91,15 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
+API_VERSION_DESCRIPTION = (
+    "The versioned schema of this object: management.project-flotta.io/v1alpha1."
+)
+KIND_DESCRIPTION = "The kind of this object, as the API server names it."
+METADATA_DESCRIPTION = (
+    "Standard Kubernetes object metadata: name, namespace, labels, annotations and the like."
+)
+
+
 def _node_at(schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     node = schema
     for step in path:
@@ -96,11 +112,11 @@ def object_schema(spec: KindSpec) -> dict[str, Any]:
     defs = raw.get("$defs", {})
     root: dict[str, Any] = {
         "type": "object",
-        "description": (spec.model.__doc__ or spec.kind).strip().splitlines()[0],
+        "description": plain(spec.model.__doc__ or spec.kind),
         "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "apiVersion": {"type": "string", "description": API_VERSION_DESCRIPTION},
+            "kind": {"type": "string", "description": KIND_DESCRIPTION},
+            "metadata": {"type": "object", "description": METADATA_DESCRIPTION},
             "spec": structural(raw["properties"]["spec"], defs),
             "status": structural(raw["properties"]["status"], defs),
         },

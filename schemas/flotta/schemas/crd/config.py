@@ -10,92 +10,180 @@ from flotta.schemas.base import ApiModel
 
 
 class HardwareProfile(ApiModel):
+    """What hardware inventory the device puts in its heartbeats."""
+
     include: bool = True
+    """Whether heartbeats carry the hardware inventory at all; false: the device never sends
+    it and status.hardware stays as it was."""
     scope: Literal["full", "delta"] = "full"
+    """full: every heartbeat carries the whole inventory; delta: the whole inventory once,
+    then only the sections that changed."""
 
 
 class HeartbeatConfiguration(ApiModel):
+    """How often the device reports, and what its reports carry."""
+
     period_seconds: Annotated[int, Field(ge=1, le=86400)] = 60
+    """Seconds between the device's heartbeats (default 60). The bridge marks the device
+    Offline after three periods without one."""
     hardware_profile: HardwareProfile | None = None
+    """What hardware inventory the heartbeats carry; unset: the whole inventory every time."""
 
 
 class OsInformation(ApiModel):
+    """Which rpm-ostree commit the device should run; devices without rpm-ostree report
+    upgrades as unsupported."""
+
     automatically_upgrade: bool = False
+    """When no commitID is set: the device upgrades by itself (rpm-ostree upgrade from its
+    configured remote) and reboots into a new commit when there is one."""
     commit_id: Annotated[str, Field(alias="commitID", max_length=128)] = ""
+    """The rpm-ostree commit the device should boot; the device deploys it and reboots
+    into it. Empty: no particular commit."""
     hosted_objects_url: Annotated[str, Field(alias="hostedObjectsURL", max_length=2048)] = ""
+    """The URL of the ostree repository that serves commitID; empty: the device's own
+    configured remote."""
 
 
 class MetricsRetention(ApiModel):
+    """Limits of the device's on-disk telemetry buffer, which holds metrics and logs until
+    they are delivered (for example while the device is offline)."""
+
     max_mi_b: Annotated[int, Field(alias="maxMiB", ge=0)] = 200
+    """The buffer's size limit in MiB (default 200); when full, the oldest records are
+    dropped. 0: only the device's own limit applies."""
     max_hours: Annotated[int, Field(ge=0)] = 168
+    """How many hours a record may wait in the buffer before it is dropped (default 168, a
+    week). 0: no age limit."""
 
 
 class NameRef(ApiModel):
     """A reference by name to an object in the same namespace (a ConfigMap or a Secret)."""
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """The object's name, in the namespace of the resource that refers to it."""
 
 
 class SystemMetricsConfiguration(ApiModel):
+    """The device's own metrics (CPU, memory, disks, network), with node_exporter names."""
+
     interval: Annotated[int, Field(ge=1, le=86400)] = 60
+    """Seconds between samples (default 60)."""
     allow_list: NameRef | None = None
+    """A ConfigMap whose key metrics_list.yaml lists the metric names to keep (under
+    `names:`); unset, missing or unreadable: every metric is kept."""
     disabled: bool = False
+    """True: the device collects no system metrics."""
 
 
 class DataTransferMetricsConfiguration(ApiModel):
+    """Upstream Flotta's metrics about data synchronisation. Accepted for compatibility with
+    upstream manifests; not acted on (there is no data sync) and not sent to the device."""
+
     interval: Annotated[int, Field(ge=1, le=86400)] = 60
+    """Upstream: seconds between samples. Stored only; not acted on."""
     disabled: bool = False
+    """Upstream: true turns these metrics off. Stored only; not acted on."""
 
 
 class MetricsReceiverConfiguration(ApiModel):
+    """Upstream Flotta's Prometheus remote-write receiver for device metrics. Accepted for
+    compatibility with upstream manifests; not acted on: metrics go over MQTT to the bridge
+    and JetStream, where a consumer can forward them."""
+
     url: Annotated[str, Field(max_length=2048)] = ""
+    """Upstream: the remote-write URL. Stored only; not acted on."""
     request_num_samples: Annotated[int, Field(ge=1)] = 30000
+    """Upstream: samples per remote-write request. Stored only; not acted on."""
     timeout_seconds: Annotated[int, Field(ge=1)] = 10
+    """Upstream: the timeout of a remote-write request. Stored only; not acted on."""
     ca_secret_name: str = ""
+    """Upstream: a Secret with the CA certificate of the receiver. Stored only; not acted on."""
 
 
 class MetricsConfiguration(ApiModel):
+    """What metrics the device collects and how long it keeps them while they wait."""
+
     retention: MetricsRetention | None = None
+    """Limits of the device's telemetry buffer; unset: 200 MiB and 168 hours."""
     system: SystemMetricsConfiguration | None = None
+    """The device's own metrics; unset: collected every 60 seconds, all of them."""
     data_transfer: DataTransferMetricsConfiguration | None = None
+    """Upstream's data-sync metrics. Accepted for compatibility; not acted on."""
     receiver_configuration: MetricsReceiverConfiguration | None = None
+    """Upstream's remote-write receiver. Accepted for compatibility; not acted on (metrics
+    travel over MQTT instead)."""
 
 
 class SyslogConfig(ApiModel):
     """Upstream: the name of a ConfigMap with the syslog server's address and protocol."""
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """The ConfigMap's name (same namespace). The operator sends its data to the device,
+    which does not forward to syslog yet: logs go over MQTT."""
 
 
 class LogCollectionConfig(ApiModel):
+    """One log destination that workloads can name in their logCollection."""
+
     kind: Literal["syslog", "mqtt"] = "syslog"
+    """The transport: syslog (upstream's) or mqtt. Sent to the device, which currently sends
+    every log over MQTT whatever the kind."""
     buffer_size: Annotated[int, Field(ge=1, le=1048576)] = 12
+    """Upstream: the size in KiB of the device's log buffer for this destination (default
+    12). Sent to the device; logs wait in its telemetry buffer instead, so it has no effect."""
     syslog_config: SyslogConfig | None = None
+    """For kind syslog: the ConfigMap with the syslog server's address and protocol."""
 
 
 class Mount(ApiModel):
+    """A block device to mount on the device, as upstream Flotta described it."""
+
     device: Annotated[str, Field(min_length=1, max_length=4096)]
+    """The device to mount (for example /dev/sdb1)."""
     folder: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^/")]
+    """The absolute path to mount it at."""
     type: Annotated[str, Field(min_length=1, max_length=64)]
+    """The filesystem type (for example ext4)."""
     options: Annotated[str, Field(max_length=4096)] = ""
+    """Mount options, comma-separated as for mount -o."""
 
 
 class S3Storage(ApiModel):
+    """Upstream Flotta's S3 bucket for syncing workload data. Accepted for compatibility with
+    upstream manifests; not acted on (there is no data sync)."""
+
     secret_name: str = ""
+    """Upstream: a Secret with the bucket's credentials. Stored only; not acted on."""
     config_map_name: str = ""
+    """Upstream: a ConfigMap with the bucket's address and name. Stored only; not acted on."""
     create_obc: Annotated[bool, Field(alias="createOBC")] = False
+    """Upstream: create an ObjectBucketClaim for the device. Stored only; not acted on."""
 
 
 class Storage(ApiModel):
+    """Where upstream Flotta synced workload data. Accepted for compatibility; not acted on."""
+
     s3: S3Storage | None = None
+    """Upstream's S3 bucket. Stored only; not acted on."""
 
 
 class DeviceConfiguration(ApiModel):
     """The sections that a set, when the device belongs to one, supplies instead of the device."""
 
     heartbeat: HeartbeatConfiguration | None = None
+    """How often the device reports and whether reports carry hardware; unset: every 60
+    seconds, with the whole inventory."""
     metrics: MetricsConfiguration | None = None
+    """What metrics the device collects and how long it buffers them; unset: defaults."""
     log_collection: dict[str, LogCollectionConfig] | None = None
+    """Named log destinations; a workload's logCollection picks one by name, and the device
+    then collects that workload's container logs."""
     os_information: OsInformation | None = None
+    """Which rpm-ostree commit the device runs, and whether it upgrades by itself."""
     mounts: list[Mount] | None = None
+    """Block devices to mount. Sent to the device in its configuration; the agent does not
+    perform these mounts yet."""
     storage: Storage | None = None
+    """Upstream's data-sync storage. Accepted for compatibility; not acted on and not sent to
+    the device."""

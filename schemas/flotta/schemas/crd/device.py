@@ -16,44 +16,90 @@ DevicePhase = Literal["Enrolled", "Online", "Offline", "Deregistering", "Unknown
 
 
 class EdgeDeviceSpec(DeviceConfiguration):
+    """The device's own configuration. When the device is labelled flotta/member-of: <set>
+    and that EdgeDeviceSet exists, the set's sections apply instead, each as a whole."""
+
     request_time: datetime | None = None
+    """When the device's enrolment was approved and the operator created this EdgeDevice.
+    Informational; not part of the device's configuration."""
 
 
 class WorkloadStatus(ApiModel):
+    """One workload on the device, as the device last reported it."""
+
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """The EdgeWorkload's name (the pod's name on the device)."""
     phase: Annotated[str, Field(max_length=64)] = "Unknown"
+    """Pending, Deploying, Running, Exited, Failed, Stopped, Removing or Unknown; the
+    workload's Running and Failed counts and the WorkloadsReady condition follow from it."""
     message: Annotated[str, Field(max_length=1024)] = ""
+    """Why the workload is in its phase, when the device says (for example an error)."""
     last_transition_time: datetime | None = None
+    """When the phase last changed."""
     last_data_upload: datetime | None = None
+    """Upstream: the last time the workload's data was synced. Kept when a device reports
+    it; this agent does no data sync and leaves it unset."""
 
 
 class UpgradeInformation(ApiModel):
+    """The device's OS (rpm-ostree) state, as the device reports it."""
+
     current_commit_id: Annotated[str, Field(alias="currentCommitID")] = ""
+    """The rpm-ostree commit the device has booted."""
     last_upgrade_status: str = ""
+    """How the last OS upgrade went: InProgress, Succeeded, Failed or Unsupported."""
     last_upgrade_time: datetime | None = None
+    """When the last OS upgrade finished or failed."""
     supported: bool | None = None
+    """Whether the device can upgrade its OS at all (false when rpm-ostree is absent)."""
 
 
 class CertificateInformation(ApiModel):
+    """The client certificate the operator last signed for the device."""
+
     serial: str = ""
+    """The certificate's serial number (hexadecimal); revoked when the EdgeDevice is
+    deleted."""
     not_after: datetime | None = None
+    """When the certificate expires; the device renews it before then."""
 
 
 class EdgeDeviceStatus(ApiModel):
+    """What the device reports (written by the bridge) and what the operator published
+    for it."""
+
     phase: DevicePhase | None = None
+    """Enrolled (created, not heard from yet), Online or Offline (bridge, from the device's
+    heartbeats and connection), Unknown (operator: no bridge is alive). Deregistering is
+    accepted for upstream compatibility but not written."""
     last_seen_time: datetime | None = None
+    """When the bridge last heard from the device."""
     last_synced_resource_version: str = ""
+    """Upstream's record of the last configuration the device fetched. Accepted for
+    compatibility; not written (see desiredVersion and appliedVersion)."""
     desired_version: str = ""
-    # The heartbeat period of the configuration published as ``desired_version`` (device,
-    # else set, else default): what the bridge's liveness counts with, whatever the device says.
+    """The version (a content hash) of the desired state the operator last published for
+    the device: its configuration and workloads."""
     desired_heartbeat_period_seconds: Annotated[int, Field(ge=1, le=86400)] | None = None
+    """The heartbeat period in the configuration published as desiredVersion (the
+    device's, else its set's, else 60); the bridge counts missed heartbeats with it."""
     applied_version: str = ""
+    """The version of the desired state the device reports to have applied; equal to
+    desiredVersion once the device caught up (condition ConfigApplied)."""
     hardware: Hardware | None = None
+    """The device's hardware inventory as last reported; some of it is also copied into
+    device.* labels on the EdgeDevice."""
     workloads: list[WorkloadStatus] | None = None
+    """Each workload on the device with its phase, as the device last reported."""
     upgrade_information: UpgradeInformation | None = None
+    """The device's OS commit and how its last OS upgrade went."""
     certificate: CertificateInformation | None = None
+    """The device's current client certificate (written by the operator when it signs one)."""
     conditions: list[Condition] | None = None
+    """Online, ConfigApplied, WorkloadsReady and Ready (see docs/crds.md); Ready is what
+    kubectl wait --for=condition=Ready waits for."""
     observed_generation: int | None = None
+    """The metadata.generation the bridge's conditions were computed for."""
 
 
 class EdgeDevice(Resource):
@@ -64,4 +110,8 @@ class EdgeDevice(Resource):
 
     kind: str = "EdgeDevice"
     spec: EdgeDeviceSpec = Field(default_factory=EdgeDeviceSpec)
+    """The device's configuration: heartbeat, metrics, log destinations, OS commit, mounts.
+    A set the device belongs to supplies these instead."""
     status: EdgeDeviceStatus | None = None
+    """What the device reports and what was published for it; written by the bridge and the
+    operator."""

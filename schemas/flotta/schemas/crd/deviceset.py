@@ -12,13 +12,20 @@ from flotta.schemas.crd.config import DeviceConfiguration
 
 
 class EdgeDeviceSetSpec(DeviceConfiguration):
-    pass
+    """The configuration of every member device; each section replaces the device's own as
+    a whole, and a section left unset means defaults."""
 
 
 class EdgeDeviceSetStatus(ApiModel):
+    """The set as the operator sees it."""
+
     members: int | None = None
+    """How many EdgeDevices of the namespace carry the label flotta/member-of: <set>
+    (written by the operator)."""
     conditions: list[Condition] | None = None
+    """Conditions other controllers may set; the operator writes none."""
     observed_generation: int | None = None
+    """Accepted for symmetry with the other kinds; the operator does not write it."""
 
 
 class EdgeDeviceSet(Resource):
@@ -29,4 +36,6 @@ class EdgeDeviceSet(Resource):
 
     kind: str = "EdgeDeviceSet"
     spec: EdgeDeviceSetSpec = Field(default_factory=EdgeDeviceSetSpec)
+    """The configuration shared by the member devices (the same sections as an EdgeDevice)."""
     status: EdgeDeviceSetStatus | None = None
+    """How many devices belong to the set."""
