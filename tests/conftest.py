@@ -1,8 +1,42 @@
-"""Shared fixtures. Server fixtures live in ``tests/fixtures/``, one module per kind of
-server, registered here."""
+"""Shared fixtures and suite-wide rules. Server fixtures live in ``tests/fixtures/``, one module
+per kind of server, registered here.
+
+Every asynchronous test must leave no asyncio task behind (``no_leaked_tasks``), and the tests
+under ``tests/e2e/`` carry the ``e2e`` marker (``-m "not e2e"`` runs the rest)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
 
 pytest_plugins = [
     "tests.fixtures.brokers",  # fleet PKI, Mosquitto (mTLS + ACL), nats-server (JetStream)
     "tests.fixtures.kube",  # the local Kubernetes API
     "tests.fixtures.podman",  # isolated Podman with a locally built busybox image
 ]
+
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    if not inspect.iscoroutinefunction(getattr(request, "function", None)):
+        yield  # a synchronous test runs no tasks on this loop
+        return
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)
+    leaked = asyncio.all_tasks() - before - {asyncio.current_task()}
+    for task in leaked:
+        task.cancel()
+    assert not leaked, f"tasks left behind: {sorted(task.get_name() for task in leaked)}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
