@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable, Iterator
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,10 @@ class TaskSet:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    def __iter__(self) -> Iterator[asyncio.Task[None]]:
+        """The tasks started and not stopped (a task that died stays until stopped)."""
+        return iter(list(self._tasks.values()))
 
     def start(self, key: Hashable, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         if key in self._tasks and not self._tasks[key].done():

@@ -21,6 +21,7 @@ async def test_failure_is_reported_and_stop_all_cancels_the_rest() -> None:
     tasks.start("broken", broken())
     await asyncio.sleep(0.05)
     assert failures == [("broken", "boom")]
+    assert sorted(task.get_name() for task in tasks if task.done()) == ["test:broken"]
     await tasks.stop_all()
     assert forever.cancelled()
 
