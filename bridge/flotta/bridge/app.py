@@ -30,7 +30,6 @@ from flotta.bridge.coalescer import (
 )
 from flotta.bridge.eventlimit import EventLimiter
 from flotta.bridge.fleet import OFFLINE_GRACE, Fleet
-from flotta.bridge.health import HealthServer
 from flotta.bridge.ingest import Ingest
 from flotta.bridge.intake import MqttIntake, MqttSettings
 from flotta.bridge.kube import DeviceWatch, KubeWriter, api_client
@@ -41,6 +40,7 @@ from flotta.bridge.publishing import NatsPublisher
 from flotta.bridge.receipts import ReceiptSender
 from flotta.bridge.streams import StreamSettings, stream_specs
 from flotta.bridge.writers import EventRecorder, StatusWriter
+from flotta.health import HealthServer
 from flotta.mqtt import MqttClient, TlsFiles
 from flotta.mqtt import MqttSettings as ClientSettings
 from flotta.tasks import TaskSet

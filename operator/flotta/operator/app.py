@@ -18,6 +18,7 @@ from pathlib import Path
 from kubernetes import client, config
 
 from flotta import gcfreeze
+from flotta.health import HealthServer
 from flotta.operator.bridgewatch import CHECK_EVERY, UNKNOWN_AFTER, BridgeWatch
 from flotta.operator.broker import Broker, BrokerSettings, Message
 from flotta.operator.cleanup import Cleaner
@@ -27,7 +28,6 @@ from flotta.operator.enrolling import Enroller
 from flotta.operator.errors import TransportError
 from flotta.operator.evicting import Evictor
 from flotta.operator.fleet import Fleet
-from flotta.operator.health import HealthServer
 from flotta.operator.intake import Intake
 from flotta.operator.keyring import KeyRing
 from flotta.operator.leader import LeaderElection
@@ -123,7 +123,10 @@ class Operator:
         self._api = api = await asyncio.to_thread(api_client, cfg.kubeconfig)
         if cfg.health_port is not None:
             self._health = HealthServer(
-                self.metrics.registry, self._readiness, host=cfg.health_host, port=cfg.health_port
+                host=cfg.health_host,
+                port=cfg.health_port,
+                registry=self.metrics.registry,
+                readiness=self._readiness,
             )
             await self._health.start()
         if cfg.leader_election:
@@ -248,7 +251,7 @@ class Operator:
         if self.leader is not None and self.leader.leading.is_set():
             await asyncio.to_thread(self.leader.release)
         if self._health is not None:
-            await self._health.stop()
+            await self._health.close()
         if self._api is not None:
             self._api.close()  # type: ignore[no-untyped-call]
 

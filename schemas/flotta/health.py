@@ -1,9 +1,15 @@
-"""Health and metrics over HTTP: ``/healthz`` (the process answers and none of its loops
-died), ``/readyz`` (MQTT subscribed, NATS connected, EdgeDevices listed) and ``/metrics``
-(Prometheus text).
+"""Health and metrics over HTTP for the operator and the bridge: ``/healthz`` (the process
+answers and none of its loops died), ``/readyz`` (what the process says about itself) and
+``/metrics`` (Prometheus text).
 
-A deliberately tiny HTTP/1.0 server on asyncio streams: three GET routes, one request per
-connection, bounded request size.
+A deliberately tiny HTTP server on asyncio streams: three GET routes, one request per
+connection, bounded request size and read time. Each process keeps its own readiness answer:
+
+* a ``(ready, reason)`` pair is answered as ``text/plain`` (the operator: one reason);
+* a mapping of check names to booleans is answered as ``application/json``, ready when every
+  check holds (the bridge: ``{"kubernetes": true, "loops": true, ...}``).
+
+Not ready is ``503``, and so is ``/healthz`` once ``alive()`` says a loop died.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -21,7 +28,7 @@ logger = logging.getLogger(__name__)
 MAX_REQUEST = 8192
 READ_TIMEOUT = 5.0
 
-ReadinessCheck = Callable[[], dict[str, bool]]
+Readiness = tuple[bool, str] | Mapping[str, bool]
 
 
 class HealthServer:
@@ -31,14 +38,14 @@ class HealthServer:
         host: str,
         port: int,
         registry: CollectorRegistry,
-        readiness: ReadinessCheck,
+        readiness: Callable[[], Readiness],
         alive: Callable[[], bool] = lambda: True,
     ) -> None:
-        self.alive = alive
         self.host = host
         self.port = port
         self.registry = registry
         self.readiness = readiness
+        self.alive = alive
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -61,7 +68,7 @@ class HealthServer:
             status, content_type, body = 400, "text/plain", b"bad request\n"
         try:
             writer.write(
-                f"HTTP/1.0 {status} {'OK' if status == 200 else 'Error'}\r\n"
+                f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
                 f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n".encode()
                 + body
@@ -84,9 +91,15 @@ class HealthServer:
                 return 503, "text/plain", b"a loop died\n"
             return 200, "text/plain", b"ok\n"
         if path == b"/readyz":
-            checks = self.readiness()
-            body = json.dumps(checks, sort_keys=True).encode() + b"\n"
-            return (200 if all(checks.values()) else 503), "application/json", body
+            return _readiness_answer(self.readiness())
         if path == b"/metrics":
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
         return 404, "text/plain", b"not found\n"
+
+
+def _readiness_answer(answer: Readiness) -> tuple[int, str, bytes]:
+    if isinstance(answer, tuple):
+        ready, reason = answer
+        return (200 if ready else 503), "text/plain", (reason + "\n").encode()
+    body = json.dumps(dict(answer), sort_keys=True).encode() + b"\n"
+    return (200 if all(answer.values()) else 503), "application/json", body
