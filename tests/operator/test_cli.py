@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from flotta.operator.logformat import JsonFormatter
+from flotta.jsonlog import JsonFormatter
 from tests.fixtures.kubeprocess import ROOT, source_path
 
 

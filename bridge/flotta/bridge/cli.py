@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     from flotta import gcfreeze
     from flotta.bridge.app import BridgeSettings, BridgeTaskError, WriteSettings, run
     from flotta.bridge.intake import MqttSettings
-    from flotta.bridge.logs import use_json_logs
+    from flotta.jsonlog import use_json_logs
     from flotta.mqtt import TlsFiles
 
     if args.log_format == "json":

@@ -95,12 +95,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from flotta import gcfreeze
+    from flotta.jsonlog import use_json_logs
     from flotta.operator.app import Operator, OperatorConfig
     from flotta.operator.broker import BrokerSettings, enrolment_broker
     from flotta.operator.context import OperatorSettings
     from flotta.operator.crlpublish import secret_publisher
     from flotta.operator.errors import OperatorError
-    from flotta.operator.logformat import use_json_logs
     from flotta.operator.policy import ApprovalPolicy
     from flotta.pki.errors import PkiError
 
