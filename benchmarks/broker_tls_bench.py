@@ -1,7 +1,6 @@
 """What a device connect costs the broker, with and without TLS session tickets, side by side.
 
-    PYTHONPATH=schemas:operator:bridge:agent:mosquitto:deploy:. \\
-        /work/venv/bin/python benchmarks/broker_tls_bench.py [--connects 3000] [--rounds 3]
+    .venv/bin/python benchmarks/broker_tls_bench.py [--connects 3000] [--rounds 3]
 
 Two real Mosquitto brokers with the Flotta configuration on loopback: one started with the
 system's OpenSSL settings (session tickets, OpenSSL's default) and one with Flotta's

@@ -1,8 +1,7 @@
 """Fleet-scale benchmark: the whole control plane on loopback and a simulated fleet with real
 TLS MQTT connections (one key and certificate per device).
 
-    PYTHONPATH=schemas:operator:bridge:agent:mosquitto:deploy:. \
-        /work/venv/bin/python benchmarks/fleet_bench.py --devices 1000,2500,5000,10000 \
+    .venv/bin/python benchmarks/fleet_bench.py --devices 1000,2500,5000,10000 \
         [--fanout] [--writes] [--storm] [--write-window 60] [--processes 2]
 
 Without any of --fanout/--writes/--storm all three run. For every fleet size a fresh stack is
@@ -33,7 +32,14 @@ a seventh of the 2 cores during a fan-out, 0.28 cores.)
 - footprint: CPU seconds and resident memory of the simulator, broker, operator, bridge and
   API during each phase (per 1,000 simulated devices for the simulator).
 
-The results go to benchmarks/results/fleet.md (with the date and the machine).
+- floor: right after the fleet run, the device tier alone (``simulator_bench.py``: Mosquitto,
+  the same simulated devices and a bare publisher in the operator's place, no Kubernetes API,
+  operator or bridge); the fan-out and the storm as ratios to it (goals: at most 1.25x and
+  1.15x). The cores' speed swings more than 2x between runs, so these ratios are the goals;
+  the seconds are context. ``--no-floor`` skips it.
+
+The results go on top of benchmarks/results/fleet.md (with the date and the machine; earlier
+runs stay below).
 """
 
 from __future__ import annotations
@@ -809,6 +815,83 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+FANOUT_FLOOR_GOAL = 1.25  # the whole system's fan-out / the device tier's alone
+STORM_FLOOR_GOAL = 1.15  # the whole system's storm / the device tier's alone
+
+
+def floor_arguments(devices: int, args: argparse.Namespace) -> argparse.Namespace:
+    """simulator_bench.py's settings for the device tier of this fleet: same devices, simulator
+    processes, heartbeat and connect spread; one fan-out round."""
+    return argparse.Namespace(
+        devices=devices,
+        processes=args.processes,
+        heartbeat=HEARTBEAT,
+        spread=max(2.0, devices / 250),
+        window=10.0,
+        rounds=1,
+        storm=args.storm,
+        concurrent_connects=16,
+        timeout=args.timeout,
+        label="floor of fleet_bench",
+    )
+
+
+def measure_floor(devices: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The device tier alone (Mosquitto, the simulator, a bare publisher in the operator's
+    place; no Kubernetes API, operator or bridge), right after the fleet run."""
+    import simulator_bench  # benchmarks/simulator_bench.py (it imports this module)
+
+    print(f"floor: the device tier alone with {devices} devices", flush=True)
+    try:
+        floor = asyncio.run(simulator_bench.run(floor_arguments(devices, args)))
+    except Exception as exc:  # the fleet's figures stand without it
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {key: floor[key] for key in ("fanout_s", "storm_s") if key in floor}
+
+
+def floor_ratios(result: dict[str, Any]) -> dict[str, float]:
+    floor = result.get("floor") or {}
+    ratios = {}
+    if result.get("fanout_s") and floor.get("fanout_s"):
+        ratios["fanout"] = result["fanout_s"] / floor["fanout_s"]
+    if result.get("storm_online_s") and floor.get("storm_s"):
+        ratios["storm"] = result["storm_online_s"] / floor["storm_s"]
+    return ratios
+
+
+def _verdict(ratio: float | None, goal: float) -> str:
+    if ratio is None:
+        return "-"
+    return f"{ratio:.2f} ({'met' if ratio <= goal else 'missed'})"
+
+
+def floor_lines(results: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "",
+        "Against the floor: the device tier alone in the same run (`simulator_bench.py`'s "
+        "Mosquitto, simulator and a bare publisher in the operator's place, same devices, "
+        "heartbeat, simulator processes and connect spread, started right after the fleet run). "
+        "Goals: fan-out at most "
+        f"{FANOUT_FLOOR_GOAL}x, storm at most {STORM_FLOOR_GOAL}x the floor.",
+        "",
+        "| devices | fan-out: fleet / floor (s) | ratio (goal <= "
+        f"{FANOUT_FLOOR_GOAL}) | storm: fleet / floor (s) | ratio (goal <= {STORM_FLOOR_GOAL}) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        floor = r.get("floor") or {}
+        ratios = floor_ratios(r)
+        lines.append(
+            f"| {r['devices']} | {fmt(r.get('fanout_s'), 2)} / {fmt(floor.get('fanout_s'), 2)} "
+            f"| {_verdict(ratios.get('fanout'), FANOUT_FLOOR_GOAL)} "
+            f"| {fmt(r.get('storm_online_s'))} / {fmt(floor.get('storm_s'))} "
+            f"| {_verdict(ratios.get('storm'), STORM_FLOOR_GOAL)} |"
+        )
+        if floor.get("error"):
+            lines.append(f"\nThe floor at {r['devices']} devices failed: {floor['error']}.")
+    return lines
+
+
 def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) -> str:
     lines = [
         "# Fleet benchmark",
@@ -840,6 +923,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
             f"| {fmt(r.get('storm_online_s'))} | {fmt(r.get('storm_converged_s'))} "
             f"| {r.get('error', '')} |"
         )
+    if any("floor" in r for r in results):
+        lines += floor_lines(results)
     lines += [
         "",
         "Kubernetes writes/s counts every write of every component (the local API's cluster-wide "
@@ -958,6 +1043,12 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=15.0, help="seconds before a phase")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per wait")
     parser.add_argument("--keep", action="store_true", help="keep the work directories")
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the device tier alone (simulator_bench.py) after the fleet run",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if not (args.fanout or args.writes or args.storm):
@@ -971,7 +1062,12 @@ def main() -> int:
         if size + 512 > hard:
             print(f"{size} devices need more than the {hard} open files allowed here")
             continue
-        results.append(asyncio.run(run_size(size, args)))
+        result = asyncio.run(run_size(size, args))
+        if args.floor and (args.fanout or args.storm) and "error" not in result:
+            result["floor"] = measure_floor(size, args)
+            for name, ratio in floor_ratios(result).items():
+                print(f"  {name}: {ratio:.2f}x the device tier alone", flush=True)
+        results.append(result)
         record(args.out, report(results, args, where), earlier)
     print(f"results written to {args.out}")
     return 0 if all("error" not in r for r in results) else 1

@@ -5,7 +5,7 @@ creating N EdgeDevices, listing them with and without a label selector (10 % mat
 a watcher following status patches sent at a target rate, the server's RSS and the
 SQLite file size. Prints a Markdown report (``--out`` writes it to a file too).
 
-    PYTHONPATH=schemas:deploy /work/venv/bin/python benchmarks/kubeapi_bench.py --devices 10000
+    .venv/bin/python benchmarks/kubeapi_bench.py --devices 10000
 """
 
 from __future__ import annotations

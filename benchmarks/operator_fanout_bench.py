@@ -5,8 +5,7 @@ client, local Kubernetes API) until the broker (real Mosquitto, mTLS) acknowledg
 10,000 retained desired states, and compares the operator's publish rate with a bare paho-mqtt
 QoS 1 publish loop (same identity, payload size, in-flight window) measured in the same run.
 
-    PYTHONPATH=schemas:operator:bridge:agent:mosquitto:deploy:. \
-        /work/venv/bin/python benchmarks/operator_fanout_bench.py [--devices N] [--out FILE]
+    .venv/bin/python benchmarks/operator_fanout_bench.py [--devices N] [--out FILE]
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The device side of a fan-out, alone: Mosquitto, the simulator and one observer, no control plane.
 
-    PYTHONPATH=schemas:operator:bridge:agent:mosquitto:deploy:. \
-        /work/venv/bin/python benchmarks/simulator_bench.py --devices 10000 [--processes 2]
+    .venv/bin/python benchmarks/simulator_bench.py --devices 10000 [--processes 2] [--storm]
 
 Starts a real Mosquitto (mutual TLS, Flotta ACL, the fleet's configuration) and
 ``flotta dev simulate`` with N provisioned devices (every one its own key, certificate and TLS
@@ -16,7 +15,10 @@ processes):
 - broker CPU in both phases.
 
 This splits the fleet benchmark's fan-out (``fleet_bench.py``) into the part the devices and
-the broker cost, without the operator, the bridge and the Kubernetes API sharing the cores.
+the broker cost, without the operator, the bridge and the Kubernetes API sharing the cores:
+the floor that ``fleet_bench.py`` runs after the fleet and compares against (fan-out and storm
+as ratios to it). The storm counts from the broker listening again to the last device's birth
+(by the devices' timestamps), as ``fleet_bench.py`` does.
 """
 
 from __future__ import annotations
@@ -313,9 +315,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             start = time.perf_counter()
             broker.restart()
             result["broker_restart_s"] = time.perf_counter() - start
+            restarted = datetime.now(UTC)
             pids["mosquitto"] = broker.process.pid
             window.start["mosquitto"] = 0.0
-            result["storm_s"] = (
+            result["storm_seen_s"] = (
                 await wait_until(
                     lambda: observer.online_since(since) >= len(ids),
                     args.timeout,
@@ -323,6 +326,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 + result["broker_restart_s"]
             )
+            # As fleet_bench.py counts it: from the broker listening again to the last birth,
+            # by the devices' own timestamps.
+            last_birth = max(t for t in observer.birth.values() if t >= since)
+            result["storm_s"] = max(0.0, (last_birth - restarted).total_seconds())
             elapsed, cpu = window.end()
             result["storm_cores"] = {n: c / elapsed for n, c in cpu.items()}
             result["sim_ms_per_reconnect"] = 1e3 * cpu["simulator"] / len(ids)
@@ -335,8 +342,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
             print(
-                f"storm: all {len(ids)} back in {result['storm_s']:.1f} s (broker restart "
-                f"{result['broker_restart_s']:.1f} s); simulator "
+                f"storm: all {len(ids)} back {result['storm_s']:.1f} s after the broker was "
+                f"(restart {result['broker_restart_s']:.1f} s, all seen after "
+                f"{result['storm_seen_s']:.1f} s); simulator "
                 f"{result['sim_ms_per_reconnect']:.2f} ms, broker "
                 f"{result['broker_ms_per_reconnect']:.2f} ms CPU per reconnect",
                 flush=True,
