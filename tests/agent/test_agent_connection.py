@@ -116,7 +116,7 @@ async def test_events_kept_until_their_receipt_survive_an_agent_restart(
     finally:
         await run.stop()
     assert run.agent.events.stream == sent.stream
-    assert run.agent.bad_payloads == 0
+    assert run.agent.state.bad_payloads == 0
 
     journal = EventJournal(config.state_dir / JOURNAL_FILE)
     try:

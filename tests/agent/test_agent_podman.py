@@ -154,7 +154,7 @@ async def test_enrol_deploy_change_remove_and_converge_after_a_cut_link(
 
         # The link goes dark; the desired state changes meanwhile; the device converges.
         await proxy.disconnect()
-        await wait_for(lambda: not running.agent._client or not running.agent._client.connected, 15)
+        await wait_for(lambda: not running.agent.session.connected, 15)
         cut_at_ms = int(time.time() * 1000)
         fourth = await fleet.publish_desired(
             desired(
@@ -215,7 +215,7 @@ async def test_bad_desired_payload_is_counted_and_keeps_the_last_good_state(
         persisted = (config.state_dir / "desired.json").read_bytes()
         await fleet.publish_raw(DEVICE, b'{"schemaVersion": 1, "deviceId": 5}')
         await fleet.publish_raw(DEVICE, b"\xff not json")
-        await wait_for(lambda: running.agent.bad_payloads == 2, 15)
+        await wait_for(lambda: running.agent.state.bad_payloads == 2, 15)
         await wait_for(
             lambda: [e for e in fleet.events if e.reason == "InvalidDesiredState"], within=15
         )
@@ -268,7 +268,7 @@ async def test_a_stopped_workload_is_started_again_and_reported(
             lambda s: s.applied_version == good.version and phases(s) == {"web": "Running"}
         )
         # The telemetry service is told where to scrape: the pod's address.
-        address = await wait_for(lambda: running.agent._endpoints.get("web"), 15)
+        address = await wait_for(lambda: running.agent.state.endpoints.get("web"), 15)
         assert ipaddress.ip_address(address).version == 4
         status, body = api_call(
             clean_podman.socket_path, "POST", "/pods/web/stop", query={"t": "0"}

@@ -92,17 +92,17 @@ def test_hostile_messages_are_refused_and_the_next_good_state_is_taken(
 ) -> None:
     agent = Agent(agent_config_without_podman())
     good = desired(f"before-{generation.hex}")
-    assert agent.accept_desired(good)
-    kept = agent.desired
+    assert agent.inbox.accept_desired(good)
+    kept = agent.state.desired
     assert kept is not None
     for kind, payload in sequence:
-        agent._handle(message(kind, payload))
-        assert agent.desired == kept  # nothing refused replaced the last good state
+        agent.inbox.handle(message(kind, payload))
+        assert agent.state.desired == kept  # nothing refused replaced the last good state
     after = desired(f"after-{generation.hex}")
-    agent._handle(message(DeviceTopic.DESIRED, after))
-    assert agent.desired is not None
-    assert agent.desired.namespace == f"ns-after-{generation.hex}"
-    assert agent.bad_payloads + agent.bad_receipts == sum(
+    agent.inbox.handle(message(DeviceTopic.DESIRED, after))
+    assert agent.state.desired is not None
+    assert agent.state.desired.namespace == f"ns-after-{generation.hex}"
+    assert agent.state.bad_payloads + agent.state.bad_receipts == sum(
         refused_by_the_contract(kind, payload) for kind, payload in sequence
     )
 
