@@ -37,7 +37,7 @@ lint: python-env
 PACKAGES := flotta.schemas flotta.pki flotta.mqtt flotta.mosquitto flotta.operator flotta.bridge flotta.agent flotta.dev
 
 typecheck: python-env
-	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli -m flotta.childprocess -m flotta.ratelimit -m flotta.gcfreeze -m flotta.tasks -m flotta.health -m flotta.jsonlog
+	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli -m flotta.childprocess -m flotta.ratelimit -m flotta.gcfreeze -m flotta.tasks -m flotta.health -m flotta.jsonlog -m flotta.backoff
 
 check: lint typecheck
 

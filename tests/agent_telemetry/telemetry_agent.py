@@ -19,8 +19,8 @@ from flotta.agent.contract.desired import (
     SystemMetricsSettings,
 )
 from flotta.agent.telemetry import TelemetryService
-from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.system import SystemCollector
+from flotta.backoff import Backoff, BackoffPolicy
 from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
 from flotta.schemas.topics import DeviceTopic, device_topic
 from tests.agent_telemetry.log_sources import tail_source
@@ -47,7 +47,7 @@ async def main(arguments: list[str]) -> None:
         log_source=tail_source(Path(logs), processes),
         system=SystemCollector(sample_root(Path(state) / "root"), clock_ticks=100),
         flush_interval=0.2,
-        retry=Backoff(initial=0.1, maximum=0.5),
+        retry=Backoff(BackoffPolicy(base=0.1, cap=0.5, jitter=0.5)),
     )
     telemetry.configure(
         DesiredConfiguration(metrics=MetricsSettings(system=SystemMetricsSettings(interval=1))),

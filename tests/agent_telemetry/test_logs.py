@@ -4,9 +4,9 @@ from pathlib import Path
 
 from flotta.agent.contract import decode_fragment
 from flotta.agent.contract.telemetry import LogLine
-from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.logs import ResumePoint, follow, to_log_line
 from flotta.agent.telemetry.staging import Staging
+from flotta.backoff import Backoff, BackoffPolicy
 from tests.agent_telemetry.log_sources import SourceLine, tail_source, write_lines
 from tests.agent_telemetry.waiting import wait_until
 
@@ -45,7 +45,7 @@ async def test_following_a_real_process_survives_a_source_failure(tmp_path: Path
             tail_source(tmp_path, processes),
             staging,
             asyncio.Event(),
-            backoff=Backoff(initial=0.05, maximum=0.1),
+            backoff=Backoff(BackoffPolicy(base=0.05, cap=0.1, jitter=0.5)),
         )
     )
     try:

@@ -23,8 +23,8 @@ from flotta.agent.contract.desired import (
 )
 from flotta.agent.contract.telemetry import LogsBatch, MetricsBatch, TelemetryReceipt
 from flotta.agent.telemetry import TelemetryService
-from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.system import SystemCollector
+from flotta.backoff import Backoff, BackoffPolicy
 from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
 from flotta.schemas.topics import DeviceTopic, device_topic
 from tests.agent_telemetry.log_sources import tail_source, write_lines
@@ -128,7 +128,7 @@ async def test_broker_outage_every_record_arrives_once(
         log_source=tail_source(tmp_path, processes),
         system=SystemCollector(sample_root(tmp_path / "root"), clock_ticks=100),
         flush_interval=0.2,
-        retry=Backoff(initial=0.1, maximum=0.5),
+        retry=Backoff(BackoffPolicy(base=0.1, cap=0.5, jitter=0.5)),
     )
     (tmp_path / "app.log").touch()
     workload = DesiredWorkload(name="app", namespace="default", pod_spec={}, log_collection="x")

@@ -19,7 +19,7 @@ from flotta.agent.contract.desired import (
 )
 from flotta.agent.runtime import PodmanRuntime, WorkloadSpec
 from flotta.agent.telemetry import TelemetryService
-from flotta.agent.telemetry.backoff import Backoff
+from flotta.backoff import Backoff, BackoffPolicy
 from tests.agent_telemetry.receiver import Receiver
 from tests.agent_telemetry.waiting import wait_until
 from tests.fixtures.podman import PodmanTestEnv
@@ -63,7 +63,7 @@ async def run_service(
         max_bytes=10_000_000,
         log_source=runtime.logs,
         flush_interval=0.2,
-        retry=Backoff(initial=0.1, maximum=0.5),
+        retry=Backoff(BackoffPolicy(base=0.1, cap=0.5, jitter=0.5)),
     )
     workload = DesiredWorkload(name="chatty", namespace="default", pod_spec={}, log_collection="x")
     telemetry.configure(NO_SYSTEM, [workload], {})

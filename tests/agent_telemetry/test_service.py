@@ -14,9 +14,9 @@ from flotta.agent.contract.desired import (
 )
 from flotta.agent.contract.telemetry import LogsBatch, MetricsBatch
 from flotta.agent.telemetry import TelemetryService
-from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.buffer import Flow
 from flotta.agent.telemetry.system import SystemCollector
+from flotta.backoff import Backoff, BackoffPolicy
 from tests.agent_telemetry.http_server import metrics_endpoint
 from tests.agent_telemetry.log_sources import tail_source, write_lines
 from tests.agent_telemetry.receiver import Receiver
@@ -54,7 +54,7 @@ def service(tmp_path: Path, processes: list, **kwargs: object) -> TelemetryServi
         log_source=tail_source(tmp_path, processes),
         system=SystemCollector(sample_root(tmp_path / "root"), clock_ticks=100),
         flush_interval=0.2,
-        retry=Backoff(initial=0.05, maximum=0.2),
+        retry=Backoff(BackoffPolicy(base=0.05, cap=0.2, jitter=0.5)),
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -196,7 +196,7 @@ async def test_connection_restored_cuts_the_back_off_short(tmp_path: Path) -> No
         "dev-1",
         max_bytes=1_000_000,
         system=SystemCollector(sample_root(tmp_path / "root"), clock_ticks=100),
-        retry=Backoff(initial=60.0, maximum=60.0),
+        retry=Backoff(BackoffPolicy(base=60.0, cap=60.0, jitter=0.5)),
     )
     telemetry.configure(configuration(["node_load1"]), [], {})
     runner = asyncio.create_task(telemetry.run(receiver.publish))

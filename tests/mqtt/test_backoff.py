@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from flotta.mqtt.backoff import Backoff, BackoffPolicy
+from flotta.backoff import Backoff, BackoffPolicy
 
 
 def test_ceiling_doubles_from_base_up_to_cap() -> None:
@@ -57,3 +57,24 @@ def test_attempts_reset_only_after_a_stable_connection() -> None:
 def test_nonsense_policies_are_refused(base: float, cap: float, stable_after: float) -> None:
     with pytest.raises(ValueError, match="backoff needs"):
         BackoffPolicy(base=base, cap=cap, stable_after=stable_after)
+
+
+def test_half_jitter_waits_at_least_half_the_ceiling_and_none_is_the_plain_sequence() -> None:
+    half = Backoff(BackoffPolicy(base=1.0, cap=8.0, jitter=0.5), random.Random(5))
+    for attempt in range(8):
+        ceiling = half.policy.ceiling(attempt)
+        assert ceiling / 2 <= half.next_delay() <= ceiling
+    plain = Backoff(BackoffPolicy(base=0.2, cap=5.0, jitter=0.0))
+    assert [round(delay, 6) for _, delay in zip(range(7), plain, strict=False)] == [
+        0.2,
+        0.4,
+        0.8,
+        1.6,
+        3.2,
+        5.0,
+        5.0,
+    ]
+    plain.reset()
+    assert next(plain) == 0.2
+    with pytest.raises(ValueError, match="jitter"):
+        BackoffPolicy(jitter=1.5)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
+from flotta.backoff import Backoff, BackoffPolicy
 from flotta.bridge.decoding import Report, decode_report, forwarded
 from flotta.bridge.devicestatus import DeviceContext
 from flotta.bridge.errors import RejectedMessageError
@@ -37,8 +38,8 @@ from flotta.schemas.wire.status import StatusReport
 logger = logging.getLogger(__name__)
 
 BATCH = 512  # deliveries handled per turn of the loop
-RETRY_MIN = 0.2
-RETRY_MAX = 5.0
+# A JetStream publish that failed is tried again after 0.2 s, doubling up to 5 s, no jitter.
+RETRY = BackoffPolicy(base=0.2, cap=5.0, jitter=0.0)
 # A device that just enrolled may report before the EdgeDevice watch has delivered it: such
 # messages wait this long (unacknowledged, so nothing is lost) before "unknown device".
 UNKNOWN_GRACE = 5.0
@@ -346,15 +347,13 @@ class Ingest:
     async def _retry_loop(
         self, delivery: Delivery, outbound: Outbound, receipt: Receipt | None
     ) -> None:
-        delay = RETRY_MIN
-        while True:
+        for delay in Backoff(RETRY):
             await asyncio.sleep(delay)
             try:
                 future = await self.publisher.publish(outbound)
                 await asyncio.wait_for(future, PUBLISH_TIMEOUT)
             except Exception:
                 self._published_failed.inc()
-                delay = min(delay * 2, RETRY_MAX)
                 continue
             self._published_ok.inc()
             self._landed(delivery, receipt)

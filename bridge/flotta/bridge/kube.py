@@ -20,6 +20,7 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from flotta.backoff import Backoff, BackoffPolicy
 from flotta.bridge.errors import KubeWriteError
 from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
 from flotta.schemas.crd.device import EdgeDevice
@@ -30,6 +31,8 @@ MERGE_PATCH = "application/merge-patch+json"
 WATCH_SECONDS = 240
 REQUEST_TIMEOUT = (5.0, 30.0)
 COMPONENT = "flotta-bridge"
+# After a failed list or watch: relist after 0.5 s, doubling up to 30 s, no jitter.
+RELIST = BackoffPolicy(base=0.5, cap=30.0, jitter=0.0)
 
 # (type, object) for ADDED/MODIFIED/DELETED; ("SYNCED", {}) after each complete list
 WatchHandler = Callable[[str, dict[str, Any]], None]
@@ -74,21 +77,21 @@ class DeviceWatch:
             self._loop.call_soon_threadsafe(self._on_event, kind, obj)
 
     def _run(self) -> None:
-        delay = 0.5
+        backoff = Backoff(RELIST)
         while not self._stop.is_set():
             try:
                 version = self._list()
-                delay = 0.5
+                backoff.reset()
                 self._follow(version)
             except (ApiException, HTTPError, OSError, ValueError) as exc:
                 if self._stop.is_set():
                     return
                 status, detail = _reason(exc)
+                delay = backoff.next_delay()
                 logger.warning(
                     "EdgeDevice watch: HTTP %s %s; relisting in %.1f s", status, detail, delay
                 )
                 self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
 
     def _list(self) -> str:
         listing: dict[str, Any] = cast(

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from flotta.backoff import Backoff, BackoffPolicy
 from flotta.schemas.crd.common import GROUP, VERSION
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,8 @@ EventType = Literal["ADDED", "MODIFIED", "DELETED", "RELISTED"]
 GONE = 410
 PAGE_SIZE = 500
 WATCH_TIMEOUT = 300
-BACKOFF_START = 0.2
-BACKOFF_MAX = 5.0
+# After a failed list or watch: 0.2 s, doubling up to 5 s, no jitter (one client per kind).
+RETRY = BackoffPolicy(base=0.2, cap=5.0, jitter=0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +108,13 @@ class Watcher:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        backoff = BACKOFF_START
+        backoff = Backoff(RETRY)
         while not self._stopping.is_set():
             try:
                 if not self.resource_version:
                     self._relist()
                 self._watch_once()
-                backoff = BACKOFF_START
+                backoff.reset()
             except ApiException as exc:
                 if self._stopping.is_set():
                     return
@@ -128,9 +129,8 @@ class Watcher:
                     return
                 self.errors += 1
                 logger.warning("%s watch failed: %r", self.watched.kind, exc)
-            if self._stopping.wait(backoff):
+            if self._stopping.wait(backoff.next_delay()):
                 return
-            backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _relist(self) -> None:
         objects: list[dict[str, Any]] = []

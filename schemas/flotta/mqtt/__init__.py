@@ -22,7 +22,7 @@ Delivery is at least once: a message handled but not acked when the connection d
 again (``duplicate=True``) after the reconnect.
 """
 
-from flotta.mqtt.backoff import Backoff, BackoffPolicy
+from flotta.backoff import Backoff, BackoffPolicy
 from flotta.mqtt.client import MqttClient, MqttCounters, PublishDone, settle_future
 from flotta.mqtt.errors import (
     ConnectError,

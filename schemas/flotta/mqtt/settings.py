@@ -6,7 +6,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flotta.mqtt.backoff import BackoffPolicy
+from flotta.backoff import BackoffPolicy
 
 SESSION_EXPIRY_DEFAULT = 7 * 24 * 3600  # seconds the broker keeps a session of a gone client
 

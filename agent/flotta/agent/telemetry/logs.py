@@ -10,9 +10,9 @@ from typing import Protocol
 
 from flotta.agent.contract.base import KiB
 from flotta.agent.contract.telemetry import LogLine, LogStream
-from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.batching import record_body
 from flotta.agent.telemetry.staging import Cursor, Staging
+from flotta.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.batching import Kind
 from flotta.agent.telemetry.buffer import Flow, TelemetryBuffer
 from flotta.agent.telemetry.errors import BufferStoreError
+from flotta.backoff import Backoff
 from flotta.schemas.topics import DeviceTopic, device_topic
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ from pathlib import Path
 from flotta.agent.contract import decode
 from flotta.agent.contract.desired import DesiredConfiguration, DesiredWorkload
 from flotta.agent.contract.telemetry import TelemetryReceipt
-from flotta.agent.telemetry.backoff import Backoff
 from flotta.agent.telemetry.batching import Kind, record_body
 from flotta.agent.telemetry.buffer import Flow, TelemetryBuffer
 from flotta.agent.telemetry.errors import BufferStoreError, ScrapeError, TelemetryError
@@ -22,12 +21,16 @@ from flotta.agent.telemetry.scraping import ScrapeTarget, scrape, scrape_targets
 from flotta.agent.telemetry.sending import Publish, SenderCounters, send_forever
 from flotta.agent.telemetry.staging import Cursor, Staging
 from flotta.agent.telemetry.system import SystemCollector
+from flotta.backoff import Backoff, BackoffPolicy
 from flotta.schemas.errors import PayloadError
 from flotta.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+# Retries wait at least half of the ceiling (jitter 0.5), which doubles up to 30 s.
+SEND_RETRY = BackoffPolicy(base=0.5, cap=30.0, jitter=0.5)
+LOG_RETRY = BackoffPolicy(base=1.0, cap=30.0, jitter=0.5)
 BUFFER_FILE = "telemetry.sqlite3"
 DEFAULT_FLOW = Flow()
 RECEIPT_QUEUE = 1024  # receipts waiting to be applied; past it they are dropped (batches resent)
@@ -80,7 +83,7 @@ class TelemetryService:
         self._system = system or SystemCollector()
         self._flush_interval = flush_interval
         self._scrape_timeout = scrape_timeout
-        self._retry = retry or Backoff()
+        self._retry = retry or Backoff(SEND_RETRY)
         self._log_staging = Staging(staging_records)
         self._wake_sender = asyncio.Event()
         self._resume_sender = asyncio.Event()
@@ -202,7 +205,7 @@ class TelemetryService:
                         self._log_source,
                         self._log_staging,
                         self._wake_flush,
-                        backoff=Backoff(initial=1.0, maximum=30.0),
+                        backoff=Backoff(LOG_RETRY),
                         cursor=cursor,
                     ),
                 )
