@@ -25,9 +25,9 @@ from flotta.schemas.wire.desired import (
 )
 from tests.agent.conftest import AgentConfigFactory
 from tests.agent.fleet import FleetPeer, phases, wait_for
-from tests.agent.proxy import CuttableProxy
 from tests.fixtures.brokers import TestBroker
 from tests.fixtures.podman import PodmanTestEnv
+from tests.fixtures.proxy import CuttableProxy
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -74,7 +74,7 @@ async def proxy(mosquitto_broker: TestBroker) -> AsyncIterator[CuttableProxy]:
     try:
         yield link
     finally:
-        await link.stop()
+        await link.close()
 
 
 class RunningAgent:
@@ -153,7 +153,7 @@ async def test_enrol_deploy_change_remove_and_converge_after_a_cut_link(
         assert (await pods(clean_podman))["db"].pod_id == db_pod
 
         # The link goes dark; the desired state changes meanwhile; the device converges.
-        await proxy.disconnect()
+        proxy.cut(refuse=True)
         await wait_for(lambda: not running.agent.session.connected, 15)
         cut_at_ms = int(time.time() * 1000)
         fourth = await fleet.publish_desired(

@@ -20,8 +20,8 @@ from flotta.mqtt import (
 from flotta.pki.store import PkiStore
 from flotta.schemas.topics import DeviceTopic, device_filter, device_topic
 from tests.fixtures.brokers import TestBroker, new_fleet_pki
+from tests.fixtures.proxy import CuttableProxy
 from tests.mqtt.helpers import settings_for
-from tests.mqtt.proxy import CuttableProxy
 
 DESIRED_A = device_topic("dev-a", DeviceTopic.DESIRED)
 STATUS_A = device_topic("dev-a", DeviceTopic.STATUS)
