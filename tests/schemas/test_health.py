@@ -72,6 +72,6 @@ async def test_check_readiness_is_json_and_needs_every_check() -> None:
         assert json.loads(body) == {"mqtt": True, "nats": False}
         checks["nats"] = True
         assert (await request(port, get("/readyz")))[0] == 200
-        assert (await request(port, b"GET /healthz"))[0] == 400  # the head ends before its blank line
+        assert (await request(port, b"GET /healthz"))[0] == 400  # no blank line ends the head
     finally:
         await server.close()
