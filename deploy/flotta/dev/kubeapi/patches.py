@@ -1,6 +1,19 @@
 """Patches: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge.
 
-Strategic merge is a subset of Kubernetes': merge-patch semantics plus the ``$patch``,
+JSON patch is ``jsonpatch``'s; its errors become ``PatchError`` (422, as kube-apiserver
+answers a patch that cannot apply).
+
+Merge patch (RFC 7386) is the RFC's own ten-line algorithm, written here: the one PyPI
+library for it, ``json-merge-patch``, had its last source change in 2020 (its 0.3.0 of 2025
+only repackaged it), has no type information, and merges into its first argument in place,
+so using it would need a deep copy of the whole stored object for every patch, where this
+function copies only the maps on the patch's paths: a status patch of an EdgeDevice took
+1.5 us here and 50 us with ``copy.deepcopy`` plus ``json_merge_patch.merge`` (2026-12-07),
+and status patches are the local API's most frequent write.
+
+Strategic merge stays hand-written: it exists only in Kubernetes' Go code
+(``k8s.io/apimachinery/pkg/util/strategicpatch``, driven by the Go types' patch tags), and no
+Python library implements it. This is a subset: merge-patch semantics plus the ``$patch``,
 ``$retainKeys``, ``$setElementOrder/`` and ``$deleteFromPrimitiveList/`` directives; lists
 merge by key only where this server knows the key (``metadata.ownerReferences`` by uid,
 ``metadata.finalizers`` as a set); every other list is replaced, like a merge patch.
@@ -10,6 +23,9 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+
+import jsonpatch
+import jsonpointer
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -34,128 +50,20 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _unescape(token: str) -> str:
-    return token.replace("~1", "/").replace("~0", "~")
-
-
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise PatchError(f"JSON pointer {path!r} must start with '/'")
-    return [_unescape(token) for token in path[1:].split("/")]
-
-
-def _index(container: list[Any], segment: str, *, allow_end: bool) -> int:
-    if segment == "-" and allow_end:
-        return len(container)
-    if not segment.isdigit() or (segment != "0" and segment.startswith("0")):
-        raise PatchError(f"invalid array index {segment!r}")
-    index = int(segment)
-    limit = len(container) if allow_end else len(container) - 1
-    if index > limit:
-        raise PatchError(f"array index {index} out of range")
-    return index
-
-
-def _parent(doc: Any, tokens: list[str], path: str) -> Any:
-    node = doc
-    for token in tokens[:-1]:
-        if isinstance(node, dict):
-            if token not in node:
-                raise PatchError(f"path {path!r} does not exist")
-            node = node[token]
-        elif isinstance(node, list):
-            node = node[_index(node, token, allow_end=False)]
-        else:
-            raise PatchError(f"path {path!r} does not exist")
-    return node
-
-
-def _get(doc: Any, path: str) -> Any:
-    tokens = _pointer(path)
-    if not tokens:
-        return doc
-    parent = _parent(doc, tokens, path)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise PatchError(f"path {path!r} does not exist")
-        return parent[last]
-    if isinstance(parent, list):
-        return parent[_index(parent, last, allow_end=False)]
-    raise PatchError(f"path {path!r} does not exist")
-
-
-def _remove(doc: Any, path: str) -> tuple[Any, Any]:
-    tokens = _pointer(path)
-    if not tokens:
-        raise PatchError("cannot remove the whole document")
-    parent = _parent(doc, tokens, path)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise PatchError(f"path {path!r} does not exist")
-        return doc, parent.pop(last)
-    if isinstance(parent, list):
-        return doc, parent.pop(_index(parent, last, allow_end=False))
-    raise PatchError(f"path {path!r} does not exist")
-
-
-def _add(doc: Any, path: str, value: Any, *, replace: bool) -> Any:
-    tokens = _pointer(path)
-    if not tokens:
-        return value
-    parent = _parent(doc, tokens, path)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if replace and last not in parent:
-            raise PatchError(f"path {path!r} does not exist")
-        parent[last] = value
-    elif isinstance(parent, list):
-        if replace:
-            parent[_index(parent, last, allow_end=False)] = value
-        else:
-            parent.insert(_index(parent, last, allow_end=True), value)
-    else:
-        raise PatchError(f"path {path!r} does not exist")
-    return doc
-
-
 def json_patch(target: Any, operations: Any) -> Any:
-    """RFC 6902: add, remove, replace, move, copy, test."""
+    """RFC 6902 (add, remove, replace, move, copy, test) by ``jsonpatch``, on a copy."""
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a list of operations")
-    doc = copy.deepcopy(target)
-    for operation in operations:
-        if not isinstance(operation, dict) or "op" not in operation or "path" not in operation:
-            raise PatchError(f"invalid JSON patch operation {operation!r}")
-        op, path = operation["op"], operation["path"]
-        if not isinstance(path, str):
-            raise PatchError(f"invalid path {path!r}")
-        if op in ("add", "replace", "test") and "value" not in operation:
-            raise PatchError(f"operation {op!r} needs a value")
-        if op == "add":
-            doc = _add(doc, path, copy.deepcopy(operation["value"]), replace=False)
-        elif op == "remove":
-            doc, _ = _remove(doc, path)
-        elif op == "replace":
-            doc = _add(doc, path, copy.deepcopy(operation["value"]), replace=True)
-        elif op in ("move", "copy"):
-            source = operation.get("from")
-            if not isinstance(source, str):
-                raise PatchError(f"operation {op!r} needs 'from'")
-            if op == "move":
-                doc, value = _remove(doc, source)
-            else:
-                value = copy.deepcopy(_get(doc, source))
-            doc = _add(doc, path, value, replace=False)
-        elif op == "test":
-            if _get(doc, path) != operation["value"]:
-                raise PatchError(f"test failed at {path!r}")
-        else:
-            raise PatchError(f"unknown JSON patch operation {op!r}")
-    return doc
+    try:
+        return jsonpatch.apply_patch(target, operations, in_place=False)
+    except (
+        jsonpatch.JsonPatchException,
+        jsonpointer.JsonPointerException,
+        TypeError,
+        ValueError,
+        LookupError,
+    ) as exc:
+        raise PatchError(str(exc) or type(exc).__name__) from exc
 
 
 # path (tuple of keys) -> merge key for lists of objects, or "" for a set of primitives
