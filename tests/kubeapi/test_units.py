@@ -218,6 +218,79 @@ def test_cel_subset(rule: str, value: Any, expected: bool | None) -> None:
     assert check(rule, value) is expected
 
 
+@pytest.mark.parametrize(
+    ("rule", "value", "old", "expected"),
+    [
+        ("self == oldSelf", "a", "a", True),
+        ("self == oldSelf", "a", "b", False),
+        ("self.n >= oldSelf.n", {"n": 2}, {"n": 3}, False),
+        ("!has(oldSelf.x) || has(self.x)", {}, {"x": 1}, False),
+        ("self.n > 0", {"n": 1}, {"n": 0}, True),  # not a transition rule: old unused
+        (
+            "self.l.filter(x, x > 1).size() == 1 && self.l.map(x, x * 2)[1] == 4",
+            {"l": [1, 2]},
+            {},
+            True,
+        ),
+        ("self.s.matches('^a+$') && 1 + 2 * 3 == 7", {"s": "aa"}, {}, True),
+        ("self.s", {"s": "x"}, {}, None),  # not a boolean
+        ("self ==", 1, 1, None),  # not CEL
+    ],
+)
+def test_cel_transition_rules_and_full_cel(
+    rule: str, value: Any, old: Any, expected: bool | None
+) -> None:
+    assert check(rule, value, old) is expected
+
+
+def test_transition_rules_follow_correlated_values() -> None:
+    immutable = [{"rule": "self == oldSelf", "message": "immutable"}]
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "keyed": {
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "v": {"type": "integer"}},
+                    "x-kubernetes-validations": immutable,
+                },
+            },
+            "atomic": {
+                "type": "array",
+                "items": {"type": "integer", "x-kubernetes-validations": immutable},
+            },
+            "labels": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "x-kubernetes-validations": immutable},
+            },
+            "optional": {
+                "type": "string",
+                "x-kubernetes-validations": [{**immutable[0], "optionalOldSelf": True}],
+            },
+        },
+    }
+    old = {
+        "keyed": [{"name": "a", "v": 1}, {"name": "b", "v": 2}],
+        "atomic": [1],
+        "labels": {"k": "v"},
+        "optional": "x",
+    }
+    new = {
+        "keyed": [{"name": "b", "v": 2}, {"name": "a", "v": 9}, {"name": "c", "v": 3}],
+        "atomic": [2, 3],  # items of an atomic list do not correlate
+        "labels": {"k": "w", "other": "x"},
+        "optional": "y",  # optionalOldSelf needs CEL optionals: skipped
+    }
+    assert [cause.field for cause in validate(new, schema, old=old)] == [
+        "keyed[1]",
+        "labels.k",
+    ]
+    assert validate(new, schema) == []  # a create: transition rules do not run
+
+
 def test_jsonpath_subset() -> None:
     obj = {
         "status": {

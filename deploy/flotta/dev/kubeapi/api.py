@@ -385,10 +385,10 @@ class Api:
             else None
         )
         new = objects.prepare_update(resource, old, body, subresource=subresource)
-        _warn(warnings, objects.conform(resource, new, strict=strict))
+        stored = previous.load()  # untouched by conform, which may edit values shared with old
+        _warn(warnings, objects.conform(resource, new, strict=strict, old=stored))
         if resource.key == CRD_KEY and subresource != "status":
             self._check_crd(new)
-        stored = previous.load()  # untouched by conform, which may edit values shared with old
         if managed is None:
             managed = stored["metadata"].get("managedFields") or []
             if isinstance(given, list) and given != managed:

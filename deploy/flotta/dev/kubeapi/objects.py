@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from flotta.dev.kubeapi.cel import ABSENT
 from flotta.dev.kubeapi.errors import BadRequestError, Cause, InvalidError
 from flotta.dev.kubeapi.resources import ResourceType
 from flotta.dev.kubeapi.schema import apply_defaults, format_causes, prune, validate
@@ -176,8 +177,17 @@ def _check_config_map(obj: dict[str, Any], causes: list[Cause]) -> None:
     _string_map(obj, "binaryData", causes)
 
 
-def conform(resource: ResourceType, obj: dict[str, Any], *, strict: bool) -> list[str]:
+def conform(
+    resource: ResourceType,
+    obj: dict[str, Any],
+    *,
+    strict: bool,
+    old: dict[str, Any] | None = None,
+) -> list[str]:
     """Prune, default and validate ``obj`` in place; return pruned field paths.
+
+    ``old`` is the stored object an update replaces: transition rules (``oldSelf``) run
+    against it.
 
     Raises ``InvalidError`` (422), or ``BadRequestError`` for unknown fields when ``strict``.
     """
@@ -189,7 +199,7 @@ def conform(resource: ResourceType, obj: dict[str, Any], *, strict: bool) -> lis
             fields = ", ".join(f'unknown field "{path}"' for path in pruned)
             raise BadRequestError(f"strict decoding error: {fields}")
         apply_defaults(obj, resource.schema)
-        causes += validate(obj, resource.schema)
+        causes += validate(obj, resource.schema, old=ABSENT if old is None else old)
     if resource.plural == "secrets" and not resource.group:
         _normalize_secret(obj, causes)
     if resource.plural == "configmaps" and not resource.group:

@@ -4,7 +4,10 @@ Done in Kubernetes' order: unknown fields are pruned (unless
 ``x-kubernetes-preserve-unknown-fields``), ``default:`` values are filled in where a field is
 absent, then the object is validated. Validation errors are ``Cause`` records with field
 paths and messages worded like kube-apiserver's. ``x-kubernetes-validations`` rules are
-evaluated with the CEL subset of ``cel.py``; rules outside it are skipped.
+evaluated by ``cel.py`` (cel-python); rules it cannot evaluate are skipped. Transition rules
+(``oldSelf``) run on updates where the old value correlates: through object properties and
+map keys, and list items only in ``x-kubernetes-list-type: map`` lists (by their map keys),
+as in Kubernetes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from flotta.dev.kubeapi.cel import check
+from flotta.dev.kubeapi.cel import ABSENT, check, is_transition_rule
 from flotta.dev.kubeapi.errors import Cause
 
 Schema = dict[str, Any]
@@ -111,10 +114,13 @@ def _date_time_ok(value: str) -> bool:
     return True
 
 
-def validate(obj: Any, schema: Schema, path: str = "") -> list[Cause]:
-    """Validate ``obj`` against a structural schema; return every violation found."""
+def validate(obj: Any, schema: Schema, path: str = "", old: Any = ABSENT) -> list[Cause]:
+    """Validate ``obj`` against a structural schema; return every violation found.
+
+    ``old`` is the stored object of an update (for transition rules), ``ABSENT`` on create.
+    """
     causes: list[Cause] = []
-    _validate(obj, schema, path, causes)
+    _validate(obj, schema, path, causes, old)
     return causes
 
 
@@ -122,7 +128,9 @@ def _invalid(causes: list[Cause], path: str, value: Any, detail: str) -> None:
     causes.append(Cause("FieldValueInvalid", f"Invalid value: {_render(value)}: {detail}", path))
 
 
-def _validate(value: Any, schema: Schema, path: str, causes: list[Cause]) -> None:
+def _validate(
+    value: Any, schema: Schema, path: str, causes: list[Cause], old: Any = ABSENT
+) -> None:
     where = path or "body"
     if value is None:
         if not schema.get("nullable") and schema.get("type"):
@@ -161,18 +169,20 @@ def _validate(value: Any, schema: Schema, path: str, causes: list[Cause]) -> Non
     elif isinstance(value, str):
         _validate_string(value, schema, path, causes)
     elif isinstance(value, list):
-        _validate_array(value, schema, path, causes)
+        _validate_array(value, schema, path, causes, old)
     elif isinstance(value, dict):
-        _validate_object(value, schema, path, causes)
-    _validate_combinators(value, schema, path, causes)
+        _validate_object(value, schema, path, causes, old)
+    _validate_combinators(value, schema, path, causes, old)
     for rule in schema.get("x-kubernetes-validations") or ():
-        _validate_rule(value, rule, path, causes)
+        _validate_rule(value, rule, path, causes, old)
 
 
-def _validate_rule(value: Any, rule: Any, path: str, causes: list[Cause]) -> None:
+def _validate_rule(value: Any, rule: Any, path: str, causes: list[Cause], old: Any) -> None:
     if not isinstance(rule, dict) or not isinstance(rule.get("rule"), str):
         return
-    if check(rule["rule"], value) is not False:
+    if rule.get("optionalOldSelf") and is_transition_rule(rule["rule"]):
+        return  # oldSelf as a CEL optional: cel-python has no optional types
+    if check(rule["rule"], value, old) is not False:
         return
     names = {dict: "object", list: "array", str: "string", bool: "boolean"}
     shown = names.get(type(value), "number")
@@ -238,7 +248,23 @@ def _validate_string(value: str, schema: Schema, path: str, causes: list[Cause])
         )
 
 
-def _validate_array(value: list[Any], schema: Schema, path: str, causes: list[Cause]) -> None:
+def _old_item(item: Any, old: Any, schema: Schema) -> Any:
+    """The old item a ``map`` list item correlates with (same map keys), else ``ABSENT``."""
+    keys = schema.get("x-kubernetes-list-map-keys")
+    if schema.get("x-kubernetes-list-type") != "map" or not keys or not isinstance(item, dict):
+        return ABSENT
+    if not isinstance(old, list):
+        return ABSENT
+    wanted = [item.get(key) for key in keys]
+    for candidate in old:
+        if isinstance(candidate, dict) and [candidate.get(key) for key in keys] == wanted:
+            return candidate
+    return ABSENT
+
+
+def _validate_array(
+    value: list[Any], schema: Schema, path: str, causes: list[Cause], old: Any
+) -> None:
     if "maxItems" in schema and len(value) > schema["maxItems"]:
         causes.append(
             Cause(
@@ -257,7 +283,7 @@ def _validate_array(value: list[Any], schema: Schema, path: str, causes: list[Ca
     items = schema.get("items")
     if isinstance(items, dict):
         for index, item in enumerate(value):
-            _validate(item, items, f"{path}[{index}]", causes)
+            _validate(item, items, f"{path}[{index}]", causes, _old_item(item, old, schema))
     if schema.get("x-kubernetes-list-type") == "set" or schema.get("uniqueItems"):
         seen: list[Any] = []
         for index, item in enumerate(value):
@@ -272,7 +298,9 @@ def _validate_array(value: list[Any], schema: Schema, path: str, causes: list[Ca
             seen.append(item)
 
 
-def _validate_object(value: dict[str, Any], schema: Schema, path: str, causes: list[Cause]) -> None:
+def _validate_object(
+    value: dict[str, Any], schema: Schema, path: str, causes: list[Cause], old: Any
+) -> None:
     for key in schema.get("required") or ():
         if key not in value:
             causes.append(Cause("FieldValueRequired", "Required value", _join(path, key)))
@@ -281,10 +309,11 @@ def _validate_object(value: dict[str, Any], schema: Schema, path: str, causes: l
     for key, child in value.items():
         if not path and key in _ROOT_KEEP:
             continue
+        old_child = old.get(key, ABSENT) if isinstance(old, dict) else ABSENT
         if key in properties:
-            _validate(child, properties[key], _join(path, key), causes)
+            _validate(child, properties[key], _join(path, key), causes, old_child)
         elif isinstance(additional, dict):
-            _validate(child, additional, _join(path, key), causes)
+            _validate(child, additional, _join(path, key), causes, old_child)
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:
         causes.append(
             Cause(
@@ -295,19 +324,21 @@ def _validate_object(value: dict[str, Any], schema: Schema, path: str, causes: l
         )
 
 
-def _validate_combinators(value: Any, schema: Schema, path: str, causes: list[Cause]) -> None:
+def _validate_combinators(
+    value: Any, schema: Schema, path: str, causes: list[Cause], old: Any
+) -> None:
     where = path or "body"
     for sub in schema.get("allOf") or ():
-        _validate(value, sub, path, causes)
+        _validate(value, sub, path, causes, old)
     any_of = schema.get("anyOf")
-    if any_of and all(validate(value, sub, path) for sub in any_of):
+    if any_of and all(validate(value, sub, path, old) for sub in any_of):
         _invalid(causes, path, value, f"{where} in body must validate at least one schema (anyOf)")
     one_of = schema.get("oneOf")
-    if one_of and sum(1 for sub in one_of if not validate(value, sub, path)) != 1:
+    if one_of and sum(1 for sub in one_of if not validate(value, sub, path, old)) != 1:
         _invalid(
             causes, path, value, f"{where} in body must validate one and only one schema (oneOf)"
         )
-    if isinstance(schema.get("not"), dict) and not validate(value, schema["not"], path):
+    if isinstance(schema.get("not"), dict) and not validate(value, schema["not"], path, old):
         _invalid(causes, path, value, f"{where} in body must not validate the schema (not)")
 
 
