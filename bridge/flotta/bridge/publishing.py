@@ -59,8 +59,14 @@ class NatsPublisher:
         if self._nc is not None:
             try:
                 await self._nc.drain()
-            except NatsError as exc:
+            except (NatsError, OSError) as exc:
+                # Draining needs a connection: while NATS is away the client would go on
+                # reconnecting until it is closed.
                 logger.warning("NATS drain failed: %s", exc)
+                try:
+                    await self._nc.close()
+                except OSError as closing:  # nats-py flushes into the lost connection
+                    logger.warning("NATS close failed: %s", closing)
             self._nc = None
             self._js = None
 
