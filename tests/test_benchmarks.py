@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import run as suite
+
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-
-import run as suite  # noqa: E402  (benchmarks/run.py)
 
 
 def test_the_suite_holds_every_benchmark() -> None:

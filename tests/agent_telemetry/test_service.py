@@ -12,11 +12,11 @@ from flotta.agent.contract.desired import (
     SystemMetricsSettings,
     WorkloadMetricsSettings,
 )
-from flotta.agent.contract.telemetry import LogsBatch, MetricsBatch
 from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.buffer import Flow
 from flotta.agent.telemetry.system import SystemCollector
 from flotta.backoff import Backoff, BackoffPolicy
+from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
 from tests.agent_telemetry.http_server import metrics_endpoint
 from tests.agent_telemetry.log_sources import tail_source, write_lines
 from tests.agent_telemetry.receiver import Receiver

@@ -93,10 +93,16 @@ def device(pki: PkiStore, device_id: str, directory: Path) -> ClientCredentials:
     return ClientCredentials(device_id, cert_path, key_path, pki.ca_cert_path, cert.serial_number)
 
 
+def _crl_of(core: client.CoreV1Api) -> bytes | str:
+    """The CRL key of the Secret, base64 as the API keeps it."""
+    secret = core.read_namespaced_secret(SECRET.name, SECRET.namespace)
+    assert secret.data is not None
+    return secret.data[CRL_KEY]
+
+
 def kubelet_sync(core: client.CoreV1Api, target: Path) -> None:
     """What the kubelet does for a Secret volume item: the key's bytes, replaced atomically."""
-    secret = core.read_namespaced_secret(SECRET.name, SECRET.namespace)
-    write_atomic(target, base64.b64decode(secret.data[CRL_KEY]))
+    write_atomic(target, base64.b64decode(_crl_of(core)))
 
 
 def connects(broker: ClusterBroker, credentials: ClientCredentials) -> bool:
@@ -121,13 +127,13 @@ def wait_for_reload(process: MosquittoProcess, before: int) -> None:
 def core(kube_api: KubeEndpoint, fleet_pki: PkiStore) -> client.CoreV1Api:
     """The local API with the Secret the admin creates at install time."""
     core = client.CoreV1Api(kube_api.api_client())
-    core.create_namespace({"metadata": {"name": SECRET.namespace}})
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=SECRET.namespace)))
     core.create_namespaced_secret(
         SECRET.namespace,
-        {
-            "metadata": {"name": SECRET.name},
-            "data": {CRL_KEY: base64.b64encode(fleet_pki.crl_path.read_bytes()).decode()},
-        },
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=SECRET.name),
+            data={CRL_KEY: base64.b64encode(fleet_pki.crl_path.read_bytes()).decode()},
+        ),
     )
     return core
 
@@ -135,8 +141,7 @@ def core(kube_api: KubeEndpoint, fleet_pki: PkiStore) -> client.CoreV1Api:
 def test_a_revocation_reaches_the_broker_through_the_secret(
     core: client.CoreV1Api, fleet_pki: PkiStore, tmp_path: Path
 ) -> None:
-    secret = core.read_namespaced_secret(SECRET.name, SECRET.namespace)
-    broker = start_broker(tmp_path / "broker", fleet_pki, base64.b64decode(secret.data[CRL_KEY]))
+    broker = start_broker(tmp_path / "broker", fleet_pki, base64.b64decode(_crl_of(core)))
     assert broker.process is not None
     try:
         pid = broker.process.pid

@@ -1,4 +1,5 @@
 from datetime import UTC, datetime
+from typing import Any
 
 from flotta.dev.stack.dashboard import render
 
@@ -6,7 +7,7 @@ NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
 
 def test_fleet_view_shows_phases_workloads_and_enrolment_progress() -> None:
-    devices = [
+    devices: list[dict[str, Any]] = [
         {
             "metadata": {"name": "cam-1", "namespace": "default"},
             "status": {

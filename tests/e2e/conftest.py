@@ -16,6 +16,7 @@ from kubernetes import client, config
 from flotta.dev.stack.layout import StackLayout
 from flotta.dev.stack.up import Stack, UpOptions
 from flotta.schemas.crd.common import GROUP, VERSION
+from tests.fixtures.kubetypes import obj
 
 
 @dataclass
@@ -37,23 +38,21 @@ class RunningSystem:
         return client.CustomObjectsApi(self.api)
 
     def device(self, name: str, namespace: str = "default") -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
-            GROUP, VERSION, namespace, "edgedevices", name
+        return obj(
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "edgedevices", name)
         )
-        return obj
 
     def devices(self) -> list[dict[str, Any]]:
-        listing: dict[str, Any] = self.custom.list_cluster_custom_object(  # type: ignore[assignment]
-            GROUP, VERSION, "edgedevices"
-        )
+        listing = obj(self.custom.list_cluster_custom_object(GROUP, VERSION, "edgedevices"))
         items: list[dict[str, Any]] = listing["items"]
         return items
 
     def workload(self, name: str, namespace: str = "default") -> dict[str, Any]:
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
-            GROUP, VERSION, namespace, "edgeworkloads", name
+        return obj(
+            self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "edgeworkloads", name
+            )
         )
-        return obj
 
 
 def wait_until(check: Callable[[], Any], *, timeout: float, what: str) -> Any:

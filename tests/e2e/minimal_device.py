@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from jsonschema import Draft202012Validator
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -165,10 +166,11 @@ class MinimalDevice:
             self.heartbeat(client)
 
         def on_message(client: mqtt.Client, _: Any, message: mqtt.MQTTMessage) -> None:
+            payload = bytes(message.payload)
             if message.topic == self.topic("desired"):
-                self.apply(client, message.payload)
+                self.apply(client, payload)
             else:
-                self.inbox.put((message.topic, message.payload))
+                self.inbox.put((message.topic, payload))
 
         client = self._client(identity, on_connect)
         client.on_message = on_message
@@ -256,7 +258,7 @@ class MinimalDevice:
 
     def _client(self, credentials: Credentials, on_connect: Any) -> mqtt.Client:
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=self.device_id,
             protocol=mqtt.MQTTv5,
         )

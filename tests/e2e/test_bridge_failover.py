@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,10 @@ def bridge_metric(port: int, name: str) -> float:
         for line in text.splitlines()
         if line.startswith(name) and not line.startswith("#")
     )
+
+
+def knows_every_device(port: int) -> bool:
+    return bridge_metric(port, "flotta_bridge_devices") >= DEVICES
 
 
 def ready(port: int) -> bool:
@@ -173,7 +178,7 @@ def test_a_bridge_replica_killed_under_load_loses_no_heartbeat_and_no_batch(
     second_health = free_port()
     stack.start_bridge(ports, replica=1, health_port=second_health)
     for port in (ports.bridge_health, second_health):
-        wait_until(lambda port=port: ready(port), timeout=60, what=f"bridge on {port} ready")
+        wait_until(partial(ready, port), timeout=60, what=f"bridge on {port} ready")
 
     ids = [f"failover-{i:02d}" for i in range(DEVICES)]
     for device_id in ids:
@@ -182,7 +187,7 @@ def test_a_bridge_replica_killed_under_load_loses_no_heartbeat_and_no_batch(
     provision(PkiStore(system.layout.pki), identities, ids, namespace=NAMESPACE)
     for port in (ports.bridge_health, second_health):  # both replicas know every device
         wait_until(
-            lambda port=port: bridge_metric(port, "flotta_bridge_devices") >= DEVICES,
+            partial(knows_every_device, port),
             timeout=60,
             what="the bridges to see the EdgeDevices",
         )

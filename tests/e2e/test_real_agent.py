@@ -18,6 +18,7 @@ from flotta.dev.stack.natsclient import observer_connection
 from flotta.dev.stack.up import LOCAL_AGENT_ID
 from flotta.schemas.crd.common import GROUP, VERSION
 from tests.e2e.conftest import RunningSystem, restart_broker, wait_until
+from tests.fixtures.kubetypes import obj
 
 pytestmark = [pytest.mark.podman, pytest.mark.timeout(300)]
 
@@ -95,8 +96,10 @@ def test_enrol_run_a_pod_and_report(agent_system: RunningSystem) -> None:
     device = system.device(LOCAL_AGENT_ID)
     assert device["metadata"]["labels"]["flotta/member-of"] == "shop-floor"
     assert status["certificate"]["serial"]
-    requests = system.custom.list_namespaced_custom_object(
-        GROUP, VERSION, "flotta", "edgedevicesignedrequests"
+    requests = obj(
+        system.custom.list_namespaced_custom_object(
+            GROUP, VERSION, "flotta", "edgedevicesignedrequests"
+        )
     )
     assert [r["status"]["phase"] for r in requests["items"]] == ["Issued"]
     statuses = agent_messages(system, "status", "FLOTTA_STATUS")

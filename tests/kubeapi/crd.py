@@ -133,11 +133,13 @@ def widget_crd(plural: str = PLURAL, kind: str = "Widget") -> dict[str, Any]:
 def install_widget_crd(api_client: Any, plural: str = PLURAL, kind: str = "Widget") -> None:
     """Create the CRD (if absent) and wait until its resource is served."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     extensions = client.ApiextensionsV1Api(api_client)
     try:
-        extensions.create_custom_resource_definition(widget_crd(plural, kind))
+        extensions.create_custom_resource_definition(
+            client.V1CustomResourceDefinition.model_validate(widget_crd(plural, kind))
+        )
     except ApiException as exc:
         if exc.status != 409:
             raise

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
+from tests.fixtures.kubetypes import error_status, obj
 from tests.kubeapi.crd import GROUP, PLURAL, VERSION, install_widget_crd, widget
 from tests.kubeapi.raw import request
 
@@ -29,8 +30,10 @@ def _apply(
     body: dict[str, Any],
     manager: str,
     **options: Any,
-) -> dict[str, Any]:
-    applied: dict[str, Any] = custom.patch_namespaced_custom_object(  # None when created
+) -> object:
+    """What the client answered: the object as applied, or None when the apply created it
+    (the client decodes no 201 answer to a PATCH)."""
+    return custom.patch_namespaced_custom_object(
         GROUP,
         VERSION,
         namespace,
@@ -41,16 +44,15 @@ def _apply(
         _content_type=APPLY,
         **options,
     )
-    return applied
 
 
-def _entries(obj: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(e["manager"], e["operation"]): e for e in obj["metadata"].get("managedFields", [])}
+def _entries(found: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(e["manager"], e["operation"]): e for e in found["metadata"].get("managedFields", [])}
 
 
 def _conflict(raised: pytest.ExceptionInfo[ApiException]) -> dict[str, Any]:
     assert raised.value.status == 409
-    status: dict[str, Any] = json.loads(raised.value.body)
+    status = error_status(raised.value)
     assert status["reason"] == "Conflict"
     return status
 
@@ -62,7 +64,9 @@ def test_apply_creates_and_records_the_manager(
     body["metadata"]["labels"] = {"team": "edge"}
     answered = _apply(custom, kube_namespace, body, "applier")
     assert answered is None  # 201 Created, which the client does not decode for PATCH
-    created = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "made")
+    created = obj(
+        custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "made")
+    )
     assert created["spec"]["color"] == "blue"
     assert created["spec"]["size"] == 3  # defaulted as for any write
     entry = _entries(created)[("applier", "Apply")]
@@ -76,7 +80,7 @@ def test_apply_creates_and_records_the_manager(
             "f:ports": {'k:{"name":"http"}': {".": {}, "f:name": {}, "f:port": {}}},
         },
     }
-    again = _apply(custom, kube_namespace, body, "applier")
+    again = obj(_apply(custom, kube_namespace, body, "applier"))
     assert again["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
 
 
@@ -109,17 +113,17 @@ def test_dropped_fields_go_unless_another_manager_owns_them(
     first["spec"]["ports"] = [{"name": "a", "port": 1}]
     _apply(custom, kube_namespace, first, "one")
     second = widget("shared", color="red", aliases=["y"], ports=[{"name": "b", "port": 2}])
-    both = _apply(custom, kube_namespace, second, "two")  # same color: shared, no conflict
+    both = obj(_apply(custom, kube_namespace, second, "two"))  # same color: shared, no conflict
     assert both["spec"]["aliases"] == ["x", "y"]
     assert [p["name"] for p in both["spec"]["ports"]] == ["a", "b"]
     assert {"f:color": {}}.items() <= _entries(both)[("two", "Apply")]["fieldsV1"]["f:spec"].items()
 
-    dropped = _apply(custom, kube_namespace, widget("shared", color="red"), "one")
+    dropped = obj(_apply(custom, kube_namespace, widget("shared", color="red"), "one"))
     assert "name" not in dropped["spec"]  # only "one" owned it
     assert dropped["spec"]["aliases"] == ["y"]
     assert [p["name"] for p in dropped["spec"]["ports"]] == ["b"]
     assert dropped["spec"]["color"] == "red"
-    left = _apply(custom, kube_namespace, widget("shared", color="red"), "two")
+    left = obj(_apply(custom, kube_namespace, widget("shared", color="red"), "two"))
     assert left["spec"].get("aliases") in (None, [])  # every item gone
     assert left["spec"].get("ports") in (None, [])
     assert left["spec"]["color"] == "red"  # both still apply it
@@ -151,8 +155,8 @@ def test_conflict_with_an_update_manager_and_force(
     assert cause["field"] == ".spec.color"
     assert cause["message"].startswith('conflict with "editor" using ')
 
-    forced = _apply(
-        custom, kube_namespace, widget("c", color="blue", size=4), "applier", force=True
+    forced = obj(
+        _apply(custom, kube_namespace, widget("c", color="blue", size=4), "applier", force=True)
     )
     assert forced["spec"]["color"] == "blue"
     editor = _entries(forced).get(("editor", "Update"))
@@ -174,25 +178,31 @@ def test_conflicts_between_appliers(custom: client.CustomObjectsApi, kube_namesp
 def test_plain_writes_record_update_managers(
     kube: Any, custom: client.CustomObjectsApi, kube_namespace: str
 ) -> None:
-    created = custom.create_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, widget("upd"), field_manager="creator"
+    created = obj(
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, widget("upd"), field_manager="creator"
+        )
     )
     entry = _entries(created)[("creator", "Update")]
     assert entry["fieldsV1"]["f:spec"]["f:color"] == {}
-    status = custom.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        kube_namespace,
-        PLURAL,
-        "upd",
-        {"status": {"phase": "Ready"}},
-        field_manager="reporter",
+    status = obj(
+        custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            kube_namespace,
+            PLURAL,
+            "upd",
+            {"status": {"phase": "Ready"}},
+            field_manager="reporter",
+        )
     )
     reporter = _entries(status)[("reporter", "Update")]
     assert reporter["subresource"] == "status"
     assert reporter["fieldsV1"] == {"f:status": {".": {}, "f:phase": {}}}
-    unnamed = custom.patch_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, "upd", {"spec": {"size": 9}}
+    unnamed = obj(
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "upd", {"spec": {"size": 9}}
+        )
     )
     agent = kube.api_client().user_agent.split("/")[0]
     assert "f:size" in _entries(unnamed)[(agent, "Update")]["fieldsV1"]["f:spec"]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from tests.kubeapi.crd import GROUP, VERSION, widget, widget_crd
 

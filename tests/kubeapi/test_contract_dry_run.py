@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 from kubernetes import client, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
+from tests.fixtures.kubetypes import error_status, obj
 from tests.kubeapi.crd import GROUP, PLURAL, VERSION, install_widget_crd, widget
 
 
@@ -20,17 +20,16 @@ def custom(kube: Any) -> client.CustomObjectsApi:
 
 
 def _read(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name
-    )
-    return found
+    return obj(custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
 
 
 def test_dry_run_create_answers_the_object_and_stores_nothing(
     custom: client.CustomObjectsApi, kube_namespace: str
 ) -> None:
-    created = custom.create_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, widget("dry"), dry_run="All"
+    created = obj(
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, widget("dry"), dry_run="All"
+        )
     )
     assert created["spec"] == {"color": "red", "size": 3}  # defaulted as for real
     assert created["metadata"]["uid"]
@@ -45,7 +44,7 @@ def test_dry_run_create_answers_the_object_and_stores_nothing(
             GROUP, VERSION, kube_namespace, PLURAL, widget("bad", color="pink"), dry_run="All"
         )
     assert invalid.value.status == 422  # validated as for real
-    assert json.loads(invalid.value.body)["details"]["causes"][0]["field"] == "spec.color"
+    assert error_status(invalid.value)["details"]["causes"][0]["field"] == "spec.color"
 
 
 def test_dry_run_create_of_an_existing_object_conflicts(
@@ -57,30 +56,34 @@ def test_dry_run_create_of_an_existing_object_conflicts(
             GROUP, VERSION, kube_namespace, PLURAL, widget("one"), dry_run="All"
         )
     assert raised.value.status == 409
-    assert json.loads(raised.value.body)["reason"] == "AlreadyExists"
+    assert error_status(raised.value)["reason"] == "AlreadyExists"
 
 
 def test_dry_run_update_patch_and_status(
     custom: client.CustomObjectsApi, kube_namespace: str
 ) -> None:
-    stored = custom.create_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, widget("w")
+    stored = obj(
+        custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, widget("w"))
     )
     version = stored["metadata"]["resourceVersion"]
-    replaced = custom.replace_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        kube_namespace,
-        PLURAL,
-        "w",
-        {**stored, "spec": {"color": "blue"}},
-        dry_run="All",
+    replaced = obj(
+        custom.replace_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            kube_namespace,
+            PLURAL,
+            "w",
+            {**stored, "spec": {"color": "blue"}},
+            dry_run="All",
+        )
     )
     assert replaced["spec"] == {"color": "blue", "size": 3}
     assert replaced["metadata"]["generation"] == 2
     assert replaced["metadata"]["resourceVersion"] == version
-    patched = custom.patch_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, "w", {"spec": {"size": 7}}, dry_run="All"
+    patched = obj(
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "w", {"spec": {"size": 7}}, dry_run="All"
+        )
     )
     assert patched["spec"] == {"color": "red", "size": 7}
     assert patched["metadata"]["generation"] == 2
@@ -89,8 +92,10 @@ def test_dry_run_update_patch_and_status(
             GROUP, VERSION, kube_namespace, PLURAL, "w", {"spec": {"size": 70}}, dry_run="All"
         )
     assert invalid.value.status == 422
-    status = custom.patch_namespaced_custom_object_status(
-        GROUP, VERSION, kube_namespace, PLURAL, "w", {"status": {"phase": "Dry"}}, dry_run="All"
+    status = obj(
+        custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, kube_namespace, PLURAL, "w", {"status": {"phase": "Dry"}}, dry_run="All"
+        )
     )
     assert status["status"] == {"phase": "Dry"}
     after = _read(custom, kube_namespace, "w")
@@ -100,8 +105,10 @@ def test_dry_run_update_patch_and_status(
 def test_dry_run_delete_keeps_the_object(
     custom: client.CustomObjectsApi, kube_namespace: str
 ) -> None:
-    plain = custom.create_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, widget("plain")
+    plain = obj(
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, widget("plain")
+        )
     )
     custom.delete_namespaced_custom_object(
         GROUP, VERSION, kube_namespace, PLURAL, "plain", dry_run="All"
@@ -109,9 +116,13 @@ def test_dry_run_delete_keeps_the_object(
     assert _read(custom, kube_namespace, "plain") == plain
     held = widget("held")
     held["metadata"]["finalizers"] = ["example.flotta.io/keep"]
-    stored = custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, held)
-    answered = custom.delete_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, "held", dry_run="All"
+    stored = obj(
+        custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, held)
+    )
+    answered = obj(
+        custom.delete_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "held", dry_run="All"
+        )
     )
     assert answered["metadata"]["deletionTimestamp"]
     assert _read(custom, kube_namespace, "held") == stored
@@ -124,7 +135,7 @@ def test_dry_run_writes_send_no_watch_events(
     kube: Any, custom: client.CustomObjectsApi, kube_namespace: str
 ) -> None:
     custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, widget("w"))
-    listed = custom.list_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL)
+    listed = obj(custom.list_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL))
     since = listed["metadata"]["resourceVersion"]
     custom.create_namespaced_custom_object(
         GROUP, VERSION, kube_namespace, PLURAL, widget("ghost"), dry_run="All"
@@ -135,8 +146,10 @@ def test_dry_run_writes_send_no_watch_events(
     custom.delete_namespaced_custom_object(
         GROUP, VERSION, kube_namespace, PLURAL, "w", dry_run="All"
     )
-    real = custom.patch_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, "w", {"spec": {"size": 4}}
+    real = obj(
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "w", {"spec": {"size": 4}}
+        )
     )
     if kube.local:  # a real cluster's other writers move the shared counter too
         assert int(real["metadata"]["resourceVersion"]) == int(since) + 1
@@ -159,10 +172,12 @@ def test_unsupported_dry_run_value_is_refused(kube: Any, kube_namespace: str) ->
     core = client.CoreV1Api(kube.api_client())
     with pytest.raises(ApiException) as raised:
         core.create_namespaced_config_map(
-            kube_namespace, {"metadata": {"name": "c"}}, dry_run="Some"
+            kube_namespace,
+            client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c")),
+            dry_run="Some",
         )
     assert raised.value.status == 422
-    assert "dryRun" in json.loads(raised.value.body)["message"]
+    assert "dryRun" in error_status(raised.value)["message"]
     with pytest.raises(ApiException) as missing:
         core.read_namespaced_config_map("c", kube_namespace)
     assert missing.value.status == 404

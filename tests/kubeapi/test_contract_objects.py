@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
+from tests.fixtures.kubetypes import error_status, obj
 from tests.kubeapi.crd import GROUP, PLURAL, VERSION, install_widget_crd, widget
 
 
@@ -19,9 +19,19 @@ def custom(kube: Any) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api_client)
 
 
-def _status(exc: ApiException) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(exc.body)
-    return body
+def _named_config_map(name: str) -> client.V1ConfigMap:
+    return client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name))
+
+
+def _name(item: client.V1ConfigMap | client.CoreV1Event) -> str:
+    assert item.metadata is not None
+    assert item.metadata.name is not None
+    return item.metadata.name
+
+
+def _phase(namespace: client.V1Namespace) -> str | None:
+    assert namespace.status is not None
+    return namespace.status.phase
 
 
 def test_create_sets_metadata_and_defaults(
@@ -43,7 +53,9 @@ def test_create_sets_metadata_and_defaults(
         ],
     )
     body["spec"]["options"] = {}
-    created = custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, body)
+    created = obj(
+        custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, body)
+    )
     meta = created["metadata"]
     assert meta["uid"]
     assert meta["creationTimestamp"]
@@ -64,12 +76,16 @@ def test_resource_version_is_monotonic_across_kinds(
     kube: Any, custom: client.CustomObjectsApi, kube_namespace: str
 ) -> None:
     core = client.CoreV1Api(kube.api_client())
-    first = custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, widget())
-    config_map = core.create_namespaced_config_map(
-        kube_namespace, {"metadata": {"name": "c"}, "data": {"a": "b"}}
+    first = obj(
+        custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, widget())
     )
-    second = custom.create_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, widget()
+    config_map = core.create_namespaced_config_map(
+        kube_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c"), data={"a": "b"})
+    )
+    assert config_map.metadata is not None
+    assert config_map.metadata.resource_version is not None
+    second = obj(
+        custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, widget())
     )
     versions = [
         int(first["metadata"]["resourceVersion"]),
@@ -83,33 +99,41 @@ def test_resource_version_is_monotonic_across_kinds(
 def test_status_subresource_and_generation(
     custom: client.CustomObjectsApi, kube_namespace: str
 ) -> None:
-    created = custom.create_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, {**widget("w2"), "status": {"phase": "Ignored"}}
+    created = obj(
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, {**widget("w2"), "status": {"phase": "Ignored"}}
+        )
     )
     assert "status" not in created  # status on create is dropped with the status subresource
-    patched = custom.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        kube_namespace,
-        PLURAL,
-        "w2",
-        {"status": {"phase": "Ready"}, "spec": {"color": "blue"}},
+    patched = obj(
+        custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            kube_namespace,
+            PLURAL,
+            "w2",
+            {"status": {"phase": "Ready"}, "spec": {"color": "blue"}},
+        )
     )
     assert patched["status"] == {"phase": "Ready"}
     assert patched["spec"]["color"] == "red"  # /status changes only status
     assert patched["metadata"]["generation"] == 1
-    main = custom.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        kube_namespace,
-        PLURAL,
-        "w2",
-        {"status": {"phase": "Broken"}, "metadata": {"labels": {"a": "b"}}},
+    main = obj(
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            kube_namespace,
+            PLURAL,
+            "w2",
+            {"status": {"phase": "Broken"}, "metadata": {"labels": {"a": "b"}}},
+        )
     )
     assert main["status"] == {"phase": "Ready"}  # the main endpoint ignores status
     assert main["metadata"]["generation"] == 1  # metadata changes do not bump generation
-    spec = custom.patch_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, "w2", {"spec": {"size": 5}}
+    spec = obj(
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "w2", {"spec": {"size": 5}}
+        )
     )
     assert spec["metadata"]["generation"] == 2
 
@@ -117,11 +141,13 @@ def test_status_subresource_and_generation(
 def test_update_with_stale_resource_version_conflicts(
     custom: client.CustomObjectsApi, kube_namespace: str
 ) -> None:
-    created = custom.create_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, widget("w3")
+    created = obj(
+        custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, widget("w3"))
     )
-    fresh = custom.replace_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, "w3", {**created, "spec": {"color": "green"}}
+    fresh = obj(
+        custom.replace_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "w3", {**created, "spec": {"color": "green"}}
+        )
     )
     assert fresh["spec"]["color"] == "green"
     with pytest.raises(ApiException) as raised:
@@ -129,7 +155,7 @@ def test_update_with_stale_resource_version_conflicts(
             GROUP, VERSION, kube_namespace, PLURAL, "w3", {**created, "spec": {"color": "blue"}}
         )
     assert raised.value.status == 409
-    status = _status(raised.value)
+    status = error_status(raised.value)
     assert status["kind"] == "Status"
     assert status["reason"] == "Conflict"
     assert status["code"] == 409
@@ -153,7 +179,7 @@ def test_json_patch_and_merge_patch(custom: client.CustomObjectsApi, kube_namesp
     custom.create_namespaced_custom_object(
         GROUP, VERSION, kube_namespace, PLURAL, widget("w4", tags=["a", "b"])
     )
-    operations = [
+    operations: list[dict[str, Any]] = [
         {"op": "replace", "path": "/spec/color", "value": "blue"},
         {"op": "add", "path": "/spec/tags/-", "value": "c"},
         {"op": "test", "path": "/spec/size", "value": 3},
@@ -167,11 +193,13 @@ def test_json_patch_and_merge_patch(custom: client.CustomObjectsApi, kube_namesp
         operations,
         _content_type="application/json-patch+json",
     )
-    got = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w4")
+    got = obj(custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w4"))
     assert got["spec"]["color"] == "blue"
     assert got["spec"]["tags"] == ["a", "b", "c"]
-    merged = custom.patch_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, "w4", {"spec": {"tags": ["z"], "name": None}}
+    merged = obj(
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "w4", {"spec": {"tags": ["z"], "name": None}}
+        )
     )
     assert merged["spec"]["tags"] == ["z"]  # merge patch replaces lists
     with pytest.raises(ApiException) as failed:
@@ -206,7 +234,7 @@ def test_validation_answers_422_with_field_causes(
     bad["spec"]["color"] = "purple"
     with pytest.raises(ApiException) as raised:
         custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, bad)
-    status = _status(raised.value)
+    status = error_status(raised.value)
     assert raised.value.status == 422
     assert status["kind"] == "Status"
     assert status["reason"] == "Invalid"
@@ -223,7 +251,7 @@ def test_validation_answers_422_with_field_causes(
     missing["spec"] = {"size": 2}
     with pytest.raises(ApiException) as required:
         custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, missing)
-    causes = _status(required.value)["details"]["causes"]
+    causes = error_status(required.value)["details"]["causes"]
     assert {
         "reason": "FieldValueRequired",
         "message": "Required value",
@@ -235,7 +263,9 @@ def test_unknown_fields_pruned_or_refused(
     custom: client.CustomObjectsApi, kube_namespace: str
 ) -> None:
     body = widget("w7", bogus=1, extra={"anything": {"goes": True}})
-    created = custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, body)
+    created = obj(
+        custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, body)
+    )
     assert "bogus" not in created["spec"]
     assert created["spec"]["extra"] == {"anything": {"goes": True}}
     with pytest.raises(ApiException) as raised:
@@ -243,7 +273,7 @@ def test_unknown_fields_pruned_or_refused(
             GROUP, VERSION, kube_namespace, PLURAL, widget("w8", bogus=1), field_validation="Strict"
         )
     assert raised.value.status == 400
-    assert 'unknown field "spec.bogus"' in _status(raised.value)["message"]
+    assert 'unknown field "spec.bogus"' in error_status(raised.value)["message"]
 
 
 def test_finalizers_hold_deletion(custom: client.CustomObjectsApi, kube_namespace: str) -> None:
@@ -251,7 +281,7 @@ def test_finalizers_hold_deletion(custom: client.CustomObjectsApi, kube_namespac
     body["metadata"]["finalizers"] = ["example.flotta.io/a", "example.flotta.io/b"]
     custom.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, body)
     custom.delete_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9")
-    held = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9")
+    held = obj(custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9"))
     assert held["metadata"]["deletionTimestamp"]
     with pytest.raises(ApiException) as adding:
         custom.patch_namespaced_custom_object(
@@ -279,7 +309,7 @@ def test_finalizers_hold_deletion(custom: client.CustomObjectsApi, kube_namespac
         "w9",
         {"metadata": {"finalizers": ["example.flotta.io/b"]}},
     )
-    assert custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9")[
+    assert obj(custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9"))[
         "metadata"
     ]["finalizers"] == ["example.flotta.io/b"]
     custom.patch_namespaced_custom_object(
@@ -288,7 +318,7 @@ def test_finalizers_hold_deletion(custom: client.CustomObjectsApi, kube_namespac
     with pytest.raises(ApiException) as gone:
         custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "w9")
     assert gone.value.status == 404
-    status = _status(gone.value)
+    status = error_status(gone.value)
     assert status["reason"] == "NotFound"
     assert status["details"]["name"] == "w9"
 
@@ -298,48 +328,55 @@ def test_missing_namespace_and_object_answer_not_found(
 ) -> None:
     core = client.CoreV1Api(kube.api_client())
     with pytest.raises(ApiException) as missing_namespace:
-        core.create_namespaced_config_map("no-such-namespace-x1", {"metadata": {"name": "c"}})
+        core.create_namespaced_config_map(
+            "no-such-namespace-x1", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c"))
+        )
     assert missing_namespace.value.status == 404
     assert (
-        _status(missing_namespace.value)["message"] == 'namespaces "no-such-namespace-x1" not found'
+        error_status(missing_namespace.value)["message"]
+        == 'namespaces "no-such-namespace-x1" not found'
     )
     with pytest.raises(ApiException) as missing_object:
         custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "absent")
-    assert _status(missing_object.value)["message"] == f'{PLURAL}.{GROUP} "absent" not found'
+    assert error_status(missing_object.value)["message"] == f'{PLURAL}.{GROUP} "absent" not found'
 
 
 def test_create_twice_answers_already_exists(kube: Any, kube_namespace: str) -> None:
     core = client.CoreV1Api(kube.api_client())
-    core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "dup"}})
+    core.create_namespaced_config_map(kube_namespace, _named_config_map("dup"))
     with pytest.raises(ApiException) as raised:
-        core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "dup"}})
+        core.create_namespaced_config_map(kube_namespace, _named_config_map("dup"))
     assert raised.value.status == 409
-    assert _status(raised.value)["reason"] == "AlreadyExists"
+    assert error_status(raised.value)["reason"] == "AlreadyExists"
 
 
 def test_core_kinds(kube: Any, kube_namespace: str) -> None:
     api_client = kube.api_client()
     core = client.CoreV1Api(api_client)
     secret = core.create_namespaced_secret(
-        kube_namespace, {"metadata": {"name": "s"}, "stringData": {"k": "v"}}
+        kube_namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="s"), string_data={"k": "v"}),
     )
     assert secret.data == {"k": "dg=="}
     assert secret.type == "Opaque"
     config_map = core.create_namespaced_config_map(
-        kube_namespace, {"metadata": {"name": "cm"}, "data": {"a": "1"}}
+        kube_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cm"), data={"a": "1"})
     )
+    assert config_map.data is not None
     config_map.data["a"] = "2"
     assert core.replace_namespaced_config_map("cm", kube_namespace, config_map).data == {"a": "2"}
     coordination = client.CoordinationV1Api(api_client)
     lease = coordination.create_namespaced_lease(
         kube_namespace,
-        {
-            "metadata": {"name": "leader"},
-            "spec": {"holderIdentity": "op-1", "leaseDurationSeconds": 15},
-        },
+        client.V1Lease(
+            metadata=client.V1ObjectMeta(name="leader"),
+            spec=client.V1LeaseSpec(holder_identity="op-1", lease_duration_seconds=15),
+        ),
     )
+    assert lease.spec is not None
     lease.spec.holder_identity = "op-2"
     renewed = coordination.replace_namespaced_lease("leader", kube_namespace, lease)
+    assert renewed.spec is not None
     assert renewed.spec.holder_identity == "op-2"
     lease.spec.holder_identity = "op-3"  # stale resourceVersion: the other candidate lost
     with pytest.raises(ApiException) as raised:
@@ -347,26 +384,30 @@ def test_core_kinds(kube: Any, kube_namespace: str) -> None:
     assert raised.value.status == 409
     core.create_namespaced_event(
         kube_namespace,
-        {
-            "metadata": {"name": "e1"},
-            "involvedObject": {"kind": "Widget", "name": "w1", "namespace": kube_namespace},
-            "reason": "Tested",
-            "message": "hello",
-            "type": "Normal",
-        },
+        client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name="e1"),
+            involved_object=client.V1ObjectReference(
+                kind="Widget", name="w1", namespace=kube_namespace
+            ),
+            reason="Tested",
+            message="hello",
+            type="Normal",
+        ),
     )
     core.create_namespaced_event(
         kube_namespace,
-        {
-            "metadata": {"name": "e2"},
-            "involvedObject": {"kind": "Widget", "name": "w2", "namespace": kube_namespace},
-            "reason": "Other",
-        },
+        client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name="e2"),
+            involved_object=client.V1ObjectReference(
+                kind="Widget", name="w2", namespace=kube_namespace
+            ),
+            reason="Other",
+        ),
     )
     events = core.list_namespaced_event(
         kube_namespace, field_selector="involvedObject.name=w1,involvedObject.kind=Widget"
     )
-    assert [event.metadata.name for event in events.items] == ["e1"]
+    assert [_name(event) for event in events.items] == ["e1"]
     with pytest.raises(ApiException) as unsupported:
         core.list_namespaced_config_map(kube_namespace, field_selector="data.a=1")
     assert unsupported.value.status == 400
@@ -374,29 +415,30 @@ def test_core_kinds(kube: Any, kube_namespace: str) -> None:
 
 def test_namespace_deletion_removes_contents(kube: Any) -> None:
     core = client.CoreV1Api(kube.api_client())
-    core.create_namespace({"metadata": {"name": "doomed-ns1"}})
-    assert core.read_namespace("doomed-ns1").status.phase == "Active"
-    core.create_namespaced_config_map("doomed-ns1", {"metadata": {"name": "c"}})
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="doomed-ns1")))
+    assert _phase(core.read_namespace("doomed-ns1")) == "Active"
+    core.create_namespaced_config_map("doomed-ns1", _named_config_map("c"))
     core.delete_namespace("doomed-ns1")
     if kube.local:
         with pytest.raises(ApiException) as gone:
             core.read_namespace("doomed-ns1")
         assert gone.value.status == 404
     else:
-        assert core.read_namespace("doomed-ns1").status.phase == "Terminating"
+        assert _phase(core.read_namespace("doomed-ns1")) == "Terminating"
 
 
 def test_list_pagination(kube: Any, kube_namespace: str) -> None:
     core = client.CoreV1Api(kube.api_client())
     for index in range(7):
-        core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": f"c{index}"}})
+        core.create_namespaced_config_map(kube_namespace, _named_config_map(f"c{index}"))
     names: list[str] = []
     token = None
     pages = 0
     while True:
         page = core.list_namespaced_config_map(kube_namespace, limit=3, _continue=token)
-        names += [item.metadata.name for item in page.items]
+        names += [_name(item) for item in page.items]
         pages += 1
+        assert page.metadata is not None
         token = page.metadata._continue
         if not token:
             break
@@ -410,7 +452,7 @@ def test_unknown_fields_are_warned_about(
     data, _, headers = custom.create_namespaced_custom_object_with_http_info(
         GROUP, VERSION, kube_namespace, PLURAL, widget("loose", bogus=1), field_validation="Warn"
     )
-    assert "bogus" not in data["spec"]
+    assert "bogus" not in obj(data)["spec"]
     assert 'unknown field \\"spec.bogus\\"' in headers.get("Warning", "")
     _, _, quiet = custom.create_namespaced_custom_object_with_http_info(
         GROUP,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from tests.fixtures.kubetypes import http_response, obj
 from tests.kubeapi.crd import GROUP, PLURAL, VERSION, install_widget_crd, widget
 
 
@@ -29,15 +30,17 @@ def _watch_lines(
     custom: client.CustomObjectsApi, namespace: str, seconds: int, **params: Any
 ) -> list[dict[str, Any]]:
     """A watch the server ends after ``seconds``; every event it sent."""
-    response = custom.list_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        PLURAL,
-        watch=True,
-        timeout_seconds=seconds,
-        _preload_content=False,
-        **params,
+    response = http_response(
+        custom.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            watch=True,
+            timeout_seconds=seconds,
+            _preload_content=False,
+            **params,
+        )
     )
     try:
         return [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
@@ -75,8 +78,10 @@ def test_list_with_label_selector(
         custom.create_namespaced_custom_object(
             GROUP, VERSION, kube_namespace, PLURAL, _labelled(name, **labels)
         )
-    listed = custom.list_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, label_selector=selector
+    listed = obj(
+        custom.list_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, label_selector=selector
+        )
     )
     assert _names(listed["items"]) == expected
 
@@ -85,24 +90,30 @@ def test_field_selectors_on_name_and_namespace(
     kube: Any, custom: client.CustomObjectsApi, kube_namespace: str
 ) -> None:
     core = client.CoreV1Api(kube.api_client())
-    core.create_namespace({"metadata": {"name": f"{kube_namespace}-b"}})
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=f"{kube_namespace}-b"))
+    )
     try:
         for namespace in (kube_namespace, f"{kube_namespace}-b"):
             for name in ("x", "y"):
                 custom.create_namespaced_custom_object(
                     GROUP, VERSION, namespace, PLURAL, widget(name)
                 )
-        by_name = custom.list_cluster_custom_object(
-            GROUP, VERSION, PLURAL, field_selector="metadata.name=x"
+        by_name = obj(
+            custom.list_cluster_custom_object(
+                GROUP, VERSION, PLURAL, field_selector="metadata.name=x"
+            )
         )
         pairs = {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in by_name["items"]}
         assert {(kube_namespace, "x"), (f"{kube_namespace}-b", "x")} <= pairs
         assert all(name == "x" for _, name in pairs)
-        by_namespace = custom.list_cluster_custom_object(
-            GROUP,
-            VERSION,
-            PLURAL,
-            field_selector=f"metadata.namespace={kube_namespace},metadata.name!=x",
+        by_namespace = obj(
+            custom.list_cluster_custom_object(
+                GROUP,
+                VERSION,
+                PLURAL,
+                field_selector=f"metadata.namespace={kube_namespace},metadata.name!=x",
+            )
         )
         assert [
             (i["metadata"]["namespace"], i["metadata"]["name"]) for i in by_namespace["items"]
@@ -117,7 +128,7 @@ def test_watch_from_resource_version_with_selector(
     custom.create_namespaced_custom_object(
         GROUP, VERSION, kube_namespace, PLURAL, _labelled("before", app="x")
     )
-    listed = custom.list_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL)
+    listed = obj(custom.list_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL))
     start = listed["metadata"]["resourceVersion"]
     custom.create_namespaced_custom_object(
         GROUP, VERSION, kube_namespace, PLURAL, _labelled("enters", app="y")
@@ -164,18 +175,20 @@ def test_watch_without_resource_version_starts_with_current_state(
 def test_watch_streams_changes_as_they_happen(
     custom: client.CustomObjectsApi, kube_namespace: str
 ) -> None:
-    start = custom.list_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL)[
+    start = obj(custom.list_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL))[
         "metadata"
     ]["resourceVersion"]
-    response = custom.list_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        kube_namespace,
-        PLURAL,
-        watch=True,
-        resource_version=start,
-        timeout_seconds=20,
-        _preload_content=False,
+    response = http_response(
+        custom.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            kube_namespace,
+            PLURAL,
+            watch=True,
+            resource_version=start,
+            timeout_seconds=20,
+            _preload_content=False,
+        )
     )
     received: list[dict[str, Any]] = []
     done = threading.Event()
@@ -211,7 +224,9 @@ def test_watch_from_expired_resource_version_answers_410(kube_api_factory: Any) 
     api_client = endpoint.api_client()
     install_widget_crd(api_client)
     custom = client.CustomObjectsApi(api_client)
-    first = custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, widget("old"))
+    first = obj(
+        custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, widget("old"))
+    )
     for size in range(1, 10):
         custom.patch_namespaced_custom_object(
             GROUP, VERSION, "default", PLURAL, "old", {"spec": {"size": size}}
@@ -225,9 +240,9 @@ def test_watch_from_expired_resource_version_answers_410(kube_api_factory: Any) 
     assert status["kind"] == "Status"
     assert status["code"] == 410
     assert status["reason"] == "Expired"
-    recent = custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["metadata"][
-        "resourceVersion"
-    ]
+    recent = obj(custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL))[
+        "metadata"
+    ]["resourceVersion"]
     assert _watch_lines(custom, "default", 1, resource_version=recent) == []
 
 
@@ -235,9 +250,9 @@ def test_watch_sends_bookmarks_when_asked(kube_api: Any) -> None:
     api_client = kube_api.api_client()
     install_widget_crd(api_client)
     custom = client.CustomObjectsApi(api_client)
-    start = custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["metadata"][
-        "resourceVersion"
-    ]
+    start = obj(custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL))[
+        "metadata"
+    ]["resourceVersion"]
     with_bookmarks = _watch_lines(
         custom, "default", 2, resource_version=start, allow_watch_bookmarks=True
     )

@@ -55,7 +55,9 @@ def test_explain_of_built_in_kinds(kube: Any) -> None:
 
 def test_update_managers_are_not_capped(kube: Any, kube_namespace: str) -> None:
     core = client.CoreV1Api(kube.api_client())
-    core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "many"}})
+    core.create_namespaced_config_map(
+        kube_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="many"))
+    )
     for index in range(12):
         core.patch_namespaced_config_map(
             "many",
@@ -63,7 +65,10 @@ def test_update_managers_are_not_capped(kube: Any, kube_namespace: str) -> None:
             {"data": {f"k{index}": "v"}},
             field_manager=f"writer-{index}",
         )
-    entries = core.read_namespaced_config_map("many", kube_namespace).metadata.managed_fields
+    metadata = core.read_namespaced_config_map("many", kube_namespace).metadata
+    assert metadata is not None
+    assert metadata.managed_fields is not None
+    entries = metadata.managed_fields
     managers = {e.manager for e in entries if e.operation == "Update"}
     if kube.local:  # every Update manager keeps its entry
         assert {f"writer-{index}" for index in range(12)} <= managers

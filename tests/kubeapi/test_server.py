@@ -18,6 +18,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from tests.fixtures.kubetypes import obj
 from tests.kubeapi.crd import GROUP, PLURAL, VERSION, install_widget_crd, widget
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,25 +30,28 @@ def test_state_survives_restart(kube_api_factory: Any, tmp_path: Path) -> None:
     first = kube_api_factory(state_dir=state)
     api_client = first.api_client()
     install_widget_crd(api_client)
-    created = client.CustomObjectsApi(api_client).create_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, widget("kept")
+    created = obj(
+        client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, widget("kept")
+        )
     )
     client.CoreV1Api(api_client).create_namespaced_secret(
-        "default", {"metadata": {"name": "s"}, "stringData": {"a": "b"}}
+        "default",
+        client.V1Secret(metadata=client.V1ObjectMeta(name="s"), string_data={"a": "b"}),
     )
     kube_api_factory.stop(first)
 
     second = kube_api_factory(state_dir=state)
     assert second.token == first.token
     custom = client.CustomObjectsApi(second.api_client())
-    kept = custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "kept")
+    kept = obj(custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "kept"))
     assert kept["metadata"]["uid"] == created["metadata"]["uid"]
     assert kept["spec"] == created["spec"]
     assert client.CoreV1Api(second.api_client()).read_namespaced_secret("s", "default").data == {
         "a": "Yg=="
     }
-    later = custom.create_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, widget("later")
+    later = obj(
+        custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, widget("later"))
     )
     assert int(later["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
     assert (state / "state.db").is_file()

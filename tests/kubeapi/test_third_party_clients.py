@@ -7,9 +7,21 @@ import uuid
 from typing import Any
 
 import kr8s.asyncio
+from kr8s.asyncio.objects import APIObject
 from lightkube import AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Namespace
+
+
+def _kr8s_object(found: APIObject | dict[str, Any]) -> APIObject:
+    """kr8s answers plain dicts only when asked for raw=True."""
+    assert isinstance(found, APIObject)
+    return found
+
+
+def _metadata(found: Namespace | ConfigMap) -> ObjectMeta:
+    assert found.metadata is not None
+    return found.metadata
 
 
 async def test_kr8s_connects_lists_and_writes(kube: Any, kube_namespace: str) -> None:
@@ -17,7 +29,7 @@ async def test_kr8s_connects_lists_and_writes(kube: Any, kube_namespace: str) ->
     api = await kr8s.asyncio.api(kubeconfig=str(kube.kubeconfig), context=kube.context)
     version = await api.version()
     assert version["major"] == "1"
-    namespaces = [ns.name async for ns in api.async_get("namespaces")]
+    namespaces = [_kr8s_object(ns).name async for ns in api.async_get("namespaces")]
     assert kube_namespace in namespaces
     name = f"kr8s-{uuid.uuid4().hex[:6]}"
     config_map = await kr8s.asyncio.objects.ConfigMap(
@@ -26,7 +38,7 @@ async def test_kr8s_connects_lists_and_writes(kube: Any, kube_namespace: str) ->
     await config_map.create()
     await config_map.patch({"data": {"a": "2"}})
     found = [cm async for cm in api.async_get("configmaps", name, namespace=kube_namespace)]
-    assert [cm.raw["data"] for cm in found] == [{"a": "2"}]
+    assert [_kr8s_object(cm).raw["data"] for cm in found] == [{"a": "2"}]
     await config_map.delete()
 
 
@@ -36,7 +48,7 @@ async def test_lightkube_lists_creates_and_applies_server_side(
     config = KubeConfig.from_file(str(kube.kubeconfig)).get(context_name=kube.context)
     client = AsyncClient(config=config, field_manager="lightkube-test")
     try:
-        names = [ns.metadata.name async for ns in client.list(Namespace)]
+        names = [_metadata(ns).name async for ns in client.list(Namespace)]
         assert kube_namespace in names
         name = f"lk-{uuid.uuid4().hex[:6]}"
         meta = ObjectMeta(name=name, namespace=kube_namespace)
@@ -44,7 +56,7 @@ async def test_lightkube_lists_creates_and_applies_server_side(
         await client.apply(ConfigMap(metadata=meta, data={"k": "v2", "j": "w"}))
         got = await client.get(ConfigMap, name, namespace=kube_namespace)
         assert got.data == {"k": "v2", "j": "w"}
-        managers = [entry.manager for entry in got.metadata.managedFields or []]
+        managers = [entry.manager for entry in _metadata(got).managedFields or []]
         assert "lightkube-test" in managers
         await client.delete(ConfigMap, name, namespace=kube_namespace)
     finally:

@@ -72,7 +72,7 @@ def test_merge_patch_rfc7386() -> None:
 
 
 def test_json_patch_rfc6902() -> None:
-    doc = {"a": {"b": [1, 2]}, "c~d": 1, "e/f": 2}
+    doc: dict[str, Any] = {"a": {"b": [1, 2]}, "c~d": 1, "e/f": 2}
     result = json_patch(
         doc,
         [

@@ -65,7 +65,9 @@ def test_young_collections_come_less_often_and_still_reclaim_cycles() -> None:
         assert gc.get_threshold() == (5_000, *before[1:])
         gc.collect()
         collections = gc.get_stats()[0]["collections"]
-        alive = [[] for _ in range(3_000)]  # tracked containers, fewer than the threshold
+        alive: list[list[object]] = [
+            [] for _ in range(3_000)
+        ]  # tracked containers, fewer than the threshold
         assert gc.get_stats()[0]["collections"] == collections
         garbage, reference = cycle()
         del garbage
