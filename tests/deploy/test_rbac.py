@@ -196,7 +196,7 @@ def writer_calls() -> set[tuple[str, str]]:
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr in ("create", "patch", "patch_status")
                 and isinstance(node.func.value, ast.Attribute)
-                and node.func.value.attr == "kube"
+                and node.func.value.attr in ("kube", "_kube")
             ):
                 where = f"operator/{module}.py:{node.lineno}"
                 found.add((node.func.attr, literal(node.args[0], constants, where)))
