@@ -25,7 +25,7 @@ from flotta.pki.errors import IdentityError
 from flotta.pki.store import PkiStore
 from tests.fixtures.brokers import TestBroker
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _directives(text: str) -> list[str]:

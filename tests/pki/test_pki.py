@@ -43,7 +43,7 @@ from flotta.pki.keys import build_csr, certificate_to_pem, csr_to_pem, generate_
 from flotta.pki.revocation import decode_revoked, parse_serial
 from flotta.pki.store import PkiStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
