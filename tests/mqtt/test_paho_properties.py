@@ -10,7 +10,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MQTTException, Properties
 
 from flotta.mqtt import MqttClient
-from flotta.mqtt.pahoproperties import SharedTableProperties, compatible, install
+from flotta.mqtt.pahointernals import SharedTableProperties
+from flotta.mqtt.pahointernals import install_shared_table_properties as install
+from flotta.mqtt.pahointernals import properties_compatible as compatible
 from tests.fixtures.brokers import TestBroker
 from tests.mqtt.helpers import settings_for
 

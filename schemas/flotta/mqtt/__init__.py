@@ -23,7 +23,13 @@ again (``duplicate=True``) after the reconnect.
 """
 
 from flotta.backoff import Backoff, BackoffPolicy
-from flotta.mqtt.client import MqttClient, MqttCounters, PublishDone, settle_future
+from flotta.mqtt.client import (
+    MqttClient,
+    MqttCounters,
+    PublishDone,
+    RetainHandling,
+    settle_future,
+)
 from flotta.mqtt.errors import (
     ConnectError,
     DisconnectedError,
@@ -46,6 +52,7 @@ __all__ = [
     "MqttSettings",
     "PublishDone",
     "PublishError",
+    "RetainHandling",
     "SubscribeError",
     "TlsFiles",
     "Will",

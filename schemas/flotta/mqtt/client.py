@@ -3,7 +3,14 @@
 paho's socket is served by the loop (``flotta.mqtt.looping``) and ``loop_misc`` runs on a
 timer task. The TCP connect and the TLS handshake run on the loop too (``flotta.mqtt.tlsconnect``),
 and paho is handed the connected socket: every paho call and callback happens on the loop
-thread.
+thread. What this needs of paho beyond its public API is in ``flotta.mqtt.pahointernals``.
+
+The fast receive path (``fast_receive=True``, for a process that takes thousands of messages a
+second, such as the bridge) reads QoS 0 and 1 PUBLISH packets itself
+(``flotta.mqtt.publishread``) instead of letting paho build a message object, decode the
+properties and walk its topic matcher (their ``Message.properties`` is None), and reads many
+packets per turn of the loop (``flotta.mqtt.looping``). With ``on_message``
+messages are handed to that callback as they are read, instead of waiting in the inbox.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from types import TracebackType
 from typing import Any
 
@@ -34,11 +42,17 @@ from flotta.mqtt.errors import (
     PublishError,
     SubscribeError,
 )
-from flotta.mqtt.looping import SocketBridge, disable_nagle
+from flotta.mqtt.looping import READ_BURST, SocketBridge, disable_nagle
 from flotta.mqtt.messages import Inbox, Message
-from flotta.mqtt.pahoclient import WindowedClient
-from flotta.mqtt.pahomessageinfo import install as install_lazy_message_info
-from flotta.mqtt.pahoproperties import install as install_shared_table_properties
+from flotta.mqtt.pahointernals import (
+    WindowedClient,
+    close_socket,
+    install_lazy_message_info,
+    install_shared_table_properties,
+    renew_tls_context,
+    set_inflight_window,
+)
+from flotta.mqtt.publishread import read_publish
 from flotta.mqtt.settings import MqttSettings
 from flotta.mqtt.tlsconnect import open_socket
 from flotta.mqtt.tlscontext import TlsContextCache
@@ -46,6 +60,7 @@ from flotta.mqtt.tlscontext import TlsContextCache
 DISCONNECT_WITH_WILL = 0x04
 OnConnected = Callable[[bool], Awaitable[None]]
 OnDisconnected = Callable[[str], Awaitable[None]]
+OnMessage = Callable[[Message], None]
 PublishDone = Callable[[MqttError | None], None]
 Payload = bytes | bytearray | str
 
@@ -61,6 +76,14 @@ class MqttCounters:
     connect_failures: int = 0
     stale_acks: int = 0  # acks for messages of a connection that is gone (void)
     discarded_redelivered: int = 0  # unacked messages dropped because the broker resends them
+
+
+class RetainHandling(IntEnum):
+    """When a subscription gets the retained messages (MQTT 5, 3.8.3.1)."""
+
+    SEND = 0  # on every subscribe
+    SEND_IF_NEW = 1  # only for a subscription the broker did not have
+    DO_NOT_SEND = 2  # never
 
 
 def _reason_text(reason: ReasonCode) -> str:
@@ -82,12 +105,24 @@ class MqttClient:
         logger: logging.Logger | None = None,
         backoff: Backoff | None = None,
         connect_slots: asyncio.Semaphore | None = None,
+        on_message: OnMessage | None = None,
+        fast_receive: bool = False,
     ) -> None:
         """``connect_slots``: shared by many clients of one process, it bounds how many open
         connections at once (TCP connect and TLS handshake); without it, thousands reconnecting
         together overflow the broker's listen queue, and the kernel resends a dropped SYN only
-        after 1, 3, 7 ... seconds."""
+        after 1, 3, 7 ... seconds.
+
+        ``on_message``: called on the loop thread with each message as it is read, instead of
+        queueing it for ``messages()`` (it must not block; exceptions are logged). With
+        ``manual_ack`` the consumer bounds what it holds by ``receive_maximum``.
+
+        ``fast_receive``: QoS 0 and 1 messages are read without paho's message object and
+        their properties are not decoded (``Message.properties`` is None); a readable socket
+        gets up to ``READ_BURST`` packets read in one turn of the loop."""
         self.settings = settings
+        self._on_message = on_message
+        self._fast_receive = fast_receive
         self._connect_slots = connect_slots
         self.counters = MqttCounters()
         self._on_connected = on_connected
@@ -101,7 +136,8 @@ class MqttClient:
         self._tasks: set[asyncio.Task[None]] = set()
         self._publishes: dict[int, tuple[PublishDone, str]] = {}  # mid -> (done, topic)
         self._subscribes: dict[int, asyncio.Future[list[ReasonCode]]] = {}
-        self._subscriptions: dict[str, int] = {}  # filter -> QoS, re-established if needed
+        # filter -> options, subscribed again after every reconnect
+        self._subscriptions: dict[str, SubscribeOptions] = {}
         self._connack: asyncio.Future[bool] | None = None
         self._lost = asyncio.Event()
         self._up = asyncio.Event()
@@ -114,6 +150,7 @@ class MqttClient:
         self._last_error = ""
         self._tls_configured = False
         self._tls = TlsContextCache(settings.tls) if settings.tls is not None else None
+        self._acker = self._ack  # one bound method for every message
 
     # ---- public API -----------------------------------------------------------------------
 
@@ -269,12 +306,22 @@ class MqttClient:
         except Exception:
             self._log.exception("MQTT %s: publish callback failed", self.settings.client_id)
 
-    async def subscribe(self, subscriptions: Sequence[tuple[str, int]]) -> list[int]:
+    async def subscribe(
+        self,
+        subscriptions: Sequence[tuple[str, int]],
+        *,
+        retain_handling: RetainHandling = RetainHandling.SEND_IF_NEW,
+        retain_as_published: bool = False,
+        keep: bool = True,
+    ) -> list[int]:
         """Subscribe and wait for SUBACK; the granted QoS per filter.
 
-        Accepted filters are remembered and subscribed again after every reconnect, also to a
-        session the broker kept (someone may have taken it over and unsubscribed). Retain
-        handling 1: retained messages come only for a subscription the broker did not have.
+        With ``keep``, accepted filters are remembered and subscribed again (with the same
+        options) after every reconnect, also to a session the broker kept (someone may have
+        taken it over and unsubscribed); without it the caller subscribes again itself, in
+        ``on_connected``. ``retain_handling``: when retained messages come (by default only
+        for a subscription the broker did not have). ``retain_as_published``: the retain flag
+        as the publisher set it, not only on retained messages sent for the subscription.
         Raises SubscribeError if any filter was refused.
         """
         bad_qos = [
@@ -284,14 +331,32 @@ class MqttClient:
         ]
         if bad_qos:
             raise SubscribeError(bad_qos)
-        codes = await self._send_subscribe(subscriptions)
+        retain_handling = RetainHandling(retain_handling)  # ValueError for anything else
+        request = [
+            (
+                topic_filter,
+                SubscribeOptions(
+                    qos=qos,
+                    retainAsPublished=retain_as_published,
+                    retainHandling=int(retain_handling),
+                ),
+            )
+            for topic_filter, qos in subscriptions
+        ]
+        return await self._subscribe(request, keep=keep)
+
+    async def _subscribe(
+        self, request: Sequence[tuple[str, SubscribeOptions]], *, keep: bool
+    ) -> list[int]:
+        codes = await self._send_subscribe(request)
         refused: list[tuple[str, str, int | None]] = []
         granted: list[int] = []
-        for (topic_filter, qos), code in zip(subscriptions, codes, strict=True):
+        for (topic_filter, options), code in zip(request, codes, strict=True):
             if code.is_failure:
                 refused.append((topic_filter, _reason_text(code), code.value))
             else:
-                self._subscriptions[topic_filter] = qos
+                if keep:
+                    self._subscriptions[topic_filter] = options
                 granted.append(code.value)
         if refused:
             raise SubscribeError(refused)
@@ -311,8 +376,11 @@ class MqttClient:
         """Incoming messages until the client is closed.
 
         Without ``manual_ack`` each is acknowledged as it is taken; with it, call
-        ``message.ack()`` (or ``client.ack(message)``) once it has been handled.
+        ``message.ack()`` (or ``client.ack(message)``) once it has been handled. Not with
+        ``on_message``, which takes every message.
         """
+        if self._on_message is not None:
+            raise MqttError("this client hands its messages to on_message")
         while True:
             message = await self._inbox.get()
             if message is None:
@@ -350,6 +418,8 @@ class MqttClient:
         client.on_publish = self._handle_puback
         client.on_subscribe = self._handle_suback
         client.on_message = self._handle_message
+        if self._fast_receive:
+            client.take_publish = self._take_publish
         client.enable_logger(self._paho_logger())
         client.log_only(frozenset({paho.MQTT_LOG_ERR}))  # all that the logger keeps
         return client
@@ -364,7 +434,8 @@ class MqttClient:
         if self._loop is not None:
             raise MqttError("this client was already started; make a new one")
         self._loop = asyncio.get_running_loop()
-        SocketBridge(self._paho, self._loop).attach()
+        burst = READ_BURST if self._fast_receive else 1
+        SocketBridge(self._paho, self._loop, read_burst=burst).attach()
         self._spawn(self._housekeeping(), "mqtt-housekeeping")
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
@@ -391,7 +462,7 @@ class MqttClient:
         context = self._tls.context()
         if self._tls_configured:
             # paho allows tls_set_context once; a renewed certificate needs a new context.
-            self._paho._ssl_context = context
+            renew_tls_context(self._paho, context)
         else:
             self._paho.tls_set_context(context)
             self._tls_configured = True
@@ -502,7 +573,7 @@ class MqttClient:
             # messages again (retain handling 1), so this costs one SUBSCRIBE, not a flood.
             wanted = sorted(self._subscriptions.items())
             try:
-                await self.subscribe(wanted)
+                await self._subscribe(wanted, keep=True)
             except MqttError as exc:
                 self._log.error("MQTT %s: resubscribing failed: %s", self.settings.client_id, exc)
         await self._call_hook("on_connected", self._on_connected, session_present)
@@ -527,7 +598,7 @@ class MqttClient:
     def _drop_socket(self, reason: str) -> None:
         """Close paho's socket without a DISCONNECT packet and settle what waited on it."""
         if self._paho.socket() is not None:
-            self._paho._sock_close()
+            close_socket(self._paho)
         if self._connected or self._connack is not None:
             self._connection_lost(reason)
 
@@ -552,8 +623,8 @@ class MqttClient:
         if properties is not None and hasattr(properties, "ReceiveMaximum"):
             # paho ignores the broker's Receive Maximum and its setter refuses an open
             # connection; CONNACK precedes every publish, so setting the limit here is safe.
-            client._max_inflight_messages = min(
-                self.settings.max_inflight, int(properties.ReceiveMaximum)
+            set_inflight_window(
+                client, min(self.settings.max_inflight, int(properties.ReceiveMaximum))
             )
         self._connected = True
         self._up.set()
@@ -647,28 +718,55 @@ class MqttClient:
             future.set_result(list(reasons))
 
     def _handle_message(self, client: paho.Client, userdata: object, raw: paho.MQTTMessage) -> None:
-        self.counters.received += 1
-        message = Message(
-            topic=raw.topic,
-            payload=bytes(raw.payload),
-            qos=raw.qos,
-            retain=bool(raw.retain),
-            mid=raw.mid,
-            duplicate=bool(raw.dup),
-            properties=getattr(raw, "properties", None),
-            connection=self._generation,
-            _acker=self._ack,
+        self._deliver(
+            Message(
+                topic=raw.topic,
+                payload=bytes(raw.payload),
+                qos=raw.qos,
+                retain=bool(raw.retain),
+                mid=raw.mid,
+                duplicate=bool(raw.dup),
+                properties=getattr(raw, "properties", None),
+                connection=self._generation,
+                _acker=self._acker,
+            )
         )
+
+    def _take_publish(self, command: int, packet: bytearray) -> bool:
+        """The fast receive path: a QoS 0/1 PUBLISH read here; False leaves it to paho."""
+        fields = read_publish(command, packet)
+        if fields is None:
+            return False
+        topic, payload, qos, retain, mid, duplicate = fields
+        generation = self._generation
+        self._deliver(
+            Message(topic, payload, qos, retain, mid, duplicate, None, generation, self._acker)
+        )
+        return True
+
+    def _deliver(self, message: Message) -> None:
+        self.counters.received += 1
         if message.qos > 0:
             self._unacked.add(message.mid)
+        on_message = self._on_message
+        if on_message is not None:
+            try:
+                on_message(message)
+            except Exception:
+                self._log.exception(
+                    "MQTT %s: on_message failed for a message on %r (not acked)",
+                    self.settings.client_id,
+                    message.topic,
+                )
+            return
         if not self._inbox.offer(message):
             self.counters.dropped += 1
             self._log.warning(
                 "MQTT %s: inbox full (%d), dropped message on %r (QoS %d, not acked)",
                 self.settings.client_id,
                 self._inbox.maxsize,
-                raw.topic,
-                raw.qos,
+                message.topic,
+                message.qos,
             )
 
     def _ack(self, message: Message) -> None:
@@ -692,22 +790,17 @@ class MqttClient:
         self._last_error = text
         self._log.debug("paho %s: %s", self.settings.client_id, text)
 
-    async def _send_subscribe(self, subscriptions: Sequence[tuple[str, int]]) -> list[ReasonCode]:
-        if not subscriptions:
+    async def _send_subscribe(
+        self, request: Sequence[tuple[str, SubscribeOptions]]
+    ) -> list[ReasonCode]:
+        if not request:
             raise ValueError("subscribe needs at least one (filter, qos)")
         if not self._connected:
             raise DisconnectedError("subscribe", self._lost_reason)
-        request = [
-            (
-                topic_filter,
-                SubscribeOptions(qos=qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB),
-            )
-            for topic_filter, qos in subscriptions
-        ]
         try:
-            rc, mid = self._paho.subscribe(request)
+            rc, mid = self._paho.subscribe(list(request))
         except ValueError as exc:
-            raise SubscribeError([(f, str(exc), None) for f, _ in subscriptions]) from exc
+            raise SubscribeError([(f, str(exc), None) for f, _ in request]) from exc
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             raise DisconnectedError("subscribe", paho.error_string(rc))
         future: asyncio.Future[list[ReasonCode]] = self._running_loop().create_future()

@@ -10,19 +10,25 @@ from dataclasses import dataclass, field
 from paho.mqtt.properties import Properties
 
 
+def _not_received(message: Message) -> None:
+    """The acknowledgement of a message made by hand (a test's): nothing to tell a broker."""
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Message:
-    """One received message. With ``manual_ack`` call ``ack()`` once it is handled."""
+    """One received message. With ``manual_ack`` call ``ack()`` once it is handled.
+
+    The defaults are for messages made by hand (tests); the client sets every field."""
 
     topic: str
     payload: bytes
-    qos: int
-    retain: bool
-    mid: int
-    duplicate: bool
-    properties: Properties | None
-    connection: int  # the connection it arrived on; acks on a later connection are void
-    _acker: Callable[[Message], None] = field(repr=False)
+    qos: int = 0
+    retain: bool = False
+    mid: int = 0
+    duplicate: bool = False
+    properties: Properties | None = None  # None also when read by the fast receive path
+    connection: int = 0  # the connection it arrived on; acks on a later connection are void
+    _acker: Callable[[Message], None] = field(default=_not_received, repr=False)
 
     def ack(self) -> None:
         """Acknowledge to the broker (PUBACK). Idempotent in effect; no-op for QoS 0."""
