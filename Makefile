@@ -38,6 +38,7 @@ PACKAGES := flotta.schemas flotta.pki flotta.mqtt flotta.mosquitto flotta.operat
 
 typecheck: python-env
 	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli -m flotta.childprocess -m flotta.ratelimit -m flotta.gcfreeze -m flotta.tasks -m flotta.health -m flotta.jsonlog -m flotta.backoff
+	$(BIN)/mypy tests  # looser settings: [[tool.mypy.overrides]] in pyproject.toml
 
 check: lint typecheck
 

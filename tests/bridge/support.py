@@ -17,7 +17,7 @@ from flotta.schemas.crd.common import GROUP, VERSION
 
 
 def create_namespace(api: k8s.ApiClient, name: str) -> None:
-    k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace.from_dict({"metadata": {"name": name}}))
+    k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
 
 
 def create_device(
@@ -120,5 +120,5 @@ class Publisher:
         self.client.loop_stop()
         sock = self.client.socket()
         if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # type: ignore[arg-type]  # paho's socket is a real one here
             sock.close()

@@ -9,7 +9,7 @@ from collections import Counter
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.client import _ConnectionState
+from paho.mqtt.client import _ConnectionState  # type: ignore[attr-defined]  # private: the test reads the state
 from paho.mqtt.enums import CallbackAPIVersion
 
 from flotta.mqtt import MqttClient
@@ -80,7 +80,7 @@ async def test_packets_queued_together_go_out_in_few_sends_and_in_order(
             sends += 1
             return send(data)
 
-        paho._sock_send = counting_send  # type: ignore[method-assign]
+        paho._sock_send = counting_send  # type: ignore[method-assign,assignment]
         outcomes = Outcomes(count)
         for n in range(count):
             operator.publish_callback(

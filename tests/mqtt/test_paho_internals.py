@@ -52,7 +52,7 @@ def test_a_queued_packet_and_a_received_publish_have_the_shape_relied_on() -> No
     taken: list[tuple[int, bytes]] = []
     left: list[tuple[str, bytes]] = []
     client.on_socket_register_write = lambda *args: None  # queue only
-    client.on_message = lambda _c, _u, message: left.append((message.topic, message.payload))
+    client.on_message = lambda _c, _u, message: left.append((message.topic, bytes(message.payload)))
 
     def take(command: int, body: bytearray) -> bool:
         taken.append((command, bytes(body)))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import paho.mqtt.client as paho_client
 import pytest
+from paho.mqtt.exception import MQTTException
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import MQTTException, Properties
+from paho.mqtt.properties import Properties
 
 from flotta.mqtt import MqttClient
 from flotta.mqtt.pahointernals import SharedTableProperties
@@ -79,7 +81,7 @@ def test_instances_share_tables_but_not_values() -> None:
     )
     first.UserProperty = ("a", "1")
     first.UserProperty = ("b", "2")
-    assert first.UserProperty == [("a", "1"), ("b", "2")]
+    assert first.UserProperty == [("a", "1"), ("b", "2")]  # type: ignore[attr-defined]  # paho sets property attributes dynamically
     assert not hasattr(second, "UserProperty")
     assert first.names is second.names
     assert first.properties is second.properties
@@ -89,7 +91,7 @@ async def test_paho_decodes_received_properties_with_shared_tables(
     mosquitto_broker: TestBroker,
 ) -> None:
     assert install()
-    assert paho_client.Properties is SharedTableProperties
+    assert paho_client.Properties is SharedTableProperties  # type: ignore[attr-defined]  # re-bound by install()
     topic = "flotta/devices/dev-a/desired"
     operator_creds, device_creds = mosquitto_broker.operator(), mosquitto_broker.device("dev-a")
     async with (
@@ -104,5 +106,6 @@ async def test_paho_decodes_received_properties_with_shared_tables(
         async with asyncio.timeout(10):
             message = await anext(aiter(device.messages()))
         assert isinstance(message.properties, SharedTableProperties)
-        assert message.properties.UserProperty == [("stream", "s-1")]
-        assert 0 < message.properties.MessageExpiryInterval <= 3600
+        received: Any = message.properties  # paho sets property attributes dynamically
+        assert received.UserProperty == [("stream", "s-1")]
+        assert 0 < received.MessageExpiryInterval <= 3600

@@ -30,9 +30,7 @@ def properties(user: list[tuple[str, str]], expiry: int | None) -> Properties:
 
 
 # MQTT strings never hold U+0000 (paho refuses them; the broker never forwards them)
-UTF8 = st.text(
-    st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=60
-)
+UTF8 = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]), max_size=60)
 
 
 @settings(max_examples=300, deadline=None)

@@ -5,7 +5,8 @@ from flotta.operator.configuration import (
 )
 from tests.operator.builders import device, device_set
 
-NO_CONFIGMAPS = {}.get
+_NO_DATA: dict[str, dict[str, str]] = {}
+NO_CONFIGMAPS = _NO_DATA.get
 
 
 def test_defaults_for_a_device_without_configuration() -> None:

@@ -27,6 +27,7 @@ from flotta.pki.revocation import CRL_VALIDITY, decode_revoked
 from flotta.pki.store import PkiStore
 from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
 from tests.fixtures.kube import KubeEndpoint
+from tests.fixtures.kubetypes import obj
 from tests.operator.conftest import ENROLMENT_NAMESPACE, NAMESPACE, Stack, wait_until
 
 SECRET = SecretRef(ENROLMENT_NAMESPACE, "flotta-crl")
@@ -40,13 +41,22 @@ def create_secret(core: client.CoreV1Api, pki: PkiStore) -> None:
     """As the admin does at install time: the CRL of ``flotta pki init``."""
     core.create_namespaced_secret(
         SECRET.namespace,
-        {"metadata": {"name": SECRET.name}, "data": {CRL_KEY: b64(pki.crl_path.read_bytes())}},
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=SECRET.name),
+            data={CRL_KEY: b64(pki.crl_path.read_bytes())},
+        ),
     )
 
 
 def secret_data(core: client.CoreV1Api) -> dict[str, bytes]:
     secret = core.read_namespaced_secret(SECRET.name, SECRET.namespace)
     return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+
+def _resource_version(core: client.CoreV1Api) -> str:
+    metadata = core.read_namespaced_secret(SECRET.name, SECRET.namespace).metadata
+    assert metadata is not None
+    return str(metadata.resource_version)
 
 
 def revoked_serials(pem: bytes) -> set[int]:
@@ -57,7 +67,9 @@ def revoked_serials(pem: bytes) -> set[int]:
 def core(kube_api: KubeEndpoint) -> client.CoreV1Api:
     api = kube_api.api_client()
     core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": ENROLMENT_NAMESPACE}})
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=ENROLMENT_NAMESPACE))
+    )
     return core
 
 
@@ -105,9 +117,9 @@ def test_sync_writes_the_current_crl_unchanged_until_it_is_due(
     crl = publisher(core, fleet_pki)
     assert crl.sync() is False  # fresh: not re-issued, written as it is
     assert secret_data(core)[CRL_KEY] == before
-    version = core.read_namespaced_secret(SECRET.name, SECRET.namespace).metadata.resource_version
+    version = _resource_version(core)
     assert crl.sync() is False
-    again = core.read_namespaced_secret(SECRET.name, SECRET.namespace).metadata.resource_version
+    again = _resource_version(core)
     assert again == version  # the same content is no write
     # Eleven days on, fewer than two thirds of the 30 days are left: re-issued.
     later = datetime.now(UTC) + timedelta(days=11)
@@ -247,14 +259,16 @@ def finalizers(stack: Stack, name: str) -> list[str]:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        obj = stack.objects.get_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, "edgedevices", name
+        device = obj(
+            stack.objects.get_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, "edgedevices", name
+            )
         )
     except ApiException as exc:
         if exc.status == 404:
             return []
         raise
-    return list(obj["metadata"].get("finalizers") or [])
+    return list(device["metadata"].get("finalizers") or [])
 
 
 # ---- the command line ------------------------------------------------------------------

@@ -145,7 +145,8 @@ def test_workload_status_counts_and_conditions() -> None:
     from tests.operator.builders import workload
 
     model, raw = workload("web")
-    result = render_workload(model, raw, secrets={}.get, configmaps={}.get)
+    no_data: dict[str, dict[str, str]] = {}
+    result = render_workload(model, raw, secrets=no_data.get, configmaps=no_data.get)
     status = workload_status(
         "web",
         generation=3,

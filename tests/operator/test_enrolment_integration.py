@@ -27,6 +27,7 @@ from flotta.schemas.wire.enrolment import (
     RenewalRequest,
 )
 from tests.fixtures.brokers import ClientCredentials
+from tests.fixtures.kubetypes import http_response, obj
 from tests.fixtures.mqtt_probe import MqttProbe
 from tests.operator.conftest import ENROLMENT_NAMESPACE, NAMESPACE, Stack, wait_until
 
@@ -69,10 +70,7 @@ class Bootstrap:
 
 
 def get(stack: Stack, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = stack.objects.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, name
-    )
-    return result
+    return obj(stack.objects.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
 
 
 def device_credentials(
@@ -281,7 +279,8 @@ def _lease(stack: Stack) -> dict[str, Any]:
     response = client.CoordinationV1Api(stack.api).read_namespaced_lease(
         "flotta-operator", ENROLMENT_NAMESPACE, _preload_content=False
     )
-    return json.loads(response.data)  # type: ignore[no-any-return]
+    lease: dict[str, Any] = json.loads(http_response(response).data)
+    return lease
 
 
 def test_a_competing_request_never_changes_the_answer_of_the_first_requester(

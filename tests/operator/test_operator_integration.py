@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from kubernetes import client
 
 from flotta.pki.keys import load_private_key
 from flotta.pki.sealing import unseal
@@ -19,6 +21,7 @@ from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.desired import DesiredState
 from tests.fixtures.brokers import ClientCredentials
+from tests.fixtures.kubetypes import obj
 from tests.fixtures.mqtt_probe import MqttProbe, ProbeRefusedError
 from tests.operator.builders import b64, pod_spec, workload_obj
 from tests.operator.conftest import NAMESPACE, Stack, wait_until
@@ -74,10 +77,7 @@ def apply_workload(stack: Stack, obj: dict[str, Any]) -> None:
 
 
 def get(stack: Stack, plural: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = stack.objects.get_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, plural, name
-    )
-    return result
+    return obj(stack.objects.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural, name))
 
 
 def test_fanout_label_change_and_deletion(stack: Stack) -> None:
@@ -86,7 +86,8 @@ def test_fanout_label_change_and_deletion(stack: Stack) -> None:
         for name, site in (("d1", "north"), ("d2", "north"), ("d3", "south"))
     }
     stack.core.create_namespaced_secret(
-        NAMESPACE, {"metadata": {"name": "db"}, "data": {"password": b64("s3cret")}}
+        NAMESPACE,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="db"), data={"password": b64("s3cret")}),
     )
     apply_workload(
         stack,
@@ -108,6 +109,7 @@ def test_fanout_label_change_and_deletion(stack: Stack) -> None:
         assert state.workloads[0].labels == {"app": "web"}
         assert state.version == content_version(state)
         key = load_private_key(creds[name].key.read_bytes())
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
         (secret,) = state.secrets
         assert json.loads(unseal(key, secret.data, device_id=name)) == {"password": b64("s3cret")}  # type: ignore[arg-type]
     assert states["d3"].workloads == []
@@ -150,6 +152,7 @@ def test_fanout_label_change_and_deletion(stack: Stack) -> None:
     for name in ("d1", "d2", "d3"):
         state = next_desired(probes[name])
         key = load_private_key(creds[name].key.read_bytes())
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
         assert json.loads(unseal(key, state.secrets[0].data, device_id=name)) == {
             "password": b64("n3w")
         }  # type: ignore[arg-type]
@@ -231,7 +234,8 @@ def test_invalid_workload_gets_a_condition_and_an_event_and_is_not_published(sta
 
     # Creating the Secret makes the workload valid and it reaches the device.
     stack.core.create_namespaced_secret(
-        NAMESPACE, {"metadata": {"name": "missing"}, "data": {"k": b64("v")}}
+        NAMESPACE,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="missing"), data={"k": b64("v")}),
     )
     assert [w.name for w in next_desired(probe).workloads] == ["good", "needs-secret"]
 

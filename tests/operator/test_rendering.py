@@ -1,7 +1,8 @@
 from flotta.operator.rendering import InvalidWorkload, RenderedWorkload, render_workload
 from tests.operator.builders import b64, pod_spec, workload
 
-NOTHING = {}.get
+_NO_DATA: dict[str, dict[str, str]] = {}
+NOTHING = _NO_DATA.get
 
 
 def test_only_podman_labels_and_annotations_travel_prefix_stripped() -> None:
