@@ -74,8 +74,10 @@ class TaskSet:
 
     async def stop_all(self, grace: float | None = None) -> set[asyncio.Task[None]]:
         """Cancel every task and wait for them (at most ``grace`` seconds); the tasks that
-        did not end in time, each logged."""
-        tasks = list(self._tasks.values())
+        did not end in time, each logged. A task of the set that calls this is left to end by
+        itself (cancelling it would abort its own shutdown)."""
+        current = asyncio.current_task()
+        tasks = [task for task in self._tasks.values() if task is not current]
         self._tasks.clear()
         for task in tasks:
             task.cancel()

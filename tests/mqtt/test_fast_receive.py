@@ -11,8 +11,8 @@ import pytest
 from flotta.mqtt import Message, MqttClient, MqttError, RetainHandling
 from flotta.schemas.topics import DeviceTopic, device_filter, device_topic
 from tests.fixtures.brokers import TestBroker
+from tests.fixtures.proxy import CuttableProxy
 from tests.mqtt.helpers import settings_for
-from tests.mqtt.proxy import CuttableProxy
 
 STATUS_A = device_topic("dev-a", DeviceTopic.STATUS)
 CONNECTION_A = device_topic("dev-a", DeviceTopic.CONNECTION)

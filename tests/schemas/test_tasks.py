@@ -72,3 +72,28 @@ async def test_ends_while_stopping_or_quiet_are_not_reported() -> None:
     await asyncio.sleep(0.05)
     assert await tasks.stop_all(grace=5.0) == set()
     assert failures == []
+
+
+async def test_a_task_may_stop_its_own_set() -> None:
+    tasks = TaskSet("test")
+    finished = asyncio.Event()
+    other_cancelled = asyncio.Event()
+
+    async def other() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            other_cancelled.set()
+
+    async def shuts_down() -> None:
+        await tasks.stop_all()  # as a client's supervisor closing the client does
+        finished.set()
+
+    tasks.start("other", other())
+    await asyncio.sleep(0)
+    stopper = tasks.start("stopper", shuts_down())
+    async with asyncio.timeout(5):
+        await stopper
+    assert finished.is_set()
+    assert other_cancelled.is_set()
+    assert len(tasks) == 0

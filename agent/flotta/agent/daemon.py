@@ -43,9 +43,9 @@ from flotta.agent.renewal import ChildKeys, Renewer
 from flotta.agent.runtime import PodmanRuntime
 from flotta.agent.session import MqttSession
 from flotta.agent.status_writer import StatusWriter
-from flotta.agent.tasks import TaskSet
 from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.buffer import Flow
+from flotta.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from flotta.agent.contract import ConnectionState, encode
 from flotta.agent.identity import IdentityStore
 from flotta.agent.renewal import Renewer
 from flotta.agent.reporting import utc
-from flotta.agent.tasks import TaskSet
 from flotta.mqtt import Message, MqttClient, MqttError, MqttSettings, TlsFiles, Will
 from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from flotta.mqtt.backoff import Backoff
+from flotta.backoff import Backoff
 from flotta.mqtt.errors import (
     ConnectError,
     DisconnectedError,
@@ -56,6 +56,7 @@ from flotta.mqtt.publishread import read_publish
 from flotta.mqtt.settings import MqttSettings
 from flotta.mqtt.tlsconnect import open_socket
 from flotta.mqtt.tlscontext import TlsContextCache
+from flotta.tasks import TaskSet
 
 DISCONNECT_WITH_WILL = 0x04
 OnConnected = Callable[[bool], Awaitable[None]]
@@ -133,7 +134,7 @@ class MqttClient:
         self._inbox = Inbox(settings.incoming_queue)
         self._paho = self._make_paho()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(f"mqtt[{settings.client_id}]")
         self._publishes: dict[int, tuple[PublishDone, str]] = {}  # mid -> (done, topic)
         self._subscribes: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         # filter -> options, subscribed again after every reconnect
@@ -202,10 +203,8 @@ class MqttClient:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.close_timeout):
                     await self._lost.wait()
-        tasks = [task for task in self._tasks if task is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.quiet()
+        await self._tasks.stop_all()
         self._drop_socket("client closed")
         self._inbox.close()
 
@@ -444,14 +443,8 @@ class MqttClient:
         return self._loop
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = self._running_loop().create_task(coro, name=f"{name}[{self.settings.client_id}]")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error("MQTT task %s failed", task.get_name(), exc_info=task.exception())
+        self._running_loop()  # raises when the client is not started
+        self._tasks.start(name, coro)
 
     # ---- connecting -----------------------------------------------------------------------
 
