@@ -35,9 +35,12 @@ from flotta.dev.podman import (  # noqa: E402
     remove_all_pods,
     write_config,
 )
-from flotta.schemas.crd.config import HeartbeatConfiguration  # noqa: E402
 from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload  # noqa: E402
-from flotta.schemas.wire.desired import MetricsSettings, SystemMetricsSettings  # noqa: E402
+from flotta.schemas.wire.desired import (  # noqa: E402
+    HeartbeatConfiguration,
+    MetricsSettings,
+    SystemMetricsSettings,
+)
 from tests.agent.fleet import FleetPeer, phases, wait_for  # noqa: E402
 from tests.agent.test_agent_process import write_toml  # noqa: E402
 from tests.fixtures.brokers import TestBroker, new_fleet_pki  # noqa: E402

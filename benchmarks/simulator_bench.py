@@ -51,11 +51,16 @@ from flotta.schemas.codec import (  # noqa: E402
     encode,
     with_version,
 )
-from flotta.schemas.crd.config import HeartbeatConfiguration  # noqa: E402
 from flotta.schemas.errors import PayloadError  # noqa: E402
 from flotta.schemas.topics import DeviceTopic, device_topic  # noqa: E402
-from flotta.schemas.wire import ConnectionState, DesiredState, DesiredWorkload, StatusReport  # noqa: E402  # noqa: E402
-from flotta.schemas.wire.desired import DesiredConfiguration  # noqa: E402
+from flotta.schemas.wire import (  # noqa: E402
+    ConnectionState,
+    DesiredConfiguration,
+    DesiredState,
+    DesiredWorkload,
+    HeartbeatConfiguration,
+    StatusReport,
+)
 from tests.fixtures.brokers import ClientCredentials, TestBroker, new_fleet_pki  # noqa: E402
 
 PREFIX = "simb"

@@ -10,15 +10,16 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from flotta.agent.daemon import Agent
 from flotta.agent.runtime import PodmanRuntime
 from flotta.agent.status_file import read_status
 from flotta.dev.podman import api_call
-from flotta.schemas.crd.config import HeartbeatConfiguration
 from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload
 from flotta.schemas.wire.desired import (
+    HeartbeatConfiguration,
     MetricsSettings,
     SystemMetricsSettings,
     WorkloadMetricsSettings,
@@ -260,8 +261,9 @@ async def test_a_stopped_workload_is_started_again_and_reported(
     config = agent_config(resync_seconds=1.0)
     running = RunningAgent(Agent(config))
     try:
-        scraped = workload("web", clean_podman.image).model_copy(
-            update={"metrics": WorkloadMetricsSettings(port=9100, interval=5)}
+        scraped = msgspec.structs.replace(
+            workload("web", clean_podman.image),
+            metrics=WorkloadMetricsSettings(port=9100, interval=5),
         )
         good = await fleet.publish_desired(desired(scraped))
         await fleet.wait_status(

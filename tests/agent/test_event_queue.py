@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flotta.agent.contract import DeviceEvent
 from flotta.agent.events import EventQueue, new_event
+from flotta.schemas.wire import DeviceEvent
 
 
 def _send_all(queue: EventQueue, now: float) -> list[DeviceEvent]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flotta.agent.contract.desired import HardwareProfile, HeartbeatConfiguration
-from flotta.agent.contract.hardware import Hardware, Memory
 from flotta.agent.hardware import (
     changed_sections,
     collect,
@@ -16,6 +14,9 @@ from flotta.agent.hardware import (
     system_vendor,
 )
 from flotta.agent.reporting import HardwareTracker
+from flotta.schemas.wire import Hardware, HeartbeatConfiguration
+from flotta.schemas.wire.desired import HardwareProfile
+from flotta.schemas.wire.hardware import Memory
 
 X86_CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel

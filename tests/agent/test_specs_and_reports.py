@@ -12,17 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import yaml
 
-from flotta.agent.contract import (
-    DesiredState,
-    DesiredWorkload,
-    SealedData,
-    SealedSecret,
-    encode,
-)
-from flotta.agent.contract.desired import ConfigMapData
 from flotta.agent.endpoints import pod_address
 from flotta.agent.reporting import workload_reports
 from flotta.agent.runtime import WorkloadState, spec_hash
@@ -30,14 +21,16 @@ from flotta.agent.specs import convert, export_dir
 from flotta.agent.unsealing import OpenedItems, open_in_child, sealed_items
 from flotta.pki.keys import PublicKey, generate_key, private_key_to_pem
 from flotta.pki.sealing import seal as seal_reference
+from flotta.schemas.codec import encode
+from flotta.schemas.wire import DesiredState, DesiredWorkload, SealedData, SealedSecret
+from flotta.schemas.wire.desired import ConfigMapData
 
 DEVICE = "edge-1"
 
 
 def seal(public_key: PublicKey, data: bytes, *, device_id: str) -> SealedData:
-    """Sealed as the operator seals (the reference model), read as the device reads it."""
-    sealed = seal_reference(public_key, data, device_id=device_id)  # type: ignore[arg-type]
-    return msgspec.convert(sealed.model_dump(by_alias=True), SealedData)
+    """Sealed as the operator seals."""
+    return seal_reference(public_key, data, device_id=device_id)  # type: ignore[arg-type]
 
 
 def workload(name: str, **extra: object) -> DesiredWorkload:
@@ -126,7 +119,8 @@ def test_the_daemon_process_loads_neither_cryptography_nor_pydantic_to_unseal(
         "import asyncio, sys\n"
         "from pathlib import Path\n"
         "from flotta.agent.unsealing import open_in_child, sealed_items\n"
-        "from flotta.agent.contract import DesiredState, decode\n"
+        "from flotta.schemas.codec import decode\n"
+        "from flotta.schemas.wire import DesiredState\n"
         "state = decode(DesiredState, sys.stdin.buffer.read())\n"
         "opened = asyncio.run(open_in_child(Path(sys.argv[1]), state.device_id, "
         "sealed_items(state)))\n"

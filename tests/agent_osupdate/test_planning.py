@@ -3,11 +3,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flotta.agent.contract.desired import OsInformation
 from flotta.agent.osupdate.errors import OstreeStatusError
 from flotta.agent.osupdate.ostree import Deployment, OstreeStatus, parse_status
 from flotta.agent.osupdate.planning import StepKind, next_step, verdict_after_boot
 from flotta.agent.osupdate.state import UpdateState
+from flotta.schemas.wire import OsInformation
 
 A, B = "a" * 64, "b" * 64
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from flotta.agent.contract.desired import OsInformation
 from flotta.agent.osupdate import OsUpdater
+from flotta.schemas.wire import OsInformation
 from tests.agent_osupdate.conftest import BOOTED, LATEST, MISSING, NEW, OstreeHost
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,7 +139,7 @@ AGENT_SCRIPT = """
 import asyncio, sys
 from pathlib import Path
 from flotta.agent.osupdate import OsUpdater
-from flotta.agent.contract.desired import OsInformation
+from flotta.schemas.wire import OsInformation
 updates = OsUpdater(Path(sys.argv[1]), reboot_command=sys.argv[4:], boot_id_path=Path(sys.argv[2]))
 print("reconciling", flush=True)
 asyncio.run(updates.reconcile(OsInformation(commit_id=sys.argv[3])))

@@ -6,8 +6,8 @@ from typing import get_args
 
 import pytest
 
-from flotta.agent.contract.status import WorkloadPhase
 from flotta.agent.runtime import ContainerState, Phase, workload_state
+from flotta.schemas.wire.status import WorkloadPhase
 
 
 def c(

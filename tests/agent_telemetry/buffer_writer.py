@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from flotta.agent.contract.telemetry import MetricSample
 from flotta.agent.telemetry.batching import Kind, record_body
 from flotta.agent.telemetry.buffer import TelemetryBuffer
+from flotta.schemas.wire import MetricSample
 
 
 def sample(transaction: int, index: int) -> bytes:

@@ -12,17 +12,13 @@ import asyncio
 import sys
 from pathlib import Path
 
-from flotta.agent.contract.desired import (
-    DesiredConfiguration,
-    DesiredWorkload,
-    MetricsSettings,
-    SystemMetricsSettings,
-)
 from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.system import SystemCollector
 from flotta.backoff import Backoff, BackoffPolicy
 from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
 from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire import DesiredConfiguration, DesiredWorkload
+from flotta.schemas.wire.desired import MetricsSettings, SystemMetricsSettings
 from tests.agent_telemetry.log_sources import tail_source
 from tests.agent_telemetry.sample_root import sample_root
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from flotta.agent.contract import decode
-from flotta.agent.contract.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch
 from flotta.agent.telemetry.batching import Kind, record_body
 from flotta.agent.telemetry.buffer import ROW_OVERHEAD, Flow, TelemetryBuffer
+from flotta.schemas.codec import decode
+from flotta.schemas.wire import LogLine, LogsBatch, MetricSample, MetricsBatch
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,11 +2,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from flotta.agent.contract import decode_fragment
-from flotta.agent.contract.telemetry import LogLine
 from flotta.agent.telemetry.logs import ResumePoint, follow, to_log_line
 from flotta.agent.telemetry.staging import Staging
 from flotta.backoff import Backoff, BackoffPolicy
+from flotta.schemas.codec import decode_fragment
+from flotta.schemas.wire import LogLine
 from tests.agent_telemetry.log_sources import SourceLine, tail_source, write_lines
 from tests.agent_telemetry.waiting import wait_until
 

@@ -14,19 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import PIPE, Popen
 
-from flotta.agent.contract import decode, encode
-from flotta.agent.contract.desired import (
-    DesiredConfiguration,
-    DesiredWorkload,
-    MetricsSettings,
-    SystemMetricsSettings,
-)
-from flotta.agent.contract.telemetry import LogsBatch, MetricsBatch, TelemetryReceipt
 from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.system import SystemCollector
 from flotta.backoff import Backoff, BackoffPolicy
 from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
+from flotta.schemas.codec import decode, encode
 from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire import (
+    DesiredConfiguration,
+    DesiredWorkload,
+    LogsBatch,
+    MetricsBatch,
+    TelemetryReceipt,
+)
+from flotta.schemas.wire.desired import MetricsSettings, SystemMetricsSettings
 from tests.agent_telemetry.log_sources import tail_source, write_lines
 from tests.agent_telemetry.sample_root import sample_root
 from tests.agent_telemetry.waiting import wait_until

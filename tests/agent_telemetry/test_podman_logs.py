@@ -11,15 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flotta.agent.contract.desired import (
-    DesiredConfiguration,
-    DesiredWorkload,
-    MetricsSettings,
-    SystemMetricsSettings,
-)
 from flotta.agent.runtime import PodmanRuntime, WorkloadSpec
 from flotta.agent.telemetry import TelemetryService
 from flotta.backoff import Backoff, BackoffPolicy
+from flotta.schemas.wire import DesiredConfiguration, DesiredWorkload
+from flotta.schemas.wire.desired import MetricsSettings, SystemMetricsSettings
 from tests.agent_telemetry.receiver import Receiver
 from tests.agent_telemetry.waiting import wait_until
 from tests.fixtures.podman import PodmanTestEnv

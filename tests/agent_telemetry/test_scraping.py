@@ -1,9 +1,10 @@
 import pytest
 
-from flotta.agent.contract.desired import DesiredWorkload, WorkloadMetricsSettings
 from flotta.agent.telemetry.errors import ScrapeError
 from flotta.agent.telemetry.samples import Measurement
 from flotta.agent.telemetry.scraping import ScrapeTarget, http_get, relabel, scrape, scrape_targets
+from flotta.schemas.wire import DesiredWorkload
+from flotta.schemas.wire.desired import WorkloadMetricsSettings
 from tests.agent_telemetry.http_server import metrics_endpoint
 
 EXPOSITION = b"""\

@@ -5,17 +5,16 @@ The same flow against a real Mosquitto is in test_mqtt_delivery.py."""
 import asyncio
 from pathlib import Path
 
-from flotta.agent.contract.desired import (
-    DesiredConfiguration,
-    DesiredWorkload,
-    MetricsSettings,
-    SystemMetricsSettings,
-    WorkloadMetricsSettings,
-)
 from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.buffer import Flow
 from flotta.agent.telemetry.system import SystemCollector
 from flotta.backoff import Backoff, BackoffPolicy
+from flotta.schemas.wire import DesiredConfiguration, DesiredWorkload
+from flotta.schemas.wire.desired import (
+    MetricsSettings,
+    SystemMetricsSettings,
+    WorkloadMetricsSettings,
+)
 from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
 from tests.agent_telemetry.http_server import metrics_endpoint
 from tests.agent_telemetry.log_sources import tail_source, write_lines

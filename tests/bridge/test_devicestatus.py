@@ -18,8 +18,9 @@ from flotta.bridge.devicestatus import (
     visible_changes,
 )
 from flotta.bridge.hardware import merge_hardware
-from flotta.schemas.crd.hardware import Cpu, Hardware, Memory
+from flotta.schemas.codec import content_document
 from flotta.schemas.wire.connection import ConnectionState
+from flotta.schemas.wire.hardware import Cpu, Hardware, Memory
 from flotta.schemas.wire.status import HardwareReport, StatusReport, UpgradeReport, WorkloadReport
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -131,7 +132,7 @@ def test_hardware_full_replaces_and_delta_without_record_is_the_report() -> None
     merged = merge_hardware(recorded, delta)
     assert merged["cpu"] == {"count": 2}
     assert merged["memory"]["physicalBytes"] == 5
-    assert merge_hardware(None, delta) == delta.hardware.to_api()
+    assert merge_hardware(None, delta) == content_document(delta.hardware)
 
 
 def test_patch_round_trips_and_keeps_foreign_conditions() -> None:

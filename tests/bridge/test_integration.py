@@ -15,9 +15,9 @@ from kubernetes import client as k8s
 from nats.js.errors import NotFoundError
 
 from flotta.schemas.codec import decode, encode
-from flotta.schemas.crd.hardware import Cpu, Hardware
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.events import DeviceEvent
+from flotta.schemas.wire.hardware import Cpu, Hardware
 from flotta.schemas.wire.status import HardwareReport, StatusReport, WorkloadReport
 from flotta.schemas.wire.telemetry import MetricSample, MetricsBatch, TelemetryReceipt
 from tests.bridge.conftest import NAMESPACE, BridgeEnv, StartBridge

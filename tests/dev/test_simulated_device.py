@@ -2,7 +2,6 @@ from datetime import UTC, datetime
 
 from flotta.dev.simulator.device import SimulatedDevice
 from flotta.schemas.codec import decode, encode, with_version
-from flotta.schemas.crd.config import HeartbeatConfiguration
 from flotta.schemas.wire import (
     ConnectionState,
     DesiredConfiguration,
@@ -12,6 +11,7 @@ from flotta.schemas.wire import (
     MetricsBatch,
     StatusReport,
 )
+from flotta.schemas.wire.desired import HeartbeatConfiguration
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
 import pytest
 from cryptography import x509
 
@@ -18,7 +19,6 @@ from flotta.pki.keys import (
 )
 from flotta.schemas.codec import decode, encode
 from flotta.schemas.crd.common import GROUP, VERSION
-from flotta.schemas.crd.hardware import Hardware
 from flotta.schemas.topics import DeviceTopic, EnrolTopic, device_topic, enrol_topic
 from flotta.schemas.wire.enrolment import (
     CertificateAnswer,
@@ -26,6 +26,7 @@ from flotta.schemas.wire.enrolment import (
     EnrolmentRequest,
     RenewalRequest,
 )
+from flotta.schemas.wire.hardware import Hardware
 from tests.fixtures.brokers import ClientCredentials
 from tests.fixtures.kubetypes import http_response, obj
 from tests.fixtures.mqtt_probe import MqttProbe
@@ -34,8 +35,9 @@ from tests.operator.conftest import ENROLMENT_NAMESPACE, NAMESPACE, Stack, wait_
 pytestmark = pytest.mark.slow
 
 MERGE = "application/merge-patch+json"
-HARDWARE = Hardware.model_validate(
-    {"hostname": "Edge-01", "cpu": {"architecture": "aarch64", "modelName": "Cortex-A72"}}
+HARDWARE = msgspec.convert(
+    {"hostname": "Edge-01", "cpu": {"architecture": "aarch64", "modelName": "Cortex-A72"}},
+    Hardware,
 )
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from flotta.agent.contract import DesiredState
 from flotta.agent.runtime import WorkloadState
 from flotta.agent.telemetry import TelemetryService
+from flotta.schemas.wire import DesiredState
 
 
 @dataclass

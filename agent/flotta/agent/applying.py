@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flotta.agent.contract import DesiredState
 from flotta.agent.events import EventQueue, new_event
 from flotta.agent.runtime import (
     PodmanRuntime,
@@ -22,6 +21,7 @@ from flotta.agent.runtime import (
     plan,
 )
 from flotta.agent.specs import Opener, convert
+from flotta.schemas.wire import DesiredState
 
 log = logging.getLogger(__name__)
 

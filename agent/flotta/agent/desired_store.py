@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flotta.agent.contract import DesiredState, decode
 from flotta.agent.errors import StateStoreError
 from flotta.pki.files import KEY_MODE, write_atomic
+from flotta.schemas.codec import decode
 from flotta.schemas.errors import ContractError
+from flotta.schemas.wire import DesiredState
 
 log = logging.getLogger(__name__)
 

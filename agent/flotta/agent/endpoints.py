@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from flotta.agent.contract import DesiredWorkload
 from flotta.agent.runtime import PodmanRuntime, WorkloadRuntimeError
+from flotta.schemas.wire import DesiredWorkload
 
 log = logging.getLogger(__name__)
 

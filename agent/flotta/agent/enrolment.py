@@ -12,13 +12,13 @@ import asyncio
 import logging
 
 from flotta.agent.config import AgentConfig
-from flotta.agent.contract import EnrolmentAnswer, EnrolmentRequest, decode, encode
-from flotta.agent.contract.hardware import Hardware
 from flotta.agent.errors import EnrolmentError, IdentityError
 from flotta.agent.identity import CertificateStatus, IdentityStore
 from flotta.mqtt import MqttClient, MqttError, MqttSettings, TlsFiles
+from flotta.schemas.codec import decode, encode
 from flotta.schemas.errors import ContractError
 from flotta.schemas.topics import EnrolTopic, enrol_topic
+from flotta.schemas.wire import EnrolmentAnswer, EnrolmentRequest, Hardware
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flotta.agent.contract import DeviceEvent, decode, encode
 from flotta.agent.errors import StateStoreError
 from flotta.agent.sqlitefile import open_store, transaction
+from flotta.schemas.codec import decode, encode
 from flotta.schemas.errors import ContractError
+from flotta.schemas.wire import DeviceEvent
 
 log = logging.getLogger(__name__)
 

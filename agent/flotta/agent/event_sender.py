@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 from flotta.agent.agent_state import AgentState
-from flotta.agent.contract import encode
 from flotta.agent.event_journal import JOURNAL_FILE, EventJournal, EventJournalError
 from flotta.agent.events import EventQueue
 from flotta.agent.session import MqttSession
 from flotta.mqtt import MqttError
+from flotta.schemas.codec import encode
 from flotta.schemas.topics import DeviceTopic, device_topic
 
 log = logging.getLogger(__name__)

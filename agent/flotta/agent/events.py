@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from flotta.agent.contract import DeviceEvent
+from flotta.schemas.wire import DeviceEvent
 
 
 def new_event(

@@ -13,16 +13,9 @@ import socket
 import struct
 from pathlib import Path
 
-from flotta.agent.contract import to_builtins
-from flotta.agent.contract.hardware import (
-    Cpu,
-    Disk,
-    Hardware,
-    Interface,
-    Memory,
-    OsRelease,
-    SystemVendor,
-)
+from flotta.schemas.codec import to_builtins
+from flotta.schemas.wire import Hardware
+from flotta.schemas.wire.hardware import Cpu, Disk, Interface, Memory, OsRelease, SystemVendor
 
 SECTOR = 512
 SKIPPED_BLOCK_PREFIXES = ("loop", "ram", "zram", "dm-", "md", "sr", "nbd")

@@ -12,17 +12,15 @@ from datetime import UTC, datetime
 from flotta.agent import hardware as inventory
 from flotta.agent.agent_state import AgentState
 from flotta.agent.applying import Applier
-from flotta.agent.contract import StatusReport, encode
-from flotta.agent.contract.desired import HeartbeatConfiguration
-from flotta.agent.contract.hardware import Hardware
-from flotta.agent.contract.status import TelemetryBuffer
 from flotta.agent.identity import IdentityStore
 from flotta.agent.osupdate import OsUpdater
 from flotta.agent.reporting import HardwareTracker, period_seconds, workload_reports
 from flotta.agent.runtime import WorkloadRuntimeError
 from flotta.agent.session import MqttSession
 from flotta.mqtt import MqttClient, MqttError
+from flotta.schemas.codec import encode
 from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire import Hardware, HeartbeatConfiguration, StatusReport, TelemetryBuffer
 
 log = logging.getLogger(__name__)
 

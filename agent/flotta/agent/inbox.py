@@ -8,15 +8,15 @@ import logging
 from collections.abc import Callable
 
 from flotta.agent.agent_state import AgentState, Wakeups
-from flotta.agent.contract import DesiredState, decode
-from flotta.agent.contract.telemetry import TelemetryReceipt
 from flotta.agent.desired_store import DesiredStore
 from flotta.agent.errors import StateStoreError
 from flotta.agent.events import EventQueue, new_event
 from flotta.agent.renewal import Renewer
 from flotta.mqtt import Message
+from flotta.schemas.codec import decode
 from flotta.schemas.errors import ContractError
 from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire import DesiredState, TelemetryReceipt
 
 log = logging.getLogger(__name__)
 

@@ -65,6 +65,8 @@ async def run_child(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unseal(request: dict[str, Any]) -> dict[str, Any]:
+    import msgspec
+
     from flotta.pki.errors import PkiError
     from flotta.pki.keys import load_private_key
     from flotta.pki.sealing import unseal
@@ -77,7 +79,7 @@ def _unseal(request: dict[str, Any]) -> dict[str, Any]:
     results: list[dict[str, str]] = []
     for raw in request["items"]:
         try:
-            item = SealedData.model_validate(raw)
+            item = msgspec.convert(raw, SealedData)
             opened = unseal(key, item, device_id=request["device_id"])  # type: ignore[arg-type]
             results.append({"data": base64.b64encode(opened).decode()})
         except ValueError as exc:  # SealingError and validation errors are ValueErrors

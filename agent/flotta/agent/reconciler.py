@@ -10,13 +10,13 @@ from collections.abc import Awaitable, Callable
 
 from flotta.agent.agent_state import AgentState, Wakeups
 from flotta.agent.applying import Applier
-from flotta.agent.contract import DesiredState
 from flotta.agent.endpoints import workload_endpoints
 from flotta.agent.events import EventQueue
 from flotta.agent.identity import IdentityStore
 from flotta.agent.osupdate import OsUpdater
 from flotta.agent.runtime import PodmanRuntime, WorkloadRuntimeError
 from flotta.agent.unsealing import OpenedItems, UnsealingError, open_in_child, sealed_items
+from flotta.schemas.wire import DesiredState
 
 log = logging.getLogger(__name__)
 

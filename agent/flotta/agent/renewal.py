@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from flotta.agent.contract import CertificateAnswer, RenewalRequest, decode, encode
 from flotta.agent.errors import IdentityError
 from flotta.agent.identity import CertificateStatus, IdentityStore, renewal_due
 from flotta.agent.keychild import KeyChildError, parse_status, run_child
+from flotta.schemas.codec import decode, encode
 from flotta.schemas.errors import ContractError
+from flotta.schemas.wire import CertificateAnswer, RenewalRequest
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from flotta.agent.contract import HardwareReport, WorkloadReport
-from flotta.agent.contract.desired import DesiredState, HeartbeatConfiguration
-from flotta.agent.contract.hardware import Hardware
 from flotta.agent.hardware import changed_sections
 from flotta.agent.runtime import WorkloadState
+from flotta.schemas.wire import (
+    DesiredState,
+    Hardware,
+    HardwareReport,
+    HeartbeatConfiguration,
+    WorkloadReport,
+)
 
 
 def workload_reports(

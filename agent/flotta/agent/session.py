@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 
 from flotta.agent.agent_state import AgentState
 from flotta.agent.config import AgentConfig
-from flotta.agent.contract import ConnectionState, encode
 from flotta.agent.identity import IdentityStore
 from flotta.agent.renewal import Renewer
 from flotta.agent.reporting import utc
 from flotta.mqtt import Message, MqttClient, MqttError, MqttSettings, TlsFiles, Will
+from flotta.schemas.codec import encode
 from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire import ConnectionState
 from flotta.tasks import TaskSet
 
 log = logging.getLogger(__name__)

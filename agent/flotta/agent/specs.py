@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from flotta.agent.contract import DesiredState, DesiredWorkload, SealedData, SealedSecret
 from flotta.agent.runtime import WorkloadSpec
+from flotta.schemas.wire import DesiredState, DesiredWorkload, SealedData, SealedSecret
 
 DEVICE_ID_ENV = "DEVICE_ID"
 

@@ -8,8 +8,9 @@ import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flotta.agent.contract import DesiredState, SealedData, encode_fragment, to_builtins
 from flotta.agent.keychild import KeyChildError, run_child
+from flotta.schemas.codec import encode_fragment, to_builtins
+from flotta.schemas.wire import DesiredState, SealedData
 
 
 class UnsealingError(ValueError):

@@ -19,9 +19,11 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from flotta.operator.rendering import DOCKER_CONFIG_KEY, RenderedWorkload, canonical_json
 from flotta.pki.keys import PublicKey
-from flotta.schemas.codec import with_version
+from flotta.schemas.codec import content_document, encode_fragment, with_version
 from flotta.schemas.errors import PayloadTooLargeError
 from flotta.schemas.wire.common import SCHEMA_VERSION
 from flotta.schemas.wire.desired import (
@@ -45,8 +47,8 @@ class RenderedConfiguration:
 def render_configuration(configuration: DesiredConfiguration) -> RenderedConfiguration:
     return RenderedConfiguration(
         configuration,
-        configuration.model_dump_json(by_alias=True, exclude_none=True),
-        canonical_json(configuration.model_dump(by_alias=True, exclude_none=True, mode="json")),
+        encode_fragment(configuration).decode(),
+        canonical_json(content_document(configuration)),
     )
 
 
@@ -104,10 +106,7 @@ def assemble(
             )
             sealed.append(
                 _Fragment(
-                    secret.model_dump_json(by_alias=True, exclude_none=True),
-                    canonical_json(
-                        secret.model_dump(by_alias=True, exclude_none=True, mode="json")
-                    ),
+                    encode_fragment(secret).decode(), canonical_json(content_document(secret))
                 )
             )
     device_json = json.dumps(device_id, ensure_ascii=False)
@@ -121,12 +120,14 @@ def assemble(
         f'"workloads":[{workloads_canonical}]}}'
     )
     version = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    # As the encoder writes it: field order, defaults (no deregistration, no workloads or
+    # secrets) left out.
+    workloads_json = f',"workloads":[{",".join(f.json for f in included)}]' if included else ""
+    secrets_json = f',"secrets":[{",".join(f.json for f in sealed)}]' if sealed else ""
     payload = (
         f'{{"schemaVersion":{SCHEMA_VERSION},"deviceId":{device_json},'
-        f'"namespace":{namespace_json},"version":"{version}","deregister":false,'
-        f'"configuration":{configuration.json},'
-        f'"workloads":[{",".join(f.json for f in included)}],'
-        f'"secrets":[{",".join(f.json for f in sealed)}]}}'
+        f'"namespace":{namespace_json},"version":"{version}",'
+        f'"configuration":{configuration.json}{workloads_json}{secrets_json}}}'
     ).encode()
     if len(payload) > DesiredState.MAX_BYTES:
         raise PayloadTooLargeError(DesiredState.KIND, len(payload), DesiredState.MAX_BYTES)
@@ -150,11 +151,8 @@ def _with_registry_auth(
 ) -> _Fragment:
     data = secrets(rendered.registry_secret or "") or {}
     auth = seal(device_id, public_key, decode_base64(data.get(DOCKER_CONFIG_KEY, "")))
-    workload = rendered.workload.model_copy(update={"image_registry_auth": auth})
-    return _Fragment(
-        workload.model_dump_json(by_alias=True, exclude_none=True),
-        canonical_json(workload.model_dump(by_alias=True, exclude_none=True, mode="json")),
-    )
+    workload = msgspec.structs.replace(rendered.workload, image_registry_auth=auth)
+    return _Fragment(encode_fragment(workload).decode(), canonical_json(content_document(workload)))
 
 
 def deregistration(device_id: str, namespace: str) -> DesiredState:

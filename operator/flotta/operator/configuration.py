@@ -8,18 +8,26 @@ otherwise every section comes from the device. Pure.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
+import msgspec
 import yaml
 
-from flotta.schemas.crd.config import DeviceConfiguration, HeartbeatConfiguration, OsInformation
+from flotta.schemas.base import ApiModel
+from flotta.schemas.crd.config import DeviceConfiguration
 from flotta.schemas.crd.device import EdgeDevice
 from flotta.schemas.crd.deviceset import EdgeDeviceSet
 from flotta.schemas.wire.desired import (
     DesiredConfiguration,
+    HeartbeatConfiguration,
     LogCollectionSettings,
     MetricsSettings,
+    Mount,
+    OsInformation,
     SystemMetricsSettings,
 )
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 # The ConfigMap key upstream Flotta reads a metrics allow list from.
 ALLOW_LIST_KEY = "metrics_list.yaml"
@@ -64,12 +72,20 @@ def build_configuration(
         for name, config in sorted((source.log_collection or {}).items())
     }
     return DesiredConfiguration(
-        heartbeat=source.heartbeat or HeartbeatConfiguration(),
-        os=source.os_information or OsInformation(),
-        mounts=list(source.mounts or []),
+        heartbeat=wire_fragment(source.heartbeat, HeartbeatConfiguration),
+        os=wire_fragment(source.os_information, OsInformation),
+        mounts=[wire_fragment(mount, Mount) for mount in source.mounts or []],
         metrics=metrics_settings,
         log_collection=log_collection,
     )
+
+
+def wire_fragment(section: ApiModel | None, struct: type[S]) -> S:
+    """A resource's section (pydantic, validated by the API) as the wire struct of the same
+    fields; the struct's defaults when the resource leaves it out."""
+    if section is None:
+        return struct()
+    return msgspec.convert(section.to_api(), struct)
 
 
 def allow_list(data: Mapping[str, str] | None) -> list[str] | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from cryptography import x509
 from pydantic import ValidationError
 
@@ -132,15 +133,15 @@ class Enroller:
         refused = CertificateAnswer(request_id=request.request_id, status="refused")
         device = self._device(device_id)
         if device is None or device.metadata.deletion_timestamp is not None:
-            return refused.model_copy(update={"message": f"device {device_id} is not enrolled"})
+            return msgspec.structs.replace(refused, message=f"device {device_id} is not enrolled")
         current = self._signer.device_key(device)
         try:
             key = csr_public_key(device_id, request.csr)
         except (EnrolmentError, PkiError) as exc:
-            return refused.model_copy(update={"message": str(exc)})
+            return msgspec.structs.replace(refused, message=str(exc))
         refusal = renewal_key_refusal(current, key)
         if refusal is not None:
-            return refused.model_copy(update={"message": refusal})
+            return msgspec.structs.replace(refused, message=refusal)
         cert = await self._sign(device, request.csr, key)
         self._context.metrics.certificates.labels("renewed").inc()
         await self._records.certificate_renewed(device, cert)

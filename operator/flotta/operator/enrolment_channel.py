@@ -20,6 +20,7 @@ from flotta.schemas.wire.enrolment import (
     CertificateAnswer,
     EnrolmentAnswer,
     EnrolmentRequest,
+    EnrolmentStatus,
     RenewalRequest,
 )
 
@@ -48,7 +49,7 @@ def read_renewal_request(payload: bytes) -> RenewalRequest:
 
 
 def enrolment_answer(
-    status: str, message: str, key: PublicKey | None, **fields: str
+    status: EnrolmentStatus, message: str, key: PublicKey | None, **fields: str
 ) -> EnrolmentAnswer:
     """An answer naming the key of the request it answers (none for a malformed request)."""
     return EnrolmentAnswer(
@@ -70,7 +71,7 @@ class EnrolmentChannel:
     async def answer(
         self,
         device_id: str,
-        status: str,
+        status: EnrolmentStatus,
         message: str,
         *,
         key: PublicKey | None,

@@ -14,6 +14,7 @@ from flotta.operator.device_certificates import issued_message, serial_text
 from flotta.operator.errors import TransportError
 from flotta.operator.hwlabels import hardware_labels
 from flotta.operator.patching import KubeWriter
+from flotta.schemas.codec import content_document
 from flotta.schemas.crd.common import API_VERSION, DEVICE_FINALIZER, MEMBER_OF_LABEL
 from flotta.schemas.crd.device import EdgeDevice
 from flotta.schemas.crd.signedrequest import EdgeDeviceSignedRequest
@@ -42,7 +43,7 @@ def signed_request_body(
             "approved": approved,
             "features": {
                 "modelName": request.model_name,
-                **({"hardware": request.hardware.to_api()} if request.hardware else {}),
+                **({"hardware": content_document(request.hardware)} if request.hardware else {}),
             },
             "csr": request.csr,
         },

@@ -14,6 +14,7 @@ from typing import Any
 from flotta.operator.configuration import allow_list
 from flotta.operator.errors import SelectorError
 from flotta.operator.selectors import Selector, compile_selector
+from flotta.schemas.codec import content_document, encode_fragment
 from flotta.schemas.crd.workload import EdgeWorkload
 from flotta.schemas.wire.desired import ConfigMapData, DesiredWorkload, WorkloadMetricsSettings
 from flotta.schemas.workloadcheck import (
@@ -171,8 +172,8 @@ def render_workload(
         name=meta.name,
         target=target,
         workload=desired,
-        json=desired.model_dump_json(by_alias=True, exclude_none=True),
-        canonical=canonical_json(desired.model_dump(by_alias=True, exclude_none=True, mode="json")),
+        json=encode_fragment(desired).decode(),
+        canonical=canonical_json(content_document(desired)),
         secrets=tuple(present_secrets),
         registry_secret=registry_secret,
     )

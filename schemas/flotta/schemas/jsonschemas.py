@@ -1,8 +1,9 @@
 """Publish the wire contract as JSON Schemas (draft 2020-12), one file per topic kind.
 
-``python -m flotta.schemas.jsonschemas OUT_DIR`` writes ``schemas/json/`` from the models in
-:mod:`flotta.schemas.wire`; ``--check`` exits non-zero when the files differ from what the
-models give. The schemas describe what a sender must send; the reference decoder
+``python -m flotta.schemas.jsonschemas OUT_DIR`` writes ``schemas/json/`` from the structs in
+:mod:`flotta.schemas.wire` (msgspec's schema, with each field's docstring, read from the
+source, as its description); ``--check`` exits non-zero when the files differ from what the
+structs give. The schemas describe what a sender must send; the reference decoder
 (:func:`flotta.schemas.codec.decode`) accepts exactly the payloads that validate, except
 for what JSON Schema cannot say (listed under ``$comment`` in every file): a size limit in
 bytes, and the time range counted in UTC.
@@ -11,14 +12,21 @@ bytes, and the time range counted in UTC.
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
+import itertools
 import json
 import sys
+import textwrap
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from flotta.schemas.codec import DEVICE_PAYLOADS, ENROL_PAYLOADS
 from flotta.schemas.topics import TOPIC_ROOT, DeviceTopic, EnrolTopic
-from flotta.schemas.wire.common import Payload
+from flotta.schemas.wire.common import SCHEMA_VERSION_DESCRIPTION, Payload
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ID_BASE = "urn:flotta:contract:v1:"
@@ -67,16 +75,14 @@ def payloads() -> dict[DeviceTopic | EnrolTopic, type[Payload]]:
 
 
 def _tidy(node: Any) -> Any:
-    """Drop pydantic's generated property titles, and pin times to RFC 3339 with a zone."""
+    """Drop generated titles, and pin times to RFC 3339 with a zone."""
     if isinstance(node, list):
         return [_tidy(item) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {key: _tidy(value) for key, value in node.items()}
-    if isinstance(out.get("properties"), dict):
-        for prop in out["properties"].values():
-            if isinstance(prop, dict):
-                prop.pop("title", None)
+    out = {key: _tidy(value) for key, value in node.items() if key != "title"}
+    if isinstance(node.get("properties"), dict):
+        out["properties"] = {name: _tidy(prop) for name, prop in node["properties"].items()}
     if out.get("format") == "date-time":
         out["pattern"] = TIME_PATTERN
     if isinstance(out.get("description"), str):
@@ -89,11 +95,108 @@ def _plain(docstring: str) -> str:
     return " ".join(docstring.replace("``", "`").split())
 
 
+@cache
+def _field_docstrings(struct: type[msgspec.Struct]) -> dict[str, str]:
+    """Each field's docstring (the string after its annotation), by wire name, from the
+    source of the struct and its bases."""
+    by_attribute: dict[str, str] = {}
+    for klass in reversed(struct.__mro__):
+        if not (isinstance(klass, type) and issubclass(klass, msgspec.Struct)):
+            continue
+        if klass is msgspec.Struct:
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+        for statement, following in itertools.pairwise(body):
+            if (
+                isinstance(statement, ast.AnnAssign)
+                and isinstance(statement.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                by_attribute[statement.target.id] = inspect.cleandoc(following.value.value)
+    return {
+        field.encode_name: by_attribute[field.name]
+        for field in msgspec.structs.fields(struct)
+        if field.name in by_attribute
+    }
+
+
+def _components() -> tuple[dict[str, type[msgspec.Struct]], dict[str, Any]]:
+    """Every struct the payloads use, by name, and its schema with the descriptions."""
+    models = list(payloads().values())
+    _, components = msgspec.json.schema_components(models, ref_template="#/$defs/{name}")
+    structs: dict[str, type[msgspec.Struct]] = {}
+    pending: list[type[msgspec.Struct]] = list(models)
+    while pending:
+        struct = pending.pop()
+        if struct.__name__ in structs:
+            continue
+        structs[struct.__name__] = struct
+        for field in msgspec.structs.fields(struct):
+            pending += _structs_in(field.type)
+    for name, struct in structs.items():
+        schema = components[name]
+        if struct.__doc__:
+            schema["description"] = inspect.cleandoc(struct.__doc__)
+        for wire_name, text in _field_docstrings(struct).items():
+            schema["properties"][wire_name]["description"] = text
+    return structs, components
+
+
+def _structs_in(annotation: Any) -> list[type[msgspec.Struct]]:
+    info = msgspec.inspect.type_info(annotation)
+    found: list[type[msgspec.Struct]] = []
+    pending: list[Any] = [info]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, msgspec.inspect.StructType):
+            found.append(node.cls)
+        elif isinstance(node, msgspec.inspect.UnionType):
+            pending += node.types
+        elif isinstance(node, msgspec.inspect.CollectionType):
+            pending.append(node.item_type)
+        elif isinstance(node, msgspec.inspect.DictType):
+            pending += [node.key_type, node.value_type]
+        elif isinstance(node, msgspec.inspect.Metadata):
+            pending.append(node.type)
+    return found
+
+
+def _referenced(node: Any, components: dict[str, Any], into: dict[str, Any]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _referenced(item, components, into)
+    elif isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = ref.rsplit("/", 1)[-1]
+            if name not in into:
+                into[name] = components[name]
+                _referenced(components[name], components, into)
+        for value in node.values():
+            _referenced(value, components, into)
+
+
 def schema_for(kind: DeviceTopic | EnrolTopic, model: type[Payload]) -> dict[str, Any]:
-    generated = _tidy(model.model_json_schema(by_alias=True, mode="validation"))
-    version = generated["properties"]["schemaVersion"]
-    version.pop("default", None)
-    generated["required"] = ["schemaVersion", *generated.get("required", [])]
+    _, components = _components()
+    root = json.loads(json.dumps(components[model.__name__]))
+    defs: dict[str, Any] = {}
+    _referenced(root, components, defs)
+    properties = root["properties"]
+    properties["schemaVersion"] = {
+        "const": 1,
+        "description": SCHEMA_VERSION_DESCRIPTION,
+        "type": "integer",
+    }
+    root["required"] = [
+        "schemaVersion",
+        *(name for name in root.get("required", []) if name != "schemaVersion"),
+    ]
+    generated = _tidy(root)
+    if defs:
+        generated["$defs"] = _tidy({name: defs[name] for name in sorted(defs)})
     topic = topic_pattern(kind)
     header = {
         "$schema": DIALECT,
@@ -108,7 +211,6 @@ def schema_for(kind: DeviceTopic | EnrolTopic, model: type[Payload]) -> dict[str
         "x-flotta-topic": topic,
         "x-flotta-max-bytes": model.MAX_BYTES,
     }
-    generated.pop("title", None)
     return {**header, **generated}
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from flotta.agent.contract.desired import OsInformation
 from flotta.agent.osupdate.ostree import OstreeStatus
 from flotta.agent.osupdate.state import UpdateState
+from flotta.schemas.wire import OsInformation
 
 
 @dataclass(frozen=True, slots=True)

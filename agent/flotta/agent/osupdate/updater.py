@@ -13,13 +13,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from flotta.agent.contract.desired import OsInformation
-from flotta.agent.contract.messages import DeviceEvent
-from flotta.agent.contract.status import UpgradeReport, UpgradeStatus
 from flotta.agent.osupdate.errors import OstreeCommandError, OstreeStatusError, OsUpdateError
 from flotta.agent.osupdate.ostree import OstreeStatus, parse_status
 from flotta.agent.osupdate.planning import StepKind, next_step, parse_time, verdict_after_boot
 from flotta.agent.osupdate.state import load_state, save_state
+from flotta.schemas.wire import DeviceEvent, OsInformation, UpgradeReport
+from flotta.schemas.wire.status import UpgradeStatus
 
 log = logging.getLogger(__name__)
 

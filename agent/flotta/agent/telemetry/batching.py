@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
-from flotta.agent.contract import decode_fragment, encode, encode_fragment
-from flotta.agent.contract.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch
+from flotta.schemas.codec import decode_fragment, encode, encode_fragment
+from flotta.schemas.wire import LogLine, LogsBatch, MetricSample, MetricsBatch
 
 MAX_RECORDS_PER_BATCH = 10000
 

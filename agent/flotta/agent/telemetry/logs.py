@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from flotta.agent.contract.base import KiB
-from flotta.agent.contract.telemetry import LogLine, LogStream
 from flotta.agent.telemetry.batching import record_body
 from flotta.agent.telemetry.staging import Cursor, Staging
 from flotta.backoff import Backoff
+from flotta.schemas.wire import LogLine
+from flotta.schemas.wire.common import KiB
+from flotta.schemas.wire.telemetry import LogStream
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from flotta.agent.contract import checked
-from flotta.agent.contract.telemetry import MetricSample
+from flotta.schemas.codec import checked
 from flotta.schemas.errors import PayloadError
+from flotta.schemas.wire import MetricSample
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,10 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from flotta.agent.contract.desired import DesiredWorkload
 from flotta.agent.telemetry.errors import ExpositionError, ScrapeError
 from flotta.agent.telemetry.exposition import parse_exposition
 from flotta.agent.telemetry.samples import Measurement
+from flotta.schemas.wire import DesiredWorkload
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 SOURCE_LABELS = ("device", "workload", "container")

@@ -9,9 +9,6 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flotta.agent.contract import decode
-from flotta.agent.contract.desired import DesiredConfiguration, DesiredWorkload
-from flotta.agent.contract.telemetry import TelemetryReceipt
 from flotta.agent.telemetry.batching import Kind, record_body
 from flotta.agent.telemetry.buffer import Flow, TelemetryBuffer
 from flotta.agent.telemetry.errors import BufferStoreError, ScrapeError, TelemetryError
@@ -22,7 +19,9 @@ from flotta.agent.telemetry.sending import Publish, SenderCounters, send_forever
 from flotta.agent.telemetry.staging import Cursor, Staging
 from flotta.agent.telemetry.system import SystemCollector
 from flotta.backoff import Backoff, BackoffPolicy
+from flotta.schemas.codec import decode
 from flotta.schemas.errors import PayloadError
+from flotta.schemas.wire import DesiredConfiguration, DesiredWorkload, TelemetryReceipt
 from flotta.tasks import TaskSet
 
 log = logging.getLogger(__name__)

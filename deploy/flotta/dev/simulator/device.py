@@ -1,6 +1,6 @@
 """One simulated device's behaviour, without I/O: what it sends in answer to what it receives.
 
-It speaks the contract as the real agent does (``flotta.agent.contract``): it applies a desired
+It speaks the contract as the real agent does (``flotta.schemas.wire``): it applies a desired
 state by acknowledging its version and reporting its workloads as running (or failed, when
 told to fail), heartbeats, and produces numbered metric batches that it keeps while offline and
 sends when it is back.
@@ -13,7 +13,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from flotta.agent.contract import (
+from flotta.schemas.codec import decode, encode
+from flotta.schemas.errors import PayloadError
+from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire import (
     ConnectionState,
     DesiredState,
     DeviceEvent,
@@ -21,12 +24,8 @@ from flotta.agent.contract import (
     MetricsBatch,
     StatusReport,
     WorkloadReport,
-    decode,
-    encode,
 )
-from flotta.agent.contract.status import WorkloadPhase
-from flotta.schemas.errors import PayloadError
-from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire.status import WorkloadPhase
 
 AGENT_VERSION = "flotta-simulator/1"
 

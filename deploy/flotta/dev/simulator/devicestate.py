@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 from typing import get_args
 
-from flotta.agent.contract.status import WorkloadPhase
 from flotta.dev.simulator.device import SimulatedDevice
 from flotta.pki.files import write_atomic
+from flotta.schemas.wire.status import WorkloadPhase
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flotta.agent.contract import EnrolmentAnswer, EnrolmentRequest, decode, encode
-from flotta.agent.contract.hardware import Cpu, Hardware, SystemVendor
 from flotta.dev.simulator import devicestate
 from flotta.dev.simulator.device import Outgoing, SimulatedDevice
 from flotta.dev.simulator.provision import CERT_NAME, KEY_NAME
@@ -30,6 +28,7 @@ from flotta.dev.simulator.report import DeviceView, keep_reporting
 from flotta.mqtt import MqttClient, MqttError, MqttSettings, TlsFiles, Will
 from flotta.pki.files import KEY_MODE, write_atomic
 from flotta.pki.keys import build_csr, csr_to_pem, generate_key, private_key_to_pem
+from flotta.schemas.codec import decode, encode
 from flotta.schemas.errors import PayloadError
 from flotta.schemas.topics import (
     ENROLMENT_PORT,
@@ -38,6 +37,8 @@ from flotta.schemas.topics import (
     device_topic,
     enrol_topic,
 )
+from flotta.schemas.wire import EnrolmentAnswer, EnrolmentRequest, Hardware
+from flotta.schemas.wire.hardware import Cpu, SystemVendor
 
 logger = logging.getLogger(__name__)
 

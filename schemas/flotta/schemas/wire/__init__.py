@@ -1,12 +1,16 @@
-"""Wire payloads of the MQTT contract (v1): one model per topic, each with a schema version
-and a size limit. Encode and decode with :mod:`flotta.schemas.codec`."""
+"""Wire payloads of the MQTT contract (v1): one msgspec struct per topic, each with a schema
+version and a size limit, shared by the agent, the bridge and the operator (see
+:mod:`flotta.schemas.wire.common`). Encode and decode with :mod:`flotta.schemas.codec`."""
 
-from flotta.schemas.wire.common import SCHEMA_VERSION
+from flotta.schemas.wire.common import SCHEMA_VERSION, Payload
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.desired import (
     DesiredConfiguration,
     DesiredState,
     DesiredWorkload,
+    HeartbeatConfiguration,
+    Mount,
+    OsInformation,
     SealedData,
     SealedSecret,
 )
@@ -17,7 +21,14 @@ from flotta.schemas.wire.enrolment import (
     RenewalRequest,
 )
 from flotta.schemas.wire.events import DeviceEvent
-from flotta.schemas.wire.status import HardwareReport, StatusReport, UpgradeReport, WorkloadReport
+from flotta.schemas.wire.hardware import Hardware
+from flotta.schemas.wire.status import (
+    HardwareReport,
+    StatusReport,
+    TelemetryBuffer,
+    UpgradeReport,
+    WorkloadReport,
+)
 from flotta.schemas.wire.telemetry import (
     LogLine,
     LogsBatch,
@@ -36,15 +47,21 @@ __all__ = [
     "DeviceEvent",
     "EnrolmentAnswer",
     "EnrolmentRequest",
+    "Hardware",
     "HardwareReport",
+    "HeartbeatConfiguration",
     "LogLine",
     "LogsBatch",
     "MetricSample",
     "MetricsBatch",
+    "Mount",
+    "OsInformation",
+    "Payload",
     "RenewalRequest",
     "SealedData",
     "SealedSecret",
     "StatusReport",
+    "TelemetryBuffer",
     "TelemetryReceipt",
     "UpgradeReport",
     "WorkloadReport",

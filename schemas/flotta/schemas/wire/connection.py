@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from flotta.schemas.scalars import Time
-from flotta.schemas.wire.common import KiB, Payload, ShortText
+from flotta.schemas.wire.common import KiB, Payload, ShortText, Time, normalise_times
 
 
-class ConnectionState(Payload):
+class ConnectionState(Payload, frozen=True, kw_only=True):
     """Whether the device is connected. The device publishes ``online`` (retained, QoS 1) right
     after every connect (its birth), ``offline`` before a clean disconnect, and registers an
     ``offline`` message as its MQTT will, which the broker publishes when the connection breaks."""
@@ -28,3 +27,6 @@ class ConnectionState(Payload):
     reason: ShortText = ""
     """Why the device went offline (``connection lost`` in the will, ``agent stopped``, ...);
     empty when online."""
+
+    def __post_init__(self) -> None:
+        normalise_times(self, "time")

@@ -9,30 +9,86 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+import msgspec
 
-from flotta.schemas.base import WireModel
-from flotta.schemas.crd.config import HeartbeatConfiguration, Mount, OsInformation
-from flotta.schemas.wire.common import KiB, Payload, ShortText
+from flotta.schemas.wire.common import ApiStruct, KiB, Name, Payload, ShortText, WireStruct
 
-Name = Annotated[str, Field(min_length=1, max_length=253)]
+SealingAlgorithm = Literal["ECDH-P256+HKDF-SHA256+A256GCM"]
+SEALING_ALGORITHM: SealingAlgorithm = "ECDH-P256+HKDF-SHA256+A256GCM"
 
 
-class SealedData(WireModel):
+# The configuration sections an EdgeDevice carries too (flotta.schemas.crd.config), as the
+# device reads them: unknown fields are ignored.
+
+
+class HardwareProfile(ApiStruct, frozen=True, kw_only=True):
+    """What hardware inventory the device puts in its heartbeats."""
+
+    include: bool = True
+    """Whether heartbeats carry the hardware inventory at all; false: the device never sends
+    it and status.hardware stays as it was."""
+    scope: Literal["full", "delta"] = "full"
+    """full: every heartbeat carries the whole inventory; delta: the whole inventory once,
+    then only the sections that changed."""
+
+
+class HeartbeatConfiguration(ApiStruct, frozen=True, kw_only=True):
+    """How often the device reports, and what its reports carry."""
+
+    period_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 60
+    """Seconds between the device's heartbeats (default 60). The bridge marks the device
+    Offline after three periods without one."""
+    hardware_profile: HardwareProfile | None = None
+    """What hardware inventory the heartbeats carry; unset: the whole inventory every time."""
+
+
+class OsInformation(ApiStruct, frozen=True, kw_only=True):
+    """Which rpm-ostree commit the device should run; devices without rpm-ostree report
+    upgrades as unsupported."""
+
+    automatically_upgrade: bool = False
+    """When no commitID is set: the device upgrades by itself (rpm-ostree upgrade from its
+    configured remote) and reboots into a new commit when there is one."""
+    commit_id: Annotated[str, msgspec.Meta(max_length=128)] = msgspec.field(
+        default="", name="commitID"
+    )
+    """The rpm-ostree commit the device should boot; the device deploys it and reboots
+    into it. Empty: no particular commit."""
+    hosted_objects_url: Annotated[str, msgspec.Meta(max_length=2048)] = msgspec.field(
+        default="", name="hostedObjectsURL"
+    )
+    """The URL of the ostree repository that serves commitID; empty: the device's own
+    configured remote."""
+
+
+class Mount(ApiStruct, frozen=True, kw_only=True):
+    """A block device to mount on the device, as upstream Flotta described it."""
+
+    device: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    """The device to mount (for example /dev/sdb1)."""
+    folder: Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern=r"^/")]
+    """The absolute path to mount it at."""
+    type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    """The filesystem type (for example ext4)."""
+    options: Annotated[str, msgspec.Meta(max_length=4096)] = ""
+    """Mount options, comma-separated as for mount -o."""
+
+
+class SealedData(WireStruct, frozen=True, kw_only=True):
     """Bytes encrypted for one device: ECDH (P-256) with an ephemeral key, HKDF-SHA256,
     AES-256-GCM; fields base64 (standard alphabet)."""
 
-    algorithm: Literal["ECDH-P256+HKDF-SHA256+A256GCM"] = "ECDH-P256+HKDF-SHA256+A256GCM"
+    algorithm: SealingAlgorithm = SEALING_ALGORITHM
     """The one sealing scheme of contract v1 (``flotta.pki.sealing`` and docs/contract.md)."""
-    ephemeral_public_key: Annotated[str, Field(max_length=256)]
+    ephemeral_public_key: Annotated[str, msgspec.Meta(max_length=256)]
     """The sender's one-time P-256 public key, uncompressed point, base64."""
-    nonce: Annotated[str, Field(max_length=64)]
+    nonce: Annotated[str, msgspec.Meta(max_length=64)]
     """The AES-GCM nonce (12 bytes), base64."""
-    ciphertext: Annotated[str, Field(max_length=256 * KiB)]
+    ciphertext: Annotated[str, msgspec.Meta(max_length=256 * KiB)]
     """The encrypted bytes with the GCM tag appended, base64."""
 
 
-class SealedSecret(WireModel):
+class SealedSecret(WireStruct, frozen=True, kw_only=True):
     """A Kubernetes Secret the workloads reference; ``data`` is the sealed JSON of its data map."""
 
     name: Name
@@ -41,16 +97,16 @@ class SealedSecret(WireModel):
     """The Secret's ``data`` map (keys to base64 values) as JSON, sealed."""
 
 
-class ConfigMapData(WireModel):
+class ConfigMapData(WireStruct, frozen=True, kw_only=True):
     """A ConfigMap a workload references."""
 
     name: Name
     """The ConfigMap's name."""
-    data: dict[str, str] = Field(default_factory=dict)
+    data: dict[str, str] = msgspec.field(default_factory=dict)
     """Its ``data``."""
 
 
-class WorkloadMetricsSettings(WireModel):
+class WorkloadMetricsSettings(WireStruct, frozen=True, kw_only=True):
     """Where the device scrapes the workload's Prometheus metrics (EdgeWorkload ``metrics``)."""
 
     path: str = "/"
@@ -61,26 +117,26 @@ class WorkloadMetricsSettings(WireModel):
     """Seconds between scrapes."""
     allow_list: list[str] | None = None
     """Metric names to keep; absent: all."""
-    containers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    containers: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     """Per-container settings, as the EdgeWorkload gives them."""
 
 
-class DesiredWorkload(WireModel):
+class DesiredWorkload(WireStruct, frozen=True, kw_only=True):
     """One EdgeWorkload, rendered for this device."""
 
     name: Name
     """The EdgeWorkload's name: the pod's name on the device."""
     namespace: ShortText
     """The EdgeWorkload's namespace."""
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
     """The EdgeWorkload's labels."""
-    annotations: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
     """The EdgeWorkload's annotations."""
     pod_spec: dict[str, Any]
     """A Kubernetes PodSpec (as in ``spec.pod.spec``), run with ``podman kube play``."""
-    configmaps: list[ConfigMapData] = Field(default_factory=list)
+    configmaps: list[ConfigMapData] = msgspec.field(default_factory=list)
     """The ConfigMaps the pod references."""
-    secrets: list[str] = Field(default_factory=list)
+    secrets: list[str] = msgspec.field(default_factory=list)
     """Names of the Secrets (in the desired state's ``secrets``) the pod references."""
     image_registry_auth: SealedData | None = None
     """A sealed container registry auth file for pulling the images."""
@@ -92,7 +148,7 @@ class DesiredWorkload(WireModel):
     """Upstream Flotta's data sync paths, as the EdgeWorkload gives them."""
 
 
-class SystemMetricsSettings(WireModel):
+class SystemMetricsSettings(WireStruct, frozen=True, kw_only=True):
     """The device's own metrics (CPU, memory, disk, network)."""
 
     interval: int = 60
@@ -103,10 +159,10 @@ class SystemMetricsSettings(WireModel):
     """Metric names to keep; absent: all."""
 
 
-class MetricsSettings(WireModel):
+class MetricsSettings(WireStruct, frozen=True, kw_only=True):
     """What the device collects and how long it buffers it while offline."""
 
-    system: SystemMetricsSettings = Field(default_factory=SystemMetricsSettings)
+    system: SystemMetricsSettings = msgspec.field(default_factory=SystemMetricsSettings)
     """The device's own metrics."""
     retention_max_mib: int = 200
     """The on-disk telemetry buffer's size limit; the oldest records go first."""
@@ -114,35 +170,35 @@ class MetricsSettings(WireModel):
     """How long a record may wait in the buffer."""
 
 
-class LogCollectionSettings(WireModel):
+class LogCollectionSettings(WireStruct, frozen=True, kw_only=True):
     """Where workload logs go (upstream Flotta's ``logCollection`` entries)."""
 
     kind: str = "syslog"
     """The upstream kind."""
     buffer_size_kib: int = 12
     """The device's buffer for this target, KiB."""
-    target: dict[str, str] = Field(default_factory=dict)
+    target: dict[str, str] = msgspec.field(default_factory=dict)
     """The data of the ConfigMap that ``syslogConfig`` names (upstream: ``Address``,
     ``Protocol``)."""
 
 
-class DesiredConfiguration(WireModel):
+class DesiredConfiguration(WireStruct, frozen=True, kw_only=True):
     """The device's configuration: its EdgeDevice's, else its EdgeDeviceSet's, else defaults."""
 
-    heartbeat: HeartbeatConfiguration = Field(default_factory=HeartbeatConfiguration)
+    heartbeat: HeartbeatConfiguration = msgspec.field(default_factory=HeartbeatConfiguration)
     """``periodSeconds``: how often to send the status report; ``hardwareProfile``: whether
     and how to include the hardware inventory."""
-    os: OsInformation = Field(default_factory=OsInformation)
+    os: OsInformation = msgspec.field(default_factory=OsInformation)
     """The OS image to run (``commitID``, ``hostedObjectsURL``, ``automaticallyUpgrade``)."""
-    mounts: list[Mount] = Field(default_factory=list)
+    mounts: list[Mount] = msgspec.field(default_factory=list)
     """Host mounts, as upstream Flotta's ``storage.mounts``."""
-    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     """What to collect and buffer."""
-    log_collection: dict[str, LogCollectionSettings] = Field(default_factory=dict)
+    log_collection: dict[str, LogCollectionSettings] = msgspec.field(default_factory=dict)
     """Log targets by name."""
 
 
-class DesiredState(Payload):
+class DesiredState(Payload, frozen=True, kw_only=True):
     """Everything the device should be and run (retained, QoS 1): the device applies it when
     ``version`` differs from what it applied, and reports the version it runs."""
 
@@ -153,14 +209,16 @@ class DesiredState(Payload):
     """The device it is for (the id in the topic)."""
     namespace: ShortText
     """The EdgeDevice's namespace."""
-    version: Annotated[str, Field(max_length=80)] = ""
+    version: Annotated[str, msgspec.Meta(max_length=80)] = ""
     """A content hash of the rest: equal versions mean equal contents."""
     deregister: bool = False
     """True: the EdgeDevice was deleted; the device stops its workloads and forgets its
     identity."""
-    configuration: DesiredConfiguration = Field(default_factory=DesiredConfiguration)
+    configuration: DesiredConfiguration = msgspec.field(default_factory=DesiredConfiguration)
     """The device's configuration."""
-    workloads: Annotated[list[DesiredWorkload], Field(max_length=256)] = Field(default_factory=list)
+    workloads: Annotated[list[DesiredWorkload], msgspec.Meta(max_length=256)] = msgspec.field(
+        default_factory=list
+    )
     """Every workload the device should run; a workload not listed is removed."""
-    secrets: list[SealedSecret] = Field(default_factory=list)
+    secrets: list[SealedSecret] = msgspec.field(default_factory=list)
     """The Secrets the workloads reference, sealed for the device's key."""

@@ -4,23 +4,32 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+import msgspec
 
-from flotta.schemas.base import WireModel
-from flotta.schemas.crd.hardware import Hardware
-from flotta.schemas.scalars import Count, Time
-from flotta.schemas.wire.common import KiB, Payload, ShortText, Text
+from flotta.schemas.wire.common import (
+    Count,
+    KiB,
+    Name,
+    Payload,
+    ShortText,
+    Text,
+    Time,
+    WireStruct,
+    normalise_times,
+)
+from flotta.schemas.wire.hardware import Hardware
 
 WorkloadPhase = Literal[
     "Pending", "Deploying", "Running", "Exited", "Failed", "Stopped", "Removing", "Unknown"
 ]
 UpgradeStatus = Literal["", "InProgress", "Succeeded", "Failed", "Unsupported"]
+CommitId = Annotated[str, msgspec.Meta(max_length=128)]
 
 
-class WorkloadReport(WireModel):
+class WorkloadReport(WireStruct, frozen=True, kw_only=True):
     """One workload of the desired state, as the device runs it."""
 
-    name: Annotated[str, Field(min_length=1, max_length=253)]
+    name: Name
     """The workload's name in the desired state."""
     phase: WorkloadPhase
     """``Running`` when every container runs; ``Pending`` / ``Deploying`` on the way;
@@ -32,25 +41,28 @@ class WorkloadReport(WireModel):
     last_data_upload: Time | None = None
     """Upstream Flotta's last data sync time (not produced by this agent)."""
 
+    def __post_init__(self) -> None:
+        normalise_times(self, "since", "last_data_upload")
 
-class HardwareReport(WireModel):
+
+class HardwareReport(WireStruct, frozen=True, kw_only=True):
     """``full`` replaces the recorded inventory; ``delta`` replaces only the sections it has."""
 
     scope: Literal["full", "delta"]
     """As the desired ``configuration.heartbeat.hardwareProfile.scope`` asks."""
     hardware: Hardware
     """Upstream Flotta's hardware inventory, as in the EdgeDevice's ``status.hardware``;
-    sections beyond the listed fields are kept."""
+    fields beyond the listed ones are ignored."""
 
 
-class UpgradeReport(WireModel):
+class UpgradeReport(WireStruct, frozen=True, kw_only=True):
     """The OS image (rpm-ostree) as the device runs it."""
 
     supported: bool
     """False where the OS cannot be updated as an image (then the rest is empty)."""
-    current_commit_id: Annotated[str, Field(alias="currentCommitID", max_length=128)] = ""
+    current_commit_id: CommitId = msgspec.field(default="", name="currentCommitID")
     """The booted OS commit."""
-    requested_commit_id: Annotated[str, Field(alias="requestedCommitID", max_length=128)] = ""
+    requested_commit_id: CommitId = msgspec.field(default="", name="requestedCommitID")
     """The commit the desired state asks for, while an upgrade is pending or failed."""
     last_upgrade_status: UpgradeStatus = ""
     """How the last upgrade went; empty when there was none."""
@@ -59,8 +71,11 @@ class UpgradeReport(WireModel):
     message: Text = ""
     """Why an upgrade failed, for a person."""
 
+    def __post_init__(self) -> None:
+        normalise_times(self, "last_upgrade_time")
 
-class TelemetryBuffer(WireModel):
+
+class TelemetryBuffer(WireStruct, frozen=True, kw_only=True):
     """The device's on-disk buffer of metrics and logs not yet confirmed by a receipt."""
 
     buffered_records: Count = 0
@@ -69,7 +84,7 @@ class TelemetryBuffer(WireModel):
     """Records the buffer dropped (full) since the device started."""
 
 
-class StatusReport(Payload):
+class StatusReport(Payload, frozen=True, kw_only=True):
     """The heartbeat: sent (QoS 1, not retained) after every connect and then every
     ``configuration.heartbeat.periodSeconds`` of the desired state (60 s before the first).
     A device that misses three periods is marked Offline."""
@@ -81,10 +96,12 @@ class StatusReport(Payload):
     """When the device wrote the report; a report older than one already applied is skipped."""
     applied_version: ShortText = ""
     """The ``version`` of the desired state the device runs; empty before the first."""
-    heartbeat_period_seconds: Annotated[int, Field(ge=1, le=86400)] = 60
+    heartbeat_period_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 60
     """The period the device sends heartbeats at, for information: liveness is judged by the
     period the device was told."""
-    workloads: Annotated[list[WorkloadReport], Field(max_length=256)] = Field(default_factory=list)
+    workloads: Annotated[list[WorkloadReport], msgspec.Meta(max_length=256)] = msgspec.field(
+        default_factory=list
+    )
     """Every workload of the applied desired state."""
     hardware: HardwareReport | None = None
     """The hardware inventory, when the desired heartbeat configuration asks for it and it
@@ -95,3 +112,6 @@ class StatusReport(Payload):
     """The telemetry buffer's fill; absent when the device buffers nothing."""
     certificate_not_after: Time | None = None
     """When the device's certificate expires (the operator renews it before that)."""
+
+    def __post_init__(self) -> None:
+        normalise_times(self, "time", "certificate_not_after")

@@ -15,32 +15,34 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+import msgspec
 
-from flotta.schemas.base import WireModel
-from flotta.schemas.scalars import Count, Finite, Time
-from flotta.schemas.wire.common import KiB, Payload
+from flotta.schemas.wire.common import Count, KiB, Name, Payload, Time, WireStruct, normalise_times
 
-StreamId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-LabelName = Annotated[str, Field(min_length=1, max_length=128)]
+StreamId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+LabelName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+LogStream = Literal["stdout", "stderr", "system"]
 
 
-class MetricSample(WireModel):
+class MetricSample(WireStruct, frozen=True, kw_only=True):
     """One sample of one series, in Prometheus' data model."""
 
-    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
+    name: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    ]
     """The metric name, as Prometheus spells it."""
     labels: Annotated[
-        dict[LabelName, Annotated[str, Field(max_length=1024)]], Field(max_length=64)
-    ] = Field(default_factory=dict)
+        dict[LabelName, Annotated[str, msgspec.Meta(max_length=1024)]], msgspec.Meta(max_length=64)
+    ] = msgspec.field(default_factory=dict)
     """The series' labels (``workload`` and ``container`` for workload metrics)."""
-    value: Finite
-    """The sample's value (finite)."""
+    value: float
+    """The sample's value (finite: JSON has no NaN or infinity, and a number beyond a double's
+    range is refused)."""
     timestamp_ms: Count
     """When it was taken: milliseconds since the Unix epoch, by the device's clock."""
 
 
-class MetricsBatch(Payload):
+class MetricsBatch(Payload, frozen=True, kw_only=True):
     """Samples from the device's buffer. The device keeps the batch until a receipt (kind
     ``metrics``) names its stream and sequence, and sends it again, unchanged, otherwise."""
 
@@ -52,7 +54,7 @@ class MetricsBatch(Payload):
     sequence: Count
     """The batch's number within ``stream``; with the device and kind it identifies the batch,
     so a copy is stored once."""
-    samples: Annotated[list[MetricSample], Field(max_length=10000)]
+    samples: Annotated[list[MetricSample], msgspec.Meta(max_length=10000)]
     """The samples, oldest first."""
     dropped: Count = 0
     """Samples the buffer dropped (full) just before this batch."""
@@ -61,22 +63,25 @@ class MetricsBatch(Payload):
         return f"{device_id}:metrics:{self.stream}:{self.sequence}"
 
 
-class LogLine(WireModel):
+class LogLine(WireStruct, frozen=True, kw_only=True):
     """One line a workload's container wrote."""
 
-    workload: Annotated[str, Field(min_length=1, max_length=253)]
+    workload: Name
     """The workload that wrote it."""
-    container: Annotated[str, Field(max_length=253)] = ""
+    container: Annotated[str, msgspec.Meta(max_length=253)] = ""
     """The container within the workload."""
     time: Time
     """When it was written, by the device's clock."""
-    stream: Literal["stdout", "stderr", "system"] = "stdout"
+    stream: LogStream = "stdout"
     """Where it was written (``system``: the device's own note about the workload)."""
-    line: Annotated[str, Field(max_length=16 * KiB)]
+    line: Annotated[str, msgspec.Meta(max_length=16 * KiB)]
     """The text, without the line break."""
 
+    def __post_init__(self) -> None:
+        normalise_times(self, "time")
 
-class LogsBatch(Payload):
+
+class LogsBatch(Payload, frozen=True, kw_only=True):
     """Log lines from the device's buffer, confirmed by receipts as metrics batches are."""
 
     KIND: ClassVar[str] = "logs"
@@ -86,7 +91,7 @@ class LogsBatch(Payload):
     """Names the device's buffer (a new one after the buffer was wiped)."""
     sequence: Count
     """The batch's number within ``stream``."""
-    lines: Annotated[list[LogLine], Field(max_length=10000)]
+    lines: Annotated[list[LogLine], msgspec.Meta(max_length=10000)]
     """The lines, oldest first."""
     dropped: Count = 0
     """Lines the buffer dropped (full) just before this batch."""
@@ -95,7 +100,7 @@ class LogsBatch(Payload):
         return f"{device_id}:logs:{self.stream}:{self.sequence}"
 
 
-class TelemetryReceipt(Payload):
+class TelemetryReceipt(Payload, frozen=True, kw_only=True):
     """The bridge's confirmation that JetStream holds (or already held) these batches of one
     kind and buffer stream, or for kind ``events`` these events (their ``stream`` and
     ``sequence``)."""
@@ -107,5 +112,5 @@ class TelemetryReceipt(Payload):
     """What the sequences number: metrics batches, logs batches or events."""
     stream: StreamId
     """The ``stream`` of the batches or events."""
-    sequences: Annotated[list[Count], Field(min_length=1, max_length=1024)]
+    sequences: Annotated[list[Count], msgspec.Meta(min_length=1, max_length=1024)]
     """The sequences now stored; the device may forget those batches or events."""
