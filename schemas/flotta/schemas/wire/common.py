@@ -32,8 +32,8 @@ Integer = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)
 # A zone is required; the years (1970 to 9999 in UTC) are checked by normalise_times.
 Time = Annotated[datetime, msgspec.Meta(tz=True)]
 
-_FIRST_SAFE_YEAR = 1970
-_LAST_SAFE_YEAR = 9998  # a UTC time in the year 9998 is before 9999-01-01
+SAFE_YEARS_FIRST = 1970
+SAFE_YEARS_LAST = 9998  # a UTC time in the year 9998 is before 9999-01-01
 
 
 class WireStruct(
@@ -72,6 +72,6 @@ def normalise_times(struct: msgspec.Struct, *names: str) -> None:
         value = getattr(struct, name)
         if value is None:
             continue
-        if value.tzinfo is UTC and _FIRST_SAFE_YEAR <= value.year <= _LAST_SAFE_YEAR:
+        if value.tzinfo is UTC and SAFE_YEARS_FIRST <= value.year <= SAFE_YEARS_LAST:
             continue
         msgspec.structs.force_setattr(struct, name, in_utc(value))

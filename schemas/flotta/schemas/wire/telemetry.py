@@ -13,11 +13,22 @@ it again when none came in time.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from flotta.schemas.wire.common import Count, KiB, Name, Payload, Time, WireStruct, normalise_times
+from flotta.schemas.wire.common import (
+    SAFE_YEARS_FIRST,
+    SAFE_YEARS_LAST,
+    Count,
+    KiB,
+    Name,
+    Payload,
+    Time,
+    WireStruct,
+    normalise_times,
+)
 
 StreamId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 LabelName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -78,7 +89,10 @@ class LogLine(WireStruct, frozen=True, kw_only=True):
     """The text, without the line break."""
 
     def __post_init__(self) -> None:
-        normalise_times(self, "time")
+        # The common case inline: this runs for every line of every batch the bridge takes.
+        time = self.time
+        if time.tzinfo is not UTC or not SAFE_YEARS_FIRST <= time.year <= SAFE_YEARS_LAST:
+            normalise_times(self, "time")
 
 
 class LogsBatch(Payload, frozen=True, kw_only=True):
