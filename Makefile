@@ -37,7 +37,7 @@ lint: python-env
 PACKAGES := flotta.schemas flotta.pki flotta.mqtt flotta.mosquitto flotta.operator flotta.bridge flotta.agent flotta.dev
 
 typecheck: python-env
-	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli -m flotta.childprocess -m flotta.ratelimit -m flotta.gcfreeze -m flotta.tasks -m flotta.health -m flotta.jsonlog -m flotta.backoff
+	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli -m flotta.child_process -m flotta.rate_limit -m flotta.gc_freeze -m flotta.tasks -m flotta.health -m flotta.json_log -m flotta.backoff
 	$(BIN)/mypy tests  # looser settings: [[tool.mypy.overrides]] in pyproject.toml
 
 check: lint typecheck
@@ -46,10 +46,10 @@ test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 crds: python-env
-	$(BIN)/python -m flotta.schemas.crdgen deploy/crds
+	$(BIN)/python -m flotta.schemas.crd_generator deploy/crds
 
 json-schemas: python-env
-	$(BIN)/python -m flotta.schemas.jsonschemas schemas/json --reference docs/payloads.md
+	$(BIN)/python -m flotta.schemas.json_schemas schemas/json --reference docs/payloads.md
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

@@ -3,7 +3,7 @@ steady state, and the time from start to workloads running from the persisted st
 
 Real components: Mosquitto with mTLS (fleet PKI), an isolated Podman with a local busybox
 image, the agent as its own process (``python -m flotta.agent run``), the control plane's part
-played by tests/agent/fleet.py. Run from the repository root:
+played by tests/agent/fleet_peer.py. Run from the repository root:
 
     .venv/bin/python benchmarks/agent_footprint_bench.py [--steady 60] [--write]
 """
@@ -41,7 +41,7 @@ from flotta.schemas.wire.desired import (  # noqa: E402
     MetricsSettings,
     SystemMetricsSettings,
 )
-from tests.agent.fleet import FleetPeer, phases, wait_for  # noqa: E402
+from tests.agent.fleet_peer import FleetPeer, phases, wait_for  # noqa: E402
 from tests.agent.test_agent_process import write_toml  # noqa: E402
 from tests.fixtures.brokers import TestBroker, new_fleet_pki  # noqa: E402
 

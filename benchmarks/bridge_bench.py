@@ -51,8 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
     sys.path.insert(0, str(ROOT / folder))
 
-from flotta.bridge.devicestatus import DeviceContext, DeviceStatus, on_heartbeat, status_patch  # noqa: E402
-from flotta.dev.natsserver import NatsServer, free_port  # noqa: E402
+from flotta.bridge.device_status import DeviceContext, DeviceStatus, on_heartbeat, status_patch  # noqa: E402
+from flotta.dev.nats_server import NatsServer, free_port  # noqa: E402
 from flotta.mosquitto.acl import AclSettings  # noqa: E402
 from flotta.mosquitto.config import BrokerLimits, enrolment_settings  # noqa: E402
 from flotta.mosquitto.files import settings_for_pki, write_broker_files  # noqa: E402

@@ -76,7 +76,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from history import earlier_runs, record  # noqa: E402 (benchmarks/history.py)
 from kubernetes import client, config  # noqa: E402
 
-from flotta.dev.natsserver import NatsServer, free_port  # noqa: E402
+from flotta.dev.nats_server import NatsServer, free_port  # noqa: E402
 from flotta.dev.simulator.provision import provision  # noqa: E402
 from flotta.dev.simulator.report import (  # noqa: E402
     BUCKETS,

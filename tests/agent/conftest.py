@@ -11,7 +11,7 @@ import pytest
 
 from flotta.agent.config import AgentConfig, build_config
 from flotta.dev.podman import remove_all_pods
-from tests.agent.fleet import FleetPeer
+from tests.agent.fleet_peer import FleetPeer
 from tests.fixtures.brokers import TestBroker
 from tests.fixtures.podman import PodmanTestEnv
 

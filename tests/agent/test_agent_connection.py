@@ -17,7 +17,7 @@ from flotta.schemas.codec import encode
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire import DeviceEvent, TelemetryReceipt
 from tests.agent.conftest import AgentConfigFactory
-from tests.agent.fleet import FleetPeer, wait_for
+from tests.agent.fleet_peer import FleetPeer, wait_for
 from tests.fixtures.brokers import TestBroker
 from tests.fixtures.operator_peer import EnrolmentPeer
 

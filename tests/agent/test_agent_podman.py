@@ -1,5 +1,5 @@
 """The agent end to end: real Mosquitto (mTLS + ACL), real Podman, the control plane played
-with the fleet PKI (tests/agent/fleet.py)."""
+with the fleet PKI (tests/agent/fleet_peer.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from flotta.schemas.wire.desired import (
     WorkloadMetricsSettings,
 )
 from tests.agent.conftest import AgentConfigFactory
-from tests.agent.fleet import FleetPeer, phases, wait_for
+from tests.agent.fleet_peer import FleetPeer, phases, wait_for
 from tests.fixtures.brokers import TestBroker
 from tests.fixtures.podman import PodmanTestEnv
 from tests.fixtures.proxy import CuttableProxy

@@ -17,7 +17,7 @@ import pytest
 from flotta.agent.config import AgentConfig
 from flotta.agent.status_file import read_status
 from tests.agent.conftest import AgentConfigFactory
-from tests.agent.fleet import FleetPeer, phases, wait_for
+from tests.agent.fleet_peer import FleetPeer, phases, wait_for
 from tests.agent.test_agent_podman import desired, pods, workload
 from tests.fixtures.brokers import TestBroker
 from tests.fixtures.podman import PodmanTestEnv

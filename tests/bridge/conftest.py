@@ -13,9 +13,9 @@ import pytest
 from kubernetes import client as k8s
 
 from flotta.bridge.app import Bridge, BridgeSettings, WriteSettings
-from flotta.bridge.intake import MqttSettings
+from flotta.bridge.mqtt_intake import MqttSettings
 from flotta.bridge.streams import StreamSettings
-from flotta.dev.natsserver import NatsServer
+from flotta.dev.nats_server import NatsServer
 from flotta.schemas.topics import TELEMETRY_KINDS, shared_filter
 from tests.bridge.support import Publisher, create_namespace
 from tests.fixtures.brokers import TestBroker

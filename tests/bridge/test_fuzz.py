@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flotta.bridge.app import Bridge
-from flotta.bridge.intake import Delivery
+from flotta.bridge.mqtt_intake import Delivery
 from flotta.schemas.codec import encode
 from flotta.schemas.topics import TELEMETRY_KINDS, DeviceTopic, device_topic
 from flotta.schemas.wire.status import StatusReport, WorkloadReport

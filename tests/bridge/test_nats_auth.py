@@ -16,8 +16,8 @@ from nats.errors import Error as NatsError
 from flotta.bridge.outbound import to_nats
 from flotta.bridge.publishing import NatsPublisher
 from flotta.bridge.streams import stream_specs
-from flotta.dev.natsconfig import NatsTls, bridge_user, observer_user
-from flotta.dev.natsserver import NatsServer
+from flotta.dev.nats_config import NatsTls, bridge_user, observer_user
+from flotta.dev.nats_server import NatsServer
 from flotta.mqtt import TlsFiles
 from flotta.pki.identities import observer_identity
 from flotta.schemas.codec import encode

@@ -11,7 +11,7 @@ from flotta.agent.config import AgentConfig
 from flotta.bridge.decoding import forwarded
 from flotta.bridge.outbound import REJECTED_SUBJECT, message_id, rejection, to_nats
 from flotta.bridge.streams import StreamSettings, stream_specs
-from flotta.schemas.cloudevents import envelope
+from flotta.schemas.cloud_events import envelope
 from flotta.schemas.codec import decode_device_payload, encode
 from flotta.schemas.topics import DeviceTopic
 from flotta.schemas.wire.connection import ConnectionState

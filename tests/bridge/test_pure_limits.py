@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flotta.bridge.coalescer import WriteCoalescer, WriteKind, refresh_due
-from flotta.bridge.eventlimit import EventDecision, EventLimiter
+from flotta.bridge.event_limit import EventDecision, EventLimiter
 from flotta.bridge.liveness import LivenessTracker
-from flotta.ratelimit import TokenBucket
+from flotta.rate_limit import TokenBucket
 
 
 def test_liveness_reports_silent_devices_once() -> None:

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 from dataclasses import replace
 
-from flotta.bridge.sharegroup import WELL_KNOWN_GROUP, is_guessable, new_group
+from flotta.bridge.share_group import WELL_KNOWN_GROUP, is_guessable, new_group
 from flotta.schemas.topics import TELEMETRY_KINDS, DeviceTopic, device_topic, shared_filter
 from tests.bridge.conftest import NAMESPACE, BridgeEnv, StartBridge
 from tests.bridge.support import create_device

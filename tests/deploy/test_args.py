@@ -16,7 +16,7 @@ from flotta.mosquitto.config import BrokerSettings, enrolment_settings
 from flotta.mosquitto.files import ENROLMENT_CONFIG_NAME
 from flotta.mosquitto.reloader import build_parser as reloader_parser
 from flotta.operator.app import OperatorConfig
-from flotta.operator.crlpublish import SecretRef
+from flotta.operator.crl_secret import SecretRef
 from flotta.operator.policy import ApprovalPolicy
 from flotta.schemas.topics import ENROLMENT_PORT, FLEET_PORT, SERVICES_PORT
 from tests.deploy.manifests import NAMESPACE, Container, container, find

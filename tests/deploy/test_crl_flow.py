@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from flotta.dev.natsserver import free_port
+from flotta.dev.nats_server import free_port
 from flotta.mosquitto.cluster import CONFIG_DIR, CRL_DIR, DATA_DIR, TLS_DIR, cluster_files
 from flotta.mosquitto.openssl import OPENSSL_CONFIG_NAME
 from flotta.mosquitto.process import RELOAD_MARK, MosquittoProcess
 from flotta.mosquitto.reloader import Reloader
-from flotta.operator.crlpublish import CRL_KEY, CrlPublisher, CrlSecret, SecretRef
+from flotta.operator.crl_secret import CRL_KEY, CrlPublisher, CrlSecret, SecretRef
 from flotta.pki.files import KEY_MODE, write_atomic
 from flotta.pki.keys import (
     build_csr,

@@ -57,10 +57,10 @@ CALLS: dict[tuple[str, str, str], list[Need] | None] = {
     ("operator", "leader", "replace_namespaced_lease"): [
         Need("coordination.k8s.io", "leases", "update", NAMESPACE, LEASE)
     ],
-    ("operator", "crlpublish", "read_namespaced_secret"): [
+    ("operator", "crl_secret", "read_namespaced_secret"): [
         Need("", "secrets", "get", NAMESPACE, CRL_SECRET)
     ],
-    ("operator", "crlpublish", "patch_namespaced_secret"): [
+    ("operator", "crl_secret", "patch_namespaced_secret"): [
         Need("", "secrets", "patch", NAMESPACE, CRL_SECRET)
     ],
     ("operator", "watching", "list_secret_for_all_namespaces"): watch("", "secrets"),
@@ -85,7 +85,7 @@ CALLS: dict[tuple[str, str, str], list[Need] | None] = {
     ("bridge", "presence", "replace_namespaced_lease"): [
         Need("coordination.k8s.io", "leases", "update", NAMESPACE)
     ],
-    ("operator", "bridgewatch", "list_namespaced_lease"): [
+    ("operator", "bridge_watch", "list_namespaced_lease"): [
         Need("coordination.k8s.io", "leases", "list", NAMESPACE)
     ],
 }

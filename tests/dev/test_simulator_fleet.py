@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from flotta.dev.simulator.fleet import FleetSettings, SimulatedFleetDevice
+from flotta.dev.simulator.simulated_fleet import FleetSettings, SimulatedFleetDevice
 from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
 from flotta.schemas.codec import decode, encode, with_version
 from flotta.schemas.topics import DeviceTopic, device_topic

@@ -9,8 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flotta.dev.simulator.fleet import Fleet
-from flotta.dev.simulator.mqttwarnings import MAX_KINDS, WarningCounter
+from flotta.dev.simulator.mqtt_warnings import MAX_KINDS, WarningCounter
 from flotta.dev.simulator.provision import provision
 from flotta.dev.simulator.report import (
     DeviceView,
@@ -20,6 +19,7 @@ from flotta.dev.simulator.report import (
     summarise,
 )
 from flotta.dev.simulator.shards import device_ids
+from flotta.dev.simulator.simulated_fleet import Fleet
 from tests.dev.test_simulator_scale import (  # noqa: F401 - watcher_fixture is a fixture
     Watcher,
     publish_desired,
@@ -127,7 +127,7 @@ async def test_the_report_follows_the_fleet_as_the_broker_sees_it(
 
 def test_mqtt_warnings_are_counted_by_kind_and_summed_across_processes(tmp_path: Path) -> None:
     counter = WarningCounter()
-    logger = logging.getLogger("test.simulator.mqttwarnings")
+    logger = logging.getLogger("test.simulator.mqtt_warnings")
     logger.addFilter(counter)
     seen: list[str] = []
     printed = logging.Handler()

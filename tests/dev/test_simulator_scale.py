@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from flotta.dev.simulator import devicestate
+from flotta.dev.simulator import device_state
 from flotta.dev.simulator.device import SimulatedDevice
-from flotta.dev.simulator.fleet import Fleet, FleetSettings, NotProvisionedError
 from flotta.dev.simulator.limits import raise_open_files
 from flotta.dev.simulator.provision import provision
 from flotta.dev.simulator.shards import ShardError, device_ids, shard_of
+from flotta.dev.simulator.simulated_fleet import Fleet, FleetSettings, NotProvisionedError
 from flotta.mqtt import MqttClient, MqttSettings, TlsFiles
 from flotta.pki.keys import load_certificate
 from flotta.schemas.codec import decode, encode, with_version
@@ -162,13 +162,13 @@ def test_open_file_limit_is_raised_up_to_the_hard_limit() -> None:
 
 def test_saved_state_is_restored_and_a_malformed_file_ignored(tmp_path: Path) -> None:
     device = SimulatedDevice("sim-1", applied_version="sha256:abc", phases={"web": "Running"})
-    devicestate.save(device, tmp_path)
+    device_state.save(device, tmp_path)
     fresh = SimulatedDevice("sim-1")
-    assert devicestate.load(fresh, tmp_path)
+    assert device_state.load(fresh, tmp_path)
     assert (fresh.applied_version, fresh.phases) == ("sha256:abc", {"web": "Running"})
-    (tmp_path / devicestate.STATE_NAME).write_text('{"applied_version": 1, "phases": {}}')
+    (tmp_path / device_state.STATE_NAME).write_text('{"applied_version": 1, "phases": {}}')
     other = SimulatedDevice("sim-1")
-    assert not devicestate.load(other, tmp_path)
+    assert not device_state.load(other, tmp_path)
     assert other.applied_version == ""
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from flotta.dev.simulator.provision import CERT_NAME, KEY_NAME, provision
-from flotta.dev.stack.natsclient import observer_connection
+from flotta.dev.stack.nats_client import observer_connection
 from flotta.mqtt import MqttClient, MqttError, MqttSettings, TlsFiles
 from flotta.pki.store import PkiStore
 from flotta.schemas.codec import encode

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from flotta.agent.status_file import read_status
-from flotta.dev.stack.natsclient import observer_connection
+from flotta.dev.stack.nats_client import observer_connection
 from flotta.dev.stack.up import LOCAL_AGENT_ID
 from flotta.schemas.crd.common import GROUP, VERSION
 from tests.e2e.conftest import RunningSystem, restart_broker, wait_until

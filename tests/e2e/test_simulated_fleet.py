@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flotta.bridge.sharegroup import is_guessable
-from flotta.childprocess import same_code_environment
+from flotta.bridge.share_group import is_guessable
+from flotta.child_process import same_code_environment
 from flotta.dev.stack import processes
-from flotta.dev.stack.natsclient import observer_connection
+from flotta.dev.stack.nats_client import observer_connection
 from flotta.dev.stack.supervision import restarts
 from tests.e2e.conftest import RunningSystem, wait_until
 

@@ -12,7 +12,7 @@ import pytest
 from flotta.dev.kubeapi.api import Api
 from flotta.dev.kubeapi.cel import check
 from flotta.dev.kubeapi.errors import GoneError
-from flotta.dev.kubeapi.jsonpaths import find
+from flotta.dev.kubeapi.json_paths import find
 from flotta.dev.kubeapi.patches import PatchError, json_patch, merge_patch, strategic_merge_patch
 from flotta.dev.kubeapi.resources import PrinterColumn, ResourceType
 from flotta.dev.kubeapi.schema import apply_defaults, prune, validate

@@ -13,7 +13,7 @@ from paho.mqtt.client import _ConnectionState  # type: ignore[attr-defined]  # p
 from paho.mqtt.enums import CallbackAPIVersion
 
 from flotta.mqtt import MqttClient
-from flotta.mqtt.pahointernals import WindowedClient
+from flotta.mqtt.paho_internals import WindowedClient
 from flotta.schemas.topics import DeviceTopic, device_topic
 from tests.fixtures.brokers import TestBroker
 from tests.mqtt.helpers import settings_for

@@ -1,7 +1,7 @@
-"""The private parts of paho-mqtt that Flotta relies on are all in ``flotta.mqtt.pahointernals``,
+"""The private parts of paho-mqtt that Flotta relies on are all in ``flotta.mqtt.paho_internals``,
 listed there, and still there with the same shape in the installed paho.
 
-When one of these fails after a paho upgrade, do not loosen it: adapt ``pahointernals`` (each
+When one of these fails after a paho upgrade, do not loosen it: adapt ``paho_internals`` (each
 use says why it exists) or keep paho pinned in ``pyproject.toml``.
 """
 
@@ -16,11 +16,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from flotta.mqtt import pahointernals
-from flotta.mqtt.pahointernals import PRIVATE_API, PrivateUse, WindowedClient
+from flotta.mqtt import paho_internals
+from flotta.mqtt.paho_internals import PRIVATE_API, PrivateUse, WindowedClient
 
 ROOT = Path(__file__).resolve().parents[2]
-INTERNALS = Path(pahointernals.__file__).resolve()
+INTERNALS = Path(paho_internals.__file__).resolve()
 PAHO = f"paho-mqtt {version('paho-mqtt')}"
 
 
@@ -28,17 +28,17 @@ def paho_private_names() -> set[str]:
     """Every private name paho's client classes have (methods, attributes, slots)."""
     probe = paho.Client(CallbackAPIVersion.VERSION2, client_id="probe", protocol=paho.MQTTv5)
     names = set(dir(paho.Client)) | set(vars(probe))
-    names |= set(pahointernals._paho_message_info().__slots__)
+    names |= set(paho_internals._paho_message_info().__slots__)
     names |= set(dir(paho.MQTTMessage))
     return {n for n in names if n.startswith("_") and not n.startswith("__")}
 
 
 def test_the_installed_paho_has_every_private_name_flotta_uses() -> None:
-    found = pahointernals.problems()
+    found = paho_internals.problems()
     assert not found, (
-        f"{PAHO} no longer has what flotta.mqtt.pahointernals relies on:\n  "
+        f"{PAHO} no longer has what flotta.mqtt.paho_internals relies on:\n  "
         + "\n  ".join(found)
-        + "\nAdapt pahointernals (its docstring says why each use exists) or pin paho back."
+        + "\nAdapt paho_internals (its docstring says why each use exists) or pin paho back."
     )
 
 
@@ -64,7 +64,7 @@ def test_a_queued_packet_and_a_received_publish_have_the_shape_relied_on() -> No
         client.connect("localhost", 1883)
         queued = list(client._out_packet)
         assert queued, f"{PAHO} queued no CONNECT packet"
-        problems = pahointernals.out_packet_problems(client)
+        problems = paho_internals.out_packet_problems(client)
         assert not problems, f"{PAHO}: " + "; ".join(problems)
 
         broker.sendall(b"\x20\x03\x00\x00\x00")  # CONNACK, accepted, no properties
@@ -79,7 +79,7 @@ def test_a_queued_packet_and_a_received_publish_have_the_shape_relied_on() -> No
         )
     finally:
         broker.close()
-        pahointernals.close_socket(client)
+        paho_internals.close_socket(client)
 
 
 def _paho_aliases(tree: ast.Module) -> set[str]:
@@ -124,7 +124,7 @@ def _reaches_into_paho(path: Path, private: set[str]) -> list[str]:
 
 
 def test_no_other_module_reaches_into_paho() -> None:
-    """Modules that import paho use only its public API (and pahointernals' functions)."""
+    """Modules that import paho use only its public API (and paho_internals' functions)."""
     private = paho_private_names()
     found = []
     for path in sorted(ROOT.glob("*/flotta/**/*.py")):
@@ -133,7 +133,7 @@ def test_no_other_module_reaches_into_paho() -> None:
         text = path.read_text()
         if "paho" in text:
             found += _reaches_into_paho(path, private)
-    assert not found, "move these into flotta.mqtt.pahointernals:\n  " + "\n  ".join(found)
+    assert not found, "move these into flotta.mqtt.paho_internals:\n  " + "\n  ".join(found)
 
 
 def test_every_private_name_used_in_pahointernals_is_listed() -> None:
@@ -159,8 +159,8 @@ def test_a_changed_or_missing_name_is_reported_by_name(monkeypatch: pytest.Monke
         PrivateUse("Client", "_no_such_attribute", "attribute", ("int",), "nothing"),
         PrivateUse("Client", "_in_packet", "keys", ("command", "no_such_key"), "fast receive"),
     )
-    monkeypatch.setattr(pahointernals, "PRIVATE_API", changed)
-    assert pahointernals.problems() == [
+    monkeypatch.setattr(paho_internals, "PRIVATE_API", changed)
+    assert paho_internals.problems() == [
         "Client._handle_publish takes ('self',), expected ('self', 'extra') (fast receive)",
         "Client._no_such_attribute is gone (used for: nothing)",
         "Client._in_packet lacks the keys ['no_such_key'] (fast receive)",

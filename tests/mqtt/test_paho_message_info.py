@@ -10,9 +10,9 @@ import pytest
 from paho.mqtt.enums import MQTTErrorCode
 
 from flotta.mqtt import MqttClient
-from flotta.mqtt.pahointernals import LazyConditionMessageInfo
-from flotta.mqtt.pahointernals import install_lazy_message_info as install
-from flotta.mqtt.pahointernals import message_info_compatible as compatible
+from flotta.mqtt.paho_internals import LazyConditionMessageInfo
+from flotta.mqtt.paho_internals import install_lazy_message_info as install
+from flotta.mqtt.paho_internals import message_info_compatible as compatible
 from tests.fixtures.brokers import TestBroker
 from tests.mqtt.helpers import settings_for
 

@@ -12,9 +12,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from flotta.mqtt import MqttClient
-from flotta.mqtt.pahointernals import SharedTableProperties
-from flotta.mqtt.pahointernals import install_shared_table_properties as install
-from flotta.mqtt.pahointernals import properties_compatible as compatible
+from flotta.mqtt.paho_internals import SharedTableProperties
+from flotta.mqtt.paho_internals import install_shared_table_properties as install
+from flotta.mqtt.paho_internals import properties_compatible as compatible
 from tests.fixtures.brokers import TestBroker
 from tests.mqtt.helpers import settings_for
 

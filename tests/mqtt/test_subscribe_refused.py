@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flotta.dev.natsserver import free_port
+from flotta.dev.nats_server import free_port
 from flotta.mosquitto.process import MosquittoProcess
 from flotta.mqtt import MqttClient, MqttSettings, SubscribeError, TlsFiles
 from flotta.pki.store import PkiStore

@@ -1,4 +1,4 @@
-"""The TCP connect and TLS handshake on the event loop (``flotta.mqtt.tlsconnect``), against a
+"""The TCP connect and TLS handshake on the event loop (``flotta.mqtt.tls_connect``), against a
 real Mosquitto and against a listener that accepts and never answers."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from flotta.mqtt import ConnectError, MqttClient, TlsFiles
-from flotta.mqtt.tlsconnect import open_socket
+from flotta.mqtt.tls_connect import open_socket
 from tests.fixtures.brokers import TestBroker
 from tests.mqtt.helpers import settings_for
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flotta.mqtt.settings import TlsFiles
-from flotta.mqtt.tlscontext import TlsContextCache
+from flotta.mqtt.tls_context import TlsContextCache
 from flotta.pki.identities import parse_identity
 from tests.fixtures.brokers import new_fleet_pki
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from flotta.dev.natsserver import NatsServer, NatsServerError
+from flotta.dev.nats_server import NatsServer, NatsServerError
 
 
 async def test_jetstream_publish_and_consume_round_trip(nats_server: NatsServer) -> None:

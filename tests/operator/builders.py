@@ -7,7 +7,7 @@ from typing import Any
 
 from flotta.schemas.crd.common import API_VERSION
 from flotta.schemas.crd.device import EdgeDevice
-from flotta.schemas.crd.deviceset import EdgeDeviceSet
+from flotta.schemas.crd.device_set import EdgeDeviceSet
 from flotta.schemas.crd.workload import EdgeWorkload
 
 

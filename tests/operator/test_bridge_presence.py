@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from flotta.bridge.presence import PresenceLease
-from flotta.operator.bridgewatch import REASON, any_alive, unknown_status
+from flotta.operator.bridge_watch import REASON, any_alive, unknown_status
 from flotta.schemas.crd.common import GROUP, VERSION
 from tests.operator.conftest import ENROLMENT_NAMESPACE, NAMESPACE, Stack, wait_until
 from tests.operator.test_operator_integration import create_device, get

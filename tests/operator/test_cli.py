@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from flotta.jsonlog import JsonFormatter
+from flotta.json_log import JsonFormatter
 from tests.fixtures.kubeprocess import ROOT, source_path
 
 

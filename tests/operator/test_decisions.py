@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flotta.operator.errors import OperatorError
-from flotta.operator.hwlabels import hardware_labels
+from flotta.operator.hardware_labels import hardware_labels
 from flotta.operator.labels import labels_patch, workload_labels_patch
 from flotta.operator.ledger import Entry, Ledger
 from flotta.operator.policy import ApprovalPolicy
 from flotta.operator.reconciling import told_patch
 from flotta.operator.rendering import InvalidWorkload
-from flotta.operator.workloadstatus import same_status, workload_status
+from flotta.operator.workload_status import same_status, workload_status
 from flotta.schemas.crd.common import Condition
 from flotta.schemas.crd.device import EdgeDeviceStatus
 from flotta.schemas.crd.hardware import Hardware

@@ -12,7 +12,7 @@ from flotta.operator.enrolment import (
 from flotta.operator.errors import EnrolmentError
 from flotta.operator.policy import ApprovalPolicy
 from flotta.pki.keys import build_csr, csr_to_pem, generate_key
-from flotta.schemas.crd.signedrequest import EdgeDeviceSignedRequest
+from flotta.schemas.crd.signed_request import EdgeDeviceSignedRequest
 from flotta.schemas.wire.enrolment import EnrolmentRequest
 
 KEY = generate_key()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flotta.dev.natsserver import free_port
+from flotta.dev.nats_server import free_port
 from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
 from flotta.schemas.topics import DeviceTopic, device_topic
 from tests.fixtures.brokers import TestBroker

@@ -24,7 +24,7 @@ from flotta.pki.authority import (
     issue_server_certificate,
     sign_device_csr,
 )
-from flotta.pki.certinfo import (
+from flotta.pki.cert_info import (
     certificate_identity,
     device_certificate_info,
     device_certificate_info_from_pem,

@@ -10,7 +10,7 @@ import yaml
 
 from flotta.schemas.crd import EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload
 from flotta.schemas.crd.registry import KINDS
-from flotta.schemas.crdgen import file_name, main, render
+from flotta.schemas.crd_generator import file_name, main, render
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "deploy" / "crds"

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from flotta.schemas import jsonschemas
+from flotta.schemas import json_schemas
 from flotta.schemas.codec import decode, encode
 from flotta.schemas.errors import PayloadError, PayloadTooLargeError
 from flotta.schemas.topics import DeviceTopic, EnrolTopic
@@ -49,11 +49,11 @@ EXPECTED_FILES = {
     "enrol-request.schema.json",
     "enrol-answer.schema.json",
 }
-KINDS = list(jsonschemas.payloads().items())
+KINDS = list(json_schemas.payloads().items())
 
 
 def _schema(kind: DeviceTopic | EnrolTopic) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((SCHEMA_DIR / jsonschemas.file_name(kind)).read_text())
+    document: dict[str, Any] = json.loads((SCHEMA_DIR / json_schemas.file_name(kind)).read_text())
     return document
 
 
@@ -64,23 +64,23 @@ def _validator(kind: DeviceTopic | EnrolTopic) -> Draft202012Validator:
 def test_one_file_per_topic_kind_and_up_to_date() -> None:
     assert {path.name for path in SCHEMA_DIR.glob("*.json")} == EXPECTED_FILES
     reference = REPO / "docs" / "payloads.md"
-    assert jsonschemas.main([str(SCHEMA_DIR), "--check", "--reference", str(reference)]) == 0
+    assert json_schemas.main([str(SCHEMA_DIR), "--check", "--reference", str(reference)]) == 0
 
 
 def test_the_reference_lists_every_payload_and_field() -> None:
     text = (REPO / "docs" / "payloads.md").read_text()
     for kind, model in KINDS:
         assert f"## {model.__name__}" in text
-        assert jsonschemas.topic_pattern(kind) in text
+        assert json_schemas.topic_pattern(kind) in text
         for name in _schema(kind)["properties"]:
             assert f"| `{name}` |" in text, (model.__name__, name)
 
 
 def test_check_notices_a_stale_file(tmp_path: Path) -> None:
-    assert jsonschemas.main([str(tmp_path)]) == 0
+    assert json_schemas.main([str(tmp_path)]) == 0
     path = tmp_path / "status.schema.json"
     path.write_text(path.read_text().replace('"time"', '"when"', 1))
-    assert jsonschemas.main([str(tmp_path), "--check"]) == 1
+    assert json_schemas.main([str(tmp_path), "--check"]) == 1
 
 
 @pytest.mark.parametrize("kind", [k for k, _ in KINDS], ids=str)
@@ -175,7 +175,7 @@ def test_schema_and_decoder_refuse_the_same_mistakes(
 ) -> None:
     assert not _validator(kind).is_valid(document), broken
     with pytest.raises(PayloadError):
-        decode(jsonschemas.payloads()[kind], json.dumps(document).encode())
+        decode(json_schemas.payloads()[kind], json.dumps(document).encode())
 
 
 def _decodes_unless_a_stated_limit(model: type[Payload], document: Any) -> None:
@@ -192,7 +192,7 @@ def _decodes_unless_a_stated_limit(model: type[Payload], document: Any) -> None:
         assert "1970 to 9999" in refusal, f"{document!r} validates but: {refusal}"
         return
     again = json.loads(encode(decoded))
-    assert Draft202012Validator(jsonschemas.schema_for(_kind_of(model), model)).is_valid(again)
+    assert Draft202012Validator(json_schemas.schema_for(_kind_of(model), model)).is_valid(again)
 
 
 def _kind_of(model: type[Payload]) -> DeviceTopic | EnrolTopic:
@@ -201,7 +201,7 @@ def _kind_of(model: type[Payload]) -> DeviceTopic | EnrolTopic:
 
 @pytest.mark.parametrize("kind", [k for k, _ in KINDS], ids=str)
 def test_every_document_the_schema_allows_is_decoded(kind: DeviceTopic | EnrolTopic) -> None:
-    model = jsonschemas.payloads()[kind]
+    model = json_schemas.payloads()[kind]
     schema = _schema(kind)
     validator = _validator(kind)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flotta.agent.errors import StateStoreError
-from flotta.agent.sqlitefile import open_store, transaction
+from flotta.agent.sqlite_file import open_store, transaction
 from flotta.schemas.codec import decode, encode
 from flotta.schemas.errors import ContractError
 from flotta.schemas.wire import DeviceEvent

@@ -44,7 +44,7 @@ def renewal_due(status: CertificateStatus, now: datetime, *, fraction: float) ->
 
 
 def certificate_status(cert: x509.Certificate) -> CertificateStatus:
-    from flotta.pki.certinfo import common_name
+    from flotta.pki.cert_info import common_name
 
     return CertificateStatus(
         common_name=common_name(cert),

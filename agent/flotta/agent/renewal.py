@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from flotta.agent.errors import IdentityError
 from flotta.agent.identity import CertificateStatus, IdentityStore, renewal_due
-from flotta.agent.keychild import KeyChildError, parse_status, run_child
+from flotta.agent.key_process import KeyChildError, parse_status, run_child
 from flotta.schemas.codec import decode, encode
 from flotta.schemas.errors import ContractError
 from flotta.schemas.wire import CertificateAnswer, RenewalRequest
@@ -47,7 +47,7 @@ class InProcessKeys:
 
 
 class ChildKeys:
-    """The same operations in a child process (:mod:`flotta.agent.keychild`)."""
+    """The same operations in a child process (:mod:`flotta.agent.key_process`)."""
 
     def __init__(self, identity: IdentityStore) -> None:
         self.request = {"identity": str(identity.directory), "device_id": identity.device_id}

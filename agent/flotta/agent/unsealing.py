@@ -1,5 +1,5 @@
 """Opening the sealed secrets of a desired state with the device key, in a child process
-(:mod:`flotta.agent.keychild`), once per desired state."""
+(:mod:`flotta.agent.key_process`), once per desired state."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flotta.agent.keychild import KeyChildError, run_child
+from flotta.agent.key_process import KeyChildError, run_child
 from flotta.schemas.codec import encode_fragment, to_builtins
 from flotta.schemas.wire import DesiredState, SealedData
 

@@ -1,6 +1,6 @@
 """flotta.bridge: device topics -> EdgeDevice status (written sparingly) and NATS JetStream.
 
-Pure decision logic (no I/O): :mod:`hardware`, :mod:`devicestatus`, :mod:`liveness`,
-:mod:`ratelimit`, :mod:`coalescer`, :mod:`eventlimit`, :mod:`outbound`, :mod:`streams`.
-Adapters: :mod:`intake` (MQTT), :mod:`publishing` (NATS), :mod:`kube` (Kubernetes API).
+Pure decision logic (no I/O): :mod:`hardware`, :mod:`device_status`, :mod:`liveness`,
+:mod:`rate_limit`, :mod:`coalescer`, :mod:`event_limit`, :mod:`outbound`, :mod:`streams`.
+Adapters: :mod:`mqtt_intake` (MQTT), :mod:`publishing` (NATS), :mod:`kube` (Kubernetes API).
 """

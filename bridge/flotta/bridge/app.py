@@ -19,7 +19,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from flotta import gcfreeze
+from flotta import gc_freeze
 from flotta.bridge.coalescer import (
     DEFAULT_CHANGE_HOLD,
     DEFAULT_CHANGE_SETTLE,
@@ -28,13 +28,13 @@ from flotta.bridge.coalescer import (
     REFRESH_PERIODS,
     WriteCoalescer,
 )
-from flotta.bridge.eventlimit import EventLimiter
-from flotta.bridge.fleet import OFFLINE_GRACE, Fleet
+from flotta.bridge.event_limit import EventLimiter
+from flotta.bridge.fleet_state import OFFLINE_GRACE, Fleet
 from flotta.bridge.ingest import Ingest
-from flotta.bridge.intake import MqttIntake, MqttSettings
 from flotta.bridge.kube import DeviceWatch, KubeWriter, api_client
 from flotta.bridge.liveness import MISSED_PERIODS, LivenessTracker
 from flotta.bridge.metrics import BridgeMetrics
+from flotta.bridge.mqtt_intake import MqttIntake, MqttSettings
 from flotta.bridge.presence import RENEW_EVERY, PresenceLease
 from flotta.bridge.publishing import NatsPublisher
 from flotta.bridge.receipts import ReceiptSender
@@ -184,7 +184,7 @@ class Bridge:
         self._tasks.start("event-recorder", recorder.run())
         self._tasks.start("receipts", self.receipts.run())
         self._tasks.start("ingest", self.ingest.run())
-        self._tasks.start("gc-freeze", gcfreeze.keep_frozen())
+        self._tasks.start("gc-freeze", gc_freeze.keep_frozen())
         self._tasks.start("liveness", self._tick_loop())
         if settings.lease_namespace is not None:
             presence = PresenceLease(

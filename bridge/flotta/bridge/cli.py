@@ -17,8 +17,8 @@ from flotta.bridge.coalescer import (
     DEFAULT_WRITE_BURST,
     DEFAULT_WRITE_RATE,
 )
-from flotta.bridge.fleet import OFFLINE_GRACE
-from flotta.bridge.sharegroup import GROUP_ENV, WELL_KNOWN_GROUP, checked_group, is_guessable
+from flotta.bridge.fleet_state import OFFLINE_GRACE
+from flotta.bridge.share_group import GROUP_ENV, WELL_KNOWN_GROUP, checked_group, is_guessable
 from flotta.schemas.topics import TELEMETRY_KINDS, shared_filter
 
 
@@ -104,10 +104,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flotta import gcfreeze
+    from flotta import gc_freeze
     from flotta.bridge.app import BridgeSettings, BridgeTaskError, WriteSettings, run
-    from flotta.bridge.intake import MqttSettings
-    from flotta.jsonlog import use_json_logs
+    from flotta.bridge.mqtt_intake import MqttSettings
+    from flotta.json_log import use_json_logs
     from flotta.mqtt import TlsFiles
 
     if args.log_format == "json":
@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     # Each report leaves a burst of short-lived objects: collected every 700 allocations (the
     # default) the bridge spent 126-161 us of CPU per message, every 50,000 89-104 us
     # (bridge_bench.py --ingest-only --replicas 2, 2026-12-03 16:30 and 16:32).
-    gcfreeze.collect_young_less_often()
+    gc_freeze.collect_young_less_often()
     if is_guessable(args.group):
         logging.getLogger("flotta.bridge").warning(
             "the shared-subscription group %r can be guessed: any certificate holder can join "

@@ -25,7 +25,7 @@ from collections.abc import Hashable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from flotta.ratelimit import TokenBucket
+from flotta.rate_limit import TokenBucket
 
 K = TypeVar("K", bound=Hashable)
 

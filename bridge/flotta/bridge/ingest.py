@@ -20,15 +20,15 @@ from typing import Protocol
 
 from flotta.backoff import Backoff, BackoffPolicy
 from flotta.bridge.decoding import Report, decode_report, forwarded
-from flotta.bridge.devicestatus import DeviceContext
+from flotta.bridge.device_status import DeviceContext
 from flotta.bridge.errors import RejectedMessageError
-from flotta.bridge.fleet import Fleet
-from flotta.bridge.intake import Delivery
+from flotta.bridge.fleet_state import Fleet
 from flotta.bridge.metrics import BridgeMetrics
+from flotta.bridge.mqtt_intake import Delivery
 from flotta.bridge.outbound import Outbound, rejection, to_nats
 from flotta.bridge.receipts import Receipt, receipt_for, retained_clear
-from flotta.bridge.reportorder import clock_is_off
-from flotta.ratelimit import KeyedLimiter, TokenBucket
+from flotta.bridge.report_order import clock_is_off
+from flotta.rate_limit import KeyedLimiter, TokenBucket
 from flotta.schemas.errors import PayloadError, PayloadTooLargeError, SchemaVersionError, TopicError
 from flotta.schemas.topics import TELEMETRY_KINDS, DeviceTopic, parse_device_topic
 from flotta.schemas.wire.connection import ConnectionState

@@ -17,7 +17,7 @@ from datetime import datetime
 import msgspec
 
 from flotta.bridge.decoding import Batch, Report
-from flotta.schemas.cloudevents import SPEC_VERSION, event_type, rejection_envelope, to_bytes
+from flotta.schemas.cloud_events import SPEC_VERSION, event_type, rejection_envelope, to_bytes
 from flotta.schemas.topics import DeviceTopic, nats_subject
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.events import DeviceEvent
@@ -55,7 +55,7 @@ _DATA_TYPE = b',"datacontenttype":"application/json","data":'
 @functools.lru_cache(maxsize=65536)
 def _template(namespace: str, device_id: str, kind: DeviceTopic) -> tuple[str, bytes]:
     """The subject and the fixed part of the envelope between its id and its time, built once
-    per device and kind: the fields :func:`~flotta.schemas.cloudevents.envelope` gives, in
+    per device and kind: the fields :func:`~flotta.schemas.cloud_events.envelope` gives, in
     its order."""
     source = f"/flotta/namespaces/{namespace}/devices/{device_id}"
     middle = b"".join(

@@ -1,6 +1,6 @@
 """NATS JetStream adapter: connect, create or update the streams, publish with
 ``Nats-Msg-Id``; the publish acknowledgement comes back as a future
-(:mod:`flotta.bridge.jsacks`)."""
+(:mod:`flotta.bridge.jetstream_acks`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from flotta.bridge.jsacks import AckInbox
+from flotta.bridge.jetstream_acks import AckInbox
 from flotta.bridge.outbound import MSG_ID_HEADER, Outbound
 from flotta.bridge.streams import StreamSpec
 

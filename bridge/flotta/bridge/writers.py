@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from flotta.bridge.coalescer import WriteKind
-from flotta.bridge.devicestatus import DeviceContext
+from flotta.bridge.device_status import DeviceContext
 from flotta.bridge.errors import KubeWriteError
-from flotta.bridge.eventlimit import EventDecision, EventLimiter
-from flotta.bridge.fleet import Fleet, PlannedWrite
+from flotta.bridge.event_limit import EventDecision, EventLimiter
+from flotta.bridge.fleet_state import Fleet, PlannedWrite
 from flotta.bridge.kube import KubeEvent, KubeWriter
 from flotta.bridge.metrics import BridgeMetrics
-from flotta.ratelimit import TokenBucket
+from flotta.rate_limit import TokenBucket
 from flotta.schemas.wire.events import DeviceEvent
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from flotta.childprocess import LoggedChild
+from flotta.child_process import LoggedChild
 from flotta.mosquitto.errors import BrokerError, BrokerStartError
 from flotta.mosquitto.openssl import openssl_environment
 

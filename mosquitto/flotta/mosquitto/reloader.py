@@ -3,7 +3,7 @@
     python -m flotta.mosquitto.reloader --watch /etc/mosquitto/crl/crl.pem \\
         [--watch /etc/mosquitto/tls/server.crt] [--process mosquitto] [--interval 5]
 
-In a cluster the operator writes the CRL into a Secret (``flotta.operator.crlpublish``) and
+In a cluster the operator writes the CRL into a Secret (``flotta.operator.crl_secret``) and
 the kubelet updates the broker pod's copy of it, but Mosquitto reads its CRL (and its
 certificates) only at start and on SIGHUP. This sidecar runs in the broker pod with
 ``shareProcessNamespace: true`` and the user id Mosquitto runs as, so it may signal it

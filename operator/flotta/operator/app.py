@@ -17,9 +17,9 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from flotta import gcfreeze
+from flotta import gc_freeze
 from flotta.health import HealthServer
-from flotta.operator.bridgewatch import CHECK_EVERY, UNKNOWN_AFTER, BridgeWatch
+from flotta.operator.bridge_watch import CHECK_EVERY, UNKNOWN_AFTER, BridgeWatch
 from flotta.operator.broker import Broker, BrokerSettings, Message
 from flotta.operator.cleanup import Cleaner
 from flotta.operator.context import Context, OperatorSettings
@@ -27,8 +27,7 @@ from flotta.operator.desired import DesiredStates
 from flotta.operator.enrolling import Enroller
 from flotta.operator.errors import TransportError
 from flotta.operator.evicting import Evictor
-from flotta.operator.fleet import Fleet
-from flotta.operator.intake import Intake
+from flotta.operator.fleet_cache import Fleet
 from flotta.operator.keyring import KeyRing
 from flotta.operator.leader import LeaderElection
 from flotta.operator.ledger import Ledger
@@ -37,10 +36,11 @@ from flotta.operator.patching import KubeWriter
 from flotta.operator.reconciling import Reconciler
 from flotta.operator.sealer import Sealer
 from flotta.operator.statuses import StatusWriter
+from flotta.operator.watch_intake import Intake
 from flotta.operator.watching import Watcher, WatchEvent, core_kind, flotta_kind
 from flotta.pki.errors import PkiError
 from flotta.pki.store import PkiStore
-from flotta.ratelimit import TokenBucket
+from flotta.rate_limit import TokenBucket
 from flotta.schemas.codec import decode
 from flotta.schemas.errors import ContractError
 from flotta.schemas.topics import (
@@ -73,7 +73,7 @@ class OperatorConfig:
     identity: str = ""
     leader_election: bool = True
     reload_crl: Callable[[], None] = lambda: None
-    # Online devices become Unknown after this long without a live bridge (bridgewatch).
+    # Online devices become Unknown after this long without a live bridge (bridge_watch).
     bridge_unknown_after: float = UNKNOWN_AFTER
 
 
@@ -228,7 +228,7 @@ class Operator:
                 check_every=min(CHECK_EVERY, cfg.bridge_unknown_after / 2),
             ).run(),
         )
-        self._tasks.start("gc-freeze", gcfreeze.keep_frozen())
+        self._tasks.start("gc-freeze", gc_freeze.keep_frozen())
 
     async def wait(self) -> None:
         """Until a loop fails (raises its error)."""

@@ -4,7 +4,7 @@ connection and its broker session (``evicting``), then let the object go.
 
 The revocation goes into the CA's CRL file; ``reload_crl`` makes the broker read it (the test
 runner's ``reload()``; on one machine a SIGHUP to the broker; in a cluster it writes the CRL
-into the Secret the broker pod mounts, ``crlpublish``, see the operator README).
+into the Secret the broker pod mounts, ``crl_secret``, see the operator README).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 from flotta.operator.assembly import deregistration
 from flotta.operator.context import Context
 from flotta.operator.errors import TransportError
-from flotta.operator.fleet import Key
+from flotta.operator.fleet_cache import Key
 from flotta.pki.errors import PkiError
 from flotta.schemas.codec import encode
 from flotta.schemas.crd.common import DEVICE_FINALIZER

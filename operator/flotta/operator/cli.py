@@ -17,7 +17,7 @@ from flotta.schemas.topics import ENROLMENT_PORT, SERVICES_PORT
 
 if TYPE_CHECKING:
     from flotta.operator.app import Operator
-    from flotta.operator.crlpublish import CrlPublisher
+    from flotta.operator.crl_secret import CrlPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +94,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flotta import gcfreeze
-    from flotta.jsonlog import use_json_logs
+    from flotta import gc_freeze
+    from flotta.json_log import use_json_logs
     from flotta.operator.app import Operator, OperatorConfig
     from flotta.operator.broker import BrokerSettings, enrolment_broker
     from flotta.operator.context import OperatorSettings
-    from flotta.operator.crlpublish import secret_publisher
+    from flotta.operator.crl_secret import secret_publisher
     from flotta.operator.errors import OperatorError
     from flotta.operator.policy import ApprovalPolicy
     from flotta.pki.errors import PkiError
@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     # As in the bridge and the simulator: a fan-out leaves a burst of short-lived objects per
     # device, and the default young threshold (700) ran the collector dozens of times a second.
-    gcfreeze.collect_young_less_often()
+    gc_freeze.collect_young_less_often()
     return asyncio.run(_serve(Operator(cfg), publisher))
 
 

@@ -16,7 +16,7 @@ import yaml
 from flotta.schemas.base import ApiModel
 from flotta.schemas.crd.config import DeviceConfiguration
 from flotta.schemas.crd.device import EdgeDevice
-from flotta.schemas.crd.deviceset import EdgeDeviceSet
+from flotta.schemas.crd.device_set import EdgeDeviceSet
 from flotta.schemas.wire.desired import (
     DesiredConfiguration,
     HeartbeatConfiguration,

@@ -10,13 +10,13 @@ from typing import Protocol
 from flotta.operator.defaults import DEFAULT_DEVICE_WRITE_RATE, DEFAULT_DEVICE_WRITE_SETTLE
 from flotta.operator.desired import DesiredStates
 from flotta.operator.errors import TransportError
-from flotta.operator.fleet import Fleet, Key
+from flotta.operator.fleet_cache import Fleet, Key
 from flotta.operator.keyring import KeyRing
 from flotta.operator.ledger import Ledger
 from flotta.operator.metrics import OperatorMetrics
 from flotta.operator.patching import KubeWriter
 from flotta.operator.policy import ApprovalPolicy
-from flotta.operator.workqueue import WorkQueue
+from flotta.operator.work_queue import WorkQueue
 from flotta.pki.store import PkiStore
 
 

@@ -14,10 +14,10 @@ from flotta.operator.assembly import (
     render_configuration,
 )
 from flotta.operator.configuration import build_configuration, configuration_source
-from flotta.operator.fleet import Fleet, Key
+from flotta.operator.fleet_cache import Fleet, Key
 from flotta.pki.keys import PublicKey
 from flotta.schemas.crd.device import EdgeDevice
-from flotta.schemas.crd.deviceset import EdgeDeviceSet
+from flotta.schemas.crd.device_set import EdgeDeviceSet
 
 PublicKeyLookup = Callable[[EdgeDevice], PublicKey | None]
 MAX_MEMO = 4096

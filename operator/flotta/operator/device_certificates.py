@@ -12,7 +12,7 @@ from flotta.operator.enrolment import key_bytes, load_request_csr
 from flotta.operator.errors import EnrolmentError
 from flotta.pki.errors import PkiError
 from flotta.pki.keys import PublicKey, check_public_key
-from flotta.schemas.crd.signedrequest import EdgeDeviceSignedRequest
+from flotta.schemas.crd.signed_request import EdgeDeviceSignedRequest
 
 
 def csr_public_key(device_id: str, csr_pem: str) -> PublicKey:

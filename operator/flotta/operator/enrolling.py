@@ -53,7 +53,7 @@ from flotta.operator.errors import EnrolmentError
 from flotta.pki.errors import PkiError
 from flotta.pki.keys import PublicKey
 from flotta.schemas.crd.device import EdgeDevice
-from flotta.schemas.crd.signedrequest import EdgeDeviceSignedRequest
+from flotta.schemas.crd.signed_request import EdgeDeviceSignedRequest
 from flotta.schemas.errors import ContractError
 from flotta.schemas.wire.enrolment import CertificateAnswer, EnrolmentRequest, RenewalRequest
 

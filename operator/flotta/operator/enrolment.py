@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from flotta.operator.errors import EnrolmentError
 from flotta.operator.policy import ApprovalPolicy
 from flotta.pki.keys import PublicKey
-from flotta.schemas.crd.signedrequest import EdgeDeviceSignedRequest
+from flotta.schemas.crd.signed_request import EdgeDeviceSignedRequest
 from flotta.schemas.wire.enrolment import EnrolmentRequest
 
 DECLINED_ANNOTATION = "flotta.io/declined"

@@ -12,12 +12,12 @@ from cryptography import x509
 
 from flotta.operator.device_certificates import issued_message, serial_text
 from flotta.operator.errors import TransportError
-from flotta.operator.hwlabels import hardware_labels
+from flotta.operator.hardware_labels import hardware_labels
 from flotta.operator.patching import KubeWriter
 from flotta.schemas.codec import content_document
 from flotta.schemas.crd.common import API_VERSION, DEVICE_FINALIZER, MEMBER_OF_LABEL
 from flotta.schemas.crd.device import EdgeDevice
-from flotta.schemas.crd.signedrequest import EdgeDeviceSignedRequest
+from flotta.schemas.crd.signed_request import EdgeDeviceSignedRequest
 from flotta.schemas.wire.enrolment import EnrolmentRequest
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flotta.operator.fleet import Key
+from flotta.operator.fleet_cache import Key
 
 
 @dataclass(slots=True)

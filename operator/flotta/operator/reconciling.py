@@ -17,12 +17,12 @@ import time
 
 from flotta.operator.context import Context
 from flotta.operator.errors import TransportError
-from flotta.operator.fleet import Key
-from flotta.operator.hwlabels import hardware_labels
+from flotta.operator.fleet_cache import Key
+from flotta.operator.hardware_labels import hardware_labels
 from flotta.operator.labels import labels_patch, workload_labels_patch
 from flotta.operator.ledger import Entry
 from flotta.pki.sealing import SealingError
-from flotta.ratelimit import TokenBucket
+from flotta.rate_limit import TokenBucket
 from flotta.schemas.crd.common import DEVICE_FINALIZER
 from flotta.schemas.crd.device import EdgeDeviceStatus
 from flotta.schemas.errors import PayloadError

@@ -17,7 +17,7 @@ from flotta.operator.selectors import Selector, compile_selector
 from flotta.schemas.codec import content_document, encode_fragment
 from flotta.schemas.crd.workload import EdgeWorkload
 from flotta.schemas.wire.desired import ConfigMapData, DesiredWorkload, WorkloadMetricsSettings
-from flotta.schemas.workloadcheck import (
+from flotta.schemas.workload_check import (
     check_pod_spec,
     referenced_configmaps,
     referenced_secrets,

@@ -10,9 +10,9 @@ from typing import Any
 
 from flotta.operator.context import Context
 from flotta.operator.errors import TransportError
-from flotta.operator.fleet import Key
+from flotta.operator.fleet_cache import Key
 from flotta.operator.rendering import InvalidWorkload
-from flotta.operator.workloadstatus import same_status, workload_status
+from flotta.operator.workload_status import same_status, workload_status
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """The asyncio MQTT v5 client: paho-mqtt driven by the event loop, no network thread.
 
 paho's socket is served by the loop (``flotta.mqtt.looping``) and ``loop_misc`` runs on a
-timer task. The TCP connect and the TLS handshake run on the loop too (``flotta.mqtt.tlsconnect``),
+timer task. The TCP connect and the TLS handshake run on the loop too (``flotta.mqtt.tls_connect``),
 and paho is handed the connected socket: every paho call and callback happens on the loop
-thread. What this needs of paho beyond its public API is in ``flotta.mqtt.pahointernals``.
+thread. What this needs of paho beyond its public API is in ``flotta.mqtt.paho_internals``.
 
 The fast receive path (``fast_receive=True``, for a process that takes thousands of messages a
 second, such as the bridge) reads QoS 0 and 1 PUBLISH packets itself
-(``flotta.mqtt.publishread``) instead of letting paho build a message object, decode the
+(``flotta.mqtt.publish_parsing``) instead of letting paho build a message object, decode the
 properties and walk its topic matcher (their ``Message.properties`` is None), and reads many
 packets per turn of the loop (``flotta.mqtt.looping``). With ``on_message``
 messages are handed to that callback as they are read, instead of waiting in the inbox.
@@ -44,7 +44,7 @@ from flotta.mqtt.errors import (
 )
 from flotta.mqtt.looping import READ_BURST, SocketBridge, disable_nagle
 from flotta.mqtt.messages import Inbox, Message
-from flotta.mqtt.pahointernals import (
+from flotta.mqtt.paho_internals import (
     WindowedClient,
     close_socket,
     install_lazy_message_info,
@@ -52,10 +52,10 @@ from flotta.mqtt.pahointernals import (
     renew_tls_context,
     set_inflight_window,
 )
-from flotta.mqtt.publishread import read_publish
+from flotta.mqtt.publish_parsing import read_publish
 from flotta.mqtt.settings import MqttSettings
-from flotta.mqtt.tlsconnect import open_socket
-from flotta.mqtt.tlscontext import TlsContextCache
+from flotta.mqtt.tls_connect import open_socket
+from flotta.mqtt.tls_context import TlsContextCache
 from flotta.tasks import TaskSet
 
 DISCONNECT_WITH_WILL = 0x04

@@ -1,7 +1,7 @@
 """paho's socket on the asyncio loop: readers/writers from paho's socket callbacks.
 
 Every paho call, and so every socket callback, happens on the loop thread: the socket is
-connected on the loop and handed to paho (``flotta.mqtt.tlsconnect``).
+connected on the loop and handed to paho (``flotta.mqtt.tls_connect``).
 
 Once connected, writes are flushed once per loop iteration: paho asks for a writer whenever it
 queues a packet; instead of watching the socket for each (two epoll changes and a wake-up per

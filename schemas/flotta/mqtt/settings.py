@@ -25,7 +25,7 @@ class TlsFiles:
     def context(self) -> ssl.SSLContext:
         """A client context: TLS >= 1.2, server verified against ``ca_file``.
 
-        Built again whenever the files change (``tlscontext.py``), so a renewed certificate on
+        Built again whenever the files change (``tls_context.py``), so a renewed certificate on
         disk is picked up at the next attempt. Raises ``OSError``/``ssl.SSLError`` for missing
         or broken files.
         """

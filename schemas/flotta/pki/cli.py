@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flotta.pki.authority import CLIENT_VALIDITY, DEVICE_VALIDITY, SERVER_VALIDITY
-from flotta.pki.certinfo import common_name
+from flotta.pki.cert_info import common_name
 from flotta.pki.errors import PkiError
 from flotta.pki.identities import Identity, Role, bootstrap_identity, parse_identity
 from flotta.pki.keys import certificate_to_pem, load_certificate

@@ -11,7 +11,7 @@ from flotta.agent.runtime.errors import (
     WorkloadNotFoundError,
     WorkloadRuntimeError,
 )
-from flotta.agent.runtime.logframes import LogLine
+from flotta.agent.runtime.log_frames import LogLine
 from flotta.agent.runtime.manifest import RenderedWorkload, render
 from flotta.agent.runtime.phases import workload_state
 from flotta.agent.runtime.planning import Plan, plan

@@ -33,13 +33,13 @@ from flotta.agent.runtime.errors import (
     WorkloadRuntimeError,
 )
 from flotta.agent.runtime.libpod import LibpodClient, api_error, quote
-from flotta.agent.runtime.logframes import LogLine
-from flotta.agent.runtime.logstream import ContainerRef, follow_logs
+from flotta.agent.runtime.log_frames import LogLine
+from flotta.agent.runtime.log_stream import ContainerRef, follow_logs
 from flotta.agent.runtime.manifest import RenderedWorkload, render, secret_prefix
 from flotta.agent.runtime.phases import workload_state
 from flotta.agent.runtime.planning import Plan, plan
 from flotta.agent.runtime.pods import app_containers, short_name
-from flotta.agent.runtime.registryauth import registry_config_header
+from flotta.agent.runtime.registry_auth import registry_config_header
 from flotta.agent.runtime.spec import (
     RESTART_POLICY_LABEL,
     SPEC_HASH_LABEL,

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from flotta.agent.sqlitefile import open_store, transaction
+from flotta.agent.sqlite_file import open_store, transaction
 from flotta.agent.telemetry.batching import (
     BATCH_MAX_BYTES,
     ENVELOPE_BYTES,

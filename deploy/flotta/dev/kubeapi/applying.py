@@ -1,4 +1,4 @@
-"""Server-side apply and ``metadata.managedFields``, over the field sets of ``fieldsets.py``.
+"""Server-side apply and ``metadata.managedFields``, over the field sets of ``field_sets.py``.
 
 Every write records who changed what: a plain write (create, update, patch) gives its manager
 an ``Update`` entry owning the fields it added or changed, and takes those fields from the
@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flotta.dev.kubeapi import fieldsets
+from flotta.dev.kubeapi import field_sets
 from flotta.dev.kubeapi.errors import Cause, ConflictError
-from flotta.dev.kubeapi.fieldsets import Path, Schema
+from flotta.dev.kubeapi.field_sets import Path, Schema
 from flotta.dev.kubeapi.resources import ResourceType
 
 Entry = dict[str, Any]  # one managedFields entry
@@ -101,7 +101,7 @@ def _sorted(entries: list[Entry]) -> list[Entry]:
 
 
 def _entry(
-    manager: str, operation: str, api_version: str, moment: str, sub: str, fields: fieldsets.Trie
+    manager: str, operation: str, api_version: str, moment: str, sub: str, fields: field_sets.Trie
 ) -> Entry:
     entry: Entry = {
         "manager": manager,
@@ -132,7 +132,7 @@ def record_update(
     the entries the change touches are copied and edited.
     """
     schema = object_schema(resource)
-    change = fieldsets.diff(
+    change = field_sets.diff(
         _without_managed(old) if old is not None else {}, _without_managed(new), schema
     )
     if not change:
@@ -146,14 +146,14 @@ def record_update(
             result.append(mine)
             continue
         trie = entry.get("fieldsV1") or {}
-        if not any(fieldsets.trie_reaches(trie, p) for p in gained | change.removed):
+        if not any(field_sets.trie_reaches(trie, p) for p in gained | change.removed):
             result.append(entry)  # untouched: neither copied nor edited
             continue
-        trie = fieldsets.trie_copy(trie)
+        trie = field_sets.trie_copy(trie)
         for path in gained:
-            fieldsets.trie_discard(trie, path)
+            field_sets.trie_discard(trie, path)
         for path in change.removed:
-            fieldsets.trie_discard(trie, path, subtree=True)
+            field_sets.trie_discard(trie, path, subtree=True)
         result.append({**entry, "fieldsV1": trie})
     if mine is None:
         if not gained:
@@ -161,14 +161,14 @@ def record_update(
         mine = _entry(manager, UPDATE, resource.api_version, moment, subresource, {})
         result.append(mine)
     trie = mine["fieldsV1"]
-    if any(fieldsets.trie_reaches(trie, p) for p in change.removed) or not all(
-        fieldsets.trie_holds(trie, p) for p in gained
+    if any(field_sets.trie_reaches(trie, p) for p in change.removed) or not all(
+        field_sets.trie_holds(trie, p) for p in gained
     ):  # the common case, a manager changing again what it owns, copies nothing
-        trie = mine["fieldsV1"] = fieldsets.trie_copy(trie)
+        trie = mine["fieldsV1"] = field_sets.trie_copy(trie)
         for path in change.removed:
-            fieldsets.trie_discard(trie, path, subtree=True)
+            field_sets.trie_discard(trie, path, subtree=True)
         for path in gained:
-            fieldsets.trie_add(trie, path)
+            field_sets.trie_add(trie, path)
     mine["time"] = moment
     return _sorted(result)
 
@@ -195,14 +195,14 @@ def _manager_name(entry: Entry) -> str:
 def conflict_error(conflicts: list[tuple[Entry, Path]]) -> ConflictError:
     """409 Conflict worded as kube-apiserver words apply conflicts."""
     causes = tuple(
-        Cause("FieldManagerConflict", f"conflict with {_manager_name(e)}", fieldsets.render(p))
+        Cause("FieldManagerConflict", f"conflict with {_manager_name(e)}", field_sets.render(p))
         for e, p in conflicts
     )
     if len(conflicts) == 1:
         entry, path = conflicts[0]
         message = (
             f"Apply failed with 1 conflict: conflict with {_manager_name(entry)}:"
-            f" {fieldsets.render(path)}"
+            f" {field_sets.render(path)}"
         )
     else:
         by_manager: dict[str, list[Path]] = {}
@@ -211,7 +211,7 @@ def conflict_error(conflicts: list[tuple[Entry, Path]]) -> ConflictError:
         lines: list[str] = []
         for name in sorted(by_manager):
             lines.append(f"conflicts with {name}:")
-            lines += [f"- {fieldsets.render(path)}" for path in sorted(by_manager[name])]
+            lines += [f"- {field_sets.render(path)}" for path in sorted(by_manager[name])]
         message = f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
     return ConflictError(message, causes=causes)
 
@@ -234,15 +234,15 @@ def apply(
     schema = object_schema(resource)
     base = _without_managed(live) if live is not None else {}
     entries: list[Entry] = list((live or {}).get("metadata", {}).get("managedFields") or [])
-    applied = _filter(fieldsets.field_set(config, schema), resource, subresource)
-    merged = fieldsets.merge(base, _without_managed(config), schema)
-    change = fieldsets.diff(base, merged, schema)
+    applied = _filter(field_sets.field_set(config, schema), resource, subresource)
+    merged = field_sets.merge(base, _without_managed(config), schema)
+    change = field_sets.diff(base, merged, schema)
     changed_paths = (change.added | change.modified) & applied
     previous: set[Path] = set()
     others: list[tuple[Entry, set[Path]]] = []
     conflicts: list[tuple[Entry, Path]] = []
     for entry in entries:
-        owned = fieldsets.from_trie(entry.get("fieldsV1") or {})
+        owned = field_sets.from_trie(entry.get("fieldsV1") or {})
         if _matches(entry, manager, APPLY, resource.api_version, subresource):
             previous = owned
             continue
@@ -256,14 +256,14 @@ def apply(
     for entry, owned in others:
         if stolen & owned:
             owned = owned - stolen
-            entry = {**entry, "fieldsV1": fieldsets.to_trie(owned)}
+            entry = {**entry, "fieldsV1": field_sets.to_trie(owned)}
         still_owned |= owned
         kept.append(entry)
     # what this manager dropped goes, unless it still holds something applied or owned
     kept_prefixes = {p[:i] for p in applied | still_owned for i in range(1, len(p) + 1)}
     for path in sorted(previous - applied, key=len):  # a removed item takes its fields
         if path not in kept_prefixes:
-            fieldsets.remove(merged, path, schema)
+            field_sets.remove(merged, path, schema)
     changed = merged != base or previous != applied or bool(stolen)
     mine_time = moment
     if not changed:
@@ -282,7 +282,7 @@ def apply(
             resource.api_version,
             mine_time,
             subresource,
-            fieldsets.to_trie(applied),
+            field_sets.to_trie(applied),
         )
     )
     merged.setdefault("metadata", {})["managedFields"] = _sorted(kept)

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from flotta.dev.kubeapi.jsonpaths import JsonPathError, find
+from flotta.dev.kubeapi.json_paths import JsonPathError, find
 from flotta.dev.kubeapi.resources import PrinterColumn, ResourceType
 
 _NAME_COLUMN = {

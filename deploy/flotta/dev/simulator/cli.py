@@ -147,11 +147,11 @@ def _without_option(argv: list[str], option: str) -> list[str]:
 
 
 async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
-    from flotta import gcfreeze
-    from flotta.dev.simulator.fleet import Churn, Fleet, FleetSettings
+    from flotta import gc_freeze
     from flotta.dev.simulator.limits import fds_needed, raise_open_files
-    from flotta.dev.simulator.mqttwarnings import count_mqtt_warnings
+    from flotta.dev.simulator.mqtt_warnings import count_mqtt_warnings
     from flotta.dev.simulator.report import report_path
+    from flotta.dev.simulator.simulated_fleet import Churn, Fleet, FleetSettings
 
     limit = raise_open_files(fds_needed(len(ids)))
     if limit < fds_needed(len(ids)):
@@ -180,12 +180,12 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # Thousands of devices' clients per process: keep them out of the collector's full scans.
-    freezer = asyncio.create_task(gcfreeze.keep_frozen())
+    freezer = asyncio.create_task(gc_freeze.keep_frozen())
     # A fan-out allocates a burst of short-lived objects per device; with CPython's default of
     # 700 the collector ran ~50 times a second and took a quarter of the CPU. At 50,000 the
     # simulator's CPU per acknowledged desired state went from 197 to 164 us
     # (benchmarks/results/simulator.md, 2026-12-03 16:04 and 16:07).
-    gcfreeze.collect_young_less_often()
+    gc_freeze.collect_young_less_often()
     try:
         await Fleet(settings, ids).run(stop, churn=churn, mqtt_warnings=warnings.counts)
     finally:

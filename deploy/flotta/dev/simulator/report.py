@@ -43,7 +43,7 @@ class FleetReport:
     changes: Counter[int] = field(default_factory=Counter)  # tenth of a second -> devices
     last_birth: float = 0.0  # the latest acknowledged birth of an online device
     last_change: float = 0.0  # the latest acknowledgement of a new version
-    # the MQTT clients' warnings (failed connection attempts mostly), by kind (mqttwarnings.py)
+    # the MQTT clients' warnings (failed connection attempts mostly), by kind (mqtt_warnings.py)
     mqtt_warnings: Counter[str] = field(default_factory=Counter)
 
     def online_since(self, since: float) -> int:

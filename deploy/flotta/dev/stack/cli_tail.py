@@ -24,7 +24,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from nats.aio.msg import Msg
 
-    from flotta.dev.stack.natsclient import observer_connection
+    from flotta.dev.stack.nats_client import observer_connection
 
     url = args.nats_url
     if url is None:

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from flotta.childprocess import same_code_environment
+from flotta.child_process import same_code_environment
 from flotta.dev.stack import processes
 from flotta.dev.stack.layout import StackLayout
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flotta.bridge.sharegroup import GROUP_ENV, new_group
-from flotta.childprocess import same_code_environment
+from flotta.bridge.share_group import GROUP_ENV, new_group
+from flotta.child_process import same_code_environment
 from flotta.dev.stack import processes
 from flotta.dev.stack.layout import LOOPBACK, Ports, StackLayout, write_private
 
@@ -328,8 +328,8 @@ class Stack:
             self._check_alive(name)
 
     def start_nats(self, ports: Ports) -> None:
-        from flotta.dev.natsconfig import NatsTls, bridge_user, observer_user, render_nats_config
-        from flotta.dev.natsserver import find_nats_server
+        from flotta.dev.nats_config import NatsTls, bridge_user, observer_user, render_nats_config
+        from flotta.dev.nats_server import find_nats_server
         from flotta.pki.identities import observer_identity
         from flotta.schemas.topics import BRIDGE_IDENTITY
 

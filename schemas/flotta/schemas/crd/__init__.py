@@ -1,6 +1,6 @@
 """Pydantic models of the Flotta custom resources (group management.project-flotta.io/v1alpha1),
 field-compatible with upstream Flotta; the CRD manifests in ``deploy/crds`` are generated from
-them by :mod:`flotta.schemas.crd.registry` and :mod:`flotta.schemas.crdgen`.
+them by :mod:`flotta.schemas.crd.registry` and :mod:`flotta.schemas.crd_generator`.
 
 The names below load on first use: the device agent imports a few submodules (``config``,
 ``hardware``) and must not pay for every kind (the pod spec alone is megabytes of schema).
@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION, Condition, LabelSelector
     from flotta.schemas.crd.device import EdgeDevice, EdgeDeviceSpec, EdgeDeviceStatus
-    from flotta.schemas.crd.deviceset import (
+    from flotta.schemas.crd.device_set import (
         EdgeDeviceSet,
         EdgeDeviceSetSpec,
         EdgeDeviceSetStatus,
     )
-    from flotta.schemas.crd.signedrequest import (
+    from flotta.schemas.crd.signed_request import (
         EdgeDeviceSignedRequest,
         EdgeDeviceSignedRequestSpec,
         EdgeDeviceSignedRequestStatus,
@@ -35,12 +35,12 @@ _HOMES = {
     "EdgeDevice": "device",
     "EdgeDeviceSpec": "device",
     "EdgeDeviceStatus": "device",
-    "EdgeDeviceSet": "deviceset",
-    "EdgeDeviceSetSpec": "deviceset",
-    "EdgeDeviceSetStatus": "deviceset",
-    "EdgeDeviceSignedRequest": "signedrequest",
-    "EdgeDeviceSignedRequestSpec": "signedrequest",
-    "EdgeDeviceSignedRequestStatus": "signedrequest",
+    "EdgeDeviceSet": "device_set",
+    "EdgeDeviceSetSpec": "device_set",
+    "EdgeDeviceSetStatus": "device_set",
+    "EdgeDeviceSignedRequest": "signed_request",
+    "EdgeDeviceSignedRequestSpec": "signed_request",
+    "EdgeDeviceSignedRequestStatus": "signed_request",
     "EdgeWorkload": "workload",
     "EdgeWorkloadSpec": "workload",
     "EdgeWorkloadStatus": "workload",

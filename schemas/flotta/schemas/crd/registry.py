@@ -7,8 +7,8 @@ from typing import Any
 
 from flotta.schemas.crd.common import Resource
 from flotta.schemas.crd.device import EdgeDevice
-from flotta.schemas.crd.deviceset import EdgeDeviceSet
-from flotta.schemas.crd.signedrequest import EdgeDeviceSignedRequest
+from flotta.schemas.crd.device_set import EdgeDeviceSet
+from flotta.schemas.crd.signed_request import EdgeDeviceSignedRequest
 from flotta.schemas.crd.workload import EdgeWorkload
 
 

@@ -9,7 +9,7 @@ from pydantic import Field
 from flotta.schemas.base import ApiModel
 from flotta.schemas.crd.common import Condition, LabelSelector, Resource
 from flotta.schemas.crd.config import NameRef
-from flotta.schemas.crd.podspec import PodSpec
+from flotta.schemas.crd.pod_spec import PodSpec
 
 
 class Pod(ApiModel):

@@ -4,7 +4,7 @@ the bounded field types of the wire.
 The payloads are msgspec structs, the one definition the agent, the bridge and the operator
 share: msgspec costs a device about 1.5 MiB of memory where pydantic costs about 12 MiB, so
 nothing under :mod:`flotta.schemas.wire` imports pydantic. A field's docstring (the string
-after it) is its description in the published JSON Schemas (:mod:`flotta.schemas.jsonschemas`
+after it) is its description in the published JSON Schemas (:mod:`flotta.schemas.json_schemas`
 reads it from the source; Python discards it, so it costs a device nothing).
 
 Structs are not checked when built, only when decoded: :func:`flotta.schemas.codec.encode`

@@ -1,4 +1,4 @@
-from flotta.operator.fleet import Fleet
+from flotta.operator.fleet_cache import Fleet
 from flotta.operator.rendering import InvalidWorkload
 from flotta.schemas.crd.workload import EdgeWorkload
 from tests.operator.builders import b64, device, device_set, pod_spec, workload, workload_obj

@@ -16,7 +16,7 @@ What each use is for:
 ``WindowedClient`` (paho's ``Client`` with these overrides):
 
 * ``_create_socket``: take a socket connected and TLS-handshaken on the event loop
-  (``flotta.mqtt.tlsconnect``); paho's own connects with blocking calls.
+  (``flotta.mqtt.tls_connect``); paho's own connects with blocking calls.
 * ``_easy_log``: drop paho's log lines of other levels before they are formatted (a debug line
   for every packet; the calls alone were 5 % of the simulator's CPU in a fan-out).
 * ``_update_inflight`` (reads ``_out_messages``, ``_inflight_messages``): on every PUBACK
@@ -36,7 +36,7 @@ What each use is for:
 * ``_handle_publish`` (reads ``_in_packet["command"]`` and ``_in_packet["packet"]``): the fast
   receive path. paho builds an ``MQTTMessage`` (with a lock), parses the properties and walks a
   topic matcher for every PUBLISH; a client that sets ``take_publish`` gets the raw packet
-  first (``flotta.mqtt.publishread``) and paho handles only what it does not take. The bridge
+  first (``flotta.mqtt.publish_parsing``) and paho handles only what it does not take. The bridge
   receives 10-16k messages a second per replica through it.
 
 Functions on a client:

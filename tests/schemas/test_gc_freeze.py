@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flotta.gcfreeze import FreezePolicy, GcAction, apply, collect_young_less_often
+from flotta.gc_freeze import FreezePolicy, GcAction, apply, collect_young_less_often
 
 
 class Node:

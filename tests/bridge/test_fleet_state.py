@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flotta.bridge.coalescer import WriteCoalescer, WriteKind
-from flotta.bridge.devicestatus import DEFAULT_HEARTBEAT_PERIOD
-from flotta.bridge.fleet import Fleet, told_period
+from flotta.bridge.device_status import DEFAULT_HEARTBEAT_PERIOD
+from flotta.bridge.fleet_state import Fleet, told_period
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.status import StatusReport, WorkloadReport
 

@@ -1,7 +1,7 @@
 """The part of a core PodSpec that a device can run with ``podman kube play``.
 
 Fields that Flotta reads are typed; everything else a Pod allows is kept as given
-(``x-kubernetes-preserve-unknown-fields``) so that :mod:`flotta.schemas.workloadcheck` can tell
+(``x-kubernetes-preserve-unknown-fields``) so that :mod:`flotta.schemas.workload_check` can tell
 the admin exactly which field a device cannot run, instead of the API pruning it silently.
 """
 

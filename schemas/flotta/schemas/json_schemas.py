@@ -1,6 +1,6 @@
 """Publish the wire contract as JSON Schemas (draft 2020-12), one file per topic kind.
 
-``python -m flotta.schemas.jsonschemas OUT_DIR`` writes ``schemas/json/`` from the structs in
+``python -m flotta.schemas.json_schemas OUT_DIR`` writes ``schemas/json/`` from the structs in
 :mod:`flotta.schemas.wire` (msgspec's schema, with each field's docstring, read from the
 source, as its description); ``--check`` exits non-zero when the files differ from what the
 structs give. The schemas describe what a sender must send; the reference decoder
@@ -206,7 +206,7 @@ def schema_for(kind: DeviceTopic | EnrolTopic, model: type[Payload]) -> dict[str
             f"Contract v1; {DELIVERY[kind]}. Not expressible here, checked by receivers: the "
             f"encoded payload is at most {model.MAX_BYTES} bytes, and times lie between "
             "1970-01-01 and 9999-01-01 once read in UTC. Generated from flotta.schemas.wire "
-            "by python -m flotta.schemas.jsonschemas; see docs/contract.md."
+            "by python -m flotta.schemas.json_schemas; see docs/contract.md."
         ),
         "x-flotta-topic": topic,
         "x-flotta-max-bytes": model.MAX_BYTES,
@@ -324,7 +324,7 @@ def reference() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flotta.schemas.jsonschemas")
+    parser = argparse.ArgumentParser(prog="python -m flotta.schemas.json_schemas")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--reference", type=Path, help="also write the Markdown field reference")
     parser.add_argument("--check", action="store_true", help="only compare, write nothing")

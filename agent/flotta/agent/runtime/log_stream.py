@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from flotta.agent.runtime.errors import PodmanApiError, WorkloadNotFoundError, WorkloadRuntimeError
 from flotta.agent.runtime.libpod import LibpodClient, quote
-from flotta.agent.runtime.logframes import FrameDecoder, LineSplitter, LogLine, Stream, parse_line
+from flotta.agent.runtime.log_frames import FrameDecoder, LineSplitter, LogLine, Stream, parse_line
 
 Item = LogLine | BaseException | None
 

@@ -63,7 +63,7 @@ def render_nats_config(
         return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
     lines = [
-        "# nats-server for the Flotta stack (flotta.dev.natsconfig): TLS, certificates mapped",
+        "# nats-server for the Flotta stack (flotta.dev.nats_config): TLS, certificates mapped",
         "# to users, least privilege per user.",
         f"listen: {json.dumps(f'{host}:{port}')}",
         "http_port: 0",

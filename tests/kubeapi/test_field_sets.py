@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flotta.dev.kubeapi import applying, fieldsets
+from flotta.dev.kubeapi import applying, field_sets
 from flotta.dev.kubeapi.errors import ConflictError
 from flotta.dev.kubeapi.resources import ResourceType
 
@@ -65,7 +65,7 @@ def test_field_set_of_an_applied_configuration() -> None:
         },
     }
     schema = applying.object_schema(WIDGET)  # with ObjectMeta's fields
-    trie = fieldsets.to_trie(fieldsets.field_set(config, schema))
+    trie = field_sets.to_trie(field_sets.field_set(config, schema))
     assert trie == {
         "f:metadata": {"f:labels": {"f:a": {}}},
         "f:spec": {
@@ -76,29 +76,29 @@ def test_field_set_of_an_applied_configuration() -> None:
             "f:selector": {},  # atomic map
         },
     }
-    assert fieldsets.from_trie(trie) == fieldsets.field_set(config, schema)
+    assert field_sets.from_trie(trie) == field_sets.field_set(config, schema)
 
 
 def test_trie_add_and_discard_keep_membership() -> None:
-    trie: fieldsets.Trie = {}
-    fieldsets.trie_add(trie, ("f:a",))
-    fieldsets.trie_add(trie, ("f:a", "f:b"))
+    trie: field_sets.Trie = {}
+    field_sets.trie_add(trie, ("f:a",))
+    field_sets.trie_add(trie, ("f:a", "f:b"))
     assert trie == {"f:a": {".": {}, "f:b": {}}}
-    assert fieldsets.trie_discard(trie, ("f:a", "f:b"))
+    assert field_sets.trie_discard(trie, ("f:a", "f:b"))
     assert trie == {"f:a": {}}  # still a member itself
-    fieldsets.trie_add(trie, ("f:c", "f:d"))
-    assert fieldsets.trie_discard(trie, ("f:c", "f:d"))
+    field_sets.trie_add(trie, ("f:c", "f:d"))
+    assert field_sets.trie_discard(trie, ("f:c", "f:d"))
     assert trie == {"f:a": {}}  # an inner node without members goes
-    assert not fieldsets.trie_discard(trie, ("f:nope",))
-    fieldsets.trie_add(trie, ("f:a", "f:b"))
-    assert fieldsets.trie_discard(trie, ("f:a",), subtree=True)
+    assert not field_sets.trie_discard(trie, ("f:nope",))
+    field_sets.trie_add(trie, ("f:a", "f:b"))
+    assert field_sets.trie_discard(trie, ("f:a",), subtree=True)
     assert trie == {}
 
 
 def test_diff_finds_added_modified_and_removed() -> None:
     old = {"spec": {"x": "1", "ports": [{"name": "a", "port": 1}], "tags": ["t"]}}
     new = {"spec": {"x": "2", "ports": [{"name": "b", "port": 2}], "tags": ["t", "u"]}}
-    change = fieldsets.diff(old, new, SCHEMA)
+    change = field_sets.diff(old, new, SCHEMA)
     assert change.modified == {("f:spec", "f:x"), ("f:spec", "f:tags")}
     assert change.removed == {("f:spec", "f:ports", 'k:{"name":"a"}')}
     assert change.added == {
@@ -106,23 +106,23 @@ def test_diff_finds_added_modified_and_removed() -> None:
         ("f:spec", "f:ports", 'k:{"name":"b"}', "f:name"),
         ("f:spec", "f:ports", 'k:{"name":"b"}', "f:port"),
     }
-    assert not fieldsets.diff(old, old, SCHEMA)
+    assert not field_sets.diff(old, old, SCHEMA)
 
 
 def test_merge_and_remove() -> None:
     live = {"spec": {"aliases": ["p"], "ports": [{"name": "a", "port": 1}], "tags": ["t"]}}
     config = {"spec": {"aliases": ["q"], "ports": [{"name": "a", "port": 2}], "tags": ["u"]}}
-    merged = fieldsets.merge(live, config, SCHEMA)
+    merged = field_sets.merge(live, config, SCHEMA)
     assert merged == {
         "spec": {"aliases": ["p", "q"], "ports": [{"name": "a", "port": 2}], "tags": ["u"]}
     }
-    fieldsets.remove(merged, ("f:spec", "f:ports", 'k:{"name":"a"}'), SCHEMA)
-    fieldsets.remove(merged, ("f:spec", "f:aliases", 'v:"p"'), SCHEMA)
+    field_sets.remove(merged, ("f:spec", "f:ports", 'k:{"name":"a"}'), SCHEMA)
+    field_sets.remove(merged, ("f:spec", "f:aliases", 'v:"p"'), SCHEMA)
     assert merged == {"spec": {"aliases": ["q"], "ports": [], "tags": ["u"]}}
-    assert fieldsets.render(("f:spec", "f:ports", 'k:{"name":"a"}', "f:port")) == (
+    assert field_sets.render(("f:spec", "f:ports", 'k:{"name":"a"}', "f:port")) == (
         '.spec.ports[name="a"].port'
     )
-    assert fieldsets.render(("f:spec", "f:aliases", 'v:"p"')) == '.spec.aliases[="p"]'
+    assert field_sets.render(("f:spec", "f:aliases", 'v:"p"')) == '.spec.aliases[="p"]'
 
 
 def _obj(spec: dict[str, Any], entries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def test_update_moves_ownership_and_apply_conflicts() -> None:
         subresource="",
         moment="T3",
     )
-    owners = {e["manager"]: fieldsets.from_trie(e["fieldsV1"]) for e in edited}
+    owners = {e["manager"]: field_sets.from_trie(e["fieldsV1"]) for e in edited}
     assert ("f:spec", "f:x") in owners["editor"]
     assert ("f:spec", "f:x") not in owners["ci"]
     live = _obj({"x": "2", "tags": ["a"]}, edited)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from flotta.agent.runtime.logframes import FrameDecoder, LineSplitter, LogFrameError, parse_line
+from flotta.agent.runtime.log_frames import FrameDecoder, LineSplitter, LogFrameError, parse_line
 
 
 def frame(stream: int, payload: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""Work with the device key in a short-lived child process (``python -m flotta.agent.keychild``).
+"""Work with the device key in a short-lived child process (``python -m flotta.agent.key_process``).
 
 The daemon runs for months on a small board; ``cryptography`` costs about 12 MiB resident once
 loaded and is needed only now and then: to open the sealed secrets of a new desired state, and
@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flotta.childprocess import same_code_environment
+from flotta.child_process import same_code_environment
 
 CHILD_TIMEOUT = 60.0  # seconds; the interpreter start and the key work take well under 1 s
 
@@ -35,7 +35,7 @@ async def run_child(request: dict[str, Any]) -> dict[str, Any]:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "flotta.agent.keychild",
+        "flotta.agent.key_process",
         env=same_code_environment(),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

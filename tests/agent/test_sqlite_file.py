@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flotta.agent.sqlitefile import open_store, transaction
+from flotta.agent.sqlite_file import open_store, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS parent (id INTEGER PRIMARY KEY);

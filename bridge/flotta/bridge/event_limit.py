@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 
-from flotta.ratelimit import KeyedLimiter
+from flotta.rate_limit import KeyedLimiter
 
 
 class EventDecision(enum.Enum):

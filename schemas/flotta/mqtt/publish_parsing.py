@@ -5,7 +5,7 @@ a ``Properties`` object and a walk of its topic matcher; a consumer that needs n
 properties nor per-topic callbacks (the bridge, at 10-16k messages a second per replica) needs
 six values. A packet this reader does not take (QoS 2, a topic that is not UTF-8, an empty
 topic (a topic alias), a malformed length) returns None and is left to paho, which handles
-every case. ``tests/mqtt/test_publishread.py`` holds it to paho's own decoder.
+every case. ``tests/mqtt/test_publish_parsing.py`` holds it to paho's own decoder.
 """
 
 from __future__ import annotations

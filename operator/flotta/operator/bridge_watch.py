@@ -25,9 +25,9 @@ from urllib3.exceptions import HTTPError
 
 from flotta.operator.context import Context
 from flotta.operator.errors import TransportError
-from flotta.operator.fleet import Key
+from flotta.operator.fleet_cache import Key
 from flotta.operator.leader import lease_expired
-from flotta.ratelimit import TokenBucket
+from flotta.rate_limit import TokenBucket
 from flotta.schemas.crd.common import BRIDGE_PRESENCE_LABEL
 
 logger = logging.getLogger(__name__)

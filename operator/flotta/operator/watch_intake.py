@@ -7,12 +7,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from flotta import gcfreeze
+from flotta import gc_freeze
 from flotta.operator.context import Context
-from flotta.operator.fleet import Changes, Key
+from flotta.operator.fleet_cache import Changes, Key
 from flotta.operator.watching import WatchEvent
 from flotta.schemas.crd.device import EdgeDevice
-from flotta.schemas.crd.deviceset import EdgeDeviceSet
+from flotta.schemas.crd.device_set import EdgeDeviceSet
 from flotta.schemas.crd.workload import EdgeWorkload
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Intake:
             if all(kind in self._synced for kind in KINDS) and not self._context.synced.is_set():
                 # The initial caches live as long as the process: keep them out of the cyclic
                 # garbage collector's full scans, which otherwise pause every loop.
-                gcfreeze.apply(gcfreeze.GcAction.FULL)
+                gc_freeze.apply(gc_freeze.GcAction.FULL)
                 self._context.synced.set()
         elif event.type == "DELETED":
             changes = self._delete(event.kind, _key(event.obj))

@@ -15,8 +15,8 @@ import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 
-from flotta.childprocess import LoggedChild
-from flotta.dev.natsconfig import NatsTls, NatsUser, render_nats_config
+from flotta.child_process import LoggedChild
+from flotta.dev.nats_config import NatsTls, NatsUser, render_nats_config
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from flotta.bridge.coalescer import REFRESH_PERIODS, WriteCoalescer, refresh_due
-from flotta.bridge.devicestatus import (
+from flotta.bridge.device_status import (
     DEFAULT_HEARTBEAT_PERIOD,
     ONLINE,
     UNKNOWN,
@@ -45,7 +45,7 @@ from flotta.bridge.devicestatus import (
     visible_changes,
 )
 from flotta.bridge.liveness import LivenessTracker
-from flotta.bridge.reportorder import is_stale
+from flotta.bridge.report_order import is_stale
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.status import StatusReport
 

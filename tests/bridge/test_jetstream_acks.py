@@ -8,11 +8,11 @@ import nats
 import pytest
 from nats.js.errors import APIError, NoStreamResponseError
 
-from flotta.bridge.jsacks import AckInbox, api_error
+from flotta.bridge.jetstream_acks import AckInbox, api_error
 from flotta.bridge.outbound import Outbound
 from flotta.bridge.publishing import NatsPublisher
 from flotta.bridge.streams import StreamSpec
-from flotta.dev.natsserver import NatsServer
+from flotta.dev.nats_server import NatsServer
 
 SPEC = StreamSpec(
     name="ACKS",

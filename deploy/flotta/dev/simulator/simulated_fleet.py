@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flotta.dev.simulator import devicestate
+from flotta.dev.simulator import device_state
 from flotta.dev.simulator.device import Outgoing, SimulatedDevice
 from flotta.dev.simulator.provision import CERT_NAME, KEY_NAME
 from flotta.dev.simulator.report import DeviceView, keep_reporting
@@ -98,7 +98,7 @@ class SimulatedFleetDevice:
         self.online_since: float | None = None  # wall clock: its birth was acknowledged
         self.reported_version = ""  # the last applied version the broker acknowledged
         self.reported_at = 0.0  # wall clock: when it did
-        self.resumed = devicestate.load(self.device, self.directory)
+        self.resumed = device_state.load(self.device, self.directory)
         self._wanted_online = asyncio.Event()
         self._wanted_online.set()
         self._wanted_offline = asyncio.Event()
@@ -264,7 +264,7 @@ class SimulatedFleetDevice:
     def _save(self) -> None:
         if self.directory.exists():
             try:
-                devicestate.save(self.device, self.directory)
+                device_state.save(self.device, self.directory)
             except OSError as exc:
                 logger.warning("%s: cannot save state: %s", self.device_id, exc)
 

@@ -24,7 +24,7 @@ from flotta.operator.rendering import (
 )
 from flotta.schemas.crd.common import MEMBER_OF_LABEL, WORKLOAD_LABEL_PREFIX
 from flotta.schemas.crd.device import EdgeDevice
-from flotta.schemas.crd.deviceset import EdgeDeviceSet
+from flotta.schemas.crd.device_set import EdgeDeviceSet
 from flotta.schemas.crd.workload import EdgeWorkload
 
 Key = tuple[str, str]  # (namespace, name)
@@ -372,7 +372,7 @@ class Fleet:
 
 
 def _counted(device: EdgeDevice) -> tuple[Any, ...]:
-    """What the EdgeWorkload counts take from a device's status (workloadstatus): its applied
+    """What the EdgeWorkload counts take from a device's status (workload_status): its applied
     version and its workloads' phases. Going online or offline, last-seen times and conditions
     change none of them, so they need no recount over the workload's targets."""
     status = device.status

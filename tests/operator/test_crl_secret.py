@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from kubernetes import client
 
-from flotta.operator.crlpublish import (
+from flotta.operator.crl_secret import (
     CRL_KEY,
     REVOKED_KEY,
     CrlPublisher,

@@ -1,6 +1,6 @@
 from typing import Any
 
-from flotta.schemas.workloadcheck import check_pod_spec, referenced_configmaps, referenced_secrets
+from flotta.schemas.workload_check import check_pod_spec, referenced_configmaps, referenced_secrets
 
 
 def container(**extra: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from flotta.agent.runtime import InvalidManifestError
-from flotta.agent.runtime.registryauth import registry_config_header
+from flotta.agent.runtime.registry_auth import registry_config_header
 
 
 def decode(header: str) -> object:

@@ -10,7 +10,7 @@ from paho.mqtt.client import MQTTv5
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from flotta.mqtt.publishread import read_publish
+from flotta.mqtt.publish_parsing import read_publish
 
 
 def publish_packet(topic: bytes, mid: int, qos: int, payload: bytes, props: Properties) -> bytes:

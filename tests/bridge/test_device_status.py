@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flotta.bridge.devicestatus import (
+from flotta.bridge.device_status import (
     DeviceContext,
     DeviceStatus,
     Wanted,

@@ -1,4 +1,4 @@
-"""The shared JSON log format (flotta.jsonlog) of the operator and the bridge."""
+"""The shared JSON log format (flotta.json_log) of the operator and the bridge."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from flotta.jsonlog import JsonFormatter, use_json_logs
+from flotta.json_log import JsonFormatter, use_json_logs
 
 
 def test_a_line_has_the_fields_extras_and_the_traceback() -> None:
