@@ -1,6 +1,6 @@
 #!/bin/sh
-# Install the Flotta agent on a device: only the agent's dependencies (paho-mqtt, pydantic,
-# cryptography, PyYAML), no Kubernetes or NATS client.
+# Install the Flotta agent on a device: only the agent's dependencies (paho-mqtt, msgspec,
+# cryptography, PyYAML), no pydantic, no Kubernetes or NATS client.
 #
 #   sudo ./install.sh /path/to/flotta-*.whl
 #
