@@ -200,18 +200,31 @@ class CpuWindow:
 async def publish_all(
     client: MqttClient, ids: list[str], generation: int, heartbeat: int
 ) -> dict[str, str]:
-    versions: dict[str, str] = {}
-    pending: list[asyncio.Future[None]] = []
-    for device_id in ids:
-        version, payload = desired_payload(device_id, generation, heartbeat)
-        versions[device_id] = version
-        pending.append(
-            asyncio.ensure_future(
-                client.publish(device_topic(device_id, DeviceTopic.DESIRED), payload, retain=True)
-            )
+    """Every device's new desired state, published as the operator does (callbacks, no task
+    per message), so this floor's publisher is no slower than the operator's."""
+    payloads = {device_id: desired_payload(device_id, generation, heartbeat) for device_id in ids}
+    loop = asyncio.get_running_loop()
+    all_done: asyncio.Future[None] = loop.create_future()
+    remaining = len(ids)
+    errors: list[BaseException] = []
+
+    def done(error: BaseException | None) -> None:
+        nonlocal remaining
+        if error is not None:
+            errors.append(error)
+        remaining -= 1
+        if remaining == 0 and not all_done.done():
+            all_done.set_result(None)
+
+    for device_id, (_, payload) in payloads.items():
+        client.publish_callback(
+            device_topic(device_id, DeviceTopic.DESIRED), payload, retain=True, done=done
         )
-    await asyncio.gather(*pending)
-    return versions
+    if ids:
+        await all_done
+    if errors:
+        raise errors[0]
+    return {device_id: version for device_id, (version, _) in payloads.items()}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
