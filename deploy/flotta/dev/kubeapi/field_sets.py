@@ -191,26 +191,25 @@ def trie_add(trie: Trie, path: Path) -> None:
         node[_SELF] = {}
 
 
-def trie_reaches(trie: Trie, path: Path) -> bool:
-    """Whether the trie holds a node at ``path`` (a member or not)."""
+def _node_at(trie: Trie, path: Path) -> Trie | None:
     node = trie
     for element in path:
         child = node.get(element)
         if child is None:
-            return False
+            return None
         node = child
-    return True
+    return node
+
+
+def trie_reaches(trie: Trie, path: Path) -> bool:
+    """Whether the trie holds a node at ``path`` (a member or not)."""
+    return _node_at(trie, path) is not None
 
 
 def trie_holds(trie: Trie, path: Path) -> bool:
     """Whether ``path`` is a member of the trie."""
-    node = trie
-    for element in path:
-        child = node.get(element)
-        if child is None:
-            return False
-        node = child
-    return not node or _SELF in node
+    node = _node_at(trie, path)
+    return node is not None and (not node or _SELF in node)
 
 
 def trie_copy(trie: Trie) -> Trie:
