@@ -19,7 +19,7 @@ import msgspec
 from flotta.schemas.codec import DEVICE_PAYLOADS, decode
 from flotta.schemas.topics import DeviceTopic
 from flotta.schemas.wire.common import Payload
-from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
+from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch, batch_message_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class Batch:
     data: bytes = field(compare=False, repr=False)
 
     def message_id(self, device_id: str) -> str:
-        return f"{device_id}:{self.kind}:{self.stream}:{self.sequence}"
+        return batch_message_id(device_id, self.kind, self.stream, self.sequence)
 
 
 Report = Payload | Batch

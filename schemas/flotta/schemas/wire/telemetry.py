@@ -35,6 +35,11 @@ LabelName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 LogStream = Literal["stdout", "stderr", "system"]
 
 
+def batch_message_id(device_id: str, kind: str, stream: str, sequence: int) -> str:
+    """``Nats-Msg-Id`` of a metrics or logs batch: the same batch sent twice is stored once."""
+    return f"{device_id}:{kind}:{stream}:{sequence}"
+
+
 class MetricSample(WireStruct, frozen=True, kw_only=True):
     """One sample of one series, in Prometheus' data model."""
 
@@ -71,7 +76,7 @@ class MetricsBatch(Payload, frozen=True, kw_only=True):
     """Samples the buffer dropped (full) just before this batch."""
 
     def message_id(self, device_id: str) -> str:
-        return f"{device_id}:metrics:{self.stream}:{self.sequence}"
+        return batch_message_id(device_id, "metrics", self.stream, self.sequence)
 
 
 class LogLine(WireStruct, frozen=True, kw_only=True):
@@ -111,7 +116,7 @@ class LogsBatch(Payload, frozen=True, kw_only=True):
     """Lines the buffer dropped (full) just before this batch."""
 
     def message_id(self, device_id: str) -> str:
-        return f"{device_id}:logs:{self.stream}:{self.sequence}"
+        return batch_message_id(device_id, "logs", self.stream, self.sequence)
 
 
 class TelemetryReceipt(Payload, frozen=True, kw_only=True):
