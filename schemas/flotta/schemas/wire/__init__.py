@@ -8,11 +8,13 @@ from flotta.schemas.wire.desired import (
     DesiredConfiguration,
     DesiredState,
     DesiredWorkload,
+    HealthGate,
     HeartbeatConfiguration,
     Mount,
     OsInformation,
     SealedData,
     SealedSecret,
+    UpdateSchedule,
 )
 from flotta.schemas.wire.enrolment import (
     CertificateAnswer,
@@ -27,6 +29,7 @@ from flotta.schemas.wire.status import (
     StatusReport,
     TelemetryBuffer,
     UpgradeReport,
+    VersionFailure,
     WorkloadReport,
 )
 from flotta.schemas.wire.telemetry import (
@@ -49,6 +52,7 @@ __all__ = [
     "EnrolmentRequest",
     "Hardware",
     "HardwareReport",
+    "HealthGate",
     "HeartbeatConfiguration",
     "LogLine",
     "LogsBatch",
@@ -63,6 +67,8 @@ __all__ = [
     "StatusReport",
     "TelemetryBuffer",
     "TelemetryReceipt",
+    "UpdateSchedule",
     "UpgradeReport",
+    "VersionFailure",
     "WorkloadReport",
 ]

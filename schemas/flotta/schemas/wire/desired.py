@@ -121,6 +121,32 @@ class WorkloadMetricsSettings(WireStruct, frozen=True, kw_only=True):
     """Per-container settings, as the EdgeWorkload gives them."""
 
 
+class HealthGate(WireStruct, frozen=True, kw_only=True):
+    """When the device counts a new version as healthy, and when it gives up and rolls back
+    to the last version it saw healthy."""
+
+    stabilization_seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 60
+    """Seconds every container must keep running, without an exit or a restart and with its
+    health checks passing, before the version counts as healthy (default 60)."""
+    timeout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 300
+    """Seconds from the start of the apply after which a version not yet healthy counts as
+    failed (reason ``timed-out``) and is rolled back (default 300)."""
+
+
+class UpdateSchedule(WireStruct, frozen=True, kw_only=True):
+    """When the device may apply a new version. Outside the window it downloads (pulls the
+    images) and reports the version as waiting, but keeps running the current one."""
+
+    at: Annotated[str, msgspec.Meta(min_length=9, max_length=256)]
+    """A 5-field cron expression (minute hour day-of-month month day-of-week) for the
+    instants the window opens, for example ``0 2 * * *`` for 02:00 every day."""
+    time_zone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
+    """The IANA time zone ``at`` is read in (for example ``Europe/Berlin``; default UTC)."""
+    start_grace_seconds: Annotated[int, msgspec.Meta(ge=0, le=31 * 86400)] = 0
+    """Seconds the window stays open after each instant of ``at``: an apply may start
+    within them. 0: the device's default, one hour (3600 s)."""
+
+
 class DesiredWorkload(WireStruct, frozen=True, kw_only=True):
     """One EdgeWorkload, rendered for this device."""
 
@@ -146,6 +172,8 @@ class DesiredWorkload(WireStruct, frozen=True, kw_only=True):
     """The name of the entry in ``configuration.logCollection`` its logs go to; empty: none."""
     data: dict[str, Any] | None = None
     """Upstream Flotta's data sync paths, as the EdgeWorkload gives them."""
+    health: HealthGate | None = None
+    """This workload's health gate; absent: ``configuration.health``."""
 
 
 class SystemMetricsSettings(WireStruct, frozen=True, kw_only=True):
@@ -196,6 +224,10 @@ class DesiredConfiguration(WireStruct, frozen=True, kw_only=True):
     """What to collect and buffer."""
     log_collection: dict[str, LogCollectionSettings] = msgspec.field(default_factory=dict)
     """Log targets by name."""
+    health: HealthGate = HealthGate()
+    """The health gate of every workload that sets none of its own."""
+    update_schedule: UpdateSchedule | None = None
+    """When the device may apply a new version (workloads and OS); absent: at once."""
 
 
 class DesiredState(Payload, frozen=True, kw_only=True):

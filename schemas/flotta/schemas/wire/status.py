@@ -8,6 +8,7 @@ import msgspec
 
 from flotta.schemas.wire.common import (
     Count,
+    Integer,
     KiB,
     Name,
     Payload,
@@ -84,6 +85,44 @@ class TelemetryBuffer(WireStruct, frozen=True, kw_only=True):
     """Records the buffer dropped (full) since the device started."""
 
 
+FailureReason = Literal[
+    "image-pull-failed",
+    "container-exited",
+    "crash-loop",
+    "health-check-failed",
+    "timed-out",
+    "apply-failed",
+]
+
+
+class VersionFailure(WireStruct, frozen=True, kw_only=True):
+    """A desired state version the device tried, found unhealthy and rolled back from. The
+    device never applies this version again; a newer version is applied as usual."""
+
+    version: ShortText
+    """The ``version`` of the desired state that failed."""
+    reason: FailureReason
+    """Why: ``image-pull-failed`` (an image could not be pulled), ``container-exited`` (a
+    container ended), ``crash-loop`` (a container restarted), ``health-check-failed`` (a
+    probe failed), ``timed-out`` (not healthy within ``timeoutSeconds``), ``apply-failed``
+    (Podman refused the pod)."""
+    workload: ShortText = ""
+    """The workload that failed; empty when the failure was not one workload's."""
+    container: ShortText = ""
+    """The container that failed, within that workload; empty when unknown."""
+    exit_code: Integer | None = None
+    """The container's exit code, when it exited."""
+    message: Text = ""
+    """For a person: the probe's output, the pull error or Podman's error (bounded)."""
+    time: Time
+    """When the device found the version failed."""
+    rolled_back: bool = False
+    """True once the device runs its last known good version again (``appliedVersion``)."""
+
+    def __post_init__(self) -> None:
+        normalise_times(self, "time")
+
+
 class StatusReport(Payload, frozen=True, kw_only=True):
     """The heartbeat: sent (QoS 1, not retained) after every connect and then every
     ``configuration.heartbeat.periodSeconds`` of the desired state (60 s before the first).
@@ -95,7 +134,18 @@ class StatusReport(Payload, frozen=True, kw_only=True):
     time: Time
     """When the device wrote the report; a report older than one already applied is skipped."""
     applied_version: ShortText = ""
-    """The ``version`` of the desired state the device runs; empty before the first."""
+    """The ``version`` of the desired state the device runs and saw pass its health gate
+    (its last known good); empty before the first."""
+    applying_version: ShortText = ""
+    """The ``version`` being applied or verified against its health gate now, or being
+    rolled back from; empty when none."""
+    waiting_version: ShortText = ""
+    """A ``version`` received (its images pulled ahead) that waits for the update window."""
+    window_opens: Time | None = None
+    """When the update window next opens, while a version waits for it."""
+    failed: VersionFailure | None = None
+    """The latest version that failed its health gate; kept until a newer version is
+    applied healthy."""
     heartbeat_period_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 60
     """The period the device sends heartbeats at, for information: liveness is judged by the
     period the device was told."""
@@ -114,4 +164,4 @@ class StatusReport(Payload, frozen=True, kw_only=True):
     """When the device's certificate expires (the operator renews it before that)."""
 
     def __post_init__(self) -> None:
-        normalise_times(self, "time", "certificate_not_after")
+        normalise_times(self, "time", "window_opens", "certificate_not_after")
