@@ -34,6 +34,7 @@ from flotta.schemas.wire import (
     DeviceEvent,
     EnrolmentAnswer,
     EnrolmentRequest,
+    LogsBatch,
     MetricsBatch,
     RenewalRequest,
     StatusReport,
@@ -78,6 +79,7 @@ class FleetPeer:
         self.connections: list[ConnectionState] = []
         self.events: list[DeviceEvent] = []
         self.metrics: list[MetricsBatch] = []
+        self.logs: list[LogsBatch] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> FleetPeer:
@@ -94,6 +96,7 @@ class FleetPeer:
                     DeviceTopic.CONNECTION,
                     DeviceTopic.EVENTS,
                     DeviceTopic.METRICS,
+                    DeviceTopic.LOGS,
                 )
             ]
         )
@@ -189,6 +192,8 @@ class FleetPeer:
                 self.events.append(decode(DeviceEvent, message.payload))
             elif kind is DeviceTopic.METRICS:
                 self.metrics.append(decode(MetricsBatch, message.payload))
+            elif kind is DeviceTopic.LOGS:
+                self.logs.append(decode(LogsBatch, message.payload))
 
     async def wait_status(
         self, check: Callable[[StatusReport], bool], *, within: float = 60.0

@@ -8,10 +8,12 @@ import ipaddress
 import stat
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+import yaml
 
 from flotta.agent.daemon import Agent
 from flotta.agent.runtime import PodmanRuntime
@@ -20,6 +22,7 @@ from flotta.dev.podman import api_call
 from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload
 from flotta.schemas.wire.desired import (
     HeartbeatConfiguration,
+    LogCollectionSettings,
     MetricsSettings,
     SystemMetricsSettings,
     WorkloadMetricsSettings,
@@ -34,6 +37,7 @@ pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
 SERVE = "trap 'exit 0' TERM; while :; do sleep 1; done"
 DEVICE = "edge-1"
+SAMPLE_WORKLOAD = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "edgeworkload.yaml"
 
 
 def workload(name: str, image: str, *, marker: str = "1") -> DesiredWorkload:
@@ -269,9 +273,11 @@ async def test_a_stopped_workload_is_started_again_and_reported(
         await fleet.wait_status(
             lambda s: s.applied_version == good.version and phases(s) == {"web": "Running"}
         )
-        # The telemetry service is told where to scrape: the pod's address.
-        address = await wait_for(lambda: running.agent.state.endpoints.get("web"), 15)
-        assert ipaddress.ip_address(address).version == 4
+        # The telemetry service is told where to scrape: the pod's address, from inside the
+        # pod's network namespace (Podman's network is not the agent's here).
+        endpoint = await wait_for(lambda: running.agent.state.endpoints.get("web"), 15)
+        assert ipaddress.ip_address(endpoint.address).version == 4
+        assert endpoint.netns.startswith("/proc/")
         status, body = api_call(
             clean_podman.socket_path, "POST", "/pods/web/stop", query={"t": "0"}
         )
@@ -282,5 +288,67 @@ async def test_a_stopped_workload_is_started_again_and_reported(
         await fleet.wait_status(
             lambda s: fleet.statuses.index(s) >= seen and phases(s) == {"web": "Running"}
         )
+    finally:
+        assert await running.stop() == 0
+
+
+def sample_workload(image: str) -> DesiredWorkload:
+    """The stack's sample workload (deploy/samples/edgeworkload.yaml) as the operator renders
+    it: busybox httpd serves its tick count as Prometheus text, and it logs every tick."""
+    document = yaml.safe_load(SAMPLE_WORKLOAD.read_text())
+    spec = document["spec"]
+    pod_spec = spec["pod"]["spec"]
+    for container in pod_spec["containers"]:
+        container["image"] = image
+    metrics = spec["metrics"]
+    return DesiredWorkload(
+        name=document["metadata"]["name"],
+        namespace="default",
+        pod_spec=pod_spec,
+        metrics=WorkloadMetricsSettings(path=metrics["path"], port=metrics["port"], interval=1),
+        log_collection=spec["logCollection"],
+    )
+
+
+async def test_the_sample_workloads_metrics_and_logs_reach_the_bridge(
+    agent_config: AgentConfigFactory, fleet: FleetPeer, clean_podman: PodmanTestEnv
+) -> None:
+    """Podman runs in a network namespace of its own, as in the local stack: the pod's
+    address is not routed to the agent, which scrapes from inside the pod's namespace."""
+    config = agent_config(resync_seconds=1.0)
+    running = RunningAgent(Agent(config))
+    try:
+        counter = sample_workload(clean_podman.image)
+        state = msgspec.structs.replace(
+            desired(counter),
+            configuration=DesiredConfiguration(
+                heartbeat=HeartbeatConfiguration(period_seconds=1),
+                metrics=MetricsSettings(system=SystemMetricsSettings(disabled=True)),
+                log_collection={counter.log_collection: LogCollectionSettings()},
+            ),
+        )
+        good = await fleet.publish_desired(state)
+        await fleet.wait_status(
+            lambda s: s.applied_version == good.version and phases(s) == {"counter": "Running"}
+        )
+
+        def ticks() -> list[tuple[float, dict[str, str]]]:
+            return [
+                (sample.value, sample.labels)
+                for batch in fleet.metrics
+                for sample in batch.samples
+                if sample.name == "counter_ticks_total"
+            ]
+
+        await wait_for(lambda: len({value for value, _ in ticks()}) >= 2, 60)
+        assert {tuple(sorted(labels.items())) for _, labels in ticks()} == {
+            (("container", "counter"), ("device", DEVICE), ("workload", "counter"))
+        }
+        lines = await wait_for(
+            lambda: [line for batch in fleet.logs for line in batch.lines if "tick" in line.line],
+            30,
+        )
+        assert lines[0].line == "tick 0"
+        assert lines[0].container == "counter"
     finally:
         assert await running.stop() == 0

@@ -1,8 +1,24 @@
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import msgspec
 import pytest
 
 from flotta.agent.telemetry.errors import ScrapeError
+from flotta.agent.telemetry.netns import netns_of
 from flotta.agent.telemetry.samples import Measurement
-from flotta.agent.telemetry.scraping import ScrapeTarget, http_get, relabel, scrape, scrape_targets
+from flotta.agent.telemetry.scraping import (
+    PodEndpoint,
+    ScrapeTarget,
+    http_get,
+    relabel,
+    scrape,
+    scrape_targets,
+)
 from flotta.schemas.wire import DesiredWorkload
 from flotta.schemas.wire.desired import WorkloadMetricsSettings
 from tests.agent_telemetry.http_server import metrics_endpoint
@@ -42,10 +58,54 @@ def test_targets_from_workload_settings() -> None:
         ),
     ]
     targets = scrape_targets(workloads, {"app": "10.88.0.5", "none": "10.88.0.6"})
-    assert [(t.container, t.url, t.interval, t.allow_list) for t in targets] == [
-        ("", "http://10.88.0.5:8080/metrics", 15.0, ("app_*",)),
-        ("side", "http://10.88.0.5:9100/side", 15.0, ("app_*",)),
+    assert [(t.container, t.url, t.interval, t.allow_list, t.netns) for t in targets] == [
+        ("", "http://10.88.0.5:8080/metrics", 15.0, ("app_*",), ""),
     ]
+
+
+def containers(*names: str) -> dict[str, object]:
+    return {"containers": [{"name": name, "image": "i"} for name in names]}
+
+
+def test_each_container_as_upstream_one_scrape_per_endpoint() -> None:
+    settings = WorkloadMetricsSettings(
+        path="/metrics",
+        port=8080,
+        containers={
+            "side": {"port": 9100, "path": "/side"},
+            "off": {"port": 9200, "disabled": True},
+            "same-port": {"path": "/other"},
+            "absent": {"port": 9300},
+        },
+    )
+    app = DesiredWorkload(
+        name="app",
+        namespace="default",
+        pod_spec=containers("main", "helper", "side", "off", "same-port"),
+        metrics=settings,
+    )
+    pod = PodEndpoint("10.89.0.7", "/proc/42/ns/net")
+    targets = scrape_targets([app], {"app": pod})
+    assert [(t.container, t.url, t.netns) for t in targets] == [
+        ("", "http://10.89.0.7:8080/metrics", "/proc/42/ns/net"),  # main and helper
+        ("same-port", "http://10.89.0.7:8080/other", "/proc/42/ns/net"),
+        ("side", "http://10.89.0.7:9100/side", "/proc/42/ns/net"),
+    ]
+    # one container at the workload's port: its samples carry the container's name
+    (only,) = scrape_targets(
+        [msgspec.structs.replace(app, pod_spec=containers("main"))], {"app": pod}
+    )
+    assert (only.container, only.port) == ("main", 8080)
+    # on the host network the pod has no address of its own: its loopback, in its namespace
+    (host,) = scrape_targets(
+        [msgspec.structs.replace(app, pod_spec=containers("main"))],
+        {"app": PodEndpoint("", "/proc/42/ns/net")},
+    )
+    assert host.url == "http://127.0.0.1:8080/metrics"
+    assert scrape_targets([app], {"app": PodEndpoint("")}) == []
+    # port 0 and no container entry: nothing to scrape
+    idle = msgspec.structs.replace(app, metrics=WorkloadMetricsSettings(port=0))
+    assert scrape_targets([idle], {"app": pod}) == []
 
 
 def test_relabel_adds_the_source_and_keeps_exported_labels() -> None:
@@ -100,3 +160,64 @@ async def test_http_errors_are_scrape_errors() -> None:
             await http_get("127.0.0.1", endpoint.port, "/", time_limit=0.2)
     with pytest.raises(ScrapeError, match=r"http://127.0.0.1:\d+/ failed: .*Connect call failed"):
         await http_get("127.0.0.1", endpoint.port, "/", time_limit=5)
+
+
+# A server whose port exists only inside a network namespace of its own, as a pod's does.
+NAMESPACED_SERVER = """
+import http.server, socketserver, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"inside_up 1\\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = socketserver.TCPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.fixture
+async def namespaced_server() -> AsyncIterator[tuple[int, int]]:
+    """(pid, port) of an HTTP server on the loopback of a fresh network namespace."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs root, unshare and ip to make a network namespace")
+    process = await asyncio.create_subprocess_exec(
+        "unshare",
+        "--net",
+        "--",
+        "sh",
+        "-c",
+        'ip link set lo up && exec "$@"',
+        "sh",
+        sys.executable,
+        "-c",
+        NAMESPACED_SERVER,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        port = int(await asyncio.wait_for(process.stdout.readline(), 10))
+        yield process.pid, port
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def test_scrape_from_inside_the_pods_network_namespace(
+    namespaced_server: tuple[int, int],
+) -> None:
+    pid, port = namespaced_server
+    inside = ScrapeTarget("app", "main", "127.0.0.1", port, "/metrics", 1.0, None, netns_of(pid))
+    for _ in range(3):  # the agent's threads stay in its own namespace
+        samples = await scrape(inside, device_id="d", time_limit=5)
+        assert [(s.name, s.value, s.labels["container"]) for s in samples] == [
+            ("inside_up", 1.0, "main")
+        ]
+    with pytest.raises(ScrapeError, match="Connect call failed"):
+        await scrape(replace(inside, netns=""), device_id="d", time_limit=5)
+    with pytest.raises(ScrapeError, match="No such file"):
+        await scrape(replace(inside, netns=netns_of(2**22 + 1)), device_id="d", time_limit=5)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from flotta.agent.runtime import WorkloadState
 from flotta.agent.telemetry import TelemetryService
+from flotta.agent.telemetry.scraping import PodEndpoint
 from flotta.schemas.wire import DesiredState
 
 
@@ -17,7 +18,7 @@ class AgentState:
     applied_version: str = ""  # the reconciler
     failures: dict[str, str] = field(default_factory=dict)  # the reconciler
     states: dict[str, WorkloadState] = field(default_factory=dict)  # reconciler, heartbeat
-    endpoints: dict[str, str] = field(default_factory=dict)  # the reconciler
+    endpoints: dict[str, PodEndpoint] = field(default_factory=dict)  # the reconciler
     phase: str = "starting"  # starting, enrolling, running, stopped, deregistered
     last_connected: str = ""  # the MQTT session
     last_error: str = ""  # whoever met the latest error

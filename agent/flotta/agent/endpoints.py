@@ -1,5 +1,8 @@
-"""Where the telemetry service scrapes a workload: the address of its pod (the infra
-container's IP on the Podman network), read for workloads that ask for metrics."""
+"""Where the telemetry service scrapes a workload: its pod's address (the infra container's
+IP on the Podman network; empty on the host network) and the network namespace of the infra
+container's process, from which the scraper connects (see
+:mod:`flotta.agent.telemetry.netns`). Read for workloads that ask for metrics, on every
+reconcile: a restarted pod gets a new process, and so a new endpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 from flotta.agent.runtime import PodmanRuntime, WorkloadRuntimeError
+from flotta.agent.telemetry.netns import netns_of
+from flotta.agent.telemetry.scraping import PodEndpoint
 from flotta.schemas.wire import DesiredWorkload
 
 log = logging.getLogger(__name__)
@@ -28,10 +33,19 @@ def pod_address(inspect: Any) -> str:
     return address if isinstance(address, str) else ""
 
 
+def pod_endpoint(inspect: Any) -> PodEndpoint | None:
+    """The endpoint of a running infra container's inspection; None when it is not running."""
+    state = inspect.get("State") if isinstance(inspect, dict) else None
+    pid = state.get("Pid") if isinstance(state, dict) else None
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    return PodEndpoint(pod_address(inspect), netns_of(pid))
+
+
 async def workload_endpoints(
     runtime: PodmanRuntime, workloads: Sequence[DesiredWorkload]
-) -> dict[str, str]:
-    endpoints: dict[str, str] = {}
+) -> dict[str, PodEndpoint]:
+    endpoints: dict[str, PodEndpoint] = {}
     for workload in workloads:
         if workload.metrics is None:
             continue
@@ -50,7 +64,7 @@ async def workload_endpoints(
         except WorkloadRuntimeError as exc:
             log.info("no metrics endpoint for %s yet: %s", workload.name, exc)
             continue
-        address = pod_address(inspect)
-        if address:
-            endpoints[workload.name] = address
+        endpoint = pod_endpoint(inspect)
+        if endpoint is not None:
+            endpoints[workload.name] = endpoint
     return endpoints

@@ -1,20 +1,51 @@
 """Scraping workload metrics: which endpoints (pure), an HTTP GET with the standard library,
-and relabelling every sample with its source."""
+and relabelling every sample with its source.
+
+Reaching the pod: the agent connects from inside the pod's network namespace
+(:mod:`flotta.agent.telemetry.netns`), to the pod's address there (its loopback for a pod on
+the host network). That works whatever network mode Podman uses: rootful or rootless,
+bridge, slirp4netns, pasta or host, and a Podman service in a network namespace of its own
+as in the local stack, where the pod addresses (10.89.x.x) are not routed to the agent at
+all. It publishes no host port, so nothing else on the device or the network reaches the
+metrics port. An endpoint without a namespace (a plain address) is reached from the agent's
+own namespace.
+
+Which ports (upstream Flotta's rules): every container of the pod is scraped at the
+workload's ``port`` and ``path``, unless ``metrics.containers`` has an entry for it: then at
+that entry's ``port`` and ``path`` (each falling back to the workload's), or not at all when
+the entry says ``disabled``. Containers share their pod's network, so containers that come
+out at the same port and path are one endpoint, scraped once: its samples are labelled with
+the container when only one container maps to it, and with the workload alone otherwise.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from flotta.agent.telemetry.errors import ExpositionError, ScrapeError
 from flotta.agent.telemetry.exposition import parse_exposition
+from flotta.agent.telemetry.netns import socket_in
 from flotta.agent.telemetry.samples import Measurement
 from flotta.schemas.wire import DesiredWorkload
+from flotta.schemas.wire.desired import WorkloadMetricsSettings
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 SOURCE_LABELS = ("device", "workload", "container")
+POD_LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class PodEndpoint:
+    """Where a workload's pod is reached: its address, and the network namespace file to
+    reach it from (empty: the agent's own namespace)."""
+
+    address: str
+    netns: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +57,7 @@ class ScrapeTarget:
     path: str
     interval: float
     allow_list: tuple[str, ...] | None
+    netns: str = ""
 
     @property
     def url(self) -> str:
@@ -34,41 +66,69 @@ class ScrapeTarget:
 
 
 def scrape_targets(
-    workloads: Sequence[DesiredWorkload], endpoints: Mapping[str, str]
+    workloads: Sequence[DesiredWorkload], endpoints: Mapping[str, PodEndpoint | str]
 ) -> list[ScrapeTarget]:
-    """One target for the workload's port (if set) and one per container entry with its own
-    port; workloads without metrics settings or without a known endpoint have none."""
+    """The endpoints to scrape (see the module's docstring); workloads without metrics
+    settings or without a known endpoint (a plain string is an address in the agent's own
+    namespace) have none."""
     targets: list[ScrapeTarget] = []
     for workload in workloads:
         settings = workload.metrics
-        host = endpoints.get(workload.name)
-        if settings is None or not host:
+        endpoint = endpoints.get(workload.name)
+        if isinstance(endpoint, str):
+            endpoint = PodEndpoint(endpoint) if endpoint else None
+        if settings is None or endpoint is None:
+            continue
+        host = endpoint.address or (POD_LOOPBACK if endpoint.netns else "")
+        if not host:
             continue
         allow = tuple(settings.allow_list) if settings.allow_list is not None else None
         interval = float(max(1, settings.interval))
-        if settings.port > 0:
-            targets.append(
-                ScrapeTarget(
-                    workload.name, "", host, settings.port, _path(settings.path), interval, allow
-                )
-            )
-        for container, overrides in sorted(settings.containers.items()):
-            port = overrides.get("port", 0)
-            if overrides.get("disabled") is True or not isinstance(port, int) or port <= 0:
-                continue
-            path = overrides.get("path", settings.path)
+        containers_at: dict[tuple[int, str], list[str]] = {}
+        for container, port, path in container_endpoints(workload.pod_spec, settings):
+            containers_at.setdefault((port, path), []).append(container)
+        for (port, path), containers in sorted(containers_at.items()):
             targets.append(
                 ScrapeTarget(
                     workload.name,
-                    container,
+                    containers[0] if len(containers) == 1 else "",
                     host,
                     port,
-                    _path(path if isinstance(path, str) else settings.path),
+                    path,
                     interval,
                     allow,
+                    endpoint.netns,
                 )
             )
     return targets
+
+
+def container_endpoints(
+    pod_spec: Mapping[str, Any], settings: WorkloadMetricsSettings
+) -> list[tuple[str, int, str]]:
+    """(container, port, path) for each container that is scraped, in the pod's order; a
+    pod spec that names no container counts as one unnamed container."""
+    names = [
+        str(container["name"])
+        for container in pod_spec.get("containers") or ()
+        if isinstance(container, Mapping) and isinstance(container.get("name"), str)
+    ] or [""]
+    found: list[tuple[str, int, str]] = []
+    for name in names:
+        port, path = settings.port, settings.path
+        overrides = settings.containers.get(name) if name else None
+        if overrides is not None:
+            if overrides.get("disabled") is True:
+                continue
+            own_port = overrides.get("port")
+            if isinstance(own_port, int) and not isinstance(own_port, bool) and own_port > 0:
+                port = own_port
+            own_path = overrides.get("path")
+            if isinstance(own_path, str) and own_path:
+                path = own_path
+        if 0 < port <= 65535:
+            found.append((name, port, _path(path)))
+    return found
 
 
 def _path(path: str) -> str:
@@ -97,7 +157,9 @@ def relabel(
 
 
 async def scrape(target: ScrapeTarget, *, device_id: str, time_limit: float) -> list[Measurement]:
-    body = await http_get(target.host, target.port, target.path, time_limit=time_limit)
+    body = await http_get(
+        target.host, target.port, target.path, time_limit=time_limit, netns=target.netns
+    )
     try:
         text = body.decode("utf-8")
         exposition = parse_exposition(text)
@@ -113,13 +175,20 @@ async def scrape(target: ScrapeTarget, *, device_id: str, time_limit: float) -> 
 
 
 async def http_get(
-    host: str, port: int, path: str, *, time_limit: float, max_bytes: int = MAX_RESPONSE_BYTES
+    host: str,
+    port: int,
+    path: str,
+    *,
+    time_limit: float,
+    max_bytes: int = MAX_RESPONSE_BYTES,
+    netns: str = "",
 ) -> bytes:
-    """A plain HTTP/1.0 GET (no chunked encoding to handle); the body of a 200 answer."""
+    """A plain HTTP/1.0 GET (no chunked encoding to handle); the body of a 200 answer.
+    ``netns``: connect from inside that network namespace (see the module's docstring)."""
     url = f"http://{host}:{port}{path}"
     try:
         async with asyncio.timeout(time_limit):
-            reader, writer = await asyncio.open_connection(host, port, limit=64 * 1024)
+            reader, writer = await _open(host, port, netns)
             try:
                 writer.write(
                     f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n"
@@ -159,3 +228,28 @@ async def _read_to_end(reader: asyncio.StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+async def _open(
+    host: str, port: int, netns: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    limit = 64 * 1024
+    if not netns:
+        return await asyncio.open_connection(host, port, limit=limit)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = await asyncio.to_thread(socket_in, netns, family)
+    except PermissionError as exc:
+        try:
+            return await asyncio.open_connection(host, port, limit=limit)
+        except OSError as direct:
+            raise OSError(
+                f"{direct}; the pod's network namespace {netns} could not be entered "
+                f"({exc.strerror}: the agent needs CAP_SYS_ADMIN)"
+            ) from None
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock, limit=limit)

@@ -14,7 +14,7 @@ from flotta.agent.telemetry.buffer import Flow, TelemetryBuffer
 from flotta.agent.telemetry.errors import BufferStoreError, ScrapeError, TelemetryError
 from flotta.agent.telemetry.logs import LogSource, follow
 from flotta.agent.telemetry.samples import AllowList, Measurement, stamp
-from flotta.agent.telemetry.scraping import ScrapeTarget, scrape, scrape_targets
+from flotta.agent.telemetry.scraping import PodEndpoint, ScrapeTarget, scrape, scrape_targets
 from flotta.agent.telemetry.sending import Publish, SenderCounters, send_forever
 from flotta.agent.telemetry.staging import Cursor, Staging
 from flotta.agent.telemetry.system import SystemCollector
@@ -91,7 +91,7 @@ class TelemetryService:
         self._reconfigured = asyncio.Event()
         self._configuration = DesiredConfiguration()
         self._workloads: list[DesiredWorkload] = []
-        self._endpoints: dict[str, str] = {}
+        self._endpoints: dict[str, PodEndpoint | str] = {}
         self._collectors = TaskSet("telemetry-collector")
         self._core = TaskSet("telemetry")
         self._closed = False
@@ -105,9 +105,11 @@ class TelemetryService:
         self,
         configuration: DesiredConfiguration,
         workloads: Sequence[DesiredWorkload],
-        workload_endpoints: Mapping[str, str],
+        workload_endpoints: Mapping[str, PodEndpoint | str],
     ) -> None:
-        """Take a new desired configuration; running collectors follow it shortly."""
+        """Take a new desired configuration; running collectors follow it shortly.
+        ``workload_endpoints``: where each workload's pod is reached (a plain address: from
+        the agent's own network namespace)."""
         self._configuration = configuration
         self._workloads = list(workloads)
         self._endpoints = dict(workload_endpoints)
