@@ -50,12 +50,12 @@ class ImageRegistries(ApiModel):
 
 
 class ContainerMetrics(ApiModel):
-    """Metrics scraping settings for one container."""
+    """Metrics scraping settings for one container, instead of the workload's."""
 
     path: str = "/"
     """The HTTP path of the container's metrics endpoint (default /)."""
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    """The container's metrics port; unset: this container is not scraped separately."""
+    """The container's metrics port; unset: the workload's port."""
     disabled: bool = False
     """True: this container is not scraped."""
 
@@ -67,15 +67,18 @@ class WorkloadMetrics(ApiModel):
     path: Annotated[str, Field(max_length=2048)] = "/"
     """The HTTP path of the metrics endpoint (default /)."""
     port: Annotated[int, Field(ge=0, le=65535)] = 0
-    """The port of the metrics endpoint at the pod's address; 0: only the ports given in
-    containers are scraped."""
+    """The port of the metrics endpoint at the pod's address, which the device reaches from
+    inside the pod's network (no host port needed); 0: only the ports given in containers
+    are scraped."""
     interval: Annotated[int, Field(ge=1, le=86400)] = 60
     """Seconds between scrapes (default 60)."""
     allow_list: NameRef | None = None
     """A ConfigMap whose key metrics_list.yaml lists the metric names to keep (under
     `names:`); unset, missing or unreadable: every metric is kept."""
     containers: dict[str, ContainerMetrics] | None = None
-    """Per-container endpoints, by container name, scraped in addition to port."""
+    """Per-container settings by container name: a container named here is scraped at its
+    own port and path (or not at all when disabled), every other container at port and
+    path. Containers at the same port and path are scraped once."""
 
 
 class EdgeWorkloadSpec(ApiModel):
