@@ -2,7 +2,7 @@
 # Installs the Debian packages the local stack and the tests need (idempotent).
 set -euo pipefail
 # catatonit: Podman builds its pod infra image from it (a Recommends, so name it).
-packages=(mosquitto mosquitto-clients podman runc catatonit busybox-static iproute2)
+packages=(mosquitto mosquitto-clients podman runc catatonit busybox-static iproute2 prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,4 +18,8 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recomme
 # The packaged broker must not hold the default port or our state; tests start their own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
   $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi
+# Likewise the packaged Prometheus (port 9090): the stack and the tests run their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi

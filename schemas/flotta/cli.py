@@ -26,6 +26,10 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     ),
     "bridge": ("flotta.bridge.cli", "run the bridge (device topics -> CRD status and NATS)"),
     "agent": ("flotta.agent.cli", "run or inspect the device agent"),
+    "exporter": (
+        "flotta.exporter.cli",
+        "run the telemetry exporter (JetStream -> Prometheus remote write, Loki, syslog)",
+    ),
     "dev": (
         "flotta.dev.cli",
         "one-machine development stack: local Kubernetes API, simulator, up/down",

@@ -1,0 +1,342 @@
+"""One sink's delivery loop: pull from its durable consumer, decode, hand batches to the sink,
+acknowledge what it accepted.
+
+* **Pull**: one fetch of up to ``fetch_batch`` messages at a time, and one fetched ahead while
+  the current one is delivered (``prefetch``), so a replica holds at most
+  ``(1 + prefetch) * fetch_batch`` messages; JetStream's ``max_ack_pending`` bounds all
+  replicas together. Nothing else queues.
+* **Order**: a fetch is taken in stream order, and each device's batches go to the sink in
+  that order, within one send; the next fetch waits until every batch of this one was
+  accepted or dead-lettered, so a device's later batch never overtakes an earlier one in this
+  replica. (Two replicas may hold batches of the same device at once: Prometheus takes late
+  samples within its out-of-order window, Loki takes unordered writes.)
+* **Routing**: ``select`` names the sink instance for each batch (for Prometheus: the
+  receiver of the batch's device); batches of different sink instances are sent concurrently
+  and answered separately, so one receiver that is down does not hold back the others' acks.
+* **Accepted**: the messages are acknowledged, the items counted (``too_old`` separately).
+* **Retry**: the same batches are sent again after a backoff (capped, jittered, or the delay
+  the sink asked for); the messages are kept alive (``in_progress``) meanwhile, so JetStream
+  does not hand them to another replica. The consumer's lag grows; nothing is lost until the
+  stream's retention drops it.
+* **Refused**: a send of several batches is split in halves and each sent again, down to the
+  one batch the sink refuses, which goes to the dead-letter subject with the reason and is
+  then acknowledged. A message that is no batch at all (bad subject, envelope or data) is
+  dead-lettered the same way, never raised.
+* A replica that dies holds no acknowledged-but-undelivered message: JetStream hands what it
+  held to another replica (or to it, restarted) after ``ack_wait``. A batch delivered again
+  that way reaches the sink twice: Prometheus stores an identical sample once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol
+
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import NotFoundError
+
+from flotta.backoff import Backoff, BackoffPolicy
+from flotta.exporter.envelopes import EnvelopeDecoder, UndeliverableError
+from flotta.exporter.jetstream import ConsumerSpec, JetStream
+from flotta.exporter.metrics import ExporterMetrics
+from flotta.exporter.sink import Accepted, BatchT, DeviceBatch, Refused, Retry, Sink
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    fetch_batch: int = 256  # messages per pull
+    fetch_wait: float = 1.0  # seconds a pull waits when the stream has nothing new
+    prefetch: int = 1  # fetches held ready while one is delivered
+    retry: BackoffPolicy = field(
+        default_factory=lambda: BackoffPolicy(base=0.5, cap=30.0, stable_after=0.0, jitter=0.5)
+    )
+    lag_every: float = 5.0  # seconds between consumer-lag readings
+    subscribe_retry: BackoffPolicy = field(
+        default_factory=lambda: BackoffPolicy(base=0.5, cap=10.0, stable_after=0.0, jitter=0.5)
+    )
+
+
+class PullSubscription(Protocol):
+    async def fetch(self, batch: int = 1, timeout: float | None = 5) -> list[Msg]: ...  # noqa: ASYNC109
+
+    async def consumer_info(self) -> Any: ...
+
+
+Item = tuple[Msg, DeviceBatch[BatchT]]
+
+
+class SinkDelivery(Generic[BatchT]):
+    """The loops of one sink; run each of :meth:`loops` as a guarded task."""
+
+    def __init__(
+        self,
+        *,
+        spec: ConsumerSpec,
+        decoder: EnvelopeDecoder[BatchT],
+        select: Callable[[DeviceBatch[BatchT]], Sink[BatchT]],
+        jetstream: JetStream,
+        metrics: ExporterMetrics,
+        settings: DeliverySettings,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.spec = spec
+        self.sink_name = spec.sink
+        self.decoder: EnvelopeDecoder[BatchT] = decoder
+        self.select: Callable[[DeviceBatch[BatchT]], Sink[BatchT]] = select
+        self.jetstream = jetstream
+        self.metrics = metrics
+        self.settings = settings
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self._subscription: PullSubscription | None = None
+        self._subscribed = asyncio.Event()
+        self._fetched: asyncio.Queue[list[Msg]] = asyncio.Queue(maxsize=max(1, settings.prefetch))
+        self._held: dict[int, Msg] = {}  # stream sequence -> message not yet acknowledged
+        self.delivering = False  # a fetch is being delivered (for readiness and tests)
+        sink = spec.sink
+        self._sent = metrics.sent.labels(sink)
+        self._too_old = metrics.too_old.labels(sink)
+        self._retried = metrics.retried.labels(sink)
+        self._refused = metrics.refused.labels(sink)
+        self._batches_sent = metrics.batches.labels(sink, "sent")
+        self._in_flight = metrics.in_flight.labels(sink)
+        self._latency = metrics.send_latency.labels(sink)
+        self._delay = metrics.delay.labels(sink)
+
+    @property
+    def ready(self) -> bool:
+        return self._subscribed.is_set()
+
+    def loops(self) -> dict[str, Coroutine[Any, Any, None]]:
+        name = self.sink_name
+        return {
+            f"{name}-fetch": self._fetch_loop(),
+            f"{name}-deliver": self._deliver_loop(),
+            f"{name}-keepalive": self._keepalive_loop(),
+            f"{name}-lag": self._lag_loop(),
+        }
+
+    async def release(self) -> None:
+        """At shutdown: hand what this replica holds back to JetStream at once (another
+        replica takes it without waiting for ``ack_wait``)."""
+        held, self._held = self._held, {}
+        for msg in held.values():
+            try:
+                await msg.nak()
+            except (NatsError, OSError) as exc:
+                logger.debug("nak at shutdown failed: %s", exc)
+                break
+        self._in_flight.set(0)
+
+    # ---- loops -------------------------------------------------------------------------------
+
+    async def _subscribe(self) -> PullSubscription:
+        backoff = Backoff(self.settings.subscribe_retry, self._rng)
+        while True:
+            try:
+                subscription: PullSubscription = await self.jetstream.subscribe(self.spec)
+            except NotFoundError:
+                delay = backoff.next_delay()
+                logger.warning(
+                    "stream for %s not found (the bridge creates it); again in %.1f s",
+                    self.spec.filter_subject,
+                    delay,
+                )
+            except (NatsError, OSError) as exc:
+                delay = backoff.next_delay()
+                logger.warning(
+                    "consumer for sink %s not created: %s; again in %.1f s",
+                    self.sink_name,
+                    exc,
+                    delay,
+                )
+            else:
+                self._subscription = subscription
+                self._subscribed.set()
+                logger.info(
+                    "sink %s reads %s with durable consumer %s",
+                    self.sink_name,
+                    self.spec.filter_subject,
+                    f"flotta-exporter-{self.sink_name}",
+                )
+                return subscription
+            await asyncio.sleep(delay)
+
+    async def _fetch_loop(self) -> None:
+        subscription = await self._subscribe()
+        settings = self.settings
+        backoff = Backoff(settings.subscribe_retry, self._rng)
+        while True:
+            try:
+                msgs = await subscription.fetch(settings.fetch_batch, timeout=settings.fetch_wait)
+            except (TimeoutError, NatsTimeoutError):
+                continue
+            except (NatsError, OSError) as exc:
+                delay = backoff.next_delay()
+                logger.warning("fetch for sink %s failed: %s", self.sink_name, exc)
+                await asyncio.sleep(delay)
+                continue
+            backoff.reset()
+            for msg in msgs:
+                self._held[msg.metadata.sequence.stream] = msg
+            self._in_flight.set(len(self._held))
+            await self._fetched.put(msgs)
+
+    async def _deliver_loop(self) -> None:
+        while True:
+            msgs = await self._fetched.get()
+            self.delivering = True
+            try:
+                await self.deliver(msgs)
+            finally:
+                self.delivering = False
+
+    async def _keepalive_loop(self) -> None:
+        """Tell JetStream the held messages are being worked on, so that a slow or retrying
+        sink does not make it hand them to another replica."""
+        period = max(0.5, self.spec.ack_wait / 3)
+        while True:
+            await asyncio.sleep(period)
+            for msg in list(self._held.values()):
+                try:
+                    await msg.in_progress()
+                except (NatsError, OSError) as exc:
+                    logger.debug("in_progress failed: %s", exc)
+                    break
+
+    async def _lag_loop(self) -> None:
+        await self._subscribed.wait()
+        gauge = self.metrics.lag.labels(self.sink_name)
+        while True:
+            assert self._subscription is not None
+            try:
+                info = await self._subscription.consumer_info()
+            except (NatsError, OSError, TimeoutError) as exc:
+                logger.debug("consumer info for %s failed: %s", self.sink_name, exc)
+            else:
+                gauge.set(int(info.num_pending or 0) + int(info.num_ack_pending or 0))
+            await asyncio.sleep(self.settings.lag_every)
+
+    # ---- one fetch ---------------------------------------------------------------------------
+
+    async def deliver(self, msgs: Sequence[Msg]) -> None:
+        """Deliver one fetch: returns once every message was acknowledged or dead-lettered."""
+        groups: dict[int, tuple[Sink[BatchT], list[Item[BatchT]]]] = {}
+        for msg in sorted(msgs, key=_stream_sequence):
+            sequence = msg.metadata.sequence.stream
+            try:
+                batch = self.decoder.decode(msg.subject, msg.data, sequence)
+            except UndeliverableError as exc:
+                await self._dead_letter(msg, f"undecodable: {exc}", "undecodable")
+                continue
+            sink = self.select(batch)
+            groups.setdefault(id(sink), (sink, []))[1].append((msg, batch))
+        if len(groups) == 1:
+            sink, items = next(iter(groups.values()))
+            await self._deliver_group(sink, items)
+        elif groups:
+            await asyncio.gather(*(self._deliver_group(s, i) for s, i in groups.values()))
+        self._in_flight.set(len(self._held))
+
+    async def _deliver_group(self, sink: Sink[BatchT], items: list[Item[BatchT]]) -> None:
+        pending = [items]
+        while pending:
+            group = pending.pop(0)
+            outcome = await self._send_until_answered(sink, group)
+            if isinstance(outcome, Accepted):
+                await self._accepted(group, outcome)
+            elif len(group) > 1:
+                middle = len(group) // 2
+                pending[:0] = [group[:middle], group[middle:]]
+            else:
+                await self._dead_letter(group[0][0], f"refused: {outcome.reason}", "refused")
+
+    async def _send_until_answered(
+        self, sink: Sink[BatchT], group: list[Item[BatchT]]
+    ) -> Accepted | Refused:
+        batches = [batch for _, batch in group]
+        backoff = Backoff(self.settings.retry, self._rng)
+        while True:
+            started = time.monotonic()
+            outcome = await sink.send(batches)
+            self._latency.observe(time.monotonic() - started)
+            if not isinstance(outcome, Retry):
+                if isinstance(outcome, Refused):
+                    self._refused.inc()
+                    logger.warning(
+                        "sink %s refused %d batch(es): %s",
+                        self.sink_name,
+                        len(batches),
+                        outcome.reason,
+                    )
+                return outcome
+            self._retried.inc()
+            delay = max(outcome.after_seconds or 0.0, backoff.next_delay())
+            if backoff.attempt <= 1 or backoff.attempt % 10 == 0:
+                logger.warning(
+                    "sink %s: %s; %d batch(es) sent again in %.1f s (attempt %d)",
+                    self.sink_name,
+                    outcome.reason,
+                    len(batches),
+                    delay,
+                    backoff.attempt,
+                )
+            await asyncio.sleep(delay)
+
+    async def _accepted(self, group: list[Item[BatchT]], outcome: Accepted) -> None:
+        self._sent.inc(outcome.items)
+        if outcome.too_old:
+            self._too_old.inc(outcome.too_old)
+        self._batches_sent.inc(len(group))
+        now = time.time()
+        for msg, _ in group:
+            await self._ack(msg)
+            self._delay.observe(max(0.0, now - msg.metadata.timestamp.timestamp()))
+
+    async def _dead_letter(self, msg: Msg, reason: str, why: str) -> None:
+        backoff = Backoff(self.settings.retry, self._rng)
+        while True:
+            try:
+                await self.jetstream.dead_letter(self.sink_name, msg, reason)
+                break
+            except (NatsError, OSError, TimeoutError) as exc:
+                delay = backoff.next_delay()
+                logger.warning(
+                    "dead letter of %s #%d not stored: %s; again in %.1f s",
+                    msg.subject,
+                    msg.metadata.sequence.stream,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        logger.warning(
+            "dead-lettered %s #%d for sink %s: %s",
+            msg.subject,
+            msg.metadata.sequence.stream,
+            self.sink_name,
+            reason,
+        )
+        self.metrics.dead_lettered.labels(self.sink_name, why).inc()
+        self.metrics.batches.labels(self.sink_name, "dead_lettered").inc()
+        await self._ack(msg)
+
+    async def _ack(self, msg: Msg) -> None:
+        self._held.pop(msg.metadata.sequence.stream, None)
+        try:
+            await msg.ack()
+        except (NatsError, OSError) as exc:
+            # Not acknowledged: JetStream hands it out again and the sink takes it twice
+            # (an identical sample is stored once).
+            logger.warning("ack of %s failed: %s", msg.subject, exc)
+
+
+def _stream_sequence(msg: Msg) -> int:
+    return int(msg.metadata.sequence.stream)
