@@ -47,7 +47,7 @@ SEQUENCE_HEADER = "Flotta-Stream-Sequence"
 ORIGINAL_ID_HEADER = "Flotta-Msg-Id"
 MAX_REASON = 1024
 MiB = 1024 * 1024
-FLUSH_TIMEOUT = 2.0  # seconds
+FLUSH_TIMEOUT = 2  # seconds (nats-py takes an int)
 
 
 def dead_letter_subject(sink: str) -> str:
