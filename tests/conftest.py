@@ -17,6 +17,8 @@ pytest_plugins = [
     "tests.fixtures.brokers",  # fleet PKI, Mosquitto (mTLS + ACL), nats-server (JetStream)
     "tests.fixtures.kube",  # the local Kubernetes API
     "tests.fixtures.podman",  # isolated Podman with a locally built busybox image
+    "tests.fixtures.rsyslog",  # rsyslogd in the foreground (TCP, TLS, UDP)
+    "tests.fixtures.loki",  # a stand-in for Loki's push and query API (no Loki to run here)
 ]
 
 E2E = Path(__file__).resolve().parent / "e2e"

@@ -2,7 +2,11 @@
 # Installs the Debian packages the local stack and the tests need (idempotent).
 set -euo pipefail
 # catatonit: Podman builds its pod infra image from it (a Recommends, so name it).
-packages=(mosquitto mosquitto-clients podman runc catatonit busybox-static iproute2 prometheus)
+# rsyslog, rsyslog-gnutls: the syslog server (TCP, TLS, UDP) of the log sink's tests. There is
+# no Loki to install: Debian's package "loki" is an unrelated program (genetic linkage
+# analysis), so the Loki sink is tested against a stand-in (tests/fixtures/loki.py).
+packages=(mosquitto mosquitto-clients podman runc catatonit busybox-static iproute2 prometheus
+  rsyslog rsyslog-gnutls)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,4 +26,9 @@ fi
 # Likewise the packaged Prometheus (port 9090): the stack and the tests run their own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+# rsyslog: tests run their own rsyslogd; the system logger this script just installed is
+# disabled and stopped (one that was there before is the machine's, and is left alone).
+if [[ " ${missing[*]} " == *" rsyslog "* ]] && command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now rsyslog >/dev/null 2>&1 || true
 fi
