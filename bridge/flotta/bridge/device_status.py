@@ -1,7 +1,8 @@
 """The part of an EdgeDevice status that the bridge owns, how device reports change it, and
 what a user would see change.
 
-The bridge owns ``phase`` (Online/Offline), ``lastSeenTime``, ``appliedVersion``,
+The bridge owns ``phase`` (Online/Offline), ``lastSeenTime``, ``appliedVersion``, the
+rollout fields (``applyingVersion``, ``waitingVersion``, ``windowOpens``, ``failedVersion``),
 ``hardware``, ``workloads``, ``upgradeInformation``, its four conditions (Online,
 ConfigApplied, WorkloadsReady, and Ready, which sums the other three up) and
 ``observedGeneration``. The operator owns
@@ -20,7 +21,7 @@ from typing import Any
 
 from flotta.bridge.hardware import merge_hardware
 from flotta.schemas.wire.connection import ConnectionState
-from flotta.schemas.wire.status import StatusReport, UpgradeReport
+from flotta.schemas.wire.status import StatusReport, UpgradeReport, VersionFailure
 
 ONLINE = "Online"
 OFFLINE = "Offline"
@@ -80,6 +81,10 @@ class DeviceStatus:
     upgrade: dict[str, Any] | None = None
     conditions: tuple[ConditionState, ...] = ()
     observed_generation: int | None = None
+    applying_version: str = ""
+    waiting_version: str = ""
+    window_opens: datetime | None = None
+    failed: dict[str, Any] | None = None  # status.failedVersion, as the API carries it
     # Conditions of other types (another controller's): kept when the list is patched.
     foreign_conditions: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
@@ -134,6 +139,7 @@ def from_api(status: dict[str, Any] | None) -> DeviceStatus:
     hardware = status.get("hardware")
     upgrade = status.get("upgradeInformation")
     generation = status.get("observedGeneration")
+    failed = status.get("failedVersion")
     return DeviceStatus(
         phase=phase if isinstance(phase, str) else None,
         last_seen=_time(status.get("lastSeenTime")),
@@ -144,6 +150,10 @@ def from_api(status: dict[str, Any] | None) -> DeviceStatus:
         conditions=tuple(ours),
         observed_generation=generation if isinstance(generation, int) else None,
         foreign_conditions=tuple(foreign),
+        applying_version=str(status.get("applyingVersion") or ""),
+        waiting_version=str(status.get("waitingVersion") or ""),
+        window_opens=_time(status.get("windowOpens")),
+        failed=failed if isinstance(failed, dict) and failed.get("version") else None,
     )
 
 
@@ -185,6 +195,33 @@ def _upgrade(report: UpgradeReport) -> dict[str, Any]:
     return info
 
 
+def _failed(failure: VersionFailure | None) -> dict[str, Any] | None:
+    """``status.failedVersion`` from the report's ``failed`` (bounded as the CRD is)."""
+    if failure is None:
+        return None
+    info: dict[str, Any] = {"version": failure.version, "reason": failure.reason}
+    if failure.workload:
+        info["workload"] = failure.workload
+    if failure.container:
+        info["container"] = failure.container
+    if failure.exit_code is not None:
+        info["exitCode"] = failure.exit_code
+    if failure.message:
+        info["message"] = failure.message[:1024]
+    info["time"] = _iso(failure.time)
+    info["rolledBack"] = failure.rolled_back
+    return info
+
+
+def _rollout_unchanged(previous: DeviceStatus, report: StatusReport) -> bool:
+    return (
+        previous.applying_version == report.applying_version
+        and previous.waiting_version == report.waiting_version
+        and previous.window_opens == report.window_opens
+        and previous.failed == _failed(report.failed)
+    )
+
+
 def on_heartbeat(
     previous: DeviceStatus, report: StatusReport, context: DeviceContext, now: datetime
 ) -> DeviceStatus:
@@ -210,6 +247,10 @@ def on_heartbeat(
         workloads=_workloads(previous.workloads, report, now),
         hardware=hardware,
         upgrade=upgrade,
+        applying_version=report.applying_version,
+        waiting_version=report.waiting_version,
+        window_opens=report.window_opens,
+        failed=_failed(report.failed),
     )
     return with_conditions(status, context, now, offline_reason="")
 
@@ -222,6 +263,7 @@ def _unchanged(previous: DeviceStatus, report: StatusReport) -> bool:
         or previous.applied_version != report.applied_version
         or len(previous.workloads) != len(report.workloads)
         or (report.upgrade is not None and previous.upgrade != _upgrade(report.upgrade))
+        or not _rollout_unchanged(previous, report)
     ):
         return False
     return all(
@@ -287,10 +329,20 @@ def _wanted(status: DeviceStatus, context: DeviceContext, offline_reason: str) -
     else:
         online = ("Online", "False", offline_reason or "Disconnected", "the device disconnected")
     desired = context.desired_version
+    failed = status.failed or {}
     if not desired:
         config = ("ConfigApplied", "Unknown", "NoDesiredVersion", "no desired version yet")
     elif status.applied_version == desired:
         config = ("ConfigApplied", "True", "VersionApplied", f"version {desired} applied")
+    elif failed.get("version") == desired:
+        config = ("ConfigApplied", "False", "VersionFailed", _failure_message(status, failed))
+    elif status.waiting_version == desired:
+        opens = f" (opens {_iso(status.window_opens)})" if status.window_opens else ""
+        message = f"version {desired} waits for the update window{opens}"
+        config = ("ConfigApplied", "False", "WaitingForWindow", message)
+    elif status.applying_version == desired:
+        message = f"applying version {desired} (health gate)"
+        config = ("ConfigApplied", "False", "Applying", message)
     else:
         applied = status.applied_version or "none"
         message = f"applied {applied}, desired {desired}"
@@ -306,6 +358,20 @@ def _wanted(status: DeviceStatus, context: DeviceContext, offline_reason: str) -
         listed = ", ".join(f"{w.name}: {w.phase}" for w in not_ready[:10])
         ready = ("WorkloadsReady", "False", "WorkloadsNotReady", listed)
     return [online, config, ready, overall(online, config, ready)]
+
+
+def _failure_message(status: DeviceStatus, failed: dict[str, Any]) -> str:
+    where = "/".join(str(failed[k]) for k in ("workload", "container") if failed.get(k))
+    exit_code = f", exit code {failed['exitCode']}" if failed.get("exitCode") is not None else ""
+    back = (
+        f"; rolled back to {status.applied_version or 'nothing'}"
+        if failed.get("rolledBack")
+        else "; rolling back"
+    )
+    detail = f": {failed['message']}" if failed.get("message") else ""
+    where = f" in {where}" if where else ""
+    cause = f"{failed.get('reason')}{where}{exit_code}"
+    return f"version {failed.get('version')} failed ({cause}){back}{detail}"
 
 
 def overall(online: Wanted, config: Wanted, workloads: Wanted) -> Wanted:
@@ -345,6 +411,14 @@ def visible_changes(written: DeviceStatus, current: DeviceStatus) -> tuple[str, 
         changed.append("phase")
     if written.applied_version != current.applied_version:
         changed.append("appliedVersion")
+    if written.applying_version != current.applying_version:
+        changed.append("applyingVersion")
+    if written.waiting_version != current.waiting_version:
+        changed.append("waitingVersion")
+    if written.window_opens != current.window_opens:
+        changed.append("windowOpens")
+    if written.failed != current.failed:
+        changed.append("failedVersion")
     if [w.visible() for w in written.workloads] != [w.visible() for w in current.workloads]:
         changed.append("workloads")
     if written.hardware != current.hardware:
@@ -360,11 +434,15 @@ def visible_changes(written: DeviceStatus, current: DeviceStatus) -> tuple[str, 
 
 def urgent_change(written: DeviceStatus, current: DeviceStatus) -> bool:
     """Whether the change is one a user must see at once: the device went online or offline, or
-    a workload appeared, disappeared or changed phase. An applied version and the conditions
-    that follow from it can wait behind a rollout's backlog; these cannot."""
-    return written.phase != current.phase or [(w.name, w.phase) for w in written.workloads] != [
-        (w.name, w.phase) for w in current.workloads
-    ]
+    a workload appeared, disappeared or changed phase, or a version failed (a rollout halts on
+    it). An applied version and the conditions that follow from it can wait behind a rollout's
+    backlog; these cannot."""
+    return (
+        written.phase != current.phase
+        or [(w.name, w.phase) for w in written.workloads]
+        != [(w.name, w.phase) for w in current.workloads]
+        or (current.failed is not None and written.failed != current.failed)
+    )
 
 
 def _iso(value: datetime) -> str:
@@ -404,6 +482,11 @@ def status_patch(current: DeviceStatus) -> dict[str, Any]:
     """
     status: dict[str, Any] = {
         "appliedVersion": current.applied_version,
+        # Absent fields are written as null: a merge patch removes them.
+        "applyingVersion": current.applying_version or None,
+        "waitingVersion": current.waiting_version or None,
+        "windowOpens": _iso(current.window_opens) if current.window_opens else None,
+        "failedVersion": current.failed,
         "workloads": [_workload_api(w) for w in current.workloads],
         "conditions": [
             *current.foreign_conditions,

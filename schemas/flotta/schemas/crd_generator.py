@@ -36,6 +36,9 @@ KEPT_KEYWORDS = {
 }
 
 
+INT_OR_STRING = "x-kubernetes-int-or-string"
+
+
 def plain(docstring: str) -> str:
     """One paragraph of plain text, ``x`` as `x`: what ``kubectl explain`` shows well."""
     return " ".join(docstring.replace("``", "`").split())
@@ -55,6 +58,12 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         return structural({**options[0], **outer}, defs)
 
     node: dict[str, Any] = {k: v for k, v in schema.items() if k in KEPT_KEYWORDS}
+    if schema.get(INT_OR_STRING):
+        # Kubernetes' int-or-string (a count or a percentage): no type, no anyOf.
+        node[INT_OR_STRING] = True
+        if "description" in node:
+            node["description"] = plain(node["description"])
+        return node
     if "description" in node:
         node["description"] = plain(node["description"])
     if "const" in schema:

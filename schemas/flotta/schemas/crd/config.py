@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from flotta.schemas.base import ApiModel
+from flotta.schemas.crd.rollout import UpdatePolicy
 
 
 class HardwareProfile(ApiModel):
@@ -187,3 +188,5 @@ class DeviceConfiguration(ApiModel):
     storage: Storage | None = None
     """Upstream's data-sync storage. Accepted for compatibility; not acted on and not sent to
     the device."""
+    update_policy: UpdatePolicy | None = None
+    """When the device applies new versions (an update window); unset: at once."""

@@ -54,6 +54,29 @@ class UpgradeInformation(ApiModel):
     """Whether the device can upgrade its OS at all (false when rpm-ostree is absent)."""
 
 
+class FailedVersion(ApiModel):
+    """A desired version the device tried, found unhealthy and rolled back from, as the
+    device reported it; the device never applies that version again."""
+
+    version: Annotated[str, Field(max_length=256)] = ""
+    """The version (content hash) that failed."""
+    reason: Annotated[str, Field(max_length=64)] = ""
+    """image-pull-failed, container-exited, crash-loop, health-check-failed, timed-out or
+    apply-failed."""
+    workload: Annotated[str, Field(max_length=256)] = ""
+    """The workload that failed; empty when the failure was not one workload's."""
+    container: Annotated[str, Field(max_length=256)] = ""
+    """The container that failed, within that workload; empty when unknown."""
+    exit_code: int | None = None
+    """The container's exit code, when it exited."""
+    message: Annotated[str, Field(max_length=1024)] = ""
+    """The probe's output, the pull error or Podman's error, shortened."""
+    time: datetime | None = None
+    """When the device found the version failed."""
+    rolled_back: bool = False
+    """True once the device runs its last known good version (appliedVersion) again."""
+
+
 class CertificateInformation(ApiModel):
     """The client certificate the operator last signed for the device."""
 
@@ -84,8 +107,22 @@ class EdgeDeviceStatus(ApiModel):
     """The heartbeat period in the configuration published as desiredVersion (the
     device's, else its set's, else 60); the bridge counts missed heartbeats with it."""
     applied_version: str = ""
-    """The version of the desired state the device reports to have applied; equal to
-    desiredVersion once the device caught up (condition ConfigApplied)."""
+    """The version of the desired state the device reports to have applied and seen pass its
+    health gate; equal to desiredVersion once the device caught up (condition ConfigApplied)."""
+    applying_version: str = ""
+    """The version the device is applying or checking against its health gate now (or
+    rolling back from); empty when none."""
+    waiting_version: str = ""
+    """A version the device received (images pulled) that waits for its update window."""
+    window_opens: datetime | None = None
+    """When the device's update window next opens, while a version waits for it."""
+    failed_version: FailedVersion | None = None
+    """The latest version that failed its health gate on the device, and why; kept until a
+    newer version is applied healthy."""
+    desired_revisions: dict[str, str] | None = None
+    """For each rollout that covers the device (kind/name of its EdgeWorkload or
+    EdgeDeviceSet), the revision that desiredVersion carries (written by the operator with
+    desiredVersion)."""
     hardware: Hardware | None = None
     """The device's hardware inventory as last reported; some of it is also copied into
     device.* labels on the EdgeDevice."""

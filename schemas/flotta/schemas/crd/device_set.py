@@ -9,11 +9,17 @@ from pydantic import Field
 from flotta.schemas.base import ApiModel
 from flotta.schemas.crd.common import Condition, Resource
 from flotta.schemas.crd.config import DeviceConfiguration
+from flotta.schemas.crd.rollout import RolloutPolicy, RolloutStatus
 
 
 class EdgeDeviceSetSpec(DeviceConfiguration):
     """The configuration of every member device; each section replaces the device's own as
     a whole, and a section left unset means defaults."""
+
+    rollout_policy: RolloutPolicy | None = None
+    """How a change of the set's configuration (OS commit included) reaches the members: in
+    batches with a success threshold and a disruption budget (docs/rollouts.md). Unset: every
+    member at once."""
 
 
 class EdgeDeviceSetStatus(ApiModel):
@@ -26,6 +32,8 @@ class EdgeDeviceSetStatus(ApiModel):
     """Conditions other controllers may set; the operator writes none."""
     observed_generation: int | None = None
     """Accepted for symmetry with the other kinds; the operator does not write it."""
+    rollout: RolloutStatus | None = None
+    """Where the rollout of the set's latest configuration stands (with a rolloutPolicy)."""
 
 
 class EdgeDeviceSet(Resource):

@@ -59,6 +59,79 @@ class KindSpec:
 
 AGE = PrinterColumn("Age", "date", ".metadata.creationTimestamp")
 
+_COUNT_OR_PERCENT = "type(self) == int ? self >= {low} : self.matches('^{pattern}%$')"
+
+
+def rollout_rules() -> tuple[Rule, ...]:
+    """The CEL rules of ``spec.rolloutPolicy`` (EdgeWorkload and EdgeDeviceSet alike): what
+    the OpenAPI schema alone cannot say about a policy."""
+    policy = ("spec", "rolloutPolicy")
+    budget = (*policy, "disruptionBudget")
+    return (
+        Rule(
+            (*policy, "batches", "items"),
+            "has(self.selector) || has(self.limit)",
+            "a batch needs a selector, a limit or both",
+        ),
+        Rule(
+            (*policy, "batches", "items", "limit"),
+            _COUNT_OR_PERCENT.format(low=1, pattern="([1-9][0-9]?|100)"),
+            "limit is a device count of at least 1 or a percentage from 1% to 100%",
+        ),
+        Rule(
+            budget,
+            "has(self.maxUnavailable) || has(self.minAvailable)",
+            "a disruption budget needs maxUnavailable, minAvailable or both",
+        ),
+        Rule(
+            (*budget, "maxUnavailable"),
+            _COUNT_OR_PERCENT.format(low=1, pattern="([1-9][0-9]?|100)"),
+            "maxUnavailable is a device count of at least 1 or a percentage from 1% to 100%",
+        ),
+        Rule(
+            (*budget, "minAvailable"),
+            _COUNT_OR_PERCENT.format(low=0, pattern="([1-9]?[0-9])"),
+            "minAvailable is a device count or a percentage from 0% to 99%",
+        ),
+        Rule(
+            (*budget, "groupBy"),
+            "self.all(k, self.exists_one(j, j == k))",
+            "groupBy label keys must be unique",
+        ),
+        Rule(
+            policy,
+            "!has(self.batchTimeout) || !has(self.healthGate)"
+            " || !has(self.healthGate.timeoutSeconds)"
+            " || duration(self.batchTimeout) > duration(string(self.healthGate.timeoutSeconds)"
+            " + 's')",
+            "batchTimeout must be longer than healthGate.timeoutSeconds: a device needs that "
+            "long to judge a version",
+        ),
+        Rule(
+            (*policy, "approval"),
+            "!has(self.batch) || has(self.revision)",
+            "approval.batch needs approval.revision (status.rollout.revision): an approval is "
+            "for one revision",
+        ),
+    )
+
+
+def _rollout_columns() -> tuple[PrinterColumn, ...]:
+    return (
+        PrinterColumn("Revision", "integer", ".status.rollout.revision", priority=1),
+        PrinterColumn(
+            "Rollout",
+            "string",
+            ".status.rollout.phase",
+            "Progressing, Paused, WaitingForApproval, Halted or Complete",
+        ),
+        PrinterColumn("Batch", "integer", ".status.rollout.currentBatch", "batch in progress"),
+        PrinterColumn(
+            "Updated", "integer", ".status.rollout.updatedDevices", "on the new revision, healthy"
+        ),
+    )
+
+
 KINDS: tuple[KindSpec, ...] = (
     KindSpec(
         model=EdgeDevice,
@@ -73,6 +146,13 @@ KINDS: tuple[KindSpec, ...] = (
                 "online, desired version applied, workloads ready",
             ),
             PrinterColumn("Applied", "string", ".status.appliedVersion", "applied config version"),
+            PrinterColumn(
+                "Failed",
+                "string",
+                ".status.failedVersion.reason",
+                "why the last failed version failed",
+                priority=1,
+            ),
             PrinterColumn("Last Seen", "date", ".status.lastSeenTime"),
             PrinterColumn(
                 "Commit", "string", ".status.upgradeInformation.currentCommitID", priority=1
@@ -84,7 +164,8 @@ KINDS: tuple[KindSpec, ...] = (
         model=EdgeDeviceSet,
         singular="edgedeviceset",
         short_names=("eds", "edgeset"),
-        columns=(PrinterColumn("Members", "integer", ".status.members"), AGE),
+        columns=(PrinterColumn("Members", "integer", ".status.members"), *_rollout_columns(), AGE),
+        rules=rollout_rules(),
     ),
     KindSpec(
         model=EdgeWorkload,
@@ -96,6 +177,7 @@ KINDS: tuple[KindSpec, ...] = (
             PrinterColumn("Applied", "integer", ".status.appliedDevices"),
             PrinterColumn("Running", "integer", ".status.runningDevices"),
             PrinterColumn("Failed", "integer", ".status.failedDevices"),
+            *_rollout_columns(),
             AGE,
         ),
         required=("spec",),
@@ -125,6 +207,7 @@ KINDS: tuple[KindSpec, ...] = (
                 "self.all(c, self.exists_one(d, d.name == c.name))",
                 "container names must be unique",
             ),
+            *rollout_rules(),
         ),
     ),
     KindSpec(

@@ -10,6 +10,7 @@ from flotta.schemas.base import ApiModel
 from flotta.schemas.crd.common import Condition, LabelSelector, Resource
 from flotta.schemas.crd.config import NameRef
 from flotta.schemas.crd.pod_spec import PodSpec
+from flotta.schemas.crd.rollout import RolloutPolicy, RolloutStatus
 
 
 class Pod(ApiModel):
@@ -105,6 +106,10 @@ class EdgeWorkloadSpec(ApiModel):
     log_collection: Annotated[str, Field(max_length=253)] | None = None
     """The name of a log destination in the device's logCollection; set: the device collects
     the workload's container logs and sends them over MQTT. Unset: logs are not collected."""
+    rollout_policy: RolloutPolicy | None = None
+    """How a change of the workload reaches the selected devices: in batches with a success
+    threshold, a disruption budget, pause and approval (docs/rollouts.md). Unset: every device
+    at once."""
 
 
 class EdgeWorkloadStatus(ApiModel):
@@ -124,6 +129,8 @@ class EdgeWorkloadStatus(ApiModel):
     problems) and Deployed (whether every targeted device applied it)."""
     observed_generation: int | None = None
     """The metadata.generation the counts and conditions were computed for."""
+    rollout: RolloutStatus | None = None
+    """Where the rollout of the latest revision stands (with a rolloutPolicy)."""
 
 
 class EdgeWorkload(Resource):
