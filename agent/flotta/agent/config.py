@@ -55,6 +55,11 @@ class AgentConfig:
     telemetry_receipt_window: int = 16  # sent batches per kind awaiting receipts at a time
     rpm_ostree: str = "rpm-ostree"
     reboot_command: tuple[str, ...] = ("systemctl", "reboot")
+    # The ostree remote written for a hosted objects URL checks GPG signatures unless this is
+    # false (logged as a warning at every start); keys: a file or folder (empty: the keys
+    # ostree already trusts for the remote).
+    ostree_gpg_verify: bool = True
+    ostree_gpg_keypath: str = ""
     event_queue: int = 256
 
     # ---- derived ---------------------------------------------------------------------------
@@ -190,3 +195,6 @@ def _validate(config: AgentConfig) -> None:
         raise ConfigError("telemetry_receipt_window must be at least 1")
     if config.event_queue < 1:
         raise ConfigError("event_queue must be at least 1")
+    keypath = config.ostree_gpg_keypath
+    if keypath and (not keypath.startswith("/") or any(not ch.isprintable() for ch in keypath)):
+        raise ConfigError("ostree_gpg_keypath must be an absolute path on one line")

@@ -75,6 +75,8 @@ class Agent:
             config.state_dir / "osupdate",
             rpm_ostree=config.rpm_ostree,
             reboot_command=config.reboot_command,
+            gpg_verify=config.ostree_gpg_verify,
+            gpg_keypath=config.ostree_gpg_keypath,
         )
         self.state = AgentState()
         self.wakeups = Wakeups()

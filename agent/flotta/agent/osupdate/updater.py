@@ -16,6 +16,7 @@ from typing import Literal
 from flotta.agent.osupdate.errors import OstreeCommandError, OstreeStatusError, OsUpdateError
 from flotta.agent.osupdate.ostree import OstreeStatus, parse_status
 from flotta.agent.osupdate.planning import StepKind, next_step, parse_time, verdict_after_boot
+from flotta.agent.osupdate.remotes import REMOTE_NAME, remote_config
 from flotta.agent.osupdate.state import load_state, save_state
 from flotta.schemas.wire import DeviceEvent, OsInformation, UpgradeReport
 from flotta.schemas.wire.status import UpgradeStatus
@@ -23,10 +24,13 @@ from flotta.schemas.wire.status import UpgradeStatus
 log = logging.getLogger(__name__)
 
 STATE_FILE = "osupdate.json"
-REMOTE_NAME = "flotta"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 REMOTES_DIR = Path("/etc/ostree/remotes.d")
 UNSUPPORTED = "rpm-ostree is not installed: OS updates are not supported on this device"
+UNVERIFIED = (
+    "OS commits from a hosted objects URL are pulled without GPG signature verification "
+    "(ostree_gpg_verify = false in the agent configuration)"
+)
 
 
 class OsUpdater:
@@ -40,6 +44,8 @@ class OsUpdater:
         remotes_dir: Path = REMOTES_DIR,
         command_time_limit: float = 1800.0,
         retry_after: timedelta = timedelta(minutes=10),
+        gpg_verify: bool = True,
+        gpg_keypath: str = "",
     ) -> None:
         self._state_path = state_dir / STATE_FILE
         self._rpm_ostree = rpm_ostree
@@ -48,6 +54,10 @@ class OsUpdater:
         self._remotes_dir = remotes_dir
         self._time_limit = command_time_limit
         self._retry_after = retry_after
+        self._gpg_verify = gpg_verify
+        self._gpg_keypath = gpg_keypath
+        if not gpg_verify:
+            log.warning("OS update: %s", UNVERIFIED)
         self._state = load_state(self._state_path)
         self._booted_commit = ""
         self._warned_unsupported = False
@@ -164,7 +174,10 @@ class OsUpdater:
             )
             return [event("Warning", "OsUpgradeFailed", self._state.last_message)]
         self._save(phase="rebooting")
-        started = event("Normal", "OsUpgradeStarted", f"{commit} deployed; rebooting into it")
+        message = f"{commit} deployed; rebooting into it"
+        if hosted_url and not self._gpg_verify:
+            message += f" ({UNVERIFIED})"
+        started = event("Normal", "OsUpgradeStarted", message)
         return [started, *await self._reboot(commit)]
 
     async def _upgrade(self, status: OstreeStatus, boot_id: str) -> list[DeviceEvent]:
@@ -230,11 +243,12 @@ class OsUpdater:
             raise OsUpdateError(f"cannot read the boot id {self._boot_id_path}: {exc}") from exc
 
     def _write_remote(self, url: str) -> None:
+        text = remote_config(url, gpg_verify=self._gpg_verify, gpg_keypath=self._gpg_keypath)
+        if not self._gpg_verify:
+            log.warning("OS update: remote %s at %s: %s", REMOTE_NAME, url, UNVERIFIED)
         try:
             self._remotes_dir.mkdir(parents=True, exist_ok=True)
-            (self._remotes_dir / f"{REMOTE_NAME}.conf").write_text(
-                f'[remote "{REMOTE_NAME}"]\nurl={url}\ngpg-verify=false\n'
-            )
+            (self._remotes_dir / f"{REMOTE_NAME}.conf").write_text(text)
         except OSError as exc:
             raise OsUpdateError(f"cannot write the ostree remote: {exc}") from exc
 
