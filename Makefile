@@ -8,7 +8,8 @@ STATE_DIR ?= .flotta
 DEVICES ?= 50
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages python-env up down test check lint typecheck crds json-schemas bench
+.PHONY: setup system-packages python-env up down test check lint typecheck crds json-schemas bench \
+	agent-packages
 
 setup: system-packages python-env
 
@@ -53,3 +54,10 @@ json-schemas: python-env
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+# The device agent as .deb and .rpm with its Python dependencies (docs/agent-install.md);
+# ARCH=arm64 builds for another architecture, PYTHON_ABI=3.12 for another CPython.
+ARCH ?=
+PYTHON_ABI ?= 3.11
+agent-packages: setup
+	$(BIN)/python deploy/packages/build.py --python $(PYTHON_ABI) $(if $(ARCH),--arch $(ARCH))

@@ -5,8 +5,9 @@ set -euo pipefail
 # rsyslog, rsyslog-gnutls: the syslog server (TCP, TLS, UDP) of the log sink's tests. There is
 # no Loki to install: Debian's package "loki" is an unrelated program (genetic linkage
 # analysis), so the Loki sink is tested against a stand-in (tests/fixtures/loki.py).
+# rpm: rpmbuild and rpm -qp for the agent's packages (make agent-packages; dpkg-deb is dpkg's).
 packages=(mosquitto mosquitto-clients podman runc catatonit busybox-static iproute2 prometheus
-  rsyslog rsyslog-gnutls)
+  rsyslog rsyslog-gnutls rpm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
