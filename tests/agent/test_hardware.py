@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from flotta.agent.hardware import (
     changed_sections,
     collect,
+    parse_bootif,
     parse_cpuinfo,
     parse_if_inet6,
     parse_meminfo,
     parse_os_release,
+    pci_names,
     system_vendor,
 )
 from flotta.agent.reporting import HardwareTracker
+from flotta.schemas.codec import encode_fragment
 from flotta.schemas.wire import Hardware, HeartbeatConfiguration
 from flotta.schemas.wire.desired import HardwareProfile
-from flotta.schemas.wire.hardware import Memory
+from flotta.schemas.wire.hardware import Boot, Gpu, HostDevice, Memory, MountInfo
 
 X86_CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -166,3 +171,92 @@ def test_tracker_sends_full_until_delivered_then_deltas() -> None:
     full = tracker.report(first, always)
     assert full is not None
     assert full.scope == "full"
+
+
+PCI_IDS = """# a piece of pci.ids
+8086  Intel Corporation
+\t0046  Core Processor Integrated Graphics Controller
+\t3e92  CoffeeLake-S GT2 [UHD Graphics 630]
+\t\t1028 0869  subsystem, not a device
+10de  NVIDIA Corporation
+\t1eb8  TU104GL [Tesla T4]
+"""
+
+
+def test_boot_interface_and_pci_names() -> None:
+    assert parse_bootif("ro quiet BOOTIF=01-52-54-00-AB-CD-EF ip=dhcp") == "52:54:00:ab:cd:ef"
+    assert parse_bootif("ro quiet") == ""
+    assert pci_names(PCI_IDS, "8086", "3e92") == (
+        "Intel Corporation",
+        "CoffeeLake-S GT2 [UHD Graphics 630]",
+    )
+    assert pci_names(PCI_IDS, "10de", "0000") == ("NVIDIA Corporation", "")
+    assert pci_names(PCI_IDS, "1234", "0001") == ("", "")
+
+
+def test_boot_gpus_host_devices_and_mounts_from_a_sample_tree(tmp_path: Path) -> None:
+    write(tmp_path, "proc/cpuinfo", X86_CPUINFO)
+    write(tmp_path, "arch", "x86_64")
+    write(tmp_path, "proc/cmdline", "BOOTIF=01-02-00-00-00-00-01 quiet\n")
+    write(tmp_path, "sys/class/net/eth0/address", "02:00:00:00:00:01\n")
+    write(tmp_path, "usr/share/misc/pci.ids", PCI_IDS)
+    gpu = tmp_path / "sys/devices/pci0000:00/0000:00:02.0"
+    write(tmp_path, "sys/devices/pci0000:00/0000:00:02.0/vendor", "0x8086\n")
+    write(tmp_path, "sys/devices/pci0000:00/0000:00:02.0/device", "0x3e92\n")
+    write(tmp_path, "sys/devices/pci0000:00/0000:00:02.0/class", "0x030000\n")
+    (tmp_path / "sys/class/drm/card0").mkdir(parents=True)
+    (tmp_path / "sys/class/drm/card0/device").symlink_to(gpu)
+    (tmp_path / "sys/class/drm/card0-HDMI-A-1").mkdir()
+    (tmp_path / "sys/bus/pci/devices").mkdir(parents=True)
+    (tmp_path / "sys/bus/pci/devices/0000:00:02.0").symlink_to(gpu)
+    nic = tmp_path / "sys/devices/pci0000:00/0000:00:03.0"
+    write(tmp_path, "sys/devices/pci0000:00/0000:00:03.0/class", "0x020000\n")
+    (tmp_path / "sys/bus/pci/devices/0000:00:03.0").symlink_to(nic)
+    write(
+        tmp_path,
+        "proc/self/mounts",
+        "/dev/sda1 / ext4 rw,relatime 0 0\n"
+        "proc /proc proc rw 0 0\n"
+        "tmpfs /run tmpfs rw,nosuid 0 0\n"
+        "/dev/sdb1 /var/data xfs ro,noatime 0 0\n",
+    )
+    (tmp_path / "dev/pts").mkdir(parents=True)
+    write(tmp_path, "dev/not-a-device", "")
+    made = True
+    try:
+        os.mknod(tmp_path / "dev/ttyUSB0", 0o660 | stat.S_IFCHR, os.makedev(188, 0))
+        os.mknod(tmp_path / "dev/pts/0", 0o620 | stat.S_IFCHR, os.makedev(136, 0))
+    except PermissionError:
+        made = False  # not root: no device files to list
+
+    hardware = collect(tmp_path)
+    assert hardware.boot == Boot(current_boot_mode="bios", pxe_interface="eth0")
+    assert hardware.gpus == [
+        Gpu(
+            address="0000:00:02.0",
+            vendor_id="8086",
+            device_id="3e92",
+            vendor="Intel Corporation",
+            name="CoffeeLake-S GT2 [UHD Graphics 630]",
+        )
+    ]
+    assert hardware.mounts == [
+        MountInfo(device="/dev/sda1", folder="/", type="ext4", options="rw,relatime"),
+        MountInfo(device="/dev/sdb1", folder="/var/data", type="xfs", options="ro,noatime"),
+    ]
+    if made:
+        assert hardware.host_devices == [
+            HostDevice(path="/dev/ttyUSB0", device_type="character", major=188, minor=0)
+        ]
+    write(tmp_path, "sys/firmware/efi/runtime", "")
+    assert collect(tmp_path).boot == Boot(current_boot_mode="uefi", pxe_interface="eth0")
+
+
+def test_the_whole_inventory_of_this_machine_fits_a_heartbeat() -> None:
+    hardware = collect()
+    assert hardware.boot is not None
+    assert hardware.boot.current_boot_mode in ("uefi", "bios", "")
+    assert hardware.host_devices is not None
+    assert "/dev/null" in {d.path for d in hardware.host_devices}
+    assert hardware.mounts is not None
+    assert len(encode_fragment(hardware)) < 64 * 1024

@@ -1,7 +1,13 @@
-"""Hardware inventory from /proc, /sys and DMI, without external tools.
+"""Hardware inventory from /proc, /sys, /dev and DMI, without external tools.
 
 Parsers are pure functions over file contents; :func:`collect` reads the files under a root
-(``/`` on a device, a sample tree in tests). Unreadable files leave fields empty.
+(``/`` on a device, a sample tree in tests). Unreadable files leave fields empty. Every
+section of upstream Flotta's inventory is filled in: ``boot`` (UEFI or BIOS, and the PXE
+interface from the kernel's ``BOOTIF=``), ``gpus`` (DRM cards and PCI display controllers,
+names from ``pci.ids`` when the system has it), ``hostDevices`` (the character and block
+device files under /dev, as upstream listed them, at most :data:`MAX_HOST_DEVICES`) and
+``mounts`` (filesystems on block devices, without container storage, at most
+:data:`MAX_MOUNTS`).
 """
 
 from __future__ import annotations
@@ -9,18 +15,41 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import socket
+import stat
 import struct
 from pathlib import Path
 
+from flotta.agent.telemetry.procfs import parse_mounts
 from flotta.schemas.codec import to_builtins
 from flotta.schemas.wire import Hardware
-from flotta.schemas.wire.hardware import Cpu, Disk, Interface, Memory, OsRelease, SystemVendor
+from flotta.schemas.wire.hardware import (
+    Boot,
+    Cpu,
+    Disk,
+    Gpu,
+    HostDevice,
+    Interface,
+    Memory,
+    MountInfo,
+    OsRelease,
+    SystemVendor,
+)
 
 SECTOR = 512
 SKIPPED_BLOCK_PREFIXES = ("loop", "ram", "zram", "dm-", "md", "sr", "nbd")
 VIRTUAL_VENDORS = ("qemu", "kvm", "vmware", "virtualbox", "xen", "microsoft corporation", "bochs")
 SIOCGIFADDR = 0x8915
+# Bounds that keep a heartbeat or an enrolment request well inside its 128 KiB.
+MAX_HOST_DEVICES = 256
+MAX_MOUNTS = 64
+MAX_GPUS = 16
+# /dev folders of kernel-managed pseudo devices that workloads do not ask for (as runc skips)
+SKIPPED_DEV_DIRS = ("pts", "shm", "mqueue", "hugepages", "fd", ".lxc", ".lxd-mounts", ".udev")
+PCI_IDS = ("usr/share/misc/pci.ids", "usr/share/hwdata/pci.ids")
+DRM_CARD = re.compile(r"^card[0-9]+$")
+X86 = ("x86_64", "i386", "i486", "i586", "i686")
 
 
 def parse_key_values(text: str, separator: str = ":") -> list[tuple[str, str]]:
@@ -114,6 +143,40 @@ def parse_if_inet6(text: str) -> dict[str, list[str]]:
     return found
 
 
+def parse_bootif(cmdline: str) -> str:
+    """The MAC address of the PXE boot interface from ``BOOTIF=01-aa-bb-..`` ("" if none)."""
+    for word in cmdline.split():
+        key, _, value = word.partition("=")
+        if key == "BOOTIF" and value:
+            parts = value.lower().split("-")
+            if len(parts) == 7:  # hardware type first (01: Ethernet)
+                parts = parts[1:]
+            return ":".join(parts)
+    return ""
+
+
+def pci_names(text: str, vendor_id: str, device_id: str) -> tuple[str, str]:
+    """(vendor name, device name) from the text of a ``pci.ids`` file ("" when unknown)."""
+    vendor = device = ""
+    in_vendor = False
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if not line.startswith("\t"):
+            if in_vendor:
+                break
+            code, _, name = line.partition("  ")
+            in_vendor = code.lower() == vendor_id
+            if in_vendor:
+                vendor = name.strip()
+        elif in_vendor and not line.startswith("\t\t"):
+            code, _, name = line[1:].partition("  ")
+            if code.lower() == device_id:
+                device = name.strip()
+                break
+    return vendor, device
+
+
 # ---- reading the files -------------------------------------------------------------------
 
 
@@ -187,6 +250,98 @@ def collect_disks(root: Path) -> list[Disk]:
     return disks
 
 
+def collect_boot(root: Path, *, architecture: str, interfaces: list[Interface]) -> Boot:
+    if (root / "sys/firmware/efi").is_dir():
+        mode = "uefi"
+    elif architecture in X86:
+        mode = "bios"
+    else:
+        mode = ""  # boards that boot from a device tree: neither
+    mac = parse_bootif(_read(root / "proc/cmdline"))
+    pxe = next((i.name for i in interfaces if mac and i.mac_address.lower() == mac), "")
+    return Boot(current_boot_mode=mode, pxe_interface=pxe)
+
+
+def _hex_id(path: Path) -> str:
+    text = _read(path).lower()
+    return text[2:] if text.startswith("0x") else text
+
+
+def collect_gpus(root: Path) -> list[Gpu]:
+    """DRM cards (``/sys/class/drm/cardN``) and PCI display controllers (class 0x03)."""
+    devices: dict[str, Path] = {}
+    drm = root / "sys/class/drm"
+    for card in sorted(drm.iterdir()) if drm.is_dir() else []:
+        if DRM_CARD.match(card.name) and (card / "device").exists():
+            device = (card / "device").resolve()
+            devices.setdefault(device.name, device)
+    pci = root / "sys/bus/pci/devices"
+    for device in sorted(pci.iterdir()) if pci.is_dir() else []:
+        if _read(device / "class").lower().startswith("0x03"):
+            devices.setdefault(device.name, device)
+    ids = next((text for path in PCI_IDS if (text := _read(root / path))), "")
+    gpus = []
+    for address, device in sorted(devices.items())[:MAX_GPUS]:
+        vendor_id, device_id = _hex_id(device / "vendor"), _hex_id(device / "device")
+        vendor, name = pci_names(ids, vendor_id, device_id) if ids and vendor_id else ("", "")
+        driver = device / "driver"
+        gpus.append(
+            Gpu(
+                address=address,
+                vendor_id=vendor_id,
+                device_id=device_id,
+                vendor=vendor,
+                name=name or (driver.resolve().name if driver.exists() else ""),
+            )
+        )
+    return gpus
+
+
+def collect_host_devices(root: Path) -> list[HostDevice]:
+    """Character and block device files under /dev (not followed through symlinks)."""
+    found: list[HostDevice] = []
+    for folder, subfolders, files in os.walk(root / "dev"):
+        base = Path(folder)
+        if base == root / "dev":
+            subfolders[:] = [d for d in subfolders if d not in SKIPPED_DEV_DIRS]
+        subfolders.sort()
+        for name in sorted(files):
+            path = base / name
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            if stat.S_ISCHR(info.st_mode):
+                kind = "character"
+            elif stat.S_ISBLK(info.st_mode):
+                kind = "block"
+            else:
+                continue
+            found.append(
+                HostDevice(
+                    path="/" + str(path.relative_to(root)),
+                    device_type=kind,
+                    owner=info.st_uid,
+                    group=info.st_gid,
+                    major=os.major(info.st_rdev),
+                    minor=os.minor(info.st_rdev),
+                )
+            )
+    found.sort(key=lambda device: device.path)
+    return found[:MAX_HOST_DEVICES]
+
+
+def collect_mounts(root: Path) -> list[MountInfo]:
+    """Filesystems on block devices (a source under /dev), as upstream's ``mounts`` describe
+    them; tmpfs, overlays and other sources without a device are left out."""
+    mounts = parse_mounts(_read(root / "proc/self/mounts"))
+    return [
+        MountInfo(device=m.device, folder=m.mountpoint, type=m.fstype, options=m.options)
+        for m in mounts
+        if m.device.startswith("/dev/")
+    ][:MAX_MOUNTS]
+
+
 def collect(root: Path = Path("/")) -> Hardware:
     """The whole inventory; ``root`` other than ``/`` skips reading live IPv4 addresses."""
     live = root == Path("/")
@@ -200,11 +355,16 @@ def collect(root: Path = Path("/")) -> Hardware:
         "\0"
     )
     os_release = _read(root / "etc/os-release") or _read(root / "usr/lib/os-release")
+    interfaces = collect_interfaces(root, read_addresses=live)
     return Hardware(
+        boot=collect_boot(root, architecture=architecture, interfaces=interfaces),
         cpu=cpu,
         memory=parse_meminfo(_read(root / "proc/meminfo")),
         disks=collect_disks(root),
-        interfaces=collect_interfaces(root, read_addresses=live),
+        gpus=collect_gpus(root),
+        interfaces=interfaces,
+        host_devices=collect_host_devices(root),
+        mounts=collect_mounts(root),
         system_vendor=system_vendor(
             manufacturer, product, serial, hypervisor_flag="hypervisor" in cpu.flags
         ),

@@ -124,6 +124,7 @@ class Mount:
     mountpoint: str
     fstype: str
     readonly: bool
+    options: str = ""
 
 
 def parse_mounts(text: str) -> list[Mount]:
@@ -139,7 +140,7 @@ def parse_mounts(text: str) -> list[Mount]:
         if fstype in IGNORED_FS_TYPES or mountpoint in seen or _ignored_mountpoint(mountpoint):
             continue
         seen.add(mountpoint)
-        mounts.append(Mount(device, mountpoint, fstype, "ro" in fields[3].split(",")))
+        mounts.append(Mount(device, mountpoint, fstype, "ro" in fields[3].split(","), fields[3]))
     return mounts
 
 
