@@ -473,3 +473,108 @@ def test_the_status_records_the_heartbeat_period_the_device_was_told(stack: Stac
     assert told(stack, "d1") == (second.version, None)
     stack.start_operator()
     wait_until(lambda: told(stack, "d1") == (second.version, 7))
+
+
+def conditions_of(stack: Stack, plural: str, name: str) -> dict[str, dict[str, Any]]:
+    status = get(stack, plural, name).get("status") or {}
+    return {c["type"]: c for c in status.get("conditions") or []}
+
+
+def test_fields_no_device_acts_on_are_named_in_a_condition(stack: Stack) -> None:
+    """EdgeDevice (its own configuration, then its set's) and EdgeWorkload say which
+    upstream fields they set that the devices ignore; nothing is written while that stays."""
+    create_device(stack, "d1", {})
+    stack.objects.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevices",
+        "d1",
+        {
+            "spec": {
+                "mounts": [{"device": "/dev/sdb1", "folder": "/var/data", "type": "ext4"}],
+                "storage": {"s3": {"secretName": "bucket"}},
+            }
+        },
+        _content_type=MERGE,
+    )
+    # The bridge's conditions are there before; the operator's list patch keeps them.
+    online = {
+        "type": "Online",
+        "status": "True",
+        "reason": "Heartbeating",
+        "message": "",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    stack.objects.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevices",
+        "d1",
+        {"status": {"conditions": [online]}},
+        _content_type=MERGE,
+    )
+    data = {"paths": [{"source": "/export/a", "target": "a"}]}
+    apply_workload(stack, workload_obj("syncs", selector={}, extra_spec={"data": data}))
+    apply_workload(stack, workload_obj("plain", selector={}))
+    stack.start_operator()
+
+    device = wait_until(lambda: conditions_of(stack, "edgedevices", "d1").get("UnsupportedFields"))
+    assert device["status"] == "True"
+    assert device["reason"] == "FieldsNotActedOn"
+    assert "spec.mounts (the agent mounts no block devices)" in device["message"]
+    assert "spec.storage.s3 (there is no data sync to S3)" in device["message"]
+    assert conditions_of(stack, "edgedevices", "d1")["Online"] == online
+    workload = wait_until(
+        lambda: conditions_of(stack, "edgeworkloads", "syncs").get("UnsupportedFields")
+    )
+    assert "spec.data.paths" in workload["message"]
+    wait_until(lambda: "Valid" in conditions_of(stack, "edgeworkloads", "plain"))
+    assert "UnsupportedFields" not in conditions_of(stack, "edgeworkloads", "plain")
+
+    # Nothing changes: nothing is written.
+    wait_until(lambda: (get(stack, "edgedevices", "d1").get("status") or {}).get("desiredVersion"))
+    version = get(stack, "edgedevices", "d1")["metadata"]["resourceVersion"]
+    time.sleep(1.5)
+    assert get(stack, "edgedevices", "d1")["metadata"]["resourceVersion"] == version
+
+    # In a set, the set's configuration is the one in effect: its fields are named.
+    stack.objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevicesets",
+        {
+            "apiVersion": API_VERSION,
+            "kind": "EdgeDeviceSet",
+            "metadata": {"name": "north"},
+            "spec": {"metrics": {"dataTransfer": {"interval": 30}}},
+        },
+    )
+    stack.objects.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevices",
+        "d1",
+        {"metadata": {"labels": {"flotta/member-of": "north"}}},
+        _content_type=MERGE,
+    )
+    wait_until(
+        lambda: conditions_of(stack, "edgedevices", "d1")["UnsupportedFields"]["message"].endswith(
+            "EdgeDeviceSet north spec.metrics.dataTransfer (there is no data sync to measure)"
+        )
+    )
+    # Unset there: the condition goes.
+    stack.objects.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgedevicesets",
+        "north",
+        {"spec": {"metrics": {"dataTransfer": None}}},
+        _content_type=MERGE,
+    )
+    wait_until(lambda: "UnsupportedFields" not in conditions_of(stack, "edgedevices", "d1"))
+    assert "Online" in conditions_of(stack, "edgedevices", "d1")

@@ -91,8 +91,20 @@ class KubeWriter:
         return bool(await _run(call, f"patch {plural}/{namespace}/{name}"))
 
     async def patch_status(
-        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        resource_version: str = "",
     ) -> bool:
+        """A merge patch of ``status``; with ``resource_version``, only of that version of the
+        object (ConflictError otherwise)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+
         def call() -> bool:
             try:
                 self._objects.patch_namespaced_custom_object_status(
@@ -101,7 +113,7 @@ class KubeWriter:
                     namespace,
                     plural,
                     name,
-                    {"status": status},
+                    body,
                     _content_type=MERGE_PATCH,
                 )
                 return True

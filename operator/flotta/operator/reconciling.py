@@ -14,13 +14,17 @@ import asyncio
 import functools
 import logging
 import time
+from datetime import UTC, datetime
+from typing import Any
 
+from flotta.operator.configuration import configuration_source
 from flotta.operator.context import Context
 from flotta.operator.errors import TransportError
 from flotta.operator.fleet_cache import Key
 from flotta.operator.hardware_labels import hardware_labels
 from flotta.operator.labels import labels_patch, workload_labels_patch
 from flotta.operator.ledger import Entry
+from flotta.operator.unsupported import device_conditions_patch, device_fields
 from flotta.pki.sealing import SealingError
 from flotta.rate_limit import TokenBucket
 from flotta.schemas.crd.common import DEVICE_FINALIZER
@@ -44,6 +48,8 @@ class Reconciler:
         self._idle.set()
         self._last_settled = float("-inf")  # monotonic time of the last publish's outcome
         self._written: dict[Key, dict[str, object]] = {}  # told_patch last written
+        # the resourceVersion a conditions patch was written against (until the watch has it)
+        self._conditions_written: dict[Key, str] = {}
 
     def _check_idle(self) -> None:
         if self._in_flight == 0 and len(self._context.publish) == 0:
@@ -98,7 +104,25 @@ class Reconciler:
             return True
         if told_patch(entry, status) is not None:
             return True
-        return self._labels_patch(key) is not None
+        return self._labels_patch(key) is not None or self._conditions_patch(key) is not None
+
+    def _conditions_patch(self, key: Key) -> list[dict[str, Any]] | None:
+        """The device's conditions with UnsupportedFields naming the unsupported fields its
+        configuration in effect sets (see ``unsupported``); None when they already do, or
+        while a patch of ours is not back from the watch yet."""
+        context = self._context
+        device = context.fleet.devices[key]
+        if self._conditions_written.get(key) == device.metadata.resource_version:
+            return None
+        device_set = context.fleet.device_set(key)
+        fields = device_fields(
+            configuration_source(device, device_set),
+            device_set=device_set.metadata.name if device_set is not None else "",
+        )
+        current = (device.status.conditions if device.status else None) or []
+        return device_conditions_patch(
+            current, fields, now=datetime.now(UTC).replace(microsecond=0)
+        )
 
     def _labels_patch(self, key: Key) -> dict[str, str | None] | None:
         """``workload/<name>`` labels for the workloads that target the device, and the
@@ -232,6 +256,14 @@ class Reconciler:
             ):
                 await context.kube.patch_status("edgedevices", *key, told)
                 self._written[key] = told
+            conditions = self._conditions_patch(key)
+            if conditions is not None:
+                # Against the version read: a list patch must not undo the bridge's conditions.
+                version = device.metadata.resource_version
+                await context.kube.patch_status(
+                    "edgedevices", *key, {"conditions": conditions}, resource_version=version
+                )
+                self._conditions_written[key] = version
         except TransportError as exc:
             context.metrics.errors.labels("api-write").inc()
             logger.info("device %s/%s: write failed, retrying later: %s", *key, exc)

@@ -12,6 +12,7 @@ from flotta.operator.context import Context
 from flotta.operator.errors import TransportError
 from flotta.operator.fleet_cache import Key
 from flotta.operator.rendering import InvalidWorkload
+from flotta.operator.unsupported import unsupported_condition, workload_fields
 from flotta.operator.workload_status import same_status, workload_status
 
 logger = logging.getLogger(__name__)
@@ -61,15 +62,20 @@ class StatusWriter:
             if device is not None:
                 devices[name] = device
         previous = entry.model.status.conditions if entry.model.status else None
+        now = datetime.now(UTC).replace(microsecond=0)
+        generation = entry.model.metadata.generation
         status = workload_status(
             key[1],
-            generation=entry.model.metadata.generation,
+            generation=generation,
             result=entry.result,
             targets=targets,
             devices=devices,
             current_versions=versions,
             previous=previous or [],
-            now=datetime.now(UTC).replace(microsecond=0),
+            now=now,
+            unsupported=unsupported_condition(
+                workload_fields(entry.model.spec), now=now, generation=generation
+            ),
         )
         await self._report_invalid(key, entry.result, entry.model.to_api())
         written = self._workloads.get(key)

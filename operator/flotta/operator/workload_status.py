@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from flotta.operator.rendering import InvalidWorkload, RenderedWorkload
+from flotta.operator.unsupported import UNSUPPORTED_FIELDS
 from flotta.schemas.crd.common import Condition
 from flotta.schemas.crd.device import EdgeDevice
 
@@ -40,8 +41,10 @@ def workload_status(
     current_versions: Mapping[str, str],
     previous: Iterable[Condition],
     now: datetime,
+    unsupported: Condition | None = None,
 ) -> dict[str, Any]:
-    """The status subresource of an EdgeWorkload as a merge-patch body."""
+    """The status subresource of an EdgeWorkload as a merge-patch body; ``unsupported``: its
+    UnsupportedFields condition, if it sets such fields."""
     targeted = applied = running = failed = 0
     for device_name in targets:
         targeted += 1
@@ -83,6 +86,10 @@ def workload_status(
         observed_generation=generation,
     )
     conditions = set_condition(set_condition(previous, valid), deployed)
+    if unsupported is not None:
+        conditions = set_condition(conditions, unsupported)
+    else:
+        conditions = [c for c in conditions if c.type != UNSUPPORTED_FIELDS]
     return {
         "targetedDevices": targeted,
         "appliedDevices": applied,

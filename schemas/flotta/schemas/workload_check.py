@@ -15,7 +15,7 @@ UNSUPPORTED_CONTAINER_FIELDS = {
     "readinessProbe": "probes are not supported on devices",
     "startupProbe": "probes are not supported on devices",
     "lifecycle": "lifecycle hooks are not supported on devices",
-    "volumeDevices": "volumeDevices are not supported on devices (use spec.mounts on the device)",
+    "volumeDevices": "volumeDevices are not supported on devices",
 }
 SUPPORTED_VOLUME_SOURCES = ("hostPath", "configMap", "secret")
 UNSUPPORTED_ENV_SOURCES = {

@@ -79,7 +79,8 @@ class SystemMetricsConfiguration(ApiModel):
 
 class DataTransferMetricsConfiguration(ApiModel):
     """Upstream Flotta's metrics about data synchronisation. Accepted for compatibility with
-    upstream manifests; not acted on (there is no data sync) and not sent to the device."""
+    upstream manifests; not acted on (there is no data sync) and not sent to the device. The
+    EdgeDevice's UnsupportedFields condition names it while it is set."""
 
     interval: Annotated[int, Field(ge=1, le=86400)] = 60
     """Upstream: seconds between samples. Stored only; not acted on."""
@@ -110,7 +111,8 @@ class MetricsConfiguration(ApiModel):
     system: SystemMetricsConfiguration | None = None
     """The device's own metrics; unset: collected every 60 seconds, all of them."""
     data_transfer: DataTransferMetricsConfiguration | None = None
-    """Upstream's data-sync metrics. Accepted for compatibility; not acted on."""
+    """Upstream's data-sync metrics. Accepted for compatibility; not acted on (named in the
+    EdgeDevice's UnsupportedFields condition)."""
     receiver_configuration: MetricsReceiverConfiguration | None = None
     """Upstream's remote-write receiver. Accepted for compatibility; not acted on (metrics
     travel over MQTT instead)."""
@@ -152,7 +154,8 @@ class Mount(ApiModel):
 
 class S3Storage(ApiModel):
     """Upstream Flotta's S3 bucket for syncing workload data. Accepted for compatibility with
-    upstream manifests; not acted on (there is no data sync)."""
+    upstream manifests; not acted on (there is no data sync). The EdgeDevice's
+    UnsupportedFields condition names it while it is set."""
 
     secret_name: str = ""
     """Upstream: a Secret with the bucket's credentials. Stored only; not acted on."""
@@ -183,10 +186,11 @@ class DeviceConfiguration(ApiModel):
     os_information: OsInformation | None = None
     """Which rpm-ostree commit the device runs, and whether it upgrades by itself."""
     mounts: list[Mount] | None = None
-    """Block devices to mount. Sent to the device in its configuration; the agent does not
-    perform these mounts yet."""
+    """Upstream's block devices to mount. Accepted for compatibility and sent to the device,
+    whose agent mounts nothing; the EdgeDevice's UnsupportedFields condition names them
+    while they are set."""
     storage: Storage | None = None
     """Upstream's data-sync storage. Accepted for compatibility; not acted on and not sent to
-    the device."""
+    the device (named in the EdgeDevice's UnsupportedFields condition)."""
     update_policy: UpdatePolicy | None = None
     """When the device applies new versions (an update window); unset: at once."""

@@ -38,7 +38,7 @@ class WorkloadStatus(ApiModel):
     """When the phase last changed."""
     last_data_upload: datetime | None = None
     """Upstream: the last time the workload's data was synced. Kept when a device reports
-    it; this agent does no data sync and leaves it unset."""
+    it; this agent does no data sync and never reports it, so it stays unset."""
 
 
 class UpgradeInformation(ApiModel):
@@ -134,7 +134,8 @@ class EdgeDeviceStatus(ApiModel):
     """The device's current client certificate (written by the operator when it signs one)."""
     conditions: list[Condition] | None = None
     """Online, ConfigApplied, WorkloadsReady and Ready (see docs/crds.md); Ready is what
-    kubectl wait --for=condition=Ready waits for."""
+    kubectl wait --for=condition=Ready waits for. UnsupportedFields (written by the
+    operator) while the configuration in effect sets upstream fields no device acts on."""
     observed_generation: int | None = None
     """The metadata.generation the bridge's conditions were computed for."""
 

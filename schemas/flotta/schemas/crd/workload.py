@@ -31,7 +31,8 @@ class DataPath(ApiModel):
 
 class DataConfiguration(ApiModel):
     """Upstream Flotta's data sync between the workload's /export folder and S3. Accepted for
-    compatibility and passed to the device, which does no data sync."""
+    compatibility and passed to the device, which does no data sync; the EdgeWorkload's
+    UnsupportedFields condition names the lists that are set."""
 
     paths: list[DataPath] | None = None
     """Upstream: folders to upload from the device. Not acted on."""
@@ -98,7 +99,7 @@ class EdgeWorkloadSpec(ApiModel):
     """The pod to run on each selected device."""
     data: DataConfiguration | None = None
     """Upstream's data sync paths. Accepted for compatibility and passed to the device,
-    which does not act on them."""
+    which does not act on them (named in the UnsupportedFields condition)."""
     image_registries: ImageRegistries | None = None
     """Credentials for pulling the workload's images from private registries."""
     metrics: WorkloadMetrics | None = None
@@ -126,7 +127,8 @@ class EdgeWorkloadStatus(ApiModel):
     """How many of them report the workload Failed."""
     conditions: list[Condition] | None = None
     """Valid (whether the workload could be rendered for devices; False lists the
-    problems) and Deployed (whether every targeted device applied it)."""
+    problems), Deployed (whether every targeted device applied it) and, while the workload
+    sets upstream fields no device acts on, UnsupportedFields naming them."""
     observed_generation: int | None = None
     """The metadata.generation the counts and conditions were computed for."""
     rollout: RolloutStatus | None = None
