@@ -18,6 +18,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--watch-history", type=int, default=10_000, help="events kept per resource for watches"
     )
+    parser.add_argument(
+        "--audit-log-path",
+        type=Path,
+        help="write an audit.k8s.io Event (Metadata level) for every request here, one a line",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -29,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
         port=args.port,
         bookmark_interval=args.bookmark_interval,
         history_size=args.watch_history,
+        audit_log=args.audit_log_path,
     )
     asyncio.run(serve(config))
     return 0

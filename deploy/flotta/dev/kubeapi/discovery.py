@@ -53,7 +53,7 @@ def _resource_entries(resource: ResourceType) -> list[dict[str, Any]]:
         "singularName": resource.singular,
         "namespaced": resource.namespaced,
         "kind": resource.kind,
-        "verbs": VERBS,
+        "verbs": list(resource.verbs) or VERBS,
     }
     if resource.short_names:
         main["shortNames"] = list(resource.short_names)
@@ -70,6 +70,17 @@ def _resource_entries(resource: ResourceType) -> list[dict[str, Any]]:
                 "verbs": ["get", "patch", "update"],
             }
         )
+    for sub in resource.subresources:
+        entry = {
+            "name": f"{resource.plural}/{sub.name}",
+            "singularName": "",
+            "namespaced": resource.namespaced,
+            "kind": sub.kind,
+            "verbs": list(sub.verbs),
+        }
+        if sub.group:
+            entry |= {"group": sub.group, "version": sub.version}
+        entries.append(entry)
     return entries
 
 

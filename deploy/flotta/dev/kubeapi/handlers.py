@@ -16,6 +16,7 @@ from aiohttp import web
 from flotta.dev.kubeapi import discovery, openapi, streaming, tables
 from flotta.dev.kubeapi.api import Api
 from flotta.dev.kubeapi.applying import manager_from_user_agent
+from flotta.dev.kubeapi.authorizing import Gate
 from flotta.dev.kubeapi.errors import (
     ApiError,
     BadRequestError,
@@ -24,7 +25,6 @@ from flotta.dev.kubeapi.errors import (
     InvalidError,
     MethodNotAllowedError,
     NotFoundError,
-    UnauthorizedError,
     UnsupportedMediaTypeError,
     success_status,
 )
@@ -45,7 +45,6 @@ _ANONYMOUS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
 
 @dataclass(frozen=True)
 class Settings:
-    token: str
     server_address: str
     bookmark_interval: float = 60.0
     watch_batch: int = 256
@@ -122,9 +121,10 @@ def _wants_table(request: web.Request) -> bool:
 class Handlers:
     """The aiohttp application's request handlers over one ``Api``."""
 
-    def __init__(self, api: Api, settings: Settings) -> None:
+    def __init__(self, api: Api, settings: Settings, gate: Gate) -> None:
         self.api = api
         self.settings = settings
+        self.gate = gate
         # transports seen, so that shutdown can abort TLS connections still closing
         self.transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
@@ -135,6 +135,8 @@ class Handlers:
 
     def routes(self, app: web.Application) -> None:
         app.middlewares.append(self._middleware)
+        # TokenRequest and the reviews, before the generic routes
+        self.gate.routes(app, read_body=self._body)
         # kube-apiserver answers the discovery roots with or without a trailing slash
         for path in ("/version", "/version/"):
             app.router.add_get(path, self.version)
@@ -157,20 +159,21 @@ class Handlers:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.transport is not None:
             self.transports.add(request.transport)
-        authorized = request.headers.get("Authorization", "") == f"Bearer {self.settings.token}"
-        if request.path not in _ANONYMOUS and not authorized:
-            return _error(UnauthorizedError("Unauthorized"))
+        response: web.StreamResponse
         try:
-            response: web.StreamResponse = await handler(request)
+            if request.path not in _ANONYMOUS:
+                self.gate.admit(request)
+            response = await handler(request)
         except ApiError as error:
-            return _error(error)
+            response = _error(error)
         except web.HTTPNotFound:
-            return _error(NotFoundError("the server could not find the requested resource"))
+            response = _error(NotFoundError("the server could not find the requested resource"))
         except web.HTTPException:
             raise
         except Exception as exc:
             logger.exception("internal error serving %s %s", request.method, request.path)
-            return _error(ApiError(f"an internal error occurred: {exc}"))
+            response = _error(ApiError(f"an internal error occurred: {exc}"))
+        self.gate.audit(request, response.status)
         return response
 
     async def version(self, _: web.Request) -> web.Response:
@@ -379,6 +382,8 @@ class Handlers:
                 ),
             )
         dry_run = _dry_run(request.query.getall("dryRun", []), "PatchOptions")
+        if self.api.storage.get(target.resource.key, namespace, target.name) is None:
+            self.gate.require_create(request)
         entry, created = self.api.apply(
             target.resource,
             namespace,

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from flotta.dev.kubeapi import rbac
 from flotta.dev.kubeapi.cel import ABSENT
 from flotta.dev.kubeapi.errors import BadRequestError, Cause, InvalidError
 from flotta.dev.kubeapi.resources import ResourceType
@@ -61,6 +62,16 @@ def _metadata_causes(resource: ResourceType, meta: dict[str, Any]) -> list[Cause
             causes.append(
                 Cause(
                     "FieldValueInvalid", f'Invalid value: "{name}": {_LABEL_MSG}', "metadata.name"
+                )
+            )
+    elif resource.group == rbac.GROUP:  # RBAC names are path segments (system:discovery)
+        if name in ("", ".", "..") or "/" in name or "%" in name:
+            causes.append(
+                Cause(
+                    "FieldValueInvalid",
+                    f"Invalid value: \"{name}\": may not be '.' or '..' and may not contain"
+                    " '/' or '%'",
+                    "metadata.name",
                 )
             )
     elif len(name) > 253 or not _SUBDOMAIN.match(name):
@@ -204,6 +215,9 @@ def conform(
         _normalize_secret(obj, causes)
     if resource.plural == "configmaps" and not resource.group:
         _check_config_map(obj, causes)
+    if resource.group == rbac.GROUP:
+        rbac.default(resource.kind, obj)
+        causes += rbac.validate(resource.kind, obj, old)
     if causes:
         raise invalid(resource, obj["metadata"].get("name", ""), causes)
     return pruned

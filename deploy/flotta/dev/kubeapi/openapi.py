@@ -188,6 +188,8 @@ def group_version_document(registry: Registry, group: str, version: str) -> dict
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
     for resource in resources:
+        if resource.verbs and "patch" not in resource.verbs:
+            continue  # the reviews: create only
         gvk = {"group": resource.group, "version": resource.version, "kind": resource.kind}
         operation = {
             "x-kubernetes-group-version-kind": gvk,

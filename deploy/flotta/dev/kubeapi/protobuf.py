@@ -1,6 +1,7 @@
 """Decoding of the Kubernetes protobuf envelope for the few kinds kubectl creates imperatively.
 
-``kubectl create configmap|secret|namespace`` sends ``application/vnd.kubernetes.protobuf``;
+``kubectl create configmap|secret|namespace`` (and serviceaccount, role, rolebinding, token,
+and ``kubectl auth``) send ``application/vnd.kubernetes.protobuf``;
 this turns those bodies into the JSON-shaped dicts the rest of the server handles. Other
 kinds are refused (the caller answers 415).
 """
@@ -56,7 +57,125 @@ _MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     },
     "Namespace": {1: ("metadata", "message:ObjectMeta"), 2: ("spec", "message:NamespaceSpec")},
     "NamespaceSpec": {1: ("finalizers", "repeated:string")},
+    # kubectl create serviceaccount|role|clusterrole|rolebinding|clusterrolebinding|token,
+    # kubectl auth can-i|whoami
+    "ServiceAccount": {
+        1: ("metadata", "message:ObjectMeta"),
+        2: ("secrets", "repeated:message:ObjectReference"),
+        3: ("imagePullSecrets", "repeated:message:LocalObjectReference"),
+        4: ("automountServiceAccountToken", "bool"),
+    },
+    "ObjectReference": {
+        1: ("kind", "string"),
+        2: ("namespace", "string"),
+        3: ("name", "string"),
+        4: ("uid", "string"),
+        5: ("apiVersion", "string"),
+    },
+    "LocalObjectReference": {1: ("name", "string")},
+    "Role": {1: ("metadata", "message:ObjectMeta"), 2: ("rules", "repeated:message:PolicyRule")},
+    "ClusterRole": {
+        1: ("metadata", "message:ObjectMeta"),
+        2: ("rules", "repeated:message:PolicyRule"),
+    },
+    "PolicyRule": {
+        1: ("verbs", "repeated:string"),
+        3: ("apiGroups", "repeated:string"),
+        4: ("resources", "repeated:string"),
+        5: ("resourceNames", "repeated:string"),
+        6: ("nonResourceURLs", "repeated:string"),
+    },
+    "RoleBinding": {
+        1: ("metadata", "message:ObjectMeta"),
+        2: ("subjects", "repeated:message:Subject"),
+        3: ("roleRef", "message:RoleRef"),
+    },
+    "ClusterRoleBinding": {
+        1: ("metadata", "message:ObjectMeta"),
+        2: ("subjects", "repeated:message:Subject"),
+        3: ("roleRef", "message:RoleRef"),
+    },
+    "Subject": {
+        1: ("kind", "string"),
+        2: ("apiGroup", "string"),
+        3: ("name", "string"),
+        4: ("namespace", "string"),
+    },
+    "RoleRef": {1: ("apiGroup", "string"), 2: ("kind", "string"), 3: ("name", "string")},
+    "TokenRequest": {
+        1: ("metadata", "message:ObjectMeta"),
+        2: ("spec", "message:TokenRequestSpec"),
+    },
+    "TokenRequestSpec": {
+        1: ("audiences", "repeated:string"),
+        3: ("boundObjectRef", "message:BoundObjectReference"),
+        4: ("expirationSeconds", "int"),
+    },
+    "BoundObjectReference": {
+        1: ("kind", "string"),
+        2: ("apiVersion", "string"),
+        3: ("name", "string"),
+        4: ("uid", "string"),
+    },
+    "SelfSubjectAccessReview": {
+        1: ("metadata", "message:ObjectMeta"),
+        2: ("spec", "message:SubjectAccessReviewSpec"),
+    },
+    "SubjectAccessReview": {
+        1: ("metadata", "message:ObjectMeta"),
+        2: ("spec", "message:SubjectAccessReviewSpec"),
+    },
+    "LocalSubjectAccessReview": {
+        1: ("metadata", "message:ObjectMeta"),
+        2: ("spec", "message:SubjectAccessReviewSpec"),
+    },
+    # SelfSubjectAccessReviewSpec is the first two fields of this one
+    "SubjectAccessReviewSpec": {
+        1: ("resourceAttributes", "message:ResourceAttributes"),
+        2: ("nonResourceAttributes", "message:NonResourceAttributes"),
+        3: ("user", "string"),
+        4: ("groups", "repeated:string"),
+        6: ("uid", "string"),
+    },
+    "ResourceAttributes": {
+        1: ("namespace", "string"),
+        2: ("verb", "string"),
+        3: ("group", "string"),
+        4: ("version", "string"),
+        5: ("resource", "string"),
+        6: ("subresource", "string"),
+        7: ("name", "string"),
+    },
+    "NonResourceAttributes": {1: ("path", "string"), 2: ("verb", "string")},
+    "SelfSubjectRulesReview": {
+        1: ("metadata", "message:ObjectMeta"),
+        2: ("spec", "message:SelfSubjectRulesReviewSpec"),
+    },
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "string")},
+    "SelfSubjectReview": {1: ("metadata", "message:ObjectMeta")},
+    "TokenReview": {1: ("metadata", "message:ObjectMeta"), 2: ("spec", "message:TokenReviewSpec")},
+    "TokenReviewSpec": {1: ("token", "string"), 2: ("audiences", "repeated:string")},
 }
+# the kinds a body may be (the others are parts of them)
+_TOP_LEVEL = frozenset(
+    {
+        "ConfigMap",
+        "Secret",
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "ClusterRole",
+        "RoleBinding",
+        "ClusterRoleBinding",
+        "TokenRequest",
+        "SelfSubjectAccessReview",
+        "SubjectAccessReview",
+        "LocalSubjectAccessReview",
+        "SelfSubjectRulesReview",
+        "SelfSubjectReview",
+        "TokenReview",
+    }
+)
 
 
 def _varint(data: bytes, position: int) -> tuple[int, int]:
@@ -134,15 +253,15 @@ def _decode(data: bytes, message: str) -> dict[str, Any]:
 
 
 def decode_object(body: bytes) -> dict[str, Any]:
-    """A protobuf-encoded ConfigMap, Secret or Namespace as a JSON-shaped dict."""
+    """A protobuf-encoded object of one of the kinds above as a JSON-shaped dict."""
     if not body.startswith(MAGIC):
         raise ProtobufError("missing the k8s protobuf magic prefix")
     envelope = _decode(body[len(MAGIC) :], "Unknown")
     type_meta = envelope.get("typeMeta") or {}
     kind = type_meta.get("kind", "")
-    if kind not in ("ConfigMap", "Secret", "Namespace"):
+    if kind not in _TOP_LEVEL:
         raise ProtobufError(
-            f"protobuf bodies are only decoded for ConfigMap, Secret, Namespace, not {kind!r}"
+            f"protobuf bodies are only decoded for {', '.join(sorted(_TOP_LEVEL))}, not {kind!r}"
         )
     obj = _decode(envelope.get("raw", b""), kind)
     return {"apiVersion": type_meta.get("apiVersion", "v1"), "kind": kind, **obj}

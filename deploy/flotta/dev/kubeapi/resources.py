@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from flotta.dev.kubeapi import columns
 
 _COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
 _EVENT_FIELDS = _COMMON_FIELDS | frozenset(
@@ -31,6 +34,18 @@ class PrinterColumn:
     description: str = ""
     priority: int = 0
     format: str = ""
+    value: Callable[[dict[str, Any]], Any] | None = None  # a computed cell (no JSONPath)
+
+
+@dataclass(frozen=True)
+class Subresource:
+    """A subresource other than status, for discovery (``serviceaccounts/token``)."""
+
+    name: str
+    kind: str
+    verbs: tuple[str, ...]
+    group: str = ""
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,8 @@ class ResourceType:
     printer_columns: tuple[PrinterColumn, ...] = ()
     field_selectors: frozenset[str] = _COMMON_FIELDS
     versions: tuple[str, ...] = field(default=())
+    verbs: tuple[str, ...] = ()  # the verbs discovery lists, when not all of them
+    subresources: tuple[Subresource, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -78,6 +95,20 @@ class ResourceType:
 
 
 _AGE = PrinterColumn("Age", "date", ".metadata.creationTimestamp")
+_CREATED_AT = PrinterColumn("Created At", "date", "", value=columns.created_at)
+_BINDING_COLUMNS = (
+    PrinterColumn("Role", "string", "", value=columns.role_ref),
+    _AGE,
+    PrinterColumn("Users", "string", "", priority=1, value=columns.users),
+    PrinterColumn("Groups", "string", "", priority=1, value=columns.groups),
+    PrinterColumn("ServiceAccounts", "string", "", priority=1, value=columns.service_accounts),
+)
+_WORKLOAD_WIDE = (
+    PrinterColumn("Containers", "string", "", priority=1, value=columns.containers),
+    PrinterColumn("Images", "string", "", priority=1, value=columns.images),
+)
+RBAC_GROUP = "rbac.authorization.k8s.io"
+_CREATE_ONLY = ("create",)
 
 BUILTINS: tuple[ResourceType, ...] = (
     ResourceType(
@@ -136,6 +167,163 @@ BUILTINS: tuple[ResourceType, ...] = (
         namespaced=True,
         singular="lease",
         printer_columns=(PrinterColumn("Holder", "string", ".spec.holderIdentity"), _AGE),
+    ),
+    ResourceType(
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        namespaced=True,
+        singular="serviceaccount",
+        short_names=("sa",),
+        printer_columns=(
+            PrinterColumn("Secrets", "integer", "", value=columns.secret_count),
+            _AGE,
+        ),
+        subresources=(
+            Subresource("token", "TokenRequest", _CREATE_ONLY, "authentication.k8s.io", "v1"),
+        ),
+    ),
+    ResourceType(
+        RBAC_GROUP,
+        "v1",
+        "roles",
+        "Role",
+        namespaced=True,
+        singular="role",
+        printer_columns=(_CREATED_AT,),
+    ),
+    ResourceType(
+        RBAC_GROUP,
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        namespaced=False,
+        singular="clusterrole",
+        printer_columns=(_CREATED_AT,),
+    ),
+    ResourceType(
+        RBAC_GROUP,
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        namespaced=True,
+        singular="rolebinding",
+        printer_columns=_BINDING_COLUMNS,
+    ),
+    ResourceType(
+        RBAC_GROUP,
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        namespaced=False,
+        singular="clusterrolebinding",
+        printer_columns=_BINDING_COLUMNS,
+    ),
+    # Reviews: answered, never stored (access_reviews.py).
+    *(
+        ResourceType(
+            group,
+            "v1",
+            plural,
+            kind,
+            namespaced=plural.startswith("local"),
+            singular=kind.lower(),
+            verbs=_CREATE_ONLY,
+        )
+        for group, plural, kind in (
+            ("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+            ("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview"),
+            ("authorization.k8s.io", "localsubjectaccessreviews", "LocalSubjectAccessReview"),
+            ("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview"),
+            ("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview"),
+            ("authentication.k8s.io", "tokenreviews", "TokenReview"),
+        )
+    ),
+    # Workload kinds, stored as an API server alone stores them: no controller runs them
+    # (so that kubectl apply -k deploy/kubernetes applies the whole install).
+    ResourceType(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        namespaced=True,
+        singular="deployment",
+        short_names=("deploy",),
+        categories=("all",),
+        status_subresource=True,
+        printer_columns=(
+            PrinterColumn("Ready", "string", "", value=columns.ready_replicas),
+            PrinterColumn("Up-to-date", "integer", ".status.updatedReplicas"),
+            PrinterColumn("Available", "integer", ".status.availableReplicas"),
+            _AGE,
+            *_WORKLOAD_WIDE,
+        ),
+    ),
+    ResourceType(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        namespaced=True,
+        singular="statefulset",
+        short_names=("sts",),
+        categories=("all",),
+        status_subresource=True,
+        printer_columns=(
+            PrinterColumn("Ready", "string", "", value=columns.ready_replicas),
+            _AGE,
+            *_WORKLOAD_WIDE,
+        ),
+    ),
+    ResourceType(
+        "",
+        "v1",
+        "services",
+        "Service",
+        namespaced=True,
+        singular="service",
+        short_names=("svc",),
+        categories=("all",),
+        status_subresource=True,
+        printer_columns=(
+            PrinterColumn("Type", "string", ".spec.type"),
+            PrinterColumn("Cluster-IP", "string", "", value=columns.cluster_ip),
+            PrinterColumn("External-IP", "string", "", value=columns.external_ip),
+            PrinterColumn("Port(s)", "string", "", value=columns.service_ports),
+            _AGE,
+        ),
+    ),
+    ResourceType(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        namespaced=True,
+        singular="persistentvolumeclaim",
+        short_names=("pvc",),
+        status_subresource=True,
+        printer_columns=(
+            PrinterColumn("Status", "string", ".status.phase"),
+            PrinterColumn("Volume", "string", ".spec.volumeName"),
+            PrinterColumn("Capacity", "string", ".status.capacity.storage"),
+            PrinterColumn("Access Modes", "string", "", value=columns.access_modes),
+            PrinterColumn("StorageClass", "string", ".spec.storageClassName"),
+            _AGE,
+        ),
+    ),
+    ResourceType(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        namespaced=True,
+        singular="networkpolicy",
+        short_names=("netpol",),
+        printer_columns=(
+            PrinterColumn("Pod-Selector", "string", "", value=columns.selector),
+            _AGE,
+        ),
     ),
     ResourceType(
         "apiextensions.k8s.io",

@@ -10,6 +10,7 @@ import secrets
 import signal
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import yaml
 from aiohttp import web
 
 from flotta.dev.kubeapi.api import Api
+from flotta.dev.kubeapi.authn import KEY_FILE, Authenticator, TokenKey
+from flotta.dev.kubeapi.authorizing import Gate
 from flotta.dev.kubeapi.handlers import Handlers, Settings
 from flotta.dev.kubeapi.storage import Storage
 from flotta.dev.kubeapi.tls import ensure_serving_files
@@ -34,6 +37,7 @@ class ServerConfig:
     history_size: int = 10_000
     queue_size: int = 10_000
     bookmark_interval: float = 60.0
+    audit_log: Path | None = None  # audit.k8s.io Events, one JSON line per request
 
 
 def _token(state_dir: Path) -> str:
@@ -84,6 +88,7 @@ class KubeApiServer:
         self._storage: Storage | None = None
         self.api: Api | None = None
         self._handlers: Handlers | None = None
+        self._gate: Gate | None = None
 
     async def start(self) -> str:
         """Listen, then write the kubeconfig; returns the server URL."""
@@ -96,18 +101,24 @@ class KubeApiServer:
         self.api = Api(
             self._storage, history_size=self.config.history_size, queue_size=self.config.queue_size
         )
+        authenticator = Authenticator(
+            self.token,
+            TokenKey.load_or_create(self.state_dir / KEY_FILE),
+            self._account_uid,
+            clock=time.time,
+        )
+        self._gate = Gate(self.api, authenticator, audit_log=self.config.audit_log)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.config.host, self.config.port))
         port = sock.getsockname()[1]
         self.url = f"https://{self.config.host}:{port}"
         settings = Settings(
-            token=self.token,
             server_address=f"{self.config.host}:{port}",
             bookmark_interval=self.config.bookmark_interval,
         )
         app = web.Application(client_max_size=3 * 1024 * 1024)
-        self._handlers = Handlers(self.api, settings)
+        self._handlers = Handlers(self.api, settings, self._gate)
         self._handlers.routes(app)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(files.cert, files.key)
@@ -124,6 +135,13 @@ class KubeApiServer:
         logger.info("local Kubernetes API serving on %s (kubeconfig %s)", self.url, self.kubeconfig)
         return self.url
 
+    def _account_uid(self, namespace: str, name: str) -> str | None:
+        """The uid of a stored ServiceAccount (tokens name the account they were issued for)."""
+        if self._storage is None:
+            return None
+        entry = self._storage.get("/serviceaccounts", namespace, name)
+        return None if entry is None else str(entry.load()["metadata"]["uid"])
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -131,6 +149,9 @@ class KubeApiServer:
         if self._handlers is not None:
             self._handlers.abort_connections()
             await asyncio.sleep(0)  # the loop runs the aborts' connection_lost callbacks
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
         if self._storage is not None:
             self._storage.close()
             self._storage = None

@@ -40,6 +40,8 @@ def human_duration(seconds: float) -> str:
 
 
 def _cell(column: PrinterColumn, obj: dict[str, Any], now: datetime) -> Any:
+    if column.value is not None:
+        return column.value(obj)
     try:
         values = find(obj, column.json_path)
     except JsonPathError:
