@@ -24,6 +24,13 @@ bound the oldest go first: formed batches (they hold the oldest records of their
 records; past the retention age, records. Every dropped record is counted per kind,
 persisted, and reported once in the next batch of its kind (a dropped batch hands the drops
 it was to report on to the next one).
+
+Buckets: a record may belong to a bucket (the log target a workload's lines go to), and a
+bucket may have a bound of its own (upstream's ``bufferSize``): the records of that bucket
+waiting for a batch keep at most that many bytes, the oldest going first, except that the
+records one :meth:`TelemetryBuffer.add` brings always enter (a flush of lines while the
+device is online is never cut; what waits behind it is). Those drops are counted per kind as
+above and per bucket. Records already formed into a batch no longer count in their bucket.
 """
 
 from __future__ import annotations
@@ -33,9 +40,9 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flotta.agent.sqlite_file import open_store, transaction
@@ -60,7 +67,8 @@ CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    bucket TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS records_by_kind ON records (kind, id);
 CREATE TABLE IF NOT EXISTS cursors (
@@ -104,12 +112,18 @@ class BufferStats:
     dropped_records: int
     batches_waiting: int
     batches_unconfirmed: int = 0
+    dropped_by_bucket: Mapping[str, int] = field(default_factory=dict)
+    """Records each bucket's own bound dropped (also in ``dropped_records``)."""
 
 
-def _add_sent_column(db: sqlite3.Connection) -> None:
+def _upgrade(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
     if "sent_ms" not in columns:  # a buffer written before receipts existed
         db.execute("ALTER TABLE batches ADD COLUMN sent_ms INTEGER")
+    columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+    if "bucket" not in columns:  # a buffer written before log targets had bounds
+        db.execute("ALTER TABLE records ADD COLUMN bucket TEXT NOT NULL DEFAULT ''")
+    db.execute("CREATE INDEX IF NOT EXISTS records_by_bucket ON records (bucket, id)")
 
 
 class TelemetryBuffer:
@@ -134,7 +148,10 @@ class TelemetryBuffer:
         self._closed = False
         self._db = self._open()
         self._bytes = self._records = self._dropped = 0
-        self._stream, self._bytes, self._records, self._dropped = self._load_state()
+        self._bucket_limits: dict[str, int] = {}
+        self._bucket_bytes: dict[str, int] = {}
+        self._bucket_dropped: dict[str, int] = {}
+        self._stream = self._load_state()
 
     # ---- opening ---------------------------------------------------------------------------
 
@@ -144,22 +161,23 @@ class TelemetryBuffer:
                 self.path,
                 schema=_SCHEMA,
                 what="telemetry buffer",
-                upgrade=_add_sent_column,
+                upgrade=_upgrade,
                 any_thread=True,
                 clock=self._clock,
             )
         except (OSError, sqlite3.Error) as exc:
             raise BufferStoreError(str(self.path), str(exc)) from exc
 
-    def _load_state(self) -> tuple[str, int, int, int]:
+    def _load_state(self) -> str:
         with self._transaction() as db:
             stream = self._meta(db, "stream", "")
             if not stream:
                 stream = secrets.token_hex(8)
                 self._set_meta(db, "stream", stream)
-        return (stream, *self._read_counters())
+        self._read_counters()
+        return stream
 
-    def _read_counters(self) -> tuple[int, int, int]:
+    def _read_counters(self) -> None:
         """Bytes and records held, and records dropped so far, from the database."""
         db = self._db
         record_bytes, records = db.execute(
@@ -169,11 +187,23 @@ class TelemetryBuffer:
             "SELECT COALESCE(SUM(LENGTH(payload)), 0), COALESCE(SUM(records), 0) FROM batches"
         ).fetchone()
         dropped = sum(int(self._meta(db, f"dropped_total:{kind}", "0")) for kind in Kind)
-        return (
-            int(record_bytes) + ROW_OVERHEAD * int(records) + int(batch_bytes),
-            int(records) + int(batch_records),
-            dropped,
-        )
+        self._bytes = int(record_bytes) + ROW_OVERHEAD * int(records) + int(batch_bytes)
+        self._records = int(records) + int(batch_records)
+        self._dropped = dropped
+        self._bucket_bytes = {
+            str(bucket): int(size)
+            for bucket, size in db.execute(
+                "SELECT bucket, SUM(LENGTH(body)) + ? * COUNT(*) FROM records "
+                "WHERE bucket != '' GROUP BY bucket",
+                (ROW_OVERHEAD,),
+            )
+        }
+        self._bucket_dropped = {
+            str(key).removeprefix("dropped_bucket:"): int(value)
+            for key, value in db.execute(
+                "SELECT key, value FROM meta WHERE key LIKE 'dropped_bucket:%'"
+            )
+        }
 
     # ---- public ----------------------------------------------------------------------------
 
@@ -181,12 +211,23 @@ class TelemetryBuffer:
     def stream(self) -> str:
         return self._stream
 
-    def set_limits(self, *, max_bytes: int, max_age_seconds: float | None) -> None:
+    def set_limits(
+        self,
+        *,
+        max_bytes: int,
+        max_age_seconds: float | None,
+        bucket_bytes: Mapping[str, int] | None = None,
+    ) -> None:
+        """The bounds: of the whole buffer, of the age of records, and of the records of each
+        bucket named in ``bucket_bytes`` (others have none of their own)."""
         with self._lock:
             self.max_bytes = max(1, max_bytes)
             self.max_age_seconds = max_age_seconds
+            self._bucket_limits = {b: max(0, size) for b, size in (bucket_bytes or {}).items()}
             with self._transaction() as db:
-                self._enforce_bounds(db)
+                dropped = dict.fromkeys(Kind, 0)
+                self._trim_buckets(db, self._bucket_limits, dropped)
+                self._enforce_bounds(db, dropped)
 
     def add(
         self,
@@ -195,18 +236,39 @@ class TelemetryBuffer:
         *,
         dropped_upstream: int = 0,
         cursors: Mapping[str, Cursor] | None = None,
+        buckets: Sequence[str] | None = None,
     ) -> int:
         """Store records in one transaction, with the log cursors they move; returns how
         many records were dropped: by the bounds, plus ``dropped_upstream`` (lost before
-        reaching the buffer, counted here)."""
+        reaching the buffer, counted here). ``buckets``: each record's bucket ("" for none),
+        in the order of ``bodies``."""
         if not bodies and not dropped_upstream and not cursors:
             return 0
         now_ms = int(self._clock() * 1000)
+        records = list(zip(bodies, buckets or [""] * len(bodies), strict=True))
         with self._lock, self._transaction() as db:
-            db.executemany(
-                "INSERT INTO records (kind, created_ms, body) VALUES (?, ?, ?)",
-                [(kind.value, now_ms, body) for body in bodies],
+            dropped = dict.fromkeys(Kind, 0)
+            dropped[kind] += dropped_upstream
+            arriving: dict[str, int] = {}
+            for body, bucket in records:
+                if bucket:
+                    arriving[bucket] = arriving.get(bucket, 0) + len(body) + ROW_OVERHEAD
+            # what waits in a bounded bucket makes room for what arrives, as far as it can
+            self._trim_buckets(
+                db,
+                {
+                    bucket: max(0, self._bucket_limits[bucket] - size)
+                    for bucket, size in arriving.items()
+                    if bucket in self._bucket_limits
+                },
+                dropped,
             )
+            db.executemany(
+                "INSERT INTO records (kind, created_ms, body, bucket) VALUES (?, ?, ?, ?)",
+                [(kind.value, now_ms, body, bucket) for body, bucket in records],
+            )
+            for bucket, size in arriving.items():
+                self._bucket_bytes[bucket] = self._bucket_bytes.get(bucket, 0) + size
             db.executemany(
                 "INSERT INTO cursors (workload, time, count) VALUES (?, ?, ?) "
                 "ON CONFLICT (workload) DO UPDATE SET time = excluded.time, count = excluded.count",
@@ -214,7 +276,7 @@ class TelemetryBuffer:
             )
             self._bytes += sum(len(body) + ROW_OVERHEAD for body in bodies)
             self._records += len(bodies)
-            return self._enforce_bounds(db, {kind: dropped_upstream})
+            return self._enforce_bounds(db, dropped)
 
     def cursor(self, workload: str) -> Cursor | None:
         """Where the stored logs of a workload end."""
@@ -305,13 +367,21 @@ class TelemetryBuffer:
 
     def stats(self) -> BufferStats:
         with self._lock:
+            by_bucket = dict(self._bucket_dropped)
             if self._closed:
-                return BufferStats(self._records, self._bytes, self._dropped, 0)
+                return BufferStats(
+                    self._records, self._bytes, self._dropped, 0, dropped_by_bucket=by_bucket
+                )
             waiting, unconfirmed = self._db.execute(
                 "SELECT COUNT(*), COUNT(sent_ms) FROM batches"
             ).fetchone()
             return BufferStats(
-                self._records, self._bytes, self._dropped, int(waiting), int(unconfirmed)
+                self._records,
+                self._bytes,
+                self._dropped,
+                int(waiting),
+                int(unconfirmed),
+                dropped_by_bucket=by_bucket,
             )
 
     def close(self) -> None:
@@ -323,16 +393,16 @@ class TelemetryBuffer:
 
     def _form_batch(self, db: sqlite3.Connection, kind: Kind) -> StoredBatch | None:
         budget = BATCH_MAX_BYTES[kind] - ENVELOPE_BYTES
-        rows: list[tuple[int, bytes]] = []
+        rows: list[tuple[int, bytes, str]] = []
         used = 0
         cursor = db.execute(
-            "SELECT id, body FROM records WHERE kind = ? ORDER BY id LIMIT ?",
+            "SELECT id, body, bucket FROM records WHERE kind = ? ORDER BY id LIMIT ?",
             (kind.value, MAX_RECORDS_PER_BATCH),
         )
-        for record_id, body in cursor:
+        for record_id, body, bucket in cursor:
             if rows and used + len(body) + 1 > budget:
                 break
-            rows.append((int(record_id), bytes(body)))
+            rows.append((int(record_id), bytes(body), str(bucket)))
             used += len(body) + 1
         cursor.close()
         if not rows:
@@ -345,7 +415,7 @@ class TelemetryBuffer:
                     kind,
                     stream=self._stream,
                     sequence=sequence,
-                    bodies=[body for _, body in rows],
+                    bodies=[body for _, body, _ in rows],
                     dropped=dropped,
                 )
                 break
@@ -361,13 +431,16 @@ class TelemetryBuffer:
         )
         self._set_meta(db, f"next_sequence:{kind}", str(sequence + 1))
         self._set_meta(db, f"dropped_pending:{kind}", "0")
-        self._bytes += len(payload) - sum(len(body) + ROW_OVERHEAD for _, body in rows)
+        self._bytes += len(payload) - sum(len(body) + ROW_OVERHEAD for _, body, _ in rows)
+        self._leave_buckets((bucket, len(body)) for _, body, bucket in rows)
         return StoredBatch(kind, sequence, len(rows), payload)
 
     def _enforce_bounds(
-        self, db: sqlite3.Connection, upstream: dict[Kind, int] | None = None
+        self, db: sqlite3.Connection, dropped: dict[Kind, int] | None = None
     ) -> int:
-        dropped: dict[Kind, int] = dict.fromkeys(Kind, 0) | (upstream or {})
+        """Apply the buffer's bounds, then count and persist every drop in ``dropped`` (those
+        made before, by bucket bounds or upstream, included); returns how many there were."""
+        dropped = dropped if dropped is not None else dict.fromkeys(Kind, 0)
         if self.max_age_seconds is not None:
             cutoff_ms = int((self._clock() - self.max_age_seconds) * 1000)
             while self._drop_oldest_records(db, dropped, lambda created: created < cutoff_ms):
@@ -393,20 +466,66 @@ class TelemetryBuffer:
         """Drop records from the oldest on while ``wanted(created_ms)`` holds, one chunk at a
         time; returns whether the whole chunk went (so there may be more to drop)."""
         rows = db.execute(
-            "SELECT id, kind, created_ms, LENGTH(body) FROM records ORDER BY id LIMIT ?",
+            "SELECT id, kind, created_ms, LENGTH(body), bucket FROM records ORDER BY id LIMIT ?",
             (_DROP_CHUNK,),
         ).fetchall()
         last_id = None
-        for record_id, kind, created_ms, size in rows:
+        gone: list[tuple[str, int]] = []
+        for record_id, kind, created_ms, size, bucket in rows:
             if not wanted(int(created_ms)):
                 break
             last_id = int(record_id)
             dropped[Kind(kind)] += 1
             self._bytes -= int(size) + ROW_OVERHEAD
             self._records -= 1
+            gone.append((str(bucket), int(size)))
         if last_id is not None:
             db.execute("DELETE FROM records WHERE id <= ?", (last_id,))
+        self._leave_buckets(gone)
         return last_id is not None and last_id == int(rows[-1][0])
+
+    def _trim_buckets(
+        self, db: sqlite3.Connection, room: Mapping[str, int], dropped: dict[Kind, int]
+    ) -> None:
+        """Drop the oldest records of each bucket in ``room`` until it holds at most that
+        many bytes; counted in ``dropped`` and per bucket (persisted)."""
+        for bucket, limit in room.items():
+            count = 0
+            while self._bucket_bytes.get(bucket, 0) > limit:
+                rows = db.execute(
+                    "SELECT id, kind, LENGTH(body) FROM records WHERE bucket = ? "
+                    "ORDER BY id LIMIT ?",
+                    (bucket, _DROP_CHUNK),
+                ).fetchall()
+                if not rows:  # the count was off: nothing of the bucket is left
+                    self._bucket_bytes.pop(bucket, None)
+                    break
+                last_id = None
+                for record_id, kind, size in rows:
+                    if self._bucket_bytes.get(bucket, 0) <= limit:
+                        break
+                    last_id = record_id
+                    count += 1
+                    dropped[Kind(kind)] += 1
+                    self._bytes -= int(size) + ROW_OVERHEAD
+                    self._records -= 1
+                    self._leave_buckets([(bucket, int(size))])
+                db.execute("DELETE FROM records WHERE bucket = ? AND id <= ?", (bucket, last_id))
+            if count:
+                total = self._bucket_dropped.get(bucket, 0) + count
+                self._bucket_dropped[bucket] = total
+                self._set_meta(db, f"dropped_bucket:{bucket}", str(total))
+                log.debug("telemetry: %d records of %s dropped at its bound", count, bucket)
+
+    def _leave_buckets(self, records: Iterable[tuple[str, int]]) -> None:
+        """Records (bucket, body size) left the records table: their buckets hold less."""
+        for bucket, size in records:
+            if bucket:
+                left = self._bucket_bytes.get(bucket, 0) - size - ROW_OVERHEAD
+                if left > 0:
+                    self._bucket_bytes[bucket] = left
+                else:
+                    self._bucket_bytes.pop(bucket, None)
 
     def _drop_batch(self, db: sqlite3.Connection, dropped: dict[Kind, int]) -> bool:
         row = db.execute(
@@ -452,6 +571,6 @@ class TelemetryBuffer:
     def _resync(self) -> None:
         """After a rollback the counters kept in memory are re-read from the database."""
         try:
-            self._bytes, self._records, self._dropped = self._read_counters()
+            self._read_counters()
         except sqlite3.Error as exc:
             log.error("telemetry buffer: cannot re-read its counters: %s", exc)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flotta.agent.telemetry.batching import Kind, record_body
@@ -22,6 +22,7 @@ from flotta.backoff import Backoff, BackoffPolicy
 from flotta.schemas.codec import decode
 from flotta.schemas.errors import PayloadError
 from flotta.schemas.wire import DesiredConfiguration, DesiredWorkload, TelemetryReceipt
+from flotta.schemas.wire.common import KiB
 from flotta.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,18 @@ class TelemetryStats:
     buffered_records: int
     dropped_records: int
     unconfirmed_batches: int = 0
+    dropped_by_log_target: Mapping[str, int] = field(default_factory=dict)
+    """Lines a log target's ``bufferSize`` dropped (also in ``dropped_records``)."""
+
+
+def log_target_limits(configuration: DesiredConfiguration) -> dict[str, int]:
+    """The buffer's bound for each log target's lines waiting to be sent: upstream's
+    ``bufferSize`` (KiB) of the ``logCollection`` entry. A workload naming a target that is
+    not configured has no bound of its own (the buffer's retention still applies)."""
+    return {
+        name: settings.buffer_size_kib * KiB
+        for name, settings in configuration.log_collection.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +193,10 @@ class TelemetryService:
         max_bytes, max_age = self._limits()
         try:
             await asyncio.to_thread(
-                self.buffer.set_limits, max_bytes=max_bytes, max_age_seconds=max_age
+                self.buffer.set_limits,
+                max_bytes=max_bytes,
+                max_age_seconds=max_age,
+                bucket_bytes=log_target_limits(self._configuration),
             )
         except BufferStoreError as exc:
             log.error("telemetry: cannot apply the retention limits: %s", exc)
@@ -251,7 +267,9 @@ class TelemetryService:
 
     async def _flush_logs(self) -> None:
         staged = self._log_staging.take()
-        await self._store(Kind.LOGS, staged.records, staged.dropped, staged.cursors)
+        targets = {w.name: w.log_collection for w in self._workloads}
+        buckets = [targets.get(workload, "") for workload in staged.workloads]
+        await self._store(Kind.LOGS, staged.records, staged.dropped, staged.cursors, buckets)
 
     async def _store(
         self,
@@ -259,12 +277,18 @@ class TelemetryService:
         bodies: list[bytes],
         dropped: int,
         cursors: dict[str, Cursor] | None = None,
+        buckets: list[str] | None = None,
     ) -> None:
         if not bodies and not dropped and not cursors:
             return
         try:
             await asyncio.to_thread(
-                self.buffer.add, kind, bodies, dropped_upstream=dropped, cursors=cursors
+                self.buffer.add,
+                kind,
+                bodies,
+                dropped_upstream=dropped,
+                cursors=cursors,
+                buckets=buckets,
             )
         except BufferStoreError as exc:
             log.error("telemetry: %d %s records lost: %s", len(bodies), kind, exc)
@@ -320,6 +344,7 @@ class TelemetryService:
             buffered_records=stats.buffered_records + len(self._log_staging),
             dropped_records=stats.dropped_records,
             unconfirmed_batches=stats.batches_unconfirmed,
+            dropped_by_log_target=stats.dropped_by_bucket,
         )
 
     async def close(self) -> None:

@@ -12,6 +12,8 @@ Cursor = tuple[str, int]  # the last log time taken (ISO 8601), lines taken at t
 @dataclass(slots=True)
 class Staged:
     records: list[bytes] = field(default_factory=list)
+    workloads: list[str] = field(default_factory=list)
+    """The workload of each record, in the order of ``records``."""
     dropped: int = 0
     cursors: dict[str, Cursor] = field(default_factory=dict)
 
@@ -35,6 +37,7 @@ class Staging:
             self._staged.dropped += 1
             return False
         self._staged.records.append(body)
+        self._staged.workloads.append(workload)
         return True
 
     def take(self) -> Staged:
