@@ -134,7 +134,8 @@ class LogCollectionConfig(ApiModel):
     every log over MQTT whatever the kind."""
     buffer_size: Annotated[int, Field(ge=1, le=1048576)] = 12
     """Upstream: the size in KiB of the device's log buffer for this destination (default
-    12). Sent to the device; logs wait in its telemetry buffer instead, so it has no effect."""
+    12): the lines for it waiting in the device's telemetry buffer keep at most this much,
+    the oldest dropped and counted."""
     syslog_config: SyslogConfig | None = None
     """For kind syslog: the ConfigMap with the syslog server's address and protocol."""
 
