@@ -2,13 +2,14 @@
 in the device's buffer keep at most that many KiB, the oldest dropped and counted."""
 
 import asyncio
+import functools
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 from flotta.agent.telemetry.batching import Kind, record_body
 from flotta.agent.telemetry.buffer import ROW_OVERHEAD, TelemetryBuffer
-from flotta.agent.telemetry.service import log_target_limits
+from flotta.agent.telemetry.service import TelemetryService, log_target_limits
 from flotta.schemas.codec import decode
 from flotta.schemas.wire import DesiredConfiguration, DesiredWorkload, LogLine, LogsBatch
 from flotta.schemas.wire.desired import LogCollectionSettings
@@ -33,6 +34,12 @@ def texts(buffer: TelemetryBuffer) -> list[tuple[str, str]]:
         lines += [(x.workload, x.line) for x in decode(LogsBatch, batch.payload).lines]
         buffer.acknowledge(Kind.LOGS, batch.sequence)
     return lines
+
+
+def took(telemetry: TelemetryService, lines: int) -> bool:
+    """The service took that many lines: buffered or dropped."""
+    stats = telemetry.stats()
+    return stats.buffered_records + stats.dropped_records >= lines
 
 
 def new_buffer(tmp_path: Path, **bounds: int) -> TelemetryBuffer:
@@ -168,27 +175,28 @@ async def test_offline_a_workloads_lines_keep_to_its_targets_buffer_size(tmp_pat
     )
     telemetry.configure(configuration, [workload], {})
     runner = asyncio.create_task(telemetry.run(receiver.publish))
+    written = [f"burst{n}-{i}" for n in range(6) for i in range(100)]
     try:
-        await write_lines(tmp_path / "app.log", 600)  # about 60 KiB of records while offline
-        await wait_until(
-            lambda: telemetry.stats().dropped_records + telemetry.stats().buffered_records >= 600
-        )
-        await asyncio.sleep(0.5)  # the last staged lines reach the buffer
-        buffered = telemetry.stats().buffered_records
+        for n in range(6):  # six flushes of 100 lines (about 11 KiB each) while offline
+            await write_lines(tmp_path / "app.log", 100, prefix=f"burst{n}")
+            await wait_until(functools.partial(took, telemetry, 100 * (n + 1)))
+            await asyncio.sleep(0.3)  # past the flush interval: the next burst is a flush apart
         dropped = telemetry.stats().dropped_by_log_target["remote"]
         receiver.online = True
         await wait_until(lambda: telemetry.stats().buffered_records == 0)
     finally:
         await telemetry.close()
         await runner
-    assert dropped == telemetry.stats().dropped_records
-    assert dropped > 400
+    assert dropped == telemetry.stats().dropped_records > 0
     logs = receiver.logs()
     lines = [x.line for batch in logs for x in batch.lines]
-    assert len(lines) == buffered == 600 - dropped
-    # the first batch was formed (and failed) before the bound bit; after it, the newest
-    first = logs[0].lines
-    assert lines == [x.line for x in first] + [
-        f"line-{i}" for i in range(600 - len(lines) + len(first), 600)
-    ]
+    assert len(lines) == 600 - dropped
     assert sum(b.dropped for b in logs) == dropped
+    # the first batch was formed (and could not leave) before the bound bit; behind it, the
+    # newest lines: at most the last flush and 4 KiB of lines waiting before it
+    first = [x.line for x in logs[0].lines]
+    assert first == written[: len(first)]
+    waited = lines[len(first) :]
+    assert waited == written[600 - len(waited) :]
+    record = len(record_body(logs[0].lines[0])) + ROW_OVERHEAD
+    assert len(waited) <= 100 + 4 * 1024 // record + 1
