@@ -23,12 +23,11 @@ class Built:
     seconds: float
 
 
-def build(out: Path, *, revision: str, formats: str) -> Built:
-    for tool in ("dpkg-deb", "rpmbuild"):
-        if tool in ("rpmbuild",) and "rpm" not in formats:
-            continue
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is missing (make system-packages installs it)")
+def build(out: Path, *, revision: str, formats: str, arch: str | None = None) -> Built:
+    tools = {"deb": "dpkg-deb", "rpm": "rpmbuild"}
+    for kind in formats.split(","):
+        if shutil.which(tools[kind]) is None:
+            pytest.fail(f"{tools[kind]} is missing (make system-packages installs it)")
     started = time.monotonic()
     done = subprocess.run(
         [
@@ -42,6 +41,7 @@ def build(out: Path, *, revision: str, formats: str) -> Built:
             str(out),
             "--work",
             str(out / "work"),
+            *(["--arch", arch] if arch else []),
         ],
         capture_output=True,
         text=True,
@@ -64,4 +64,3 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Built:
 def upgrade_deb(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """Revision 2 of the .deb: the upgrade."""
     return build(tmp_path_factory.mktemp("packages-r2"), revision="2", formats="deb")
-
