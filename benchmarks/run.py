@@ -48,6 +48,12 @@ SUITE = (
     Benchmark("bridge", "bridge_bench.py", (), "bridge ingest, writes and latency"),
     Benchmark("agent", "agent_footprint_bench.py", ("--write",), "agent memory and CPU"),
     Benchmark(
+        "exporter",
+        "exporter_bench.py",
+        ("--out", str(HERE / "results" / "exporter.md")),
+        "exporter throughput / bare JetStream-to-remote-write loop, latency to queryable",
+    ),
+    Benchmark(
         "simulator",
         "simulator_bench.py",
         ("--devices", "10000", "--storm"),

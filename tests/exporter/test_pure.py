@@ -70,6 +70,15 @@ def test_an_invalid_label_name_makes_the_batch_invalid(name: str) -> None:
         write_requests.series_of([batch(samples=[sample])])
 
 
+@pytest.mark.parametrize("name", ["bad-name", "0digit", "dotted.name", ""])
+def test_an_invalid_metric_name_makes_the_batch_invalid(name: str) -> None:
+    # Metrics envelopes are read with types only (the bridge checked the contract), so the
+    # names Prometheus needs are checked when the request is built.
+    sample = MetricSample(name=name, value=1, timestamp_ms=1)
+    with pytest.raises(InvalidBatchError, match="metric name"):
+        write_requests.series_of([batch(samples=[sample])])
+
+
 def test_samples_of_one_series_share_a_timeseries_in_time_order_across_batches() -> None:
     first = batch(
         samples=[
@@ -236,7 +245,8 @@ def test_an_envelope_decodes_to_the_device_s_batch() -> None:
         "flotta.device.ns.d1.metrics", envelope(GOOD), 42
     )
     assert (decoded.namespace, decoded.device, decoded.stream_sequence) == ("ns", "d1", 42)
-    assert decoded.batch.samples == [MetricSample(name="up", value=1.0, timestamp_ms=5)]
+    (sample,) = decoded.batch.samples
+    assert (sample.name, sample.labels, sample.value, sample.timestamp_ms) == ("up", {}, 1.0, 5)
     assert decoded.message_id == "d1:metrics:s:1"
 
 

@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class DeliverySettings:
     fetch_batch: int = 256  # messages per pull
-    fetch_wait: float = 1.0  # seconds a pull waits when the stream has nothing new
+    fetch_wait: float = 0.5  # seconds a pull waits for more (and when the stream is idle)
     prefetch: int = 1  # fetches held ready while one is delivered
     retry: BackoffPolicy = field(
         default_factory=lambda: BackoffPolicy(base=0.5, cap=30.0, stable_after=0.0, jitter=0.5)

@@ -5,11 +5,18 @@ The bridge publishes each batch as a CloudEvents 1.0 envelope (structured JSON m
 (docs/contract.md). Decoding is total: whatever the bytes, the result is a
 :class:`~flotta.exporter.sink.DeviceBatch` or an :class:`UndeliverableError` naming why, which
 the exporter sends to the dead-letter subject instead of crashing on it.
+
+Metrics batches are read into a lighter struct of the same shape (:class:`_MetricsBatch`):
+the bridge checked them against the contract before it published them, and checking every
+sample's name pattern and bounds again cost about 3 us a sample, a third of the exporter's
+CPU (benchmarks/results/exporter.md). Types are still checked here, and the names Prometheus
+requires in :mod:`flotta.exporter.write_requests`; a batch that fails either is dead-lettered.
+Logs batches are read with the contract's own struct.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic
+from typing import Any, Generic, cast
 
 import msgspec
 
@@ -17,7 +24,7 @@ from flotta.exporter.sink import BatchT, DeviceBatch
 from flotta.schemas.cloud_events import event_type
 from flotta.schemas.errors import TopicError
 from flotta.schemas.topics import DeviceTopic, parse_nats_subject
-from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
+from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch, batch_message_id
 
 KINDS: dict[type[Any], DeviceTopic] = {
     MetricsBatch: DeviceTopic.METRICS,
@@ -25,16 +32,43 @@ KINDS: dict[type[Any], DeviceTopic] = {
 }
 
 
+class _MetricSample(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    """:class:`~flotta.schemas.wire.telemetry.MetricSample`'s fields, types only."""
+
+    name: str
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    value: float
+    timestamp_ms: int
+
+
+class _MetricsBatch(
+    msgspec.Struct, rename="camel", frozen=True, kw_only=True, tag_field="schemaVersion", tag=1
+):
+    """:class:`~flotta.schemas.wire.telemetry.MetricsBatch`'s fields, types only."""
+
+    stream: str
+    sequence: int
+    samples: list[_MetricSample]
+    dropped: int = 0
+
+    def message_id(self, device_id: str) -> str:
+        return batch_message_id(device_id, "metrics", self.stream, self.sequence)
+
+
+# What each kind is read into (the same attributes as the contract's struct).
+_READ_AS: dict[type[Any], type[Any]] = {MetricsBatch: _MetricsBatch, LogsBatch: LogsBatch}
+
+
 class UndeliverableError(ValueError):
     """The message can never become a batch (bad subject, not a CloudEvent, invalid data)."""
 
 
-class _Envelope(msgspec.Struct, Generic[BatchT]):
+class _Envelope(msgspec.Struct):
     """What the exporter reads of the CloudEvent; other attributes are ignored."""
 
     type: str
     source: str
-    data: BatchT
+    data: Any
     specversion: str = "1.0"
 
 
@@ -45,9 +79,10 @@ class EnvelopeDecoder(Generic[BatchT]):
         self.model: type[BatchT] = model
         self.kind = KINDS[model]
         self.event_type = event_type(self.kind)
-        self._decoder: msgspec.json.Decoder[_Envelope[BatchT]] = msgspec.json.Decoder(
-            _Envelope[model]  # type: ignore[valid-type]
+        envelope = msgspec.defstruct(
+            "Envelope", [("data", _READ_AS[model])], bases=(_Envelope,), kw_only=True
         )
+        self._decoder: msgspec.json.Decoder[_Envelope] = msgspec.json.Decoder(envelope)
 
     def decode(self, subject: str, data: bytes, stream_sequence: int) -> DeviceBatch[BatchT]:
         try:
@@ -72,4 +107,6 @@ class EnvelopeDecoder(Generic[BatchT]):
         source = f"/flotta/namespaces/{parsed.namespace}/devices/{parsed.device_id}"
         if envelope.source != source:
             raise UndeliverableError(f"source {envelope.source!r} does not match {subject!r}")
-        return DeviceBatch(parsed.namespace, parsed.device_id, stream_sequence, envelope.data)
+        # _MetricsBatch stands for MetricsBatch: the same attributes, read more cheaply.
+        batch = cast(BatchT, envelope.data)
+        return DeviceBatch(parsed.namespace, parsed.device_id, stream_sequence, batch)

@@ -33,7 +33,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -144,19 +144,25 @@ class JetStream:
         while the telemetry stream does not exist yet (the bridge creates it)."""
         js = self.jetstream()
         durable = durable_name(spec.sink)
-        await js.add_consumer(
-            TELEMETRY_STREAM,
-            ConsumerConfig(
-                durable_name=durable,
-                description=f"flotta exporter: {spec.filter_subject} into {spec.sink}",
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=spec.ack_wait,
-                max_deliver=-1,
-                filter_subject=spec.filter_subject,
-                max_ack_pending=spec.max_ack_pending,
-            ),
-        )
+        try:
+            await js.add_consumer(
+                TELEMETRY_STREAM,
+                ConsumerConfig(
+                    durable_name=durable,
+                    description=f"flotta exporter: {spec.filter_subject} into {spec.sink}",
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=spec.ack_wait,
+                    max_deliver=-1,
+                    filter_subject=spec.filter_subject,
+                    max_ack_pending=spec.max_ack_pending,
+                ),
+            )
+        except BadRequestError as exc:
+            # A setting JetStream cannot change on an existing consumer (its deliver policy,
+            # say): use the consumer as it is rather than stop exporting.
+            await js.consumer_info(TELEMETRY_STREAM, durable)
+            logger.warning("consumer %s kept as it is, not updated: %s", durable, exc)
         return await js.pull_subscribe_bind(durable=durable, stream=TELEMETRY_STREAM)
 
     async def dead_letter(self, sink: str, msg: Msg, reason: str) -> None:

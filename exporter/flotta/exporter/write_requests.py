@@ -44,6 +44,7 @@ HEADERS = {
 NAME_LABEL = "__name__"
 OWN_LABELS = ("namespace", "device")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
 def _descriptor() -> descriptor_pb2.FileDescriptorProto:
@@ -109,8 +110,10 @@ class InvalidBatchError(ValueError):
 
 
 def series_labels(namespace: str, device: str, name: str, labels: dict[str, str]) -> SeriesKey:
-    """The labels of a sample's series, sorted by name; raises InvalidBatchError for a label
-    name Prometheus refuses."""
+    """The labels of a sample's series, sorted by name; raises InvalidBatchError for a metric
+    or label name Prometheus refuses."""
+    if not METRIC_NAME.match(name):
+        raise InvalidBatchError(f"metric name {name!r} is not a valid Prometheus metric name")
     merged: dict[str, str] = {}
     for key, value in labels.items():
         if not LABEL_NAME.match(key) or key.startswith("__"):
