@@ -19,7 +19,7 @@ from flotta.bridge.streams import stream_specs
 from flotta.exporter.jetstream import DEAD_LETTER_STREAM, TELEMETRY_STREAM, durable_name
 from flotta.schemas.codec import encode
 from flotta.schemas.topics import DeviceTopic
-from flotta.schemas.wire.telemetry import MetricSample, MetricsBatch
+from flotta.schemas.wire.telemetry import LogsBatch, MetricSample, MetricsBatch
 
 
 async def create_streams(nc: NatsClient) -> None:
@@ -59,14 +59,19 @@ def metrics_batch(
 
 
 async def publish_batch(
-    nc: NatsClient, namespace: str, device: str, batch: MetricsBatch, *, wait: bool = True
+    nc: NatsClient,
+    namespace: str,
+    device: str,
+    batch: MetricsBatch | LogsBatch,
+    *,
+    wait: bool = True,
 ) -> None:
     """As the bridge publishes it: the CloudEvent on the device's subject, with its
     ``Nats-Msg-Id``."""
     out = to_nats(
         namespace=namespace,
         device_id=device,
-        kind=DeviceTopic.METRICS,
+        kind=DeviceTopic.LOGS if isinstance(batch, LogsBatch) else DeviceTopic.METRICS,
         payload=batch,
         data=encode(batch),
         now=datetime.now(UTC),

@@ -1,4 +1,5 @@
-"""``flotta exporter run``: device telemetry from JetStream into Prometheus (and logs sinks).
+"""``flotta exporter run``: device telemetry from JetStream into Prometheus remote write
+(metrics), Loki and syslog (logs); each sink its own durable consumer.
 
 Every option can also be given in the environment, as ``FLOTTA_EXPORTER_`` and the option's
 name in capitals with ``_`` for ``-`` (``--prometheus-url``: ``FLOTTA_EXPORTER_PROMETHEUS_URL``);
@@ -81,6 +82,28 @@ def register(parser: argparse.ArgumentParser) -> None:
         or (Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None),
         help="default: $KUBECONFIG, else the in-cluster service account",
     )
+    loki = run.add_argument_group("Loki (device logs)")
+    loki.add_argument(
+        "--loki-url",
+        default=_env("loki-url", ""),
+        help="Loki's base URL, e.g. http://loki:3100; '': logs are not sent to Loki",
+    )
+    loki.add_argument("--loki-tenant", default=_env("loki-tenant", ""), help="X-Scope-OrgID")
+    loki.add_argument("--loki-ca", type=Path, default=_env_path("loki-ca"), help="its CA (PEM)")
+    syslog = run.add_argument_group("syslog (device logs, RFC 5424)")
+    syslog.add_argument(
+        "--syslog-address",
+        default=_env("syslog-address", ""),
+        help="host:port of one syslog server for every device's logs; '': none",
+    )
+    syslog.add_argument(
+        "--syslog-protocol",
+        choices=("tcp", "tls", "udp"),
+        default=_env("syslog-protocol", "tcp"),
+    )
+    syslog.add_argument(
+        "--syslog-ca", type=Path, default=_env_path("syslog-ca"), help="for tls: its CA (PEM)"
+    )
     delivery = run.add_argument_group("delivery")
     delivery.add_argument("--fetch-batch", type=int, default=int(_env("fetch-batch", "256") or 256))
     delivery.add_argument(
@@ -154,6 +177,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tuned(route: Any, args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    return replace(route, ack_wait=args.ack_wait, max_ack_pending=args.max_ack_pending)
+
+
 class NoSinkError(RuntimeError):
     """Nothing to export to."""
 
@@ -191,20 +220,44 @@ def _routes(args: argparse.Namespace, log: logging.Logger) -> tuple[list[Any], l
             directory = kube
         sinks = ReceiverSinks(directory)
         routes.append(
-            SinkRoute(
-                "prometheus",
-                MetricsBatch,
-                sinks.select,
-                sinks.aclose,
-                ack_wait=args.ack_wait,
-                max_ack_pending=args.max_ack_pending,
-            )
+            _tuned(SinkRoute("prometheus", MetricsBatch, sinks.select, sinks.aclose), args)
         )
         log.info(
             "metrics: default receiver %s, per-device receivers %s",
             args.prometheus_url or "(none)",
             "from Kubernetes" if use_kube else "off",
         )
+    if args.loki_url:
+        from flotta.exporter.app import single
+        from flotta.exporter.loki_sink import LokiSettings, LokiSink
+        from flotta.schemas.wire.telemetry import LogsBatch
+
+        loki = LokiSink(
+            LokiSettings(
+                args.loki_url,
+                tenant=args.loki_tenant,
+                ca_file=str(args.loki_ca) if args.loki_ca else "",
+            )
+        )
+        routes.append(_tuned(single(loki, LogsBatch), args))
+        log.info("logs: Loki %s", args.loki_url)
+    if args.syslog_address:
+        from flotta.exporter.app import single
+        from flotta.exporter.syslog_sink import SyslogConfigError, SyslogSink, SyslogTarget
+        from flotta.schemas.wire.telemetry import LogsBatch
+
+        config = {"Address": args.syslog_address, "Protocol": args.syslog_protocol}
+        if args.syslog_ca:
+            config["CA"] = args.syslog_ca.read_text()
+        try:
+            target = SyslogTarget.from_config_map(config)
+        except SyslogConfigError as exc:
+            raise NoSinkError(f"--syslog-*: {exc}") from None
+        routes.append(_tuned(single(SyslogSink(target), LogsBatch), args))
+        log.info("logs: syslog %s", target.address)
     if not routes:
-        raise NoSinkError("no sink configured: give --prometheus-url (or a kubeconfig)")
+        raise NoSinkError(
+            "no sink configured: give --prometheus-url (or a kubeconfig), --loki-url or "
+            "--syslog-address"
+        )
     return routes, closers

@@ -1,0 +1,141 @@
+"""Each device's metrics go to the receiver its EdgeDevice or EdgeDeviceSet names
+(``metrics.receiverConfiguration``), read from the local Kubernetes API; the RBAC of the
+cluster install grants exactly the reads that takes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from nats.aio.client import Client as NatsClient
+
+from flotta.dev.nats_server import free_port
+from flotta.exporter.app import SinkRoute
+from flotta.exporter.kube_receivers import KubeReceivers
+from flotta.exporter.receivers import ReceiverSinks
+from flotta.exporter.routing import Receiver
+from flotta.schemas.crd.common import GROUP, MEMBER_OF_LABEL, VERSION
+from flotta.schemas.wire.telemetry import MetricsBatch
+from tests.deploy.test_rbac import CLUSTER, Need, grants, watch
+from tests.exporter.prometheus_server import PrometheusServer
+from tests.exporter.support import consumer_lag, eventually, metrics_batch, now_ms, publish_batch
+from tests.fixtures.kubeprocess import LocalKube
+
+NAMESPACE = "site"
+
+
+@pytest.fixture
+def site_kube(tmp_path: Path) -> Iterator[tuple[LocalKube, k8s.ApiClient]]:
+    local = LocalKube(tmp_path / "kube")
+    local.start()
+    api = local.api()
+    try:
+        local.install_crds(api)
+        local.create_namespaces(api, NAMESPACE)
+        yield local, api
+    finally:
+        api.close()
+        local.stop()
+
+
+def create(
+    api: k8s.ApiClient, plural: str, kind: str, name: str, spec: dict[str, Any], **labels: str
+) -> None:
+    k8s.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        plural,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": kind,
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+            "spec": spec,
+        },
+    )
+
+
+def receiver(url: str, **more: Any) -> dict[str, Any]:
+    return {"metrics": {"receiverConfiguration": {"url": url, **more}}}
+
+
+async def test_each_device_s_metrics_go_to_its_own_or_its_set_s_receiver(
+    nc: NatsClient,
+    prometheus: PrometheusServer,
+    site_kube: tuple[LocalKube, k8s.ApiClient],
+    run_exporter: Any,
+) -> None:
+    local, api = site_kube
+    nowhere = f"http://127.0.0.1:{free_port()}/api/v1/write"  # nothing listens: Retry
+    create(
+        api,
+        "edgedevicesets",
+        "EdgeDeviceSet",
+        "west",
+        receiver(prometheus.write_url, requestNumSamples=2),
+    )
+    create(api, "edgedevices", "EdgeDevice", "own", receiver(prometheus.write_url))
+    # The set exists, so its section wins over the device's own.
+    create(
+        api, "edgedevices", "EdgeDevice", "member", receiver(nowhere), **{MEMBER_OF_LABEL: "west"}
+    )
+    create(api, "edgedevices", "EdgeDevice", "plain", {})  # the default receiver
+    # A CA Secret that does not exist: nothing is sent to that receiver, the batch waits.
+    create(
+        api, "edgedevices", "EdgeDevice", "tls",
+        receiver(prometheus.write_url.replace("http:", "https:"), caSecretName="missing-ca"),
+    )  # fmt: skip
+
+    receivers = KubeReceivers(local.kubeconfig, default=Receiver(nowhere))
+    receivers.start()
+    try:
+        await eventually(lambda: receivers.synced, within=15, what="EdgeDevices and sets listed")
+        sinks = ReceiverSinks(receivers)
+        route = SinkRoute("prometheus", MetricsBatch, sinks.select, sinks.aclose)
+        await run_exporter([route])
+        now = now_ms()
+        for device in ("own", "member", "plain", "tls"):
+            await publish_batch(
+                nc, NAMESPACE, device, metrics_batch(1, [now - 2000, now - 1000, now])
+            )
+
+        def landed() -> Any:
+            return sorted(prometheus.samples('flotta_test_value{namespace="site"}'))
+
+        assert await eventually(landed, within=15, what="samples in Prometheus") == [
+            "member/flotta_test_value",
+            "own/flotta_test_value",
+        ]
+        await asyncio.sleep(2.0)
+        assert sorted(prometheus.samples('flotta_test_value{namespace="site"}')) == [
+            "member/flotta_test_value",
+            "own/flotta_test_value",
+        ]
+        assert await consumer_lag(nc) == 2  # plain (default: down) and tls (no CA) wait
+    finally:
+        receivers.stop()
+
+
+def test_the_exporter_s_rbac_grants_exactly_the_reads_it_makes() -> None:
+    needed = {
+        *watch(GROUP, "edgedevices"),
+        *watch(GROUP, "edgedevicesets"),
+        Need("", "secrets", "get"),  # read_namespaced_secret, any namespace a device is in
+    }
+    source = (Path(__file__).parents[2] / "exporter/flotta/exporter/kube_receivers.py").read_text()
+    calls = {"list_cluster_custom_object", "read_namespaced_secret"}
+    assert {c for c in calls if c in source} == calls
+    granted = grants("flotta-exporter")
+    for need in needed:
+        assert any(g.allows(need) for g in granted), f"flotta-exporter may not {need}"
+    for grant in granted:
+        rule = grant.rule
+        assert grant.namespace == CLUSTER
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    assert Need(group, resource, verb) in needed, f"needless grant {rule}"
