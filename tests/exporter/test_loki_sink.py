@@ -233,3 +233,19 @@ async def test_nothing_to_send_sends_nothing(loki_server: LokiStandIn) -> None:
     finally:
         await sink.aclose()
     assert loki_server.requests == []
+
+
+async def test_many_refused_entries_are_all_counted() -> None:
+    # Loki lists ten of them and ends its long answer with the count
+    server = LokiStandIn(LokiLimits(unordered_writes=True))
+    await server.start()
+    sink = LokiSink(LokiSettings(server.url))
+    now = datetime.now(UTC)
+    try:
+        assert await sink.send([batch([line("newest", at=now)], sequence=1)]) == Accepted(1)
+        late = ticks(40, start=now - timedelta(hours=3), workload="app")
+        outcome = await sink.send([batch([*late, line("fresh", at=now)], sequence=0)])
+    finally:
+        await sink.aclose()
+        await server.stop()
+    assert outcome == Accepted(1, too_old=40)

@@ -50,6 +50,7 @@ from flotta.schemas.wire.telemetry import LogsBatch
 PUSH_PATH = "/loki/api/v1/push"
 MiB = 1024 * 1024
 REASON_CHARS = 2000  # of Loki's message in a Retry or Refused reason
+ANSWER_BYTES = 256 * 1024  # of Loki's answer read (its count of refusals comes last)
 ENTRY_OVERHEAD = 32  # JSON around one entry: ["1700000000000000000","..."],
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -261,18 +262,20 @@ class LokiSink:
         try:
             async with self._client().post(url, data=push.body, headers=self._headers) as answer:
                 status = answer.status
-                message = (await answer.text(errors="replace")).strip()[:REASON_CHARS]
+                raw = await answer.content.read(ANSWER_BYTES)
                 after = retry_after(answer.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Retry(f"loki {url}: {_describe(exc)}")
         entries = len(push.timestamps)
         if 200 <= status < 300:
             return Accepted(entries)
+        text = raw.decode(errors="replace").strip()
+        message = " ".join(text[:REASON_CHARS].split())
         if status in (408, 429) or status >= 500:
             return Retry(f"loki answered {status}: {message}", after)
         if status == 400:
             refused = time_refused(
-                message,
+                text,
                 push,
                 now_ns=time.time_ns(),
                 grace_ns=int(self.settings.creation_grace_seconds * 1e9),

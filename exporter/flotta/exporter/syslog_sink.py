@@ -276,9 +276,8 @@ async def _open(target: SyslogTarget, settings: SyslogSettings) -> _Connection:
             return _DatagramConnection(datagrams, state, settings)
         context = None
         if target.protocol == "tls":
+            # without a CA of its own, the default context trusts the system's store
             context = ssl.create_default_context(cadata=target.ca_pem or None)
-            if not target.ca_pem:
-                context.load_default_certs()
         stream, _ = await loop.create_connection(
             lambda: _StreamProtocol(state),
             target.host,
