@@ -18,8 +18,8 @@ Delivery:
   written by one send at a time, in order. A send succeeds once the receiving host's TCP
   acknowledged every byte (Linux ``SIOCOUTQ``), not merely once the bytes left this process;
   a connection the receiver closed is noticed before writing on it. Syslog itself has no
-  acknowledgement, so what a receiver loses after its TCP acknowledged it (it dies before
-  reading its socket) is lost; a receiver that only restarts loses nothing.
+  acknowledgement, so lines the receiver's TCP acknowledged but the receiver had not read
+  when it stopped are lost.
 * A target that is down answers ``Retry``; it is tried again after a backoff that grows to a
   minute while it stays down.
 * UDP (RFC 5426) sends one message per datagram, cut to ``max_datagram_bytes``; there is no
@@ -46,7 +46,7 @@ from typing import Literal
 from flotta.backoff import Backoff, BackoffPolicy
 from flotta.exporter import rfc5424
 from flotta.exporter.rfc5424 import Facility, Severity
-from flotta.exporter.sink import Accepted, DeviceBatch, Refused, Retry, SinkOutcome
+from flotta.exporter.sink import Accepted, DeviceBatch, Retry, SinkOutcome
 from flotta.schemas.wire.telemetry import LogsBatch
 
 log = logging.getLogger(__name__)
@@ -200,16 +200,13 @@ class SyslogSink:
         return f"SyslogSink({self.target.address})"
 
     async def send(self, batches: Sequence[DeviceBatch[LogsBatch]]) -> SinkOutcome:
-        try:
-            messages = [
-                message
-                for batch in batches
-                for message in line_messages(
-                    batch, facility=self.settings.facility, sd_id=self.settings.sd_id
-                )
-            ]
-        except ValueError as exc:  # defensive: wire-valid batches always format
-            return Refused(f"syslog: cannot format the lines: {exc}")
+        messages = [
+            message
+            for batch in batches
+            for message in line_messages(
+                batch, facility=self.settings.facility, sd_id=self.settings.sd_id
+            )
+        ]
         if not messages:
             return Accepted(0)
         async with self._lock:
@@ -220,7 +217,7 @@ class SyslogSink:
                 connection = await self._connected()
                 await connection.send(messages)
             except (OSError, TimeoutError) as exc:
-                return await self._failed(exc)
+                return self._failed(exc)
         self._backoff.reset()
         return Accepted(len(messages))
 
@@ -237,7 +234,7 @@ class SyslogSink:
         self._connection = connection
         return connection
 
-    async def _failed(self, exc: BaseException) -> Retry:
+    def _failed(self, exc: BaseException) -> Retry:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
