@@ -89,18 +89,21 @@ class DataTransferMetricsConfiguration(ApiModel):
 
 
 class MetricsReceiverConfiguration(ApiModel):
-    """Upstream Flotta's Prometheus remote-write receiver for device metrics. Accepted for
-    compatibility with upstream manifests; not acted on: metrics go over MQTT to the bridge
-    and JetStream, where a consumer can forward them."""
+    """The Prometheus remote-write receiver this device's metrics go to, as upstream Flotta
+    defines it. The device sends its metrics over MQTT as always; the exporter (flotta
+    exporter run) writes them to this receiver instead of its default one
+    (docs/telemetry.md)."""
 
     url: Annotated[str, Field(max_length=2048)] = ""
-    """Upstream: the remote-write URL. Stored only; not acted on."""
+    """The remote-write URL (for Prometheus http(s)://HOST:9090/api/v1/write); empty: the
+    exporter's default receiver."""
     request_num_samples: Annotated[int, Field(ge=1)] = 30000
-    """Upstream: samples per remote-write request. Stored only; not acted on."""
+    """At most this many samples in one remote-write request."""
     timeout_seconds: Annotated[int, Field(ge=1)] = 10
-    """Upstream: the timeout of a remote-write request. Stored only; not acted on."""
+    """The timeout of one remote-write request, in seconds."""
     ca_secret_name: str = ""
-    """Upstream: a Secret with the CA certificate of the receiver. Stored only; not acted on."""
+    """A Secret in the device's namespace whose ca.crt is the CA the receiver's certificate
+    is checked against; until it can be read, the metrics wait in JetStream."""
 
 
 class MetricsConfiguration(ApiModel):
@@ -114,8 +117,8 @@ class MetricsConfiguration(ApiModel):
     """Upstream's data-sync metrics. Accepted for compatibility; not acted on (named in the
     EdgeDevice's UnsupportedFields condition)."""
     receiver_configuration: MetricsReceiverConfiguration | None = None
-    """Upstream's remote-write receiver. Accepted for compatibility; not acted on (metrics
-    travel over MQTT instead)."""
+    """The Prometheus remote-write receiver the exporter writes this device's metrics to;
+    unset: the exporter's default receiver."""
 
 
 class SyslogConfig(ApiModel):
