@@ -74,9 +74,10 @@ def test_structured_data_values_are_escaped() -> None:
     assert sd == r'[x@32473 a="say \"hi\" [ok\] \\ done"]'
     assert rfc5424.structured_data([]) == "-"
     with pytest.raises(ValueError, match="SD-NAME"):
-        rfc5424.structured_data([("bad id", [])])
+        line_messages(batch([line("x")]), sd_id="bad id")
     with pytest.raises(ValueError, match="SD-NAME"):
         rfc5424.sd_name("x" * 33)
+    assert rfc5424.sd_name("flotta@32473") == "flotta@32473"
 
 
 def test_timestamps_are_utc_with_microseconds() -> None:

@@ -138,6 +138,7 @@ def line_messages(
     batch: DeviceBatch[LogsBatch], *, facility: Facility = Facility.USER, sd_id: str = SD_ID
 ) -> list[bytes]:
     """The RFC 5424 messages for a batch's lines, in order (not framed)."""
+    rfc5424.sd_name(sd_id)
     logs = batch.batch
     batch_id = f"{logs.stream}:{logs.sequence}"
     messages = []
