@@ -110,3 +110,31 @@ async def test_an_exporter_killed_mid_batch_and_restarted_loses_and_doubles_noth
 
 async def _drained(nc: NatsClient) -> bool:
     return await consumer_lag(nc) == 0
+
+
+def test_run_without_a_sink_says_so_and_exits_2() -> None:
+    env = {k: v for k, v in same_code_environment().items() if not k.startswith("FLOTTA_")}
+    env.pop("KUBECONFIG", None)
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "flotta.cli", "exporter", "run", "--health-port=-1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "no sink configured" in done.stderr
+
+
+def test_options_come_from_the_environment_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flotta.cli import build_parser
+
+    monkeypatch.setenv("FLOTTA_EXPORTER_PROMETHEUS_URL", "http://from-env:9090/api/v1/write")
+    monkeypatch.setenv("FLOTTA_EXPORTER_FETCH_BATCH", "64")
+    monkeypatch.setenv("FLOTTA_EXPORTER_LOKI_URL", "http://loki-env:3100")
+    args = build_parser().parse_args(["exporter", "run", "--loki-url", "http://flag:3100"])
+    assert args.prometheus_url == "http://from-env:9090/api/v1/write"
+    assert args.fetch_batch == 64
+    assert args.loki_url == "http://flag:3100"

@@ -42,6 +42,8 @@ class SinkRoute(Generic[BatchT]):
     aclose: Callable[[], Awaitable[None]]
     ack_wait: float = 30.0
     max_ack_pending: int = 4096
+    ready: Callable[[], bool] = lambda: True
+    """Whether what ``select`` relies on is there (the per-device receivers listed)."""
 
 
 def single(sink: Sink[BatchT], model: type[BatchT]) -> SinkRoute[BatchT]:
@@ -151,6 +153,8 @@ class Exporter:
         checks = {"loops": self.alive(), "nats": self.jetstream.connected}
         for delivery in self.deliveries:
             checks[f"consumer-{delivery.sink_name}"] = delivery.ready
+        for route in self.routes:
+            checks[f"routes-{route.name}"] = route.ready()
         return checks
 
     def alive(self) -> bool:

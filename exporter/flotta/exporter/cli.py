@@ -211,6 +211,7 @@ def _routes(args: argparse.Namespace, log: logging.Logger) -> tuple[list[Any], l
             else "no default receiver (--prometheus-url) and none configured for the device",
         )
         directory: ReceiverDirectory = DefaultReceivers(default)
+        ready: Any = lambda: True  # noqa: E731
         if use_kube:
             from flotta.exporter.kube_receivers import KubeReceivers
 
@@ -218,10 +219,10 @@ def _routes(args: argparse.Namespace, log: logging.Logger) -> tuple[list[Any], l
             kube.start()
             closers.append(kube.stop)
             directory = kube
+            ready = lambda: kube.synced  # noqa: E731
         sinks = ReceiverSinks(directory)
-        routes.append(
-            _tuned(SinkRoute("prometheus", MetricsBatch, sinks.select, sinks.aclose), args)
-        )
+        route = SinkRoute("prometheus", MetricsBatch, sinks.select, sinks.aclose, ready=ready)
+        routes.append(_tuned(route, args))
         log.info(
             "metrics: default receiver %s, per-device receivers %s",
             args.prometheus_url or "(none)",
