@@ -4,13 +4,16 @@ real Loki, and which of Loki 2.4's answers it reproduces); lines are read back w
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from flotta.exporter.loki_sink import LokiSettings, LokiSink, timestamp_ns
 from flotta.exporter.sink import Accepted, Refused, Retry
+from flotta.pki.store import PkiStore
 from tests.exporter.log_batches import T0, batch, line, ticks
 from tests.fixtures.loki import LokiLimits, LokiStandIn
 
@@ -249,3 +252,35 @@ async def test_many_refused_entries_are_all_counted() -> None:
         await sink.aclose()
         await server.stop()
     assert outcome == Accepted(1, too_old=40)
+
+
+async def test_a_loki_that_hangs_answers_retry_after_the_timeout(loki_server: LokiStandIn) -> None:
+    loki_server.stall_seconds = 5
+    sink = LokiSink(LokiSettings(loki_server.url, timeout_seconds=0.3))
+    try:
+        outcome = await sink.send([batch(ticks(1))])
+    finally:
+        await sink.aclose()
+    assert outcome == Retry(f"loki {loki_server.url}/loki/api/v1/push: timed out")
+
+
+async def test_https_with_the_ca_that_signed_lokis_certificate(tmp_path: Path) -> None:
+    pki = PkiStore.create(tmp_path / "pki")
+    pki.issue_server(hostnames=("localhost",), addresses=("127.0.0.1",))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.server_cert_path, pki.server_key_path)
+    server = LokiStandIn(tls=context)
+    await server.start()
+    trusting = LokiSink(LokiSettings(server.url, ca_file=str(pki.ca_cert_path)))
+    other = PkiStore.create(tmp_path / "other")
+    untrusting = LokiSink(LokiSettings(server.url, ca_file=str(other.ca_cert_path)))
+    try:
+        assert await trusting.send([batch(ticks(2))]) == Accepted(2)
+        refused = await untrusting.send([batch(ticks(2, start=T0 + timedelta(hours=1)))])
+    finally:
+        await trusting.aclose()
+        await untrusting.aclose()
+        await server.stop()
+    assert isinstance(refused, Retry)  # a certificate it cannot verify: nothing is sent
+    assert "certificate verify failed" in refused.reason
+    assert server.lines(device="dev-1") == ["tick-0", "tick-1"]
