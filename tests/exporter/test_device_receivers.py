@@ -90,18 +90,22 @@ async def test_each_device_s_metrics_go_to_its_own_or_its_set_s_receiver(
         receiver(prometheus.write_url.replace("http:", "https:"), caSecretName="missing-ca"),
     )  # fmt: skip
 
+    now = now_ms()
+    for device in ("own", "member", "plain", "tls"):
+        await publish_batch(nc, NAMESPACE, device, metrics_batch(1, [now - 2000, now - 1000, now]))
     receivers = KubeReceivers(local.kubeconfig, default=Receiver(nowhere))
-    receivers.start()
+    sinks = ReceiverSinks(receivers)
+    route = SinkRoute(
+        "prometheus", MetricsBatch, sinks.select, sinks.aclose, ready=lambda: receivers.synced
+    )
+    exporter = await run_exporter([route])
     try:
-        await eventually(lambda: receivers.synced, within=15, what="EdgeDevices and sets listed")
-        sinks = ReceiverSinks(receivers)
-        route = SinkRoute("prometheus", MetricsBatch, sinks.select, sinks.aclose)
-        await run_exporter([route])
-        now = now_ms()
-        for device in ("own", "member", "plain", "tls"):
-            await publish_batch(
-                nc, NAMESPACE, device, metrics_batch(1, [now - 2000, now - 1000, now])
-            )
+        # Until the EdgeDevices and sets are listed nothing is fetched: a batch routed to the
+        # default receiver for want of its device would go to the wrong place.
+        await asyncio.sleep(1.5)
+        assert await consumer_lag(nc) == -1  # not even the consumer yet
+        assert exporter.readiness()["routes-prometheus"] is False
+        receivers.start()
 
         def landed() -> Any:
             return sorted(prometheus.samples('flotta_test_value{namespace="site"}'))
@@ -116,6 +120,7 @@ async def test_each_device_s_metrics_go_to_its_own_or_its_set_s_receiver(
             "own/flotta_test_value",
         ]
         assert await consumer_lag(nc) == 2  # plain (default: down) and tls (no CA) wait
+        assert exporter.readiness()["routes-prometheus"] is True
     finally:
         receivers.stop()
 

@@ -129,6 +129,7 @@ class Exporter:
                 jetstream=self.jetstream,
                 metrics=self.metrics,
                 settings=settings.delivery,
+                routes_ready=route.ready,
             )
             self.deliveries.append(delivery)
             for name, loop in delivery.loops().items():

@@ -86,6 +86,7 @@ class SinkDelivery(Generic[BatchT]):
         jetstream: JetStream,
         metrics: ExporterMetrics,
         settings: DeliverySettings,
+        routes_ready: Callable[[], bool] = lambda: True,
         rng: random.Random | None = None,
     ) -> None:
         self.spec = spec
@@ -95,6 +96,7 @@ class SinkDelivery(Generic[BatchT]):
         self.jetstream = jetstream
         self.metrics = metrics
         self.settings = settings
+        self.routes_ready = routes_ready
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._subscription: PullSubscription | None = None
         self._subscribed = asyncio.Event()
@@ -171,6 +173,16 @@ class SinkDelivery(Generic[BatchT]):
             await asyncio.sleep(delay)
 
     async def _fetch_loop(self) -> None:
+        # Nothing is fetched before ``select`` can route (the per-device receivers listed):
+        # a batch routed to the default receiver for want of its device would stay there.
+        waited = 0
+        while not self.routes_ready():
+            waited += 1
+            if waited % 50 == 1:
+                logger.info(
+                    "sink %s waits for its routes (receivers not listed yet)", self.sink_name
+                )
+            await asyncio.sleep(0.2)
         subscription = await self._subscribe()
         settings = self.settings
         backoff = Backoff(settings.subscribe_retry, self._rng)
