@@ -1,0 +1,508 @@
+"""deploy/kubernetes, run: the install applied to the local Kubernetes API (which enforces
+RBAC), the PKI Secrets made with the commands of docs/deploying.md, and the operator and
+the bridge run by a kubelet stand-in (tests/deploy/kubelet.py) with exactly the service
+accounts, tokens, Secrets and arguments the manifests give them. A device enrols, gets its
+workload and is deleted (its certificate revoked into the CRL Secret) without one refused
+request; the audit log then shows that every rule the manifests grant was needed by a call
+the components made, and taking one rule away makes the bridge fail with a 403.
+
+On one host network, the test's overlay (tests/deploy/overlay below) changes only ports and
+listen addresses, and the NATS URL (as docs/deploying.md's overlay does); the kubelet
+stand-in runs one replica of each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from flotta.dev.kubeapi.rbac import Attributes, Policy, service_account_user
+from flotta.dev.nats_server import NatsServer, free_port
+from flotta.dev.simulator.provision import CERT_NAME, KEY_NAME, device_dir
+from flotta.pki.store import PkiStore
+from flotta.schemas.codec import encode
+from flotta.schemas.crd.common import GROUP
+from flotta.schemas.topics import DeviceTopic, device_topic
+from flotta.schemas.wire import DeviceEvent
+from tests.deploy.kubelet import HostRunner, Kubelet, Running
+from tests.deploy.manifests import BASE, NAMESPACE, ROOT, container, objects
+from tests.fixtures.brokers import ClientCredentials, TestBroker
+from tests.fixtures.kube import KubeEndpoint
+from tests.fixtures.mqtt_probe import MqttProbe
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+FLEET = "fleet"
+BATCH = "factory-2026"
+DEVICE = "cam-00000"
+SERVICE_HOSTS = {
+    "flotta-broker.flotta.svc": "127.0.0.1",
+    "flotta-broker-internal.flotta.svc": "127.0.0.1",
+}
+ACCOUNTS = {"operator": "flotta-operator", "bridge": "flotta-bridge"}
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
+def docs_commands(heading: str) -> list[str]:
+    """The shell commands of one section of docs/deploying.md (its ```sh blocks)."""
+    text = (ROOT / "docs" / "deploying.md").read_text()
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    joined = "\n".join(blocks).replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if line.strip()]
+
+
+def substituted(args: list[str], values: dict[str, str]) -> list[str]:
+    """``--flag=value`` arguments with some values replaced; each flag must be there."""
+    result, seen = [], set()
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag in values:
+            result.append(f"{flag}={values[flag]}")
+            seen.add(flag)
+        else:
+            result.append(arg)
+    assert seen == values.keys(), f"not in the base: {values.keys() - seen}"
+    return result
+
+
+def overlay(directory: Path, broker: TestBroker, nats: NatsServer, health: dict[str, int]) -> Path:
+    """Host-network ports and addresses, and the NATS URL, over the unchanged base."""
+    operator = container("flotta-operator", "operator").spec["args"]
+    bridge = container("flotta-bridge", "bridge").spec["args"]
+    loopback = "127.0.0.1"
+    patches = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "flotta-operator"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "operator",
+                                "args": [
+                                    *substituted(
+                                        operator,
+                                        {
+                                            "--broker-port": str(broker.services_port),
+                                            "--enrolment-port": str(broker.enrolment_port),
+                                            "--health-host": loopback,
+                                            "--health-port": str(health["operator"]),
+                                        },
+                                    ),
+                                    f"--auto-approve={FLEET}",  # as docs/deploying.md's overlay
+                                ],
+                            }
+                        ]
+                    }
+                }
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "flotta-bridge"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "bridge",
+                                "args": substituted(
+                                    bridge,
+                                    {
+                                        "--mqtt-port": str(broker.services_port),
+                                        "--health-host": loopback,
+                                        "--health-port": str(health["bridge"]),
+                                    },
+                                ),
+                                "env": [{"name": "NATS_URL", "value": nats.url}],
+                            }
+                        ]
+                    }
+                }
+            },
+        },
+    ]
+    directory.mkdir()
+    (directory / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(BASE, directory)],
+                "patches": [{"patch": yaml.safe_dump(p)} for p in patches],
+            }
+        )
+    )
+    return directory
+
+
+def healthy(port: int, path: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass
+class Install:
+    kube: KubeEndpoint
+    admin: client.ApiClient
+    broker: TestBroker
+    pki: PkiStore
+    audit: Path
+    pods: dict[str, Running]
+    health: dict[str, int]
+    root: Path
+
+    def custom(self) -> Any:
+        return client.CustomObjectsApi(self.admin)
+
+    def core(self) -> Any:
+        return client.CoreV1Api(self.admin)
+
+
+def run_docs_pki_commands(kube: KubeEndpoint, workdir: Path) -> None:
+    """docs/deploying.md step 2 as written, with the address devices reach here (127.0.0.1)."""
+    workdir.mkdir()
+    (workdir / "deploy").symlink_to(ROOT / "deploy")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "KUBECONFIG": str(kube.kubeconfig),
+    }
+    commands = docs_commands("## 2. Create the PKI and its Secrets")
+    assert any("create secret generic flotta-bridge-group" in c for c in commands)
+    for command in commands:
+        command = command.replace("--address 203.0.113.10", "--address 127.0.0.1")
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+
+
+@pytest.fixture
+def install(kube_api_factory: Any, nats_server: NatsServer, tmp_path: Path) -> Iterator[Install]:
+    started = time.monotonic()
+    audit = tmp_path / "audit.log"
+    kube: KubeEndpoint = kube_api_factory(audit_log=audit)
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(BASE)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    # Server-side: the local API's strategic merge does not merge pod-spec lists by key, so a
+    # client-side re-apply of a changed Deployment would lose its containers' other fields.
+    kube.kubectl("apply", "--server-side", "-f", "-", stdin=rendered, timeout=60)
+    run_docs_pki_commands(kube, tmp_path / "admin")
+    pki = PkiStore(tmp_path / "admin" / "pki")
+    broker = TestBroker(pki, tmp_path / "broker")
+    broker.start()
+    health = {"operator": free_port(), "bridge": free_port()}
+    site = overlay(tmp_path / "overlay", broker, nats_server, health)
+    applied = kube.kubectl("apply", "--server-side", "-k", str(site), timeout=60).stdout
+    assert "deployment.apps/flotta-operator serverside-applied" in applied
+    admin = kube.api_client()
+    core: Any = client.CoreV1Api(admin)
+    core.create_namespace({"metadata": {"name": FLEET}})
+    for sample in ("edgedeviceset.yaml", "edgeworkload.yaml"):
+        body = yaml.safe_load((ROOT / "deploy" / "samples" / sample).read_text())
+        body["metadata"]["namespace"] = FLEET
+        client.CustomObjectsApi(admin).create_namespaced_custom_object(
+            GROUP, "v1alpha1", FLEET, body["kind"].lower() + "s", body
+        )
+    kubelet = Kubelet(admin, tmp_path / "pods", api_url=kube.url, ca_path=kube.ca_path or Path())
+    runner = HostRunner(tmp_path / "pods")
+    pods: dict[str, Running] = {}
+    try:
+        *init, operator = kubelet.pod(
+            "Deployment",
+            NAMESPACE,
+            "flotta-operator",
+            "flotta-operator-7d4b9c-x2x4q",
+            hosts=SERVICE_HOSTS,
+        )
+        for step in init:
+            runner.run(step)
+        pods["operator"] = runner.start(operator)
+        [bridge] = kubelet.pod(
+            "StatefulSet", NAMESPACE, "flotta-bridge", "flotta-bridge-0", hosts=SERVICE_HOSTS
+        )
+        pods["bridge"] = runner.start(bridge)
+        for name, port in health.items():
+            running = pods[name]
+
+            def up(port: int = port, running: Running = running) -> bool:
+                return healthy(port, "/readyz") or running.process.poll() is not None
+
+            wait_for(f"{name} /readyz", up, timeout=60)
+            assert running.process.poll() is None, running.log_text()
+        print(f"install up in {time.monotonic() - started:.1f} s")
+        yield Install(kube, admin, broker, pki, audit, pods, health, tmp_path)
+    finally:
+        for running in pods.values():
+            running.stop()
+        broker.stop()
+
+
+def log_messages(running: Running) -> list[str]:
+    """The messages of a component's JSON log lines (--log-format=json)."""
+    messages = []
+    for line in running.log_text().splitlines():
+        if line.startswith("{"):
+            messages.append(str(json.loads(line).get("message", "")))
+    return messages
+
+
+def sa_requests(audit: Path) -> dict[str, list[tuple[Attributes, str]]]:
+    """The service accounts' requests in the audit log: attributes and decision."""
+    found: dict[str, list[tuple[Attributes, str]]] = {name: [] for name in ACCOUNTS}
+    by_user = {f"system:serviceaccount:{NAMESPACE}:{sa}": c for c, sa in ACCOUNTS.items()}
+    for line in audit.read_text().splitlines():
+        event = json.loads(line)
+        component = by_user.get(event["user"]["username"])
+        if component is None:
+            continue
+        user = service_account_user(NAMESPACE, ACCOUNTS[component])
+        ref = event.get("objectRef")
+        decision = event["annotations"]["authorization.k8s.io/decision"]
+        if ref is None:
+            attributes = Attributes(
+                user, event["verb"], resource_request=False, path=event["requestURI"].split("?")[0]
+            )
+        else:
+            attributes = Attributes(
+                user,
+                event["verb"],
+                namespace=ref.get("namespace", ""),
+                api_group=ref.get("apiGroup", ""),
+                resource=ref.get("resource", ""),
+                subresource=ref.get("subresource", ""),
+                name=ref.get("name", ""),
+            )
+        found[component].append((attributes, decision))
+    return found
+
+
+def manifest_policy(without: tuple[str, str, int] | None = None) -> Policy:
+    """The manifests' roles and bindings; ``without`` (kind, name, index) drops one rule."""
+    kinds = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+    by_kind: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for obj in objects():
+        kind = obj["kind"]
+        if kind not in by_kind:
+            continue
+        if without is not None and (kind, obj["metadata"]["name"]) == without[:2]:
+            obj = {**obj, "rules": [r for i, r in enumerate(obj["rules"]) if i != without[2]]}
+        by_kind[kind].append(obj)
+    return Policy(*(by_kind[kind] for kind in kinds))
+
+
+def component_rules() -> list[tuple[str, str, str, int, dict[str, Any]]]:
+    """(component, kind, role, rule index, rule) of every rule bound to a component."""
+    result = []
+    for obj in objects():
+        if obj["kind"] not in ("Role", "ClusterRole"):
+            continue
+        component = next((c for c, sa in ACCOUNTS.items() if sa == obj["metadata"]["name"]), None)
+        if component is None:
+            continue
+        for index, rule in enumerate(obj["rules"]):
+            result.append((component, obj["kind"], obj["metadata"]["name"], index, rule))
+    return result
+
+
+def test_the_install_runs_with_exactly_the_permissions_it_grants(install: Install) -> None:
+    started = time.monotonic()
+    custom, core = install.custom(), install.core()
+    bootstrap = install.broker.bootstrap(BATCH)
+    log = (install.root / "simulator.log").open("wb")
+    simulator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flotta.cli",
+            "dev",
+            "simulate",
+            "--state-dir",
+            str(install.root / "devices"),
+            "--devices",
+            "1",
+            "--prefix",
+            "cam",
+            "--mqtt-port",
+            str(install.broker.port),
+            "--enrolment-port",
+            str(install.broker.enrolment_port),
+            "--ca",
+            str(install.pki.ca_cert_path),
+            "--bootstrap-cert",
+            str(bootstrap.cert),
+            "--bootstrap-key",
+            str(bootstrap.key),
+            "--namespace",
+            FLEET,
+            "--set",
+            "shop-floor",
+            "--heartbeat",
+            "5",
+            "--connect-spread",
+            "0",
+            "--metrics-interval",
+            "0",
+        ],
+        env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def ready() -> bool:
+            try:
+                device = custom.get_namespaced_custom_object(
+                    GROUP, "v1alpha1", FLEET, "edgedevices", DEVICE
+                )
+            except client.ApiException:
+                return False
+            conditions = (device.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+        wait_for("the device to enrol and run its workload", ready, timeout=90)
+        workload = wait_for(
+            "the workload's status",
+            lambda: (
+                custom.get_namespaced_custom_object(
+                    GROUP, "v1alpha1", FLEET, "edgeworkloads", "counter"
+                )
+                .get("status", {})
+                .get("runningDevices")
+            ),
+        )
+        assert workload == 1
+        request = custom.get_namespaced_custom_object(
+            GROUP, "v1alpha1", NAMESPACE, "edgedevicesignedrequests", DEVICE
+        )
+        assert request["spec"]["approved"] is True
+        # A device event becomes a Kubernetes Event (the bridge's events create): sent as the
+        # device, once the simulator that holds its session is gone.
+        simulator.terminate()
+        simulator.wait(15)
+        directory = device_dir(install.root / "devices", DEVICE)
+        credentials = ClientCredentials(
+            DEVICE, directory / CERT_NAME, directory / KEY_NAME, install.pki.ca_cert_path, 0
+        )
+        probe = MqttProbe("127.0.0.1", install.broker.port, credentials, DEVICE)
+        try:
+            probe.connect()
+            event = DeviceEvent(id="e-1", time=datetime.now(UTC), reason="DoorOpened")
+            assert probe.publish(device_topic(DEVICE, DeviceTopic.EVENTS), encode(event)) == 0
+        finally:
+            probe.close()
+        wait_for(
+            "the device's Event",
+            lambda: [
+                e for e in core.list_namespaced_event(FLEET).items if e.reason == "DoorOpened"
+            ],
+        )
+        crl_before = core.read_namespaced_secret("flotta-crl", NAMESPACE).data
+        custom.delete_namespaced_custom_object(GROUP, "v1alpha1", FLEET, "edgedevices", DEVICE)
+        wait_for(
+            "the revocation in the CRL Secret",
+            lambda: (
+                core.read_namespaced_secret("flotta-crl", NAMESPACE).data != crl_before
+                and "revoked.json" in core.read_namespaced_secret("flotta-crl", NAMESPACE).data
+            ),
+        )
+        wait_for(
+            "the device to go",
+            lambda: (
+                not custom.list_namespaced_custom_object(GROUP, "v1alpha1", FLEET, "edgedevices")[
+                    "items"
+                ]
+            ),
+        )
+    finally:
+        simulator.terminate()
+        simulator.wait(15)
+        log.close()
+    print(f"scenario in {time.monotonic() - started:.1f} s")
+
+    for name, running in install.pods.items():
+        assert running.process.poll() is None, f"{name} stopped: {running.log_text()[-3000:]}"
+        assert "Forbidden" not in running.log_text(), name
+    requests = sa_requests(install.audit)
+    for component, made in requests.items():
+        assert made, f"{component} made no request with its token"
+        refused = [a for a, decision in made if decision != "allow"]
+        assert not refused, f"{component} was refused: {refused}"
+
+    # Least privilege: each rule is the only grant of some request the component made.
+    full = manifest_policy()
+    unneeded = []
+    for component, kind, role, index, rule in component_rules():
+        reduced = manifest_policy((kind, role, index))
+        needed = [
+            a
+            for a, _ in requests[component]
+            if full.authorize(a).allowed and not reduced.authorize(a).allowed
+        ]
+        if not needed:
+            unneeded.append((component, kind, role, rule))
+    assert unneeded == [], f"rules no request needed: {unneeded}"
+
+
+def test_taking_a_needed_rule_away_breaks_the_bridge_with_a_403(install: Install) -> None:
+    install.kube.kubectl(
+        "patch",
+        "role",
+        "flotta-bridge",
+        "-n",
+        NAMESPACE,
+        "--type=json",
+        "-p",
+        '[{"op":"remove","path":"/rules/0"}]',
+    )
+    message = (
+        'is forbidden: User "system:serviceaccount:flotta:flotta-bridge" cannot get resource'
+        ' "leases" in API group "coordination.k8s.io" in the namespace "flotta"'
+    )
+    wait_for(
+        "the bridge's refused lease renewal",
+        # the message is inside the Status body the log line quotes, its quotes escaped
+        lambda: any(
+            message in line.replace('\\"', '"') for line in log_messages(install.pods["bridge"])
+        ),
+        timeout=30,
+    )
+    refused = [a for a, decision in sa_requests(install.audit)["bridge"] if decision == "forbid"]
+    assert {(a.verb, a.resource) for a in refused} == {("get", "leases")}
