@@ -6,7 +6,7 @@ set -euo pipefail
 # no Loki to install: Debian's package "loki" is an unrelated program (genetic linkage
 # analysis), so the Loki sink is tested against a stand-in (tests/fixtures/loki.py).
 # rpm: rpmbuild and rpm -qp for the agent's packages (make agent-packages; dpkg-deb is dpkg's).
-packages=(mosquitto mosquitto-clients podman runc catatonit busybox-static iproute2 prometheus
+packages=(mosquitto mosquitto-clients podman runc catatonit busybox-static iproute2 prometheus curl
   rsyslog rsyslog-gnutls rpm)
 missing=()
 for p in "${packages[@]}"; do

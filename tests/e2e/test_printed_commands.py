@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -77,7 +78,7 @@ def test_every_printed_command_works(simulated_system: RunningSystem) -> None:
     text = usage(system.layout, system.layout.ports())
     commands = printed_commands(text)
     programs = {argv[0] for argv in commands}
-    assert programs == {"export", "kubectl", "flotta", "mosquitto_sub"}, text
+    assert programs == {"export", "kubectl", "flotta", "mosquitto_sub", "curl"}, text
 
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -96,6 +97,9 @@ def test_every_printed_command_works(simulated_system: RunningSystem) -> None:
     assert "sim-0000" in output_of("get edgedevices -A -w")
     assert "edgeworkload" in output_of("apply -f").lower()
     assert "flotta.device." in output_of("dev tail")
+    queries = [out for command, out in outputs.items() if command.startswith("curl")]
+    assert len(queries) == 3  # Prometheus twice, Loki once (their content: test_telemetry_stack)
+    assert all(json.loads(out)["status"] == "success" for out in queries)
     subscribed = output_of("mosquitto_sub").splitlines()
     assert len(subscribed) == 2, subscribed
     assert all(line.startswith("flotta/devices/sim-") for line in subscribed), subscribed

@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("flotta.dev.simulator.cli", "simulated devices with real TLS MQTT connections"),
     "tail": ("flotta.dev.stack.cli_tail", "print device events and telemetry from NATS"),
     "podman": ("flotta.dev.podman_cli", "an isolated Podman API service with a local image"),
+    "loki": ("flotta.dev.loki_cli", "the stack's Loki API stand-in (push and LogQL queries)"),
 }
 
 

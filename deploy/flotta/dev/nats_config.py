@@ -5,6 +5,8 @@ may do. Pure: a function from settings to the file's text.
 - The bridge publishes device messages and rejections, and manages its streams.
 - An observer reads: it subscribes to ``flotta.>``, creates and reads consumers, acknowledges;
   it cannot publish a device message, nor delete a stream or another's consumer.
+- The exporter reads as an observer does (pull consumers), and keeps its dead-letter stream:
+  it creates and updates that one stream and publishes there, nowhere else.
 - Nobody else gets in: without a certificate of the fleet CA the TLS handshake fails, and a
   certificate whose subject is not listed is refused.
 
@@ -32,6 +34,13 @@ OBSERVER_PUBLISH = (
     "$JS.FC.>",
 )
 REPLIES = ("_INBOX.>",)
+DEAD_LETTER_STREAM = "FLOTTA_EXPORTER_DEADLETTER"  # flotta.exporter.jetstream's
+EXPORTER_PUBLISH = (
+    *OBSERVER_PUBLISH,
+    f"$JS.API.STREAM.CREATE.{DEAD_LETTER_STREAM}",
+    f"$JS.API.STREAM.UPDATE.{DEAD_LETTER_STREAM}",
+    "flotta.exporter.deadletter.>",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,10 @@ def bridge_user(common_name: str) -> NatsUser:
 
 def observer_user(common_name: str) -> NatsUser:
     return NatsUser(f"CN={common_name}", OBSERVER_PUBLISH, ("flotta.>", *REPLIES))
+
+
+def exporter_user(common_name: str) -> NatsUser:
+    return NatsUser(f"CN={common_name}", EXPORTER_PUBLISH, REPLIES)
 
 
 def render_nats_config(

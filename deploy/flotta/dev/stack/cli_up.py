@@ -26,6 +26,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-agent", action="store_true", help="do not start the real agent with Podman"
     )
+    parser.add_argument(
+        "--no-telemetry",
+        action="store_true",
+        help="do not start Prometheus, Loki and the exporter",
+    )
     parser.add_argument("--refresh", type=float, default=2.0, help="fleet view refresh, seconds")
     parser.set_defaults(handler=_run)
 
@@ -37,7 +42,12 @@ def _run(args: argparse.Namespace) -> int:
 
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     layout = StackLayout(args.state_dir)
-    stack = Stack(layout, UpOptions(devices=args.devices, real_agent=not args.no_agent))
+    stack = Stack(
+        layout,
+        UpOptions(
+            devices=args.devices, real_agent=not args.no_agent, telemetry=not args.no_telemetry
+        ),
+    )
     interrupted = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -54,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         stopped = stack.stop_all()
         print(f"flotta dev up: {exc or 'interrupted'}; stopped {', '.join(stopped) or 'nothing'}")
         return 1 if not interrupted else 130
-    print(usage(layout, ports))
+    print(usage(layout, ports, telemetry=stack.telemetry_started))
     if args.detach:
         stack.start_supervisor()
         print(

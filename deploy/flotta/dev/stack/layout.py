@@ -22,6 +22,9 @@ class Ports:
     bridge_health: int
     mqtt_services: int  # the fleet broker: the operator and the bridge
     mqtt_enrolment: int  # the enrolment broker
+    prometheus: int
+    loki: int
+    exporter_health: int
 
     @classmethod
     def choose(cls) -> Ports:
@@ -95,6 +98,14 @@ class StackLayout:
         return self.root / "simulator"
 
     @property
+    def prometheus(self) -> Path:
+        return self.root / "prometheus"
+
+    @property
+    def loki(self) -> Path:
+        return self.root / "loki"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
@@ -140,6 +151,8 @@ class StackLayout:
                 "nats": f"tls://{LOOPBACK}:{ports.nats}",
                 "kubeconfig": str(self.kubeconfig.resolve()),
                 "ca": str((self.pki / "ca.crt").resolve()),
+                "prometheus": f"http://{LOOPBACK}:{ports.prometheus}",
+                "loki": f"http://{LOOPBACK}:{ports.loki}",
             },
         )
 

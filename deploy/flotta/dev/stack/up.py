@@ -1,7 +1,8 @@
 """Bring the whole system up on loopback, in order, and take it down again.
 
 Order: fleet PKI -> local Kubernetes API (CRDs, sample resources) -> Mosquitto -> nats-server
--> operator -> bridge -> the real agent (with its own isolated Podman) -> simulated devices.
+-> operator -> bridge -> Prometheus, Loki and the exporter (telemetry from JetStream into
+them) -> the real agent (with its own isolated Podman) -> simulated devices.
 Every process is recorded (PID and command line) in the state dir as soon as it starts, so a
 failure half-way, a Ctrl-C or ``flotta dev down`` from another shell stops exactly what was
 started. State (PKI, Kubernetes objects, broker store, JetStream, agent identity) stays in the
@@ -37,6 +38,7 @@ AGENT_BATCH = "local-agent"
 OBSERVER = "dev"
 SAMPLE_SET = "shop-floor"
 LOCAL_AGENT_ID = "edge-local-0001"
+EXPORTER = "exporter"  # its client certificate's identity: observer:exporter
 
 
 class StackError(Exception):
@@ -47,6 +49,7 @@ class StackError(Exception):
 class UpOptions:
     devices: int = 50
     real_agent: bool = True
+    telemetry: bool = True  # Prometheus, Loki and the exporter
     heartbeat_seconds: int = 10
     progress: Callable[[str], None] = field(default=print)
 
@@ -130,6 +133,7 @@ class Stack:
         self.layout = layout
         self.options = options
         self.records: list[processes.ProcessRecord] = []
+        self.telemetry_started = False  # Prometheus, Loki and the exporter
         self._children: list[subprocess.Popen[bytes]] = []
 
     # ---- bookkeeping -----------------------------------------------------------------------
@@ -208,6 +212,8 @@ class Stack:
         say("operator started")
         self.start_bridge(ports)
         say("bridge started")
+        if self.options.telemetry:
+            self.start_telemetry(ports)
         if self.options.real_agent:
             self.start_agent(ports)
             say("device agent started (real Podman)")
@@ -220,24 +226,29 @@ class Stack:
     def ensure_pki(self) -> None:
         from flotta.pki.identities import (
             bootstrap_identity,
+            file_stem,
             observer_identity,
             parse_identity,
         )
         from flotta.pki.store import PkiStore
         from flotta.schemas.topics import BRIDGE_IDENTITY, OPERATOR_IDENTITY
 
-        if (self.layout.pki / "ca.crt").exists():
-            return
-        store = PkiStore.create(self.layout.pki, ca_name="Flotta development CA")
-        store.issue_server(hostnames=("localhost",), addresses=(LOOPBACK, "::1"))
-        for identity in (
+        identities = (
             parse_identity(OPERATOR_IDENTITY),
             parse_identity(BRIDGE_IDENTITY),
             observer_identity(OBSERVER),
+            observer_identity(EXPORTER),
             bootstrap_identity(SIMULATOR_BATCH),
             bootstrap_identity(AGENT_BATCH),
-        ):
-            store.issue_client(identity)
+        )
+        if (self.layout.pki / "ca.crt").exists():
+            store = PkiStore.open(self.layout.pki)
+        else:
+            store = PkiStore.create(self.layout.pki, ca_name="Flotta development CA")
+            store.issue_server(hostnames=("localhost",), addresses=(LOOPBACK, "::1"))
+        for identity in identities:  # a state dir from before an identity gets it now
+            if not (store.clients_dir / f"{file_stem(identity)}.crt").exists():
+                store.issue_client(identity)
 
     def start_kube_api(self, ports: Ports) -> None:
         self._start(
@@ -328,7 +339,13 @@ class Stack:
             self._check_alive(name)
 
     def start_nats(self, ports: Ports) -> None:
-        from flotta.dev.nats_config import NatsTls, bridge_user, observer_user, render_nats_config
+        from flotta.dev.nats_config import (
+            NatsTls,
+            bridge_user,
+            exporter_user,
+            observer_user,
+            render_nats_config,
+        )
         from flotta.dev.nats_server import find_nats_server
         from flotta.pki.identities import observer_identity
         from flotta.schemas.topics import BRIDGE_IDENTITY
@@ -346,6 +363,7 @@ class Stack:
                 users=[
                     bridge_user(BRIDGE_IDENTITY),
                     observer_user(observer_identity(OBSERVER).common_name),
+                    exporter_user(observer_identity(EXPORTER).common_name),
                 ],
             )
         )
@@ -416,6 +434,84 @@ class Stack:
         )
         wait_for_port(health, what=f"the bridge ({name})")
         self._check_alive(name)
+
+    def start_telemetry(self, ports: Ports) -> None:
+        """Prometheus (remote-write receiver), Loki and the exporter that feeds them from
+        JetStream; without a ``prometheus`` binary, none of them."""
+        from flotta.dev.prometheus import PrometheusUnavailableError, find_prometheus
+
+        say = self.options.progress
+        try:
+            binary = find_prometheus()
+        except PrometheusUnavailableError as exc:
+            say(f"no Prometheus, Loki or exporter: {exc}")
+            return
+        self.start_prometheus(ports, binary)
+        say(f"Prometheus (remote-write receiver) on http://{LOOPBACK}:{ports.prometheus}")
+        self.start_loki(ports)
+        say(f"Loki API (stand-in) on http://{LOOPBACK}:{ports.loki}")
+        self.start_exporter(ports)
+        say("exporter started: device metrics to Prometheus, logs to Loki")
+        self.telemetry_started = True
+
+    def start_prometheus(self, ports: Ports, binary: str) -> None:
+        from flotta.dev.prometheus import config_text, prometheus_argv
+
+        workdir = self.layout.prometheus.resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "prometheus.yml").write_text(
+            config_text({"flotta-exporter": f"{LOOPBACK}:{ports.exporter_health}"})
+        )
+        self._start(
+            "prometheus", prometheus_argv(binary, workdir, host=LOOPBACK, port=ports.prometheus)
+        )
+        wait_for_port(ports.prometheus, what="Prometheus", timeout=60)
+        self._check_alive("prometheus")
+
+    def start_loki(self, ports: Ports) -> None:
+        self._start(
+            "loki",
+            flotta_command(
+                "dev", "loki", "--port", str(ports.loki), "--state-dir", str(self.layout.loki)
+            ),
+        )
+        wait_for_port(ports.loki, what="Loki")
+        self._check_alive("loki")
+
+    def start_exporter(self, ports: Ports) -> None:
+        from flotta.pki.identities import file_stem, observer_identity
+
+        clients = self.layout.pki.resolve() / "clients"
+        stem = file_stem(observer_identity(EXPORTER))
+        self._start(
+            "exporter",
+            flotta_command(
+                "exporter",
+                "run",
+                "--nats-url",
+                f"tls://{LOOPBACK}:{ports.nats}",
+                "--nats-ca",
+                str(self.layout.pki.resolve() / "ca.crt"),
+                "--nats-cert",
+                str(clients / f"{stem}.crt"),
+                "--nats-key",
+                str(clients / f"{stem}.key"),
+                "--client-name",
+                "flotta-exporter-0",
+                "--prometheus-url",
+                f"http://{LOOPBACK}:{ports.prometheus}/api/v1/write",
+                "--kubeconfig",
+                str(self.layout.kubeconfig.resolve()),
+                "--loki-url",
+                f"http://{LOOPBACK}:{ports.loki}",
+                "--health-port",
+                str(ports.exporter_health),
+                "--log-format",
+                "text",
+            ),
+        )
+        wait_for_port(ports.exporter_health, what="the exporter")
+        self._check_alive("exporter")
 
     def start_agent(self, ports: Ports) -> None:
         from flotta.dev.podman import unavailable_reason

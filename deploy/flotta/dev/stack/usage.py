@@ -4,8 +4,33 @@ from __future__ import annotations
 
 from flotta.dev.stack.layout import LOOPBACK, Ports, StackLayout
 
+DEVICE = "edge-local-0001"  # the real agent's device (flotta.dev.stack.up.LOCAL_AGENT_ID)
+SAMPLE_COUNTER = 'counter_ticks_total{workload="counter"}'
+DEVICE_CPU = (
+    "100 * (1 - avg by (device) "
+    f'(rate(node_cpu_seconds_total{{device="{DEVICE}",mode="idle"}}[5m])))'
+)
+SAMPLE_TICKS = '{workload="counter"} |= "tick"'
 
-def usage(layout: StackLayout, ports: Ports) -> str:
+
+def telemetry_usage(layout: StackLayout, ports: Ports) -> str:
+    """How to query the device metrics in Prometheus and the logs in Loki."""
+    prometheus = f"http://{LOOPBACK}:{ports.prometheus}"
+    loki = f"http://{LOOPBACK}:{ports.loki}"
+    return f"""
+Telemetry, fed from JetStream by the exporter: device metrics in Prometheus (PromQL), logs
+in Loki (LogQL); labels namespace, device, workload, container:
+  curl -sG {prometheus}/api/v1/query --data-urlencode 'query={SAMPLE_COUNTER}'
+  curl -sG {prometheus}/api/v1/query --data-urlencode 'query={DEVICE_CPU}'  # CPU busy, %
+  curl -sG {loki}/loki/api/v1/query_range --data-urlencode 'query={SAMPLE_TICKS}' \\
+    --data-urlencode limit=5
+Prometheus web UI: {prometheus}/graph (the same PromQL queries). Loki has no web UI of its
+own (Grafana's Explore is one); the stack's Loki is a stand-in for its API (flotta dev loki,
+no Loki is packaged for Debian), keeping what it is sent in {layout.loki.resolve()}.
+"""
+
+
+def usage(layout: StackLayout, ports: Ports, *, telemetry: bool = True) -> str:
     root = layout.root.resolve()
     clients = root / "pki" / "clients"
     return f"""
@@ -27,6 +52,7 @@ Device topics over MQTT, read-only, with the observer certificate issued for you
     --cert {clients / "observer-dev.crt"} --key {clients / "observer-dev.key"} \\
     -t 'flotta/devices/+/status' -t 'flotta/devices/+/events' -v
 
+{telemetry_usage(layout, ports) if telemetry else ""}
 Fleet CA (development): {root / "pki" / "ca.crt"} and {root / "pki" / "ca.key"}
 Logs: {root / "logs"}
 """
