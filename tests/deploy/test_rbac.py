@@ -67,6 +67,18 @@ CALLS: dict[tuple[str, str, str], list[Need] | None] = {
     ("operator", "watching", "list_config_map_for_all_namespaces"): watch("", "configmaps"),
     ("operator", "watching", "list_cluster_custom_object"): None,  # WATCHED
     ("operator", "patching", "create_namespaced_event"): [Need("", "events", "create")],
+    ("operator", "patching", "list_controller_revision_for_all_namespaces"): [
+        Need("apps", "controllerrevisions", "list")
+    ],
+    ("operator", "patching", "create_namespaced_controller_revision"): [
+        Need("apps", "controllerrevisions", "create")
+    ],
+    ("operator", "patching", "patch_namespaced_controller_revision"): [
+        Need("apps", "controllerrevisions", "patch")
+    ],
+    ("operator", "patching", "delete_namespaced_controller_revision"): [
+        Need("apps", "controllerrevisions", "delete")
+    ],
     ("operator", "patching", "create_namespaced_custom_object"): None,  # WRITES "create"
     ("operator", "patching", "get_namespaced_custom_object"): None,  # after a create conflict
     ("operator", "patching", "patch_namespaced_custom_object"): None,  # WRITES "patch"

@@ -152,7 +152,7 @@ def test_update_schedules_on_devices_and_sets(objects: client.CustomObjectsApi) 
     assert stored.spec.update_policy is not None
     assert stored.spec.update_policy.update_schedule is not None
     assert stored.spec.update_policy.update_schedule.start_grace_duration == "2h"
-    device = {
+    device: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "EdgeDevice",
         "metadata": {"name": "d1", "namespace": NAMESPACE},

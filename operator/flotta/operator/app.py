@@ -34,8 +34,9 @@ from flotta.operator.ledger import Ledger
 from flotta.operator.metrics import OperatorMetrics
 from flotta.operator.patching import KubeWriter
 from flotta.operator.reconciling import Reconciler
+from flotta.operator.rollouts import Rollouts
 from flotta.operator.sealer import Sealer
-from flotta.operator.statuses import StatusWriter
+from flotta.operator.statuses import StatusWriter, load_revisions
 from flotta.operator.watch_intake import Intake
 from flotta.operator.watching import Watcher, WatchEvent, core_kind, flotta_kind
 from flotta.pki.errors import PkiError
@@ -144,8 +145,13 @@ class Operator:
         settings = cfg.settings
         if not settings.sealing_key:
             settings = replace(settings, sealing_key=sealing_key(pki))
+        ledger = Ledger()
+        rollouts = Rollouts(fleet, told=ledger.told)
         desired = DesiredStates(
-            fleet, seal=Sealer(settings.sealing_key), public_key=keyring.for_device
+            fleet,
+            seal=Sealer(settings.sealing_key),
+            public_key=keyring.for_device,
+            rollouts=rollouts,
         )
         reconciler_ref: list[Reconciler] = []
         self._broker = broker = Broker(
@@ -173,7 +179,7 @@ class Operator:
             settings=settings,
             fleet=fleet,
             desired=desired,
-            ledger=Ledger(),
+            ledger=ledger,
             keyring=keyring,
             pki=pki,
             broker=broker,
@@ -182,8 +188,11 @@ class Operator:
             metrics=self.metrics,
             reload_crl=cfg.reload_crl,
             evict=evictor.evict,
+            rollouts=rollouts,
         )
         self.context = context
+        # Before any device is reconciled: the revisions devices outside a rollout keep.
+        await load_revisions(context)
         reconciler = Reconciler(context)
         reconciler_ref.append(reconciler)
         self.metrics.queue_depth("reconcile_queue", lambda: len(context.reconcile))
@@ -216,6 +225,7 @@ class Operator:
         statuses = StatusWriter(context)
         self._tasks.start("workload-status", statuses.run_workloads())
         self._tasks.start("set-status", statuses.run_sets())
+        self._tasks.start("rollouts", statuses.run_rollouts())
         self._tasks.start("cleanup", Cleaner(context).run())
         self._tasks.start("evictions", evictor.run())
         self._tasks.start(

@@ -61,6 +61,7 @@ class Assembled:
     workloads: tuple[str, ...]  # names of the workloads included
     skipped: tuple[tuple[str, str], ...]  # (workload, reason) left out for this device
     heartbeat_period: int  # seconds: the period this state tells the device to report at
+    revisions: tuple[str, ...] = ()  # rollout revisions it carries ("<kind>/<name>=<revision>")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from flotta.operator.ledger import Ledger
 from flotta.operator.metrics import OperatorMetrics
 from flotta.operator.patching import KubeWriter
 from flotta.operator.policy import ApprovalPolicy
+from flotta.operator.rollouts import Rollouts
 from flotta.operator.work_queue import WorkQueue
 from flotta.pki.store import PkiStore
 
@@ -73,6 +74,7 @@ class Context:
     kube: KubeWriter
     metrics: OperatorMetrics
     reload_crl: Callable[[], None]
+    rollouts: Rollouts = field(default_factory=lambda: Rollouts(Fleet()))
     # Disconnect a revoked device and discard its broker session (flotta.operator.evicting).
     evict: Callable[[str], None] = lambda _device_id: None
     reconcile: WorkQueue[Key] = field(default_factory=WorkQueue)

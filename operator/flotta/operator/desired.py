@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 from flotta.operator.assembly import (
     Assembled,
@@ -15,6 +16,7 @@ from flotta.operator.assembly import (
 )
 from flotta.operator.configuration import build_configuration, configuration_source
 from flotta.operator.fleet_cache import Fleet, Key
+from flotta.operator.rollouts import Rollouts
 from flotta.pki.keys import PublicKey
 from flotta.schemas.crd.device import EdgeDevice
 from flotta.schemas.crd.device_set import EdgeDeviceSet
@@ -24,8 +26,16 @@ MAX_MEMO = 4096
 
 
 class DesiredStates:
-    def __init__(self, fleet: Fleet, *, seal: Seal, public_key: PublicKeyLookup) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        seal: Seal,
+        public_key: PublicKeyLookup,
+        rollouts: Rollouts | None = None,
+    ) -> None:
         self._fleet = fleet
+        self._rollouts = rollouts
         self._seal = seal
         self._public_key = public_key
         self._configurations: dict[tuple[str, str], RenderedConfiguration] = {}
@@ -43,15 +53,20 @@ class DesiredStates:
         device = self._fleet.devices[key]
         namespace = key[0]
         configuration = self._configuration(device, key)
-        return assemble(
+        workloads = self._fleet.workloads_of(key)
+        revisions: tuple[str, ...] = ()
+        if self._rollouts is not None:
+            workloads, revisions = self._rollouts.choose(key, workloads)
+        assembled = assemble(
             key[1],
             namespace,
             configuration,
-            self._fleet.workloads_of(key),
+            workloads,
             secrets=lambda name: self._fleet.secret(namespace, name),
             public_key=self._public_key(device),
             seal=self._seal,
         )
+        return replace(assembled, revisions=revisions) if revisions else assembled
 
     def _configuration(self, device: EdgeDevice, key: Key) -> RenderedConfiguration:
         device_set = self._fleet.device_set(key)

@@ -373,12 +373,21 @@ class Fleet:
 
 def _counted(device: EdgeDevice) -> tuple[Any, ...]:
     """What the EdgeWorkload counts take from a device's status (workload_status): its applied
-    version and its workloads' phases. Going online or offline, last-seen times and conditions
-    change none of them, so they need no recount over the workload's targets."""
+    version and its workloads' phases; and what rollouts read: a version waiting for its
+    window, a failed version. Going online or offline, last-seen times and conditions change
+    none of them, so they need no recount over the workload's targets."""
     status = device.status
     if status is None:
         return ()
-    return (status.applied_version, [(w.name, w.phase) for w in status.workloads or ()])
+    failed = status.failed_version
+    return (
+        status.applied_version,
+        [(w.name, w.phase) for w in status.workloads or ()],
+        # what a rollout reads of the device (rollouts.py; it sees going offline at its next
+        # periodic evaluation)
+        status.waiting_version,
+        failed.version if failed is not None else "",
+    )
 
 
 def _render_inputs(workload: EdgeWorkload, pod_spec: dict[str, Any]) -> tuple[Any, ...]:

@@ -19,6 +19,7 @@ class Entry:
     published: str = ""  # the version the broker acknowledged last
     in_flight: str = ""  # the version being published
     heartbeat_period: int = 0  # seconds: the heartbeat period ``version`` tells the device
+    revisions: tuple[str, ...] = ()  # rollout revisions ``version`` carries (owner=revision)
 
 
 class Ledger:
@@ -28,12 +29,20 @@ class Ledger:
     def current(self, key: Key) -> Entry | None:
         return self._entries.get(key)
 
-    def update(self, key: Key, version: str, payload: bytes, heartbeat_period: int) -> bool:
+    def update(
+        self,
+        key: Key,
+        version: str,
+        payload: bytes,
+        heartbeat_period: int,
+        revisions: tuple[str, ...] = (),
+    ) -> bool:
         """Record the current desired state; True when it has to be published."""
         entry = self._entries.setdefault(key, Entry())
         entry.version = version
         entry.payload = payload
         entry.heartbeat_period = heartbeat_period
+        entry.revisions = revisions
         return version not in (entry.published, entry.in_flight)
 
     def start(self, key: Key) -> tuple[str, bytes] | None:
@@ -79,6 +88,13 @@ class Ledger:
         """Devices whose current state the broker has not acknowledged (none in flight is left
         after a lost connection: each got ``failed``)."""
         return [key for key, entry in self._entries.items() if entry.published != entry.version]
+
+    def told(self, key: Key) -> dict[str, str]:
+        """The rollout revisions the current desired state carries, by owner."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return {}
+        return dict(item.split("=", 1) for item in entry.revisions)
 
     def remove(self, key: Key) -> None:
         self._entries.pop(key, None)

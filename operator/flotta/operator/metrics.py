@@ -56,6 +56,31 @@ class OperatorMetrics:
             registry=self.registry,
         )
 
+        self.rollout_phase = Gauge(
+            "flotta_operator_rollout_phase",
+            "1 for the phase each workload's rollout is in",
+            ["namespace", "workload", "phase"],
+            registry=self.registry,
+        )
+        self.rollout_batch = Gauge(
+            "flotta_operator_rollout_batch",
+            "The batch in progress of each workload's rollout (the first is 1)",
+            ["namespace", "workload"],
+            registry=self.registry,
+        )
+        self.rollout_devices = Gauge(
+            "flotta_operator_rollout_devices",
+            "Devices of each workload's rollout by state (updated, updating, failed, pending)",
+            ["namespace", "workload", "state"],
+            registry=self.registry,
+        )
+        self.rollout_events = Counter(
+            "flotta_operator_rollout_events",
+            "Rollout transitions (BatchStarted, BatchSucceeded, RolloutHalted, ...)",
+            ["reason"],
+            registry=self.registry,
+        )
+
     def queue_depth(self, name: str, depth: Callable[[], int]) -> None:
         gauge = Gauge(
             f"flotta_operator_{name}_depth",

@@ -9,6 +9,7 @@ conflict on create (returns the existing object).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -50,6 +51,7 @@ class KubeWriter:
     def __init__(self, api: client.ApiClient, *, component: str = COMPONENT) -> None:
         self._objects = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
+        self._apps = client.AppsV1Api(api)
         self._component = component
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -123,6 +125,57 @@ class KubeWriter:
                 raise _wrap(exc, f"patch {plural}/{namespace}/{name}/status") from None
 
         return bool(await _run(call, f"patch {plural}/{namespace}/{name}/status"))
+
+    # ---- ControllerRevisions (the revisions of rollouts) ---------------------------------
+
+    async def list_revisions(self, label_selector: str) -> list[dict[str, Any]]:
+        """Every ControllerRevision with the label, in every namespace."""
+
+        def call() -> list[dict[str, Any]]:
+            try:
+                listing = self._apps.list_controller_revision_for_all_namespaces(
+                    label_selector=label_selector, _preload_content=False
+                )
+            except ApiException as exc:
+                raise _wrap(exc, "list controllerrevisions") from None
+            items = json.loads(listing.data).get("items") or []  # type: ignore[attr-defined]
+            return [item for item in items if isinstance(item, dict)]
+
+        return cast(list[dict[str, Any]], await _run(call, "list controllerrevisions"))
+
+    async def put_revision(self, namespace: str, body: dict[str, Any]) -> None:
+        """Create a ControllerRevision, or set the revision number and annotations of the one
+        with that name (its data never changes: the name is a hash of it)."""
+        name = body["metadata"]["name"]
+
+        def call() -> None:
+            try:
+                self._apps.create_namespaced_controller_revision(namespace, body)  # type: ignore[arg-type]
+            except ApiException as exc:
+                if exc.status != CONFLICT:
+                    raise _wrap(exc, f"create controllerrevision {namespace}/{name}") from None
+                patch = {
+                    "metadata": {"annotations": body["metadata"].get("annotations") or {}},
+                    "revision": body["revision"],
+                }
+                try:
+                    self._apps.patch_namespaced_controller_revision(
+                        name, namespace, patch, _content_type=MERGE_PATCH
+                    )
+                except ApiException as again:
+                    raise _wrap(again, f"patch controllerrevision {namespace}/{name}") from None
+
+        await _run(call, f"put controllerrevision {namespace}/{name}")
+
+    async def delete_revision(self, namespace: str, name: str) -> None:
+        def call() -> None:
+            try:
+                self._apps.delete_namespaced_controller_revision(name, namespace)
+            except ApiException as exc:
+                if exc.status != NOT_FOUND:
+                    raise _wrap(exc, f"delete controllerrevision {namespace}/{name}") from None
+
+        await _run(call, f"delete controllerrevision {namespace}/{name}")
 
     async def event(
         self,

@@ -72,6 +72,7 @@ class Reconciler:
         if device is None:
             context.ledger.remove(key)
             context.desired.forget(key)
+            context.rollouts.forget(key)
             return
         if device.metadata.deletion_timestamp is not None:
             context.cleanup.add(key)
@@ -84,8 +85,13 @@ class Reconciler:
             return
         for workload, reason in assembled.skipped:
             logger.info("device %s/%s: workload %s left out: %s", *key, workload, reason)
+        context.rollouts.record(key, assembled.version, assembled.revisions)
         if context.ledger.update(
-            key, assembled.version, assembled.payload, assembled.heartbeat_period
+            key,
+            assembled.version,
+            assembled.payload,
+            assembled.heartbeat_period,
+            assembled.revisions,
         ):
             # Publish at once while the window has room: assembly and publishing overlap.
             if self._can_send():
@@ -273,21 +279,30 @@ class Reconciler:
 
 def told_patch(entry: Entry | None, status: EdgeDeviceStatus | None) -> dict[str, object] | None:
     """The status fields that say what the device is told, when the status does not say so yet:
-    ``desiredVersion`` and the heartbeat period of that version (the bridge counts missed
-    heartbeats with it). The period is part of the version's content, so it changes only with
+    ``desiredVersion``, the heartbeat period of that version (the bridge counts missed
+    heartbeats with it) and, under rollouts, the revisions it carries (``desiredRevisions``,
+    which an operator that starts again reads to know who got what). The period is part of
+    the version's content, so it changes only with
     the version; a status written before the period was recorded gets it once."""
     if entry is None or not entry.version:
         return None
+    revisions = dict(item.split("=", 1) for item in entry.revisions)
+    written = (status.desired_revisions or {}) if status is not None else {}
     if (
         status is not None
         and status.desired_version == entry.version
         and status.desired_heartbeat_period_seconds == entry.heartbeat_period
+        and written == revisions
     ):
         return None
-    return {
+    patch: dict[str, object] = {
         "desiredVersion": entry.version,
         "desiredHeartbeatPeriodSeconds": entry.heartbeat_period,
     }
+    if revisions or written:
+        # A merge patch replaces map entries one by one: a rollout that left is removed.
+        patch["desiredRevisions"] = {**dict.fromkeys(written), **revisions}
+    return patch
 
 
 async def _take(budget: TokenBucket, count: int) -> None:

@@ -12,10 +12,30 @@ from flotta.operator.context import Context
 from flotta.operator.errors import TransportError
 from flotta.operator.fleet_cache import Key
 from flotta.operator.rendering import InvalidWorkload
+from flotta.operator.rollout_revisions import (
+    REVISION_SELECTOR,
+    RevisionError,
+    controller_revision,
+    from_controller_revision,
+)
+from flotta.operator.rollouts import Evaluation
 from flotta.operator.unsupported import unsupported_condition, workload_fields
 from flotta.operator.workload_status import same_status, workload_status
 
 logger = logging.getLogger(__name__)
+
+ROLLOUT_TICK = 2.0  # seconds between evaluations of rollouts under way
+PHASES = ("Progressing", "Paused", "WaitingForApproval", "Halted", "Complete")
+
+
+async def load_revisions(context: Context) -> None:
+    """Read the rollouts' ControllerRevisions (before the first reconcile)."""
+    for obj in await context.kube.list_revisions(REVISION_SELECTOR):
+        try:
+            context.rollouts.load_revisions([from_controller_revision(obj)])
+        except RevisionError as exc:
+            context.metrics.errors.labels("invalid-object").inc()
+            logger.warning("%s", exc)
 
 
 class StatusWriter:
@@ -78,6 +98,10 @@ class StatusWriter:
             ),
         )
         await self._report_invalid(key, entry.result, entry.model.to_api())
+        evaluation = context.rollouts.evaluate(key)
+        if evaluation is not None:
+            status["rollout"] = evaluation.status
+            await self._carry_out(key, entry.model.to_api(), evaluation)
         written = self._workloads.get(key)
         if written is None and entry.model.status is not None:
             written = entry.model.status.to_api()
@@ -90,6 +114,47 @@ class StatusWriter:
             context.metrics.errors.labels("api-write").inc()
             logger.info("workload %s/%s: status not written: %s", *key, exc)
             context.workload_status.add(key)
+
+    async def run_rollouts(self) -> None:
+        """Evaluate rollouts under way every few seconds: batch timeouts pass without any
+        device saying anything."""
+        context = self._context
+        await context.synced.wait()
+        while True:
+            await asyncio.sleep(ROLLOUT_TICK)
+            context.workload_status.add_all(context.rollouts.active())
+
+    async def _carry_out(self, key: Key, obj: dict[str, Any], evaluation: Evaluation) -> None:
+        context = self._context
+        metrics = context.metrics
+        for revision in evaluation.put:
+            try:
+                await context.kube.put_revision(
+                    revision.namespace,
+                    controller_revision(revision, obj.get("metadata", {}).get("uid", "")),
+                )
+                context.rollouts.written(revision)
+            except TransportError as exc:
+                metrics.errors.labels("api-write").inc()
+                logger.info("revision %s not written: %s", revision.name, exc)
+        for name in evaluation.delete:
+            try:
+                await context.kube.delete_revision(key[0], name)
+                context.rollouts.deleted(key[0], name)
+            except TransportError as exc:
+                logger.info("revision %s not deleted: %s", name, exc)
+        for kind, reason, message in evaluation.events:
+            metrics.rollout_events.labels(reason).inc()
+            logger.info("workload %s/%s: %s: %s", *key, reason, message)
+            await context.kube.event(obj, reason=reason, message=message, type=kind)
+        context.reconcile.add_all(evaluation.reconcile)
+        labels = {"namespace": key[0], "workload": key[1]}
+        metrics.rollout_batch.labels(**labels).set(evaluation.batch)
+        for phase in PHASES:
+            metrics.rollout_phase.labels(**labels, phase=phase).set(phase == evaluation.phase)
+        for state in ("updated", "updating", "failed", "pending"):
+            count = (evaluation.status or {}).get(f"{state}Devices") or 0
+            metrics.rollout_devices.labels(**labels, state=state).set(count)
 
     async def _report_invalid(self, key: Key, result: object, obj: dict[str, Any]) -> None:
         context = self._context

@@ -325,6 +325,23 @@ BUILTINS: tuple[ResourceType, ...] = (
             _AGE,
         ),
     ),
+    # Revision history (apps/v1), as DaemonSets keep it: the operator keeps the revisions of
+    # a rollout (EdgeWorkload, EdgeDeviceSet) in them.
+    ResourceType(
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "ControllerRevision",
+        namespaced=True,
+        singular="controllerrevision",
+        printer_columns=(
+            PrinterColumn(
+                "Controller", "string", ".metadata.ownerReferences[?(@.controller==true)].name"
+            ),
+            PrinterColumn("Revision", "integer", ".revision"),
+            _AGE,
+        ),
+    ),
     ResourceType(
         "apiextensions.k8s.io",
         "v1",

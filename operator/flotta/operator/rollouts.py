@@ -1,0 +1,561 @@
+"""Rollouts of EdgeWorkloads that have a ``spec.rolloutPolicy``: which revision each device
+gets, and the rollout's status. No I/O: the operator's loops call it and carry out what it
+returns (ControllerRevisions to write, Events, devices to reconcile).
+
+State lives where it survives a restart and a leader change without a Kubernetes write per
+device: the rollout's progress in ``status.rollout`` of the EdgeWorkload (the planner's
+:class:`~flotta.operator.rollout_plan.RolloutState`), the revisions in ControllerRevisions,
+and what each device was told in ``status.desiredRevisions`` of its EdgeDevice, which the
+operator writes together with ``desiredVersion`` (the write it makes anyway when a device's
+desired state changes).
+
+Which revision a device gets:
+
+- the target revision once the rollout admitted it (``rollout_plan``), or once complete;
+- otherwise the revision it was told last if that is still kept (a device a former rollout
+  reached keeps what it runs until this rollout reaches it), else the stable revision (the
+  last completed rollout's), else none (a new workload's first rollout).
+
+Whether a device runs the target healthy is read from its reports through the versions the
+operator assembled for it: each assembled version remembers the revisions it carries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from flotta.operator.errors import SelectorError
+from flotta.operator.fleet_cache import Fleet, Key
+from flotta.operator.rendering import RenderedWorkload
+from flotta.operator.rollout_plan import (
+    Counts,
+    DeviceView,
+    Failure,
+    Plan,
+    Progress,
+    RolloutState,
+    cutoff_hex,
+    cutoff_value,
+    plan,
+)
+from flotta.operator.rollout_revisions import Revision, revision_of
+from flotta.operator.workload_status import set_condition
+from flotta.schemas.crd.common import Condition
+from flotta.schemas.crd.device import EdgeDevice
+from flotta.schemas.crd.rollout import RolloutStatus
+
+logger = logging.getLogger(__name__)
+
+BOOK_SIZE = 4  # assembled versions remembered per device
+HISTORY = 10  # ControllerRevisions kept per workload beyond the stable and target ones
+Tag = str  # "EdgeWorkload/<name>=<revision name>"
+Told = Callable[[Key], Mapping[str, str]]  # device -> {"EdgeWorkload/<name>": revision}
+
+
+def tag(owner: str, revision: str) -> Tag:
+    return f"{owner}={revision}"
+
+
+@dataclass
+class Runtime:
+    """One workload's rollout, in memory."""
+
+    key: Key
+    target: Revision
+    stable: Revision | None
+    state: RolloutState
+    admitted: dict[str, datetime] = field(default_factory=dict)
+    known: set[str] = field(default_factory=set)  # targets seen since the rollout started
+    joined: set[str] = field(default_factory=set)
+    effective: object = None  # the render the target was taken from (identity)
+    renders: dict[str, RenderedWorkload] = field(default_factory=dict)  # by revision name
+    conditions: list[Condition] = field(default_factory=list)
+    halted_reported: bool = False
+
+    @property
+    def owner(self) -> str:
+        return self.target.key
+
+    @property
+    def complete(self) -> bool:
+        return self.state.phase == "Complete"
+
+
+@dataclass
+class Evaluation:
+    """What the operator does after evaluating a rollout."""
+
+    status: dict[str, Any] | None  # status.rollout; None: remove it
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    reconcile: set[Key] = field(default_factory=set)
+    put: list[Revision] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)  # ControllerRevision names
+    phase: str = ""
+    batch: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Rollouts:
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        told: Told = lambda _key: {},
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._fleet = fleet
+        self._told = told
+        self._clock = clock
+        self._revisions: dict[tuple[str, str], Revision] = {}  # (namespace, name)
+        self._runtimes: dict[Key, Runtime] = {}
+        self._book: dict[Key, OrderedDict[str, frozenset[Tag]]] = {}
+        self._unwritten: dict[tuple[str, str], Revision] = {}
+
+    # ---- revisions -----------------------------------------------------------------------
+
+    def load_revisions(self, revisions: Iterable[Revision]) -> None:
+        for revision in revisions:
+            self._revisions[(revision.namespace, revision.name)] = revision
+
+    def revision(self, namespace: str, name: str) -> Revision | None:
+        return self._revisions.get((namespace, name)) if name else None
+
+    def _keep(self, revision: Revision) -> None:
+        key = (revision.namespace, revision.name)
+        self._revisions[key] = revision
+        self._unwritten[key] = revision
+
+    def _next_number(self, namespace: str, owner: str) -> int:
+        numbers = [
+            r.number
+            for (ns, _), r in self._revisions.items()
+            if ns == namespace and r.owner == owner
+        ]
+        return max(numbers, default=0) + 1
+
+    # ---- which revision each device gets -------------------------------------------------
+
+    def active(self) -> list[Key]:
+        """Workloads whose rollout is under way (evaluated periodically for timeouts)."""
+        return [key for key, rt in self._runtimes.items() if not rt.complete]
+
+    def choose(
+        self, device: Key, workloads: list[RenderedWorkload]
+    ) -> tuple[list[RenderedWorkload], tuple[Tag, ...]]:
+        """The workloads a device's desired state carries, each at the revision it gets, and
+        the revisions of rollouts among them."""
+        chosen: list[RenderedWorkload] = []
+        tags: list[Tag] = []
+        told: Mapping[str, str] | None = None
+        for rendered in workloads:
+            runtime = self._runtime((rendered.namespace, rendered.name))
+            if runtime is None:
+                chosen.append(rendered)
+                continue
+            revision: Revision | None = runtime.target
+            if not runtime.complete and device[1] not in runtime.admitted:
+                if told is None:
+                    told = self._told(device)
+                revision = self._kept(runtime, told.get(runtime.owner, ""))
+            if revision is None:
+                continue
+            chosen.append(self._render(runtime, revision, rendered))
+            tags.append(tag(runtime.owner, revision.name))
+        return chosen, tuple(tags)
+
+    def _kept(self, runtime: Runtime, told: str) -> Revision | None:
+        if told and told != runtime.target.name:
+            kept = self.revision(runtime.key[0], told)
+            if kept is not None:
+                return kept
+        return runtime.stable
+
+    def _render(
+        self, runtime: Runtime, revision: Revision, current: RenderedWorkload
+    ) -> RenderedWorkload:
+        if revision is runtime.target and revision.attempt == 0:
+            return current
+        cached = runtime.renders.get(revision.name)
+        if cached is None or cached.target != current.target:
+            cached = revision.rendered(current.target)
+            runtime.renders[revision.name] = cached
+        return cached
+
+    def record(self, device: Key, version: str, tags: tuple[Tag, ...]) -> None:
+        """The operator assembled ``version`` for the device, carrying these revisions."""
+        if not tags and device not in self._book:
+            return
+        book = self._book.setdefault(device, OrderedDict())
+        book[version] = frozenset(tags)
+        book.move_to_end(version)
+        while len(book) > BOOK_SIZE:
+            book.popitem(last=False)
+
+    def forget(self, device: Key) -> None:
+        self._book.pop(device, None)
+
+    # ---- runtimes ------------------------------------------------------------------------
+
+    def _runtime(self, key: Key) -> Runtime | None:
+        entry = self._fleet.workloads.get(key)
+        if entry is None or entry.model.spec.rollout_policy is None:
+            self._runtimes.pop(key, None)
+            return None
+        effective = entry.effective
+        if effective is None:
+            return self._runtimes.get(key)
+        runtime = self._runtimes.get(key)
+        if runtime is not None and runtime.effective is effective:
+            return runtime
+        target = revision_of(effective)
+        if runtime is None:
+            runtime = self._resume(key, target)
+        elif runtime.target.name != target.name:
+            runtime = self._restart(runtime, target)
+        runtime.effective = effective
+        self._runtimes[key] = runtime
+        return runtime
+
+    def _numbered(self, target: Revision) -> Revision:
+        """The target with its revision number and retry attempt, kept for writing."""
+        known = self.revision(target.namespace, target.name)
+        attempt = 0
+        if known is not None:
+            attempt = known.attempt + 1 if known.halted else known.attempt
+        numbered = replace(
+            target,
+            number=self._next_number(target.namespace, target.owner),
+            attempt=attempt,
+            halted=False,
+        )
+        self._keep(numbered)
+        return numbered
+
+    def _resume(self, key: Key, target: Revision) -> Runtime:
+        """The rollout after an operator start: from status.rollout and the devices'
+        status.desiredRevisions."""
+        entry = self._fleet.workloads[key]
+        status = entry.model.status
+        saved = status.rollout if status is not None else None
+        now = self._clock()
+        if saved is not None and saved.revision_name == target.name:
+            known = self.revision(key[0], target.name)
+            target = known if known is not None else replace(target, number=saved.revision or 0)
+            stable = self.revision(key[0], saved.stable_revision_name)
+            state = _state_of(saved)
+            if saved.stable_revision_name and stable is None and state.phase != "Complete":
+                logger.warning(
+                    "workload %s/%s: stable revision %s is gone; rolling out to every device",
+                    *key,
+                    saved.stable_revision_name,
+                )
+                state = replace(state, phase="Complete")
+            runtime = Runtime(key, target, stable, state)
+            since = state.batch_start or now
+            for name in self._fleet.targets(key):
+                told = self._told((key[0], name)).get(target.key, "")
+                if not told:
+                    device = self._fleet.devices.get((key[0], name))
+                    revisions = device.status.desired_revisions if device and device.status else {}
+                    told = (revisions or {}).get(target.key, "")
+                if told == target.name:
+                    runtime.admitted[name] = since
+            self._seed_book(key)
+        elif saved is None and status is not None and status.observed_generation is not None:
+            # The workload ran before it had a policy (or before this operator version): what
+            # devices run now is its current revision.
+            target = self._numbered(target)
+            runtime = Runtime(key, target, target, RolloutState(phase="Complete", start=now))
+        else:
+            stable = None
+            if saved is not None:
+                stable_name = (
+                    saved.revision_name if saved.phase == "Complete" else saved.stable_revision_name
+                )
+                stable = self.revision(key[0], stable_name)
+            runtime = self._fresh(key, target, stable)
+        runtime.known = self._initial_known(key, runtime.state.start or now)
+        return runtime
+
+    def _seed_book(self, key: Key) -> None:
+        """What each device was told before the restart (desiredVersion and
+        desiredRevisions), so its reports can be read before it is assembled again."""
+        for name in self._fleet.targets(key):
+            device = self._fleet.devices.get((key[0], name))
+            status = device.status if device is not None else None
+            if status is None or not status.desired_version or not status.desired_revisions:
+                continue
+            tags = tuple(tag(k, v) for k, v in sorted(status.desired_revisions.items()))
+            book = self._book.setdefault((key[0], name), OrderedDict())
+            if status.desired_version not in book:
+                book[status.desired_version] = frozenset(tags)
+                book.move_to_end(status.desired_version, last=False)
+
+    def _initial_known(self, key: Key, start: datetime) -> set[str]:
+        known = set()
+        for name in self._fleet.targets(key):
+            device = self._fleet.devices.get((key[0], name))
+            created = device.metadata.creation_timestamp if device is not None else None
+            if created is None or created <= start:
+                known.add(name)
+        return known
+
+    def _fresh(self, key: Key, target: Revision, stable: Revision | None) -> Runtime:
+        now = self._clock()
+        if stable is not None and stable.name == target.name:
+            return Runtime(key, stable, stable, RolloutState(phase="Complete", start=now))
+        target = self._numbered(target)
+        runtime = Runtime(key, target, stable, RolloutState(start=now))
+        runtime.known = set(self._fleet.targets(key))
+        return runtime
+
+    def _restart(self, runtime: Runtime, target: Revision) -> Runtime:
+        """The spec changed: a new rollout from the last completed revision."""
+        stable = runtime.target if runtime.complete else runtime.stable
+        if runtime.state.phase == "Halted":
+            self._keep(replace(runtime.target, halted=True))
+        fresh = self._fresh(runtime.key, target, stable)
+        logger.info(
+            "workload %s/%s: rollout of revision %s (%s) from %s",
+            *runtime.key,
+            fresh.target.number,
+            fresh.target.name,
+            stable.name if stable is not None else "nothing",
+        )
+        return fresh
+
+    # ---- evaluation ----------------------------------------------------------------------
+
+    def evaluate(self, key: Key) -> Evaluation | None:
+        """Where the workload's rollout stands now; None: it has no rollout policy."""
+        entry = self._fleet.workloads.get(key)
+        had = key in self._runtimes
+        runtime = self._runtime(key)
+        if runtime is None or entry is None:
+            if had:  # the policy went away: every device gets the current revision at once
+                left = self._fleet.targets(key) if entry is not None else set()
+                return Evaluation(None, reconcile={(key[0], n) for n in left})
+            return None
+        policy = entry.model.spec.rollout_policy
+        if policy is None:
+            return None
+        now = self._clock()
+        evaluation = Evaluation(None)
+        targets = sorted(self._fleet.targets(key))  # a list, in a stable order
+        for name in targets:
+            if name not in runtime.known:
+                runtime.known.add(name)
+                if not runtime.complete:
+                    runtime.joined.add(name)
+        views = [self._view(runtime, name) for name in targets]
+        was = runtime.state.phase
+        if runtime.complete:
+            result = None
+        else:
+            try:
+                result = plan(
+                    policy,
+                    runtime.state,
+                    views,
+                    seed=runtime.target.name,
+                    revision=runtime.target.number,
+                    now=now,
+                )
+            except SelectorError as exc:
+                logger.warning("workload %s/%s: rollout policy: %s", *key, exc)
+                return None
+            for name in result.newly_admitted:
+                runtime.admitted[name] = now
+                evaluation.reconcile.add((key[0], name))
+            runtime.state = result.state
+            evaluation.events.extend(result.events)
+            if result.state.phase == "Complete":
+                runtime.stable = runtime.target
+                evaluation.reconcile |= {(key[0], n) for n in targets}
+            if result.state.phase == "Halted" and was != "Halted":
+                self._keep(replace(runtime.target, halted=True))
+        evaluation.status = self._status(runtime, result, views, entry.model)
+        evaluation.phase = runtime.state.phase
+        evaluation.batch = runtime.state.batch + 1
+        evaluation.put = list(self._unwritten.values())
+        evaluation.delete = self._prunable(runtime)
+        return evaluation
+
+    def written(self, revision: Revision) -> None:
+        key = (revision.namespace, revision.name)
+        if self._unwritten.get(key) is revision:
+            del self._unwritten[key]
+
+    def deleted(self, namespace: str, name: str) -> None:
+        self._revisions.pop((namespace, name), None)
+
+    def _prunable(self, runtime: Runtime) -> list[str]:
+        namespace = runtime.key[0]
+        mine = sorted(
+            (
+                r
+                for (ns, _), r in self._revisions.items()
+                if ns == namespace and r.owner == runtime.key[1]
+            ),
+            key=lambda r: r.number,
+            reverse=True,
+        )
+        keep = {runtime.target.name, runtime.stable.name if runtime.stable else ""}
+        old = [r for r in mine if r.name not in keep]
+        return [r.name for r in old[HISTORY:]]
+
+    def _view(self, runtime: Runtime, name: str) -> DeviceView:
+        key = (runtime.key[0], name)
+        device = self._fleet.devices.get(key)
+        labels = device.metadata.labels if device is not None else {}
+        online = bool(device and device.status and device.status.phase == "Online")
+        progress, failure = self.progress(key, device, runtime)
+        admitted_at = runtime.admitted.get(name)
+        if admitted_at is None and runtime.complete:
+            admitted_at = runtime.state.start
+        return DeviceView(
+            name,
+            labels,
+            online=online,
+            joined=name in runtime.joined,
+            admitted_at=admitted_at,
+            progress=progress if admitted_at is not None else "none",
+            failure=failure,
+        )
+
+    def progress(
+        self, key: Key, device: EdgeDevice | None, runtime: Runtime
+    ) -> tuple[Progress, Failure | None]:
+        """How the device does with the target revision, from its reports."""
+        status = device.status if device is not None else None
+        if status is None:
+            return "updating", None
+        book: Mapping[str, frozenset[Tag]] = self._book.get(key, {})
+        wanted = tag(runtime.owner, runtime.target.name)
+
+        def carries(version: str) -> bool:
+            return bool(version) and wanted in book.get(version, ())
+
+        if carries(status.applied_version):
+            return "updated", None
+        failed = status.failed_version
+        if (
+            failed is not None
+            and carries(failed.version)
+            and failed.workload in ("", runtime.key[1])
+        ):
+            return "failed", Failure(
+                failed.reason,
+                workload=failed.workload,
+                container=failed.container,
+                exit_code=failed.exit_code,
+                message=failed.message,
+                rolled_back=failed.rolled_back,
+                time=failed.time,
+            )
+        if carries(status.waiting_version):
+            return "waiting", None
+        return "updating", None
+
+    def _status(
+        self,
+        runtime: Runtime,
+        result: Plan | None,
+        views: list[DeviceView],
+        model: Any,
+    ) -> dict[str, Any]:
+        state = runtime.state
+        now = self._clock().replace(microsecond=0)
+        if result is not None:
+            counts = result.counts
+            failures = result.failures
+            message = result.message
+            batches = result.batches
+        else:
+            updated = sum(1 for v in views if v.progress == "updated")
+            counts = Counts(targeted=len(views), updated=updated, pending=len(views) - updated)
+            failures = ()
+            message = f"revision {runtime.target.number} is the stable revision"
+            batches = 0
+        halted = state.phase == "Halted"
+        progressing = Condition(
+            type="Progressing",
+            status="True" if state.phase == "Progressing" else "False",
+            reason=state.phase,
+            message=message[:1024],
+            last_transition_time=now,
+            observed_generation=model.metadata.generation,
+        )
+        halt = Condition(
+            type="Halted",
+            status="True" if halted else "False",
+            reason="ThresholdMissed" if halted else "NotHalted",
+            message=message[:1024] if halted else "",
+            last_transition_time=now,
+            observed_generation=model.metadata.generation,
+        )
+        previous = runtime.conditions
+        if not previous and model.status is not None and model.status.rollout is not None:
+            previous = list(model.status.rollout.conditions or [])
+        runtime.conditions = set_condition(set_condition(previous, progressing), halt)
+        status: dict[str, Any] = {
+            "revision": runtime.target.number,
+            "revisionName": runtime.target.name,
+            "stableRevisionName": runtime.stable.name if runtime.stable else "",
+            "phase": state.phase,
+            "currentBatch": state.batch + 1 if state.batch >= 0 else None,
+            "batches": batches or None,
+            "startTime": _iso(state.start),
+            "batchStartTime": _iso(state.batch_start),
+            "batchCutoffs": [cutoff_hex(c) for c in state.cutoffs],
+            "targetedDevices": counts.targeted,
+            "updatedDevices": counts.updated,
+            "updatingDevices": counts.updating,
+            "failedDevices": counts.failed,
+            "pendingDevices": counts.pending,
+            "batchDevices": counts.batch_devices,
+            "batchUpdatedDevices": counts.batch_updated,
+            "failures": [_failure_api(name, failure) for name, failure in failures],
+            "message": message[:1024],
+            "conditions": [c.to_api() for c in runtime.conditions],
+            "observedGeneration": model.metadata.generation,
+        }
+        return status
+
+
+def _state_of(saved: RolloutStatus) -> RolloutState:
+    return RolloutState(
+        phase=saved.phase or "Progressing",
+        batch=(saved.current_batch or 0) - 1,
+        cutoffs=tuple(cutoff_value(c) for c in saved.batch_cutoffs),
+        start=saved.start_time,
+        batch_start=saved.batch_start_time,
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _failure_api(name: str, failure: Failure) -> dict[str, Any]:
+    item: dict[str, Any] = {"device": name, "reason": failure.reason}
+    if failure.workload:
+        item["workload"] = failure.workload
+    if failure.container:
+        item["container"] = failure.container
+    if failure.exit_code is not None:
+        item["exitCode"] = failure.exit_code
+    if failure.message:
+        item["message"] = failure.message[:1024]
+    if failure.rolled_back is not None:
+        item["rolledBack"] = failure.rolled_back
+    if failure.time is not None:
+        item["time"] = _iso(failure.time)
+    return item
