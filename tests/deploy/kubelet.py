@@ -16,8 +16,8 @@ them, as the kubelet would:
 Two ways to run a container: ``HostRunner`` runs the component from this checkout in a
 private mount namespace (overlays on ``/etc`` and ``/var/lib`` and a tmpfs on ``/run``, so
 every mount lands at its real path and nothing outside the namespace changes), as the pod's
-user; ``PodmanRunner`` runs the built image with Podman on the host network. Service names
-resolve to 127.0.0.1 (``/etc/hosts``, or ``--add-host``).
+user; ``PodmanRunner`` runs the pod's image (``make images``) with Podman on the host
+network. Service names resolve to 127.0.0.1 (``/etc/hosts``, or ``--add-host``).
 """
 
 from __future__ import annotations
@@ -336,6 +336,62 @@ class HostRunner:
         return Running(container, process, log)
 
     def run(self, container: Container, timeout: float = 60) -> Running:
+        running = self.start(container)
+        code = running.process.wait(timeout)
+        assert code == 0, f"{container.name} failed ({code}): {running.log_text()}"
+        return running
+
+
+class PodmanRunner:
+    """The pod's image with Podman on the host network, as a container runtime would run
+    it: the pod's user and fsGroup, no capabilities, no privilege escalation, a read-only
+    root file system where the spec says so, each volume bound at its mountPath. ``env``
+    selects the Podman store that holds the image (its ``CONTAINERS_*`` variables)."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+
+    def command(self, container: Container) -> list[str]:
+        argv = [
+            "podman",
+            "run",
+            "--rm",
+            f"--name={container.pod}-{container.name}",
+            "--network=host",
+            f"--hostname={container.pod}",
+            f"--user={container.uid}:{container.gid}",
+            "--cap-drop=all",
+            "--security-opt=no-new-privileges",
+            "--pull=never",
+        ]
+        argv += [f"--group-add={group}" for group in container.groups]
+        if container.read_only_root:
+            argv.append("--read-only")
+        argv += [f"--add-host={name}:{address}" for name, address in container.hosts.items()]
+        argv += [f"--env={key}={value}" for key, value in container.env.items()]
+        for mount in container.mounts:
+            options = "ro" if mount.read_only else "rw"
+            argv.append(f"--volume={mount.source}:{mount.target}:{options}")
+        if container.command:
+            argv += [f"--entrypoint={container.command[0]}", container.image]
+            argv += [*container.command[1:], *container.args]
+        else:
+            argv += [container.image, *container.args]
+        return argv
+
+    def start(self, container: Container) -> Running:
+        log = self.root / f"{container.pod}-{container.name}.log"
+        with log.open("wb") as handle:
+            process = subprocess.Popen(
+                self.command(container),
+                env={**os.environ, **self.env},
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+        return Running(container, process, log)
+
+    def run(self, container: Container, timeout: float = 120) -> Running:
         running = self.start(container)
         code = running.process.wait(timeout)
         assert code == 0, f"{container.name} failed ({code}): {running.log_text()}"

@@ -38,7 +38,7 @@ from flotta.schemas.codec import encode
 from flotta.schemas.crd.common import GROUP
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire import DeviceEvent
-from tests.deploy.kubelet import HostRunner, Kubelet, Running
+from tests.deploy.kubelet import HostRunner, Kubelet, PodmanRunner, Running
 from tests.deploy.manifests import BASE, NAMESPACE, ROOT, container, objects
 from tests.fixtures.brokers import ClientCredentials, TestBroker
 from tests.fixtures.kube import KubeEndpoint
@@ -213,8 +213,37 @@ def run_docs_pki_commands(kube: KubeEndpoint, workdir: Path) -> None:
         assert done.returncode == 0, f"{command}: {done.stderr}"
 
 
-@pytest.fixture
-def install(kube_api_factory: Any, nats_server: NatsServer, tmp_path: Path) -> Iterator[Install]:
+def images_runner(request: pytest.FixtureRequest, root: Path) -> PodmanRunner:
+    """Podman with the control-plane image ``make images`` builds (tests/fixtures/images.py),
+    or the store ``$FLOTTA_IMAGES_STORE`` names, where that fixture is not in the tree."""
+    try:
+        store = request.getfixturevalue("images_store")
+        request.getfixturevalue("control_plane_image")
+        return PodmanRunner(root, dict(store.env))
+    except pytest.FixtureLookupError:
+        directory = os.environ.get("FLOTTA_IMAGES_STORE")
+        if not directory:
+            pytest.skip("no control-plane image: tests/fixtures/images.py is not in this tree")
+        names = ("containers.conf", "storage.conf", "registries.conf")
+        variables = ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF")
+        env = {var: str(Path(directory) / name) for var, name in zip(variables, names, strict=True)}
+        return PodmanRunner(root, env)
+
+
+@pytest.fixture(params=["host", "container"])
+def install(
+    request: pytest.FixtureRequest,
+    kube_api_factory: Any,
+    nats_server: NatsServer,
+    tmp_path: Path,
+) -> Iterator[Install]:
+    """The install up; its operator and bridge run from this checkout (``host``) or from the
+    built image (``container``)."""
+    runner: HostRunner | PodmanRunner = (
+        HostRunner(tmp_path / "pods")
+        if request.param == "host"
+        else images_runner(request, tmp_path / "pods")
+    )
     started = time.monotonic()
     audit = tmp_path / "audit.log"
     kube: KubeEndpoint = kube_api_factory(audit_log=audit)
@@ -242,7 +271,6 @@ def install(kube_api_factory: Any, nats_server: NatsServer, tmp_path: Path) -> I
             GROUP, "v1alpha1", FLEET, body["kind"].lower() + "s", body
         )
     kubelet = Kubelet(admin, tmp_path / "pods", api_url=kube.url, ca_path=kube.ca_path or Path())
-    runner = HostRunner(tmp_path / "pods")
     pods: dict[str, Running] = {}
     try:
         *init, operator = kubelet.pod(
