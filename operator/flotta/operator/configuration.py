@@ -17,14 +17,17 @@ from flotta.schemas.base import ApiModel
 from flotta.schemas.crd.config import DeviceConfiguration
 from flotta.schemas.crd.device import EdgeDevice
 from flotta.schemas.crd.device_set import EdgeDeviceSet
+from flotta.schemas.crd.rollout import RolloutPolicy, parse_duration
 from flotta.schemas.wire.desired import (
     DesiredConfiguration,
+    HealthGate,
     HeartbeatConfiguration,
     LogCollectionSettings,
     MetricsSettings,
     Mount,
     OsInformation,
     SystemMetricsSettings,
+    UpdateSchedule,
 )
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -71,12 +74,38 @@ def build_configuration(
         )
         for name, config in sorted((source.log_collection or {}).items())
     }
+    policy: RolloutPolicy | None = getattr(source, "rollout_policy", None)  # a set's
     return DesiredConfiguration(
         heartbeat=wire_fragment(source.heartbeat, HeartbeatConfiguration),
         os=wire_fragment(source.os_information, OsInformation),
         mounts=[wire_fragment(mount, Mount) for mount in source.mounts or []],
         metrics=metrics_settings,
         log_collection=log_collection,
+        health=health_gate(policy) or HealthGate(),
+        update_schedule=update_schedule(source),
+    )
+
+
+def health_gate(policy: RolloutPolicy | None) -> HealthGate | None:
+    """The wire health gate of a rollout policy; None when it sets none."""
+    if policy is None or policy.health_gate is None:
+        return None
+    gate = policy.health_gate
+    return HealthGate(
+        stabilization_seconds=gate.stabilization_seconds, timeout_seconds=gate.timeout_seconds
+    )
+
+
+def update_schedule(source: DeviceConfiguration) -> UpdateSchedule | None:
+    """``updatePolicy.updateSchedule`` as the device reads it."""
+    schedule = source.update_policy.update_schedule if source.update_policy else None
+    if schedule is None:
+        return None
+    grace = schedule.start_grace_duration
+    return UpdateSchedule(
+        at=schedule.at.strip(),
+        time_zone=schedule.time_zone,
+        start_grace_seconds=int(parse_duration(grace).total_seconds()) if grace else 0,
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flotta.operator.configuration import allow_list
+from flotta.operator.configuration import allow_list, health_gate
 from flotta.operator.errors import SelectorError
 from flotta.operator.selectors import Selector, compile_selector
 from flotta.schemas.codec import content_document, encode_fragment
@@ -166,6 +166,7 @@ def render_workload(
         metrics=metrics,
         log_collection=workload.spec.log_collection or "",
         data=workload.spec.data.to_api() if workload.spec.data is not None else None,
+        health=health_gate(workload.spec.rollout_policy),
     )
     return RenderedWorkload(
         namespace=meta.namespace,
