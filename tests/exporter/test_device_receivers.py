@@ -1,6 +1,7 @@
 """Each device's metrics go to the receiver its EdgeDevice or EdgeDeviceSet names
-(``metrics.receiverConfiguration``), read from the local Kubernetes API; the RBAC of the
-cluster install grants exactly the reads that takes."""
+(``metrics.receiverConfiguration``), and each workload's lines to the syslog server of its
+``logCollection`` entry, read from the local Kubernetes API; the RBAC of the cluster install
+grants exactly the reads that takes."""
 
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ from flotta.exporter.app import SinkRoute
 from flotta.exporter.kube_receivers import KubeReceivers
 from flotta.exporter.receivers import ReceiverSinks
 from flotta.exporter.routing import Receiver
+from flotta.exporter.syslog_routing import SyslogRoutes
 from flotta.schemas.crd.common import GROUP, MEMBER_OF_LABEL, VERSION
-from flotta.schemas.wire.telemetry import MetricsBatch
+from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
 from tests.deploy.test_rbac import CLUSTER, Need, grants, watch
+from tests.exporter.log_batches import ticks
 from tests.exporter.prometheus_server import PrometheusServer
 from tests.exporter.support import consumer_lag, eventually, metrics_batch, now_ms, publish_batch
 from tests.fixtures.kubeprocess import LocalKube
+from tests.fixtures.rsyslog import RsyslogServer
 
 NAMESPACE = "site"
 
@@ -129,10 +133,12 @@ def test_the_exporter_s_rbac_grants_exactly_the_reads_it_makes() -> None:
     needed = {
         *watch(GROUP, "edgedevices"),
         *watch(GROUP, "edgedevicesets"),
+        *watch(GROUP, "edgeworkloads"),
         Need("", "secrets", "get"),  # read_namespaced_secret, any namespace a device is in
+        Need("", "configmaps", "get"),  # read_namespaced_config_map, likewise
     }
     source = (Path(__file__).parents[2] / "exporter/flotta/exporter/kube_receivers.py").read_text()
-    calls = {"list_cluster_custom_object", "read_namespaced_secret"}
+    calls = {"list_cluster_custom_object", "read_namespaced_secret", "read_namespaced_config_map"}
     assert {c for c in calls if c in source} == calls
     granted = grants("flotta-exporter")
     for need in needed:
@@ -144,3 +150,61 @@ def test_the_exporter_s_rbac_grants_exactly_the_reads_it_makes() -> None:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
                     assert Need(group, resource, verb) in needed, f"needless grant {rule}"
+
+
+async def test_workload_lines_go_to_the_syslog_server_of_their_log_collection(
+    nc: NatsClient,
+    rsyslog_server: RsyslogServer,
+    site_kube: tuple[LocalKube, k8s.ApiClient],
+    run_exporter: Any,
+) -> None:
+    local, api = site_kube
+    k8s.CoreV1Api(api).create_namespaced_config_map(
+        NAMESPACE,
+        k8s.V1ConfigMap(
+            metadata=k8s.V1ObjectMeta(name="syslog-a"),
+            data={"Address": f"127.0.0.1:{rsyslog_server.port}", "Protocol": "tcp"},
+        ),
+    )
+    to_syslog = {"kind": "syslog", "syslogConfig": {"name": "syslog-a"}}
+    create(api, "edgedevices", "EdgeDevice", "logger", {"logCollection": {"remote": to_syslog}})
+    # Its entry names a ConfigMap that does not exist: its lines wait, the others' flow.
+    broken = {"kind": "syslog", "syslogConfig": {"name": "nope"}}
+    create(api, "edgedevices", "EdgeDevice", "broken", {"logCollection": {"remote": broken}})
+    pod = {"spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+    create(api, "edgeworkloads", "EdgeWorkload", "app",
+           {"type": "pod", "device": "logger", "pod": pod, "logCollection": "remote"})  # fmt: skip
+    create(
+        api,
+        "edgeworkloads",
+        "EdgeWorkload",
+        "quiet",
+        {"type": "pod", "device": "logger", "pod": pod},
+    )
+
+    lines = [*ticks(3, workload="app"), *ticks(2, workload="quiet")]
+    await publish_batch(nc, NAMESPACE, "logger", LogsBatch(stream="b0", sequence=1, lines=lines))
+    await publish_batch(
+        nc, NAMESPACE, "broken", LogsBatch(stream="b0", sequence=1, lines=ticks(1, workload="app"))
+    )
+    receivers = KubeReceivers(local.kubeconfig, default=Receiver("http://127.0.0.1:9/unused"))
+    syslog = SyslogRoutes(receivers)
+    route = SinkRoute(
+        "syslog", LogsBatch, syslog.select, syslog.aclose, ready=lambda: receivers.synced
+    )
+    receivers.start()
+    try:
+        await run_exporter([route])
+        await asyncio.to_thread(rsyslog_server.wait_for, 3)
+        await asyncio.sleep(1.0)
+        received = rsyslog_server.received()
+        assert [
+            (m["hostname"], m["app-name"], m["msg"].removeprefix("\ufeff")) for m in received
+        ] == [
+            ("logger", "app", "tick-0"),
+            ("logger", "app", "tick-1"),
+            ("logger", "app", "tick-2"),
+        ]
+        assert await consumer_lag(nc, "syslog") == 1  # broken's batch waits for its ConfigMap
+    finally:
+        receivers.stop()

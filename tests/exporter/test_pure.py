@@ -286,3 +286,21 @@ def test_logs_envelopes_decode_to_logs_batches() -> None:
         "flotta.device.ns.d1.logs", envelope(data, kind="logs"), 7
     )
     assert decoded.batch.lines[0].line == "hello"
+
+
+# ---- syslog routing --------------------------------------------------------------------
+
+
+def test_a_workload_s_syslog_config_map_comes_from_the_entry_in_effect() -> None:
+    from flotta.exporter.routing import syslog_config_map
+
+    device = {"remote": {"kind": "syslog", "syslogConfig": {"name": "device-syslog"}}}
+    in_set = {"remote": {"kind": "syslog", "syslogConfig": {"name": "set-syslog"}}}
+    assert syslog_config_map("remote", device, None, False) == "device-syslog"
+    assert syslog_config_map("remote", device, in_set, True) == "set-syslog"
+    assert syslog_config_map("remote", device, {}, True) is None  # the set has no such entry
+    assert syslog_config_map(None, device, None, False) is None  # the workload names none
+    assert syslog_config_map("other", device, None, False) is None
+    mqtt = {"remote": {"kind": "mqtt", "syslogConfig": {"name": "x"}}}
+    assert syslog_config_map("remote", mqtt, None, False) is None
+    assert syslog_config_map("remote", {"remote": {"kind": "syslog"}}, None, False) is None

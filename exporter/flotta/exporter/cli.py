@@ -72,8 +72,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--device-receivers",
         choices=("auto", "kubernetes", "off"),
         default=_env("device-receivers", "auto"),
-        help="read each device's receiver from its EdgeDevice or EdgeDeviceSet "
-        "(auto: when a kubeconfig is given or the exporter runs in a cluster)",
+        help="read each device's receiver (metrics.receiverConfiguration) and its workloads' "
+        "syslog servers (logCollection) from Kubernetes (auto: when a kubeconfig is given or "
+        "the exporter runs in a cluster)",
     )
     prometheus.add_argument(
         "--kubeconfig",
@@ -94,7 +95,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     syslog.add_argument(
         "--syslog-address",
         default=_env("syslog-address", ""),
-        help="host:port of one syslog server for every device's logs; '': none",
+        help="host:port of the syslog server for the lines of workloads whose logCollection "
+        "names none; '': those lines go to no syslog server",
     )
     syslog.add_argument(
         "--syslog-protocol",
@@ -200,26 +202,37 @@ def _routes(args: argparse.Namespace, log: logging.Logger) -> tuple[list[Any], l
         args.device_receivers == "auto"
         and (args.kubeconfig is not None or os.environ.get("KUBERNETES_SERVICE_HOST"))
     )
-    if args.prometheus_url or use_kube:
-        default = Receiver(
-            url=args.prometheus_url,
-            request_num_samples=args.request_samples,
-            timeout_seconds=args.request_timeout,
-            ca_pem=args.prometheus_ca.read_text() if args.prometheus_ca else None,
-            unavailable=None
-            if args.prometheus_url
-            else "no default receiver (--prometheus-url) and none configured for the device",
-        )
-        directory: ReceiverDirectory = DefaultReceivers(default)
-        ready: Any = lambda: True  # noqa: E731
-        if use_kube:
-            from flotta.exporter.kube_receivers import KubeReceivers
+    default = Receiver(
+        url=args.prometheus_url,
+        request_num_samples=args.request_samples,
+        timeout_seconds=args.request_timeout,
+        ca_pem=args.prometheus_ca.read_text() if args.prometheus_ca else None,
+        unavailable=None
+        if args.prometheus_url
+        else "no default receiver (--prometheus-url) and none configured for the device",
+    )
+    syslog_default = None
+    if args.syslog_address:
+        from flotta.exporter.syslog_sink import SyslogConfigError, SyslogTarget
 
-            kube = KubeReceivers(args.kubeconfig, default=default)
-            kube.start()
-            closers.append(kube.stop)
-            directory = kube
-            ready = lambda: kube.synced  # noqa: E731
+        config = {"Address": args.syslog_address, "Protocol": args.syslog_protocol}
+        if args.syslog_ca:
+            config["CA"] = args.syslog_ca.read_text()
+        try:
+            syslog_default = SyslogTarget.from_config_map(config)
+        except SyslogConfigError as exc:
+            raise NoSinkError(f"--syslog-*: {exc}") from None
+    kube: Any = None
+    ready: Any = lambda: True  # noqa: E731
+    if use_kube:
+        from flotta.exporter.kube_receivers import KubeReceivers
+
+        kube = KubeReceivers(args.kubeconfig, default=default)
+        kube.start()
+        closers.append(kube.stop)
+        ready = lambda: kube.synced  # noqa: E731
+    if args.prometheus_url or use_kube:
+        directory: ReceiverDirectory = kube if kube is not None else DefaultReceivers(default)
         sinks = ReceiverSinks(directory)
         route = SinkRoute("prometheus", MetricsBatch, sinks.select, sinks.aclose, ready=ready)
         routes.append(_tuned(route, args))
@@ -242,20 +255,18 @@ def _routes(args: argparse.Namespace, log: logging.Logger) -> tuple[list[Any], l
         )
         routes.append(_tuned(single(loki, LogsBatch), args))
         log.info("logs: Loki %s", args.loki_url)
-    if args.syslog_address:
-        from flotta.exporter.app import single
-        from flotta.exporter.syslog_sink import SyslogConfigError, SyslogSink, SyslogTarget
+    if args.syslog_address or use_kube:
+        from flotta.exporter.syslog_routing import SyslogRoutes
         from flotta.schemas.wire.telemetry import LogsBatch
 
-        config = {"Address": args.syslog_address, "Protocol": args.syslog_protocol}
-        if args.syslog_ca:
-            config["CA"] = args.syslog_ca.read_text()
-        try:
-            target = SyslogTarget.from_config_map(config)
-        except SyslogConfigError as exc:
-            raise NoSinkError(f"--syslog-*: {exc}") from None
-        routes.append(_tuned(single(SyslogSink(target), LogsBatch), args))
-        log.info("logs: syslog %s", target.address)
+        syslog = SyslogRoutes(kube, default=syslog_default)
+        logs_route = SinkRoute("syslog", LogsBatch, syslog.select, syslog.aclose, ready=ready)
+        routes.append(_tuned(logs_route, args))
+        log.info(
+            "logs: syslog %s, per-device logCollection %s",
+            syslog_default.address if syslog_default else "(no default server)",
+            "from Kubernetes" if use_kube else "off",
+        )
     if not routes:
         raise NoSinkError(
             "no sink configured: give --prometheus-url (or a kubeconfig), --loki-url or "

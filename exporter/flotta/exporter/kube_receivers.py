@@ -1,8 +1,9 @@
 """Kubernetes adapter of the exporter (the official synchronous client, in threads): the
-EdgeDevices and EdgeDeviceSets of every namespace (list, then watch; relist after an error),
-and the Secrets their ``caSecretName`` names (read when first needed, read again every
-``SECRET_REFRESH`` seconds). The receiver of each device is decided by
-:func:`flotta.exporter.routing.choose_receiver` (pure) from what is held here.
+EdgeDevices, EdgeDeviceSets and EdgeWorkloads of every namespace (list, then watch; relist
+after an error), the Secrets their ``caSecretName`` names and the syslog ConfigMaps their
+``logCollection`` entries name (each read when first needed, read again every
+``OBJECT_REFRESH`` seconds). Where a device's metrics and a workload's lines go is decided by
+:mod:`flotta.exporter.routing` (pure) from what is held here.
 
 Lookups (:meth:`KubeReceivers.receiver`) are answered from memory on the caller's thread,
 under a lock the watch threads take only to swap a dictionary entry: the delivery loop never
@@ -26,19 +27,30 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from flotta.backoff import Backoff, BackoffPolicy
-from flotta.exporter.routing import CA_KEY, Receiver, choose_receiver, member_of, metrics_section
+from flotta.exporter.routing import (
+    CA_KEY,
+    Receiver,
+    choose_receiver,
+    log_collection_section,
+    member_of,
+    metrics_section,
+    syslog_config_map,
+    workload_log_key,
+)
 from flotta.schemas.crd.common import GROUP, VERSION
 from flotta.schemas.crd.device import EdgeDevice
 from flotta.schemas.crd.device_set import EdgeDeviceSet
+from flotta.schemas.crd.workload import EdgeWorkload
 
 logger = logging.getLogger(__name__)
 
 WATCH_SECONDS = 240
 REQUEST_TIMEOUT = (5.0, 30.0)
-SECRET_REFRESH = 60.0  # seconds between reads of a CA Secret in use
+OBJECT_REFRESH = 60.0  # seconds between reads of a Secret or ConfigMap in use
 RELIST = BackoffPolicy(base=0.5, cap=30.0, jitter=0.0)
 
 Key = tuple[str, str]  # namespace, name
+ObjectKey = tuple[str, str, str]  # "Secret" or "ConfigMap", namespace, name
 
 
 def api_client(kubeconfig: Path | None) -> k8s.ApiClient:
@@ -56,19 +68,20 @@ class KubeReceivers:
         self._api = api_client(kubeconfig)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        # namespace/name -> (set name, metrics section) of each EdgeDevice
-        self._devices: dict[Key, tuple[str | None, Any]] = {}
-        self._sets: dict[Key, Any] = {}  # namespace/name -> metrics section
-        self._secrets: dict[Key, tuple[float, str | None]] = {}  # -> (read at, ca.crt)
-        self._wanted: set[Key] = set()
+        # namespace/name -> (set name, metrics section, logCollection map) of each EdgeDevice
+        self._devices: dict[Key, tuple[str | None, Any, Any]] = {}
+        self._sets: dict[Key, tuple[Any, Any]] = {}  # -> (metrics, logCollection)
+        self._workloads: dict[Key, str | None] = {}  # -> the workload's logCollection key
+        # Secrets' ca.crt and ConfigMaps' data, read on demand: -> (read at, value)
+        self._objects: dict[ObjectKey, tuple[float, Any]] = {}
+        self._wanted: set[ObjectKey] = set()
         self._wake = threading.Event()
         self._watches = [
             _Watch(self._api, EdgeDevice.PLURAL, self._on_device, self._stop),
             _Watch(self._api, EdgeDeviceSet.PLURAL, self._on_set, self._stop),
+            _Watch(self._api, EdgeWorkload.PLURAL, self._on_workload, self._stop),
         ]
-        self._secret_thread = threading.Thread(
-            target=self._secret_loop, name="ca-secrets", daemon=True
-        )
+        self._reader = threading.Thread(target=self._read_loop, name="kube-objects", daemon=True)
 
     @property
     def synced(self) -> bool:
@@ -77,7 +90,7 @@ class KubeReceivers:
     def start(self) -> None:
         for watch in self._watches:
             watch.start()
-        self._secret_thread.start()
+        self._reader.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -92,21 +105,44 @@ class KubeReceivers:
         known = self._devices.get((namespace, device))
         if known is None:
             return self.default
-        set_name, device_metrics = known
-        set_metrics = self._sets.get((namespace, set_name)) if set_name else None
-        set_exists = set_name is not None and (namespace, set_name) in self._sets
+        set_name, device_metrics, _ = known
+        in_set = self._sets.get((namespace, set_name)) if set_name else None
         return choose_receiver(
             namespace,
             device_metrics,
-            set_metrics,
-            set_exists,
+            in_set[0] if in_set is not None else None,
+            in_set is not None,
             default=self.default,
             ca=self._ca,
         )
 
+    def syslog_config(
+        self, namespace: str, device: str, workload: str
+    ) -> tuple[str, dict[str, str] | None] | None:
+        """The syslog ConfigMap a workload's lines on a device go to, as ``(name, data)``
+        (data None while it is not read, or missing); None: no syslog server of its own."""
+        known = self._devices.get((namespace, device))
+        if known is None:
+            return None
+        set_name, _, device_logs = known
+        in_set = self._sets.get((namespace, set_name)) if set_name else None
+        name = syslog_config_map(
+            self._workloads.get((namespace, workload)),
+            device_logs,
+            in_set[1] if in_set is not None else None,
+            in_set is not None,
+        )
+        if name is None:
+            return None
+        return name, self._object("ConfigMap", namespace, name)
+
     def _ca(self, namespace: str, name: str) -> str | None:
-        key = (namespace, name)
-        held = self._secrets.get(key)
+        value = self._object("Secret", namespace, name)
+        return value if isinstance(value, str) else None
+
+    def _object(self, kind: str, namespace: str, name: str) -> Any:
+        key = (kind, namespace, name)
+        held = self._objects.get(key)
         if held is None:
             with self._lock:
                 self._wanted.add(key)
@@ -122,7 +158,11 @@ class KubeReceivers:
             if kind == "DELETED":
                 self._devices.pop(key, None)
             else:
-                self._devices[key] = (member_of(obj), metrics_section(obj))
+                self._devices[key] = (
+                    member_of(obj),
+                    metrics_section(obj),
+                    log_collection_section(obj),
+                )
 
     def _on_set(self, kind: str, obj: dict[str, Any]) -> None:
         key = _key(obj)
@@ -130,11 +170,19 @@ class KubeReceivers:
             if kind == "DELETED":
                 self._sets.pop(key, None)
             else:
-                self._sets[key] = metrics_section(obj)
+                self._sets[key] = (metrics_section(obj), log_collection_section(obj))
 
-    # ---- CA Secrets (their own thread) -------------------------------------------------------
+    def _on_workload(self, kind: str, obj: dict[str, Any]) -> None:
+        key = _key(obj)
+        with self._lock:
+            if kind == "DELETED":
+                self._workloads.pop(key, None)
+            else:
+                self._workloads[key] = workload_log_key(obj)
 
-    def _secret_loop(self) -> None:
+    # ---- Secrets and ConfigMaps (their own thread) -------------------------------------------
+
+    def _read_loop(self) -> None:
         core = k8s.CoreV1Api(self._api)
         while not self._stop.is_set():
             self._wake.wait(timeout=5.0)
@@ -142,13 +190,26 @@ class KubeReceivers:
             now = time.monotonic()
             with self._lock:
                 due = set(self._wanted)
-                due.update(k for k, (at, _) in self._secrets.items() if now - at > SECRET_REFRESH)
+                due.update(k for k, (at, _) in self._objects.items() if now - at > OBJECT_REFRESH)
                 self._wanted.clear()
-            for namespace, name in sorted(due):
+            for kind, namespace, name in sorted(due):
                 if self._stop.is_set():
                     return
-                ca = _read_ca(core, namespace, name)
-                self._secrets[(namespace, name)] = (time.monotonic(), ca)
+                if kind == "Secret":
+                    value: Any = _read_ca(core, namespace, name)
+                else:
+                    value = _read_config_map(core, namespace, name)
+                self._objects[(kind, namespace, name)] = (time.monotonic(), value)
+
+
+def _read_config_map(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, str] | None:
+    try:
+        found = core.read_namespaced_config_map(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+    except (ApiException, HTTPError, OSError) as exc:
+        status = exc.status if isinstance(exc, ApiException) else None
+        logger.warning("ConfigMap %s/%s not read: HTTP %s %s", namespace, name, status, exc)
+        return None
+    return dict(found.data or {})
 
 
 def _read_ca(core: k8s.CoreV1Api, namespace: str, name: str) -> str | None:

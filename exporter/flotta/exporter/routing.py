@@ -101,3 +101,39 @@ def _receiver_configuration(
     except ValidationError:
         return None  # the API server validates the CRD: only a hand-edited object gets here
     return metrics.receiver_configuration
+
+
+def log_collection_section(obj: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The ``spec.logCollection`` map of an EdgeDevice or EdgeDeviceSet."""
+    if obj is None:
+        return None
+    section = (obj.get("spec") or {}).get("logCollection")
+    return section if isinstance(section, Mapping) else None
+
+
+def workload_log_key(workload: Mapping[str, Any]) -> str | None:
+    """The ``spec.logCollection`` of an EdgeWorkload: a key of its devices' maps."""
+    key = (workload.get("spec") or {}).get("logCollection")
+    return str(key) if key else None
+
+
+def syslog_config_map(
+    log_key: str | None,
+    device_logs: Mapping[str, Any] | None,
+    set_logs: Mapping[str, Any] | None,
+    set_exists: bool,
+) -> str | None:
+    """The ConfigMap (address, protocol) of the syslog server a workload's lines go to, as
+    upstream: the workload's ``logCollection`` names an entry of the ``logCollection`` map in
+    effect for the device (its set's when the set exists, else its own); an entry of kind
+    ``syslog`` names the ConfigMap in ``syslogConfig.name``. None: the lines go to no syslog
+    server of their own (the exporter's default one, if it has one)."""
+    if not log_key:
+        return None
+    section = set_logs if set_exists else device_logs
+    entry = (section or {}).get(log_key)
+    if not isinstance(entry, Mapping) or entry.get("kind", "syslog") != "syslog":
+        return None
+    config = entry.get("syslogConfig")
+    name = config.get("name") if isinstance(config, Mapping) else None
+    return str(name) if name else None

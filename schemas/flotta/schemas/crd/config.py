@@ -125,16 +125,17 @@ class SyslogConfig(ApiModel):
     """Upstream: the name of a ConfigMap with the syslog server's address and protocol."""
 
     name: Annotated[str, Field(min_length=1, max_length=253)]
-    """The ConfigMap's name (same namespace). The operator sends its data to the device,
-    which does not forward to syslog yet: logs go over MQTT."""
+    """The ConfigMap's name (same namespace), with keys Address (host:port) and Protocol
+    (tcp, tls or udp). The device sends the logs over MQTT; the exporter forwards the lines
+    of the workloads that name this entry to that server (docs/telemetry.md)."""
 
 
 class LogCollectionConfig(ApiModel):
     """One log destination that workloads can name in their logCollection."""
 
     kind: Literal["syslog", "mqtt"] = "syslog"
-    """The transport: syslog (upstream's) or mqtt. Sent to the device, which currently sends
-    every log over MQTT whatever the kind."""
+    """The transport: syslog (upstream's: the exporter forwards the lines to the server of
+    syslogConfig) or mqtt (no syslog server). The device sends every log over MQTT."""
     buffer_size: Annotated[int, Field(ge=1, le=1048576)] = 12
     """Upstream: the size in KiB of the device's log buffer for this destination (default
     12): the lines for it waiting in the device's telemetry buffer keep at most this much,
