@@ -73,6 +73,21 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="each minute take this fraction of the online devices offline for --offline-for",
     )
     parser.add_argument("--offline-for", type=float, default=30.0, help="seconds")
+    parser.add_argument(
+        "--fail-image",
+        default="",
+        help="devices fail (and roll back from) every desired state with a container image "
+        "containing this; STATE_DIR/faults.json, when present, replaces it (and is followed)",
+    )
+    parser.add_argument(
+        "--fail-share", type=float, default=1.0, help="the fraction of devices that fail"
+    )
+    parser.add_argument(
+        "--fail-mode",
+        choices=("exit", "health-check", "silent"),
+        default="exit",
+        help="how they fail: a container exits, a probe fails, or the device stops reporting",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -156,6 +171,11 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
     limit = raise_open_files(fds_needed(len(ids)))
     if limit < fds_needed(len(ids)):
         print(f"flotta dev simulate: only {limit} open files allowed for {len(ids)} devices")
+    from flotta.dev.simulator.device import FaultRule
+
+    faults: tuple[FaultRule, ...] = ()
+    if args.fail_image:
+        faults = (FaultRule(image=args.fail_image, share=args.fail_share, mode=args.fail_mode),)
     settings = FleetSettings(
         host=args.mqtt_host,
         port=args.mqtt_port,
@@ -172,6 +192,7 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
         connect_spread=args.connect_spread,
         concurrent_connects=args.concurrent_connects,
         report_path=None if args.report is None else report_path(args.report, args.shard),
+        faults=faults,
     )
     churn = Churn(args.churn, offline_seconds=args.offline_for) if args.churn > 0 else None
     warnings = count_mqtt_warnings()  # thousands of reconnect notes: counted, not printed

@@ -4,14 +4,23 @@ It speaks the contract as the real agent does (``flotta.schemas.wire``): it appl
 state by acknowledging its version and reporting its workloads as running (or failed, when
 told to fail), heartbeats, and produces numbered metric batches that it keeps while offline and
 sends when it is back.
+
+Failures can be injected (:class:`FaultRule`): a share of the devices fails a given image or
+version. Such a device does what the agent does when a version fails its health gate: it keeps
+running its last good version, reports the version as ``failed`` (with a reason, the workload
+and container, and ``rolledBack``) and never applies that version again; a newer version is
+applied as usual. In mode ``silent`` it stops reporting instead, as a device that hangs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from flotta.schemas.codec import decode, encode
 from flotta.schemas.errors import PayloadError
@@ -23,9 +32,56 @@ from flotta.schemas.wire import (
     MetricSample,
     MetricsBatch,
     StatusReport,
+    VersionFailure,
     WorkloadReport,
 )
 from flotta.schemas.wire.status import WorkloadPhase
+
+FaultMode = Literal["exit", "health-check", "silent"]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRule:
+    """A share of the devices fails every desired state that runs ``image`` (a substring of a
+    container image) or that has ``version``."""
+
+    image: str = ""
+    version: str = ""
+    share: float = 1.0
+    mode: FaultMode = "exit"
+
+    def picks(self, device_id: str) -> bool:
+        """Whether the device is in the failing share (the same devices every time)."""
+        digest = hashlib.sha256(f"fault/{device_id}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 < self.share
+
+    def hits(self, device_id: str, desired: DesiredState) -> tuple[str, str] | None:
+        """(workload, container) the rule fails in this desired state, or None."""
+        if not self.picks(device_id):
+            return None
+        for workload in desired.workloads:
+            for container in workload.pod_spec.get("containers") or ():
+                if not isinstance(container, dict):
+                    continue
+                image = str(container.get("image", ""))
+                if (self.image and self.image in image) or (
+                    self.version and self.version == desired.version
+                ):
+                    return workload.name, str(container.get("name", ""))
+        if self.version and self.version == desired.version:
+            return "", ""
+        return None
+
+
+def first_hit(
+    rules: Sequence[FaultRule], device_id: str, desired: DesiredState
+) -> tuple[FaultRule, str, str] | None:
+    for rule in rules:
+        hit = rule.hits(device_id, desired)
+        if hit is not None:
+            return rule, *hit
+    return None
+
 
 AGENT_VERSION = "flotta-simulator/1"
 
@@ -46,6 +102,9 @@ class SimulatedDevice:
     applied_version: str = ""
     phases: dict[str, WorkloadPhase] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)
+    faults: tuple[FaultRule, ...] = ()
+    failed: VersionFailure | None = None  # the latest version that failed, never applied again
+    silent_version: str = ""  # a version that made the device stop reporting (mode silent)
     deregistered: bool = False
     rejected_payloads: int = 0
     stream: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
@@ -89,8 +148,16 @@ class SimulatedDevice:
             self.phases.clear()
             return []
         if desired.version == self.applied_version:
+            self.silent_version = ""
             return []
+        if self.failed is not None and desired.version == self.failed.version:
+            return []  # as the agent: a failed version is never applied again
         now = now or datetime.now(UTC)
+        hit = first_hit(self.faults, self.device_id, desired)
+        if hit is not None:
+            return self._fail_version(desired.version, *hit, now)
+        self.silent_version = ""
+        self.failed = None  # a newer version applied healthy
         self.heartbeat_seconds = float(desired.configuration.heartbeat.period_seconds)
         wanted = {w.name for w in desired.workloads}
         self.phases = {
@@ -103,6 +170,34 @@ class SimulatedDevice:
             for n in self.failing & wanted
         ]
         return out
+
+    @property
+    def silent(self) -> bool:
+        """Whether the device stopped reporting (an injected ``silent`` fault)."""
+        return bool(self.silent_version)
+
+    def _fail_version(
+        self, version: str, rule: FaultRule, workload: str, container: str, now: datetime
+    ) -> list[Outgoing]:
+        if rule.mode == "silent":
+            self.silent_version = version
+            return []
+        exited = rule.mode == "exit"
+        self.failed = VersionFailure(
+            version=version,
+            reason="container-exited" if exited else "health-check-failed",
+            workload=workload,
+            container=container,
+            exit_code=1 if exited else None,
+            message="exited with code 1" if exited else "probe failed: connection refused",
+            time=now,
+            rolled_back=True,
+        )
+        where = f"workload {workload}" if workload else "the new version"
+        return [
+            self.status(now),
+            self.event("VersionFailed", f"{where} failed; rolled back", workload, now),
+        ]
 
     def fail(self, workload: str, now: datetime | None = None) -> list[Outgoing]:
         """Make a workload fail now (a real change the control plane must show)."""
@@ -122,6 +217,7 @@ class SimulatedDevice:
             applied_version=self.applied_version,
             heartbeat_period_seconds=max(1, int(self.heartbeat_seconds)),
             workloads=[WorkloadReport(name=n, phase=p) for n, p in self.phases.items()],
+            failed=self.failed,
         )
         return Outgoing(self.topic(DeviceTopic.STATUS), encode(report))
 

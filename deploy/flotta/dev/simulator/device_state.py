@@ -8,9 +8,11 @@ import logging
 from pathlib import Path
 from typing import get_args
 
+import msgspec
+
 from flotta.dev.simulator.device import SimulatedDevice
 from flotta.pki.files import write_atomic
-from flotta.schemas.wire.status import WorkloadPhase
+from flotta.schemas.wire.status import VersionFailure, WorkloadPhase
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +21,12 @@ PHASES: frozenset[str] = frozenset(get_args(WorkloadPhase))
 
 
 def save(device: SimulatedDevice, directory: Path) -> None:
-    state = {"applied_version": device.applied_version, "phases": device.phases}
+    state: dict[str, object] = {
+        "applied_version": device.applied_version,
+        "phases": device.phases,
+    }
+    if device.failed is not None:
+        state["failed"] = msgspec.json.encode(device.failed).decode()
     write_atomic(directory / STATE_NAME, json.dumps(state, sort_keys=True).encode())
 
 
@@ -41,4 +48,9 @@ def load(device: SimulatedDevice, directory: Path) -> bool:
         return False
     device.applied_version = version
     device.phases = dict(phases)
+    if isinstance(state.get("failed"), str):
+        try:
+            device.failed = msgspec.json.decode(state["failed"], type=VersionFailure)
+        except msgspec.DecodeError as exc:
+            logger.warning("%s: ignoring the saved failed version (%s)", path, exc)
     return True

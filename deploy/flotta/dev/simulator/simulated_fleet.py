@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from flotta.dev.simulator import device_state
-from flotta.dev.simulator.device import Outgoing, SimulatedDevice
+from flotta.dev.simulator.device import FaultRule, Outgoing, SimulatedDevice
+from flotta.dev.simulator.faults import FAULTS_NAME, load_faults
 from flotta.dev.simulator.provision import CERT_NAME, KEY_NAME
 from flotta.dev.simulator.report import DeviceView, keep_reporting
 from flotta.mqtt import MqttClient, MqttError, MqttSettings, TlsFiles, Will
@@ -72,6 +73,7 @@ class FleetSettings:
     reconnect_cap: float = 30.0
     report_path: Path | None = None  # a JSON summary for benchmarks (``report.py``)
     enrolment_port: int = ENROLMENT_PORT  # the enrolment broker, on the same host
+    faults: tuple[FaultRule, ...] = ()  # until STATE_DIR/faults.json says otherwise
 
 
 class EnrolmentDeclinedError(Exception):
@@ -89,7 +91,9 @@ class SimulatedFleetDevice:
         settings: FleetSettings,
         connect_slots: asyncio.Semaphore | None = None,
     ) -> None:
-        self.device = SimulatedDevice(device_id, heartbeat_seconds=settings.heartbeat_seconds)
+        self.device = SimulatedDevice(
+            device_id, heartbeat_seconds=settings.heartbeat_seconds, faults=settings.faults
+        )
         self.settings = settings
         self.connect_slots = connect_slots
         self.directory = settings.state_dir / device_id
@@ -280,6 +284,8 @@ class SimulatedFleetDevice:
             await self.client.subscribe([(device_topic(self.device_id, DeviceTopic.DESIRED), 1)])
             self._subscribed = True
         self.online = True
+        if self.device.silent:
+            return
         # As the agent, whose heartbeat is woken by a connect: a status at once, and the next
         # one a full period later.
         status = self.device.status()
@@ -329,7 +335,7 @@ class SimulatedFleetDevice:
             if wait > 0:  # a status went out meanwhile
                 await asyncio.sleep(wait)
                 continue
-            if self.client is not None and self.client.connected:
+            if self.client is not None and self.client.connected and not self.device.silent:
                 applied = self.device.applied_version
                 with contextlib.suppress(MqttError):
                     await self._send(self.device.status())
@@ -407,7 +413,7 @@ class Fleet:
             self.settings.port,
         )
         devices = list(self.devices.values())
-        helpers = []
+        helpers = [asyncio.ensure_future(self._follow_faults(stop))]
         if churn is not None:
             helpers.append(asyncio.ensure_future(self._churn(stop, churn)))
         if self.settings.report_path is not None:
@@ -423,6 +429,23 @@ class Fleet:
         for device, result in zip(devices, results, strict=True):
             if isinstance(result, BaseException):
                 logger.error("%s stopped: %s", device.device_id, result)
+
+    async def _follow_faults(self, stop: asyncio.Event, every: float = 1.0) -> None:
+        """Take up the fault rules of STATE_DIR/faults.json whenever the file changes."""
+        path = self.settings.state_dir / FAULTS_NAME
+        seen: float | None = None
+        while not stop.is_set():
+            try:
+                stamp = path.stat().st_mtime
+            except OSError:
+                stamp = None
+            if stamp != seen:
+                seen = stamp
+                rules = load_faults(path) if stamp is not None else self.settings.faults
+                for device in self.devices.values():
+                    device.device.faults = rules
+                logger.info("fault rules: %s", rules)
+            await asyncio.sleep(every)
 
     async def _churn(self, stop: asyncio.Event, churn: Churn) -> None:
         rng = random.Random()  # noqa: S311
