@@ -51,6 +51,26 @@ def make_service_account(core: Any, namespace: str, name: str) -> str:
     return str(answer.status.token)
 
 
+def grant(
+    admin: client.ApiClient,
+    namespace: str,
+    name: str,
+    rules: list[dict[str, Any]],
+    subject: dict[str, str],
+) -> None:
+    """A Role with ``rules`` and a RoleBinding of it to ``subject``, both called ``name``."""
+    rbac = rbac_api(admin)
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": name},
+            "subjects": [subject],
+        },
+    )
+
+
 def token_kubeconfig(kube: KubeEndpoint, token: str, path: Path) -> Path:
     """A kubeconfig with the endpoint's cluster and only the token as credentials."""
     document = yaml.safe_load(kube.kubeconfig.read_text())
@@ -96,43 +116,32 @@ def admin(kube: KubeEndpoint) -> client.ApiClient:
 def reader(kube: KubeEndpoint, kube_namespace: str, admin: client.ApiClient) -> str:
     """A ServiceAccount with a Role: read ConfigMaps, update the one named "allowed"."""
     core = core_api(admin)
-    rbac = rbac_api(admin)
     token = make_service_account(core, kube_namespace, "reader")
-    rbac.create_namespaced_role(
+    grant(
+        admin,
         kube_namespace,
-        {
-            "metadata": {"name": "reader"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
-                {
-                    "apiGroups": [""],
-                    "resources": ["configmaps"],
-                    "resourceNames": ["allowed"],
-                    "verbs": ["update", "patch"],
-                },
-            ],
-        },
-    )
-    rbac.create_namespaced_role_binding(
-        kube_namespace,
-        {
-            "metadata": {"name": "reader"},
-            "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "reader"},
-            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": kube_namespace}],
-        },
+        "reader",
+        [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": ["allowed"],
+                "verbs": ["update", "patch"],
+            },
+        ],
+        {"kind": "ServiceAccount", "name": "reader", "namespace": kube_namespace},
     )
     for name in ("allowed", "other"):
         core.create_namespaced_config_map(
             kube_namespace,
             client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name), data={"k": "1"}),
         )
-    wait_until_allowed(kube, token, tmp_dir=None, namespace=kube_namespace)
+    wait_until_allowed(kube, token, namespace=kube_namespace)
     return token
 
 
-def wait_until_allowed(
-    kube: KubeEndpoint, token: str, *, tmp_dir: Path | None, namespace: str
-) -> None:
+def wait_until_allowed(kube: KubeEndpoint, token: str, *, namespace: str) -> None:
     """A real cluster's authorizer sees a new binding shortly after it is written."""
     if kube.local:
         return
@@ -230,29 +239,20 @@ def test_a_named_watch_is_allowed_by_resource_names(
     """``fieldSelector=metadata.name=X`` makes a list or watch a request for X, so a rule
     with resourceNames allows it (leader-election clients watch their Lease so)."""
     core = core_api(admin)
-    rbac = rbac_api(admin)
     token = make_service_account(core, kube_namespace, "named")
-    rbac.create_namespaced_role(
+    grant(
+        admin,
         kube_namespace,
-        {
-            "metadata": {"name": "named"},
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["configmaps"],
-                    "resourceNames": ["mine"],
-                    "verbs": ["list", "watch"],
-                }
-            ],
-        },
-    )
-    rbac.create_namespaced_role_binding(
-        kube_namespace,
-        {
-            "metadata": {"name": "named"},
-            "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "named"},
-            "subjects": [{"kind": "ServiceAccount", "name": "named"}],  # the binding's namespace
-        },
+        "named",
+        [
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": ["mine"],
+                "verbs": ["list", "watch"],
+            }
+        ],
+        {"kind": "ServiceAccount", "name": "named"},  # in the binding's namespace
     )
     core.create_namespaced_config_map(
         kube_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="mine"))
@@ -345,21 +345,12 @@ def test_an_apply_that_creates_also_needs_create(
     kube: KubeEndpoint, kube_namespace: str, reader: str, admin: client.ApiClient, tmp_path: Path
 ) -> None:
     """Server-side apply is a patch; when it creates the object, create is checked too."""
-    rbac = rbac_api(admin)
-    rbac.create_namespaced_role(
+    grant(
+        admin,
         kube_namespace,
-        {
-            "metadata": {"name": "patcher"},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch"]}],
-        },
-    )
-    rbac.create_namespaced_role_binding(
-        kube_namespace,
-        {
-            "metadata": {"name": "patcher"},
-            "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "patcher"},
-            "subjects": [{"kind": "ServiceAccount", "name": "reader"}],
-        },
+        "patcher",
+        [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch"]}],
+        {"kind": "ServiceAccount", "name": "reader"},
     )
     path = token_kubeconfig(kube, reader, tmp_path / "reader.kubeconfig")
 

@@ -6,6 +6,7 @@ is stored."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flotta.dev.kubeapi.errors import BadRequestError, Cause, InvalidError
@@ -21,6 +22,8 @@ from flotta.dev.kubeapi.rbac import (
 AUTHORIZATION = "authorization.k8s.io"
 AUTHENTICATION = "authentication.k8s.io"
 Obj = dict[str, Any]
+# (token, audiences) -> the user it authenticates and the audiences it is valid for, or None
+TokenUser = Callable[[str, tuple[str, ...]], tuple[UserInfo, tuple[str, ...]] | None]
 
 # plural -> (group, kind, namespaced)
 KINDS = {
@@ -114,10 +117,9 @@ def review(
     user: UserInfo,
     policy: Policy,
     namespace: str = "",
-    token_user: Any = None,
+    token_user: TokenUser | None = None,
 ) -> Obj:
-    """Answer a review; ``token_user(token, audiences)`` -> (UserInfo, audiences) or None
-    serves TokenReview."""
+    """Answer a review; ``token_user`` serves TokenReview."""
     group, kind, _ = KINDS[plural]
     if not isinstance(body, dict):
         raise BadRequestError(f"the request body must be a {kind} object")
