@@ -109,12 +109,12 @@ def test_each_container_as_upstream_one_scrape_per_endpoint() -> None:
 
 
 def test_relabel_adds_the_source_and_keeps_exported_labels() -> None:
-    measurements = [Measurement("m", 1.0, {"workload": "spoofed", "x": "1"})]
-    (result,) = relabel(measurements, device_id="dev-1", target=target(1, container="c"))
+    measurements = [Measurement("m", 1.0, {"workload": "spoofed", "device": "sensor-3", "x": "1"})]
+    (result,) = relabel(measurements, target=target(1, container="c"))
     assert result.labels == {
         "exported_workload": "spoofed",
+        "exported_device": "sensor-3",
         "x": "1",
-        "device": "dev-1",
         "workload": "app",
         "container": "c",
     }
@@ -122,7 +122,7 @@ def test_relabel_adds_the_source_and_keeps_exported_labels() -> None:
 
 async def test_scrape_a_real_http_endpoint() -> None:
     async with metrics_endpoint(EXPOSITION) as endpoint:
-        samples = await scrape(target(endpoint.port), device_id="dev-1", time_limit=5)
+        samples = await scrape(target(endpoint.port), time_limit=5)
     assert endpoint.requests == ["GET /metrics HTTP/1.0"]
     assert [(s.name, s.value, s.timestamp_ms) for s in samples] == [
         ("app_requests_total", 7.0, None),
@@ -131,7 +131,6 @@ async def test_scrape_a_real_http_endpoint() -> None:
     assert samples[0].labels == {
         "code": "200",
         "exported_workload": "spoofed",
-        "device": "dev-1",
         "workload": "app",
     }
 
@@ -139,7 +138,7 @@ async def test_scrape_a_real_http_endpoint() -> None:
 async def test_large_answers_arrive_whole() -> None:
     body = b"".join(f'm{{i="{i}"}} {i}\n'.encode() for i in range(20000))
     async with metrics_endpoint(body) as endpoint:
-        samples = await scrape(target(endpoint.port), device_id="d", time_limit=5)
+        samples = await scrape(target(endpoint.port), time_limit=5)
     assert len(samples) == 20000
 
 
@@ -151,7 +150,7 @@ async def test_http_errors_are_scrape_errors() -> None:
         endpoint.status = "200 OK"
         endpoint.body = b"not { prometheus"
         with pytest.raises(ScrapeError, match="line 1"):
-            await scrape(target(endpoint.port), device_id="d", time_limit=5)
+            await scrape(target(endpoint.port), time_limit=5)
         endpoint.body = b"x" * 100
         with pytest.raises(ScrapeError, match="over 10 bytes"):
             await http_get("127.0.0.1", endpoint.port, "/", time_limit=5, max_bytes=10)
@@ -213,11 +212,11 @@ async def test_scrape_from_inside_the_pods_network_namespace(
     pid, port = namespaced_server
     inside = ScrapeTarget("app", "main", "127.0.0.1", port, "/metrics", 1.0, None, netns_of(pid))
     for _ in range(3):  # the agent's threads stay in its own namespace
-        samples = await scrape(inside, device_id="d", time_limit=5)
+        samples = await scrape(inside, time_limit=5)
         assert [(s.name, s.value, s.labels["container"]) for s in samples] == [
             ("inside_up", 1.0, "main")
         ]
     with pytest.raises(ScrapeError, match="Connect call failed"):
-        await scrape(replace(inside, netns=""), device_id="d", time_limit=5)
+        await scrape(replace(inside, netns=""), time_limit=5)
     with pytest.raises(ScrapeError, match="No such file"):
-        await scrape(replace(inside, netns=netns_of(2**22 + 1)), device_id="d", time_limit=5)
+        await scrape(replace(inside, netns=netns_of(2**22 + 1)), time_limit=5)

@@ -107,7 +107,7 @@ async def test_offline_then_online_every_record_arrives_once(tmp_path: Path) -> 
     }
     app_up = [s for s in samples if s.name == "app_up"]
     assert len(app_up) >= 3  # a scrape cut short by the reconfiguration stores nothing
-    assert app_up[0].labels == {"device": "dev-1", "workload": "app"}
+    assert app_up[0].labels == {"workload": "app"}  # the batch's topic names the device
     every: list[MetricsBatch | LogsBatch] = [*logs, *metrics]
     assert all(b.dropped == 0 for b in every)
     assert {b.stream for b in every} == {telemetry.buffer.stream}

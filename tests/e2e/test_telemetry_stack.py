@@ -48,6 +48,7 @@ def test_sample_metrics_in_prometheus_and_logs_in_loki(agent_system: RunningSyst
     assert series["metric"]["device"] == LOCAL_AGENT_ID
     assert series["metric"]["namespace"] == "default"
     assert series["metric"]["container"] == "counter"
+    assert "exported_device" not in series["metric"]  # the device's labels are the exporter's
 
     def ticks() -> list[str]:
         answer = get_json(

@@ -135,12 +135,12 @@ def _path(path: str) -> str:
     return path if path.startswith("/") else f"/{path}"
 
 
-def relabel(
-    measurements: Sequence[Measurement], *, device_id: str, target: ScrapeTarget
-) -> list[Measurement]:
-    """Every sample gets ``device``, ``workload`` and ``container`` (when known); a label of
-    the same name that the workload exposed itself is kept as ``exported_<name>``."""
-    source = {"device": device_id, "workload": target.workload}
+def relabel(measurements: Sequence[Measurement], *, target: ScrapeTarget) -> list[Measurement]:
+    """Every sample gets ``workload`` and ``container`` (when known); a label that the
+    workload exposed itself named ``device``, ``workload`` or ``container`` is kept as
+    ``exported_<name>``. The device is not a label: the batch's topic names it, and the
+    exporter adds ``namespace`` and ``device`` from there, as it does for system metrics."""
+    source = {"workload": target.workload}
     if target.container:
         source["container"] = target.container
     result: list[Measurement] = []
@@ -156,7 +156,7 @@ def relabel(
     return result
 
 
-async def scrape(target: ScrapeTarget, *, device_id: str, time_limit: float) -> list[Measurement]:
+async def scrape(target: ScrapeTarget, *, time_limit: float) -> list[Measurement]:
     body = await http_get(
         target.host, target.port, target.path, time_limit=time_limit, netns=target.netns
     )
@@ -171,7 +171,7 @@ async def scrape(target: ScrapeTarget, *, device_id: str, time_limit: float) -> 
         Measurement(sample.name, sample.value, sample.labels, sample.timestamp_ms)
         for sample in exposition.samples
     ]
-    return relabel(measurements, device_id=device_id, target=target)
+    return relabel(measurements, target=target)
 
 
 async def http_get(

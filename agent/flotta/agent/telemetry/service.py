@@ -240,9 +240,7 @@ class TelemetryService:
         while True:
             started = time.monotonic()
             try:
-                measurements = await scrape(
-                    target, device_id=self.device_id, time_limit=self._scrape_timeout
-                )
+                measurements = await scrape(target, time_limit=self._scrape_timeout)
             except ScrapeError as exc:
                 log.info("telemetry: %s", exc)
             else:
