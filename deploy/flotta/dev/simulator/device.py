@@ -244,7 +244,7 @@ class SimulatedDevice:
         samples = [
             MetricSample(
                 name="flotta_simulated_value",
-                labels={"device": self.device_id, "index": str(i)},
+                labels={"index": str(i)},  # the topic names the device
                 value=float(self.next_sequence * self.metrics_batch_size + i),
                 timestamp_ms=now_ms,
             )
