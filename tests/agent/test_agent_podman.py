@@ -19,7 +19,7 @@ from flotta.agent.daemon import Agent
 from flotta.agent.runtime import PodmanRuntime
 from flotta.agent.status_file import read_status
 from flotta.dev.podman import api_call
-from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload
+from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload, HealthGate
 from flotta.schemas.wire.desired import (
     HeartbeatConfiguration,
     LogCollectionSettings,
@@ -35,6 +35,8 @@ from tests.fixtures.proxy import CuttableProxy
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
+# Versions count as applied once healthy: these tests do not wait for a stabilisation.
+QUICK_GATE = HealthGate(stabilization_seconds=0, timeout_seconds=60)
 SERVE = "trap 'exit 0' TERM; while :; do sleep 1; done"
 DEVICE = "edge-1"
 SAMPLE_WORKLOAD = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "edgeworkload.yaml"
@@ -66,6 +68,7 @@ def desired(
         namespace="default",
         configuration=DesiredConfiguration(
             heartbeat=HeartbeatConfiguration(period_seconds=heartbeat),
+            health=QUICK_GATE,
             metrics=MetricsSettings(system=SystemMetricsSettings(interval=metrics_interval)),
         ),
         workloads=list(workloads),

@@ -20,7 +20,7 @@ from flotta.agent.runtime import (
     WorkloadState,
     plan,
 )
-from flotta.agent.specs import Opener, convert
+from flotta.agent.specs import ConvertedWorkloads, Opener, convert
 from flotta.schemas.wire import DesiredState
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Outcome:
     failures: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, WorkloadRuntimeError] = field(default_factory=dict)  # Podman's refusals
     changed: bool = False
 
 
@@ -39,9 +40,12 @@ class Applier:
         self.state_dir = state_dir
         self._reported: dict[str, str] = {}  # workload -> last failure reported as an event
 
+    def convert(self, desired: DesiredState, opener: Opener) -> ConvertedWorkloads:
+        return convert(desired, opener=opener, state_dir=self.state_dir)
+
     async def apply(self, desired: DesiredState, opener: Opener) -> Outcome:
         """Raises :class:`PodmanUnreachableError` when nothing can be done now."""
-        converted = convert(desired, opener=opener, state_dir=self.state_dir)
+        converted = self.convert(desired, opener)
         failures = dict(converted.failures)
         running = await self.runtime.list_workloads()
         steps = plan(converted.specs, running)
@@ -86,6 +90,7 @@ class Applier:
         except WorkloadRuntimeError as exc:
             log.warning("workload %s: %s", name, exc)
             outcome.failures[name] = str(exc)
+            outcome.errors[name] = exc
             return False
         log.info("workload %s %s", name, verb)
         self.events.put(new_event(reason, f"workload {name} {verb}", workload=name))

@@ -13,6 +13,7 @@ from flotta.agent.desired_store import DesiredStore
 from flotta.agent.event_sender import EventSender
 from flotta.agent.identity import IdentityStore
 from flotta.agent.reconciler import PODMAN_RETRY
+from flotta.agent.rollout_journal import GOOD_FILE, JOURNAL_FILE
 from flotta.agent.runtime import PodmanUnreachableError
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class Deregistration:
             state.telemetry = None
         self._event_sender.close_journal()
         self._store.erase()
+        for name in (GOOD_FILE, JOURNAL_FILE):  # the rollout's: a new identity starts afresh
+            (self._state_dir / name).unlink(missing_ok=True)
         for directory in STATE_DIRECTORIES:
             await asyncio.to_thread(shutil.rmtree, self._state_dir / directory, True)
         self._identity.erase()

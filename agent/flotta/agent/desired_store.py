@@ -21,8 +21,8 @@ DESIRED_FILE = "desired.json"
 
 
 class DesiredStore:
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / DESIRED_FILE
+    def __init__(self, state_dir: Path, name: str = DESIRED_FILE) -> None:
+        self.path = state_dir / name
 
     def load(self) -> DesiredState | None:
         """The persisted state, or None when there is none or it cannot be read."""

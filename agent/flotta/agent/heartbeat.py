@@ -80,8 +80,14 @@ class Heartbeat:
         report = StatusReport(
             time=datetime.now(UTC),
             applied_version=state.applied_version,
+            applying_version=state.applying_version,
+            waiting_version=state.waiting_version,
+            window_opens=state.window_opens if state.waiting_version else None,
+            failed=state.failed,
             heartbeat_period_seconds=period_seconds(state.desired, self._default_period),
-            workloads=workload_reports(state.desired, state.states, state.failures),
+            workloads=workload_reports(
+                state.running or state.desired, state.states, state.failures
+            ),
             hardware=hardware_report,
             upgrade=self._osupdater.report(),
             telemetry=TelemetryBuffer(

@@ -1,5 +1,6 @@
 """Level-triggered reconciling: the desired state is applied when it changes, when woken and
-every resync period; a deregistering state hands over to the deregistration."""
+every resync period, a new version as a health-gated transaction (:mod:`flotta.agent.rollout`);
+a deregistering state hands over to the deregistration."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from flotta.agent.agent_state import AgentState, Wakeups
 from flotta.agent.applying import Applier
@@ -14,6 +16,7 @@ from flotta.agent.endpoints import workload_endpoints
 from flotta.agent.events import EventQueue
 from flotta.agent.identity import IdentityStore
 from flotta.agent.osupdate import OsUpdater
+from flotta.agent.rollout import Rollout
 from flotta.agent.runtime import PodmanRuntime, WorkloadRuntimeError
 from flotta.agent.unsealing import OpenedItems, UnsealingError, open_in_child, sealed_items
 from flotta.schemas.wire import DesiredState
@@ -21,6 +24,7 @@ from flotta.schemas.wire import DesiredState
 log = logging.getLogger(__name__)
 
 PODMAN_RETRY = 5.0
+OPENED_KEPT = 3  # versions whose opened secrets are kept (the good one, the new one, ...)
 
 
 class Reconciler:
@@ -48,11 +52,22 @@ class Reconciler:
         self._events = events
         self._write_status = write_status
         self._deregister = deregister
-        self._unsealed: tuple[str, OpenedItems] | None = None  # per desired version
+        self._unsealed: dict[str, OpenedItems] = {}  # per desired version
+        self.rollout = Rollout(
+            state,
+            wakeups,
+            state_dir=applier.state_dir,
+            applier=applier,
+            runtime=runtime,
+            events=events,
+            open_items=self._opened,
+        )
+        self._os_version: str | None = None  # the good version whose OS request was acted on
 
     async def run(self) -> None:
         wake = self._wakeups.reconcile
         delay = self._resync_seconds
+        self.rollout.adopt(self._state.desired)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), delay)
@@ -65,36 +80,55 @@ class Reconciler:
                 await self._deregister()
                 return
             try:
-                await self._reconcile(desired)
+                delay = min(delay, await self._reconcile(desired))
             except WorkloadRuntimeError as exc:  # unreachable, or a pod changed meanwhile
                 self._state.last_error = str(exc)
                 log.warning("reconcile: %s; retrying in %.0f s", exc, PODMAN_RETRY)
                 delay = PODMAN_RETRY
+            finally:
+                self._write_status()
 
-    async def _reconcile(self, desired: DesiredState) -> None:
+    async def _reconcile(self, desired: DesiredState) -> float:
+        """One pass; returns the longest wait until the next (the window's opening)."""
         state = self._state
-        outcome = await self._applier.apply(desired, await self._opened(desired))
-        state.failures = outcome.failures
+        now = datetime.now(UTC)
+        before = state.applied_version
+        _, window = await self.rollout.step(desired, now)
         state.states = await self._applier.phases()
-        if state.telemetry is not None:
-            endpoints = await workload_endpoints(self._runtime, desired.workloads)
-            if endpoints != state.endpoints or desired.version != state.applied_version:
+        running = state.running
+        if state.telemetry is not None and running is not None:
+            endpoints = await workload_endpoints(self._runtime, running.workloads)
+            if endpoints != state.endpoints or state.applied_version != before:
                 state.endpoints = endpoints
-                state.telemetry.configure(desired.configuration, desired.workloads, endpoints)
-        if desired.version != state.applied_version:
-            state.applied_version = desired.version
-            log.info("applied desired state %s", desired.version)
-            for event in await self._osupdater.reconcile(desired.configuration.os):
-                self._events.put(event)
+                state.telemetry.configure(running.configuration, running.workloads, endpoints)
+        await self._os_update(window.open)
+        if state.applied_version != before:
+            log.info("running desired state %s", state.applied_version)
             self._wakeups.heartbeat.set()
-        if outcome.changed or outcome.failures:
+        if window.opens is not None:
+            return max(1.0, (window.opens - now).total_seconds())
+        return self._resync_seconds
+
+    async def _os_update(self, window_open: bool) -> None:
+        """The good state's OS request, once per good version, in the update window; outside
+        it, the first pass after a start only judges a finished reboot."""
+        good = self.rollout.good
+        if good is None or self._os_version == good.version:
+            return
+        if not window_open and self._os_version is not None:
+            return
+        events = await self._osupdater.reconcile(good.configuration.os, change=window_open)
+        self._os_version = good.version if window_open else ""
+        for event in events:
+            self._events.put(event)
+        if events:
             self._wakeups.events.set()
-        self._write_status()
 
     async def _opened(self, desired: DesiredState) -> OpenedItems:
         """The sealed items of ``desired``, opened once per version (in a child process)."""
-        if self._unsealed is not None and self._unsealed[0] == desired.version:
-            return self._unsealed[1]
+        known = self._unsealed.get(desired.version)
+        if known is not None:
+            return known
         items = sealed_items(desired)
         identity = self._identity
         try:
@@ -102,5 +136,7 @@ class Reconciler:
         except UnsealingError as exc:
             log.error("sealed secrets not opened: %s", exc)
             return OpenedItems.failed(items, str(exc))
-        self._unsealed = (desired.version, opened)
+        while len(self._unsealed) >= OPENED_KEPT:
+            del self._unsealed[next(iter(self._unsealed))]
+        self._unsealed[desired.version] = opened
         return opened

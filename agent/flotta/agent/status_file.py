@@ -31,7 +31,12 @@ class LocalStatus:
     last_connected: str = ""
     last_error: str = ""
     desired_version: str = ""
-    applied_version: str = ""
+    applied_version: str = ""  # running and past its health gate (the last known good)
+    applying_version: str = ""
+    waiting_version: str = ""  # waits for the update window
+    failed_version: str = ""
+    failed_reason: str = ""
+    rolled_back: bool = False
     workloads: list[WorkloadLine] = field(default_factory=list)
     telemetry_buffered: int = 0
     telemetry_dropped: int = 0

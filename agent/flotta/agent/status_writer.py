@@ -31,7 +31,7 @@ def local_status(
 ) -> LocalStatus:
     telemetry = state.telemetry
     stats = telemetry.stats() if telemetry is not None else None
-    reports = workload_reports(state.desired, state.states, state.failures)
+    reports = workload_reports(state.running or state.desired, state.states, state.failures)
     return LocalStatus(
         device_id=device_id,
         pid=pid,
@@ -43,6 +43,11 @@ def local_status(
         last_error=state.last_error,
         desired_version=state.desired.version if state.desired is not None else "",
         applied_version=state.applied_version,
+        applying_version=state.applying_version,
+        waiting_version=state.waiting_version,
+        failed_version=state.failed.version if state.failed is not None else "",
+        failed_reason=state.failed.reason if state.failed is not None else "",
+        rolled_back=state.failed.rolled_back if state.failed is not None else False,
         workloads=[WorkloadLine(r.name, r.phase, r.message) for r in reports],
         telemetry_buffered=stats.buffered_records if stats is not None else 0,
         telemetry_dropped=stats.dropped_records if stats is not None else 0,

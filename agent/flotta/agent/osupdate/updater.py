@@ -103,9 +103,10 @@ class OsUpdater:
 
     # ---- reconciling -----------------------------------------------------------------------
 
-    async def reconcile(self, os: OsInformation) -> list[DeviceEvent]:
+    async def reconcile(self, os: OsInformation, *, change: bool = True) -> list[DeviceEvent]:
         """Judge a finished reboot, then move towards the requested OS; returns the events
-        to publish. A reboot, when needed, is requested through the hook as the last step."""
+        to publish. A reboot, when needed, is requested through the hook as the last step.
+        ``change=False`` (outside the update window): judge only, deploy nothing."""
         if not self.supported:
             if (os.commit_id or os.automatically_upgrade) and not self._warned_unsupported:
                 self._warned_unsupported = True
@@ -130,6 +131,8 @@ class OsUpdater:
                 )
                 events.append(event(kind, f"OsUpgrade{verdict.status}", verdict.message))
             step = next_step(os, status, self._state, now=datetime.now(UTC))
+            if not change:
+                return events
             log.debug("OS update: %s %s (%s)", step.kind.value, step.commit, step.reason)
             if step.kind is StepKind.DEPLOY:
                 events += await self._deploy(step.commit, os.hosted_objects_url, boot_id)

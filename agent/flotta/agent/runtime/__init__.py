@@ -19,6 +19,7 @@ from flotta.agent.runtime.podman import PodmanRuntime, ReconcileResult
 from flotta.agent.runtime.spec import (
     SPEC_HASH_LABEL,
     WORKLOAD_LABEL,
+    ContainerHealth,
     ContainerState,
     Phase,
     RunningWorkload,
@@ -30,6 +31,7 @@ from flotta.agent.runtime.spec import (
 __all__ = [
     "SPEC_HASH_LABEL",
     "WORKLOAD_LABEL",
+    "ContainerHealth",
     "ContainerState",
     "ImageUnavailableError",
     "InvalidManifestError",

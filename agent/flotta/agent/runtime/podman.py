@@ -45,6 +45,7 @@ from flotta.agent.runtime.spec import (
     SPEC_HASH_LABEL,
     STOP_TIMEOUT_LABEL,
     WORKLOAD_LABEL,
+    ContainerHealth,
     ContainerState,
     RunningWorkload,
     WorkloadSpec,
@@ -140,6 +141,50 @@ class PodmanRuntime:
                     containers.append(await self._container_state(pod, summary["Id"], now))
             states[name] = workload_state(name, containers)
         return states
+
+    async def health(self, name: str) -> list[ContainerHealth]:
+        """The workload's application containers as the health gate reads them;
+        WorkloadNotFoundError when it has no pod."""
+        pod = await self._pod(name)
+        now = datetime.now(UTC)
+        found = []
+        for summary in app_containers(pod):
+            with contextlib.suppress(WorkloadNotFoundError):
+                inspect = await self.client.call(
+                    "inspecting container", "GET", f"/containers/{quote(summary['Id'])}/json"
+                )
+                found.append(_container_health(pod, inspect, now))
+        return found
+
+    async def run_healthcheck(self, container_id: str) -> bool | None:
+        """Run the container's health check now: passed, failed, or None (still starting,
+        or the container has none)."""
+        response = await self.client.request(
+            "GET", f"/containers/{quote(container_id)}/healthcheck"
+        )
+        if response.status != 200:
+            return None
+        status = str((response.json() or {}).get("Status", ""))
+        return {"healthy": True, "unhealthy": False}.get(status)
+
+    async def pull(self, image: str, *, name: str = "", registry_auth: str | None = None) -> None:
+        """Pull ``image`` unless present (ahead of an apply); ImageUnavailableError if not."""
+        headers = {}
+        if registry_auth:
+            headers["X-Registry-Config"] = registry_config_header(name or image, registry_auth)
+        response = await self.client.request(
+            "POST",
+            "/images/pull",
+            query={"reference": image, "policy": "missing", "quiet": "true"},
+            headers=headers,
+            time_limit=self.play_timeout,
+        )
+        problem = "" if response.status == 200 else response.body.decode(errors="replace")
+        for line in response.body.splitlines():
+            with contextlib.suppress(ValueError, AttributeError):
+                problem = problem or str(json.loads(line).get("error") or "")
+        if problem:
+            raise ImageUnavailableError(f"pulling {image}", response.status, problem.strip())
 
     async def container_ids(self, name: str) -> dict[str, str]:
         """Container name -> id of the workload's application containers."""
@@ -324,6 +369,36 @@ class PodmanRuntime:
             restart_count=_int(inspect.get("RestartCount"), 0),
             running_for=running_for,
         )
+
+
+def _container_health(
+    pod: Mapping[str, Any], inspect: Mapping[str, Any], now: datetime
+) -> ContainerHealth:
+    state = inspect.get("State") or {}
+    started = str(state.get("StartedAt") or "")
+    running_for = None
+    with contextlib.suppress(ValueError, TypeError):
+        running_for = (now - datetime.fromisoformat(started)).total_seconds()
+    check = (inspect.get("Config") or {}).get("Healthcheck") or {}
+    interval = None
+    if check.get("Test") and check["Test"] != ["NONE"]:
+        interval = max(1.0, _int(check.get("Interval"), 30_000_000_000) / 1e9)
+    health = state.get("Health") or state.get("Healthcheck") or {}
+    log = health.get("Log") or [{}]
+    return ContainerHealth(
+        name=short_name(pod, str(inspect.get("Name", ""))),
+        container_id=str(inspect.get("Id", "")),
+        state=str(state.get("Status", "unknown")),
+        exit_code=_int(state.get("ExitCode"), 0),
+        restart_count=_int(inspect.get("RestartCount"), 0),
+        started_at=started,
+        running_for=running_for,
+        error=str(state.get("Error") or ""),
+        probe_interval=interval,
+        probe_retries=_int(check.get("Retries"), 3) or 3,
+        probe_output=str(log[-1].get("Output") or "")[-2048:],
+        probe_exit_code=_int(log[-1]["ExitCode"], 0) if "ExitCode" in log[-1] else None,
+    )
 
 
 def _play_error(name: str, error: PodmanApiError) -> WorkloadRuntimeError:

@@ -78,6 +78,27 @@ class ContainerState:
 
 
 @dataclass(frozen=True, slots=True)
+class ContainerHealth:
+    """An application container as the health gate reads it (``inspect``).
+
+    ``probe_interval`` is None when the container has no health check (no probe in the pod
+    spec); ``probe_output`` and ``probe_exit_code`` are those of its latest check."""
+
+    name: str
+    container_id: str
+    state: str
+    exit_code: int
+    restart_count: int
+    started_at: str
+    running_for: float | None = None
+    error: str = ""
+    probe_interval: float | None = None
+    probe_retries: int = 3
+    probe_output: str = ""
+    probe_exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkloadState:
     """A workload's phase now, with what explains it."""
 

@@ -1,0 +1,169 @@
+"""Is a new version healthy yet, failed, or still to be watched? Pure, given what the runtime
+read; the runtime runs the health checks that :meth:`GateWatch.probes_due` names.
+
+A workload passes when every application container runs (or completed with exit code 0 under
+a restart policy that leaves it so) for ``stabilizationSeconds`` without an exit or a restart,
+and its health check (Podman's from the pod's liveness, readiness or startup probe) passes.
+It fails at the first of: a container exited non-zero or died (``container-exited``), it was
+restarted (``crash-loop``: Podman restarts at once, so a rising restart count or a new start
+time is the loop), its health check failed ``retries`` times in a row
+(``health-check-failed``, with the probe's output), or ``timeoutSeconds`` went by since the
+apply started (``timed-out``). The agent runs the checks itself at the probe's period, so
+they are judged the same with or without systemd timers on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from flotta.agent.runtime import ContainerHealth
+from flotta.schemas.wire import HealthGate
+
+Reason = Literal[
+    "image-pull-failed",
+    "container-exited",
+    "crash-loop",
+    "health-check-failed",
+    "timed-out",
+    "apply-failed",
+]
+MAX_MESSAGE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    reason: Reason
+    workload: str = ""
+    container: str = ""
+    exit_code: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    healthy: bool = False
+    failure: Failure | None = None
+    waiting_for: str = ""  # while neither: what is not healthy yet, for a person
+
+
+@dataclass
+class GateWatch:
+    """One verification of the workloads an apply touched. ``elapsed`` and ``now`` are
+    seconds on the caller's monotonic clock from the start of the apply."""
+
+    gates: Mapping[str, HealthGate]  # touched workload -> its gate
+    first_start: dict[str, str] = field(default_factory=dict)  # container id -> StartedAt
+    streak: dict[str, int] = field(default_factory=dict)  # container id -> failed checks
+    passed: dict[str, bool] = field(default_factory=dict)  # container id -> last check passed
+    last_probe: dict[str, float] = field(default_factory=dict)  # container id -> when run
+
+    def probes_due(self, containers: Sequence[ContainerHealth], now: float) -> list[str]:
+        """Containers with a health check whose period has come round."""
+        due = []
+        for container in containers:
+            interval = container.probe_interval
+            if interval is None or container.state != "running":
+                continue
+            last = self.last_probe.get(container.container_id)
+            if last is None or now - last >= interval:
+                due.append(container.container_id)
+        return due
+
+    def probed(self, container_id: str, passed: bool | None, now: float) -> None:
+        """A check ran: passed, failed, or inconclusive (None: still starting)."""
+        self.last_probe[container_id] = now
+        if passed is None:
+            return
+        self.passed[container_id] = passed
+        self.streak[container_id] = 0 if passed else self.streak.get(container_id, 0) + 1
+
+    def verdict(
+        self, observed: Mapping[str, Sequence[ContainerHealth] | None], elapsed: float
+    ) -> Verdict:
+        """``observed``: touched workload -> its containers (None: no pod yet)."""
+        waiting: list[str] = []
+        for name in sorted(self.gates):
+            gate = self.gates[name]
+            containers = observed.get(name)
+            if containers is None or not containers:
+                waiting.append(f"{name}: no pod")
+                continue
+            for container in containers:
+                failure = self._failure(name, container)
+                if failure is not None:
+                    return Verdict(failure=failure)
+                why = self._not_ready(container, gate)
+                if why:
+                    waiting.append(f"{name}/{container.name}: {why}")
+        if not waiting:
+            return Verdict(healthy=True)
+        for name in sorted(self.gates):
+            if elapsed >= self.gates[name].timeout_seconds and any(
+                item.startswith(f"{name}:") or item.startswith(f"{name}/") for item in waiting
+            ):
+                detail = "; ".join(w for w in waiting if w.split("/")[0].split(":")[0] == name)
+                message = (f"not healthy within {self.gates[name].timeout_seconds} s: {detail}")[
+                    :MAX_MESSAGE
+                ]
+                return Verdict(failure=Failure("timed-out", name, message=message))
+        return Verdict(waiting_for="; ".join(waiting))
+
+    def _failure(self, workload: str, container: ContainerHealth) -> Failure | None:
+        cid = container.container_id
+        first = self.first_start.setdefault(cid, container.started_at)
+        exit_code = container.exit_code or None
+        if container.state == "dead" or (container.state == "exited" and container.exit_code):
+            detail = container.error or f"exited with code {container.exit_code}"
+            return Failure(
+                "container-exited",
+                workload,
+                container.name,
+                container.exit_code,
+                f"container {container.name} {detail}"[:MAX_MESSAGE],
+            )
+        restarted = container.restart_count > 0 or (
+            container.started_at and first and container.started_at != first
+        )
+        if restarted:
+            if container.probe_interval is not None and container.probe_exit_code:
+                return self._probe_failure(workload, container, "was restarted by its probe")
+            return Failure(
+                "crash-loop",
+                workload,
+                container.name,
+                exit_code,
+                f"container {container.name} restarted ({container.restart_count} restarts"
+                f", last exit code {container.exit_code})",
+            )
+        if self.streak.get(cid, 0) >= max(1, container.probe_retries):
+            return self._probe_failure(workload, container, "failed its health check")
+        return None
+
+    @staticmethod
+    def _probe_failure(workload: str, container: ContainerHealth, what: str) -> Failure:
+        output = container.probe_output.strip()
+        message = f"container {container.name} {what}"
+        if container.probe_exit_code is not None:
+            message += f" (probe exit code {container.probe_exit_code})"
+        if output:
+            message += f": {output}"
+        return Failure("health-check-failed", workload, container.name, None, message[:MAX_MESSAGE])
+
+    def _not_ready(self, container: ContainerHealth, gate: HealthGate) -> str:
+        if container.state == "exited":
+            return ""  # completed with exit code 0, and not restarted
+        if container.state != "running":
+            return container.state
+        if (container.running_for or 0.0) < gate.stabilization_seconds:
+            return f"running for {container.running_for or 0.0:.0f} s"
+        if container.probe_interval is not None and not self.passed.get(container.container_id):
+            return "health check not passed yet"
+        return ""
+
+
+def gates_for(
+    touched: Sequence[str], workload_gates: Mapping[str, HealthGate | None], default: HealthGate
+) -> dict[str, HealthGate]:
+    return {name: workload_gates.get(name) or default for name in touched}
