@@ -469,13 +469,7 @@ def main(argv: list[str]) -> int:
     nats_server.start()
     prometheus.start()
     try:
-
-        async def prepare() -> None:
-            nc = await nats.connect(nats_server.url)
-            await create_streams(nc)
-            await nc.close()
-
-        asyncio.run(prepare())
+        asyncio.run(create_streams(nats_server.url))
         rows = asyncio.run(throughput(args, nats_server.url, prometheus.write_url, work))
         lat = asyncio.run(latency(args, nats_server.url, prometheus, work))
     finally:

@@ -32,8 +32,8 @@ def prometheus(tmp_path: Path) -> Iterator[PrometheusServer]:
 
 @pytest.fixture
 async def nc(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
+    await create_streams(nats_server.url)
     client = await connect(nats_server.url)
-    await create_streams(client)
     try:
         yield client
     finally:

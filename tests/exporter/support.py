@@ -11,10 +11,10 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
-from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from flotta.bridge.outbound import MSG_ID_HEADER, to_nats
+from flotta.bridge.publishing import NatsPublisher
 from flotta.bridge.streams import stream_specs
 from flotta.exporter.jetstream import DEAD_LETTER_STREAM, TELEMETRY_STREAM, durable_name
 from flotta.schemas.codec import encode
@@ -22,21 +22,14 @@ from flotta.schemas.topics import DeviceTopic
 from flotta.schemas.wire.telemetry import LogsBatch, MetricSample, MetricsBatch
 
 
-async def create_streams(nc: NatsClient) -> None:
-    """The streams the bridge creates at start."""
-    js = nc.jetstream()
-    for spec in stream_specs():
-        await js.add_stream(
-            StreamConfig(
-                name=spec.name,
-                subjects=list(spec.subjects),
-                max_age=spec.max_age,
-                max_bytes=spec.max_bytes,
-                duplicate_window=spec.duplicate_window,
-                storage=StorageType.FILE,
-                discard=DiscardPolicy.OLD,
-            )
-        )
+async def create_streams(url: str) -> None:
+    """The streams the bridge creates at start, by the bridge's own code."""
+    publisher = NatsPublisher(url)
+    await publisher.connect()
+    try:
+        await publisher.ensure_streams(stream_specs())
+    finally:
+        await publisher.close()
 
 
 def metrics_batch(

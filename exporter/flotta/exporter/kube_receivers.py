@@ -75,6 +75,10 @@ class KubeReceivers:
         # Secrets' ca.crt and ConfigMaps' data, read on demand: -> (read at, value)
         self._objects: dict[ObjectKey, tuple[float, Any]] = {}
         self._wanted: set[ObjectKey] = set()
+        # Each device's receiver as last decided (parsing its section costs tens of us, and
+        # this is asked for every batch); emptied whenever anything it depends on changes.
+        self._decided: dict[Key, Receiver] = {}
+        self._generation = 0  # counts those changes, so a decision raced by one is not kept
         self._wake = threading.Event()
         self._watches = [
             _Watch(self._api, EdgeDevice.PLURAL, self._on_device, self._stop),
@@ -102,12 +106,16 @@ class KubeReceivers:
     # ---- lookups (any thread) ----------------------------------------------------------------
 
     def receiver(self, namespace: str, device: str) -> Receiver:
+        decided = self._decided.get((namespace, device))
+        if decided is not None:
+            return decided
+        generation = self._generation
         known = self._devices.get((namespace, device))
         if known is None:
             return self.default
         set_name, device_metrics, _ = known
         in_set = self._sets.get((namespace, set_name)) if set_name else None
-        return choose_receiver(
+        decided = choose_receiver(
             namespace,
             device_metrics,
             in_set[0] if in_set is not None else None,
@@ -115,6 +123,18 @@ class KubeReceivers:
             default=self.default,
             ca=self._ca,
         )
+        # Unavailable: decided again next time, until its CA Secret is read.
+        if decided.unavailable is None and generation == self._generation:
+            self._decided[(namespace, device)] = decided
+            if generation != self._generation:  # changed meanwhile: not kept
+                self._decided.pop((namespace, device), None)
+        return decided
+
+    def _changed(self) -> None:
+        """Something a decision depends on changed (called from the watch and read threads,
+        after the change)."""
+        self._generation += 1
+        self._decided.clear()
 
     def syslog_config(
         self, namespace: str, device: str, workload: str
@@ -163,6 +183,7 @@ class KubeReceivers:
                     metrics_section(obj),
                     log_collection_section(obj),
                 )
+            self._changed()
 
     def _on_set(self, kind: str, obj: dict[str, Any]) -> None:
         key = _key(obj)
@@ -171,6 +192,7 @@ class KubeReceivers:
                 self._sets.pop(key, None)
             else:
                 self._sets[key] = (metrics_section(obj), log_collection_section(obj))
+            self._changed()
 
     def _on_workload(self, kind: str, obj: dict[str, Any]) -> None:
         key = _key(obj)
@@ -200,6 +222,8 @@ class KubeReceivers:
                 else:
                     value = _read_config_map(core, namespace, name)
                 self._objects[(kind, namespace, name)] = (time.monotonic(), value)
+                if kind == "Secret":
+                    self._changed()  # a rotated CA: receivers decided again
 
 
 def _read_config_map(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, str] | None:
