@@ -1,16 +1,15 @@
 """A real Prometheus (Debian's ``prometheus`` package) as a remote-write receiver for tests
-and the benchmark: loopback port, its own TSDB directory, an out-of-order window.
-
-``storage.tsdb.out_of_order_time_window`` is a setting of the configuration file (under
-``storage: tsdb:``) since Prometheus 2.39; Debian 12 ships 2.42. Readiness is the log line
-"Server is ready to receive web requests."; queries go to the HTTP API.
+and the benchmark: the local stack's configuration and command line
+(:mod:`flotta.dev.prometheus`) on a loopback port, with its own TSDB directory and an
+out-of-order window of the test's choosing. Ready when ``/-/ready`` answers; queries go to
+the HTTP API.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -18,8 +17,7 @@ from typing import Any
 
 from flotta.child_process import LoggedChild
 from flotta.dev.nats_server import free_port
-
-READY_MARK = "Server is ready to receive web requests"
+from flotta.dev.prometheus import config_text, find_prometheus, prometheus_argv
 
 
 class PrometheusServer(LoggedChild):
@@ -30,10 +28,7 @@ class PrometheusServer(LoggedChild):
         self.workdir = workdir
         self.port = free_port()
         self.out_of_order_window = out_of_order_window
-        binary = shutil.which("prometheus")
-        if binary is None:
-            raise RuntimeError("prometheus not found: apt-get install prometheus")
-        self.binary = binary
+        self.binary = find_prometheus()
 
     @property
     def base_url(self) -> str:
@@ -45,29 +40,22 @@ class PrometheusServer(LoggedChild):
 
     def start(self, *, timeout: float = 30.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "prometheus.yml"
-        config.write_text(
-            "global:\n"
-            "  scrape_interval: 1h\n"
-            "storage:\n"
-            "  tsdb:\n"
-            f"    out_of_order_time_window: {self.out_of_order_window}\n"
+        (self.workdir / "prometheus.yml").write_text(
+            config_text({}, out_of_order_window=self.out_of_order_window)
         )
-        self._spawn(
-            [
-                self.binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-remote-write-receiver",
-                "--log.level=info",
-            ]
-        )
-        failure = self._wait_for_log(lambda text: READY_MARK in text, timeout, "ready")
+        self._spawn(prometheus_argv(self.binary, self.workdir, host="127.0.0.1", port=self.port))
+        failure = self._wait_for_log(lambda _: self._ready(), timeout, "ready")
         if failure:
             log = self.log_text()[-3000:]
             self.stop()
             raise RuntimeError(f"prometheus {failure}:\n{log}")
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/-/ready", timeout=1) as response:  # noqa: S310
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.base_url}{path}?{urllib.parse.urlencode(params)}"
