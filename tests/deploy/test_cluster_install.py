@@ -250,17 +250,16 @@ def install(
     rendered = subprocess.run(
         ["kubectl", "kustomize", str(BASE)], capture_output=True, text=True, timeout=60, check=True
     ).stdout
-    # Server-side: the local API's strategic merge does not merge pod-spec lists by key, so a
-    # client-side re-apply of a changed Deployment would lose its containers' other fields.
-    kube.kubectl("apply", "--server-side", "-f", "-", stdin=rendered, timeout=60)
+    kube.kubectl("apply", "-f", "-", stdin=rendered, timeout=60)
     run_docs_pki_commands(kube, tmp_path / "admin")
     pki = PkiStore(tmp_path / "admin" / "pki")
     broker = TestBroker(pki, tmp_path / "broker")
     broker.start()
     health = {"operator": free_port(), "bridge": free_port()}
     site = overlay(tmp_path / "overlay", broker, nats_server, health)
-    applied = kube.kubectl("apply", "--server-side", "-k", str(site), timeout=60).stdout
-    assert "deployment.apps/flotta-operator serverside-applied" in applied
+    # as docs/deploying.md: the base, then a site overlay over it (a strategic merge patch)
+    applied = kube.kubectl("apply", "-k", str(site), timeout=60).stdout
+    assert "deployment.apps/flotta-operator configured" in applied
     admin = kube.api_client()
     core: Any = client.CoreV1Api(admin)
     core.create_namespace({"metadata": {"name": FLEET}})
@@ -534,3 +533,39 @@ def test_taking_a_needed_rule_away_breaks_the_bridge_with_a_403(install: Install
     )
     refused = [a for a, decision in sa_requests(install.audit)["bridge"] if decision == "forbid"]
     assert {(a.verb, a.resource) for a in refused} == {("get", "leases")}
+
+
+def test_the_docs_overlay_applied_over_the_base_changes_only_its_fields(
+    kube_api: KubeEndpoint, tmp_path: Path
+) -> None:
+    """``kubectl apply -k deploy/kubernetes``, then docs/deploying.md's overlay, client-side:
+    kubectl sends strategic merge patches, which must merge the pod template's lists by key."""
+    from flotta.mosquitto.cluster import main as render_cluster
+
+    kube_api.kubectl("apply", "-k", str(BASE), timeout=60)
+    text = (ROOT / "docs" / "deploying.md").read_text()
+    site = next(
+        b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "kind: Kustomization" in b
+    )
+    directory = tmp_path / "my-fleet"
+    directory.mkdir()
+    relative = os.path.relpath(BASE, directory)
+    (directory / "kustomization.yaml").write_text(
+        site.replace("../flotta/deploy/kubernetes", relative)
+    )
+    render_cluster([str(directory / "broker"), "--observer", "grafana"])
+    applied = kube_api.kubectl("apply", "-k", str(directory), timeout=60).stdout
+    assert "statefulset.apps/flotta-bridge configured" in applied
+    apps: Any = client.AppsV1Api(kube_api.api_client())
+    bridge = apps.read_namespaced_stateful_set("flotta-bridge", NAMESPACE).spec.template.spec
+    [container_spec] = bridge.containers
+    env = {e.name: e for e in container_spec.env}
+    assert env["NATS_URL"].value == "nats://nats.messaging.svc:4222"
+    assert env["POD_NAME"].value_from.field_ref.field_path == "metadata.name"
+    assert env["FLOTTA_BRIDGE_GROUP"].value_from.secret_key_ref.name == "flotta-bridge-group"
+    assert container_spec.image == "registry.example.com/flotta/control-plane:0.1.0"
+    assert [m.mount_path for m in container_spec.volume_mounts] == ["/etc/flotta/bridge", "/tmp"]
+    operator = apps.read_namespaced_deployment("flotta-operator", NAMESPACE).spec.template.spec
+    assert operator.containers[0].args[-1] == "--auto-approve=factory"
+    assert operator.containers[0].args[:-1] == container("flotta-operator", "operator").spec["args"]
+    assert [c.name for c in operator.init_containers] == ["pki"]

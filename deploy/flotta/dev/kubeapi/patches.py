@@ -16,7 +16,10 @@ Strategic merge stays hand-written: it exists only in Kubernetes' Go code
 Python library implements it. This is a subset: merge-patch semantics plus the ``$patch``,
 ``$retainKeys``, ``$setElementOrder/`` and ``$deleteFromPrimitiveList/`` directives; lists
 merge by key only where this server knows the key (``metadata.ownerReferences`` by uid,
-``metadata.finalizers`` as a set); every other list is replaced, like a merge patch.
+``metadata.finalizers`` as a set, and for Deployments, StatefulSets and Services the lists
+kubectl's client-side apply patches: the pod template's containers, init containers and
+volumes by name, a container's env by name, volumeMounts by mountPath and ports by
+containerPort, a Service's ports by port); every other list is replaced, like a merge patch.
 """
 
 from __future__ import annotations
@@ -66,10 +69,24 @@ def json_patch(target: Any, operations: Any) -> Any:
         raise PatchError(str(exc) or type(exc).__name__) from exc
 
 
-# path (tuple of keys) -> merge key for lists of objects, or "" for a set of primitives
+# path (tuple of keys; "[]" an item of a keyed list) -> merge key for lists of objects, or ""
+# for a set of primitives
+_POD = ("spec", "template", "spec")
+_CONTAINER_LISTS = {"env": "name", "volumeMounts": "mountPath", "ports": "containerPort"}
 _MERGE_KEYS: dict[tuple[str, ...], str] = {
     ("metadata", "ownerReferences"): "uid",
     ("metadata", "finalizers"): "",
+    # the pod template of Deployments and StatefulSets, and Service ports, as their
+    # patchMergeKey tags say (what kubectl's client-side apply relies on)
+    (*_POD, "volumes"): "name",
+    (*_POD, "imagePullSecrets"): "name",
+    ("spec", "ports"): "port",
+    **{
+        (*_POD, containers, "[]", field): key
+        for containers in ("containers", "initContainers")
+        for field, key in _CONTAINER_LISTS.items()
+    },
+    **{(*_POD, containers): "name" for containers in ("containers", "initContainers")},
 }
 
 
@@ -98,7 +115,7 @@ def strategic_merge_patch(target: Any, patch: Any, path: tuple[str, ...] = ()) -
         child = (*path, key)
         current = base.get(key)
         if isinstance(value, list) and isinstance(current, list) and child in _MERGE_KEYS:
-            base[key] = _merge_list(current, value, _MERGE_KEYS[child])
+            base[key] = _merge_list(current, value, _MERGE_KEYS[child], child)
         else:
             merged = strategic_merge_patch(current, value, child)
             if merged is None:
@@ -110,7 +127,9 @@ def strategic_merge_patch(target: Any, patch: Any, path: tuple[str, ...] = ()) -
     return base
 
 
-def _merge_list(current: list[Any], patch: list[Any], merge_key: str) -> list[Any]:
+def _merge_list(
+    current: list[Any], patch: list[Any], merge_key: str, path: tuple[str, ...]
+) -> list[Any]:
     if not merge_key:
         return current + [item for item in patch if item not in current]
     result = [copy.deepcopy(item) for item in current]
@@ -132,7 +151,7 @@ def _merge_list(current: list[Any], patch: list[Any], merge_key: str) -> list[An
         elif position is None:
             result.append(copy.deepcopy(item))
         else:
-            result[position] = merge_patch(result[position], item)
+            result[position] = strategic_merge_patch(result[position], item, (*path, "[]"))
     return result
 
 
