@@ -51,8 +51,8 @@ SUMMARY = "Flotta device agent: enrolment, desired state, Podman workloads, tele
 DESCRIPTION = (
     "The device side of Flotta: enrols with a bootstrap certificate, holds an MQTT v5 session\n"
     "over mutual TLS, runs the desired container workloads with Podman, reports status and\n"
-    "buffers telemetry on disk while offline. Carries its own Python dependencies\n"
-    "(paho-mqtt, msgspec, cryptography, PyYAML) in /usr/lib/flotta-agent."
+    "buffers telemetry on disk while offline. Carries its own Python dependencies in\n"
+    "/usr/lib/flotta-agent (/usr/share/doc/flotta-agent/vendored.txt lists them)."
 )
 
 
@@ -217,8 +217,14 @@ def vendored_list(lib: Path) -> str:
     parser = email.parser.HeaderParser()
     for metadata in sorted(lib.glob("*.dist-info/METADATA")):
         headers = parser.parsestr(metadata.read_text(errors="replace"))
+        classifiers = [
+            c.rsplit(" :: ", 1)[-1]
+            for c in headers.get_all("Classifier") or []
+            if c.startswith("License ::")
+        ]
         licence = headers.get("License-Expression") or headers.get("License") or ""
-        licence = licence.splitlines()[0] if licence else "see its licence files"
+        licence = licence.splitlines()[0] if licence else ", ".join(classifiers)
+        licence = licence or "see its licence files"
         lines.append(f"{headers['Name']} {headers['Version']}: {licence}")
     return "\n".join(lines) + "\n"
 
