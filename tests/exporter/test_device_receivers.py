@@ -125,6 +125,19 @@ async def test_each_device_s_metrics_go_to_its_own_or_its_set_s_receiver(
         ]
         assert await consumer_lag(nc) == 2  # plain (default: down) and tls (no CA) wait
         assert exporter.readiness()["routes-prometheus"] is True
+
+        # Those two retry in lanes of their own: later batches of the others still flow.
+        later = now_ms()
+        for device in ("own", "member"):
+            await publish_batch(nc, NAMESPACE, device, metrics_batch(2, [later]))
+
+        def got_later() -> bool:
+            stored = prometheus.samples('flotta_test_value{namespace="site"}')
+            return all(stored.get(f"{d}/flotta_test_value", [])[-1:] == [(later, float(later))]
+                       for d in ("own", "member"))  # fmt: skip
+
+        await eventually(got_later, within=15, what="later batches past the retrying ones")
+        assert await consumer_lag(nc) == 2
     finally:
         receivers.stop()
 

@@ -1,23 +1,26 @@
-"""One sink's delivery loop: pull from its durable consumer, decode, hand batches to the sink,
+"""One sink's delivery: pull from its durable consumer, decode, hand batches to the sink,
 acknowledge what it accepted.
 
-* **Pull**: one fetch of up to ``fetch_batch`` messages at a time, and one fetched ahead while
-  the current one is delivered (``prefetch``), so a replica holds at most
-  ``(1 + prefetch) * fetch_batch`` messages; JetStream's ``max_ack_pending`` bounds all
-  replicas together. Nothing else queues.
-* **Order**: a fetch is taken in stream order, and each device's batches go to the sink in
-  that order, within one send; the next fetch waits until every batch of this one was
-  accepted or dead-lettered, so a device's later batch never overtakes an earlier one in this
-  replica. (Two replicas may hold batches of the same device at once: Prometheus takes late
-  samples within its out-of-order window, Loki takes unordered writes.)
-* **Routing**: ``select`` names the sink instance for each batch (for Prometheus: the
-  receiver of the batch's device); batches of different sink instances are sent concurrently
-  and answered separately, so one receiver that is down does not hold back the others' acks.
+* **Lanes**: ``select`` names the sink instance of each batch (for Prometheus: the receiver
+  of the batch's device; for syslog: the device's own sink). Each sink instance has a lane:
+  its batches queue there in stream order and go out one send at a time, a send taking
+  whatever queued meanwhile (up to ``fetch_batch`` batches), so requests fill up under load.
+  Lanes run side by side: a receiver that is down holds back its own lane only, and the pull
+  goes on for the others.
+* **Order**: a fetch is taken in stream order, a device's batches always go to the same lane
+  (while its routing does not change), and a lane sends in order and retries its head
+  before anything behind it, so a device's later batch never overtakes an earlier one in
+  this replica. (Two replicas may hold batches of the same device at once: Prometheus takes
+  late samples within its out-of-order window, Loki takes unordered writes.)
+* **Bounded**: a replica pulls ``fetch_batch`` messages at a time and stops pulling while it
+  holds ``max_held`` unacknowledged; JetStream's ``max_ack_pending`` bounds all replicas
+  together. A lane that cannot deliver keeps its messages: once they fill ``max_held`` every
+  lane waits, and the consumer's lag grows in JetStream.
 * **Accepted**: the messages are acknowledged, the items counted (``too_old`` separately).
 * **Retry**: the same batches are sent again after a backoff (capped, jittered, or the delay
   the sink asked for); the messages are kept alive (``in_progress``) meanwhile, so JetStream
-  does not hand them to another replica. The consumer's lag grows; nothing is lost until the
-  stream's retention drops it.
+  does not hand them to another replica. Nothing is lost until the stream's retention drops
+  it.
 * **Refused**: a send of several batches is split in halves and each sent again, down to the
   one batch the sink refuses, which goes to the dead-letter subject with the reason and is
   then acknowledged. A message that is no batch at all (bad subject, envelope or data) is
@@ -33,6 +36,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol
@@ -55,7 +59,7 @@ logger = logging.getLogger(__name__)
 class DeliverySettings:
     fetch_batch: int = 256  # messages per pull
     fetch_wait: float = 0.5  # seconds a pull waits for more (and when the stream is idle)
-    prefetch: int = 1  # fetches held ready while one is delivered
+    max_held: int = 1024  # unacknowledged messages this replica holds at most
     retry: BackoffPolicy = field(
         default_factory=lambda: BackoffPolicy(base=0.5, cap=30.0, stable_after=0.0, jitter=0.5)
     )
@@ -72,6 +76,15 @@ class PullSubscription(Protocol):
 
 
 Item = tuple[Msg, DeviceBatch[BatchT]]
+
+
+class _Lane(Generic[BatchT]):
+    """One sink instance's queue of batches, sent in order by one task at a time."""
+
+    def __init__(self, sink: Sink[BatchT]) -> None:
+        self.sink: Sink[BatchT] = sink
+        self.items: deque[Item[BatchT]] = deque()
+        self.task: asyncio.Task[None] | None = None
 
 
 class SinkDelivery(Generic[BatchT]):
@@ -100,9 +113,10 @@ class SinkDelivery(Generic[BatchT]):
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._subscription: PullSubscription | None = None
         self._subscribed = asyncio.Event()
-        self._fetched: asyncio.Queue[list[Msg]] = asyncio.Queue(maxsize=max(1, settings.prefetch))
         self._held: dict[int, Msg] = {}  # stream sequence -> message not yet acknowledged
-        self.delivering = False  # a fetch is being delivered (for readiness and tests)
+        self._room = asyncio.Event()  # set when held messages were acknowledged
+        self._lanes: dict[int, _Lane[BatchT]] = {}  # id(sink) -> its lane
+        self._lane_failure: BaseException | None = None
         sink = spec.sink
         self._sent = metrics.sent.labels(sink)
         self._too_old = metrics.too_old.labels(sink)
@@ -121,14 +135,18 @@ class SinkDelivery(Generic[BatchT]):
         name = self.sink_name
         return {
             f"{name}-fetch": self._fetch_loop(),
-            f"{name}-deliver": self._deliver_loop(),
             f"{name}-keepalive": self._keepalive_loop(),
             f"{name}-lag": self._lag_loop(),
         }
 
     async def release(self) -> None:
-        """At shutdown: hand what this replica holds back to JetStream at once (another
-        replica takes it without waiting for ``ack_wait``)."""
+        """At shutdown: stop the lanes, and hand what this replica holds back to JetStream at
+        once (another replica takes it without waiting for ``ack_wait``)."""
+        lanes = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        self._lanes.clear()
+        for task in lanes:
+            task.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
         held, self._held = self._held, {}
         for msg in held.values():
             try:
@@ -200,16 +218,11 @@ class SinkDelivery(Generic[BatchT]):
             for msg in msgs:
                 self._held[msg.metadata.sequence.stream] = msg
             self._in_flight.set(len(self._held))
-            await self._fetched.put(msgs)
-
-    async def _deliver_loop(self) -> None:
-        while True:
-            msgs = await self._fetched.get()
-            self.delivering = True
-            try:
-                await self.deliver(msgs)
-            finally:
-                self.delivering = False
+            await self.deliver(msgs)
+            while len(self._held) >= settings.max_held:
+                self._room.clear()
+                await self._room.wait()
+                self._raise_lane_failure()
 
     async def _keepalive_loop(self) -> None:
         """Tell JetStream the held messages are being worked on, so that a slow or retrying
@@ -240,8 +253,8 @@ class SinkDelivery(Generic[BatchT]):
     # ---- one fetch ---------------------------------------------------------------------------
 
     async def deliver(self, msgs: Sequence[Msg]) -> None:
-        """Deliver one fetch: returns once every message was acknowledged or dead-lettered."""
-        groups: dict[int, tuple[Sink[BatchT], list[Item[BatchT]]]] = {}
+        """Put one fetch's batches in their lanes (undecodable ones dead-lettered)."""
+        self._raise_lane_failure()
         for msg in sorted(msgs, key=_stream_sequence):
             sequence = msg.metadata.sequence.stream
             try:
@@ -250,13 +263,39 @@ class SinkDelivery(Generic[BatchT]):
                 await self._dead_letter(msg, f"undecodable: {exc}", "undecodable")
                 continue
             sink = self.select(batch)
-            groups.setdefault(id(sink), (sink, []))[1].append((msg, batch))
-        if len(groups) == 1:
-            sink, items = next(iter(groups.values()))
-            await self._deliver_group(sink, items)
-        elif groups:
-            await asyncio.gather(*(self._deliver_group(s, i) for s, i in groups.values()))
+            lane = self._lanes.get(id(sink))
+            if lane is None:
+                lane = self._lanes[id(sink)] = _Lane(sink)
+            lane.items.append((msg, batch))
+            if lane.task is None:
+                lane.task = asyncio.get_running_loop().create_task(
+                    self._run_lane(lane), name=f"{self.sink_name}:lane"
+                )
         self._in_flight.set(len(self._held))
+
+    async def _run_lane(self, lane: _Lane[BatchT]) -> None:
+        try:
+            while lane.items:
+                count = min(len(lane.items), self.settings.fetch_batch)
+                group = [lane.items.popleft() for _ in range(count)]
+                await self._deliver_group(lane.sink, group)
+                self._in_flight.set(len(self._held))
+                self._room.set()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the fetch loop raises it: the process is unhealthy
+            self._lane_failure = exc
+            self._room.set()
+            raise
+        finally:
+            lane.task = None
+            if not lane.items and self._lanes.get(id(lane.sink)) is lane:
+                del self._lanes[id(lane.sink)]
+
+    def _raise_lane_failure(self) -> None:
+        if self._lane_failure is not None:
+            failure = self._lane_failure
+            raise RuntimeError(f"a {self.sink_name} lane failed: {failure!r}") from failure
 
     async def _deliver_group(self, sink: Sink[BatchT], items: list[Item[BatchT]]) -> None:
         pending = [items]
