@@ -159,20 +159,38 @@ async def test_a_receiver_that_is_down_builds_lag_then_catches_up(
     assert counted(exporter, "flotta_exporter_dead_lettered_total", reason="refused") == 0
 
 
-async def test_a_dying_loop_makes_the_exporter_unhealthy(nc: NatsClient, run_exporter: Any) -> None:
-    def broken(_batch: Any) -> Any:
-        raise RuntimeError("routing bug")
+class BrokenSink:
+    name = "prometheus"
 
+    async def send(self, batches: Any) -> Any:
+        raise RuntimeError("sink bug")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def broken_select(_batch: Any) -> Any:
+    raise RuntimeError("routing bug")
+
+
+@pytest.mark.parametrize(
+    ("select", "bug"),
+    [(broken_select, "routing bug"), (lambda _batch: BrokenSink(), "sink bug")],
+    ids=["select", "send"],
+)
+async def test_a_dying_loop_makes_the_exporter_unhealthy(
+    nc: NatsClient, run_exporter: Any, select: Any, bug: str
+) -> None:
     async def nothing() -> None:
         return None
 
-    exporter = await run_exporter([SinkRoute("prometheus", MetricsBatch, broken, nothing)])
+    exporter = await run_exporter([SinkRoute("prometheus", MetricsBatch, select, nothing)])
     assert exporter.health is not None
     url = f"http://127.0.0.1:{exporter.health.port}/healthz"
     assert await asyncio.to_thread(_status, url) == 200
     await publish_batch(nc, "ns", "d1", metrics_batch(1, [now_ms()]))
     failure = await asyncio.wait_for(exporter.wait_failed(), 10)
-    assert "routing bug" in str(failure)
+    assert bug in repr(failure) or bug in repr(failure.__cause__)
     assert await asyncio.to_thread(_status, url) == 503
     assert exporter.readiness()["loops"] is False
 

@@ -138,9 +138,8 @@ class Exporter:
     async def close(self) -> None:
         self._tasks.quiet()
         await self._tasks.stop_all(grace=CLOSE_TIMEOUT)
-        if self.jetstream.connected:
-            for delivery in self.deliveries:
-                await delivery.release()
+        for delivery in self.deliveries:
+            await delivery.release(nak=self.jetstream.connected)
         for route in self.routes:
             try:
                 await route.aclose()

@@ -139,16 +139,16 @@ class SinkDelivery(Generic[BatchT]):
             f"{name}-lag": self._lag_loop(),
         }
 
-    async def release(self) -> None:
-        """At shutdown: stop the lanes, and hand what this replica holds back to JetStream at
-        once (another replica takes it without waiting for ``ack_wait``)."""
+    async def release(self, *, nak: bool = True) -> None:
+        """At shutdown: stop the lanes, and (``nak``) hand what this replica holds back to
+        JetStream at once (another replica takes it without waiting for ``ack_wait``)."""
         lanes = [lane.task for lane in self._lanes.values() if lane.task is not None]
         self._lanes.clear()
         for task in lanes:
             task.cancel()
         await asyncio.gather(*lanes, return_exceptions=True)
         held, self._held = self._held, {}
-        for msg in held.values():
+        for msg in held.values() if nak else ():
             try:
                 await msg.nak()
             except (NatsError, OSError) as exc:
@@ -205,6 +205,7 @@ class SinkDelivery(Generic[BatchT]):
         settings = self.settings
         backoff = Backoff(settings.subscribe_retry, self._rng)
         while True:
+            self._raise_lane_failure()
             try:
                 msgs = await subscription.fetch(settings.fetch_batch, timeout=settings.fetch_wait)
             except (TimeoutError, NatsTimeoutError):
@@ -281,12 +282,10 @@ class SinkDelivery(Generic[BatchT]):
                 await self._deliver_group(lane.sink, group)
                 self._in_flight.set(len(self._held))
                 self._room.set()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # the fetch loop raises it: the process is unhealthy
+        except Exception as exc:  # the fetch loop raises it: the process becomes unhealthy
+            logger.error("a %s lane failed: %s", self.sink_name, exc, exc_info=exc)
             self._lane_failure = exc
             self._room.set()
-            raise
         finally:
             lane.task = None
             if not lane.items and self._lanes.get(id(lane.sink)) is lane:
