@@ -12,8 +12,10 @@ starts ``flotta dev simulate --processes P --report FILE``, then measures:
 
 - fan-out: once the EdgeDevice writes the fleet's enrolment left queued are done (the bridge's
   visible changes, the operator's device writes; at most --drain seconds), patch the
-  EdgeWorkload; seconds until every device acknowledged a version different from the one before
-  (goal 3 s at 10,000), with a timeline of the operator's publishes and the acknowledgements;
+  EdgeWorkload; seconds from just before the patch until the last device's status reporting the
+  new version was acknowledged by the broker, by the device's own clock (``fanout_seconds``,
+  the floor's definition too) (goal 3 s at 10,000), with a timeline of the operator's publishes
+  and the acknowledgements;
 - writes: N devices heartbeating every 10 s with nothing changing, for --write-window seconds;
   Kubernetes writes per second (the local API's cluster-wide resourceVersion, bumped by every
   write) against heartbeats per second (the bridge's count of status messages) (goal: at most
@@ -33,10 +35,13 @@ a seventh of the 2 cores during a fan-out, 0.28 cores.)
   API during each phase (per 1,000 simulated devices for the simulator).
 
 - floor: right after the fleet run, the device tier alone (``simulator_bench.py``: Mosquitto,
-  the same simulated devices and a bare publisher in the operator's place, no Kubernetes API,
-  operator or bridge); the fan-out and the storm as ratios to it (goals: at most 1.25x and
-  1.15x). The cores' speed swings more than 2x between runs, so these ratios are the goals;
-  the seconds are context. ``--no-floor`` skips it.
+  the same simulated devices and a bare publisher in its own process in the operator's place,
+  no Kubernetes API, operator or bridge); the fan-out and the storm as ratios to it (goals: at
+  most 1.25x and 1.15x). Both are timed alike in the two runs, from the simulator's report:
+  the fan-out from the change (the patch; the floor's first publish) to the last acknowledged
+  status with the new version, the storm from the broker listening again to the last birth.
+  The cores' speed swings more than 2x between runs, so these ratios are the goals; the
+  seconds are context. ``--no-floor`` skips it.
 
 The results go on top of benchmarks/results/fleet.md (with the date and the machine; earlier
 runs stay below).
@@ -201,9 +206,15 @@ def _metric(port: int, name: str) -> float:
 
 class Stack:
     def __init__(
-        self, work: Path, devices: int, processes: int, write_rate: float | None = None
+        self,
+        work: Path,
+        devices: int,
+        processes: int,
+        write_rate: float | None = None,
+        compare_bridge: Path | None = None,
     ) -> None:
         self.work = work
+        self.compare_bridge = compare_bridge
         self.write_rate = write_rate
         self.devices = devices
         self.processes = processes
@@ -245,6 +256,7 @@ class Stack:
         self.nats = NatsServer(work / "jetstream", log_path=work / "nats.log")
         self.api: client.ApiClient | None = None
         self.bridge_health = free_port(LOOPBACK)
+        self.compare_health = free_port(LOOPBACK)
         self.operator_health = free_port(LOOPBACK)
 
     def bridge_metric(self, name: str) -> float:
@@ -267,14 +279,14 @@ class Stack:
             await asyncio.sleep(1.0)
         return time.perf_counter() - start
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = (self.work / f"{name}.log").open("ab")
         self.children[name] = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=ENV,
+            env=env or ENV,
             start_new_session=True,
         )
         log.close()
@@ -312,7 +324,6 @@ class Stack:
         self.broker.start()
         self.enrolment_broker.start()
         self.nats.start()
-        clients = self.pki.root / "clients"
         self._spawn(
             "operator",
             flotta(
@@ -334,34 +345,48 @@ class Stack:
                 *self._rate("--device-write-rate"),
             ),
         )
-        self._spawn(
-            "bridge",
-            flotta(
-                "bridge",
-                "--mqtt-port",
-                str(self.services_port),
-                "--ca",
-                str(self.pki.ca_cert_path),
-                "--cert",
-                str(clients / "internal-bridge.crt"),
-                "--key",
-                str(clients / "internal-bridge.key"),
-                "--client-id",
-                "flotta-bridge-0",
-                "--nats-url",
-                self.nats.url,
-                "--kubeconfig",
-                str(kubeconfig),
-                "--health-port",
-                str(self.bridge_health),
-                "--log-format",
-                "text",
-                *self._rate("--write-rate"),
-            ),
-        )
+        self._spawn("bridge", self._bridge_command("flotta-bridge-0", self.bridge_health))
+        if self.compare_bridge is not None:
+            # Its own shared-subscription group: it gets every device message too, and the
+            # two bridges' CPU is measured side by side over the same phases.
+            sources = os.pathsep.join(str(self.compare_bridge / f) for f in SOURCES)
+            self._spawn(
+                "bridge-compare",
+                [
+                    *self._bridge_command("flotta-bridge-compare", self.compare_health),
+                    "--group",
+                    "flotta-bridge-compare-benchmark",
+                ],
+                env={**ENV, "PYTHONPATH": sources},
+            )
         time.sleep(2)
-        self.check("operator")
-        self.check("bridge")
+        for name in self.children:
+            self.check(name)
+
+    def _bridge_command(self, client_id: str, health_port: int) -> list[str]:
+        clients = self.pki.root / "clients"
+        return flotta(
+            "bridge",
+            "--mqtt-port",
+            str(self.services_port),
+            "--ca",
+            str(self.pki.ca_cert_path),
+            "--cert",
+            str(clients / "internal-bridge.crt"),
+            "--key",
+            str(clients / "internal-bridge.key"),
+            "--client-id",
+            client_id,
+            "--nats-url",
+            self.nats.url,
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--health-port",
+            str(health_port),
+            "--log-format",
+            "text",
+            *self._rate("--write-rate"),
+        )
 
     def _rate(self, option: str) -> list[str]:
         return [option, str(self.write_rate)] if self.write_rate is not None else []
@@ -406,8 +431,7 @@ class Stack:
 
     def simulator_report(self) -> FleetReport:
         """What the devices say: online since when, which versions the broker acknowledged."""
-        shards: list[int | None] = [None] if self.processes == 1 else list(range(self.processes))
-        return read_reports(report_path(self.report_file, shard) for shard in shards)
+        return fleet_report(self.report_file, self.processes)
 
     def resource_version(self) -> int:
         assert self.api is not None
@@ -417,7 +441,7 @@ class Stack:
         return int(listing["metadata"]["resourceVersion"])
 
     def stop(self) -> None:
-        for name in ("simulator", "bridge", "operator"):
+        for name in ("simulator", "bridge", "bridge-compare", "operator"):
             process = self.children.get(name)
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -435,6 +459,23 @@ class Stack:
             process.wait(20)
         if self.api is not None:
             self.api.close()
+
+
+def fleet_report(path: Path, processes: int) -> FleetReport:
+    """The simulator's report (``flotta dev simulate --report PATH``), summed over its
+    processes: online since when, which versions the broker acknowledged."""
+    shards: list[int | None] = [None] if processes == 1 else list(range(processes))
+    return read_reports(report_path(path, shard) for shard in shards)
+
+
+def fanout_seconds(report: FleetReport, start_wall: float) -> float:
+    """A fan-out's time, the same for the fleet and its floor (``simulator_bench.py``): from
+    ``start_wall`` (the wall clock just before the change: the EdgeWorkload patch, or the bare
+    publisher's first publish) to the last device's acknowledgement, by the devices' own clock:
+    when the broker acknowledged the status that reports the new version (the simulator's
+    report; the same machine clock as the benchmark's, so a busy simulator writing its report
+    late, or a busy process reading it, adds nothing)."""
+    return max(0.0, report.last_change - start_wall)
 
 
 def cpu_speed() -> float:
@@ -567,7 +608,7 @@ async def wait_for(
 async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"devices": devices}
     work = Path(tempfile.mkdtemp(prefix=f"fleet-bench-{devices}-"))
-    stack = Stack(work, devices, args.processes, args.write_rate)
+    stack = Stack(work, devices, args.processes, args.write_rate, args.compare_bridge)
     ids = device_ids(PREFIX, devices)
     try:
         print(f"== {devices} devices (work dir {work})", flush=True)
@@ -678,7 +719,7 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
             report = stack.simulator_report()
             # From the devices' own acknowledgement times: a busy simulator writes its report
             # late, by as much as one turn of its loop (up to a second in a fan-out).
-            result["fanout_s"] = report.last_change - start_wall
+            result["fanout_s"] = fanout_seconds(report, start_wall)
             first_change = report.first_change_since(start_wall) or start_wall
             first = result["fanout_first_s"] = max(0.0, first_change - start_wall)
             result["fanout_seen_s"] = waited
@@ -728,6 +769,16 @@ async def run_size(devices: int, args: argparse.Namespace) -> dict[str, Any]:
 
             await wait_for(converged, devices, args.timeout, "storm converged")
             result["usage_storm"] = usage.end()
+            storm_seconds = time.monotonic() - usage.started
+            result["storm_ms_per_reconnect"] = {
+                name: 1000 * cores * storm_seconds / devices
+                for name, (cores, _) in result["usage_storm"].items()
+            }
+            print(
+                "  storm: CPU per reconnect (ms): "
+                + ", ".join(f"{n} {v:.3f}" for n, v in result["storm_ms_per_reconnect"].items()),
+                flush=True,
+            )
             result["storm_work_s"] = sum(cpu for cpu, _ in result["usage_storm"].values()) * (
                 time.time() - restarted
             )
@@ -869,8 +920,9 @@ def floor_lines(results: list[dict[str, Any]]) -> list[str]:
     lines = [
         "",
         "Against the floor: the device tier alone in the same run (`simulator_bench.py`'s "
-        "Mosquitto, simulator and a bare publisher in the operator's place, same devices, "
-        "heartbeat, simulator processes and connect spread, started right after the fleet run). "
+        "Mosquitto, simulator and a bare publisher in its own process in the operator's place, "
+        "same devices, heartbeat, simulator processes and connect spread, started right after "
+        "the fleet run; both time the fan-out and the storm from the devices' own reports). "
         "Goals: fan-out at most "
         f"{FANOUT_FLOOR_GOAL}x, storm at most {STORM_FLOOR_GOAL}x the floor.",
         "",
@@ -974,6 +1026,13 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
                     "dropped by a full listen queue meanwhile (the kernel's count): "
                     f"{r.get('storm_listen_overflows', 0)}."
                 )
+            per_reconnect = r.get("storm_ms_per_reconnect")
+            if per_reconnect:
+                lines.append(
+                    "CPU per reconnect (ms, the storm's CPU-seconds over the devices): "
+                    + ", ".join(f"{n} {v:.3f}" for n, v in per_reconnect.items())
+                    + "."
+                )
             counts = r.get("storm_bridge_counts")
             if counts:
                 got = ", ".join(f"{series} {value:.0f}" for series, value in counts.items())
@@ -1048,6 +1107,14 @@ def main() -> int:
         dest="floor",
         action="store_false",
         help="skip the device tier alone (simulator_bench.py) after the fleet run",
+    )
+    parser.add_argument(
+        "--compare-bridge",
+        type=Path,
+        metavar="TREE",
+        help="also run the bridge of this source tree (another checkout of the repository), in "
+        "its own shared-subscription group so that it gets every message too: both bridges' "
+        "CPU side by side in the same run (as bridge and bridge-compare)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

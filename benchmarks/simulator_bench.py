@@ -1,24 +1,31 @@
-"""The device side of a fan-out, alone: Mosquitto, the simulator and one observer, no control plane.
+"""The device side of a fan-out and a storm, alone: Mosquitto, the simulator and a bare publisher.
 
     .venv/bin/python benchmarks/simulator_bench.py --devices 10000 [--processes 2] [--storm]
 
 Starts a real Mosquitto (mutual TLS, Flotta ACL, the fleet's configuration) and
-``flotta dev simulate`` with N provisioned devices (every one its own key, certificate and TLS
-connection), and follows them with an observer subscription on the status and connection topics.
-Then it measures, with the simulator's CPU time read from /proc (user + system, all its
-processes):
+``flotta dev simulate --report FILE`` with N provisioned devices (every one its own key,
+certificate and TLS connection), with no operator, bridge or Kubernetes API. The desired states
+come from ``bare_publisher.py``, a bare paho QoS 1 publisher in its own process standing in for
+the operator (its payloads encoded before the clock starts). Then it measures, with CPU time
+read from /proc (user + system, all of a component's processes):
 
-- steady: the fleet heartbeating with nothing changing; CPU per heartbeat;
-- fan-out: a new retained desired state published (as the operator) to every device; seconds
-  until the observer saw every device report it applied, and the simulator's CPU per
-  acknowledged device on top of its heartbeat cost;
-- broker CPU in both phases.
+- steady: the fleet heartbeating with nothing changing; CPU per heartbeat (heartbeats counted
+  by an observer subscription to the status topics, connected for this window only);
+- fan-out: a new retained desired state published to every device; seconds from the first
+  publish until the last device's status reporting the new version was acknowledged by the
+  broker, by the devices' own clock (the simulator's report, ``flotta.dev.simulator.report``;
+  the same machine clock as the benchmark's), and the simulator's CPU per acknowledged device
+  on top of its heartbeat cost;
+- storm (``--storm``): Mosquitto restarted; seconds from it listening again to the last
+  device's acknowledged birth, by the devices' clock; CPU per reconnect;
+- broker CPU in each phase.
 
-This splits the fleet benchmark's fan-out (``fleet_bench.py``) into the part the devices and
-the broker cost, without the operator, the bridge and the Kubernetes API sharing the cores:
-the floor that ``fleet_bench.py`` runs after the fleet and compares against (fan-out and storm
-as ratios to it). The storm counts from the broker listening again to the last device's birth
-(by the devices' timestamps), as ``fleet_bench.py`` does.
+This is the floor that ``fleet_bench.py`` runs after the fleet and compares against: fan-out
+and storm are defined the same way in both (``fleet_bench.fanout_seconds``, and the storm from
+the broker listening again to the last birth), so the ratios compare like with like. Nothing in
+this process follows the devices' messages during the fan-out or the storm (until 2026-12-07 an
+observer of every device's status shared the publisher's event loop, and publishing alone took
+7-9 s at 10,000 devices).
 """
 
 from __future__ import annotations
@@ -33,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,148 +48,135 @@ ROOT = Path(__file__).resolve().parents[1]
 for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
     sys.path.insert(0, str(ROOT / folder))
 
-from benchmarks.fleet_bench import cpu_seconds, listen_overflows, per_second  # noqa: E402
+from benchmarks.fleet_bench import (  # noqa: E402
+    births_per_second,
+    cpu_seconds,
+    fanout_seconds,
+    fleet_report,
+    listen_overflows,
+    wait_for,
+)
 from flotta.dev.simulator.provision import provision  # noqa: E402
+from flotta.dev.simulator.report import FleetReport  # noqa: E402
 from flotta.dev.simulator.shards import device_ids  # noqa: E402
 from flotta.mqtt import MqttClient, MqttSettings, TlsFiles  # noqa: E402
-from flotta.schemas.codec import (  # noqa: E402
-    decode,
-    encode,
-    with_version,
-)
-from flotta.schemas.errors import PayloadError  # noqa: E402
-from flotta.schemas.topics import DeviceTopic, device_topic  # noqa: E402
-from flotta.schemas.wire import (  # noqa: E402
-    ConnectionState,
-    DesiredConfiguration,
-    DesiredState,
-    DesiredWorkload,
-    HeartbeatConfiguration,
-    StatusReport,
-)
+from flotta.mqtt.client import RetainHandling  # noqa: E402
 from tests.fixtures.brokers import ClientCredentials, TestBroker, new_fleet_pki  # noqa: E402
 
 PREFIX = "simb"
 NAMESPACE = "default"
 RESULTS = ROOT / "benchmarks" / "results" / "simulator.md"
+PUBLISHER = ROOT / "benchmarks" / "bare_publisher.py"
+SOURCES = ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
 
 
 def tls_for(creds: ClientCredentials) -> TlsFiles:
     return TlsFiles(creds.ca, creds.cert, creds.key, check_hostname=False)
 
 
-# ---- the observer: this benchmark's view of the devices ------------------------------------
+# ---- the publisher: a bare one, in its own process ----------------------------------------
 
 
-def observer_client(host: str, port: int, tls: TlsFiles, client_id: str, count: int) -> MqttClient:
-    """A clean-session client for an observer of ``count`` devices (reconnects quickly)."""
-    return MqttClient(
+class BarePublisher:
+    """``bare_publisher.py`` as a child process, driven line by line."""
+
+    def __init__(self, process: asyncio.subprocess.Process, limit: float) -> None:
+        self.process = process
+        self.limit = limit  # seconds for an answer
+
+    @classmethod
+    async def start(cls, broker: TestBroker, args: argparse.Namespace) -> BarePublisher:
+        creds = broker.operator()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(PUBLISHER),
+            "--host", broker.host, "--port", str(broker.services_port),
+            "--ca", str(creds.ca), "--cert", str(creds.cert), "--key", str(creds.key),
+            "--prefix", PREFIX, "--devices", str(args.devices), "--namespace", NAMESPACE,
+            "--heartbeat", str(int(args.heartbeat)), "--timeout", str(args.timeout),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        return cls(process, args.timeout)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def _ask(self, command: str, answer: str) -> str:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(f"{command}\n".encode())
+        await self.process.stdin.drain()
+        line = (await asyncio.wait_for(self.process.stdout.readline(), self.limit)).decode()
+        if not line.startswith(answer):
+            raise RuntimeError(f"the bare publisher answered {command!r} with {line.strip()!r}")
+        return line.removeprefix(answer).strip()
+
+    async def prepare(self, generation: int) -> None:
+        """Every device's desired state of ``generation``, encoded and ready to go."""
+        await self._ask(f"prepare {generation}", "ready")
+
+    async def go(self) -> float:
+        """Publish what was prepared; seconds until the broker acknowledged all of it."""
+        return float(await self._ask("go", "published"))
+
+    async def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 10)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+# ---- heartbeats: counted by an observer, in the steady window only -------------------------
+
+
+async def count_heartbeats(
+    broker: TestBroker, creds: ClientCredentials, devices: int, seconds: float
+) -> tuple[int, float]:
+    """Status messages the devices sent in ``seconds`` (not the retained ones): the count and
+    the seconds it counted over."""
+    client = MqttClient(
         MqttSettings(
-            host=host,
-            port=port,
-            client_id=client_id,
-            tls=tls,
+            host=broker.host,
+            port=broker.port,
+            client_id="observer-bench",
+            tls=tls_for(creds),
             clean_start=True,
             session_expiry=0,
             receive_maximum=1000,
-            incoming_queue=4 * count + 1000,
-            reconnect_base=0.2,
-            reconnect_cap=1.0,
+            incoming_queue=4 * devices + 1000,
         )
     )
+    statuses = 0
 
+    async def follow() -> None:
+        nonlocal statuses
+        async for _ in client.messages():
+            statuses += 1
 
-class Observer:
-    """Every device's last applied version and its last birth, from an observer identity."""
-
-    def __init__(self, client: MqttClient) -> None:
-        self.client = client
-        self.applied: dict[str, str] = {}
-        self.birth: dict[str, datetime] = {}
-        self.statuses = 0
-        self.rejected = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await self.client.connect()
-        await self.client.subscribe(
-            [("flotta/devices/+/status", 1), ("flotta/devices/+/connection", 1)]
-        )
-        self._task = asyncio.ensure_future(self._follow())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.client.close()
-
-    async def _follow(self) -> None:
-        async for message in self.client.messages():
-            parts = message.topic.split("/")
-            if len(parts) != 4 or not message.payload:
-                continue
-            device, kind = parts[2], parts[3]
-            try:
-                if kind == "status":
-                    self.statuses += 1
-                    self.applied[device] = decode(StatusReport, message.payload).applied_version
-                elif kind == "connection":
-                    state = decode(ConnectionState, message.payload)
-                    if state.state == "online":
-                        self.birth[device] = state.time
-                        if state.applied_version:
-                            self.applied[device] = state.applied_version
-                    else:
-                        self.birth.pop(device, None)
-            except PayloadError:
-                self.rejected += 1
-
-    def births_per_second(self, since: datetime) -> list[int]:
-        """Births after ``since`` in each second from it (the devices' CONNACK times)."""
-        seconds = Counter(
-            int((born - since).total_seconds()) for born in self.birth.values() if born >= since
-        )
-        return per_second(seconds)
-
-    def count(self, predicate: Any) -> int:
-        return sum(1 for version in self.applied.values() if predicate(version))
-
-    def online_since(self, since: datetime) -> int:
-        return sum(1 for t in self.birth.values() if t >= since)
-
-
-def desired_payload(device_id: str, generation: int, heartbeat: int) -> tuple[str, bytes]:
-    state = with_version(
-        DesiredState(
-            device_id=device_id,
-            namespace=NAMESPACE,
-            configuration=DesiredConfiguration(
-                heartbeat=HeartbeatConfiguration(period_seconds=heartbeat)
-            ),
-            workloads=[
-                DesiredWorkload(
-                    name="app",
-                    namespace=NAMESPACE,
-                    pod_spec={"containers": [{"name": "app", "image": f"app:{generation}"}]},
-                )
-            ],
-        )
+    await client.connect()
+    await client.subscribe(
+        [("flotta/devices/+/status", 1)], retain_handling=RetainHandling.DO_NOT_SEND
     )
-    return state.version, encode(state)
+    following = asyncio.ensure_future(follow())
+    began = time.perf_counter()
+    try:
+        await asyncio.sleep(seconds)
+        return statuses, time.perf_counter() - began
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await client.close()
 
 
-async def wait_until(check: Any, limit: float, what: str) -> float:
-    start = time.perf_counter()
-    shown = start
-    while not check():
-        now = time.perf_counter()
-        if now - start > limit:
-            raise TimeoutError(f"{what}: not done after {limit:.0f} s")
-        if now - shown > 5:
-            print(f"  {what}: still waiting after {now - start:.0f} s", flush=True)
-            shown = now
-        await asyncio.sleep(0.05)
-    return time.perf_counter() - start
+def broker_pid(broker: TestBroker) -> int:
+    pid = broker.process.pid
+    if pid is None:
+        raise RuntimeError("Mosquitto is not running")
+    return pid
 
 
 class CpuWindow:
@@ -197,64 +190,34 @@ class CpuWindow:
         return elapsed, {n: cpu_seconds(p) - self.start[n] for n, p in self.pids.items()}
 
 
-async def publish_all(
-    client: MqttClient, ids: list[str], generation: int, heartbeat: int
-) -> dict[str, str]:
-    """Every device's new desired state, published as the operator does (callbacks, no task
-    per message), so this floor's publisher is no slower than the operator's."""
-    payloads = {device_id: desired_payload(device_id, generation, heartbeat) for device_id in ids}
-    loop = asyncio.get_running_loop()
-    all_done: asyncio.Future[None] = loop.create_future()
-    remaining = len(ids)
-    errors: list[BaseException] = []
-
-    def done(error: BaseException | None) -> None:
-        nonlocal remaining
-        if error is not None:
-            errors.append(error)
-        remaining -= 1
-        if remaining == 0 and not all_done.done():
-            all_done.set_result(None)
-
-    for device_id, (_, payload) in payloads.items():
-        client.publish_callback(
-            device_topic(device_id, DeviceTopic.DESIRED), payload, retain=True, done=done
-        )
-    if ids:
-        await all_done
-    if errors:
-        raise errors[0]
-    return {device_id: version for device_id, (version, _) in payloads.items()}
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="simulator-bench-"))
     pki = new_fleet_pki(work / "pki")
     broker = TestBroker(pki, work / "broker")
     ids = device_ids(PREFIX, args.devices)
+    devices = len(ids)
+    report_file = work / "simulator-report.json"
     result: dict[str, Any] = {"devices": args.devices, "processes": args.processes}
     simulator: subprocess.Popen[bytes] | None = None
-    observer: Observer | None = None
-    operator: MqttClient | None = None
+    publisher: BarePublisher | None = None
+
+    def report() -> FleetReport:
+        if simulator is not None and simulator.poll() is not None:
+            raise RuntimeError(f"the simulator exited with {simulator.returncode}")
+        return fleet_report(report_file, args.processes)
+
     try:
         broker.start()
         started = time.perf_counter()
         provision(pki, work / "devices", ids, namespace=NAMESPACE)
-        print(f"provisioned {len(ids)} devices in {time.perf_counter() - started:.1f} s")
-        observer_tls = tls_for(broker.observer("bench"))
-        observer = Observer(
-            observer_client(broker.host, broker.port, observer_tls, "observer-bench", len(ids))
-        )
-        await observer.start()
-        operator = observer_client(
-            broker.host, broker.services_port, tls_for(broker.operator()), "operator-bench", 0
-        )
-        await operator.connect()
-        versions = await publish_all(operator, ids, 0, int(args.heartbeat))
+        print(f"provisioned {devices} devices in {time.perf_counter() - started:.1f} s")
+        observer_creds = broker.observer("bench")
+        publisher = await BarePublisher.start(broker, args)
+        await publisher.prepare(0)
+        await publisher.go()  # the states the devices find when they connect
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            str(ROOT / f) for f in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
-        )
+        env["PYTHONPATH"] = os.pathsep.join(str(ROOT / f) for f in SOURCES)
+        since = time.time()
         simulator = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measurement
             [
                 sys.executable, "-m", "flotta.cli", "dev", "simulate",
@@ -264,26 +227,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "--heartbeat", str(args.heartbeat), "--connect-spread", str(args.spread),
                 "--processes", str(args.processes), "--pki-dir", str(pki.root),
                 "--concurrent-connects", str(args.concurrent_connects),
+                "--report", str(report_file),
             ],
             env=env,
         )  # fmt: skip
-        pids = {"simulator": simulator.pid, "mosquitto": broker.process.pid}
-        result["connect_s"] = await wait_until(
-            lambda: len(observer.birth) >= len(ids), args.timeout, "online"
+        pids = {
+            "simulator": simulator.pid,
+            "mosquitto": broker_pid(broker),
+            "publisher": publisher.pid,
+        }
+        result["connect_s"] = await wait_for(
+            lambda: report().online_since(since), devices, args.timeout, "online"
         )
-        await wait_until(
-            lambda: all(observer.applied.get(i) == versions[i] for i in ids),
-            args.timeout,
-            "initial version",
+        await wait_for(
+            lambda: devices - report().unreported, devices, args.timeout, "initial version"
         )
-        print(f"all {len(ids)} online in {result['connect_s']:.1f} s", flush=True)
+        print(f"all {devices} online in {result['connect_s']:.1f} s", flush=True)
         await asyncio.sleep(args.heartbeat)  # the connect-time work settles
-        beats = observer.statuses
         window = CpuWindow(pids)
-        await asyncio.sleep(args.window)
+        heartbeats, counted = await count_heartbeats(broker, observer_creds, devices, args.window)
         elapsed, cpu = window.end()
-        heartbeats = observer.statuses - beats
-        result["heartbeats_per_s"] = heartbeats / elapsed
+        result["heartbeats_per_s"] = heartbeats / counted
         result["steady_cores"] = {n: c / elapsed for n, c in cpu.items()}
         result["sim_us_per_heartbeat"] = 1e6 * cpu["simulator"] / max(1, heartbeats)
         print(
@@ -295,28 +259,29 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sim_per_ack: list[float] = []
         broker_per_ack: list[float] = []
         for generation in range(1, args.rounds + 1):
+            await publisher.prepare(generation)
             await asyncio.sleep(1.0)
             window = CpuWindow(pids)
-            beats = observer.statuses
-            start = time.perf_counter()
-            versions = await publish_all(operator, ids, generation, args.heartbeat)
-            published = time.perf_counter() - start
-            fanout = published + await wait_until(
-                lambda wanted=versions: all(observer.applied.get(i) == wanted[i] for i in ids),
+            start_wall = time.time()
+            published = await publisher.go()
+            await wait_for(
+                lambda since=start_wall: report().changed_since(since),
+                devices,
                 args.timeout,
                 "fan-out",
             )
             elapsed, cpu = window.end()
-            acks = len(ids)
-            beats_during = observer.statuses - beats - acks
-            heartbeat_cpu = beats_during * result["sim_us_per_heartbeat"] / 1e6
+            fanout = fanout_seconds(report(), start_wall)
+            # The heartbeats that fell in the window, at the steady rate, are not the fan-out's.
+            heartbeat_cpu = result["heartbeats_per_s"] * elapsed * result["sim_us_per_heartbeat"]
             fanouts.append(fanout)
-            sim_per_ack.append(1e6 * max(0.0, cpu["simulator"] - heartbeat_cpu) / acks)
-            broker_per_ack.append(1e6 * cpu["mosquitto"] / acks)
+            sim_per_ack.append(max(0.0, 1e6 * cpu["simulator"] - heartbeat_cpu) / devices)
+            broker_per_ack.append(1e6 * cpu["mosquitto"] / devices)
             result["fanout_cores"] = {n: c / elapsed for n, c in cpu.items()}
             print(
-                f"fan-out {generation}: all {acks} acknowledged in {fanout:.2f} s (published in "
-                f"{published:.2f} s); simulator {sim_per_ack[-1]:.0f} us CPU per acknowledgement",
+                f"fan-out {generation}: all {devices} acknowledged in {fanout:.2f} s (published "
+                f"in {published:.2f} s); simulator {sim_per_ack[-1]:.0f} us CPU per "
+                "acknowledgement",
                 flush=True,
             )
         result["fanout_s"] = statistics.median(fanouts)
@@ -324,35 +289,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["sim_us_per_ack"] = statistics.median(sim_per_ack)
         result["broker_us_per_ack"] = statistics.median(broker_per_ack)
         if args.storm:
+            await publisher.close()
+            publisher = None
+            del pids["publisher"]
             await asyncio.sleep(2.0)
-            await operator.close()
-            operator = None
-            since = datetime.now(UTC)
             window = CpuWindow(pids)
             overflows = listen_overflows()
+            since = time.time()
             start = time.perf_counter()
             broker.restart()
             result["broker_restart_s"] = time.perf_counter() - start
-            restarted = datetime.now(UTC)
-            pids["mosquitto"] = broker.process.pid
+            restarted = time.time()
+            pids["mosquitto"] = broker_pid(broker)
             window.start["mosquitto"] = 0.0
             result["storm_seen_s"] = (
-                await wait_until(
-                    lambda: observer.online_since(since) >= len(ids),
-                    args.timeout,
-                    "storm",
-                )
+                await wait_for(lambda: report().online_since(since), devices, args.timeout, "storm")
                 + result["broker_restart_s"]
             )
+            elapsed, cpu = window.end()
             # As fleet_bench.py counts it: from the broker listening again to the last birth,
             # by the devices' own timestamps.
-            last_birth = max(t for t in observer.birth.values() if t >= since)
-            result["storm_s"] = max(0.0, (last_birth - restarted).total_seconds())
-            elapsed, cpu = window.end()
+            storm = report()
+            result["storm_s"] = max(0.0, storm.last_birth - restarted)
             result["storm_cores"] = {n: c / elapsed for n, c in cpu.items()}
-            result["sim_ms_per_reconnect"] = 1e3 * cpu["simulator"] / len(ids)
-            result["broker_ms_per_reconnect"] = 1e3 * cpu["mosquitto"] / len(ids)
-            result["storm_births"] = observer.births_per_second(since)
+            result["sim_ms_per_reconnect"] = 1e3 * cpu["simulator"] / devices
+            result["broker_ms_per_reconnect"] = 1e3 * cpu["mosquitto"] / devices
+            result["storm_births"] = births_per_second(storm, restarted)
             result["storm_listen_overflows"] = listen_overflows() - overflows
             print(
                 f"storm: births per second {result['storm_births']}; "
@@ -360,7 +322,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
             print(
-                f"storm: all {len(ids)} back {result['storm_s']:.1f} s after the broker was "
+                f"storm: all {devices} back {result['storm_s']:.1f} s after the broker was "
                 f"(restart {result['broker_restart_s']:.1f} s, all seen after "
                 f"{result['storm_seen_s']:.1f} s); simulator "
                 f"{result['sim_ms_per_reconnect']:.2f} ms, broker "
@@ -368,10 +330,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
     finally:
-        if operator is not None:
-            await operator.close()
-        if observer is not None:
-            await observer.close()
+        if publisher is not None:
+            await publisher.close()
         if simulator is not None:
             simulator.terminate()
             try:
