@@ -511,6 +511,7 @@ def test_the_install_runs_with_exactly_the_permissions_it_grants(install: Instal
 
 
 def test_taking_a_needed_rule_away_breaks_the_bridge_with_a_403(install: Install) -> None:
+    assert not [a for a, decision in sa_requests(install.audit)["bridge"] if decision != "allow"]
     install.kube.kubectl(
         "patch",
         "role",
