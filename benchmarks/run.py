@@ -60,6 +60,12 @@ SUITE = (
         "the device tier alone (floor for the fleet)",
     ),
     Benchmark(
+        "rollout",
+        "rollout_bench.py",
+        ("--devices", "10000", "--processes", "2"),
+        "batched rollouts at 10,000 devices: good / plain fan-out, share of a bad revision",
+    ),
+    Benchmark(
         "fleet",
         "fleet_bench.py",
         ("--devices", "10000", "--fanout", "--storm", "--settle", "5"),
