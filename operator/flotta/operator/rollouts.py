@@ -256,16 +256,6 @@ class Rollouts:
                 )
                 state = replace(state, phase="Complete")
             runtime = Runtime(key, target, stable, state)
-            since = state.batch_start or now
-            for name in self._fleet.targets(key):
-                told = self._told((key[0], name)).get(target.key, "")
-                if not told:
-                    device = self._fleet.devices.get((key[0], name))
-                    revisions = device.status.desired_revisions if device and device.status else {}
-                    told = (revisions or {}).get(target.key, "")
-                if told == target.name:
-                    runtime.admitted[name] = since
-            self._seed_book(key)
         elif saved is None and status is not None and status.observed_generation is not None:
             # The workload ran before it had a policy (or before this operator version): what
             # devices run now is its current revision.
@@ -280,7 +270,23 @@ class Rollouts:
                 stable = self.revision(key[0], stable_name)
             runtime = self._fresh(key, target, stable)
         runtime.known = self._initial_known(key, runtime.state.start or now)
+        if not runtime.complete:
+            self._recover_admitted(runtime, runtime.state.batch_start or now)
         return runtime
+
+    def _recover_admitted(self, runtime: Runtime, since: datetime) -> None:
+        """Devices told the target before the restart stay admitted (their EdgeDevice's
+        status.desiredRevisions, written with desiredVersion)."""
+        key, target = runtime.key, runtime.target
+        for name in self._fleet.targets(key):
+            told = self._told((key[0], name)).get(target.key, "")
+            if not told:
+                device = self._fleet.devices.get((key[0], name))
+                revisions = device.status.desired_revisions if device and device.status else {}
+                told = (revisions or {}).get(target.key, "")
+            if told == target.name:
+                runtime.admitted[name] = since
+        self._seed_book(key)
 
     def _seed_book(self, key: Key) -> None:
         """What each device was told before the restart (desiredVersion and
@@ -382,7 +388,7 @@ class Rollouts:
         evaluation.status = self._status(runtime, result, views, entry.model)
         evaluation.phase = runtime.state.phase
         evaluation.batch = runtime.state.batch + 1
-        evaluation.put = list(self._unwritten.values())
+        evaluation.put = [r for r in self._unwritten.values() if (r.namespace, r.owner) == key]
         evaluation.delete = self._prunable(runtime)
         return evaluation
 

@@ -69,6 +69,7 @@ class StatusWriter:
         if entry is None:
             self._workloads.pop(key, None)
             self._reported_invalid.pop(key, None)
+            context.rollouts.evaluate(key)  # forgets a deleted workload's rollout
             return
         namespace = key[0]
         targets = context.fleet.targets(key)
