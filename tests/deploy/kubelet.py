@@ -29,6 +29,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -357,7 +358,7 @@ class PodmanRunner:
             "podman",
             "run",
             "--rm",
-            f"--name={container.pod}-{container.name}",
+            f"--name={container.pod}-{container.name}-{uuid.uuid4().hex[:8]}",
             "--network=host",
             f"--hostname={container.pod}",
             f"--user={container.uid}:{container.gid}",

@@ -44,7 +44,8 @@ from tests.fixtures.brokers import ClientCredentials, TestBroker
 from tests.fixtures.kube import KubeEndpoint
 from tests.fixtures.mqtt_probe import MqttProbe
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+# generous: the first container run may wait for make images to build the image
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 FLEET = "fleet"
 BATCH = "factory-2026"
