@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def start_exporter(
         "--device-receivers=off",
         f"--health-port={port}",
         "--ack-wait=3",
-        "--fetch-batch=8",
+        "--fetch-batch=4",  # small sends: the kill lands mid-delivery
         "--request-samples=600",
         "--log-format=json",
     ]
@@ -84,9 +85,11 @@ async def test_an_exporter_killed_mid_batch_and_restarted_loses_and_doubles_noth
     log = tmp_path / "exporter.log"
     first = start_exporter(nats_server, prometheus, port, log)
     try:
-        sent = await eventually(
-            lambda: sent_items(port) > 0 and sent_items(port), within=30, what="first samples sent"
-        )
+        deadline = time.monotonic() + 30
+        sent = 0.0
+        while sent <= 0 and time.monotonic() < deadline:  # poll tightly: kill at the first
+            sent = await asyncio.to_thread(sent_items, port)
+            await asyncio.sleep(0.02)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(5)
     finally:
