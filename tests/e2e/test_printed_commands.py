@@ -78,7 +78,7 @@ def test_every_printed_command_works(simulated_system: RunningSystem) -> None:
     text = usage(system.layout, system.layout.ports())
     commands = printed_commands(text)
     programs = {argv[0] for argv in commands}
-    assert programs == {"export", "kubectl", "flotta", "mosquitto_sub", "curl"}, text
+    assert programs == {"export", "kubectl", "flotta", "mosquitto_sub", "curl", "tail"}, text
 
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import subprocess
 import sys
 import urllib.parse
 import urllib.request
@@ -65,16 +66,14 @@ def test_sample_metrics_in_prometheus_and_logs_in_loki(agent_system: RunningSyst
     # Every query printed for the admin answers, with what it promises.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     commands = printed_commands(telemetry_usage(system.layout, system.layout.ports()))
-    assert [argv[0] for argv in commands] == ["curl", "curl", "curl"]
+    assert [argv[0] for argv in commands] == ["curl", "curl", "curl", "tail"]
 
     def run(argv: list[str]) -> Any:
-        import subprocess
-
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, f"{shlex.join(argv)}: {done.stderr}"
         return json.loads(done.stdout)
 
-    count, cpu, logs = commands
+    count, cpu, logs, syslog = commands
     assert run(count)["data"]["result"][0]["metric"]["workload"] == "counter"
     busy = wait_until(
         lambda: run(cpu)["data"]["result"], timeout=60, what="the device's CPU in Prometheus"
@@ -84,3 +83,12 @@ def test_sample_metrics_in_prometheus_and_logs_in_loki(agent_system: RunningSyst
     streams = run(logs)["data"]["result"]
     assert all("tick" in line for stream in streams for _, line in stream["values"])
     assert 1 <= sum(len(stream["values"]) for stream in streams) <= 5  # limit=5
+
+    # The sample's logCollection target (kind syslog, the syslog-server ConfigMap) is the
+    # stack's rsyslogd: the same lines arrive there as RFC 5424 messages.
+    def syslog_ticks() -> list[str]:
+        done = subprocess.run(syslog, env=env, capture_output=True, text=True, timeout=30)
+        return [line for line in done.stdout.splitlines() if "tick" in line]
+
+    received = wait_until(syslog_ticks, timeout=60, what="the sample's ticks at rsyslogd")
+    assert f" {LOCAL_AGENT_ID} counter counter stdout " in received[-1]

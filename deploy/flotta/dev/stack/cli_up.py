@@ -29,7 +29,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-telemetry",
         action="store_true",
-        help="do not start Prometheus, Loki and the exporter",
+        help="do not start Prometheus, Loki, rsyslogd and the exporter",
     )
     parser.add_argument("--refresh", type=float, default=2.0, help="fleet view refresh, seconds")
     parser.set_defaults(handler=_run)
@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         stopped = stack.stop_all()
         print(f"flotta dev up: {exc or 'interrupted'}; stopped {', '.join(stopped) or 'nothing'}")
         return 1 if not interrupted else 130
-    print(usage(layout, ports, telemetry=stack.telemetry_started))
+    print(usage(layout, ports, telemetry=stack.telemetry_started, syslog=stack.syslog_started))
     if args.detach:
         stack.start_supervisor()
         print(

@@ -25,6 +25,7 @@ class Ports:
     prometheus: int
     loki: int
     exporter_health: int
+    syslog: int
 
     @classmethod
     def choose(cls) -> Ports:
@@ -106,6 +107,10 @@ class StackLayout:
         return self.root / "loki"
 
     @property
+    def syslog(self) -> Path:
+        return self.root / "syslog"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
@@ -153,6 +158,7 @@ class StackLayout:
                 "ca": str((self.pki / "ca.crt").resolve()),
                 "prometheus": f"http://{LOOPBACK}:{ports.prometheus}",
                 "loki": f"http://{LOOPBACK}:{ports.loki}",
+                "syslog": f"tcp://{LOOPBACK}:{ports.syslog}",
             },
         )
 

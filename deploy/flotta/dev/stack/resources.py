@@ -62,6 +62,20 @@ def ensure_namespace(api: client.ApiClient, name: str) -> None:
             raise
 
 
+def apply_config_map(
+    api: client.ApiClient, namespace: str, name: str, data: dict[str, str]
+) -> None:
+    """Create the ConfigMap, or replace its data."""
+    core = client.CoreV1Api(api)
+    body = {"metadata": {"name": name, "namespace": namespace}, "data": data}
+    try:
+        core.create_namespaced_config_map(namespace, body)  # type: ignore[arg-type]
+    except ApiException as exc:
+        if exc.status != CONFLICT:
+            raise
+        core.patch_namespaced_config_map(name, namespace, {"data": data})
+
+
 def apply_custom_object(api: client.ApiClient, obj: dict[str, Any], plural: str) -> None:
     group, version = obj["apiVersion"].split("/")
     namespace = obj["metadata"].get("namespace", "default")

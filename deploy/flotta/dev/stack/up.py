@@ -1,8 +1,8 @@
 """Bring the whole system up on loopback, in order, and take it down again.
 
 Order: fleet PKI -> local Kubernetes API (CRDs, sample resources) -> Mosquitto -> nats-server
--> operator -> bridge -> Prometheus, Loki and the exporter (telemetry from JetStream into
-them) -> the real agent (with its own isolated Podman) -> simulated devices.
+-> operator -> bridge -> Prometheus, Loki, rsyslogd and the exporter (telemetry from
+JetStream into them) -> the real agent (with its own isolated Podman) -> simulated devices.
 Every process is recorded (PID and command line) in the state dir as soon as it starts, so a
 failure half-way, a Ctrl-C or ``flotta dev down`` from another shell stops exactly what was
 started. State (PKI, Kubernetes objects, broker store, JetStream, agent identity) stays in the
@@ -134,6 +134,7 @@ class Stack:
         self.options = options
         self.records: list[processes.ProcessRecord] = []
         self.telemetry_started = False  # Prometheus, Loki and the exporter
+        self.syslog_started = False
         self._children: list[subprocess.Popen[bytes]] = []
 
     # ---- bookkeeping -----------------------------------------------------------------------
@@ -450,6 +451,8 @@ class Stack:
         say(f"Prometheus (remote-write receiver) on http://{LOOPBACK}:{ports.prometheus}")
         self.start_loki(ports)
         say(f"Loki API (stand-in) on http://{LOOPBACK}:{ports.loki}")
+        if self.start_syslog(ports):
+            say(f"rsyslogd (RFC 5424 over TCP) on {LOOPBACK}:{ports.syslog}")
         self.start_exporter(ports)
         say("exporter started: device metrics to Prometheus, logs to Loki")
         self.telemetry_started = True
@@ -477,6 +480,43 @@ class Stack:
         )
         wait_for_port(ports.loki, what="Loki")
         self._check_alive("loki")
+
+    def start_syslog(self, ports: Ports) -> bool:
+        """rsyslogd, and the sample set's ``syslog-server`` ConfigMap pointing at it; False
+        (and the exporter retries the sample's syslog lines) without rsyslogd."""
+        from flotta.dev.stack import resources
+        from flotta.dev.syslog import (
+            CONFIG_MAP,
+            MESSAGES,
+            config_map_data,
+            find_rsyslogd,
+            rsyslog_argv,
+            rsyslog_config,
+        )
+
+        binary = find_rsyslogd()
+        if binary is None:
+            self.options.progress("no syslog server: rsyslogd is not installed")
+            return False
+        workdir = self.layout.syslog.resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "rsyslog.conf").write_text(
+            rsyslog_config(workdir, host=LOOPBACK, port=ports.syslog)
+        )
+        (workdir / "rsyslogd.pid").unlink(missing_ok=True)  # left by a killed one
+        (workdir / MESSAGES).touch()  # there to read before the first message
+        self._start("rsyslogd", rsyslog_argv(binary, workdir))
+        wait_for_port(ports.syslog, what="rsyslogd")
+        self._check_alive("rsyslogd")
+        api = self.api_client()
+        try:
+            resources.apply_config_map(
+                api, SAMPLE_NAMESPACE, CONFIG_MAP, config_map_data(host=LOOPBACK, port=ports.syslog)
+            )
+        finally:
+            api.close()  # type: ignore[no-untyped-call]
+        self.syslog_started = True
+        return True
 
     def start_exporter(self, ports: Ports) -> None:
         from flotta.pki.identities import file_stem, observer_identity

@@ -13,10 +13,16 @@ DEVICE_CPU = (
 SAMPLE_TICKS = '{workload="counter"} |= "tick"'
 
 
-def telemetry_usage(layout: StackLayout, ports: Ports) -> str:
-    """How to query the device metrics in Prometheus and the logs in Loki."""
+def telemetry_usage(layout: StackLayout, ports: Ports, *, syslog: bool = True) -> str:
+    """How to query the device metrics in Prometheus and the logs in Loki (and syslog)."""
     prometheus = f"http://{LOOPBACK}:{ports.prometheus}"
     loki = f"http://{LOOPBACK}:{ports.loki}"
+    messages = layout.syslog.resolve() / "messages.log"
+    address = f"{LOOPBACK}:{ports.syslog}"
+    syslog_text = f"""Syslog, the sample's logCollection target: rsyslogd on {address} (RFC 5424
+over TCP), each message a line in {messages}:
+  tail -n 5 {messages}
+"""
     return f"""
 Telemetry, fed from JetStream by the exporter: device metrics in Prometheus (PromQL), logs
 in Loki (LogQL); labels namespace, device, workload, container:
@@ -27,10 +33,10 @@ in Loki (LogQL); labels namespace, device, workload, container:
 Prometheus web UI: {prometheus}/graph (the same PromQL queries). Loki has no web UI of its
 own (Grafana's Explore is one); the stack's Loki is a stand-in for its API (flotta dev loki,
 no Loki is packaged for Debian), keeping what it is sent in {layout.loki.resolve()}.
-"""
+{syslog_text if syslog else ""}"""
 
 
-def usage(layout: StackLayout, ports: Ports, *, telemetry: bool = True) -> str:
+def usage(layout: StackLayout, ports: Ports, *, telemetry: bool = True, syslog: bool = True) -> str:
     root = layout.root.resolve()
     clients = root / "pki" / "clients"
     return f"""
@@ -52,7 +58,7 @@ Device topics over MQTT, read-only, with the observer certificate issued for you
     --cert {clients / "observer-dev.crt"} --key {clients / "observer-dev.key"} \\
     -t 'flotta/devices/+/status' -t 'flotta/devices/+/events' -v
 
-{telemetry_usage(layout, ports) if telemetry else ""}
+{telemetry_usage(layout, ports, syslog=syslog) if telemetry else ""}
 Fleet CA (development): {root / "pki" / "ca.crt"} and {root / "pki" / "ca.key"}
 Logs: {root / "logs"}
 """
