@@ -43,9 +43,12 @@ class Applier:
     def convert(self, desired: DesiredState, opener: Opener) -> ConvertedWorkloads:
         return convert(desired, opener=opener, state_dir=self.state_dir)
 
-    async def apply(self, desired: DesiredState, opener: Opener) -> Outcome:
-        """Raises :class:`PodmanUnreachableError` when nothing can be done now."""
-        converted = self.convert(desired, opener)
+    async def apply(
+        self, desired: DesiredState, opener: Opener, converted: ConvertedWorkloads | None = None
+    ) -> Outcome:
+        """Raises :class:`PodmanUnreachableError` when nothing can be done now.
+        ``converted``: ``desired`` converted already (by :meth:`convert`)."""
+        converted = converted or self.convert(desired, opener)
         failures = dict(converted.failures)
         running = await self.runtime.list_workloads()
         steps = plan(converted.specs, running)

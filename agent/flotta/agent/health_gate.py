@@ -3,7 +3,7 @@ read; the runtime runs the health checks that :meth:`GateWatch.probes_due` names
 
 A workload passes when every application container runs (or completed with exit code 0 under
 a restart policy that leaves it so) for ``stabilizationSeconds`` without an exit or a restart,
-and its health check (Podman's from the pod's liveness, readiness or startup probe) passes.
+and its health check passes (Podman 4.3's ``kube play`` makes one of a ``livenessProbe``).
 It fails at the first of: a container exited non-zero or died (``container-exited``), it was
 restarted (``crash-loop``: Podman restarts at once, so a rising restart count or a new start
 time is the loop), its health check failed ``retries`` times in a row
@@ -83,32 +83,29 @@ class GateWatch:
         self, observed: Mapping[str, Sequence[ContainerHealth] | None], elapsed: float
     ) -> Verdict:
         """``observed``: touched workload -> its containers (None: no pod yet)."""
-        waiting: list[str] = []
+        waiting: dict[str, list[str]] = {}  # workload -> what is not healthy yet
         for name in sorted(self.gates):
-            gate = self.gates[name]
             containers = observed.get(name)
-            if containers is None or not containers:
-                waiting.append(f"{name}: no pod")
+            if not containers:
+                waiting[name] = ["no pod"]
                 continue
             for container in containers:
                 failure = self._failure(name, container)
                 if failure is not None:
                     return Verdict(failure=failure)
-                why = self._not_ready(container, gate)
+                why = self._not_ready(container, self.gates[name])
                 if why:
-                    waiting.append(f"{name}/{container.name}: {why}")
+                    waiting.setdefault(name, []).append(f"{container.name}: {why}")
         if not waiting:
             return Verdict(healthy=True)
-        for name in sorted(self.gates):
-            if elapsed >= self.gates[name].timeout_seconds and any(
-                item.startswith(f"{name}:") or item.startswith(f"{name}/") for item in waiting
-            ):
-                detail = "; ".join(w for w in waiting if w.split("/")[0].split(":")[0] == name)
-                message = (f"not healthy within {self.gates[name].timeout_seconds} s: {detail}")[
-                    :MAX_MESSAGE
-                ]
-                return Verdict(failure=Failure("timed-out", name, message=message))
-        return Verdict(waiting_for="; ".join(waiting))
+        for name, reasons in waiting.items():
+            timeout = self.gates[name].timeout_seconds
+            if elapsed >= timeout:
+                message = f"not healthy within {timeout} s: " + "; ".join(reasons)
+                return Verdict(failure=Failure("timed-out", name, message=message[:MAX_MESSAGE]))
+        return Verdict(
+            waiting_for="; ".join(f"{name}: {', '.join(why)}" for name, why in waiting.items())
+        )
 
     def _failure(self, workload: str, container: ContainerHealth) -> Failure | None:
         cid = container.container_id

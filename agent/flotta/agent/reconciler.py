@@ -62,6 +62,7 @@ class Reconciler:
             events=events,
             open_items=self._opened,
         )
+        self._telemetry_version: str | None = None  # the version telemetry was set up for
         self._os_version: str | None = None  # the good version whose OS request was acted on
 
     async def run(self) -> None:
@@ -98,8 +99,8 @@ class Reconciler:
         running = state.running
         if state.telemetry is not None and running is not None:
             endpoints = await workload_endpoints(self._runtime, running.workloads)
-            if endpoints != state.endpoints or state.applied_version != before:
-                state.endpoints = endpoints
+            if endpoints != state.endpoints or running.version != self._telemetry_version:
+                state.endpoints, self._telemetry_version = endpoints, running.version
                 state.telemetry.configure(running.configuration, running.workloads, endpoints)
         await self._os_update(window.open)
         if state.applied_version != before:

@@ -25,6 +25,7 @@ import msgspec
 from flotta.agent.agent_state import AgentState, Wakeups
 from flotta.agent.applying import Applier
 from flotta.agent.desired_store import DesiredStore
+from flotta.agent.errors import StateStoreError
 from flotta.agent.events import EventQueue, new_event
 from flotta.agent.health_gate import Failure, GateWatch, gates_for
 from flotta.agent.rollout_journal import (
@@ -47,6 +48,7 @@ from flotta.agent.runtime import (
 from flotta.agent.specs import Opener
 from flotta.agent.update_window import ScheduleError, Window, window
 from flotta.schemas.codec import encode
+from flotta.schemas.errors import ContractError
 from flotta.schemas.wire import DesiredState, VersionFailure
 
 log = logging.getLogger(__name__)
@@ -159,7 +161,7 @@ class Rollout:
     def _set_good(self, desired: DesiredState) -> None:
         try:
             self._good_store.save(encode(desired))
-        except Exception as exc:  # a full disk: the good state is still known in memory
+        except (StateStoreError, ContractError) as exc:  # kept in memory all the same
             log.error("cannot persist the good desired state: %s", exc)
         self.good = desired
 
@@ -199,7 +201,7 @@ class Rollout:
             name, message = sorted(converted.failures.items())[0]
             await self._roll_back(version, Failure("apply-failed", name, message=message))
             return
-        outcome = await self._applier.apply(desired, opener)
+        outcome = await self._applier.apply(desired, opener, converted)
         state.failures = outcome.failures
         for name in touched:
             error = outcome.errors.get(name)
