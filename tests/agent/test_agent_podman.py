@@ -265,7 +265,9 @@ async def test_deregistration_removes_workloads_data_and_identity(
 async def test_a_stopped_workload_is_started_again_and_reported(
     agent_config: AgentConfigFactory, fleet: FleetPeer, clean_podman: PodmanTestEnv
 ) -> None:
-    config = agent_config(resync_seconds=1.0)
+    # Resync slower than the 1-s heartbeat: a heartbeat sees the stopped pod before the
+    # reconciler starts it again (the commit of a version wakes both at the same moment).
+    config = agent_config(resync_seconds=3.0)
     running = RunningAgent(Agent(config))
     try:
         scraped = msgspec.structs.replace(
