@@ -35,7 +35,12 @@ from flotta.dev.podman import (  # noqa: E402
     remove_all_pods,
     write_config,
 )
-from flotta.schemas.wire import DesiredConfiguration, DesiredState, DesiredWorkload  # noqa: E402
+from flotta.schemas.wire import (  # noqa: E402
+    DesiredConfiguration,
+    DesiredState,
+    DesiredWorkload,
+    HealthGate,
+)
 from flotta.schemas.wire.desired import (  # noqa: E402
     HeartbeatConfiguration,
     MetricsSettings,
@@ -94,6 +99,8 @@ def desired(image: str) -> DesiredState:
         configuration=DesiredConfiguration(
             heartbeat=HeartbeatConfiguration(period_seconds=60),
             metrics=MetricsSettings(system=SystemMetricsSettings(interval=60)),
+            # No stabilisation wait: enrol_to_running_s stays comparable with earlier runs.
+            health=HealthGate(stabilization_seconds=0),
         ),
         workloads=workloads,
     )
