@@ -26,8 +26,8 @@ from flotta.dev.kubeapi.rbac import (
     forbidden_message,
     service_account_of,
     service_account_user,
-    validate,
 )
+from flotta.dev.kubeapi.rbac_validation import validate
 from flotta.dev.kubeapi.request_info import request_attributes
 from flotta.dev.kubeapi.service_accounts import issue_token
 

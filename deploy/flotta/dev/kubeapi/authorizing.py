@@ -5,9 +5,7 @@ the reviews). The HTTP side of ``authn``, ``request_info``, ``rbac`` and ``acces
 The admin token (the kubeconfig ``flotta dev kube-api`` writes) is the user
 ``kubernetes-admin`` in ``system:masters``: allowed everything, as on a cluster. A
 service-account token is its account's user, and RBAC decides each of its requests from the
-stored Roles, ClusterRoles and their bindings. The bootstrap ClusterRoles a cluster starts
-with that matter here (``cluster-admin``, ``system:discovery``, ``system:basic-user``,
-``system:public-info-viewer``) and their bindings are created when missing, at every start.
+stored Roles, ClusterRoles and their bindings (with the bootstrap ones, ``rbac_bootstrap``).
 """
 
 from __future__ import annotations
@@ -16,14 +14,14 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from aiohttp import web
 
 from flotta.dev.kubeapi.access_reviews import KINDS, impersonated, review
 from flotta.dev.kubeapi.api import Api
+from flotta.dev.kubeapi.auditing import AuditLog, audit_event
 from flotta.dev.kubeapi.authn import ADMIN, API_AUDIENCES, Authenticator
 from flotta.dev.kubeapi.errors import (
     BadRequestError,
@@ -41,6 +39,7 @@ from flotta.dev.kubeapi.rbac import (
     service_account_of,
     service_account_user,
 )
+from flotta.dev.kubeapi.rbac_bootstrap import ensure_bootstrap
 from flotta.dev.kubeapi.request_info import request_attributes
 from flotta.dev.kubeapi.service_accounts import issue_token
 
@@ -53,154 +52,6 @@ _KEYS = {
     plural: f"{GROUP}/{plural}"
     for plural in ("roles", "clusterroles", "rolebindings", "clusterrolebindings")
 }
-_BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
-_AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
-_HEALTH_PATHS = ["/healthz", "/livez", "/readyz", "/version", "/version/"]
-
-
-def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": name, "labels": _BOOTSTRAP_LABELS, "annotations": _AUTOUPDATE},
-        "rules": rules,
-    }
-
-
-def _group_binding(name: str, groups: list[str]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": name, "labels": _BOOTSTRAP_LABELS, "annotations": _AUTOUPDATE},
-        "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": name},
-        "subjects": [{"apiGroup": GROUP, "kind": "Group", "name": group} for group in groups],
-    }
-
-
-# What kube-apiserver's bootstrap policy creates, for the parts this API serves.
-BOOTSTRAP: tuple[dict[str, Any], ...] = (
-    _cluster_role(
-        "cluster-admin",
-        [
-            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-            {"nonResourceURLs": ["*"], "verbs": ["*"]},
-        ],
-    ),
-    _group_binding("cluster-admin", ["system:masters"]),
-    _cluster_role(
-        "system:discovery",
-        [
-            {
-                "nonResourceURLs": [
-                    "/api",
-                    "/api/*",
-                    "/apis",
-                    "/apis/*",
-                    "/healthz",
-                    "/livez",
-                    "/openapi",
-                    "/openapi/*",
-                    "/readyz",
-                    "/version",
-                    "/version/",
-                ],
-                "verbs": ["get"],
-            }
-        ],
-    ),
-    _group_binding("system:discovery", ["system:authenticated"]),
-    _cluster_role(
-        "system:basic-user",
-        [
-            {
-                "apiGroups": ["authorization.k8s.io"],
-                "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
-                "verbs": ["create"],
-            },
-            {
-                "apiGroups": ["authentication.k8s.io"],
-                "resources": ["selfsubjectreviews"],
-                "verbs": ["create"],
-            },
-        ],
-    ),
-    _group_binding("system:basic-user", ["system:authenticated"]),
-    _cluster_role(
-        "system:public-info-viewer", [{"nonResourceURLs": _HEALTH_PATHS, "verbs": ["get"]}]
-    ),
-    _group_binding("system:public-info-viewer", ["system:authenticated", "system:unauthenticated"]),
-)
-
-
-def ensure_bootstrap(api: Api) -> None:
-    """Create the bootstrap ClusterRoles and bindings that are missing."""
-    for obj in BOOTSTRAP:
-        plural = "clusterroles" if obj["kind"] == "ClusterRole" else "clusterrolebindings"
-        resource = api.registry.lookup(GROUP, "v1", plural)
-        assert resource is not None
-        if api.storage.get(resource.key, "", obj["metadata"]["name"]) is None:
-            api.create(resource, "", json.loads(json.dumps(obj)))
-
-
-class AuditLog:
-    """``audit.k8s.io/v1`` Events at the Metadata level, one JSON line each (as
-    kube-apiserver's ``--audit-log-path`` writes them)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: IO[str] = path.open("a", buffering=1)
-
-    def write(self, event: dict[str, Any]) -> None:
-        self._file.write(json.dumps(event, separators=(",", ":")) + "\n")
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _timestamp(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def audit_event(
-    request: web.Request,
-    attributes: Attributes,
-    decision: Decision,
-    code: int,
-    *,
-    stage: str,
-    received: float,
-) -> dict[str, Any]:
-    user = attributes.user
-    event: dict[str, Any] = {
-        "kind": "Event",
-        "apiVersion": "audit.k8s.io/v1",
-        "level": "Metadata",
-        "stage": stage,
-        "requestURI": request.path_qs,
-        "verb": attributes.verb,
-        "user": {"username": user.name, "groups": list(user.groups)},
-        "userAgent": request.headers.get("User-Agent", ""),
-        "responseStatus": {"metadata": {}, "code": code},
-        "requestReceivedTimestamp": _timestamp(received),
-        "stageTimestamp": _timestamp(time.time()),
-        "annotations": {
-            "authorization.k8s.io/decision": "allow" if decision.allowed else "forbid",
-            "authorization.k8s.io/reason": decision.reason,
-        },
-    }
-    if user.uid:
-        event["user"]["uid"] = user.uid
-    if attributes.resource_request:
-        reference = {
-            "resource": attributes.resource,
-            "namespace": attributes.namespace,
-            "name": attributes.name,
-            "apiGroup": attributes.api_group,
-            "apiVersion": attributes.api_version,
-            "subresource": attributes.subresource,
-        }
-        event["objectRef"] = {key: value for key, value in reference.items() if value}
-    return event
 
 
 class Gate:

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flotta.dev.kubeapi import rbac
+from flotta.dev.kubeapi import rbac, rbac_validation
 from flotta.dev.kubeapi.cel import ABSENT
 from flotta.dev.kubeapi.errors import BadRequestError, Cause, InvalidError
 from flotta.dev.kubeapi.resources import ResourceType
@@ -216,8 +216,8 @@ def conform(
     if resource.plural == "configmaps" and not resource.group:
         _check_config_map(obj, causes)
     if resource.group == rbac.GROUP:
-        rbac.default(resource.kind, obj)
-        causes += rbac.validate(resource.kind, obj, old)
+        rbac_validation.default(resource.kind, obj)
+        causes += rbac_validation.validate(resource.kind, obj, old)
     if causes:
         raise invalid(resource, obj["metadata"].get("name", ""), causes)
     return pruned
