@@ -478,7 +478,7 @@ class Stack:
                 "dev", "loki", "--port", str(ports.loki), "--state-dir", str(self.layout.loki)
             ),
         )
-        wait_for_port(ports.loki, what="Loki")
+        wait_for_port(ports.loki, what="Loki", timeout=60)
         self._check_alive("loki")
 
     def start_syslog(self, ports: Ports) -> bool:
@@ -550,7 +550,7 @@ class Stack:
                 "text",
             ),
         )
-        wait_for_port(ports.exporter_health, what="the exporter")
+        wait_for_port(ports.exporter_health, what="the exporter", timeout=60)
         self._check_alive("exporter")
 
     def start_agent(self, ports: Ports) -> None:
