@@ -13,6 +13,7 @@ from flotta.dev.kubeapi.access_reviews import impersonated, review
 from flotta.dev.kubeapi.authn import (
     ADMIN,
     Authenticator,
+    KeyFile,
     TokenKey,
     read_claims,
     token_claims,
@@ -399,11 +400,15 @@ def key(tmp_path_factory: pytest.TempPathFactory) -> TokenKey:
     return TokenKey.load_or_create(tmp_path_factory.mktemp("key") / "sa.key")
 
 
-def test_the_key_is_kept_and_reloaded(tmp_path: Path) -> None:
-    first = TokenKey.load_or_create(tmp_path / "sa.key")
+def test_the_key_is_made_with_the_first_token_then_kept(tmp_path: Path) -> None:
+    keys = KeyFile(tmp_path / "sa.key")
+    assert keys.verifying() is None  # no token issued: no key made
+    assert not (tmp_path / "sa.key").exists()
+    token = keys.signing().sign({"a": 1})
     assert (tmp_path / "sa.key").stat().st_mode & 0o777 == 0o600
-    token = first.sign({"a": 1})
-    assert TokenKey.load_or_create(tmp_path / "sa.key").verify(token) == {"a": 1}
+    reloaded = KeyFile(tmp_path / "sa.key").verifying()
+    assert reloaded is not None
+    assert reloaded.verify(token) == {"a": 1}
 
 
 def _claims(**overrides: Any) -> dict[str, Any]:

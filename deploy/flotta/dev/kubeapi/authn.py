@@ -79,6 +79,12 @@ class TokenKey:
         temporary.replace(path)
         return cls(key)
 
+    def signing(self) -> TokenKey:
+        return self
+
+    def verifying(self) -> TokenKey | None:
+        return self
+
     def sign(self, claims: dict[str, Any]) -> str:
         header = {"alg": "RS256", "kid": self.key_id}
         signing_input = ".".join(
@@ -106,6 +112,26 @@ class TokenKey:
         except (ValueError, binascii.Error, InvalidSignature):
             return None
         return claims if isinstance(claims, dict) else None
+
+
+class KeyFile:
+    """The signing key in its file, made when the first token is issued (an RSA key takes
+    tens of milliseconds to make: a server that issues no token makes none)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._key: TokenKey | None = None
+
+    def signing(self) -> TokenKey:
+        if self._key is None:
+            self._key = TokenKey.load_or_create(self.path)
+        return self._key
+
+    def verifying(self) -> TokenKey | None:
+        """The key, or None while there is none (no token was ever issued with it)."""
+        if self._key is None and self.path.exists():
+            self._key = TokenKey.load_or_create(self.path)
+        return self._key
 
 
 @dataclass(frozen=True)
@@ -183,7 +209,7 @@ class Authenticator:
     def __init__(
         self,
         admin_token: str,
-        key: TokenKey,
+        key: TokenKey | KeyFile,
         account_uid: AccountLookup,
         *,
         clock: Callable[[], float],
@@ -217,7 +243,8 @@ class Authenticator:
         if audiences == API_AUDIENCES and token in self._verified:
             found = self._verified[token]  # a signature is checked once per token
         else:
-            claims = self.key.verify(token)
+            verifying = self.key.verifying()
+            claims = None if verifying is None else verifying.verify(token)
             found = None if claims is None else read_claims(claims, audiences)
             if audiences == API_AUDIENCES:
                 if len(self._verified) >= _CACHE_SIZE:

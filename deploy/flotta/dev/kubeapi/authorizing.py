@@ -240,7 +240,10 @@ class Gate:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         account = self.api.get(accounts, namespace, name).load()
         answer = issue_token(
-            await self._read_body(request), account, self.authenticator.key, now=time.time()
+            await self._read_body(request),
+            account,
+            self.authenticator.key.signing(),
+            now=time.time(),
         )
         return web.json_response(answer, status=201)
 

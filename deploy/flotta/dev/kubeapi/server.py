@@ -18,7 +18,7 @@ import yaml
 from aiohttp import web
 
 from flotta.dev.kubeapi.api import Api
-from flotta.dev.kubeapi.authn import KEY_FILE, Authenticator, TokenKey
+from flotta.dev.kubeapi.authn import KEY_FILE, Authenticator, KeyFile
 from flotta.dev.kubeapi.authorizing import Gate
 from flotta.dev.kubeapi.handlers import Handlers, Settings
 from flotta.dev.kubeapi.storage import Storage
@@ -103,7 +103,7 @@ class KubeApiServer:
         )
         authenticator = Authenticator(
             self.token,
-            TokenKey.load_or_create(self.state_dir / KEY_FILE),
+            KeyFile(self.state_dir / KEY_FILE),
             self._account_uid,
             clock=time.time,
         )
