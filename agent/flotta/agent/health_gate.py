@@ -16,25 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from flotta.agent.runtime import ContainerHealth
 from flotta.schemas.wire import HealthGate
+from flotta.schemas.wire.status import FailureReason
 
-Reason = Literal[
-    "image-pull-failed",
-    "container-exited",
-    "crash-loop",
-    "health-check-failed",
-    "timed-out",
-    "apply-failed",
-]
 MAX_MESSAGE = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    reason: Reason
+    reason: FailureReason
     workload: str = ""
     container: str = ""
     exit_code: int | None = None
