@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from cronsim import CronSim, CronSimError
 
 from flotta.schemas.wire import UpdateSchedule
 
@@ -39,6 +36,11 @@ def window(schedule: UpdateSchedule | None, now: datetime) -> Window:
     """Whether the window is open at ``now`` (aware), and when it next opens or closes."""
     if schedule is None:
         return Window(open=True)
+    # Imported on first use: a device without a schedule does not carry them (~0.4 MiB).
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from cronsim import CronSim, CronSimError
+
     try:
         zone = ZoneInfo(schedule.time_zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
