@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from flotta.agent.cli import render_status
 from flotta.agent.config import AgentConfig
 from flotta.agent.daemon import Agent
 from flotta.agent.rollout_journal import RolloutJournal
@@ -222,6 +224,11 @@ async def test_offline_the_device_rolls_back_by_itself(
         assert local.applied_version == good.version
         assert not local.connected
         assert await spec_hashes(clean_podman) == before
+        shown = render_status(
+            {"device_id": DEVICE, "certificate_not_after": None, "daemon": asdict(local)},
+            now=datetime.now(UTC),
+        )
+        assert f"failed      {bad.version} (container-exited, rolled back)" in shown
         mosquitto_broker.start()
         await rolled_back(fleet, clean_podman, good, bad, before)
     finally:

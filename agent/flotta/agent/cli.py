@@ -174,6 +174,7 @@ def render_status(document: dict[str, Any], *, now: datetime) -> str:
         f"last online {daemon['last_connected'] or 'never'}",
         f"applied     {daemon['applied_version'] or '-'}",
         f"desired     {daemon['desired_version'] or '-'}",
+        *_rollout_lines(daemon),
         f"telemetry   {daemon['telemetry_buffered']} buffered, "
         f"{daemon['telemetry_dropped']} dropped, "
         f"{daemon.get('telemetry_unconfirmed', 0)} batches awaiting receipts, "
@@ -192,3 +193,16 @@ def render_status(document: dict[str, Any], *, now: datetime) -> str:
         message = f"  {workload['message']}" if workload["message"] else ""
         lines.append(f"  {workload['name']:<30} {workload['phase']}{message}")
     return "\n".join(lines)
+
+
+def _rollout_lines(daemon: dict[str, Any]) -> list[str]:
+    """The version being applied, waiting for its window, or failed (when any)."""
+    lines = []
+    if daemon.get("applying_version"):
+        lines.append(f"applying    {daemon['applying_version']}")
+    if daemon.get("waiting_version"):
+        lines.append(f"waiting     {daemon['waiting_version']} (for the update window)")
+    if daemon.get("failed_version"):
+        back = ", rolled back" if daemon.get("rolled_back") else ", rolling back"
+        lines.append(f"failed      {daemon['failed_version']} ({daemon['failed_reason']}{back})")
+    return lines
