@@ -8,6 +8,7 @@ the HTTP API.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -23,16 +24,28 @@ from flotta.dev.prometheus import config_text, find_prometheus, prometheus_argv
 class PrometheusServer(LoggedChild):
     name = "prometheus"
 
-    def __init__(self, workdir: Path, *, out_of_order_window: str = "30m") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        out_of_order_window: str = "30m",
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
+        """``tls``: (certificate, key, CA): serve HTTPS (``--web.config.file``)."""
         super().__init__(workdir / "prometheus.log")
         self.workdir = workdir
+        self.tls = tls
         self.port = free_port()
         self.out_of_order_window = out_of_order_window
         self.binary = find_prometheus()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def _open(self, url: str, timeout: float) -> Any:
+        context = ssl.create_default_context(cafile=str(self.tls[2])) if self.tls else None
+        return urllib.request.urlopen(url, timeout=timeout, context=context)  # noqa: S310
 
     @property
     def write_url(self) -> str:
@@ -43,7 +56,13 @@ class PrometheusServer(LoggedChild):
         (self.workdir / "prometheus.yml").write_text(
             config_text({}, out_of_order_window=self.out_of_order_window)
         )
-        self._spawn(prometheus_argv(self.binary, self.workdir, host="127.0.0.1", port=self.port))
+        argv = prometheus_argv(self.binary, self.workdir, host="127.0.0.1", port=self.port)
+        if self.tls:
+            cert, key, _ = self.tls
+            web = self.workdir / "web.yml"
+            web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
+            argv.append(f"--web.config.file={web}")
+        self._spawn(argv)
         failure = self._wait_for_log(lambda _: self._ready(), timeout, "ready")
         if failure:
             log = self.log_text()[-3000:]
@@ -52,14 +71,14 @@ class PrometheusServer(LoggedChild):
 
     def _ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.base_url}/-/ready", timeout=1) as response:  # noqa: S310
+            with self._open(f"{self.base_url}/-/ready", 1) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.base_url}{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+        with self._open(url, 10) as response:
             answer = json.loads(response.read())
         assert answer["status"] == "success", answer
         return answer["data"]

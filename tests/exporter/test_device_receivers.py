@@ -20,6 +20,7 @@ from flotta.exporter.kube_receivers import KubeReceivers
 from flotta.exporter.receivers import ReceiverSinks
 from flotta.exporter.routing import Receiver
 from flotta.exporter.syslog_routing import SyslogRoutes
+from flotta.pki.store import PkiStore
 from flotta.schemas.crd.common import GROUP, MEMBER_OF_LABEL, VERSION
 from flotta.schemas.wire.telemetry import LogsBatch, MetricsBatch
 from tests.deploy.test_rbac import CLUSTER, Need, grants, watch
@@ -221,3 +222,55 @@ async def test_workload_lines_go_to_the_syslog_server_of_their_log_collection(
         assert await consumer_lag(nc, "syslog") == 1  # broken's batch waits for its ConfigMap
     finally:
         receivers.stop()
+
+
+async def test_a_receiver_over_https_is_verified_with_the_ca_of_its_secret(
+    nc: NatsClient,
+    fleet_pki: PkiStore,
+    tmp_path: Path,
+    site_kube: tuple[LocalKube, k8s.ApiClient],
+    run_exporter: Any,
+) -> None:
+    local, api = site_kube
+    secure = PrometheusServer(
+        tmp_path / "secure-prometheus",
+        tls=(fleet_pki.server_cert_path, fleet_pki.server_key_path, fleet_pki.ca_cert_path),
+    )
+    secure.start()
+    try:
+        k8s.CoreV1Api(api).create_namespaced_secret(
+            NAMESPACE,
+            k8s.V1Secret(
+                metadata=k8s.V1ObjectMeta(name="prom-ca"),
+                string_data={"ca.crt": fleet_pki.ca_cert_path.read_text()},
+            ),
+        )
+        create(api, "edgedevices", "EdgeDevice", "verified",
+               receiver(secure.write_url, caSecretName="prom-ca"))  # fmt: skip
+        # The same receiver without the CA: the system's trust store does not know it.
+        create(api, "edgedevices", "EdgeDevice", "unverified", receiver(secure.write_url))
+        now = now_ms()
+        for device in ("verified", "unverified"):
+            await publish_batch(nc, NAMESPACE, device, metrics_batch(1, [now]))
+        receivers = KubeReceivers(local.kubeconfig, default=Receiver("http://127.0.0.1:9/unused"))
+        sinks = ReceiverSinks(receivers)
+        route = SinkRoute(
+            "prometheus", MetricsBatch, sinks.select, sinks.aclose, ready=lambda: receivers.synced
+        )
+        receivers.start()
+        try:
+            await run_exporter([route])
+
+            def landed() -> Any:
+                return sorted(secure.samples('flotta_test_value{namespace="site"}'))
+
+            assert await eventually(landed, within=15, what="verified samples") == [
+                "verified/flotta_test_value"
+            ]
+            await asyncio.sleep(1.0)
+            assert landed() == ["verified/flotta_test_value"]
+            assert await consumer_lag(nc) == 1  # the unverified one retries, it is not sent
+        finally:
+            receivers.stop()
+    finally:
+        secure.stop()

@@ -50,7 +50,7 @@ from flotta.backoff import Backoff, BackoffPolicy
 from flotta.exporter.envelopes import EnvelopeDecoder, UndeliverableError
 from flotta.exporter.jetstream import ConsumerSpec, JetStream
 from flotta.exporter.metrics import ExporterMetrics
-from flotta.exporter.sink import Accepted, BatchT, DeviceBatch, Refused, Retry, Sink
+from flotta.exporter.sink import Accepted, BatchT, DeviceBatch, Retry, Sink
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +205,7 @@ class SinkDelivery(Generic[BatchT]):
         settings = self.settings
         backoff = Backoff(settings.subscribe_retry, self._rng)
         while True:
+            _still_wanted()
             self._raise_lane_failure()
             try:
                 msgs = await subscription.fetch(settings.fetch_batch, timeout=settings.fetch_wait)
@@ -231,6 +232,7 @@ class SinkDelivery(Generic[BatchT]):
         period = max(0.5, self.spec.ack_wait / 3)
         while True:
             await asyncio.sleep(period)
+            _still_wanted()
             for msg in list(self._held.values()):
                 try:
                     await msg.in_progress()
@@ -249,6 +251,7 @@ class SinkDelivery(Generic[BatchT]):
                 logger.debug("consumer info for %s failed: %s", self.sink_name, exc)
             else:
                 gauge.set(int(info.num_pending or 0) + int(info.num_ack_pending or 0))
+            _still_wanted()
             await asyncio.sleep(self.settings.lag_every)
 
     # ---- one fetch ---------------------------------------------------------------------------
@@ -263,25 +266,47 @@ class SinkDelivery(Generic[BatchT]):
             except UndeliverableError as exc:
                 await self._dead_letter(msg, f"undecodable: {exc}", "undecodable")
                 continue
-            sink = self.select(batch)
-            lane = self._lanes.get(id(sink))
-            if lane is None:
-                lane = self._lanes[id(sink)] = _Lane(sink)
-            lane.items.append((msg, batch))
-            if lane.task is None:
-                lane.task = asyncio.get_running_loop().create_task(
-                    self._run_lane(lane), name=f"{self.sink_name}:lane"
-                )
+            self._enqueue((msg, batch), self.select(batch))
         self._in_flight.set(len(self._held))
 
+    def _enqueue(self, item: Item[BatchT], sink: Sink[BatchT]) -> None:
+        lane = self._lanes.get(id(sink))
+        if lane is None:
+            lane = self._lanes[id(sink)] = _Lane(sink)
+        lane.items.append(item)
+        if lane.task is None:
+            lane.task = asyncio.get_running_loop().create_task(
+                self._run_lane(lane), name=f"{self.sink_name}:lane"
+            )
+
     async def _run_lane(self, lane: _Lane[BatchT]) -> None:
+        backoff = Backoff(self.settings.retry, self._rng)
         try:
             while lane.items:
                 count = min(len(lane.items), self.settings.fetch_batch)
-                group = [lane.items.popleft() for _ in range(count)]
-                await self._deliver_group(lane.sink, group)
+                group = self._still_here(lane, [lane.items.popleft() for _ in range(count)])
+                if not group:
+                    continue
+                retry = await self._deliver_group(lane.sink, group)
                 self._in_flight.set(len(self._held))
                 self._room.set()
+                if retry is None:
+                    backoff.reset()
+                    continue
+                rest, outcome = retry
+                lane.items.extendleft(reversed(rest))  # the head again, before what queued
+                self._retried.inc()
+                delay = max(outcome.after_seconds or 0.0, backoff.next_delay())
+                if backoff.attempt <= 1 or backoff.attempt % 10 == 0:
+                    logger.warning(
+                        "sink %s: %s; %d batch(es) sent again in %.1f s (attempt %d)",
+                        self.sink_name,
+                        outcome.reason,
+                        len(rest),
+                        delay,
+                        backoff.attempt,
+                    )
+                await asyncio.sleep(delay)
         except Exception as exc:  # the fetch loop raises it: the process becomes unhealthy
             logger.error("a %s lane failed: %s", self.sink_name, exc, exc_info=exc)
             self._lane_failure = exc
@@ -291,55 +316,52 @@ class SinkDelivery(Generic[BatchT]):
             if not lane.items and self._lanes.get(id(lane.sink)) is lane:
                 del self._lanes[id(lane.sink)]
 
+    def _still_here(self, lane: _Lane[BatchT], group: list[Item[BatchT]]) -> list[Item[BatchT]]:
+        """The items whose routing still names this lane's sink; the others move to the lane
+        of their sink now (a device's receiver changed, or its CA Secret was read)."""
+        kept: list[Item[BatchT]] = []
+        for item in group:
+            sink = self.select(item[1])
+            if sink is lane.sink:
+                kept.append(item)
+            else:
+                self._enqueue(item, sink)
+        return kept
+
     def _raise_lane_failure(self) -> None:
         if self._lane_failure is not None:
             failure = self._lane_failure
             raise RuntimeError(f"a {self.sink_name} lane failed: {failure!r}") from failure
 
-    async def _deliver_group(self, sink: Sink[BatchT], items: list[Item[BatchT]]) -> None:
-        pending = [items]
+    async def _deliver_group(
+        self, sink: Sink[BatchT], items: list[Item[BatchT]]
+    ) -> tuple[list[Item[BatchT]], Retry] | None:
+        """Deliver the items; on ``Retry`` the items not delivered yet, in order, with it."""
+        pending: list[list[Item[BatchT]]] = [items]
         while pending:
             group = pending.pop(0)
-            outcome = await self._send_until_answered(sink, group)
+            batches = [batch for _, batch in group]
+            started = time.monotonic()
+            outcome = await sink.send(batches)
+            self._latency.observe(time.monotonic() - started)
+            if isinstance(outcome, Retry):
+                rest = list(group)
+                for part in pending:
+                    rest.extend(part)
+                return rest, outcome
             if isinstance(outcome, Accepted):
                 await self._accepted(group, outcome)
-            elif len(group) > 1:
+                continue
+            self._refused.inc()
+            logger.warning(
+                "sink %s refused %d batch(es): %s", self.sink_name, len(group), outcome.reason
+            )
+            if len(group) > 1:
                 middle = len(group) // 2
                 pending[:0] = [group[:middle], group[middle:]]
             else:
                 await self._dead_letter(group[0][0], f"refused: {outcome.reason}", "refused")
-
-    async def _send_until_answered(
-        self, sink: Sink[BatchT], group: list[Item[BatchT]]
-    ) -> Accepted | Refused:
-        batches = [batch for _, batch in group]
-        backoff = Backoff(self.settings.retry, self._rng)
-        while True:
-            started = time.monotonic()
-            outcome = await sink.send(batches)
-            self._latency.observe(time.monotonic() - started)
-            if not isinstance(outcome, Retry):
-                if isinstance(outcome, Refused):
-                    self._refused.inc()
-                    logger.warning(
-                        "sink %s refused %d batch(es): %s",
-                        self.sink_name,
-                        len(batches),
-                        outcome.reason,
-                    )
-                return outcome
-            self._retried.inc()
-            delay = max(outcome.after_seconds or 0.0, backoff.next_delay())
-            if backoff.attempt <= 1 or backoff.attempt % 10 == 0:
-                logger.warning(
-                    "sink %s: %s; %d batch(es) sent again in %.1f s (attempt %d)",
-                    self.sink_name,
-                    outcome.reason,
-                    len(batches),
-                    delay,
-                    backoff.attempt,
-                )
-            await asyncio.sleep(delay)
+        return None
 
     async def _accepted(self, group: list[Item[BatchT]], outcome: Accepted) -> None:
         self._sent.inc(outcome.items)
@@ -386,6 +408,14 @@ class SinkDelivery(Generic[BatchT]):
             # Not acknowledged: JetStream hands it out again and the sink takes it twice
             # (an identical sample is stored once).
             logger.warning("ack of %s failed: %s", msg.subject, exc)
+
+
+def _still_wanted() -> None:
+    """Raise CancelledError when this task was asked to stop: ``asyncio.wait_for`` in Python
+    3.11 (which nats-py's requests use) can swallow a cancellation that races its result."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _stream_sequence(msg: Msg) -> int:
