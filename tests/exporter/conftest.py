@@ -45,7 +45,7 @@ def prometheus_route(receiver: Receiver, *, ack_wait: float = 30.0) -> SinkRoute
     return SinkRoute("prometheus", MetricsBatch, sinks.select, sinks.aclose, ack_wait=ack_wait)
 
 
-FAST_RETRY = DeliverySettings(fetch_wait=0.2, lag_every=0.5)
+QUICK = DeliverySettings(fetch_wait=0.2, lag_every=0.5)  # lag read often in tests
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ async def run_exporter(
     started: list[Exporter] = []
 
     async def start(
-        routes: list[SinkRoute[Any]], delivery: DeliverySettings = FAST_RETRY
+        routes: list[SinkRoute[Any]], delivery: DeliverySettings = QUICK
     ) -> Exporter:
         exporter = Exporter(
             ExporterSettings(nats_url=nats_server.url, delivery=delivery, health_port=0), routes
