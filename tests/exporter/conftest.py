@@ -55,9 +55,7 @@ async def run_exporter(
     """Start an exporter in this process (closed at the end): ``await run_exporter(routes)``."""
     started: list[Exporter] = []
 
-    async def start(
-        routes: list[SinkRoute[Any]], delivery: DeliverySettings = QUICK
-    ) -> Exporter:
+    async def start(routes: list[SinkRoute[Any]], delivery: DeliverySettings = QUICK) -> Exporter:
         exporter = Exporter(
             ExporterSettings(nats_url=nats_server.url, delivery=delivery, health_port=0), routes
         )
