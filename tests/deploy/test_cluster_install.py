@@ -39,7 +39,7 @@ from flotta.schemas.crd.common import GROUP
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire import DeviceEvent
 from tests.deploy.kubelet import HostRunner, Kubelet, PodmanRunner, Running
-from tests.deploy.manifests import BASE, NAMESPACE, ROOT, container, objects
+from tests.deploy.manifests import BASE, NAMESPACE, ROOT, container, kustomization, objects
 from tests.fixtures.brokers import ClientCredentials, TestBroker
 from tests.fixtures.kube import KubeEndpoint
 from tests.fixtures.mqtt_probe import MqttProbe
@@ -55,6 +55,7 @@ SERVICE_HOSTS = {
     "flotta-broker-internal.flotta.svc": "127.0.0.1",
 }
 ACCOUNTS = {"operator": "flotta-operator", "bridge": "flotta-bridge"}
+IMAGE = "flotta-control-plane"  # as the manifests name it
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, every: float = 0.2) -> Any:
@@ -219,7 +220,9 @@ def images_runner(request: pytest.FixtureRequest, root: Path) -> PodmanRunner:
     or the store ``$FLOTTA_IMAGES_STORE`` names, where that fixture is not in the tree."""
     try:
         store = request.getfixturevalue("images_store")
-        request.getfixturevalue("control_plane_image")
+        built = str(request.getfixturevalue("control_plane_image"))
+        tag = next(i["newTag"] for i in kustomization()["images"] if i["name"] == IMAGE)
+        assert built.endswith(f"/{IMAGE}:{tag}"), f"the manifests run {IMAGE}:{tag}, not {built}"
         return PodmanRunner(root, dict(store.env))
     except pytest.FixtureLookupError:
         directory = os.environ.get("FLOTTA_IMAGES_STORE")
@@ -232,21 +235,24 @@ def images_runner(request: pytest.FixtureRequest, root: Path) -> PodmanRunner:
 
 
 @pytest.fixture(params=["host", "container"])
+def runner(request: pytest.FixtureRequest, tmp_path: Path) -> HostRunner | PodmanRunner:
+    """The operator and the bridge from this checkout (``host``) or from the built image
+    (``container``)."""
+    if request.param == "host":
+        if os.geteuid() != 0:
+            pytest.skip("the host runs need root: a private mount namespace, overlays, setpriv")
+        return HostRunner(tmp_path / "pods")
+    return images_runner(request, tmp_path / "pods")
+
+
+@pytest.fixture
 def install(
-    request: pytest.FixtureRequest,
+    runner: HostRunner | PodmanRunner,
     kube_api_factory: Any,
     nats_server: NatsServer,
     tmp_path: Path,
 ) -> Iterator[Install]:
-    """The install up; its operator and bridge run from this checkout (``host``) or from the
-    built image (``container``)."""
-    if request.param == "host" and os.geteuid() != 0:
-        pytest.skip("the host runs need root: a private mount namespace, overlays, setpriv")
-    runner: HostRunner | PodmanRunner = (
-        HostRunner(tmp_path / "pods")
-        if request.param == "host"
-        else images_runner(request, tmp_path / "pods")
-    )
+    """The install up, its operator and bridge running."""
     started = time.monotonic()
     audit = tmp_path / "audit.log"
     kube: KubeEndpoint = kube_api_factory(audit_log=audit)
