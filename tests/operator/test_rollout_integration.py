@@ -5,6 +5,7 @@ its first batch; a revert completes at once; a restarted operator goes on where 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from kubernetes import client
 
 from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
+from flotta.schemas.crd.common import MEMBER_OF_LABEL as MEMBER_OF
 from tests.fixtures.kubetypes import obj
 from tests.operator.builders import pod_spec, workload_obj
 from tests.operator.conftest import NAMESPACE, Stack, wait_until
@@ -38,11 +40,11 @@ def rollout(stack: Stack) -> dict[str, Any]:
     return status
 
 
-def told(stack: Stack) -> dict[str, str]:
+def told(stack: Stack, owner: str = "EdgeWorkload/web") -> dict[str, str]:
     out = {}
     for name in DEVICES:
         status = get(stack, "edgedevices", name).get("status") or {}
-        out[name] = (status.get("desiredRevisions") or {}).get("EdgeWorkload/web", "")
+        out[name] = (status.get("desiredRevisions") or {}).get(owner, "")
     return out
 
 
@@ -50,8 +52,9 @@ class StandInDevices:
     """Plays the bridge for the devices: each runs what it was told, except the revisions
     listed in ``bad``, which it fails and rolls back from."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, owner: str = "EdgeWorkload/web") -> None:
         self.stack = stack
+        self.owner = owner
         self.bad: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -80,9 +83,9 @@ class StandInDevices:
             (status.get("failedVersion") or {}).get("version"),
         ):
             return
-        revision = (status.get("desiredRevisions") or {}).get("EdgeWorkload/web", "")
+        revisions = status.get("desiredRevisions") or {}
         patch: dict[str, Any] = {"phase": "Online"}
-        if revision in self.bad:
+        if set(revisions.values()) & self.bad:
             patch["failedVersion"] = {
                 "version": desired,
                 "reason": "container-exited",
@@ -102,6 +105,13 @@ class StandInDevices:
 
 @pytest.fixture
 def devices(stack: Stack) -> Iterator[StandInDevices]:
+    with _devices(stack, {"app": "web"}) as stand_in:
+        yield stand_in
+
+
+@contextlib.contextmanager
+def _devices(stack: Stack, labels: dict[str, str]) -> Iterator[StandInDevices]:
+    owner = "EdgeWorkload/web" if "app" in labels else f"EdgeDeviceSet/{labels[MEMBER_OF]}"
     for name in DEVICES:
         stack.objects.create_namespaced_custom_object(
             GROUP,
@@ -111,7 +121,7 @@ def devices(stack: Stack) -> Iterator[StandInDevices]:
             {
                 "apiVersion": API_VERSION,
                 "kind": "EdgeDevice",
-                "metadata": {"name": name, "labels": {"app": "web"}},
+                "metadata": {"name": name, "labels": labels},
                 "spec": {},
             },
         )
@@ -124,7 +134,7 @@ def devices(stack: Stack) -> Iterator[StandInDevices]:
             {"status": {"phase": "Online"}},
             _content_type=MERGE,
         )
-    with StandInDevices(stack) as stand_in:
+    with StandInDevices(stack, owner) as stand_in:
         yield stand_in
 
 
@@ -220,3 +230,66 @@ def test_good_bad_revert_and_restart(stack: Stack, devices: StandInDevices) -> N
     wait_until(lambda: rollout(stack).get("phase") == "Complete", timeout=60)
     assert set(told(stack).values()) == {waiting["revisionName"]}
     assert bad in revisions(stack)  # kept in the history
+
+
+def set_rollout(stack: Stack) -> dict[str, Any]:
+    status = get(stack, "edgedevicesets", "line").get("status") or {}
+    result: dict[str, Any] = status.get("rollout") or {}
+    return result
+
+
+def test_a_sets_configuration_rolls_out_in_batches(stack: Stack) -> None:
+    """A set's first configuration applies at once; a change then goes batch by batch, and a
+    configuration the members fail halts after the first batch."""
+    settings = replace(stack.config.settings, device_write_settle=0.2)
+    stack.start_operator(settings=settings)
+    owner = "EdgeDeviceSet/line"
+
+    def put_set(period: int, paused: bool = False) -> None:
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "EdgeDeviceSet",
+            "metadata": {"name": "line", "namespace": NAMESPACE},
+            "spec": {
+                "heartbeat": {"periodSeconds": period},
+                "rolloutPolicy": {**POLICY, "paused": paused},
+            },
+        }
+        try:
+            stack.objects.create_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, "edgedevicesets", body
+            )
+        except client.exceptions.ApiException:
+            stack.objects.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                NAMESPACE,
+                "edgedevicesets",
+                "line",
+                {"spec": body["spec"]},
+                _content_type=MERGE,
+            )
+
+    put_set(30)
+    with _devices(stack, {MEMBER_OF: "line"}) as stand_in:
+        wait_until(lambda: set_rollout(stack).get("phase") == "Complete", timeout=60)
+        first = set_rollout(stack)
+        wait_until(lambda: set(told(stack, owner).values()) == {first["revisionName"]}, timeout=60)
+        put_set(20)
+        wait_until(lambda: set_rollout(stack).get("revision") == 2, timeout=30)
+        wait_until(lambda: set_rollout(stack).get("phase") == "Complete", timeout=60)
+        second = set_rollout(stack)
+        assert second["batches"] == 3
+        put_set(15, paused=True)  # paused until the stand-in knows the revision is bad
+        wait_until(lambda: set_rollout(stack).get("phase") == "Paused", timeout=30)
+        assert set_rollout(stack)["revision"] == 3
+        stand_in.bad.add(set_rollout(stack)["revisionName"])
+        put_set(15)
+        wait_until(lambda: set_rollout(stack).get("phase") == "Halted", timeout=60)
+        halted = set_rollout(stack)
+        assert halted["currentBatch"] == 1
+        wait_until(
+            lambda: list(told(stack, owner).values()).count(halted["revisionName"]) == 2,
+            timeout=30,
+        )
+        assert list(told(stack, owner).values()).count(second["revisionName"]) == 8

@@ -57,6 +57,13 @@ class DesiredStates:
         revisions: tuple[str, ...] = ()
         if self._rollouts is not None:
             workloads, revisions = self._rollouts.choose(key, workloads)
+            device_set = self._fleet.device_set(key)
+            if device_set is not None and device_set.spec.rollout_policy is not None:
+                configuration, chosen = self._rollouts.choose_configuration(
+                    key, device_set.metadata.name, configuration
+                )
+                if chosen is not None:
+                    revisions = (chosen, *revisions)
         assembled = assemble(
             key[1],
             namespace,

@@ -58,20 +58,20 @@ class OperatorMetrics:
 
         self.rollout_phase = Gauge(
             "flotta_operator_rollout_phase",
-            "1 for the phase each workload's rollout is in",
-            ["namespace", "workload", "phase"],
+            "1 for the phase each rollout (EdgeWorkload/<name>, EdgeDeviceSet/<name>) is in",
+            ["namespace", "owner", "phase"],
             registry=self.registry,
         )
         self.rollout_batch = Gauge(
             "flotta_operator_rollout_batch",
-            "The batch in progress of each workload's rollout (the first is 1)",
-            ["namespace", "workload"],
+            "The batch in progress of each rollout (the first is 1)",
+            ["namespace", "owner"],
             registry=self.registry,
         )
         self.rollout_devices = Gauge(
             "flotta_operator_rollout_devices",
-            "Devices of each workload's rollout by state (updated, updating, failed, pending)",
-            ["namespace", "workload", "state"],
+            "Devices of each rollout by state (updated, updating, failed, pending)",
+            ["namespace", "owner", "state"],
             registry=self.registry,
         )
         self.rollout_events = Counter(

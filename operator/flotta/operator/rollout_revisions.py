@@ -1,5 +1,8 @@
-"""Revisions of an EdgeWorkload under a rollout policy, and their ``apps/v1``
-ControllerRevision form. Pure.
+"""Revisions of an EdgeWorkload or an EdgeDeviceSet under a rollout policy, and their
+``apps/v1`` ControllerRevision form. Pure.
+
+A set's revision is the configuration its members get (``configuration`` of the desired
+state: heartbeat, metrics, log destinations, OS commit, mounts, health gate, update window).
 
 A revision is what a device runs of the workload: its rendered wire form (pod spec, podman
 labels and annotations, ConfigMap data, metrics, health gate) and the name of its registry
@@ -22,10 +25,11 @@ from typing import Any
 
 import msgspec
 
+from flotta.operator.assembly import RenderedConfiguration, render_configuration
 from flotta.operator.rendering import RenderedWorkload, canonical_json
 from flotta.schemas.codec import content_document, encode_fragment
 from flotta.schemas.crd.common import API_VERSION
-from flotta.schemas.wire.desired import DesiredWorkload
+from flotta.schemas.wire.desired import DesiredConfiguration, DesiredWorkload
 
 OWNER_KIND_LABEL = "rollout.flotta.io/owner-kind"
 OWNER_NAME_LABEL = "rollout.flotta.io/owner-name"
@@ -35,32 +39,40 @@ HALTED_ANNOTATION = "rollout.flotta.io/halted"
 # of it halted: devices never re-apply a version they marked failed, so the retry needs bytes
 # of its own.
 RETRY_ANNOTATION = "flotta.io/rollout-attempt"
-REVISION_SELECTOR = f"{OWNER_KIND_LABEL}=EdgeWorkload"
 WORKLOAD_KIND = "EdgeWorkload"
+SET_KIND = "EdgeDeviceSet"
+REVISION_SELECTOR = f"{OWNER_KIND_LABEL} in ({WORKLOAD_KIND},{SET_KIND})"
 
 
 @dataclass(frozen=True, slots=True)
 class Revision:
-    """One revision of a workload: what a device runs, and its identity."""
+    """One revision of a workload or a set: what a device runs, and its identity."""
 
     namespace: str
-    owner: str  # the EdgeWorkload's name
+    owner: str  # the EdgeWorkload's or EdgeDeviceSet's name
     name: str  # ControllerRevision name: <owner>-<hash>
-    workload: DesiredWorkload
+    workload: DesiredWorkload | None
     registry_secret: str | None
     number: int = 0
     attempt: int = 0  # rollouts of this content that halted before this one
     halted: bool = False
+    configuration: DesiredConfiguration | None = None  # a set's revision
+    kind: str = WORKLOAD_KIND
 
     @property
     def key(self) -> str:
         """How ``status.desiredRevisions`` of an EdgeDevice names the rollout."""
-        return f"{WORKLOAD_KIND}/{self.owner}"
+        return f"{self.kind}/{self.owner}"
+
+    def rendered_configuration(self) -> RenderedConfiguration:
+        assert self.configuration is not None
+        return render_configuration(self.configuration)
 
     def rendered(self, target: Any) -> RenderedWorkload:
         """The revision as assembly takes it (with the retry annotation from the second
         attempt on)."""
         workload = self.workload
+        assert workload is not None
         if self.attempt:
             annotations = {**workload.annotations, RETRY_ANNOTATION: str(self.attempt)}
             workload = msgspec.structs.replace(workload, annotations=annotations)
@@ -92,9 +104,28 @@ def revision_of(rendered: RenderedWorkload) -> Revision:
     )
 
 
+def configuration_revision_of(
+    namespace: str, owner: str, rendered: RenderedConfiguration
+) -> Revision:
+    digest = hashlib.sha256(rendered.canonical.encode()).hexdigest()[:10]
+    return Revision(
+        namespace=namespace,
+        owner=owner,
+        name=f"{owner[:242]}-{digest}",
+        workload=None,
+        registry_secret=None,
+        configuration=rendered.configuration,
+        kind=SET_KIND,
+    )
+
+
 def controller_revision(revision: Revision, owner_uid: str) -> dict[str, Any]:
     """The ControllerRevision object of a revision."""
-    data: dict[str, Any] = {"workload": content_document(revision.workload)}
+    data: dict[str, Any] = {}
+    if revision.workload is not None:
+        data["workload"] = content_document(revision.workload)
+    if revision.configuration is not None:
+        data["configuration"] = content_document(revision.configuration)
     if revision.registry_secret:
         data["registrySecret"] = revision.registry_secret
     annotations = {ATTEMPT_ANNOTATION: str(revision.attempt)}
@@ -103,14 +134,14 @@ def controller_revision(revision: Revision, owner_uid: str) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "name": revision.name,
         "namespace": revision.namespace,
-        "labels": {OWNER_KIND_LABEL: WORKLOAD_KIND, OWNER_NAME_LABEL: revision.owner},
+        "labels": {OWNER_KIND_LABEL: revision.kind, OWNER_NAME_LABEL: revision.owner},
         "annotations": annotations,
     }
     if owner_uid:
         metadata["ownerReferences"] = [
             {
                 "apiVersion": API_VERSION,
-                "kind": WORKLOAD_KIND,
+                "kind": revision.kind,
                 "name": revision.owner,
                 "uid": owner_uid,
                 "controller": True,
@@ -134,10 +165,15 @@ def from_controller_revision(obj: dict[str, Any]) -> Revision:
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
     data = obj.get("data") or {}
-    if labels.get(OWNER_KIND_LABEL) != WORKLOAD_KIND or not isinstance(data, dict):
-        raise RevisionError(f"controllerrevision {meta.get('name')!r} is not a workload's")
+    kind = labels.get(OWNER_KIND_LABEL)
+    if kind not in (WORKLOAD_KIND, SET_KIND) or not isinstance(data, dict):
+        raise RevisionError(f"controllerrevision {meta.get('name')!r} is not a rollout's")
     try:
-        workload = msgspec.convert(data.get("workload"), DesiredWorkload)
+        workload = configuration = None
+        if kind == WORKLOAD_KIND:
+            workload = msgspec.convert(data.get("workload"), DesiredWorkload)
+        else:
+            configuration = msgspec.convert(data.get("configuration"), DesiredConfiguration)
         attempt = int(annotations.get(ATTEMPT_ANNOTATION) or 0)
         number = int(obj.get("revision") or 0)
     except (msgspec.ValidationError, ValueError, TypeError) as exc:
@@ -152,6 +188,8 @@ def from_controller_revision(obj: dict[str, Any]) -> Revision:
         number=number,
         attempt=attempt,
         halted=annotations.get(HALTED_ANNOTATION) == "true",
+        configuration=configuration,
+        kind=kind,
     )
 
 

@@ -1,10 +1,12 @@
-"""Rollouts of EdgeWorkloads that have a ``spec.rolloutPolicy``: which revision each device
-gets, and the rollout's status. No I/O: the operator's loops call it and carry out what it
+"""Rollouts of EdgeWorkloads and EdgeDeviceSets that have a ``spec.rolloutPolicy``: which
+revision of a workload, or of a set's configuration, each device gets, and the rollout's
+status. No I/O: the operator's loops call it and carry out what it
 returns (ControllerRevisions to write, Events, devices to reconcile).
 
 State lives where it survives a restart and a leader change without a Kubernetes write per
-device: the rollout's progress in ``status.rollout`` of the EdgeWorkload (the planner's
-:class:`~flotta.operator.rollout_plan.RolloutState`), the revisions in ControllerRevisions,
+device: the rollout's progress in ``status.rollout`` of the EdgeWorkload or EdgeDeviceSet
+(the planner's :class:`~flotta.operator.rollout_plan.RolloutState`), the revisions in
+ControllerRevisions,
 and what each device was told in ``status.desiredRevisions`` of its EdgeDevice, which the
 operator writes together with ``desiredVersion`` (the write it makes anyway when a device's
 desired state changes).
@@ -29,6 +31,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from flotta.operator.assembly import RenderedConfiguration, render_configuration
+from flotta.operator.configuration import build_configuration
 from flotta.operator.errors import SelectorError
 from flotta.operator.fleet_cache import Fleet, Key
 from flotta.operator.rendering import RenderedWorkload
@@ -43,7 +47,13 @@ from flotta.operator.rollout_plan import (
     cutoff_value,
     plan,
 )
-from flotta.operator.rollout_revisions import Revision, revision_of
+from flotta.operator.rollout_revisions import (
+    SET_KIND,
+    WORKLOAD_KIND,
+    Revision,
+    configuration_revision_of,
+    revision_of,
+)
 from flotta.operator.workload_status import set_condition
 from flotta.schemas.crd.common import Condition
 from flotta.schemas.crd.device import EdgeDevice
@@ -69,11 +79,13 @@ class Runtime:
     target: Revision
     stable: Revision | None
     state: RolloutState
+    kind: str = WORKLOAD_KIND
     admitted: dict[str, datetime] = field(default_factory=dict)
     known: set[str] = field(default_factory=set)  # targets seen since the rollout started
     joined: set[str] = field(default_factory=set)
     effective: object = None  # the render the target was taken from (identity)
     renders: dict[str, RenderedWorkload] = field(default_factory=dict)  # by revision name
+    renders_configuration: dict[str, RenderedConfiguration] = field(default_factory=dict)
     conditions: list[Condition] = field(default_factory=list)
     halted_reported: bool = False
 
@@ -112,7 +124,8 @@ class Rollouts:
         self._told = told
         self._clock = clock
         self._revisions: dict[tuple[str, str], Revision] = {}  # (namespace, name)
-        self._runtimes: dict[Key, Runtime] = {}
+        self._runtimes: dict[tuple[str, str, str], Runtime] = {}  # (kind, namespace, name)
+        self._set_renders: dict[Key, tuple[object, RenderedConfiguration]] = {}
         self._book: dict[Key, OrderedDict[str, frozenset[Tag]]] = {}
         self._unwritten: dict[tuple[str, str], Revision] = {}
 
@@ -130,19 +143,19 @@ class Rollouts:
         self._revisions[key] = revision
         self._unwritten[key] = revision
 
-    def _next_number(self, namespace: str, owner: str) -> int:
+    def _next_number(self, revision: Revision) -> int:
         numbers = [
             r.number
             for (ns, _), r in self._revisions.items()
-            if ns == namespace and r.owner == owner
+            if ns == revision.namespace and r.owner == revision.owner and r.kind == revision.kind
         ]
         return max(numbers, default=0) + 1
 
     # ---- which revision each device gets -------------------------------------------------
 
-    def active(self) -> list[Key]:
-        """Workloads whose rollout is under way (evaluated periodically for timeouts)."""
-        return [key for key, rt in self._runtimes.items() if not rt.complete]
+    def active(self, kind: str = WORKLOAD_KIND) -> list[Key]:
+        """Workloads (or sets) whose rollout is under way (evaluated periodically)."""
+        return [rt.key for rt in self._runtimes.values() if rt.kind == kind and not rt.complete]
 
     def choose(
         self, device: Key, workloads: list[RenderedWorkload]
@@ -153,7 +166,7 @@ class Rollouts:
         tags: list[Tag] = []
         told: Mapping[str, str] | None = None
         for rendered in workloads:
-            runtime = self._runtime((rendered.namespace, rendered.name))
+            runtime = self._runtime(WORKLOAD_KIND, (rendered.namespace, rendered.name))
             if runtime is None:
                 chosen.append(rendered)
                 continue
@@ -167,6 +180,24 @@ class Rollouts:
             chosen.append(self._render(runtime, revision, rendered))
             tags.append(tag(runtime.owner, revision.name))
         return chosen, tuple(tags)
+
+    def choose_configuration(
+        self, device: Key, set_name: str, current: RenderedConfiguration
+    ) -> tuple[RenderedConfiguration, Tag | None]:
+        """The configuration a member of a set with a rollout policy gets, and its revision."""
+        runtime = self._runtime(SET_KIND, (device[0], set_name))
+        if runtime is None:
+            return current, None
+        revision: Revision | None = runtime.target
+        if not runtime.complete and device[1] not in runtime.admitted:
+            revision = self._kept(runtime, self._told(device).get(runtime.owner, ""))
+        if revision is None or revision is runtime.target:
+            return current, tag(runtime.owner, runtime.target.name)
+        cached = runtime.renders_configuration.get(revision.name)
+        if cached is None:
+            cached = revision.rendered_configuration()
+            runtime.renders_configuration[revision.name] = cached
+        return cached, tag(runtime.owner, revision.name)
 
     def _kept(self, runtime: Runtime, told: str) -> Revision | None:
         if told and told != runtime.target.name:
@@ -201,24 +232,58 @@ class Rollouts:
 
     # ---- runtimes ------------------------------------------------------------------------
 
-    def _runtime(self, key: Key) -> Runtime | None:
-        entry = self._fleet.workloads.get(key)
-        if entry is None or entry.model.spec.rollout_policy is None:
-            self._runtimes.pop(key, None)
+    def _source(self, kind: str, key: Key) -> tuple[Any, object] | None:
+        """(model, what it renders now) of a workload or a set with a rollout policy; None
+        without one. What it renders is a RenderedWorkload or a RenderedConfiguration, the
+        same object while nothing changed."""
+        if kind == WORKLOAD_KIND:
+            entry = self._fleet.workloads.get(key)
+            if entry is None or entry.model.spec.rollout_policy is None:
+                return None
+            return entry.model, entry.effective
+        device_set = self._fleet.sets.get(key)
+        if device_set is None or device_set.spec.rollout_policy is None:
             return None
-        effective = entry.effective
-        if effective is None:
-            return self._runtimes.get(key)
-        runtime = self._runtimes.get(key)
-        if runtime is not None and runtime.effective is effective:
+        known = self._set_renders.get(key)
+        if known is None or known[0] is not device_set.spec:
+            configuration = build_configuration(
+                device_set.spec, lambda name: self._fleet.configmap(key[0], name)
+            )
+            known = (device_set.spec, render_configuration(configuration))
+            self._set_renders[key] = known
+        return device_set, known[1]
+
+    @staticmethod
+    def _revision_of(key: Key, current: object) -> Revision:
+        if isinstance(current, RenderedWorkload):
+            return revision_of(current)
+        assert isinstance(current, RenderedConfiguration)
+        return configuration_revision_of(key[0], key[1], current)
+
+    def _targets(self, kind: str, key: Key) -> set[str]:
+        if kind == WORKLOAD_KIND:
+            return self._fleet.targets(key)
+        return self._fleet.members(key)
+
+    def _runtime(self, kind: str, key: Key) -> Runtime | None:
+        slot = (kind, *key)
+        source = self._source(kind, key)
+        if source is None:
+            self._runtimes.pop(slot, None)
+            if kind == SET_KIND:
+                self._set_renders.pop(key, None)
+            return None
+        model, current = source
+        runtime = self._runtimes.get(slot)
+        if current is None or (runtime is not None and runtime.effective is current):
             return runtime
-        target = revision_of(effective)
+        target = self._revision_of(key, current)
         if runtime is None:
-            runtime = self._resume(key, target)
+            runtime = self._resume(kind, key, model, target)
         elif runtime.target.name != target.name:
             runtime = self._restart(runtime, target)
-        runtime.effective = effective
-        self._runtimes[key] = runtime
+        runtime.effective = current
+        self._runtimes[slot] = runtime
         return runtime
 
     def _numbered(self, target: Revision) -> Revision:
@@ -229,18 +294,17 @@ class Rollouts:
             attempt = known.attempt + 1 if known.halted else known.attempt
         numbered = replace(
             target,
-            number=self._next_number(target.namespace, target.owner),
+            number=self._next_number(target),
             attempt=attempt,
             halted=False,
         )
         self._keep(numbered)
         return numbered
 
-    def _resume(self, key: Key, target: Revision) -> Runtime:
+    def _resume(self, kind: str, key: Key, model: Any, target: Revision) -> Runtime:
         """The rollout after an operator start: from status.rollout and the devices'
         status.desiredRevisions."""
-        entry = self._fleet.workloads[key]
-        status = entry.model.status
+        status = model.status
         saved = status.rollout if status is not None else None
         now = self._clock()
         if saved is not None and saved.revision_name == target.name:
@@ -255,12 +319,16 @@ class Rollouts:
                     saved.stable_revision_name,
                 )
                 state = replace(state, phase="Complete")
-            runtime = Runtime(key, target, stable, state)
-        elif saved is None and status is not None and status.observed_generation is not None:
-            # The workload ran before it had a policy (or before this operator version): what
-            # devices run now is its current revision.
+            runtime = Runtime(key, target, stable, state, kind=kind)
+        elif saved is None and (
+            kind == SET_KIND or (status is not None and status.observed_generation is not None)
+        ):
+            # The workload ran before it had a policy (or before this operator version), or a
+            # set's first configuration: what devices run now is its current revision.
             target = self._numbered(target)
-            runtime = Runtime(key, target, target, RolloutState(phase="Complete", start=now))
+            runtime = Runtime(
+                key, target, target, RolloutState(phase="Complete", start=now), kind=kind
+            )
         else:
             stable = None
             if saved is not None:
@@ -268,8 +336,8 @@ class Rollouts:
                     saved.revision_name if saved.phase == "Complete" else saved.stable_revision_name
                 )
                 stable = self.revision(key[0], stable_name)
-            runtime = self._fresh(key, target, stable)
-        runtime.known = self._initial_known(key, runtime.state.start or now)
+            runtime = self._fresh(kind, key, target, stable)
+        runtime.known = self._initial_known(runtime, runtime.state.start or now)
         if not runtime.complete:
             self._recover_admitted(runtime, runtime.state.batch_start or now)
         return runtime
@@ -278,7 +346,7 @@ class Rollouts:
         """Devices told the target before the restart stay admitted (their EdgeDevice's
         status.desiredRevisions, written with desiredVersion)."""
         key, target = runtime.key, runtime.target
-        for name in self._fleet.targets(key):
+        for name in self._targets(runtime.kind, key):
             told = self._told((key[0], name)).get(target.key, "")
             if not told:
                 device = self._fleet.devices.get((key[0], name))
@@ -286,12 +354,13 @@ class Rollouts:
                 told = (revisions or {}).get(target.key, "")
             if told == target.name:
                 runtime.admitted[name] = since
-        self._seed_book(key)
+        self._seed_book(runtime)
 
-    def _seed_book(self, key: Key) -> None:
+    def _seed_book(self, runtime: Runtime) -> None:
         """What each device was told before the restart (desiredVersion and
         desiredRevisions), so its reports can be read before it is assembled again."""
-        for name in self._fleet.targets(key):
+        key = runtime.key
+        for name in self._targets(runtime.kind, key):
             device = self._fleet.devices.get((key[0], name))
             status = device.status if device is not None else None
             if status is None or not status.desired_version or not status.desired_revisions:
@@ -302,22 +371,25 @@ class Rollouts:
                 book[status.desired_version] = frozenset(tags)
                 book.move_to_end(status.desired_version, last=False)
 
-    def _initial_known(self, key: Key, start: datetime) -> set[str]:
+    def _initial_known(self, runtime: Runtime, start: datetime) -> set[str]:
+        key = runtime.key
         known = set()
-        for name in self._fleet.targets(key):
+        for name in self._targets(runtime.kind, key):
             device = self._fleet.devices.get((key[0], name))
             created = device.metadata.creation_timestamp if device is not None else None
             if created is None or created <= start:
                 known.add(name)
         return known
 
-    def _fresh(self, key: Key, target: Revision, stable: Revision | None) -> Runtime:
+    def _fresh(self, kind: str, key: Key, target: Revision, stable: Revision | None) -> Runtime:
         now = self._clock()
         if stable is not None and stable.name == target.name:
-            return Runtime(key, stable, stable, RolloutState(phase="Complete", start=now))
+            return Runtime(
+                key, stable, stable, RolloutState(phase="Complete", start=now), kind=kind
+            )
         target = self._numbered(target)
-        runtime = Runtime(key, target, stable, RolloutState(start=now))
-        runtime.known = set(self._fleet.targets(key))
+        runtime = Runtime(key, target, stable, RolloutState(start=now), kind=kind)
+        runtime.known = set(self._targets(kind, key))
         return runtime
 
     def _restart(self, runtime: Runtime, target: Revision) -> Runtime:
@@ -325,9 +397,10 @@ class Rollouts:
         stable = runtime.target if runtime.complete else runtime.stable
         if runtime.state.phase == "Halted":
             self._keep(replace(runtime.target, halted=True))
-        fresh = self._fresh(runtime.key, target, stable)
+        fresh = self._fresh(runtime.kind, runtime.key, target, stable)
         logger.info(
-            "workload %s/%s: rollout of revision %s (%s) from %s",
+            "%s %s/%s: rollout of revision %s (%s) from %s",
+            runtime.kind,
             *runtime.key,
             fresh.target.number,
             fresh.target.name,
@@ -337,22 +410,21 @@ class Rollouts:
 
     # ---- evaluation ----------------------------------------------------------------------
 
-    def evaluate(self, key: Key) -> Evaluation | None:
-        """Where the workload's rollout stands now; None: it has no rollout policy."""
-        entry = self._fleet.workloads.get(key)
-        had = key in self._runtimes
-        runtime = self._runtime(key)
-        if runtime is None or entry is None:
+    def evaluate(self, key: Key, kind: str = WORKLOAD_KIND) -> Evaluation | None:
+        """Where the rollout of a workload (or a set) stands now; None: it has no policy."""
+        slot = (kind, *key)
+        had = slot in self._runtimes
+        runtime = self._runtime(kind, key)
+        source = self._source(kind, key) if runtime is not None else None
+        if runtime is None or source is None:
             if had:  # the policy went away: every device gets the current revision at once
-                left = self._fleet.targets(key) if entry is not None else set()
-                return Evaluation(None, reconcile={(key[0], n) for n in left})
+                return Evaluation(None, reconcile={(key[0], n) for n in self._targets(kind, key)})
             return None
-        policy = entry.model.spec.rollout_policy
-        if policy is None:
-            return None
+        model = source[0]
+        policy = model.spec.rollout_policy
         now = self._clock()
         evaluation = Evaluation(None)
-        targets = sorted(self._fleet.targets(key))  # a list, in a stable order
+        targets = sorted(self._targets(kind, key))  # a list, in a stable order
         for name in targets:
             if name not in runtime.known:
                 runtime.known.add(name)
@@ -373,7 +445,7 @@ class Rollouts:
                     now=now,
                 )
             except SelectorError as exc:
-                logger.warning("workload %s/%s: rollout policy: %s", *key, exc)
+                logger.warning("%s %s/%s: rollout policy: %s", kind, *key, exc)
                 return None
             for name in result.newly_admitted:
                 runtime.admitted[name] = now
@@ -385,7 +457,7 @@ class Rollouts:
                 evaluation.reconcile |= {(key[0], n) for n in targets}
             if result.state.phase == "Halted" and was != "Halted":
                 self._keep(replace(runtime.target, halted=True))
-        evaluation.status = self._status(runtime, result, views, entry.model)
+        evaluation.status = self._status(runtime, result, views, model)
         evaluation.phase = runtime.state.phase
         evaluation.batch = runtime.state.batch + 1
         evaluation.put = [r for r in self._unwritten.values() if (r.namespace, r.owner) == key]
@@ -450,10 +522,12 @@ class Rollouts:
         if carries(status.applied_version):
             return "updated", None
         failed = status.failed_version
+        # A set's rollout owns any failure of a version that carries it; a workload's only
+        # the failures of that workload or of no workload in particular.
         if (
             failed is not None
             and carries(failed.version)
-            and failed.workload in ("", runtime.key[1])
+            and (runtime.kind == SET_KIND or failed.workload in ("", runtime.key[1]))
         ):
             return "failed", Failure(
                 failed.reason,

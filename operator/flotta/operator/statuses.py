@@ -14,6 +14,8 @@ from flotta.operator.fleet_cache import Key
 from flotta.operator.rendering import InvalidWorkload
 from flotta.operator.rollout_revisions import (
     REVISION_SELECTOR,
+    SET_KIND,
+    WORKLOAD_KIND,
     RevisionError,
     controller_revision,
     from_controller_revision,
@@ -42,7 +44,7 @@ class StatusWriter:
     def __init__(self, context: Context) -> None:
         self._context = context
         self._workloads: dict[Key, dict[str, Any]] = {}
-        self._sets: dict[Key, int] = {}
+        self._sets: dict[Key, dict[str, Any]] = {}  # status last written
         self._reported_invalid: dict[Key, str] = {}
 
     async def run_workloads(self) -> None:
@@ -123,9 +125,12 @@ class StatusWriter:
         await context.synced.wait()
         while True:
             await asyncio.sleep(ROLLOUT_TICK)
-            context.workload_status.add_all(context.rollouts.active())
+            context.workload_status.add_all(context.rollouts.active(WORKLOAD_KIND))
+            context.set_status.add_all(context.rollouts.active(SET_KIND))
 
-    async def _carry_out(self, key: Key, obj: dict[str, Any], evaluation: Evaluation) -> None:
+    async def _carry_out(
+        self, key: Key, obj: dict[str, Any], evaluation: Evaluation, kind: str = WORKLOAD_KIND
+    ) -> None:
         context = self._context
         metrics = context.metrics
         for revision in evaluation.put:
@@ -146,10 +151,10 @@ class StatusWriter:
                 logger.info("revision %s not deleted: %s", name, exc)
         for kind, reason, message in evaluation.events:
             metrics.rollout_events.labels(reason).inc()
-            logger.info("workload %s/%s: %s: %s", *key, reason, message)
+            logger.info("%s %s/%s: %s: %s", kind, *key, reason, message)
             await context.kube.event(obj, reason=reason, message=message, type=kind)
         context.reconcile.add_all(evaluation.reconcile)
-        labels = {"namespace": key[0], "workload": key[1]}
+        labels = {"namespace": key[0], "owner": f"{kind}/{key[1]}"}
         metrics.rollout_batch.labels(**labels).set(evaluation.batch)
         for phase in PHASES:
             metrics.rollout_phase.labels(**labels, phase=phase).set(phase == evaluation.phase)
@@ -174,15 +179,33 @@ class StatusWriter:
         context = self._context
         if key not in context.fleet.sets:
             self._sets.pop(key, None)
+            context.rollouts.evaluate(key, SET_KIND)  # forgets a deleted set's rollout
             return
         members = len(context.fleet.members(key))
         device_set = context.fleet.sets[key]
-        current = device_set.status.members if device_set.status else None
-        if self._sets.get(key, current) == members:
+        patch: dict[str, Any] = {"members": members}
+        evaluation = context.rollouts.evaluate(key, SET_KIND)
+        if evaluation is not None:
+            patch["rollout"] = evaluation.status
+            await self._carry_out(key, device_set.to_api(), evaluation, SET_KIND)
+        written = self._sets.get(key)
+        if written is None and device_set.status is not None:
+            written = {"members": device_set.status.members}
+            if evaluation is not None and device_set.status.rollout is not None:
+                written["rollout"] = device_set.status.rollout.to_api()
+        if written is not None and _same_set_status(written, patch):
             return
         try:
-            await context.kube.patch_status("edgedevicesets", *key, {"members": members})
-            self._sets[key] = members
+            await context.kube.patch_status("edgedevicesets", *key, patch)
+            self._sets[key] = patch
         except TransportError as exc:
             logger.info("set %s/%s: status not written: %s", *key, exc)
             context.set_status.add(key)
+
+
+def _same_set_status(written: dict[str, Any], patch: dict[str, Any]) -> bool:
+    if written.get("members") != patch.get("members"):
+        return False
+    if "rollout" not in patch:
+        return True
+    return same_status(written.get("rollout") or None, patch["rollout"] or {})
