@@ -36,10 +36,10 @@ from typing import Any
 
 from kubernetes import client
 
+from tests.fixtures.kubeprocess import source_path
+
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 KUBELET_TOKEN_SECONDS = 3607  # what the kubelet asks for a projected token
-ROOT = Path(__file__).resolve().parents[2]
-SOURCE_DIRS = ("schemas", "operator", "bridge", "agent", "mosquitto", "exporter", "deploy")
 
 
 @dataclass(frozen=True)
@@ -313,7 +313,7 @@ class HostRunner:
         log = self.root / f"{container.pod}-{container.name}.log"
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
-            "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in SOURCE_DIRS),
+            "PYTHONPATH": source_path(),
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
             **container.env,

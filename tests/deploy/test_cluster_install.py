@@ -42,6 +42,7 @@ from tests.deploy.kubelet import HostRunner, Kubelet, PodmanRunner, Running
 from tests.deploy.manifests import BASE, NAMESPACE, ROOT, container, kustomization, objects
 from tests.fixtures.brokers import ClientCredentials, TestBroker
 from tests.fixtures.kube import KubeEndpoint
+from tests.fixtures.kubeprocess import source_path
 from tests.fixtures.mqtt_probe import MqttProbe
 
 # generous: the first container run may wait for make images to build the image
@@ -417,7 +418,7 @@ def test_the_install_runs_with_exactly_the_permissions_it_grants(install: Instal
             "--metrics-interval",
             "0",
         ],
-        env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+        env={**os.environ, "PYTHONPATH": source_path()},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
