@@ -164,10 +164,13 @@ class _Work:
     batches: list[_Batch]
     now: datetime
     members: list[list[str]] = field(default_factory=list)  # per started batch
+    timeout: timedelta = timedelta(0)
+
+    def __post_init__(self) -> None:
+        self.timeout = parse_duration(self.policy.batch_timeout)
 
     def timed_out(self, view: DeviceView) -> bool:
-        timeout = parse_duration(self.policy.batch_timeout)
-        return view.admitted_at is not None and self.now - view.admitted_at >= timeout
+        return view.admitted_at is not None and self.now - view.admitted_at >= self.timeout
 
     def outcome(self, name: str, admitted: set[str]) -> Progress:
         view = self.devices[name]
@@ -429,7 +432,3 @@ def _message_for(phase: RolloutPhase, batch: int, total: int, revision: int) -> 
     if phase == "WaitingForApproval":
         return f"revision {revision}: batch {batch + 2} of {total} waits for approval"
     return f"revision {revision}: paused in batch {max(batch + 1, 1)} of {total}"
-
-
-def timeout_of(policy: RolloutPolicy) -> timedelta:
-    return parse_duration(policy.batch_timeout)

@@ -19,8 +19,7 @@ does for DaemonSets); ``data`` never changes.
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -191,15 +190,3 @@ def from_controller_revision(obj: dict[str, Any]) -> Revision:
         configuration=configuration,
         kind=kind,
     )
-
-
-def same_content(a: Revision, b: Revision) -> bool:
-    return a.name == b.name
-
-
-def renumbered(revision: Revision, number: int, attempt: int) -> Revision:
-    return replace(revision, number=number, attempt=attempt, halted=False)
-
-
-def as_json(revision: Revision) -> str:
-    return json.dumps(controller_revision(revision, ""), sort_keys=True)
