@@ -151,7 +151,11 @@ def test_the_exporter_s_rbac_grants_exactly_the_reads_it_makes() -> None:
         Need("", "secrets", "get"),  # read_namespaced_secret, any namespace a device is in
         Need("", "configmaps", "get"),  # read_namespaced_config_map, likewise
     }
-    source = (Path(__file__).parents[2] / "exporter/flotta/exporter/kube_receivers.py").read_text()
+    root = Path(__file__).parents[2]  # the exporter's reads and the shared watch's lists
+    source = "".join(
+        (root / path).read_text()
+        for path in ("exporter/flotta/exporter/kube_receivers.py", "schemas/flotta/kube_watch.py")
+    )
     calls = {"list_cluster_custom_object", "read_namespaced_secret", "read_namespaced_config_map"}
     assert {c for c in calls if c in source} == calls
     granted = grants("flotta-exporter")

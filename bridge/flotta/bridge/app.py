@@ -31,7 +31,7 @@ from flotta.bridge.coalescer import (
 from flotta.bridge.event_limit import EventLimiter
 from flotta.bridge.fleet_state import OFFLINE_GRACE, Fleet
 from flotta.bridge.ingest import Ingest
-from flotta.bridge.kube import DeviceWatch, KubeWriter, api_client
+from flotta.bridge.kube import DeviceWatch, KubeWriter
 from flotta.bridge.liveness import MISSED_PERIODS, LivenessTracker
 from flotta.bridge.metrics import BridgeMetrics
 from flotta.bridge.mqtt_intake import MqttIntake, MqttSettings
@@ -41,6 +41,7 @@ from flotta.bridge.receipts import ReceiptSender
 from flotta.bridge.streams import StreamSettings, stream_specs
 from flotta.bridge.writers import EventRecorder, StatusWriter
 from flotta.health import HealthServer
+from flotta.kube_watch import api_client
 from flotta.mqtt import MqttClient, TlsFiles
 from flotta.mqtt import MqttSettings as ClientSettings
 from flotta.tasks import TaskSet

@@ -6,131 +6,58 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from flotta.backoff import Backoff, BackoffPolicy
 from flotta.bridge.errors import KubeWriteError
+from flotta.kube_watch import REQUEST_TIMEOUT, CustomObjectWatch, failure
 from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
 from flotta.schemas.crd.device import EdgeDevice
 
 logger = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
-WATCH_SECONDS = 240
-REQUEST_TIMEOUT = (5.0, 30.0)
 COMPONENT = "flotta-bridge"
-# After a failed list or watch: relist after 0.5 s, doubling up to 30 s, no jitter.
-RELIST = BackoffPolicy(base=0.5, cap=30.0, jitter=0.0)
 
 # (type, object) for ADDED/MODIFIED/DELETED; ("SYNCED", {}) after each complete list
 WatchHandler = Callable[[str, dict[str, Any]], None]
 
 
-def api_client(kubeconfig: Path | None) -> k8s.ApiClient:
-    """A client from a kubeconfig file, else from the in-cluster service account."""
-    if kubeconfig is not None:
-        made = k8s_config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-        return cast(k8s.ApiClient, made)
-    k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return k8s.ApiClient()
-
-
-def _reason(exc: Exception) -> tuple[int | None, str]:
-    if isinstance(exc, ApiException):
-        return exc.status, str(exc.reason)
-    return None, str(exc)
-
-
 class DeviceWatch:
-    """List then watch EdgeDevices of every namespace in a thread; relist after a 410."""
+    """List then watch EdgeDevices of every namespace in a thread; relist after a 410. Each
+    event reaches ``on_event`` on the asyncio loop."""
 
     def __init__(self, api: k8s.ApiClient, loop: asyncio.AbstractEventLoop, on_event: WatchHandler):
-        self._custom = k8s.CustomObjectsApi(api)
         self._loop = loop
         self._on_event = on_event
-        self._stop = threading.Event()
-        self._watch: k8s_watch.Watch | None = None
-        self._thread = threading.Thread(target=self._run, name="edgedevice-watch", daemon=True)
+        self._watch = CustomObjectWatch(
+            api, EdgeDevice.PLURAL, on_list=self._listed, on_event=self._emit, label="EdgeDevice"
+        )
+        self._stopped = False
 
     def start(self) -> None:
-        self._thread.start()
+        self._watch.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()  # type: ignore[no-untyped-call]
+        self._stopped = True
+        self._watch.stop()
 
     def _emit(self, kind: str, obj: dict[str, Any]) -> None:
-        if not self._stop.is_set():
+        if not self._stopped:
             self._loop.call_soon_threadsafe(self._on_event, kind, obj)
 
-    def _run(self) -> None:
-        backoff = Backoff(RELIST)
-        while not self._stop.is_set():
-            try:
-                version = self._list()
-                backoff.reset()
-                self._follow(version)
-            except (ApiException, HTTPError, OSError, ValueError) as exc:
-                if self._stop.is_set():
-                    return
-                status, detail = _reason(exc)
-                delay = backoff.next_delay()
-                logger.warning(
-                    "EdgeDevice watch: HTTP %s %s; relisting in %.1f s", status, detail, delay
-                )
-                self._stop.wait(delay)
-
-    def _list(self) -> str:
-        listing: dict[str, Any] = cast(
-            dict[str, Any],
-            self._custom.list_cluster_custom_object(
-                GROUP, VERSION, EdgeDevice.PLURAL, _request_timeout=REQUEST_TIMEOUT
-            ),
-        )
-        for item in listing.get("items", []):
+    def _listed(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
             item.setdefault("kind", EdgeDevice.KIND)
             self._emit("ADDED", item)
-        self._emit("SYNCED", {"items": listing.get("items", [])})
-        return str(listing.get("metadata", {}).get("resourceVersion", ""))
-
-    def _follow(self, version: str) -> None:
-        while not self._stop.is_set():
-            self._watch = k8s_watch.Watch()  # type: ignore[no-untyped-call]
-            for event in self._watch.stream(  # type: ignore[no-untyped-call]
-                self._custom.list_cluster_custom_object,
-                GROUP,
-                VERSION,
-                EdgeDevice.PLURAL,
-                resource_version=version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=WATCH_SECONDS,
-                _request_timeout=(5.0, WATCH_SECONDS + 30.0),
-            ):
-                kind = event.get("type", "")
-                obj = event.get("object")
-                if kind == "ERROR":
-                    code = obj.get("code") if isinstance(obj, dict) else None
-                    raise ApiException(status=code or 500, reason="watch error")
-                if not isinstance(obj, dict):
-                    continue
-                version = str(obj.get("metadata", {}).get("resourceVersion", version))
-                if kind in ("ADDED", "MODIFIED", "DELETED"):
-                    self._emit(kind, obj)
-                if self._stop.is_set():
-                    return
+        self._emit("SYNCED", {"items": items})
 
 
 class KubeWriter:
@@ -153,7 +80,7 @@ class KubeWriter:
                 _request_timeout=REQUEST_TIMEOUT,
             )
         except (ApiException, HTTPError, OSError) as exc:
-            status, detail = _reason(exc)
+            status, detail = failure(exc)
             raise KubeWriteError(
                 f"status of EdgeDevice {namespace}/{name}", status, detail
             ) from None
@@ -190,7 +117,7 @@ class KubeWriter:
             assert model is not None
             self._core.create_namespaced_event(namespace, model, _request_timeout=REQUEST_TIMEOUT)
         except (ApiException, HTTPError, OSError) as exc:
-            status, detail = _reason(exc)
+            status, detail = failure(exc)
             raise KubeWriteError(
                 f"Event for EdgeDevice {namespace}/{device}", status, detail
             ) from None

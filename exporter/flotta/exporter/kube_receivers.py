@@ -18,15 +18,12 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from flotta.backoff import Backoff, BackoffPolicy
 from flotta.exporter.routing import (
     CA_KEY,
     Receiver,
@@ -37,29 +34,17 @@ from flotta.exporter.routing import (
     syslog_config_map,
     workload_log_key,
 )
-from flotta.schemas.crd.common import GROUP, VERSION
+from flotta.kube_watch import REQUEST_TIMEOUT, CustomObjectWatch, api_client
 from flotta.schemas.crd.device import EdgeDevice
 from flotta.schemas.crd.device_set import EdgeDeviceSet
 from flotta.schemas.crd.workload import EdgeWorkload
 
 logger = logging.getLogger(__name__)
 
-WATCH_SECONDS = 240
-REQUEST_TIMEOUT = (5.0, 30.0)
 OBJECT_REFRESH = 60.0  # seconds between reads of a Secret or ConfigMap in use
-RELIST = BackoffPolicy(base=0.5, cap=30.0, jitter=0.0)
 
 Key = tuple[str, str]  # namespace, name
 ObjectKey = tuple[str, str, str]  # "Secret" or "ConfigMap", namespace, name
-
-
-def api_client(kubeconfig: Path | None) -> k8s.ApiClient:
-    """A client from a kubeconfig file, else from the in-cluster service account."""
-    if kubeconfig is not None:
-        made = k8s_config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-        return cast(k8s.ApiClient, made)
-    k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return k8s.ApiClient()
 
 
 class KubeReceivers:
@@ -260,85 +245,37 @@ def _key(obj: dict[str, Any]) -> Key:
 
 
 class _Watch:
-    """List then watch one custom resource of every namespace in a thread; relist after an
-    error (a 410 included), replacing what the callback was told with ``DELETED`` for objects
-    gone meanwhile."""
+    """Every object of one custom resource, told to ``on_event`` as ``ADDED``, ``MODIFIED``
+    or ``DELETED``; after a relist, objects gone meanwhile are told as ``DELETED``."""
 
     def __init__(self, api: k8s.ApiClient, plural: str, on_event: Any, stop: threading.Event):
-        self._custom = k8s.CustomObjectsApi(api)
-        self._plural = plural
         self._on_event = on_event
-        self._stop = stop
         self._known: set[Key] = set()
-        self._watch: k8s_watch.Watch | None = None
         self.synced = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"watch-{plural}", daemon=True)
+        self._watch = CustomObjectWatch(
+            api, plural, on_list=self._listed, on_event=self._event, stop=stop
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self._watch.start()
 
     def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.stop()  # type: ignore[no-untyped-call]
+        self._watch.stop()
 
-    def _run(self) -> None:
-        backoff = Backoff(RELIST)
-        while not self._stop.is_set():
-            try:
-                version = self._list()
-                backoff.reset()
-                self._follow(version)
-            except (ApiException, HTTPError, OSError, ValueError) as exc:
-                if self._stop.is_set():
-                    return
-                delay = backoff.next_delay()
-                logger.warning("%s watch: %s; relisting in %.1f s", self._plural, exc, delay)
-                self._stop.wait(delay)
-
-    def _list(self) -> str:
-        listing = cast(
-            dict[str, Any],
-            self._custom.list_cluster_custom_object(
-                GROUP, VERSION, self._plural, _request_timeout=REQUEST_TIMEOUT
-            ),
-        )
+    def _listed(self, items: list[dict[str, Any]]) -> None:
         seen: set[Key] = set()
-        for item in listing.get("items", []):
+        for item in items:
             seen.add(_key(item))
             self._on_event("ADDED", item)
         for namespace, name in self._known - seen:
             self._on_event("DELETED", {"metadata": {"namespace": namespace, "name": name}})
         self._known = seen
         self.synced.set()
-        return str(listing.get("metadata", {}).get("resourceVersion", ""))
 
-    def _follow(self, version: str) -> None:
-        while not self._stop.is_set():
-            self._watch = k8s_watch.Watch()  # type: ignore[no-untyped-call]
-            for event in self._watch.stream(  # type: ignore[no-untyped-call]
-                self._custom.list_cluster_custom_object,
-                GROUP,
-                VERSION,
-                self._plural,
-                resource_version=version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=WATCH_SECONDS,
-                _request_timeout=(5.0, WATCH_SECONDS + 30.0),
-            ):
-                kind = event.get("type", "")
-                obj = event.get("object")
-                if kind == "ERROR":
-                    code = obj.get("code") if isinstance(obj, dict) else None
-                    raise ApiException(status=code or 500, reason="watch error")
-                if not isinstance(obj, dict):
-                    continue
-                version = str(obj.get("metadata", {}).get("resourceVersion", version))
-                if kind in ("ADDED", "MODIFIED", "DELETED"):
-                    key = _key(obj)
-                    if kind == "DELETED":
-                        self._known.discard(key)
-                    else:
-                        self._known.add(key)
-                    self._on_event(kind, obj)
-                if self._stop.is_set():
-                    return
+    def _event(self, kind: str, obj: dict[str, Any]) -> None:
+        key = _key(obj)
+        if kind == "DELETED":
+            self._known.discard(key)
+        else:
+            self._known.add(key)
+        self._on_event(kind, obj)
