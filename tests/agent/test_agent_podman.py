@@ -330,6 +330,7 @@ async def test_the_sample_workloads_metrics_and_logs_reach_the_bridge(
                 heartbeat=HeartbeatConfiguration(period_seconds=1),
                 metrics=MetricsSettings(system=SystemMetricsSettings(disabled=True)),
                 log_collection={counter.log_collection: LogCollectionSettings()},
+                health=QUICK_GATE,
             ),
         )
         good = await fleet.publish_desired(state)
