@@ -164,6 +164,8 @@ class Fleet:
             changes.devices.add(key)
         if old is None or _counted(old) != _counted(device):
             changes.workloads |= {(key[0], w) for w in self._device_workloads.get(key, ())}
+            if set_name := labels.get(MEMBER_OF_LABEL):
+                changes.sets.add((key[0], set_name))  # its rollout reads the device too
         return changes
 
     def delete_device(self, key: Key) -> Changes:

@@ -1,0 +1,157 @@
+"""Which revision each device gets, over the fleet caches without any server: a first
+rollout from nothing, devices a superseded rollout reached keep its revision, joiners keep the
+stable one, a revert completes at once, a re-roll of halted content gets new bytes, and a
+removed policy gives every device the current revision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flotta.operator.fleet_cache import Fleet, Key
+from flotta.operator.rendering import RenderedWorkload
+from flotta.operator.rollout_revisions import RETRY_ANNOTATION
+from flotta.operator.rollouts import Rollouts
+from tests.operator.builders import device, workload
+
+NS = "fleet"
+T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+POLICY = {"batches": [{"limit": 2}], "successThreshold": "100%"}
+
+
+class World:
+    """The caches, a clock, and devices that apply whatever they are given."""
+
+    def __init__(self, count: int = 6) -> None:
+        self.fleet = Fleet()
+        self.now = T0
+        self.told: dict[Key, dict[str, str]] = {}
+        self.rollouts = Rollouts(
+            self.fleet, told=lambda key: self.told.get(key, {}), clock=lambda: self.now
+        )
+        self.names = [f"d{i}" for i in range(count)]
+        for name in self.names:
+            self.fleet.apply_device(device(name, NS, labels={"app": "web"}))
+        self.failing: set[str] = set()  # revision names the devices fail
+
+    def put(self, image: str, policy: dict[str, Any] | None = POLICY) -> None:
+        extra = {"rolloutPolicy": policy} if policy is not None else {}
+        model, pod = workload(
+            "web",
+            NS,
+            selector={"matchLabels": {"app": "web"}},
+            pod={"containers": [{"name": "m", "image": image}]},
+            extra_spec=extra,
+        )
+        self.fleet.apply_workload(model, pod)
+
+    def given(self, name: str) -> RenderedWorkload | None:
+        """What the device's desired state carries of the workload now (and it reports)."""
+        key = (NS, name)
+        chosen, tags = self.rollouts.choose(key, self.fleet.workloads_of(key))
+        self.told[key] = dict(t.split("=", 1) for t in tags)
+        version = f"v-{name}-{tags}"
+        self.rollouts.record(key, version, tags)
+        revision = self.told[key].get("EdgeWorkload/web", "")
+        status: dict[str, Any] = {"phase": "Online", "desiredVersion": version}
+        if revision in self.failing:
+            status["failedVersion"] = {"version": version, "reason": "container-exited"}
+        else:
+            status["appliedVersion"] = version
+        self.fleet.apply_device(device(name, NS, labels={"app": "web"}, status=status))
+        return chosen[0] if chosen else None
+
+    def step(self) -> str:
+        for name in self.names:
+            self.given(name)
+        evaluation = self.rollouts.evaluate((NS, "web"))
+        self.now += timedelta(seconds=5)
+        for name in self.names:
+            self.given(name)
+        return evaluation.phase if evaluation is not None else ""
+
+    def images(self) -> dict[str, str]:
+        out = {}
+        for name in self.names:
+            given = self.given(name)
+            out[name] = given.workload.pod_spec["containers"][0]["image"] if given else ""
+        return out
+
+    def run(self, until: str, steps: int = 20) -> None:
+        for _ in range(steps):
+            if self.step() == until:
+                return
+        raise AssertionError(f"not {until} after {steps} steps")
+
+
+def test_a_first_rollout_starts_from_nothing_and_completes() -> None:
+    world = World()
+    world.put("web:1")
+    first = world.step()
+    assert first == "Progressing"
+    assert sorted(world.images().values()).count("web:1") == 2  # batch 1; the others: nothing
+    world.run("Complete")
+    assert set(world.images().values()) == {"web:1"}
+
+
+def test_devices_keep_what_a_superseded_rollout_gave_them() -> None:
+    world = World()
+    world.put("web:1")
+    world.run("Complete")
+    world.put("web:2")
+    world.step()
+    on_two = {n for n, image in world.images().items() if image == "web:2"}
+    assert len(on_two) == 2
+    world.put("web:3", {**POLICY, "paused": True})  # a new revision, nobody admitted yet
+    world.step()
+    images = world.images()
+    assert {n for n, image in images.items() if image == "web:2"} == on_two  # kept
+    assert {image for n, image in images.items() if n not in on_two} == {"web:1"}  # stable
+
+
+def test_a_device_that_joins_during_the_rollout_keeps_the_stable_revision() -> None:
+    world = World()
+    world.put("web:1")
+    world.run("Complete")
+    world.put("web:2", {**POLICY, "approval": {"required": True}})
+    world.run("WaitingForApproval")
+    world.names.append("late")
+    world.fleet.apply_device(device("late", NS, labels={"app": "web"}))
+    world.step()
+    assert world.images()["late"] == "web:1"
+
+
+def test_a_revert_completes_at_once_and_a_re_roll_of_halted_content_gets_new_bytes() -> None:
+    world = World()
+    world.put("web:1")
+    world.run("Complete")
+    world.put("web:bad")
+    world.step()
+    bad = world.rollouts.evaluate((NS, "web"))
+    assert bad is not None
+    assert bad.status is not None
+    world.failing.add(bad.status["revisionName"])
+    world.run("Halted")
+    world.put("web:1")  # the GitOps revert
+    assert world.step() == "Complete"
+    assert set(world.images().values()) == {"web:1"}
+    world.put("web:bad")  # the same content again: devices must not see the failed bytes
+    world.step()
+    retried = [g for n in world.names if (g := world.given(n)) is not None]
+    annotated = [g for g in retried if RETRY_ANNOTATION in g.workload.annotations]
+    assert len(annotated) == 2
+    assert annotated[0].workload.annotations[RETRY_ANNOTATION] == "1"
+
+
+def test_removing_the_policy_gives_everyone_the_current_revision() -> None:
+    world = World()
+    world.put("web:1")
+    world.run("Complete")
+    world.put("web:2", {**POLICY, "paused": True})
+    world.step()
+    world.put("web:2", None)
+    evaluation = world.rollouts.evaluate((NS, "web"))
+    assert evaluation is not None
+    assert evaluation.status is None  # status.rollout is removed
+    assert len(evaluation.reconcile) == len(world.names)
+    assert set(world.images().values()) == {"web:2"}
