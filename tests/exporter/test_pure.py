@@ -4,6 +4,8 @@ answer is read, which receiver a device uses, and what a JetStream message decod
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import cramjam
 import pytest
@@ -304,3 +306,14 @@ def test_a_workload_s_syslog_config_map_comes_from_the_entry_in_effect() -> None
     mqtt = {"remote": {"kind": "mqtt", "syslogConfig": {"name": "x"}}}
     assert syslog_config_map("remote", mqtt, None, False) is None
     assert syslog_config_map("remote", {"remote": {"kind": "syslog"}}, None, False) is None
+
+
+def test_retry_after_fractions_negatives_and_non_numbers() -> None:
+    assert classify(503, "", "1.5").after == 1.5
+    assert classify(503, "", "-3").after is None  # 0: the backoff decides
+    assert classify(503, "", "inf").after is None
+    assert classify(503, "", "nan").after is None
+    future = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    after = classify(503, "", future).after
+    assert after is not None
+    assert 100 < after <= 120

@@ -39,11 +39,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 import msgspec
 
+from flotta.exporter.retry_after import retry_after
 from flotta.exporter.sink import Accepted, DeviceBatch, Refused, Retry, SinkOutcome
 from flotta.schemas.wire.telemetry import LogsBatch
 
@@ -199,23 +199,6 @@ def time_refused(message: str, push: Push, *, now_ns: int, grace_ns: int) -> int
     if "has timestamp too new" in message:
         counted += len(push.timestamps) - bisect.bisect_right(push.timestamps, now_ns + grace_ns)
     return min(len(push.timestamps), max(1, counted))
-
-
-def retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delay-seconds or an HTTP date); None without
-    a usable one."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 # ---- the sink ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from flotta.exporter import write_requests
+from flotta.exporter.retry_after import retry_after as parse_retry_after
 from flotta.exporter.routing import Receiver
 from flotta.exporter.sink import Accepted, DeviceBatch, Refused, Retry, SinkOutcome
 from flotta.exporter.write_requests import InvalidBatchError, Series
@@ -67,17 +68,9 @@ def classify(status: int, body: str, retry_after: str | None = None) -> Answer:
     if status in (400, 500) and any(mark in lowered for mark in TOO_OLD_MARKS):
         return Answer("too_old", reason)
     if status == 429 or status >= 500:
-        return Answer("retry", reason, _seconds(retry_after))
+        # A date already past (0): no wait of its own, the backoff decides.
+        return Answer("retry", reason, parse_retry_after(retry_after) or None)
     return Answer("refused", reason)
-
-
-def _seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: the backoff decides
 
 
 class RemoteWriteSink:
