@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Coroutine, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -103,3 +103,17 @@ class TaskSet:
             logger.error("%s failed: %s", task.get_name(), error, exc_info=error)
         if self._on_failure is not None:
             self._on_failure(str(key), error)
+
+
+async def wait_first(*awaitables: Awaitable[Any]) -> list[asyncio.Future[Any]]:
+    """Wait until the first of ``awaitables`` ends (a stop event, a failure), then cancel and
+    await the others: the one wait a process runs until it is stopped or a loop dies. Returns
+    them as futures in the order given; each is done, the ones cut short cancelled."""
+    futures: list[asyncio.Future[Any]] = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in futures:
+            future.cancel()
+        await asyncio.gather(*futures, return_exceptions=True)
+    return futures

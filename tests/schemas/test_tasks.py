@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from flotta.tasks import TaskEndedError, TaskSet
+from flotta.tasks import TaskEndedError, TaskSet, wait_first
 
 
 async def test_failure_is_reported_and_stop_all_cancels_the_rest() -> None:
@@ -97,3 +97,38 @@ async def test_a_task_may_stop_its_own_set() -> None:
     assert finished.is_set()
     assert other_cancelled.is_set()
     assert len(tasks) == 0
+
+
+async def test_wait_first_ends_with_the_first_and_cancels_the_rest() -> None:
+    stop = asyncio.Event()
+    cut_short = asyncio.Event()
+
+    async def runs_until_cancelled() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cut_short.set()
+
+    asyncio.get_running_loop().call_later(0.01, stop.set)
+    async with asyncio.timeout(5):
+        stopped, other = await wait_first(stop.wait(), runs_until_cancelled())
+    assert stopped.result() is True
+    assert other.cancelled()
+    assert cut_short.is_set()
+
+
+async def test_wait_first_hands_back_a_failure_and_cancels_when_cancelled() -> None:
+    async def fails() -> None:
+        raise ValueError("loop died")
+
+    failed, waiting = await wait_first(fails(), asyncio.Event().wait())
+    assert isinstance(failed.exception(), ValueError)
+    assert waiting.cancelled()
+
+    never = asyncio.ensure_future(asyncio.Event().wait())
+    waiter = asyncio.ensure_future(wait_first(never))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert waiter.cancelled()
+    assert never.cancelled()

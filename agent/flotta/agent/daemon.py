@@ -45,7 +45,7 @@ from flotta.agent.session import MqttSession
 from flotta.agent.status_writer import StatusWriter
 from flotta.agent.telemetry import TelemetryService
 from flotta.agent.telemetry.buffer import Flow
-from flotta.tasks import TaskSet
+from flotta.tasks import TaskSet, wait_first
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +174,10 @@ class Agent:
         return self.exit_code
 
     async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
-        main = asyncio.create_task(work, name="agent-main")
-        stop = asyncio.create_task(self.wakeups.stop.wait(), name="agent-stop")
-        try:
-            await asyncio.wait({main, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (main, stop):
-                task.cancel()
-            await asyncio.gather(main, stop, return_exceptions=True)
+        main, _ = await wait_first(
+            asyncio.create_task(work, name="agent-main"),
+            asyncio.create_task(self.wakeups.stop.wait(), name="agent-stop"),
+        )
         error = None if main.cancelled() else main.exception()
         if error is not None:
             raise error

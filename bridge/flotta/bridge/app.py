@@ -44,7 +44,7 @@ from flotta.health import HealthServer
 from flotta.kube_watch import api_client
 from flotta.mqtt import MqttClient, TlsFiles
 from flotta.mqtt import MqttSettings as ClientSettings
-from flotta.tasks import TaskSet
+from flotta.tasks import TaskSet, wait_first
 
 logger = logging.getLogger(__name__)
 
@@ -335,14 +335,7 @@ async def run(settings: BridgeSettings, stop: asyncio.Event) -> None:
     try:
         await bridge.start()
         logger.info("bridge running: %d EdgeDevices known", len(bridge.fleet))
-        stopped = asyncio.ensure_future(stop.wait())
-        failed = asyncio.ensure_future(bridge.wait_failed())
-        try:
-            await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (stopped, failed):
-                waiter.cancel()
-            await asyncio.gather(stopped, failed, return_exceptions=True)
+        await wait_first(stop.wait(), bridge.wait_failed())
         if bridge.failure is not None:
             raise BridgeTaskError(f"a bridge loop died: {bridge.failure!r}") from bridge.failure
     finally:

@@ -24,7 +24,7 @@ from flotta.exporter.metrics import ExporterMetrics
 from flotta.exporter.sink import BatchT, DeviceBatch, Sink
 from flotta.health import HealthServer
 from flotta.schemas.topics import nats_filter
-from flotta.tasks import TaskSet
+from flotta.tasks import TaskSet, wait_first
 
 logger = logging.getLogger(__name__)
 
@@ -179,14 +179,7 @@ async def run(
     try:
         await exporter.start()
         logger.info("exporter running: sinks %s", ", ".join(r.name for r in routes))
-        stopped = asyncio.ensure_future(stop.wait())
-        failed = asyncio.ensure_future(exporter.wait_failed())
-        try:
-            await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (stopped, failed):
-                waiter.cancel()
-            await asyncio.gather(stopped, failed, return_exceptions=True)
+        await wait_first(stop.wait(), exporter.wait_failed())
         if exporter.failure is not None:
             raise ExporterTaskError(f"an exporter loop died: {exporter.failure!r}") from (
                 exporter.failure

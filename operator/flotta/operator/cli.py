@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from flotta.operator.defaults import DEFAULT_DEVICE_WRITE_RATE, DEFAULT_DEVICE_WRITE_SETTLE
 from flotta.schemas.topics import ENROLMENT_PORT, SERVICES_PORT
+from flotta.tasks import wait_first
 
 if TYPE_CHECKING:
     from flotta.operator.app import Operator
@@ -165,19 +166,15 @@ async def _serve(operator: Operator, publisher: CrlPublisher | None = None) -> i
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await operator.start()  # returns once this replica holds the lease
-    waiter = asyncio.ensure_future(operator.wait())
-    stopper = asyncio.ensure_future(stop.wait())
-    futures = [waiter, stopper]
-    if publisher is not None:
-        futures.append(asyncio.ensure_future(publisher.keep_fresh()))
+    fresh = asyncio.ensure_future(publisher.keep_fresh()) if publisher is not None else None
     try:
-        done, _ = await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if waiter in done and waiter.exception() is not None:
+        waiter, _ = await wait_first(operator.wait(), stop.wait())
+        if not waiter.cancelled() and waiter.exception() is not None:
             logger.error("operator stopped: %r", waiter.exception())
             return 1
         return 0
     finally:
-        for future in futures:
-            future.cancel()
-        await asyncio.gather(*futures, return_exceptions=True)
+        if fresh is not None:
+            fresh.cancel()
+            await asyncio.gather(fresh, return_exceptions=True)
         await operator.stop()
