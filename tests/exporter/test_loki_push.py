@@ -13,11 +13,11 @@ from flotta.exporter.loki_sink import (
     Push,
     go_time_ns,
     pushes,
-    retry_after,
     streams,
     time_refused,
     timestamp_ns,
 )
+from flotta.exporter.retry_after import retry_after
 from tests.exporter.log_batches import T0, batch, line, ticks
 
 T0_NS = 1714979289123456000  # 2024-05-06T07:08:09.123456Z
