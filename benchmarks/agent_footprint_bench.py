@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests package: fixtures shared with the test suite
 
+
 from flotta.agent.config import build_config  # noqa: E402
 from flotta.agent.runtime import PodmanRuntime  # noqa: E402
 from flotta.agent.status_file import read_status  # noqa: E402
@@ -49,9 +50,9 @@ from flotta.schemas.wire.desired import (  # noqa: E402
 from tests.agent.fleet_peer import FleetPeer, phases, wait_for  # noqa: E402
 from tests.agent.test_agent_process import write_toml  # noqa: E402
 from tests.fixtures.brokers import TestBroker, new_fleet_pki  # noqa: E402
+from tests.fixtures.sources import source_path  # noqa: E402
 
 REPO = ROOT
-SOURCES = ["schemas", "operator", "bridge", "agent", "mosquitto", "deploy"]
 DEVICE = "bench-1"
 WORKLOADS = ("web", "db", "cache")
 SERVE = "trap 'exit 0' TERM; while :; do sleep 5; done"
@@ -116,7 +117,7 @@ class AgentProcess:
     def start(self) -> int:
         env = dict(
             os.environ,
-            PYTHONPATH=os.pathsep.join(str(REPO / s) for s in SOURCES),
+            PYTHONPATH=source_path(),
             MALLOC_ARENA_MAX="2",
         )
         with self.log_path.open("ab") as log:

@@ -48,8 +48,10 @@ from kubernetes import watch as k8s_watch
 from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parents[1]
-for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
-    sys.path.insert(0, str(ROOT / folder))
+sys.path.insert(0, str(ROOT))  # the tests package: where the source folders are
+from tests.fixtures.sources import SOURCE_DIRS, source_path  # noqa: E402
+
+sys.path[1:1] = [str(ROOT / folder) for folder in SOURCE_DIRS]
 
 from flotta.bridge.device_status import DeviceContext, DeviceStatus, on_heartbeat, status_patch  # noqa: E402
 from flotta.dev.nats_server import NatsServer, free_port  # noqa: E402
@@ -65,7 +67,7 @@ from flotta.schemas.wire.status import StatusReport, WorkloadReport  # noqa: E40
 from flotta.schemas.wire.telemetry import LogLine, LogsBatch, MetricSample, MetricsBatch  # noqa: E402
 from tests.bridge.support import create_namespace  # noqa: E402
 from tests.fixtures.brokers import TestBroker, new_fleet_pki  # noqa: E402
-from tests.fixtures.kubeprocess import LocalKube, source_path  # noqa: E402
+from tests.fixtures.kubeprocess import LocalKube  # noqa: E402
 
 NAMESPACE = "bench"
 PERIOD = 10

@@ -24,8 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
-    sys.path.insert(0, str(ROOT / folder))
+sys.path.insert(0, str(ROOT))  # the tests package: where the source folders are
+from tests.fixtures.sources import SOURCE_DIRS  # noqa: E402
+
+sys.path[1:1] = [str(ROOT / folder) for folder in SOURCE_DIRS]
 
 from history import earlier_runs, record  # noqa: E402 (benchmarks/history.py)
 

@@ -72,9 +72,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", ".")
-for folder in SOURCES:
-    sys.path.insert(0, str(ROOT / folder))
+sys.path.insert(0, str(ROOT))  # the tests package: where the source folders are
+from tests.fixtures.sources import SOURCE_DIRS, source_path  # noqa: E402
+
+sys.path[1:1] = [str(ROOT / folder) for folder in SOURCE_DIRS]
 
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
@@ -110,7 +111,7 @@ NAMESPACE = "default"
 PREFIX = "sim"
 HEARTBEAT = 10
 RESULTS = ROOT / "benchmarks" / "results" / "fleet.md"
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / f) for f in SOURCES)}
+ENV = {**os.environ, "PYTHONPATH": source_path() + os.pathsep + str(ROOT)}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -349,7 +350,7 @@ class Stack:
         if self.compare_bridge is not None:
             # Its own shared-subscription group: it gets every device message too, and the
             # two bridges' CPU is measured side by side over the same phases.
-            sources = os.pathsep.join(str(self.compare_bridge / f) for f in SOURCES)
+            sources = source_path(self.compare_bridge) + os.pathsep + str(self.compare_bridge)
             self._spawn(
                 "bridge-compare",
                 [

@@ -27,8 +27,10 @@ from kubernetes import client
 from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parents[1]
-for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
-    sys.path.insert(0, str(ROOT / folder))
+sys.path.insert(0, str(ROOT))  # the tests package: where the source folders are
+from tests.fixtures.sources import SOURCE_DIRS  # noqa: E402
+
+sys.path[1:1] = [str(ROOT / folder) for folder in SOURCE_DIRS]
 
 from flotta.operator.app import OperatorConfig  # noqa: E402
 from flotta.operator.broker import BrokerSettings, enrolment_broker  # noqa: E402

@@ -45,8 +45,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-for folder in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy", "."):
-    sys.path.insert(0, str(ROOT / folder))
+sys.path.insert(0, str(ROOT))  # the tests package: where the source folders are
+from tests.fixtures.sources import SOURCE_DIRS, source_path  # noqa: E402
+
+sys.path[1:1] = [str(ROOT / folder) for folder in SOURCE_DIRS]
 
 from benchmarks.fleet_bench import (  # noqa: E402
     births_per_second,
@@ -67,7 +69,6 @@ PREFIX = "simb"
 NAMESPACE = "default"
 RESULTS = ROOT / "benchmarks" / "results" / "simulator.md"
 PUBLISHER = ROOT / "benchmarks" / "bare_publisher.py"
-SOURCES = ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
 
 
 def tls_for(creds: ClientCredentials) -> TlsFiles:
@@ -216,7 +217,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await publisher.prepare(0)
         await publisher.go()  # the states the devices find when they connect
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(str(ROOT / f) for f in SOURCES)
+        env["PYTHONPATH"] = source_path()
         since = time.time()
         simulator = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measurement
             [

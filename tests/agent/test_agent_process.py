@@ -21,11 +21,9 @@ from tests.agent.fleet_peer import FleetPeer, phases, wait_for
 from tests.agent.test_agent_podman import desired, pods, workload
 from tests.fixtures.brokers import TestBroker
 from tests.fixtures.podman import PodmanTestEnv
+from tests.fixtures.sources import source_path
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
-SOURCES = ["schemas", "operator", "bridge", "agent", "mosquitto", "deploy"]
 
 
 def write_toml(config: AgentConfig, path: Path) -> Path:
@@ -63,7 +61,7 @@ class AgentProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(REPO / s) for s in SOURCES))
+        env = dict(os.environ, PYTHONPATH=source_path())
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "flotta.agent", "run", "--config", str(self.config_path)],

@@ -28,9 +28,9 @@ from flotta.pki.store import PkiStore
 from flotta.schemas.codec import encode, with_version
 from flotta.schemas.topics import DEVICE_ID_PATTERN
 from flotta.schemas.wire import DesiredState
+from tests.fixtures.sources import source_path
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ["schemas", "operator", "bridge", "agent", "mosquitto", "deploy"]
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -170,7 +170,7 @@ def test_status_file_and_the_status_command(tmp_path: Path) -> None:
     )
     write_status(tmp_path, status)
     assert read_status(tmp_path) == status
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(REPO / s) for s in SOURCES))
+    env = dict(os.environ, PYTHONPATH=source_path())
     command = [sys.executable, "-m", "flotta.cli", "agent", "status", "--state-dir", str(tmp_path)]
     command += ["--device-id", "edge-1"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)

@@ -13,6 +13,7 @@ import pytest
 
 from flotta.dev.podman import KUBE_NETWORK, api_call, build_busybox_image, podman
 from tests.fixtures.podman import PodmanTestEnv
+from tests.fixtures.sources import source_path
 
 pytestmark = pytest.mark.podman
 
@@ -99,9 +100,7 @@ def test_kube_play_runs_a_pod_with_a_locally_built_infra_container(
 
 
 def test_dev_cli_prepares_an_instance(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
-    folders = ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(root / f) for f in folders)}
+    env = {**os.environ, "PYTHONPATH": source_path()}
     state = tmp_path / "device-1"
     command = [sys.executable, "-m", "flotta.cli", "dev", "podman", "--prepare-only"]
     output = subprocess.run(

@@ -36,7 +36,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.fixtures.kubeprocess import source_path
+from tests.fixtures.sources import source_path
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 KUBELET_TOKEN_SECONDS = 3607  # what the kubelet asks for a projected token

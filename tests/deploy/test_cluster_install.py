@@ -42,8 +42,8 @@ from tests.deploy.kubelet import HostRunner, Kubelet, PodmanRunner, Running
 from tests.deploy.manifests import BASE, NAMESPACE, ROOT, container, kustomization, objects
 from tests.fixtures.brokers import ClientCredentials, TestBroker
 from tests.fixtures.kube import KubeEndpoint
-from tests.fixtures.kubeprocess import source_path
 from tests.fixtures.mqtt_probe import MqttProbe
+from tests.fixtures.sources import source_path
 
 # generous: the first container run may wait for make images to build the image
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -27,8 +27,7 @@ from flotta.schemas.codec import decode, encode, with_version
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire import ConnectionState, DesiredState, DesiredWorkload, StatusReport
 from tests.fixtures.brokers import TestBroker
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures.sources import source_path
 
 
 def desired(device_id: str, round_: str) -> DesiredState:
@@ -237,9 +236,7 @@ async def test_a_device_reports_its_status_on_every_connect_as_the_agent_does(
 async def test_simulate_command_runs_the_fleet_in_several_processes(
     mosquitto_broker: TestBroker, watcher: Watcher, tmp_path: Path
 ) -> None:
-    root = ROOT
-    folders = ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(root / f) for f in folders)}
+    env = {**os.environ, "PYTHONPATH": source_path()}
     ids = device_ids("cli", 4)
     await publish_desired(mosquitto_broker, ids, "1")
     process = await asyncio.create_subprocess_exec(

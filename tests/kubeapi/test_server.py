@@ -19,10 +19,8 @@ import yaml
 from kubernetes import client
 
 from tests.fixtures.kubetypes import obj
+from tests.fixtures.sources import source_path
 from tests.kubeapi.crd import GROUP, PLURAL, VERSION, install_widget_crd, widget
-
-REPO = Path(__file__).resolve().parents[2]
-SOURCE_DIRS = ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
 
 
 def test_state_survives_restart(kube_api_factory: Any, tmp_path: Path) -> None:
@@ -117,7 +115,7 @@ def test_discovery_and_unknown_paths(kube_api: Any) -> None:
 
 def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "cli-state"
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(str(REPO / d) for d in SOURCE_DIRS))
+    environment = dict(os.environ, PYTHONPATH=source_path())
     process = subprocess.Popen(
         [
             sys.executable,

@@ -24,6 +24,7 @@ from flotta.mosquitto.process import MosquittoProcess
 from flotta.pki.errors import IdentityError
 from flotta.pki.store import PkiStore
 from tests.fixtures.brokers import TestBroker
+from tests.fixtures.sources import source_path
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,9 +109,7 @@ def test_acl_refuses_names_outside_the_contract() -> None:
 
 def _broker_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        str(REPO / p) for p in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
-    )
+    env["PYTHONPATH"] = source_path()
     code = "import sys; from flotta.mosquitto.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, *args],

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from flotta.json_log import JsonFormatter
-from tests.fixtures.kubeprocess import ROOT, source_path
+from tests.fixtures.sources import ROOT, source_path
 
 
 def flotta(*args: str) -> subprocess.CompletedProcess[str]:

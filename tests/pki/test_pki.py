@@ -42,8 +42,8 @@ from flotta.pki.identities import Identity, Role, parse_identity
 from flotta.pki.keys import build_csr, certificate_to_pem, csr_to_pem, generate_key, load_csr
 from flotta.pki.revocation import decode_revoked, parse_serial
 from flotta.pki.store import PkiStore
+from tests.fixtures.sources import source_path
 
-REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
@@ -302,9 +302,7 @@ def test_serials_are_read_in_hex() -> None:
 
 def _pki(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        str(REPO / p) for p in ("schemas", "operator", "bridge", "agent", "mosquitto", "deploy")
-    )
+    env["PYTHONPATH"] = source_path()
     return subprocess.run(
         [sys.executable, "-m", "flotta.pki.cli", *args],
         capture_output=True,
