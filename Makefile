@@ -38,7 +38,7 @@ lint: python-env
 PACKAGES := flotta.schemas flotta.pki flotta.mqtt flotta.mosquitto flotta.operator flotta.bridge flotta.agent flotta.exporter flotta.dev
 
 typecheck: python-env
-	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli -m flotta.child_process -m flotta.rate_limit -m flotta.gc_freeze -m flotta.tasks -m flotta.health -m flotta.json_log -m flotta.backoff -m flotta.kube_watch
+	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -m flotta.cli -m flotta.child_process -m flotta.rate_limit -m flotta.gc_freeze -m flotta.tasks -m flotta.health -m flotta.json_log -m flotta.backoff -m flotta.kube_watch -m flotta.nats_connection
 	$(BIN)/mypy tests  # looser settings: [[tool.mypy.overrides]] in pyproject.toml
 
 check: lint typecheck

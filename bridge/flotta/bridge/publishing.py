@@ -8,16 +8,15 @@ import asyncio
 import logging
 import ssl
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
 
 from flotta.bridge.jetstream_acks import AckInbox
 from flotta.bridge.outbound import MSG_ID_HEADER, Outbound
 from flotta.bridge.streams import StreamSpec
+from flotta.nats_connection import connect, ensure_stream
 
 logger = logging.getLogger(__name__)
 
@@ -38,16 +37,7 @@ class NatsPublisher:
         return self._nc is not None and self._nc.is_connected
 
     async def connect(self) -> None:
-        self._nc = await nats.connect(
-            self.url,
-            tls=self.tls,
-            name="flotta-bridge",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            error_cb=self._on_error,
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
-        )
+        self._nc = await connect(self.url, name="flotta-bridge", tls=self.tls)
         self._js = self._nc.jetstream()
         self._acks = AckInbox(self._nc, capacity=self.max_pending)
         await self._acks.start()
@@ -84,13 +74,7 @@ class NatsPublisher:
                 storage=StorageType.FILE,
                 discard=DiscardPolicy.OLD,
             )
-            try:
-                await js.stream_info(spec.name)
-            except NotFoundError:
-                await js.add_stream(config)
-                logger.info("created stream %s for %s", spec.name, ", ".join(spec.subjects))
-            else:
-                await js.update_stream(config)
+            await ensure_stream(js, config)
 
     async def publish(self, message: Outbound) -> asyncio.Future[None]:
         """Send to JetStream; the future resolves with the acknowledgement (or fails)."""
@@ -117,15 +101,6 @@ class NatsPublisher:
         if self._js is None:
             raise RuntimeError("NatsPublisher.connect() was not awaited")
         return self._js
-
-    async def _on_error(self, exc: Exception) -> None:
-        logger.warning("NATS error: %s", exc)
-
-    async def _on_disconnected(self) -> None:
-        logger.warning("NATS disconnected from %s", self.url)
-
-    async def _on_reconnected(self) -> None:
-        logger.info("NATS reconnected to %s", self.url)
 
 
 def describe(exc: BaseException) -> str:

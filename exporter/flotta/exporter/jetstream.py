@@ -20,7 +20,6 @@ import logging
 import ssl
 from dataclasses import dataclass
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -33,7 +32,9 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError
+
+from flotta.nats_connection import connect, ensure_stream
 
 logger = logging.getLogger(__name__)
 
@@ -86,16 +87,7 @@ class JetStream:
         return self._nc is not None and self._nc.is_connected
 
     async def connect(self) -> None:
-        self._nc = await nats.connect(
-            self.url,
-            tls=self.tls,
-            name=self.name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            error_cb=self._on_error,
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
-        )
+        self._nc = await connect(self.url, name=self.name, tls=self.tls)
         self._js = self._nc.jetstream()
 
     async def close(self) -> None:
@@ -131,13 +123,7 @@ class JetStream:
             storage=StorageType.FILE,
             discard=DiscardPolicy.OLD,
         )
-        try:
-            await js.stream_info(DEAD_LETTER_STREAM)
-        except NotFoundError:
-            await js.add_stream(config)
-            logger.info("created stream %s", DEAD_LETTER_STREAM)
-        else:
-            await js.update_stream(config)
+        await ensure_stream(js, config)
 
     async def subscribe(self, spec: ConsumerSpec) -> JetStreamContext.PullSubscription:
         """Create (or update) the sink's durable consumer and bind to it; raises NotFoundError
@@ -181,15 +167,6 @@ class JetStream:
         await self.jetstream().publish(
             dead_letter_subject(sink), msg.data, headers=headers, stream=DEAD_LETTER_STREAM
         )
-
-    async def _on_error(self, exc: Exception) -> None:
-        logger.warning("NATS error: %s", exc)
-
-    async def _on_disconnected(self) -> None:
-        logger.warning("NATS disconnected from %s", self.url)
-
-    async def _on_reconnected(self) -> None:
-        logger.info("NATS reconnected to %s", self.url)
 
 
 def _header_text(text: str) -> str:
