@@ -8,8 +8,10 @@ STATE_DIR ?= .flotta
 DEVICES ?= 50
 PYTEST_ARGS ?=
 
+IMAGES_ARGS ?=
+
 .PHONY: setup system-packages python-env up down test check lint typecheck crds json-schemas bench \
-	agent-packages
+	agent-packages images base-image
 
 setup: system-packages python-env
 
@@ -51,6 +53,14 @@ crds: python-env
 
 json-schemas: python-env
 	$(BIN)/python -m flotta.schemas.json_schemas schemas/json --reference docs/payloads.md
+
+# The container images from Debian's packages, into your Podman (docs/images.md);
+# IMAGES_ARGS="--store build/images/podman" builds into the store the tests use.
+images: setup
+	$(BIN)/flotta dev images $(IMAGES_ARGS)
+
+base-image: setup
+	$(BIN)/flotta dev images base $(IMAGES_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

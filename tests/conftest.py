@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.podman",  # isolated Podman with a locally built busybox image
     "tests.fixtures.rsyslog",  # rsyslogd in the foreground (TCP, TLS, UDP)
     "tests.fixtures.loki",  # a stand-in for Loki's push and query API (no Loki to run here)
+    "tests.fixtures.images",  # the images make images builds (Debian base, control plane)
 ]
 
 E2E = Path(__file__).resolve().parent / "e2e"

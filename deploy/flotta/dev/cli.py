@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("flotta.dev.stack.cli_tail", "print device events and telemetry from NATS"),
     "podman": ("flotta.dev.podman_cli", "an isolated Podman API service with a local image"),
     "loki": ("flotta.dev.loki_cli", "the stack's Loki API stand-in (push and LogQL queries)"),
+    "images": ("flotta.dev.images.cli", "build the container images from Debian packages"),
 }
 
 
