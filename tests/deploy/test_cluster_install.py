@@ -235,7 +235,7 @@ def images_runner(request: pytest.FixtureRequest, root: Path) -> PodmanRunner:
         return PodmanRunner(root, env)
 
 
-@pytest.fixture(params=["host", "container"])
+@pytest.fixture(params=["host", pytest.param("container", marks=pytest.mark.images)])
 def runner(request: pytest.FixtureRequest, tmp_path: Path) -> HostRunner | PodmanRunner:
     """The operator and the bridge from this checkout (``host``) or from the built image
     (``container``)."""

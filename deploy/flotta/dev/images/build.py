@@ -19,12 +19,12 @@ import subprocess
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flotta.dev.images import rootfs, wheels
-from flotta.dev.images.podman_store import PodmanStore
+from flotta.dev.images.podman_store import PodmanError, PodmanStore
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "images"
@@ -79,7 +79,7 @@ class Builder:
 
     store: PodmanStore = field(default_factory=PodmanStore.default)
     build_dir: Path = DEFAULT_BUILD_DIR
-    refresh_base: bool = False
+    refresh: bool = False
     say: Callable[[str], None] = print
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -104,7 +104,7 @@ class Builder:
         point ``repository:bookworm`` at it; returns the digest-tagged name."""
         with self._timed(f"rootfs {spec.name}"):
             tarball = rootfs.ensure_rootfs(
-                spec, self.build_dir / "rootfs", refresh=self.refresh_base, say=self.say
+                spec, self.build_dir / "rootfs", refresh=self.refresh, say=self.say
             )
         digest = _file_digest(tarball)[:16]
         pinned = f"{repository}:{rootfs.SUITE}-{digest}"
@@ -134,6 +134,7 @@ class Builder:
     def _build(self, name: str, containerfile: Path, context: Path, base: str) -> str:
         provenance = Provenance.of()
         tag = f"{name}:{provenance.version}"
+        before = self._image_id(tag)
         with self._timed(f"build {name.rsplit('/', 1)[-1]}"):
             self.store.podman(
                 "build",
@@ -147,18 +148,23 @@ class Builder:
                 str(context),
                 timeout=1800,
             )
-        if self.store.isolated:
-            # Replaced images and their unshared layers (vfs keeps full copies).
-            self.store.podman("image", "prune", "--force")
+        if before and before != self._image_id(tag) and self.store.isolated:
+            # The image this one replaces, with the layers only it used. Not `image prune`:
+            # the build stages' last layers are dangling too, and they are the cache.
+            with suppress(PodmanError):  # a container still uses it
+                self.store.podman("rmi", before)
         self.say(f"built {tag} ({self.store.size(tag) / 1e6:.0f} MB)")
         return tag
+
+    def _image_id(self, image: str) -> str:
+        return str(self.store.inspect(image)["Id"]) if self.store.exists(image) else ""
 
     def control_plane_image(self) -> str:
         with self._locked():
             base = self._import(rootfs.BASE, BASE_IMAGE)
             context = self.build_dir / "context" / "control-plane"
             with self._timed("wheels"):
-                wheels.build_wheelhouse(REPO_ROOT, context)
+                wheels.build_wheelhouse(REPO_ROOT, context, refresh=self.refresh)
             return self._build(CONTROL_PLANE_IMAGE, CONTAINERFILES / "Containerfile", context, base)
 
     def broker_image(self) -> str:

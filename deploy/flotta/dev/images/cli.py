@@ -27,9 +27,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--build-dir", type=Path, help="tarballs and contexts (default: build/images)"
     )
     parser.add_argument(
-        "--refresh-base",
+        "--refresh",
         action="store_true",
-        help="run mmdebstrap again even if the cached tarball's inputs did not change",
+        help="run mmdebstrap and resolve the Python dependencies again even if their inputs "
+        "did not change (to pick up Debian's and PyPI's updates)",
     )
     parser.add_argument(
         "--report", type=Path, help="write the images' names, sizes and step timings (JSON)"
@@ -64,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     store = PodmanStore.default() if args.store is None else PodmanStore.at(args.store)
     builder = Builder(
-        store=store, build_dir=args.build_dir or DEFAULT_BUILD_DIR, refresh_base=args.refresh_base
+        store=store, build_dir=args.build_dir or DEFAULT_BUILD_DIR, refresh=args.refresh
     )
     steps = {
         "base": builder.base_image,

@@ -11,8 +11,8 @@ The packages come from ``FLOTTA_DEBIAN_MIRROR`` (default ``http://deb.debian.org
 and ``FLOTTA_DEBIAN_SECURITY_MIRROR`` (``none`` leaves the security suite out): point
 them at a local mirror (``file:///srv/debian``) or an apt proxy
 (``http://127.0.0.1:3142/deb.debian.org/debian``) to build without the internet. A cached
-tarball is used until one of the inputs changes; ``refresh=True`` (``--refresh-base``)
-rebuilds it to pick up Debian's updates.
+tarball is used until one of the inputs changes; ``refresh=True``
+(``flotta dev images --refresh``) rebuilds it to pick up Debian's updates.
 """
 
 from __future__ import annotations
