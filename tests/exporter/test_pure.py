@@ -14,7 +14,7 @@ from flotta.exporter import write_requests
 from flotta.exporter.envelopes import EnvelopeDecoder, UndeliverableError
 from flotta.exporter.prometheus_sink import Answer, classify
 from flotta.exporter.routing import Receiver, choose_receiver
-from flotta.exporter.sink import DeviceBatch
+from flotta.exporter.sink import DeviceBatch, SinksByTarget
 from flotta.exporter.write_requests import InvalidBatchError, Series
 from flotta.schemas.wire.telemetry import LogsBatch, MetricSample, MetricsBatch
 
@@ -317,3 +317,22 @@ def test_retry_after_fractions_negatives_and_non_numbers() -> None:
     after = classify(503, "", future).after
     assert after is not None
     assert 100 < after <= 120
+
+
+async def test_one_sink_per_target_made_once_and_all_closed() -> None:
+    closed: list[str] = []
+
+    class Named:
+        def __init__(self, target: str) -> None:
+            self.target = target
+
+        async def aclose(self) -> None:
+            closed.append(self.target)
+
+    sinks: SinksByTarget[str, Named] = SinksByTarget(Named)
+    first = sinks.get("a")
+    assert sinks.get("a") is first
+    assert sinks.get("b") is not first
+    await sinks.aclose()
+    assert sorted(closed) == ["a", "b"]
+    assert sinks.get("a") is not first  # made again after closing

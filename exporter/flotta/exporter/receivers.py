@@ -14,7 +14,7 @@ from typing import Protocol
 
 from flotta.exporter.prometheus_sink import RemoteWriteSink
 from flotta.exporter.routing import Receiver
-from flotta.exporter.sink import DeviceBatch
+from flotta.exporter.sink import DeviceBatch, SinksByTarget
 from flotta.schemas.wire.telemetry import MetricsBatch
 
 
@@ -35,17 +35,10 @@ class ReceiverSinks:
 
     def __init__(self, directory: ReceiverDirectory) -> None:
         self.directory = directory
-        self._sinks: dict[Receiver, RemoteWriteSink] = {}
+        self._sinks: SinksByTarget[Receiver, RemoteWriteSink] = SinksByTarget(RemoteWriteSink)
 
     def select(self, batch: DeviceBatch[MetricsBatch]) -> RemoteWriteSink:
-        receiver = self.directory.receiver(batch.namespace, batch.device)
-        sink = self._sinks.get(receiver)
-        if sink is None:
-            sink = self._sinks[receiver] = RemoteWriteSink(receiver)
-        return sink
+        return self._sinks.get(self.directory.receiver(batch.namespace, batch.device))
 
     async def aclose(self) -> None:
-        sinks = list(self._sinks.values())
-        self._sinks.clear()
-        for sink in sinks:
-            await sink.aclose()
+        await self._sinks.aclose()

@@ -8,7 +8,7 @@ the reason (it can never be delivered: retrying would block the device's stream 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -77,3 +77,32 @@ class Sink(Protocol[BatchT]):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+TargetT = TypeVar("TargetT", bound=Hashable)
+SinkT = TypeVar("SinkT", bound=Closable)
+
+
+class SinksByTarget(Generic[TargetT, SinkT]):
+    """One sink per destination (a remote-write receiver, a syslog server), made when first
+    asked for and closed all together."""
+
+    def __init__(self, make: Callable[[TargetT], SinkT]) -> None:
+        self._make = make
+        self._sinks: dict[TargetT, SinkT] = {}
+
+    def get(self, target: TargetT) -> SinkT:
+        sink = self._sinks.get(target)
+        if sink is None:
+            sink = self._sinks[target] = self._make(target)
+        return sink
+
+    async def aclose(self) -> None:
+        sinks = list(self._sinks.values())
+        self._sinks.clear()
+        for sink in sinks:
+            await sink.aclose()

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from flotta.exporter.sink import Accepted, DeviceBatch, Retry, SinkOutcome
+from flotta.exporter.sink import Accepted, DeviceBatch, Retry, SinkOutcome, SinksByTarget
 from flotta.exporter.syslog_sink import (
     SyslogConfigError,
     SyslogSettings,
@@ -54,7 +54,9 @@ class SyslogRoutes:
         self.default = default
         self.settings = settings or SyslogSettings()
         self._devices: dict[tuple[str, str], DeviceSyslog] = {}
-        self._sinks: dict[SyslogTarget, SyslogSink] = {}
+        self._sinks: SinksByTarget[SyslogTarget, SyslogSink] = SinksByTarget(
+            lambda target: SyslogSink(target, self.settings)
+        )
         # namespace/ConfigMap -> (the data it was read from, the target or why not)
         self._parsed: dict[tuple[str, str], tuple[Any, SyslogTarget | str]] = {}
 
@@ -87,16 +89,10 @@ class SyslogRoutes:
         return parsed[1]
 
     def sink(self, target: SyslogTarget) -> SyslogSink:
-        sink = self._sinks.get(target)
-        if sink is None:
-            sink = self._sinks[target] = SyslogSink(target, self.settings)
-        return sink
+        return self._sinks.get(target)
 
     async def aclose(self) -> None:
-        sinks = list(self._sinks.values())
-        self._sinks.clear()
-        for sink in sinks:
-            await sink.aclose()
+        await self._sinks.aclose()
 
 
 class DeviceSyslog:
