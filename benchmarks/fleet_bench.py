@@ -42,6 +42,10 @@ a seventh of the 2 cores during a fan-out, 0.28 cores.)
   status with the new version, the storm from the broker listening again to the last birth.
   The cores' speed swings more than 2x between runs, so these ratios are the goals; the
   seconds are context. ``--no-floor`` skips it.
+- ``--compare-bridge TREE``: a second bridge from another checkout of the repository runs next
+  to this tree's, in its own shared-subscription group so that it gets every device message
+  too; both appear in the CPU figures (``bridge``, ``bridge-compare``), the storm's CPU per
+  reconnect among them: a change to the bridge measured side by side in the same run.
 
 The results go on top of benchmarks/results/fleet.md (with the date and the machine; earlier
 runs stay below).
