@@ -16,10 +16,9 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from flotta.dev.simulator import device_state
 from flotta.dev.simulator.device import FaultRule, Outgoing, SimulatedDevice
@@ -40,6 +39,7 @@ from flotta.schemas.topics import (
 )
 from flotta.schemas.wire import EnrolmentAnswer, EnrolmentRequest, Hardware
 from flotta.schemas.wire.hardware import Cpu, SystemVendor
+from flotta.tasks import wait_first
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class SimulatedFleetDevice:
         ]
         try:
             while not stop.is_set():
-                await _first(stop.wait(), self._wanted_online.wait())
+                await wait_first(stop.wait(), self._wanted_online.wait())
                 if stop.is_set():
                     break
                 await self._session(stop)
@@ -257,7 +257,7 @@ class SimulatedFleetDevice:
         await client.start()
         receiving = asyncio.ensure_future(self._receive(client))
         try:
-            await _first(stop.wait(), self._wanted_offline.wait())
+            await wait_first(stop.wait(), self._wanted_offline.wait())
         finally:
             receiving.cancel()
             await asyncio.gather(receiving, return_exceptions=True)
@@ -361,17 +361,6 @@ class SimulatedFleetDevice:
 
 def _ignore(error: MqttError | None) -> None:
     """An event that did not reach the broker: the simulator does not resend events."""
-
-
-async def _first(*waits: Coroutine[Any, Any, object]) -> None:
-    """Wait until the first of some coroutines finishes; cancel the others."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True)
