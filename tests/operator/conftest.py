@@ -20,6 +20,8 @@ from flotta.operator.app import Operator, OperatorConfig
 from flotta.operator.broker import BrokerSettings, enrolment_broker
 from flotta.operator.context import OperatorSettings
 from flotta.operator.policy import ApprovalPolicy
+from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
+from flotta.schemas.crd.device import EdgeDevice
 from tests.fixtures.brokers import TestBroker
 from tests.fixtures.kubeprocess import LocalKube
 
@@ -100,6 +102,35 @@ class Stack:
         running.start()
         self.operators.append(running)
         return running
+
+
+def add_device(stack: Stack, name: str, labels: dict[str, str]) -> None:
+    """An EdgeDevice with an empty spec, as an administrator creates one."""
+    stack.objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        EdgeDevice.PLURAL,
+        {
+            "apiVersion": API_VERSION,
+            "kind": EdgeDevice.KIND,
+            "metadata": {"name": name, "labels": labels},
+            "spec": {},
+        },
+    )
+
+
+def patch_device_status(stack: Stack, name: str, status: dict[str, Any]) -> None:
+    """Merge ``status`` into an EdgeDevice's status, as the bridge or enrolment would."""
+    stack.objects.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        EdgeDevice.PLURAL,
+        name,
+        {"status": status},
+        _content_type="application/merge-patch+json",
+    )
 
 
 def wait_until(check: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.05) -> Any:

@@ -11,8 +11,12 @@ from kubernetes import client
 
 from flotta.bridge.presence import PresenceLease
 from flotta.operator.bridge_watch import REASON, any_alive, unknown_status
-from flotta.schemas.crd.common import GROUP, VERSION
-from tests.operator.conftest import ENROLMENT_NAMESPACE, NAMESPACE, Stack, wait_until
+from tests.operator.conftest import (
+    ENROLMENT_NAMESPACE,
+    Stack,
+    patch_device_status,
+    wait_until,
+)
 from tests.operator.test_operator_integration import create_device, get
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -50,15 +54,7 @@ def test_unknown_keeps_the_other_conditions() -> None:
 
 
 def set_online(stack: Stack, name: str) -> None:
-    stack.objects.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        NAMESPACE,
-        "edgedevices",
-        name,
-        {"status": {"phase": "Online"}},
-        _content_type="application/merge-patch+json",
-    )
+    patch_device_status(stack, name, {"phase": "Online"})
 
 
 def phase(stack: Stack, name: str) -> str:

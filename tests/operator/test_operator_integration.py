@@ -24,7 +24,7 @@ from tests.fixtures.brokers import ClientCredentials
 from tests.fixtures.kubetypes import obj
 from tests.fixtures.mqtt_probe import MqttProbe, ProbeRefusedError
 from tests.operator.builders import b64, pod_spec, workload_obj
-from tests.operator.conftest import NAMESPACE, Stack, wait_until
+from tests.operator.conftest import NAMESPACE, Stack, add_device, patch_device_status, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -34,27 +34,8 @@ MERGE = "application/merge-patch+json"
 def create_device(stack: Stack, name: str, labels: dict[str, str]) -> ClientCredentials:
     """An EdgeDevice whose certificate the fleet CA signed (as enrolment leaves it)."""
     credentials = stack.broker.device(name, namespace=NAMESPACE)
-    stack.objects.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        NAMESPACE,
-        "edgedevices",
-        {
-            "apiVersion": API_VERSION,
-            "kind": "EdgeDevice",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {},
-        },
-    )
-    stack.objects.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        NAMESPACE,
-        "edgedevices",
-        name,
-        {"status": {"certificate": {"serial": f"{credentials.serial:X}"}}},
-        _content_type=MERGE,
-    )
+    add_device(stack, name, labels)
+    patch_device_status(stack, name, {"certificate": {"serial": f"{credentials.serial:X}"}})
     return credentials
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flotta.dev.nats_server import free_port
-from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
+from flotta.schemas.crd.common import GROUP, VERSION
 from flotta.schemas.topics import DeviceTopic, device_topic
 from tests.fixtures.brokers import TestBroker
 from tests.fixtures.kubeprocess import LocalKube
@@ -19,26 +19,12 @@ from tests.operator.conftest import (
     ENROLMENT_NAMESPACE,
     NAMESPACE,
     Stack,
+    add_device,
     running_stack,
     wait_until,
 )
 
 pytestmark = pytest.mark.slow
-
-
-def create_device(stack: Stack, name: str, labels: dict[str, str]) -> None:
-    stack.objects.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        NAMESPACE,
-        "edgedevices",
-        {
-            "apiVersion": API_VERSION,
-            "kind": "EdgeDevice",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {},
-        },
-    )
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
@@ -69,7 +55,7 @@ def test_api_restart_resumes_or_relists_and_health_endpoints(restartable_stack: 
     stack = restartable_stack
     broker = stack.broker
     creds = broker.device("d2", namespace=NAMESPACE)
-    create_device(stack, "d1", {"site": "north"})
+    add_device(stack, "d1", {"site": "north"})
     stack.objects.create_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -100,7 +86,7 @@ def test_api_restart_resumes_or_relists_and_health_endpoints(restartable_stack: 
             {"metadata": {"annotations": {"n": str(_)}}},
             _content_type="application/merge-patch+json",
         )
-    create_device(stack, "d2", {"site": "north"})
+    add_device(stack, "d2", {"site": "north"})
     probe = MqttProbe(broker.host, broker.port, creds, "d2")
     probe.connect()
     try:

@@ -20,7 +20,7 @@ from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
 from flotta.schemas.crd.common import MEMBER_OF_LABEL as MEMBER_OF
 from tests.fixtures.kubetypes import obj
 from tests.operator.builders import pod_spec, workload_obj
-from tests.operator.conftest import NAMESPACE, Stack, wait_until
+from tests.operator.conftest import NAMESPACE, Stack, add_device, patch_device_status, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -98,9 +98,7 @@ class StandInDevices:
             }
         else:
             patch["appliedVersion"] = desired
-        self.stack.objects.patch_namespaced_custom_object_status(
-            GROUP, VERSION, NAMESPACE, "edgedevices", name, {"status": patch}, _content_type=MERGE
-        )
+        patch_device_status(self.stack, name, patch)
 
 
 @pytest.fixture
@@ -113,27 +111,8 @@ def devices(stack: Stack) -> Iterator[StandInDevices]:
 def _devices(stack: Stack, labels: dict[str, str]) -> Iterator[StandInDevices]:
     owner = "EdgeWorkload/web" if "app" in labels else f"EdgeDeviceSet/{labels[MEMBER_OF]}"
     for name in DEVICES:
-        stack.objects.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            "edgedevices",
-            {
-                "apiVersion": API_VERSION,
-                "kind": "EdgeDevice",
-                "metadata": {"name": name, "labels": labels},
-                "spec": {},
-            },
-        )
-        stack.objects.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            "edgedevices",
-            name,
-            {"status": {"phase": "Online"}},
-            _content_type=MERGE,
-        )
+        add_device(stack, name, labels)
+        patch_device_status(stack, name, {"phase": "Online"})
     with StandInDevices(stack, owner) as stand_in:
         yield stand_in
 
