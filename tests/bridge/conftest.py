@@ -17,9 +17,9 @@ from flotta.bridge.mqtt_intake import MqttSettings
 from flotta.bridge.streams import StreamSettings
 from flotta.dev.nats_server import NatsServer
 from flotta.schemas.topics import TELEMETRY_KINDS, shared_filter
-from tests.bridge.support import Publisher, create_namespace
+from tests.bridge.support import Publisher
 from tests.fixtures.brokers import TestBroker
-from tests.fixtures.kubeprocess import LocalKube
+from tests.fixtures.kubeprocess import LocalKube, running_kube
 
 NAMESPACE = "fleet"
 SMALL_STREAMS = StreamSettings(
@@ -37,16 +37,8 @@ class KubeEnv:
 
 @pytest.fixture
 def local_kube(tmp_path: Path) -> Iterator[KubeEnv]:
-    kube = LocalKube(tmp_path / "kube")
-    kube.start()
-    api = kube.api()
-    try:
-        kube.install_crds(api)
-        create_namespace(api, NAMESPACE)
+    with running_kube(tmp_path / "kube", NAMESPACE) as (kube, api):
         yield KubeEnv(kube, api)
-    finally:
-        api.close()
-        kube.stop()
 
 
 @dataclass

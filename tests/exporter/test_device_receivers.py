@@ -27,7 +27,7 @@ from tests.deploy.test_rbac import CLUSTER, Need, grants, watch
 from tests.exporter.log_batches import ticks
 from tests.exporter.prometheus_server import PrometheusServer
 from tests.exporter.support import consumer_lag, eventually, metrics_batch, now_ms, publish_batch
-from tests.fixtures.kubeprocess import LocalKube
+from tests.fixtures.kubeprocess import LocalKube, running_kube
 from tests.fixtures.rsyslog import RsyslogServer
 
 NAMESPACE = "site"
@@ -35,16 +35,8 @@ NAMESPACE = "site"
 
 @pytest.fixture
 def site_kube(tmp_path: Path) -> Iterator[tuple[LocalKube, k8s.ApiClient]]:
-    local = LocalKube(tmp_path / "kube")
-    local.start()
-    api = local.api()
-    try:
-        local.install_crds(api)
-        local.create_namespaces(api, NAMESPACE)
-        yield local, api
-    finally:
-        api.close()
-        local.stop()
+    with running_kube(tmp_path / "kube", NAMESPACE) as started:
+        yield started
 
 
 def create(

@@ -23,7 +23,7 @@ from flotta.operator.policy import ApprovalPolicy
 from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
 from flotta.schemas.crd.device import EdgeDevice
 from tests.fixtures.brokers import TestBroker
-from tests.fixtures.kubeprocess import LocalKube
+from tests.fixtures.kubeprocess import LocalKube, running_kube
 
 NAMESPACE = "fleet"
 ENROLMENT_NAMESPACE = "flotta"
@@ -146,16 +146,8 @@ def wait_until(check: Callable[[], Any], *, timeout: float = 15.0, interval: flo
 
 @pytest.fixture
 def local_kube(tmp_path: Path) -> Iterator[tuple[LocalKube, client.ApiClient]]:
-    kube = LocalKube(tmp_path / "kube")
-    kube.start()
-    api = kube.api_client()
-    try:
-        kube.install_crds(api)
-        kube.create_namespaces(api, NAMESPACE, ENROLMENT_NAMESPACE)
-        yield kube, api
-    finally:
-        api.close()
-        kube.stop()
+    with running_kube(tmp_path / "kube", NAMESPACE, ENROLMENT_NAMESPACE) as started:
+        yield started
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from flotta.dev.nats_server import free_port
 from flotta.schemas.crd.common import GROUP, VERSION
 from flotta.schemas.topics import DeviceTopic, device_topic
 from tests.fixtures.brokers import TestBroker
-from tests.fixtures.kubeprocess import LocalKube
+from tests.fixtures.kubeprocess import running_kube
 from tests.fixtures.mqtt_probe import MqttProbe
 from tests.operator.builders import workload_obj
 from tests.operator.conftest import (
@@ -38,17 +38,17 @@ def http_get(port: int, path: str) -> tuple[int, str]:
 @pytest.fixture
 def restartable_stack(tmp_path: Any, mosquitto_broker: TestBroker) -> Any:
     """A stack whose local API listens on a fixed port and keeps little watch history."""
-    kube = LocalKube(tmp_path / "kube", port=free_port("127.0.0.1"), watch_history=5)
-    kube.start()
-    api = kube.api_client()
-    kube.install_crds(api)
-    kube.create_namespaces(api, NAMESPACE, ENROLMENT_NAMESPACE)
-    try:
-        with running_stack(kube, api, mosquitto_broker) as stack:
-            yield stack
-    finally:
-        api.close()
-        kube.stop()
+    with (
+        running_kube(
+            tmp_path / "kube",
+            NAMESPACE,
+            ENROLMENT_NAMESPACE,
+            port=free_port("127.0.0.1"),
+            watch_history=5,
+        ) as (kube, api),
+        running_stack(kube, api, mosquitto_broker) as stack,
+    ):
+        yield stack
 
 
 def test_api_restart_resumes_or_relists_and_health_endpoints(restartable_stack: Stack) -> None:

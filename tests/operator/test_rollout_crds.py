@@ -17,7 +17,7 @@ from flotta.schemas.crd.common import GROUP, VERSION
 from flotta.schemas.crd.device_set import EdgeDeviceSet
 from flotta.schemas.crd.workload import EdgeWorkload
 from tests.fixtures.kube import KUBECTL
-from tests.fixtures.kubeprocess import LocalKube
+from tests.fixtures.kubeprocess import LocalKube, running_kube
 from tests.operator.builders import workload_obj
 from tests.operator.conftest import NAMESPACE
 
@@ -38,16 +38,8 @@ GOOD_POLICY: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def module_kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKube]:
     """One local API for the module: each test uses names of its own."""
-    kube = LocalKube(tmp_path_factory.mktemp("rollout-crds") / "kube")
-    kube.start()
-    api = kube.api_client()
-    try:
-        kube.install_crds(api)
-        kube.create_namespaces(api, NAMESPACE)
+    with running_kube(tmp_path_factory.mktemp("rollout-crds") / "kube", NAMESPACE) as (kube, _):
         yield kube
-    finally:
-        api.close()
-        kube.stop()
 
 
 @pytest.fixture
