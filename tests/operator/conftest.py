@@ -22,6 +22,7 @@ from flotta.operator.context import OperatorSettings
 from flotta.operator.policy import ApprovalPolicy
 from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
 from flotta.schemas.crd.device import EdgeDevice
+from flotta.schemas.crd.device_set import EdgeDeviceSet
 from tests.fixtures.brokers import TestBroker
 from tests.fixtures.kubeprocess import LocalKube, running_kube
 
@@ -116,6 +117,21 @@ def add_device(stack: Stack, name: str, labels: dict[str, str]) -> None:
             "kind": EdgeDevice.KIND,
             "metadata": {"name": name, "labels": labels},
             "spec": {},
+        },
+    )
+
+
+def add_device_set(stack: Stack, name: str, spec: dict[str, Any]) -> None:
+    stack.objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        EdgeDeviceSet.PLURAL,
+        {
+            "apiVersion": API_VERSION,
+            "kind": EdgeDeviceSet.KIND,
+            "metadata": {"name": name},
+            "spec": spec,
         },
     )
 

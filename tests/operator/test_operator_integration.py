@@ -16,7 +16,7 @@ from kubernetes import client
 from flotta.pki.keys import load_private_key
 from flotta.pki.sealing import unseal
 from flotta.schemas.codec import content_version, decode, encode
-from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
+from flotta.schemas.crd.common import GROUP, VERSION
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.desired import DesiredState
@@ -24,7 +24,14 @@ from tests.fixtures.brokers import ClientCredentials
 from tests.fixtures.kubetypes import obj
 from tests.fixtures.mqtt_probe import MqttProbe, ProbeRefusedError
 from tests.operator.builders import b64, pod_spec, workload_obj
-from tests.operator.conftest import NAMESPACE, Stack, add_device, patch_device_status, wait_until
+from tests.operator.conftest import (
+    NAMESPACE,
+    Stack,
+    add_device,
+    add_device_set,
+    patch_device_status,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -335,18 +342,7 @@ def test_broker_restart_with_its_store_republishes_nothing(stack: Stack) -> None
 def test_set_configuration_member_count_and_hardware_labels(stack: Stack) -> None:
     creds = create_device(stack, "d1", {"flotta/member-of": "north"})
     create_device(stack, "d2", {})
-    stack.objects.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        NAMESPACE,
-        "edgedevicesets",
-        {
-            "apiVersion": API_VERSION,
-            "kind": "EdgeDeviceSet",
-            "metadata": {"name": "north"},
-            "spec": {"heartbeat": {"periodSeconds": 5}},
-        },
-    )
+    add_device_set(stack, "north", {"heartbeat": {"periodSeconds": 5}})
     stack.start_operator()
     probe = device_probe(stack, creds)
     assert next_desired(probe).configuration.heartbeat.period_seconds == 5
@@ -407,18 +403,7 @@ def test_the_status_records_the_heartbeat_period_the_device_was_told(stack: Stac
         {"spec": {"heartbeat": {"periodSeconds": 60}}},
         _content_type=MERGE,
     )
-    stack.objects.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        NAMESPACE,
-        "edgedevicesets",
-        {
-            "apiVersion": API_VERSION,
-            "kind": "EdgeDeviceSet",
-            "metadata": {"name": "north"},
-            "spec": {"heartbeat": {"periodSeconds": 5}},
-        },
-    )
+    add_device_set(stack, "north", {"heartbeat": {"periodSeconds": 5}})
     running = stack.start_operator()
     probe = device_probe(stack, creds)
     first = next_desired(probe)
@@ -521,18 +506,7 @@ def test_fields_no_device_acts_on_are_named_in_a_condition(stack: Stack) -> None
     assert get(stack, "edgedevices", "d1")["metadata"]["resourceVersion"] == version
 
     # In a set, the set's configuration is the one in effect: its fields are named.
-    stack.objects.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        NAMESPACE,
-        "edgedevicesets",
-        {
-            "apiVersion": API_VERSION,
-            "kind": "EdgeDeviceSet",
-            "metadata": {"name": "north"},
-            "spec": {"metrics": {"dataTransfer": {"interval": 30}}},
-        },
-    )
+    add_device_set(stack, "north", {"metrics": {"dataTransfer": {"interval": 30}}})
     stack.objects.patch_namespaced_custom_object(
         GROUP,
         VERSION,
