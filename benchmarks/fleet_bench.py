@@ -196,9 +196,18 @@ class Usage:
 
 def _metric(port: int, name: str) -> float:
     """A sample of a component's Prometheus metrics: ``name{labels}`` exactly, or the sum over
-    every label set of ``name``; 0 when absent."""
-    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
+    every label set of ``name``; 0 when absent. A connection refused or reset is tried again
+    (twice, a second apart): one reset cost a whole 2,000-device run on a loaded machine."""
+    url = f"http://{LOOPBACK}:{port}/metrics"
+    for attempt in range(3):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+            break
+        except OSError:
+            if attempt == 2:
+                raise
+            time.sleep(1.0)
     total = 0.0
     for line in text.splitlines():
         if line.startswith("#"):
