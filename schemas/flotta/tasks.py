@@ -105,6 +105,25 @@ class TaskSet:
             self._on_failure(str(key), error)
 
 
+class FirstFailure:
+    """The first task of a process that failed or returned, as a :class:`TaskSet`'s
+    ``on_failure``: what a daemon's health reports and what ends its run."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self._happened = asyncio.Event()
+
+    def __call__(self, _name: str, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+            self._happened.set()
+
+    async def wait(self) -> BaseException:
+        await self._happened.wait()
+        assert self.error is not None
+        return self.error
+
+
 async def wait_first(*awaitables: Awaitable[Any]) -> list[asyncio.Future[Any]]:
     """Wait until the first of ``awaitables`` ends (a stop event, a failure), then cancel and
     await the others: the one wait a process runs until it is stopped or a loop dies. Returns

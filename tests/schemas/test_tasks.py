@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from flotta.tasks import TaskEndedError, TaskSet, wait_first
+from flotta.tasks import FirstFailure, TaskEndedError, TaskSet, wait_first
 
 
 async def test_failure_is_reported_and_stop_all_cancels_the_rest() -> None:
@@ -132,3 +132,21 @@ async def test_wait_first_hands_back_a_failure_and_cancels_when_cancelled() -> N
     await asyncio.gather(waiter, return_exceptions=True)
     assert waiter.cancelled()
     assert never.cancelled()
+
+
+async def test_first_failure_keeps_the_first_and_wakes_its_waiter() -> None:
+    failure = FirstFailure()
+    tasks = TaskSet("test", failure, until_stopped=True)
+
+    async def fails(message: str) -> None:
+        raise ValueError(message)
+
+    waiter = asyncio.ensure_future(failure.wait())
+    tasks.start("first", fails("first"))
+    async with asyncio.timeout(5):
+        error = await waiter
+    tasks.start("second", fails("second"))
+    await asyncio.sleep(0.01)
+    assert str(error) == "first"
+    assert failure.error is error
+    await tasks.stop_all()

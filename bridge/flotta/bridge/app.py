@@ -44,7 +44,7 @@ from flotta.health import HealthServer
 from flotta.kube_watch import api_client
 from flotta.mqtt import MqttClient, TlsFiles
 from flotta.mqtt import MqttSettings as ClientSettings
-from flotta.tasks import TaskSet, wait_first
+from flotta.tasks import FirstFailure, TaskSet, wait_first
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +113,10 @@ class Bridge:
         self.executor = ThreadPoolExecutor(
             max_workers=writes.workers + 1, thread_name_prefix="kube-write"
         )
-        self._tasks = TaskSet("bridge", self._task_failed, until_stopped=True)
-        self.failure: BaseException | None = None  # the first loop that died
-        self._failed = asyncio.Event()
+        # A bridge with a dead loop must not look healthy while it serves nobody: it reports
+        # unhealthy and ``run`` ends the process, so its supervisor restarts it.
+        self._failure = FirstFailure()
+        self._tasks = TaskSet("bridge", self._failure, until_stopped=True)
         self._synced = asyncio.Event()
         self._watch: DeviceWatch | None = None
         self.intake: MqttIntake | None = None
@@ -224,18 +225,13 @@ class Bridge:
 
     # ---- loops and callbacks -----------------------------------------------------------------
 
-    def _task_failed(self, _name: str, error: BaseException) -> None:
-        """A loop failed or returned (logged by the task set)."""
-        if self.failure is None:
-            # A bridge with a dead loop must not look healthy while it serves nobody: it
-            # reports unhealthy and ``run`` ends the process, so its supervisor restarts it.
-            self.failure = error
-            self._failed.set()
+    @property
+    def failure(self) -> BaseException | None:
+        """The first loop that died (logged by the task set)."""
+        return self._failure.error
 
     async def wait_failed(self) -> BaseException:
-        await self._failed.wait()
-        assert self.failure is not None
-        return self.failure
+        return await self._failure.wait()
 
     def alive(self) -> bool:
         return self.failure is None

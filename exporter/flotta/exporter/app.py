@@ -24,7 +24,7 @@ from flotta.exporter.metrics import ExporterMetrics
 from flotta.exporter.sink import BatchT, DeviceBatch, Sink
 from flotta.health import HealthServer
 from flotta.schemas.topics import nats_filter
-from flotta.tasks import TaskSet, wait_first
+from flotta.tasks import FirstFailure, TaskSet, wait_first
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +98,8 @@ class Exporter:
             name=settings.client_name,
         )
         self.deliveries: list[SinkDelivery[Any]] = []
-        self._tasks = TaskSet("exporter", self._task_failed, until_stopped=True)
-        self.failure: BaseException | None = None
-        self._failed = asyncio.Event()
+        self._failure = FirstFailure()
+        self._tasks = TaskSet("exporter", self._failure, until_stopped=True)
         self.health: HealthServer | None = None
 
     async def start(self) -> None:
@@ -160,15 +159,13 @@ class Exporter:
     def alive(self) -> bool:
         return self.failure is None
 
-    def _task_failed(self, _name: str, error: BaseException) -> None:
-        if self.failure is None:
-            self.failure = error
-            self._failed.set()
+    @property
+    def failure(self) -> BaseException | None:
+        """The first loop that died."""
+        return self._failure.error
 
     async def wait_failed(self) -> BaseException:
-        await self._failed.wait()
-        assert self.failure is not None
-        return self.failure
+        return await self._failure.wait()
 
 
 async def run(
