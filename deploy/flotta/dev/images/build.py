@@ -58,11 +58,15 @@ class Provenance:
         )
         return cls(version=str(project["version"]), revision=revision, source=source)
 
-    def build_args(self) -> list[str]:
+    def labels(self, base: str) -> list[str]:
+        """``podman build --label`` options: set on the image at every build, never taken
+        from the layer cache (a LABEL instruction with build arguments would be)."""
+        oci = "org.opencontainers.image"
         return [
-            f"--build-arg=VERSION={self.version}",
-            f"--build-arg=REVISION={self.revision}",
-            f"--build-arg=SOURCE={self.source}",
+            f"--label={oci}.version={self.version}",
+            f"--label={oci}.revision={self.revision}",
+            f"--label={oci}.source={self.source}",
+            f"--label={oci}.base.name={base}",
         ]
 
 
@@ -95,7 +99,8 @@ class Builder:
     def _timed(self, step: str) -> Iterator[None]:
         started = time.monotonic()
         yield
-        self.timings[step] = round(time.monotonic() - started, 1)
+        spent = self.timings.get(step, 0.0) + time.monotonic() - started
+        self.timings[step] = round(spent, 1)
 
     # ---- the bases ----------------------------------------------------------------------
 
@@ -143,7 +148,7 @@ class Builder:
                 "--network=none",
                 f"--file={containerfile}",
                 f"--build-arg=BASE_IMAGE={base}",
-                *provenance.build_args(),
+                *provenance.labels(base),
                 f"--tag={tag}",
                 str(context),
                 timeout=1800,
