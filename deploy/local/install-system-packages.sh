@@ -8,8 +8,9 @@ set -euo pipefail
 # rpm: rpmbuild and rpm -qp for the agent's packages (make agent-packages; dpkg-deb is dpkg's).
 packages=(mosquitto mosquitto-clients podman runc catatonit busybox-static iproute2 prometheus curl
   rsyslog rsyslog-gnutls rpm)
-# mmdebstrap (+ the Debian archive keys): the images' root filesystems (make images).
-packages+=(mmdebstrap debian-archive-keyring)
+# mmdebstrap (+ the Debian archive keys): the images' root filesystems; binutils: strip for
+# the shared objects of the control-plane image's wheels (make images, docs/images.md).
+packages+=(mmdebstrap debian-archive-keyring binutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
