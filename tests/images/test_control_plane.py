@@ -29,7 +29,7 @@ from flotta.dev.images import PodmanStore
 from flotta.dev.stack.layout import StackLayout
 from flotta.dev.stack.up import Stack, UpOptions
 from tests.deploy.manifests import find
-from tests.e2e.conftest import RunningSystem
+from tests.e2e.conftest import RunningSystem, wait_until
 from tests.e2e.test_simulated_fleet import converged
 from tests.fixtures.images import Container, run_container
 
@@ -66,18 +66,12 @@ def answers(port: int, path: str) -> bool:
 def wait_for(
     check: Callable[[], Any], *, timeout: float, what: str, containers: list[Container]
 ) -> Any:
-    """``check()`` until truthy; on timeout, fail with the containers' logs."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    logs = "\n".join(f"--- {c.name}\n{c.logs()[-3000:]}" for c in containers)
-    raise AssertionError(
-        f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}\n{logs}"
-    )
+    """``wait_until``, failing with the containers' logs."""
+    try:
+        return wait_until(check, timeout=timeout, what=what)
+    except AssertionError as error:
+        logs = "\n".join(f"--- {c.name}\n{c.logs()[-3000:]}" for c in containers)
+        raise AssertionError(f"{error}\n{logs}") from None
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@ tests/fixtures/images.py): what they contain, who they run as, what their labels
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from flotta.dev.images import PodmanStore, Provenance
+from flotta.dev.nats_server import free_port
 
 MB = 1_000_000  # as `podman images` counts
 # docs/images.md: the goal for the control plane is under 150 MB.
@@ -126,10 +126,3 @@ def _publish(port: int) -> bool:
         check=False,
     )
     return done.returncode == 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -29,6 +29,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 BUSYBOX_IMAGE = "localhost/flotta/busybox:latest"
 BUSYBOX_BINARY = Path("/bin/busybox")
@@ -162,8 +163,14 @@ def _write_kube_network(network_dir: Path) -> None:
     path.write_text(json.dumps(definition, indent=2) + "\n")
 
 
+class SelectsPodman(Protocol):
+    """What picks one Podman: the environment its commands run with."""
+
+    def process_env(self) -> dict[str, str]: ...
+
+
 def podman(
-    environment: PodmanEnvironment, *args: str, stdin: bytes | None = None, timeout: float = 120
+    environment: SelectsPodman, *args: str, stdin: bytes | None = None, timeout: float = 120
 ) -> str:
     """Run one ``podman`` command against this instance; its stdout, or a readable error."""
     completed = subprocess.run(
@@ -180,7 +187,7 @@ def podman(
     return completed.stdout.decode(errors="replace")
 
 
-def image_exists(environment: PodmanEnvironment, image: str) -> bool:
+def image_exists(environment: SelectsPodman, image: str) -> bool:
     completed = subprocess.run(
         ["podman", "image", "exists", image],
         env=environment.process_env(),

@@ -17,9 +17,10 @@ from flotta.dev.images.build import (
     Builder,
     Provenance,
 )
-from flotta.dev.images.podman_store import PodmanError, PodmanStore
+from flotta.dev.images.podman_store import PodmanStore
 from flotta.dev.images.rootfs import RootfsError
 from flotta.dev.images.wheels import WheelError
+from flotta.dev.podman import PodmanUnavailableError
 
 __all__ = [
     "BASE_IMAGE",
@@ -27,8 +28,8 @@ __all__ = [
     "CONTROL_PLANE_IMAGE",
     "DEFAULT_BUILD_DIR",
     "Builder",
-    "PodmanError",
     "PodmanStore",
+    "PodmanUnavailableError",
     "Provenance",
     "RootfsError",
     "WheelError",

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flotta.dev.images import rootfs, wheels
-from flotta.dev.images.podman_store import PodmanError, PodmanStore
+from flotta.dev.images.podman_store import PodmanStore
+from flotta.dev.podman import PodmanUnavailableError
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "images"
@@ -156,7 +157,7 @@ class Builder:
         if before and before != self._image_id(tag) and self.store.isolated:
             # The image this one replaces, with the layers only it used. Not `image prune`:
             # the build stages' last layers are dangling too, and they are the cache.
-            with suppress(PodmanError):  # a container still uses it
+            with suppress(PodmanUnavailableError):  # a container still uses it
                 self.store.podman("rmi", before)
         self.say(f"built {tag} ({self.store.size(tag) / 1e6:.0f} MB)")
         return tag

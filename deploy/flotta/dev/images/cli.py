@@ -48,8 +48,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from flotta.dev.images import wheels
     from flotta.dev.images.build import DEFAULT_BUILD_DIR, REPO_ROOT, Builder
-    from flotta.dev.images.podman_store import PodmanError, PodmanStore
+    from flotta.dev.images.podman_store import PodmanStore
     from flotta.dev.images.rootfs import RootfsError
+    from flotta.dev.podman import PodmanUnavailableError
 
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
@@ -78,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         for target in args.targets or TARGETS:
             image = steps[target]()
             built[target] = {"image": image, "size_bytes": store.size(image)}
-    except (RootfsError, PodmanError, wheels.WheelError) as error:
+    except (RootfsError, PodmanUnavailableError, wheels.WheelError) as error:
         print(f"flotta dev images: {error}", file=sys.stderr)
         return 1
     total = round(time.monotonic() - started, 1)

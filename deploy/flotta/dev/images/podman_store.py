@@ -17,13 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flotta.dev.podman import write_config
+from flotta.dev.podman import image_exists, podman, write_config
 
 DRIVER_ENV = "FLOTTA_IMAGES_DRIVER"
-
-
-class PodmanError(RuntimeError):
-    """A podman command failed; the message has its stderr."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,29 +53,11 @@ class PodmanStore:
         return {**os.environ, **self.env}
 
     def podman(self, *args: str, timeout: float = 600) -> str:
-        """Run ``podman ARGS``; its stdout, or :class:`PodmanError` with its stderr."""
-        completed = subprocess.run(
-            ["podman", *args],
-            capture_output=True,
-            env=self.process_env(),
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-        if completed.returncode != 0:
-            message = completed.stderr.decode(errors="replace").strip()[-4000:]
-            raise PodmanError(f"podman {' '.join(args)} failed: {message}")
-        return completed.stdout.decode(errors="replace")
+        """Run ``podman ARGS``; its stdout, or ``PodmanUnavailableError`` with its stderr."""
+        return podman(self, *args, timeout=timeout)
 
     def exists(self, image: str) -> bool:
-        completed = subprocess.run(
-            ["podman", "image", "exists", image],
-            env=self.process_env(),
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        return completed.returncode == 0
+        return image_exists(self, image)
 
     def inspect(self, image: str) -> dict[str, object]:
         documents: list[dict[str, object]] = json.loads(self.podman("image", "inspect", image))
