@@ -142,3 +142,11 @@ def test_manifests_run_the_image_the_kustomization_tags() -> None:
     used = {c.spec["image"] for c in containers()}
     assert used == tagged
     assert "flotta-control-plane" in used
+
+
+def test_refresh_makes_each_thing_again_once_per_run() -> None:
+    builder = Builder(store=PodmanStore(), refresh=True, say=lambda _: None)
+    assert builder._refresh("debian-base")
+    assert not builder._refresh("debian-base")  # the control plane reuses the new base
+    assert builder._refresh("wheels")
+    assert not Builder(store=PodmanStore(), say=lambda _: None)._refresh("debian-base")

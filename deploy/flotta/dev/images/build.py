@@ -87,6 +87,13 @@ class Builder:
     refresh: bool = False
     say: Callable[[str], None] = print
     timings: dict[str, float] = field(default_factory=dict)
+    _refreshed: set[str] = field(default_factory=set)  # what this run made again already
+
+    def _refresh(self, what: str) -> bool:
+        """``refresh`` once per run: a second image on the same base reuses the new one."""
+        first = self.refresh and what not in self._refreshed
+        self._refreshed.add(what)
+        return first
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -110,7 +117,7 @@ class Builder:
         point ``repository:bookworm`` at it; returns the digest-tagged name."""
         with self._timed(f"rootfs {spec.name}"):
             tarball = rootfs.ensure_rootfs(
-                spec, self.build_dir / "rootfs", refresh=self.refresh, say=self.say
+                spec, self.build_dir / "rootfs", refresh=self._refresh(spec.name), say=self.say
             )
         digest = _file_digest(tarball)[:16]
         pinned = f"{repository}:{rootfs.SUITE}-{digest}"
@@ -170,7 +177,7 @@ class Builder:
             base = self._import(rootfs.BASE, BASE_IMAGE)
             context = self.build_dir / "context" / "control-plane"
             with self._timed("wheels"):
-                wheels.build_wheelhouse(REPO_ROOT, context, refresh=self.refresh)
+                wheels.build_wheelhouse(REPO_ROOT, context, refresh=self._refresh("wheels"))
             return self._build(CONTROL_PLANE_IMAGE, CONTAINERFILES / "Containerfile", context, base)
 
     def broker_image(self) -> str:
