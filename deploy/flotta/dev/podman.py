@@ -34,6 +34,8 @@ from typing import Protocol
 BUSYBOX_IMAGE = "localhost/flotta/busybox:latest"
 BUSYBOX_BINARY = Path("/bin/busybox")
 KUBE_NETWORK = "podman-default-kube-network"
+KUBE_SUBNET = "10.89.0.0/24"
+KUBE_GATEWAY = "10.89.0.1"
 ULIMITS = ("nofile=4096:4096", "nproc=4096:4096")
 LOG_SIZE_MAX = 8 * 1024 * 1024
 # command -> Debian package
@@ -153,7 +155,7 @@ def _write_kube_network(network_dir: Path) -> None:
         "driver": "bridge",
         "network_interface": "podman1",
         "created": "2024-01-01T00:00:00Z",
-        "subnets": [{"subnet": "10.89.0.0/24", "gateway": "10.89.0.1"}],
+        "subnets": [{"subnet": KUBE_SUBNET, "gateway": KUBE_GATEWAY}],
         "ipv6_enabled": False,
         "internal": False,
         "dns_enabled": False,
@@ -161,6 +163,32 @@ def _write_kube_network(network_dir: Path) -> None:
     }
     path = network_dir / f"{KUBE_NETWORK}.json"
     path.write_text(json.dumps(definition, indent=2) + "\n")
+    # The same network for the CNI backend, which Podman uses where netavark is not installed
+    # (each backend reads only its own file); without it the network exists only after the
+    # first ``kube play`` made it.
+    conflist = {
+        "cniVersion": "0.4.0",
+        "name": KUBE_NETWORK,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "cni-podman1",
+                "isGateway": True,
+                "ipMasq": True,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "ranges": [[{"subnet": KUBE_SUBNET, "gateway": KUBE_GATEWAY}]],
+                },
+                "capabilities": {"ips": True},
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+            {"type": "firewall", "backend": ""},
+            {"type": "tuning"},
+        ],
+    }
+    (network_dir / f"{KUBE_NETWORK}.conflist").write_text(json.dumps(conflist, indent=2) + "\n")
 
 
 class SelectsPodman(Protocol):
