@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from flotta.dev.images.build import Builder
+from flotta.dev.images.build import BROKER_IMAGE, CONTROL_PLANE_IMAGE, Builder, Provenance
 from flotta.dev.images.podman_store import PodmanStore
 from flotta.dev.images.rootfs import BASE, BROKER, PATH_EXCLUDES, RootfsSpec
 from flotta.dev.images.wheels import control_plane_extras, platform_tags
@@ -142,6 +142,14 @@ def test_manifests_run_the_image_the_kustomization_tags() -> None:
     used = {c.spec["image"] for c in containers()}
     assert used == tagged
     assert "flotta-control-plane" in used
+
+
+def test_the_kustomization_runs_the_images_make_images_builds() -> None:
+    """Both images under the names and the tag (the project's version) the builder gives."""
+    tags = {image["name"]: image["newTag"] for image in kustomization()["images"]}
+    version = Provenance.of().version
+    built = (CONTROL_PLANE_IMAGE, BROKER_IMAGE)
+    assert tags == {name.removeprefix("localhost/"): version for name in built}
 
 
 def test_refresh_makes_each_thing_again_once_per_run() -> None:
