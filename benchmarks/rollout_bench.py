@@ -200,10 +200,12 @@ def report(results: list[dict[str, Any]], where: str) -> str:
         )
     lines += [
         "",
-        "A rollout waits for each batch's health reports to reach the EdgeDevice statuses "
-        "(the bridge's rate-limited, coalesced writes) and evaluates every 1 to 2 s, so its "
-        "time grows with the fleet where a fan-out does not. Simulated devices fail a bad "
-        "version before applying it, so their time back on the previous version is 0 s.",
+        "The operator reads the devices' status reports while a rollout is under way and "
+        "evaluates the rollout as soon as a device's versions change, so a batch starts once "
+        "its predecessor's devices report healthy, not once the bridge's rate-limited "
+        "EdgeDevice writes reach the API. The good rollout's time runs until "
+        "`status.rollout.phase` says Complete (polled every 0.2 s). Simulated devices fail a "
+        "bad version before applying it, so their time back on the previous version is 0 s.",
     ]
     return "\n".join(lines)
 

@@ -34,9 +34,11 @@ from flotta.operator.ledger import Ledger
 from flotta.operator.metrics import OperatorMetrics
 from flotta.operator.patching import KubeWriter
 from flotta.operator.reconciling import Reconciler
+from flotta.operator.report_watch import LINGER, ReportWatch
 from flotta.operator.rollouts import Rollouts
 from flotta.operator.sealer import Sealer
-from flotta.operator.statuses import StatusWriter, load_revisions
+from flotta.operator.statuses import ROLLOUT_TICK, StatusWriter, load_revisions
+from flotta.operator.version_reports import VersionReports
 from flotta.operator.watch_intake import Intake
 from flotta.operator.watching import Watcher, WatchEvent, core_kind, flotta_kind
 from flotta.pki.errors import PkiError
@@ -76,6 +78,10 @@ class OperatorConfig:
     reload_crl: Callable[[], None] = lambda: None
     # Online devices become Unknown after this long without a live bridge (bridge_watch).
     bridge_unknown_after: float = UNKNOWN_AFTER
+    # Rollouts read the devices' status reports while under way, and this long after
+    # (report_watch; at least three rollout ticks); False: only from the EdgeDevice statuses.
+    read_reports: bool = True
+    report_linger: float = LINGER
 
 
 def api_client(kubeconfig: Path | None) -> client.ApiClient:
@@ -146,7 +152,8 @@ class Operator:
         if not settings.sealing_key:
             settings = replace(settings, sealing_key=sealing_key(pki))
         ledger = Ledger()
-        rollouts = Rollouts(fleet, told=ledger.told)
+        reports = VersionReports(known=lambda device_id: bool(fleet.namespaces_of(device_id)))
+        rollouts = Rollouts(fleet, told=ledger.told, heard=reports.get)
         desired = DesiredStates(
             fleet,
             seal=Sealer(settings.sealing_key),
@@ -190,6 +197,16 @@ class Operator:
             evict=evictor.evict,
             rollouts=rollouts,
         )
+        watch = ReportWatch(
+            cfg.broker,
+            reports,
+            on_change=lambda _device_id: context.reports_changed.set(),
+            on_result=lambda result: self.metrics.status_reports.labels(result).inc(),
+            # longer than a few rollout ticks: a rollout under way keeps wanting the reports
+            linger=max(cfg.report_linger, 3 * ROLLOUT_TICK),
+        )
+        if cfg.read_reports:
+            context.reports = watch
         self.context = context
         # Before any device is reconciled: the revisions devices outside a rollout keep.
         await load_revisions(context)
@@ -226,6 +243,8 @@ class Operator:
         self._tasks.start("workload-status", statuses.run_workloads())
         self._tasks.start("set-status", statuses.run_sets())
         self._tasks.start("rollouts", statuses.run_rollouts())
+        if cfg.read_reports:
+            self._tasks.start("status-reports", watch.run())
         self._tasks.start("cleanup", Cleaner(context).run())
         self._tasks.start("evictions", evictor.run())
         self._tasks.start(

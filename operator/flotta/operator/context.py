@@ -39,6 +39,23 @@ class Publisher(Protocol):
     ) -> asyncio.Future[None]: ...
 
 
+class ReportEar(Protocol):
+    """The devices' status reports, heard while rollouts are under way
+    (:class:`flotta.operator.report_watch.ReportWatch`)."""
+
+    def want(self) -> None: ...
+
+    async def ready(self, within: float) -> bool: ...
+
+
+class _Deaf:
+    def want(self) -> None:
+        pass
+
+    async def ready(self, within: float) -> bool:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class OperatorSettings:
     enrolment_namespace: str = "flotta"
@@ -84,3 +101,6 @@ class Context:
     set_status: WorkQueue[Key] = field(default_factory=WorkQueue)
     cleanup: WorkQueue[Key] = field(default_factory=WorkQueue)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
+    reports: ReportEar = field(default_factory=_Deaf)
+    # Set when a device's reported versions changed: the rollouts are evaluated at once.
+    reports_changed: asyncio.Event = field(default_factory=asyncio.Event)

@@ -80,6 +80,13 @@ class OperatorMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.status_reports = Counter(
+            "flotta_operator_status_reports",
+            "Device status reports read while rollouts are under way, by result (changed, "
+            "same, stale, invalid, unknown-device, rate-limited)",
+            ["result"],
+            registry=self.registry,
+        )
 
     def queue_depth(self, name: str, depth: Callable[[], int]) -> None:
         gauge = Gauge(

@@ -19,7 +19,11 @@ Which revision a device gets:
   last completed rollout's), else none (a new workload's first rollout).
 
 Whether a device runs the target healthy is read from its reports through the versions the
-operator assembled for it: each assembled version remembers the revisions it carries.
+operator assembled for it: each assembled version remembers the revisions it carries. The
+reports come from the EdgeDevice status (the bridge's writes, the authority after a restart)
+and, while rollouts are under way, straight from the devices' MQTT status reports
+(:mod:`flotta.operator.version_reports`), so a batch does not wait for the bridge's
+rate-limited writes: a device counts as updated (failed, waiting) when either says so.
 """
 
 from __future__ import annotations
@@ -54,10 +58,12 @@ from flotta.operator.rollout_revisions import (
     configuration_revision_of,
     revision_of,
 )
+from flotta.operator.version_reports import HeardVersions
 from flotta.operator.workload_status import set_condition
 from flotta.schemas.crd.common import Condition
-from flotta.schemas.crd.device import EdgeDevice
+from flotta.schemas.crd.device import EdgeDevice, FailedVersion
 from flotta.schemas.crd.rollout import RolloutStatus
+from flotta.schemas.wire.status import VersionFailure
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +71,7 @@ BOOK_SIZE = 4  # assembled versions remembered per device
 HISTORY = 10  # ControllerRevisions kept per workload beyond the stable and target ones
 Tag = str  # "EdgeWorkload/<name>=<revision name>"
 Told = Callable[[Key], Mapping[str, str]]  # device -> {"EdgeWorkload/<name>": revision}
+Heard = Callable[[str], HeardVersions | None]  # device id -> its latest status report's
 
 
 def tag(owner: str, revision: str) -> Tag:
@@ -118,10 +125,12 @@ class Rollouts:
         fleet: Fleet,
         *,
         told: Told = lambda _key: {},
+        heard: Heard = lambda _device_id: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._fleet = fleet
         self._told = told
+        self._heard = heard
         self._clock = clock
         self._revisions: dict[tuple[str, str], Revision] = {}  # (namespace, name)
         self._runtimes: dict[tuple[str, str, str], Runtime] = {}  # (kind, namespace, name)
@@ -509,9 +518,11 @@ class Rollouts:
     def progress(
         self, key: Key, device: EdgeDevice | None, runtime: Runtime
     ) -> tuple[Progress, Failure | None]:
-        """How the device does with the target revision, from its reports."""
+        """How the device does with the target revision, from its reports: its EdgeDevice
+        status and the status report heard last, whichever says more."""
         status = device.status if device is not None else None
-        if status is None:
+        heard = self._heard(key[1])
+        if status is None and heard is None:
             return "updating", None
         book: Mapping[str, frozenset[Tag]] = self._book.get(key, {})
         wanted = tag(runtime.owner, runtime.target.name)
@@ -519,28 +530,44 @@ class Rollouts:
         def carries(version: str) -> bool:
             return bool(version) and wanted in book.get(version, ())
 
-        if carries(status.applied_version):
+        if (status is not None and carries(status.applied_version)) or (
+            heard is not None and carries(heard.applied)
+        ):
             return "updated", None
-        failed = status.failed_version
+        failure = self._failure(runtime, status.failed_version if status else None, carries)
+        if failure is None and heard is not None and heard.failed is not None:
+            failure = self._failure(runtime, heard.failed, carries)
+        if failure is not None:
+            return "failed", failure
+        if (status is not None and carries(status.waiting_version)) or (
+            heard is not None and carries(heard.waiting)
+        ):
+            return "waiting", None
+        return "updating", None
+
+    @staticmethod
+    def _failure(
+        runtime: Runtime,
+        failed: FailedVersion | VersionFailure | None,
+        carries: Callable[[str], bool],
+    ) -> Failure | None:
         # A set's rollout owns any failure of a version that carries it; a workload's only
         # the failures of that workload or of no workload in particular.
         if (
-            failed is not None
-            and carries(failed.version)
-            and (runtime.kind == SET_KIND or failed.workload in ("", runtime.key[1]))
+            failed is None
+            or not carries(failed.version)
+            or (runtime.kind != SET_KIND and failed.workload not in ("", runtime.key[1]))
         ):
-            return "failed", Failure(
-                failed.reason,
-                workload=failed.workload,
-                container=failed.container,
-                exit_code=failed.exit_code,
-                message=failed.message,
-                rolled_back=failed.rolled_back,
-                time=failed.time,
-            )
-        if carries(status.waiting_version):
-            return "waiting", None
-        return "updating", None
+            return None
+        return Failure(
+            failed.reason,
+            workload=failed.workload,
+            container=failed.container,
+            exit_code=failed.exit_code,
+            message=failed.message,
+            rolled_back=failed.rolled_back,
+            time=failed.time,
+        )
 
     def _status(
         self,

@@ -1,10 +1,18 @@
 """EdgeWorkload and EdgeDeviceSet statuses, coalesced: each dirty object is written at most
-once per interval and only when something a user sees changed; Events for invalid workloads."""
+once per interval and only when something a user sees changed; Events for invalid workloads.
+
+Rollouts under way are evaluated every ``ROLLOUT_TICK`` seconds (batch timeouts pass without
+any device saying anything) and, while the operator hears the devices' status reports
+(:mod:`flotta.operator.report_watch`), as soon as a device's reported versions changed: the
+devices a batch admits are reconciled at once, and a status whose phase or batch moved is
+written without waiting for the interval."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +35,9 @@ from flotta.operator.workload_status import same_status, workload_status
 logger = logging.getLogger(__name__)
 
 ROLLOUT_TICK = 2.0  # seconds between evaluations of rollouts under way
+REPORT_DEBOUNCE = 0.05  # seconds: reports that arrive together make one evaluation
+READY_WAIT = 2.0  # seconds a first admission waits for the status reports' subscription
+HEARD_PHASES = ("Progressing", "Paused", "WaitingForApproval")  # rollouts that read reports
 PHASES = ("Progressing", "Paused", "WaitingForApproval", "Halted", "Complete")
 
 
@@ -46,6 +57,15 @@ class StatusWriter:
         self._workloads: dict[Key, dict[str, Any]] = {}
         self._sets: dict[Key, dict[str, Any]] = {}  # status last written
         self._reported_invalid: dict[Key, str] = {}
+        self._urgent = asyncio.Event()  # a rollout's phase or batch moved: write now
+        self._seen: dict[tuple[str, str, str], tuple[str, int]] = {}  # (kind, *key) -> phase
+
+    async def _pause(self) -> None:
+        """The interval between writes, cut short when a rollout moved."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._context.settings.status_interval):
+                await self._urgent.wait()
+        self._urgent.clear()
 
     async def run_workloads(self) -> None:
         context = self._context
@@ -54,7 +74,7 @@ class StatusWriter:
             batch = await context.workload_status.get_batch(100)
             for key in batch:
                 await self._write_workload(key)
-            await asyncio.sleep(context.settings.status_interval)
+            await self._pause()
 
     async def run_sets(self) -> None:
         context = self._context
@@ -63,7 +83,7 @@ class StatusWriter:
             batch = await context.set_status.get_batch(100)
             for key in batch:
                 await self._write_set(key)
-            await asyncio.sleep(context.settings.status_interval)
+            await self._pause()
 
     async def _write_workload(self, key: Key) -> None:
         context = self._context
@@ -119,20 +139,64 @@ class StatusWriter:
             context.workload_status.add(key)
 
     async def run_rollouts(self) -> None:
-        """Evaluate rollouts under way every few seconds: batch timeouts pass without any
-        device saying anything."""
+        """Evaluate rollouts under way every few seconds (batch timeouts pass without any
+        device saying anything), and at once when a device's reported versions changed."""
         context = self._context
         await context.synced.wait()
+        changed = context.reports_changed
         while True:
-            await asyncio.sleep(ROLLOUT_TICK)
-            context.workload_status.add_all(context.rollouts.active(WORKLOAD_KIND))
-            context.set_status.add_all(context.rollouts.active(SET_KIND))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ROLLOUT_TICK):
+                    await changed.wait()
+            if not changed.is_set():
+                context.workload_status.add_all(context.rollouts.active(WORKLOAD_KIND))
+                context.set_status.add_all(context.rollouts.active(SET_KIND))
+                continue
+            await asyncio.sleep(REPORT_DEBOUNCE)
+            changed.clear()
+            started = time.monotonic()
+            for kind in (WORKLOAD_KIND, SET_KIND):
+                for key in context.rollouts.active(kind):
+                    await self._evaluate_now(kind, key)
+            # At most about half of the loop's time goes to these evaluations.
+            await asyncio.sleep(time.monotonic() - started)
+
+    async def _evaluate_now(self, kind: str, key: Key) -> None:
+        """Evaluate one rollout because a device reported: admit and reconcile at once; the
+        status is written at once when the phase or batch moved, else with the interval."""
+        context = self._context
+        if kind == WORKLOAD_KIND:
+            entry = context.fleet.workloads.get(key)
+            model: Any = entry.model if entry is not None else None
+            queue = context.workload_status
+        else:
+            model = context.fleet.sets.get(key)
+            queue = context.set_status
+        slot = (kind, *key)
+        if model is None:
+            self._seen.pop(slot, None)
+            return
+        evaluation = context.rollouts.evaluate(key, kind)
+        if evaluation is None:
+            return
+        moved = self._seen.get(slot) != (evaluation.phase, evaluation.batch)
+        await self._carry_out(key, model.to_api(), evaluation, kind)
+        queue.add(key)
+        if moved or evaluation.reconcile or evaluation.events:
+            self._urgent.set()
 
     async def _carry_out(
         self, key: Key, obj: dict[str, Any], evaluation: Evaluation, kind: str = WORKLOAD_KIND
     ) -> None:
         context = self._context
         metrics = context.metrics
+        self._seen[(kind, *key)] = (evaluation.phase, evaluation.batch)
+        if evaluation.phase in HEARD_PHASES:
+            if evaluation.reconcile and evaluation.phase == "Progressing":
+                # Devices about to get the revision report soon: be subscribed by then.
+                await context.reports.ready(READY_WAIT)
+            else:
+                context.reports.want()
         for revision in evaluation.put:
             try:
                 await context.kube.put_revision(
