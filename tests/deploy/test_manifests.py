@@ -289,3 +289,11 @@ def test_the_overlay_in_the_docs_builds(tmp_path: Path) -> None:
     assert rendered[("Service", "flotta-broker")]["spec"]["type"] == "NodePort"
     config = next(d for (kind, _), d in rendered.items() if kind == "ConfigMap")
     assert "user observer:grafana" in config["data"]["acl"]
+    # behavior: replace drops what the overlay does not name: it must name every file
+    [generator] = kustomization()["configMapGenerator"]
+    assert sorted(config["data"]) == sorted(Path(f).name for f in generator["files"])
+    broker = rendered[("StatefulSet", "flotta-broker")]["spec"]["template"]["spec"]
+    assert {c["image"] for c in broker["containers"]} == {
+        "registry.example.com/flotta/broker:0.1.0",
+        "registry.example.com/flotta/control-plane:0.1.0",
+    }
