@@ -113,3 +113,25 @@ def container(workload: str, name: str) -> Container:
         if candidate.workload == workload and candidate.name == name:
             return candidate
     raise KeyError(f"no container {name} in {workload}")
+
+
+# The broker ConfigMap's listeners (file -> ports): devices, the control plane; enrolment.
+BROKER_LISTENERS = {"mosquitto.conf": (8883, 8885), "enrolment.conf": (8884,)}
+
+
+def loopback_listeners(files: dict[str, str], ports: dict[int, int]) -> dict[str, str]:
+    """The broker ConfigMap's files with each listener moved from every address to loopback,
+    on ``ports[its port in the manifests]``: what one host network needs of the base."""
+    moved = dict(files)
+    for file, listened in BROKER_LISTENERS.items():
+        for port in listened:
+            line = f"\nlistener {port} 0.0.0.0\n"
+            assert moved[file].count(line) == 1, (file, port)
+            moved[file] = moved[file].replace(line, f"\nlistener {ports[port]} 127.0.0.1\n")
+    return moved
+
+
+def broker_files() -> dict[str, str]:
+    """The files of the base's broker ConfigMap (its configMapGenerator), by key."""
+    [generator] = kustomization()["configMapGenerator"]
+    return {Path(f).name: (BASE / f).read_text() for f in generator["files"]}

@@ -32,7 +32,13 @@ from flotta.dev.images import PodmanStore
 from flotta.dev.nats_server import free_port
 from flotta.schemas.topics import DeviceTopic, device_topic
 from tests.deploy.kubelet import Kubelet, PodmanRunner, Running
-from tests.deploy.manifests import BASE, NAMESPACE, kustomization
+from tests.deploy.manifests import (
+    BASE,
+    BROKER_LISTENERS,
+    NAMESPACE,
+    kustomization,
+    loopback_listeners,
+)
 from tests.fixtures.brokers import ClientCredentials, TestBroker, new_fleet_pki
 from tests.fixtures.kube import KubeEndpoint
 from tests.fixtures.mqtt_probe import ACCEPTED, NOT_AUTHORIZED, MqttProbe, ProbeRefusedError
@@ -40,8 +46,6 @@ from tests.fixtures.mqtt_probe import ACCEPTED, NOT_AUTHORIZED, MqttProbe, Probe
 IMAGE = "flotta-broker"  # as the manifests name it
 LOOPBACK = "127.0.0.1"
 DEVICE = "cam-00001"
-# The manifests' listeners: devices, the control plane, enrolment.
-LISTENERS = {"mosquitto.conf": (8883, 8885), "enrolment.conf": (8884,)}
 
 
 @dataclass
@@ -65,13 +69,7 @@ def broker_objects(ports: dict[int, int]) -> list[dict[str, Any]]:
     for obj in yaml.safe_load_all(rendered):
         name = obj["metadata"]["name"]
         if obj["kind"] == "ConfigMap" and name.startswith("flotta-broker-config-"):
-            for file, listened in LISTENERS.items():
-                for port in listened:
-                    line = f"\nlistener {port} 0.0.0.0\n"
-                    assert obj["data"][file].count(line) == 1, (file, port)
-                    obj["data"][file] = obj["data"][file].replace(
-                        line, f"\nlistener {ports[port]} {LOOPBACK}\n"
-                    )
+            obj["data"] = loopback_listeners(obj["data"], ports)
             chosen.append(obj)
         elif obj["kind"] == "Namespace" or (
             obj["kind"] in ("ServiceAccount", "StatefulSet") and name == "flotta-broker"
@@ -123,7 +121,7 @@ def broker_pod(
 ) -> Iterator[BrokerPod]:
     tag = next(i["newTag"] for i in kustomization()["images"] if i["name"] == IMAGE)
     assert broker_image.endswith(f"/{IMAGE}:{tag}"), f"the manifests run {IMAGE}:{tag}"
-    ports = {port: free_port(LOOPBACK) for listened in LISTENERS.values() for port in listened}
+    ports = {p: free_port(LOOPBACK) for listened in BROKER_LISTENERS.values() for p in listened}
     body = yaml.safe_dump_all(broker_objects(ports))
     kube_api.kubectl("apply", "-f", "-", stdin=body, timeout=60)
     admin = kube_api.api_client()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -40,7 +41,16 @@ from flotta.schemas.crd.common import GROUP
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire import DeviceEvent
 from tests.deploy.kubelet import HostRunner, Kubelet, PodmanRunner, Running
-from tests.deploy.manifests import BASE, NAMESPACE, ROOT, container, kustomization, objects
+from tests.deploy.manifests import (
+    BASE,
+    NAMESPACE,
+    ROOT,
+    broker_files,
+    container,
+    kustomization,
+    loopback_listeners,
+    objects,
+)
 from tests.fixtures.brokers import ClientCredentials, TestBroker
 from tests.fixtures.kube import KubeEndpoint
 from tests.fixtures.mqtt_probe import MqttProbe
@@ -58,6 +68,7 @@ SERVICE_HOSTS = {
 }
 ACCOUNTS = {"operator": "flotta-operator", "bridge": "flotta-bridge"}
 IMAGE = "flotta-control-plane"  # as the manifests name it
+BROKER_IMAGE = "flotta-broker"
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, every: float = 0.2) -> Any:
@@ -93,8 +104,16 @@ def substituted(args: list[str], values: dict[str, str]) -> list[str]:
     return result
 
 
-def overlay(directory: Path, broker: TestBroker, nats: NatsServer, health: dict[str, int]) -> Path:
-    """Host-network ports and addresses, and the NATS URL, over the unchanged base."""
+def overlay(
+    directory: Path,
+    broker: TestBroker,
+    nats: NatsServer,
+    health: dict[str, int],
+    *,
+    broker_pod: bool,
+) -> Path:
+    """Host-network ports and addresses, and the NATS URL, over the unchanged base; with
+    ``broker_pod``, the broker ConfigMap's listeners on ``broker``'s loopback ports."""
     operator = container("flotta-operator", "operator").spec["args"]
     bridge = container("flotta-bridge", "bridge").spec["args"]
     loopback = "127.0.0.1"
@@ -154,16 +173,25 @@ def overlay(directory: Path, broker: TestBroker, nats: NatsServer, health: dict[
         },
     ]
     directory.mkdir()
-    (directory / "kustomization.yaml").write_text(
-        yaml.safe_dump(
+    site: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(BASE, directory)],
+        "patches": [{"patch": yaml.safe_dump(p)} for p in patches],
+    }
+    if broker_pod:
+        ports = {8883: broker.port, 8885: broker.services_port, 8884: broker.enrolment_port}
+        (directory / "broker").mkdir()
+        for name, text in loopback_listeners(broker_files(), ports).items():
+            (directory / "broker" / name).write_text(text)
+        site["configMapGenerator"] = [
             {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [os.path.relpath(BASE, directory)],
-                "patches": [{"patch": yaml.safe_dump(p)} for p in patches],
+                "name": "flotta-broker-config",
+                "behavior": "replace",
+                "files": [f"broker/{name}" for name in broker_files()],
             }
-        )
-    )
+        ]
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(site))
     return directory
 
 
@@ -223,8 +251,11 @@ def images_runner(request: pytest.FixtureRequest, root: Path) -> PodmanRunner:
     try:
         store = request.getfixturevalue("images_store")
         built = str(request.getfixturevalue("control_plane_image"))
-        tag = next(i["newTag"] for i in kustomization()["images"] if i["name"] == IMAGE)
-        assert built.endswith(f"/{IMAGE}:{tag}"), f"the manifests run {IMAGE}:{tag}, not {built}"
+        tags = {i["name"]: i["newTag"] for i in kustomization()["images"]}
+        broker = str(request.getfixturevalue("broker_image"))
+        for name, image in ((IMAGE, built), (BROKER_IMAGE, broker)):
+            expected = f"{name}:{tags[name]}"
+            assert image.endswith(f"/{expected}"), f"the manifests run {expected}, not {image}"
         return PodmanRunner(root, dict(store.env))
     except pytest.FixtureLookupError:
         directory = os.environ.get("FLOTTA_IMAGES_STORE")
@@ -238,8 +269,8 @@ def images_runner(request: pytest.FixtureRequest, root: Path) -> PodmanRunner:
 
 @pytest.fixture(params=["host", pytest.param("container", marks=pytest.mark.images)])
 def runner(request: pytest.FixtureRequest, tmp_path: Path) -> HostRunner | PodmanRunner:
-    """The operator and the bridge from this checkout (``host``) or from the built image
-    (``container``)."""
+    """The operator and the bridge from this checkout (``host``, with the host's Mosquitto)
+    or from the built image (``container``, with the broker pod from the broker image)."""
     if request.param == "host":
         if os.geteuid() != 0:
             pytest.skip("the host runs need root: a private mount namespace, overlays, setpriv")
@@ -264,10 +295,12 @@ def install(
     kube.kubectl("apply", "-f", "-", stdin=rendered, timeout=60)
     run_docs_pki_commands(kube, tmp_path / "admin")
     pki = PkiStore(tmp_path / "admin" / "pki")
-    broker = TestBroker(pki, tmp_path / "broker")
-    broker.start()
+    broker = TestBroker(pki, tmp_path / "broker")  # its ports and credentials
+    broker_pod = isinstance(runner, PodmanRunner)
+    if not broker_pod:
+        broker.start()
     health = {"operator": free_port(), "bridge": free_port()}
-    site = overlay(tmp_path / "overlay", broker, nats_server, health)
+    site = overlay(tmp_path / "overlay", broker, nats_server, health, broker_pod=broker_pod)
     # as docs/deploying.md: the base, then a site overlay over it (a strategic merge patch)
     applied = kube.kubectl("apply", "-k", str(site), timeout=60).stdout
     assert "deployment.apps/flotta-operator configured" in applied
@@ -283,6 +316,8 @@ def install(
     kubelet = Kubelet(admin, tmp_path / "pods", api_url=kube.url, ca_path=kube.ca_path or Path())
     pods: dict[str, Running] = {}
     try:
+        if broker_pod:
+            start_broker_pod(kubelet, runner, pods, broker)
         *init, operator = kubelet.pod(
             "Deployment",
             NAMESPACE,
@@ -311,6 +346,36 @@ def install(
         for running in pods.values():
             running.stop()
         broker.stop()
+
+
+def start_broker_pod(
+    kubelet: Kubelet,
+    runner: HostRunner | PodmanRunner,
+    pods: dict[str, Running],
+    broker: TestBroker,
+) -> None:
+    """``flotta-broker-0``'s Mosquittos from the broker image, with the ConfigMap, Secrets and
+    volumes the StatefulSet gives them; not its CRL reloader (a shared process namespace),
+    so a revocation reaches the CRL Secret but not the running broker."""
+    for item in kubelet.pod("StatefulSet", NAMESPACE, "flotta-broker", "flotta-broker-0", hosts={}):
+        if item.name != "crl-reloader":
+            pods[item.name] = runner.start(item)
+
+    def listening() -> bool:
+        for name in ("mosquitto", "mosquitto-enrolment"):
+            assert pods[name].process.poll() is None, pods[name].log_text()
+        ports = (broker.port, broker.services_port, broker.enrolment_port)
+        return all(accepts(port) for port in ports)
+
+    wait_for("the broker pod's listeners", listening, timeout=30)
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def log_messages(running: Running) -> list[str]:
