@@ -11,7 +11,10 @@ them, as the kubelet would:
 - env from values, the downward API and Secret keys; ``$(VAR)`` expanded in the arguments;
   ``HOSTNAME`` the pod's name; the user, group and ``fsGroup`` of the securityContext, no
   capabilities, no privilege escalation;
-- init containers first, each to completion.
+- init containers first, each to completion;
+- ``shareProcessNamespace``: with Podman, the pod's containers join the process namespace
+  of a pause container (``sleep infinity`` from the first one's image, removed by
+  ``PodmanRunner.close``), which holds it as the kubelet's pause container does.
 
 Two ways to run a container: ``HostRunner`` runs the component from this checkout in a
 private mount namespace (overlays on ``/etc`` and ``/var/lib`` and a tmpfs on ``/run``, so
@@ -65,6 +68,7 @@ class Container:
     groups: list[int]
     read_only_root: bool
     hosts: dict[str, str] = field(default_factory=dict)
+    share_process_namespace: bool = False  # the pod's shareProcessNamespace
 
 
 def _expand(text: str, env: dict[str, str]) -> str:
@@ -144,6 +148,7 @@ class Kubelet:
                     groups=[int(fs_group)] if fs_group is not None else [],
                     read_only_root=bool(context.get("readOnlyRootFilesystem")),
                     hosts=hosts,
+                    share_process_namespace=bool(spec.get("shareProcessNamespace")),
                 )
             )
             assert context.get("allowPrivilegeEscalation") is False, item["name"]
@@ -352,13 +357,15 @@ class PodmanRunner:
     def __init__(self, root: Path, env: dict[str, str]) -> None:
         self.root = root
         self.env = env
+        self._pauses: dict[str, str] = {}  # pod -> its pause container
 
     def command(self, container: Container) -> list[str]:
+        name = f"{container.pod}-{container.name}-{uuid.uuid4().hex[:8]}"
         argv = [
             "podman",
             "run",
             "--rm",
-            f"--name={container.pod}-{container.name}-{uuid.uuid4().hex[:8]}",
+            f"--name={name}",
             "--network=host",
             f"--hostname={container.pod}",
             f"--user={container.uid}:{container.gid}",
@@ -367,6 +374,8 @@ class PodmanRunner:
             "--pull=never",
         ]
         argv += [f"--group-add={group}" for group in container.groups]
+        if container.share_process_namespace:
+            argv.append(f"--pid=container:{self._pause(container)}")
         if container.read_only_root:
             argv.append("--read-only")
         argv += [f"--add-host={name}:{address}" for name, address in container.hosts.items()]
@@ -383,14 +392,51 @@ class PodmanRunner:
 
     def start(self, container: Container) -> Running:
         log = self.root / f"{container.pod}-{container.name}.log"
+        argv = self.command(container)
         with log.open("wb") as handle:
             process = subprocess.Popen(
-                self.command(container),
-                env={**os.environ, **self.env},
-                stdout=handle,
-                stderr=subprocess.STDOUT,
+                argv, env={**os.environ, **self.env}, stdout=handle, stderr=subprocess.STDOUT
             )
         return Running(container, process, log)
+
+    def _pause(self, container: Container) -> str:
+        """The pod's pause container, started (detached) the first time."""
+        if container.pod not in self._pauses:
+            name = f"{container.pod}-pause-{uuid.uuid4().hex[:8]}"
+            self._podman(
+                "run",
+                "--detach",
+                "--rm",
+                f"--name={name}",
+                "--network=host",
+                f"--user={container.uid}:{container.gid}",
+                "--cap-drop=all",
+                "--security-opt=no-new-privileges",
+                "--read-only",
+                "--pull=never",
+                "--entrypoint=sleep",
+                container.image,
+                "infinity",
+            )
+            self._pauses[container.pod] = name
+        return self._pauses[container.pod]
+
+    def _podman(self, *args: str) -> None:
+        done = subprocess.run(
+            ["podman", *args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"podman {args[0]}: {done.stderr}"
+
+    def close(self) -> None:
+        """Remove the pause containers (once the pods' containers are stopped)."""
+        for name in self._pauses.values():
+            self._podman("rm", "--force", "--ignore", "--time=0", name)
+        self._pauses.clear()
 
     def run(self, container: Container, timeout: float = 120) -> Running:
         running = self.start(container)

@@ -9,12 +9,14 @@ ports instead of 8883/8884/8885 on every address.
 A device with a fleet certificate exchanges messages over mutual TLS with the operator's
 and the bridge's identities, a bootstrap certificate reaches the operator on the enrolment
 broker, a certificate from another CA is refused, and the store is written on the claim's
-volume. The crl-reloader sidecar (control-plane image) is covered by test_cluster_install.py
-and test_reloader.py.
+volume. The crl-reloader sidecar (control-plane image) shares the Mosquittos' process
+namespace: once the mounted CRL names the device, it signals them and the device is refused
+(polling every second here instead of every 5: a timing knob, as the ports are).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -54,6 +56,7 @@ class BrokerPod:
     credentials: TestBroker  # mints certificates of the fleet's CA (it runs no broker)
     pods: dict[str, Running]
     data: Path  # the claim's volume
+    crl: Path  # crl.pem in the Secret volume flotta-crl
     root: Path
 
     def probe(self, manifest_port: int, who: ClientCredentials, client_id: str) -> MqttProbe:
@@ -70,6 +73,12 @@ def broker_objects(ports: dict[int, int]) -> list[dict[str, Any]]:
         name = obj["metadata"]["name"]
         if obj["kind"] == "ConfigMap" and name.startswith("flotta-broker-config-"):
             obj["data"] = loopback_listeners(obj["data"], ports)
+            chosen.append(obj)
+        elif obj["kind"] == "StatefulSet" and name == "flotta-broker":
+            containers = obj["spec"]["template"]["spec"]["containers"]
+            [reloader] = [c for c in containers if c["name"] == "crl-reloader"]
+            assert "--interval=5" in reloader["args"]
+            reloader["args"] = [a.replace("--interval=5", "--interval=1") for a in reloader["args"]]
             chosen.append(obj)
         elif obj["kind"] == "Namespace" or (
             obj["kind"] in ("ServiceAccount", "StatefulSet") and name == "flotta-broker"
@@ -117,10 +126,16 @@ def wait_connected(probe: MqttProbe, pods: dict[str, Running], timeout: float = 
 
 @pytest.fixture
 def broker_pod(
-    kube_api: KubeEndpoint, images_store: PodmanStore, broker_image: str, tmp_path: Path
+    kube_api: KubeEndpoint,
+    images_store: PodmanStore,
+    broker_image: str,
+    control_plane_image: str,
+    tmp_path: Path,
 ) -> Iterator[BrokerPod]:
-    tag = next(i["newTag"] for i in kustomization()["images"] if i["name"] == IMAGE)
-    assert broker_image.endswith(f"/{IMAGE}:{tag}"), f"the manifests run {IMAGE}:{tag}"
+    tags = {i["name"]: i["newTag"] for i in kustomization()["images"]}
+    images = {IMAGE: broker_image, "flotta-control-plane": control_plane_image}
+    for name, built in images.items():
+        assert built.endswith(f"/{name}:{tags[name]}"), f"the manifests run {name}:{tags[name]}"
     ports = {p: free_port(LOOPBACK) for listened in BROKER_LISTENERS.values() for p in listened}
     body = yaml.safe_dump_all(broker_objects(ports))
     kube_api.kubectl("apply", "-f", "-", stdin=body, timeout=60)
@@ -133,24 +148,28 @@ def broker_pod(
     runner = PodmanRunner(tmp_path / "pods", dict(images_store.env))
     pods: dict[str, Running] = {}
     try:
-        for container in containers:
-            if container.name == "crl-reloader":
-                continue
-            assert container.image == f"{IMAGE}:{tag}", container.image
+        for container in containers:  # the first holds the shared process namespace
+            image = "flotta-control-plane" if container.name == "crl-reloader" else IMAGE
+            assert container.image == f"{image}:{tags[image]}", container.image
             assert (container.uid, container.gid, container.groups) == (1883, 1883, [1883])
+            assert container.share_process_namespace
             pods[container.name] = runner.start(container)
-        assert set(pods) == {"mosquitto", "mosquitto-enrolment"}
-        data = tmp_path / "pods" / "flotta-broker-0" / "volumes" / "data"
-        yield BrokerPod(ports, credentials, pods, data, tmp_path)
+        assert set(pods) == {"mosquitto", "mosquitto-enrolment", "crl-reloader"}
+        volumes = tmp_path / "pods" / "flotta-broker-0" / "volumes"
+        yield BrokerPod(
+            ports, credentials, pods, volumes / "data", volumes / "crl" / "crl.pem", tmp_path
+        )
     finally:
-        for running in pods.values():
+        for running in reversed(pods.values()):
             running.stop()
+        runner.close()
 
 
 def test_the_broker_pod_serves_the_fleet_over_mutual_tls(broker_pod: BrokerPod) -> None:
     started = time.monotonic()
     fleet = broker_pod.credentials
-    device = broker_pod.probe(8883, fleet.device(DEVICE), DEVICE)
+    device_credentials = fleet.device(DEVICE)
+    device = broker_pod.probe(8883, device_credentials, DEVICE)
     operator = broker_pod.probe(8885, fleet.operator(), "flotta-operator-0")
     bridge = broker_pod.probe(8885, fleet.bridge(), "flotta-bridge-0")
     enrolling = broker_pod.probe(8884, fleet.bootstrap("factory-2026", listed=False), "cam-9")
@@ -185,6 +204,18 @@ def test_the_broker_pod_serves_the_fleet_over_mutual_tls(broker_pod: BrokerPod) 
         for probe in probes:
             probe.close()
 
+    # revoked: the operator rewrites the Secret flotta-crl, the kubelet the mounted file (a
+    # rename, as its atomic writer does); the reloader signals both Mosquittos
+    fleet.pki.revoke(device_credentials.serial, note="lost")
+    fleet.pki.write_crl()
+    replace_as_the_kubelet_does(broker_pod.crl, fleet.pki.crl_path.read_bytes())
+    deadline = time.monotonic() + 20
+    while not refused_once(broker_pod.probe(8883, device_credentials, DEVICE)):
+        assert time.monotonic() < deadline, broker_pod.pods["crl-reloader"].log_text()
+        time.sleep(0.2)
+    assert not refused_once(broker_pod.probe(8885, fleet.bridge(), "flotta-bridge-0"))
+    revoked_at = time.monotonic() - started
+
     # a certificate of another CA (the device trusts the fleet's): refused on every listener
     foreign = TestBroker(new_fleet_pki(broker_pod.root / "foreign"), broker_pod.root / "foreign")
     stranger = foreign.device(DEVICE)
@@ -209,4 +240,21 @@ def test_the_broker_pod_serves_the_fleet_over_mutual_tls(broker_pod: BrokerPod) 
     broker_pod.pods["mosquitto"].stop()
     assert broker_pod.pods["mosquitto"].process.returncode == 0, log
     assert (broker_pod.data / "mosquitto.db").stat().st_size > 0
-    print(f"broker pod scenario in {time.monotonic() - started:.1f} s")
+    print(f"broker pod scenario in {time.monotonic() - started:.1f} s (revoked: {revoked_at:.1f})")
+
+
+def refused_once(probe: MqttProbe) -> bool:
+    try:
+        return probe.refused()
+    finally:
+        probe.close()
+
+
+def replace_as_the_kubelet_does(path: Path, data: bytes) -> None:
+    """New content under the same name, mode and owner, by a rename in the directory."""
+    status = path.stat()
+    temporary = path.with_name(f".{path.name}.new")
+    temporary.write_bytes(data)
+    os.chown(temporary, status.st_uid, status.st_gid)
+    temporary.chmod(status.st_mode & 0o7777)
+    temporary.replace(path)

@@ -345,6 +345,8 @@ def install(
     finally:
         for running in pods.values():
             running.stop()
+        if isinstance(runner, PodmanRunner):
+            runner.close()
         broker.stop()
 
 
@@ -355,8 +357,9 @@ def start_broker_pod(
     broker: TestBroker,
 ) -> None:
     """``flotta-broker-0``'s Mosquittos from the broker image, with the ConfigMap, Secrets and
-    volumes the StatefulSet gives them; not its CRL reloader (a shared process namespace),
-    so a revocation reaches the CRL Secret but not the running broker."""
+    volumes the StatefulSet gives them; not its CRL reloader: the stand-in writes Secret
+    volumes once, so a revocation reaches the CRL Secret but not the broker's file
+    (test_broker_pod.py and test_crl_flow.py follow it further)."""
     for item in kubelet.pod("StatefulSet", NAMESPACE, "flotta-broker", "flotta-broker-0", hosts={}):
         if item.name != "crl-reloader":
             pods[item.name] = runner.start(item)
