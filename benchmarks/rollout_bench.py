@@ -46,6 +46,7 @@ from flotta.dev.simulator.shards import device_ids  # noqa: E402
 RESULTS = HERE / "results" / "rollout.md"
 GOAL_RATIO = 1.5
 GOAL_BAD_SHARE = 0.01
+POLL = 0.05  # seconds between reads of status.rollout
 POLICY = {
     "batches": [{"limit": "1%"}, {"limit": "10%"}, {"limit": "50%"}, {"limit": "100%"}],
     "successThreshold": "95%",
@@ -80,7 +81,7 @@ async def until_phase(
             return time.perf_counter() - start, status
         if time.perf_counter() - start > limit:
             raise TimeoutError(f"revision {revision} not {phase} after {limit:.0f} s: {status}")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(POLL)
 
 
 def patch(objects: client.CustomObjectsApi, name: str, spec: dict[str, Any]) -> None:
@@ -204,7 +205,7 @@ def report(results: list[dict[str, Any]], where: str) -> str:
         "evaluates the rollout as soon as a device's versions change, so a batch starts once "
         "its predecessor's devices report healthy, not once the bridge's rate-limited "
         "EdgeDevice writes reach the API. The good rollout's time runs until "
-        "`status.rollout.phase` says Complete (polled every 0.2 s). Simulated devices fail a "
+        "`status.rollout.phase` says Complete (polled every 0.05 s). Simulated devices fail a "
         "bad version before applying it, so their time back on the previous version is 0 s.",
     ]
     return "\n".join(lines)
@@ -223,8 +224,9 @@ def main() -> int:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     earlier = earlier_runs(args.out)
+    where = fleet.machine()  # its load average is the one at the start
     results = [asyncio.run(run(int(size), args)) for size in args.devices.split(",")]
-    record(args.out, report(results, fleet.machine()), earlier)
+    record(args.out, report(results, where), earlier)
     print(f"results written to {args.out}")
     return 0 if all("error" not in r for r in results) else 1
 

@@ -35,7 +35,7 @@ from flotta.operator.workload_status import same_status, workload_status
 logger = logging.getLogger(__name__)
 
 ROLLOUT_TICK = 2.0  # seconds between evaluations of rollouts under way
-REPORT_DEBOUNCE = 0.05  # seconds: reports that arrive together make one evaluation
+REPORT_DEBOUNCE = 0.005  # seconds: reports that arrive together make one evaluation
 READY_WAIT = 2.0  # seconds a first admission waits for the status reports' subscription
 HEARD_PHASES = ("Progressing", "Paused", "WaitingForApproval")  # rollouts that read reports
 PHASES = ("Progressing", "Paused", "WaitingForApproval", "Halted", "Complete")
@@ -213,11 +213,12 @@ class StatusWriter:
                 context.rollouts.deleted(key[0], name)
             except TransportError as exc:
                 logger.info("revision %s not deleted: %s", name, exc)
-        for kind, reason, message in evaluation.events:
-            metrics.rollout_events.labels(reason).inc()
-            logger.info("%s %s/%s: %s: %s", kind, *key, reason, message)
-            await context.kube.event(obj, reason=reason, message=message, type=kind)
+        # The devices first (the revisions they get are written above), the Events after.
         context.reconcile.add_all(evaluation.reconcile)
+        for event_type, reason, message in evaluation.events:
+            metrics.rollout_events.labels(reason).inc()
+            logger.info("%s %s/%s: %s: %s", event_type, *key, reason, message)
+            await context.kube.event(obj, reason=reason, message=message, type=event_type)
         labels = {"namespace": key[0], "owner": f"{kind}/{key[1]}"}
         metrics.rollout_batch.labels(**labels).set(evaluation.batch)
         for phase in PHASES:
