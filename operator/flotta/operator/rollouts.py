@@ -463,7 +463,8 @@ class Rollouts:
             evaluation.events.extend(result.events)
             if result.state.phase == "Complete":
                 runtime.stable = runtime.target
-                evaluation.reconcile |= {(key[0], n) for n in targets}
+                # Every device gets the target now; the admitted ones have it already.
+                evaluation.reconcile |= {(key[0], n) for n in targets if n not in runtime.admitted}
             if result.state.phase == "Halted" and was != "Halted":
                 self._keep(replace(runtime.target, halted=True))
         evaluation.status = self._status(runtime, result, views, model)

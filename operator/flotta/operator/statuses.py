@@ -157,7 +157,9 @@ class StatusWriter:
             started = time.monotonic()
             for kind in (WORKLOAD_KIND, SET_KIND):
                 for key in context.rollouts.active(kind):
-                    await self._evaluate_now(kind, key)
+                    phase = self._seen.get((kind, *key), ("", 0))[0]
+                    if phase in HEARD_PHASES or not phase:  # a halted rollout waits its tick
+                        await self._evaluate_now(kind, key)
             # At most about half of the loop's time goes to these evaluations.
             await asyncio.sleep(time.monotonic() - started)
 
