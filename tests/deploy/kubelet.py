@@ -41,6 +41,8 @@ from kubernetes import client
 
 from tests.fixtures.sources import source_path
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 KUBELET_TOKEN_SECONDS = 3607  # what the kubelet asks for a projected token
 
@@ -299,11 +301,22 @@ class HostRunner:
             stage = f"/run/.kubelet/{index}"
             source = shlex.quote(str(mount.source))
             lines.append(f"mkdir -p {stage} && mount --bind {source} {stage}")
+        # This checkout and its virtualenv too: a volume at /tmp would hide a checkout there.
+        checkouts = sorted({str(REPO_ROOT), os.path.realpath(sys.prefix)})
+        for index, path in enumerate(checkouts):
+            lines.append(
+                f"mkdir -p /run/.checkout/{index} && mount --bind {shlex.quote(path)} /run/.checkout/{index}"
+            )
         for index, mount in enumerate(container.mounts):
             target = shlex.quote(mount.target)
             lines.append(f"mkdir -p {target} && mount --bind /run/.kubelet/{index} {target}")
             if mount.read_only:
                 lines.append(f"mount -o remount,bind,ro {target}")
+        for index, path in enumerate(checkouts):
+            hidden = any(Path(path).is_relative_to(m.target) for m in container.mounts)
+            if hidden:
+                quoted = shlex.quote(path)
+                lines.append(f"mkdir -p {quoted} && mount --bind /run/.checkout/{index} {quoted}")
         argv = container.command or self.entrypoint(container)
         argv = [*argv, *container.args]
         groups = ",".join(str(g) for g in container.groups) or str(container.gid)
