@@ -50,8 +50,10 @@ def pod(image: str, command: str = SERVE, **extra: Any) -> dict[str, Any]:
     return {"terminationGracePeriodSeconds": 1, "containers": [container], **extra}
 
 
-# The bad versions below fail a few seconds after starting: their gate waits longer.
-SLOW_GATE = HealthGate(stabilization_seconds=10, timeout_seconds=40)
+# The bad versions below fail a few seconds after starting: their gate waits longer, with room
+# for a loaded machine (probes run late there); a failure ends the gate early, so it costs
+# nothing.
+SLOW_GATE = HealthGate(stabilization_seconds=30, timeout_seconds=60)
 
 
 def state(
