@@ -104,3 +104,5 @@ class Context:
     reports: ReportEar = field(default_factory=_Deaf)
     # Set when a device's reported versions changed: the rollouts are evaluated at once.
     reports_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Workloads with a rollout policy that changed: a new revision is evaluated at once.
+    rollout_kicks: set[Key] = field(default_factory=set)

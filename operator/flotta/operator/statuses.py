@@ -2,10 +2,10 @@
 once per interval and only when something a user sees changed; Events for invalid workloads.
 
 Rollouts under way are evaluated every ``ROLLOUT_TICK`` seconds (batch timeouts pass without
-any device saying anything) and, while the operator hears the devices' status reports
-(:mod:`flotta.operator.report_watch`), as soon as a device's reported versions changed: the
-devices a batch admits are reconciled at once, and a status whose phase or batch moved is
-written without waiting for the interval."""
+any device saying anything), at once when a workload's spec changed, and, while the operator
+hears the devices' status reports (:mod:`flotta.operator.report_watch`), as soon as a device's
+reported versions changed: the devices a batch admits are reconciled at once, and a status
+whose phase or batch moved is written without waiting for the interval."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ class StatusWriter:
         self._reported_invalid: dict[Key, str] = {}
         self._urgent = asyncio.Event()  # a rollout's phase or batch moved: write now
         self._seen: dict[tuple[str, str, str], tuple[str, int]] = {}  # (kind, *key) -> phase
+        self._generations: dict[Key, int | None] = {}  # of workloads evaluated on a kick
 
     async def _pause(self) -> None:
         """The interval between writes, cut short when a rollout moved."""
@@ -155,6 +156,7 @@ class StatusWriter:
             await asyncio.sleep(REPORT_DEBOUNCE)
             changed.clear()
             started = time.monotonic()
+            await self._kicked()
             for kind in (WORKLOAD_KIND, SET_KIND):
                 for key in context.rollouts.active(kind):
                     phase = self._seen.get((kind, *key), ("", 0))[0]
@@ -162,6 +164,19 @@ class StatusWriter:
                         await self._evaluate_now(kind, key)
             # At most about half of the loop's time goes to these evaluations.
             await asyncio.sleep(time.monotonic() - started)
+
+    async def _kicked(self) -> None:
+        """Workloads whose spec changed (a new generation): a new rollout starts at once."""
+        context = self._context
+        kicks, context.rollout_kicks = context.rollout_kicks, set()
+        for key in sorted(kicks):
+            entry = context.fleet.workloads.get(key)
+            if entry is None:
+                continue
+            generation = entry.model.metadata.generation
+            if self._generations.get(key) != generation:
+                self._generations[key] = generation
+                await self._evaluate_now(WORKLOAD_KIND, key)
 
     async def _evaluate_now(self, kind: str, key: Key) -> None:
         """Evaluate one rollout because a device reported: admit and reconcile at once; the

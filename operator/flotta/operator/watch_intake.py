@@ -52,6 +52,11 @@ class Intake:
         context.reconcile.add_all(changes.devices)
         context.workload_status.add_all(changes.workloads)
         context.set_status.add_all(changes.sets)
+        for key in changes.workloads:
+            entry = context.fleet.workloads.get(key)
+            if entry is not None and entry.model.spec.rollout_policy is not None:
+                context.rollout_kicks.add(key)
+                context.reports_changed.set()
 
     def _relisted(self, event: WatchEvent) -> Changes:
         known = self._known_keys(event.kind)
