@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from flotta.operator.errors import OperatorError
@@ -14,7 +15,7 @@ from flotta.operator.rendering import InvalidWorkload
 from flotta.operator.workload_status import same_status, workload_status
 from flotta.schemas.crd.common import Condition
 from flotta.schemas.crd.device import EdgeDeviceStatus
-from flotta.schemas.crd.hardware import Hardware
+from flotta.schemas.wire.hardware import Hardware
 from tests.operator.builders import device
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -37,7 +38,7 @@ def test_policy_refuses_bad_entries(entry: str) -> None:
 
 
 def test_hardware_labels_are_sanitised() -> None:
-    hardware = Hardware.model_validate(
+    hardware = msgspec.convert(
         {
             "hostname": "Edge-01.Local",
             "cpu": {"architecture": "x86_64", "modelName": "Intel(R) Core(TM) i7"},
@@ -46,7 +47,8 @@ def test_hardware_labels_are_sanitised() -> None:
                 "productName": "",
                 "serialNumber": "SN 42",
             },
-        }
+        },
+        Hardware,
     )
     assert hardware_labels(hardware) == {
         "device.hostname": "edge-01.local",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flotta.schemas.crd.hardware import Hardware
+from flotta.schemas.wire.hardware import Hardware
 
 HARDWARE_LABEL_PREFIX = "device."
 _INVALID = re.compile(r"[^a-z0-9-_.]")

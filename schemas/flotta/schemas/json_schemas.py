@@ -12,19 +12,13 @@ bytes, and the time range counted in UTC.
 from __future__ import annotations
 
 import argparse
-import ast
-import inspect
-import itertools
 import json
 import sys
-import textwrap
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from flotta.schemas.codec import DEVICE_PAYLOADS, ENROL_PAYLOADS
+from flotta.schemas.struct_schemas import described_components
 from flotta.schemas.topics import TOPIC_ROOT, DeviceTopic, EnrolTopic
 from flotta.schemas.wire.common import SCHEMA_VERSION_DESCRIPTION, Payload
 
@@ -95,75 +89,6 @@ def _plain(docstring: str) -> str:
     return " ".join(docstring.replace("``", "`").split())
 
 
-@cache
-def _field_docstrings(struct: type[msgspec.Struct]) -> dict[str, str]:
-    """Each field's docstring (the string after its annotation), by wire name, from the
-    source of the struct and its bases."""
-    by_attribute: dict[str, str] = {}
-    for klass in reversed(struct.__mro__):
-        if not (isinstance(klass, type) and issubclass(klass, msgspec.Struct)):
-            continue
-        if klass is msgspec.Struct:
-            continue
-        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
-        for statement, following in itertools.pairwise(body):
-            if (
-                isinstance(statement, ast.AnnAssign)
-                and isinstance(statement.target, ast.Name)
-                and isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant)
-                and isinstance(following.value.value, str)
-            ):
-                by_attribute[statement.target.id] = inspect.cleandoc(following.value.value)
-    return {
-        field.encode_name: by_attribute[field.name]
-        for field in msgspec.structs.fields(struct)
-        if field.name in by_attribute
-    }
-
-
-def _components() -> tuple[dict[str, type[msgspec.Struct]], dict[str, Any]]:
-    """Every struct the payloads use, by name, and its schema with the descriptions."""
-    models = list(payloads().values())
-    _, components = msgspec.json.schema_components(models, ref_template="#/$defs/{name}")
-    structs: dict[str, type[msgspec.Struct]] = {}
-    pending: list[type[msgspec.Struct]] = list(models)
-    while pending:
-        struct = pending.pop()
-        if struct.__name__ in structs:
-            continue
-        structs[struct.__name__] = struct
-        for field in msgspec.structs.fields(struct):
-            pending += _structs_in(field.type)
-    for name, struct in structs.items():
-        schema = components[name]
-        if struct.__doc__:
-            schema["description"] = inspect.cleandoc(struct.__doc__)
-        for wire_name, text in _field_docstrings(struct).items():
-            schema["properties"][wire_name]["description"] = text
-    return structs, components
-
-
-def _structs_in(annotation: Any) -> list[type[msgspec.Struct]]:
-    info = msgspec.inspect.type_info(annotation)
-    found: list[type[msgspec.Struct]] = []
-    pending: list[Any] = [info]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, msgspec.inspect.StructType):
-            found.append(node.cls)
-        elif isinstance(node, msgspec.inspect.UnionType):
-            pending += node.types
-        elif isinstance(node, msgspec.inspect.CollectionType):
-            pending.append(node.item_type)
-        elif isinstance(node, msgspec.inspect.DictType):
-            pending += [node.key_type, node.value_type]
-        elif isinstance(node, msgspec.inspect.Metadata):
-            pending.append(node.type)
-    return found
-
-
 def _referenced(node: Any, components: dict[str, Any], into: dict[str, Any]) -> None:
     if isinstance(node, list):
         for item in node:
@@ -180,7 +105,7 @@ def _referenced(node: Any, components: dict[str, Any], into: dict[str, Any]) -> 
 
 
 def schema_for(kind: DeviceTopic | EnrolTopic, model: type[Payload]) -> dict[str, Any]:
-    _, components = _components()
+    _, components = described_components(payloads().values())
     root = json.loads(json.dumps(components[model.__name__]))
     defs: dict[str, Any] = {}
     _referenced(root, components, defs)

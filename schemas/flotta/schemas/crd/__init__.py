@@ -2,8 +2,10 @@
 field-compatible with upstream Flotta; the CRD manifests in ``deploy/crds`` are generated from
 them by :mod:`flotta.schemas.crd.registry` and :mod:`flotta.schemas.crd_generator`.
 
-The names below load on first use: the device agent imports a few submodules (``config``,
-``hardware``) and must not pay for every kind (the pod spec alone is megabytes of schema).
+The names below load on first use: a component that needs a few submodules (the bridge
+reads only EdgeDevices) does not pay for every kind (the pod spec alone is megabytes of
+schema). A fragment that devices send is not defined here but in :mod:`flotta.schemas.wire`,
+and a model holds its struct (:mod:`flotta.schemas.crd.wire_field`).
 """
 
 from __future__ import annotations

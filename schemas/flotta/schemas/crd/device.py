@@ -10,7 +10,7 @@ from pydantic import Field
 from flotta.schemas.base import ApiModel
 from flotta.schemas.crd.common import Condition, Resource
 from flotta.schemas.crd.config import DeviceConfiguration
-from flotta.schemas.crd.hardware import Hardware
+from flotta.schemas.crd.hardware import StoredHardware
 
 DevicePhase = Literal["Enrolled", "Online", "Offline", "Deregistering", "Unknown"]
 
@@ -123,7 +123,7 @@ class EdgeDeviceStatus(ApiModel):
     """For each rollout that covers the device (kind/name of its EdgeWorkload or
     EdgeDeviceSet), the revision that desiredVersion carries (written by the operator with
     desiredVersion)."""
-    hardware: Hardware | None = None
+    hardware: StoredHardware | None = None
     """The device's hardware inventory as last reported; some of it is also copied into
     device.* labels on the EdgeDevice."""
     workloads: list[WorkloadStatus] | None = None

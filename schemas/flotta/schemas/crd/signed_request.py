@@ -8,7 +8,7 @@ from pydantic import Field
 
 from flotta.schemas.base import ApiModel
 from flotta.schemas.crd.common import Condition, Resource
-from flotta.schemas.crd.hardware import Hardware
+from flotta.schemas.crd.hardware import StoredHardware
 
 RequestPhase = Literal["Pending", "Approved", "Declined", "Issued", "Failed"]
 
@@ -18,7 +18,7 @@ class Features(ApiModel):
 
     model_name: Annotated[str, Field(max_length=253)] = ""
     """The device's product name, as the device reports it."""
-    hardware: Hardware | None = None
+    hardware: StoredHardware | None = None
     """The device's hardware inventory at enrolment; the operator turns part of it into
     device.* labels on the EdgeDevice it creates."""
 

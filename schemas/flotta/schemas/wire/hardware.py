@@ -1,6 +1,8 @@
 """The hardware inventory a device reports (upstream Flotta's HardwareInfo field names), as
-heartbeats and enrolment requests carry it. The EdgeDevice's ``status.hardware`` is the same
-inventory in API form (:mod:`flotta.schemas.crd.hardware`)."""
+heartbeats and enrolment requests carry it: the one definition of its fields. The resources
+store these structs as they are (EdgeDevice ``status.hardware``, through
+:mod:`flotta.schemas.crd.hardware`), so a field added here is in the CRDs after ``make crds``
+(its docstring is its description there)."""
 
 from __future__ import annotations
 
