@@ -8,12 +8,9 @@ otherwise every section comes from the device. Pure.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypeVar
 
-import msgspec
 import yaml
 
-from flotta.schemas.base import ApiModel
 from flotta.schemas.crd.config import DeviceConfiguration
 from flotta.schemas.crd.device import EdgeDevice
 from flotta.schemas.crd.device_set import EdgeDeviceSet
@@ -24,13 +21,10 @@ from flotta.schemas.wire.desired import (
     HeartbeatConfiguration,
     LogCollectionSettings,
     MetricsSettings,
-    Mount,
     OsInformation,
     SystemMetricsSettings,
     UpdateSchedule,
 )
-
-S = TypeVar("S", bound=msgspec.Struct)
 
 # The ConfigMap key upstream Flotta reads a metrics allow list from.
 ALLOW_LIST_KEY = "metrics_list.yaml"
@@ -76,9 +70,9 @@ def build_configuration(
     }
     policy: RolloutPolicy | None = getattr(source, "rollout_policy", None)  # a set's
     return DesiredConfiguration(
-        heartbeat=wire_fragment(source.heartbeat, HeartbeatConfiguration),
-        os=wire_fragment(source.os_information, OsInformation),
-        mounts=[wire_fragment(mount, Mount) for mount in source.mounts or []],
+        heartbeat=source.heartbeat or HeartbeatConfiguration(),
+        os=source.os_information or OsInformation(),
+        mounts=list(source.mounts or ()),
         metrics=metrics_settings,
         log_collection=log_collection,
         health=health_gate(policy) or HealthGate(),
@@ -107,14 +101,6 @@ def update_schedule(source: DeviceConfiguration) -> UpdateSchedule | None:
         time_zone=schedule.time_zone,
         start_grace_seconds=int(parse_duration(grace).total_seconds()) if grace else 0,
     )
-
-
-def wire_fragment(section: ApiModel | None, struct: type[S]) -> S:
-    """A resource's section (pydantic, validated by the API) as the wire struct of the same
-    fields; the struct's defaults when the resource leaves it out."""
-    if section is None:
-        return struct()
-    return msgspec.convert(section.to_api(), struct)
 
 
 def allow_list(data: Mapping[str, str] | None) -> list[str] | None:

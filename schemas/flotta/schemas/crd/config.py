@@ -1,4 +1,6 @@
-"""Configuration sections that an EdgeDevice and an EdgeDeviceSet both carry."""
+"""Configuration sections that an EdgeDevice and an EdgeDeviceSet both carry. The sections the
+device reads as they are (heartbeat, OS information, mounts) are its wire structs
+(:mod:`flotta.schemas.wire.desired`), defined once there."""
 
 from __future__ import annotations
 
@@ -8,42 +10,8 @@ from pydantic import Field
 
 from flotta.schemas.base import ApiModel
 from flotta.schemas.crd.rollout import UpdatePolicy
-
-
-class HardwareProfile(ApiModel):
-    """What hardware inventory the device puts in its heartbeats."""
-
-    include: bool = True
-    """Whether heartbeats carry the hardware inventory at all; false: the device never sends
-    it and status.hardware stays as it was."""
-    scope: Literal["full", "delta"] = "full"
-    """full: every heartbeat carries the whole inventory; delta: the whole inventory once,
-    then only the sections that changed."""
-
-
-class HeartbeatConfiguration(ApiModel):
-    """How often the device reports, and what its reports carry."""
-
-    period_seconds: Annotated[int, Field(ge=1, le=86400)] = 60
-    """Seconds between the device's heartbeats (default 60). The bridge marks the device
-    Offline after three periods without one."""
-    hardware_profile: HardwareProfile | None = None
-    """What hardware inventory the heartbeats carry; unset: the whole inventory every time."""
-
-
-class OsInformation(ApiModel):
-    """Which rpm-ostree commit the device should run; devices without rpm-ostree report
-    upgrades as unsupported."""
-
-    automatically_upgrade: bool = False
-    """When no commitID is set: the device upgrades by itself (rpm-ostree upgrade from its
-    configured remote) and reboots into a new commit when there is one."""
-    commit_id: Annotated[str, Field(alias="commitID", max_length=128)] = ""
-    """The rpm-ostree commit the device should boot; the device deploys it and reboots
-    into it. Empty: no particular commit."""
-    hosted_objects_url: Annotated[str, Field(alias="hostedObjectsURL", max_length=2048)] = ""
-    """The URL of the ostree repository that serves commitID; empty: the device's own
-    configured remote."""
+from flotta.schemas.crd.wire_field import WireField
+from flotta.schemas.wire.desired import HeartbeatConfiguration, Mount, OsInformation
 
 
 class MetricsRetention(ApiModel):
@@ -144,19 +112,6 @@ class LogCollectionConfig(ApiModel):
     """For kind syslog: the ConfigMap with the syslog server's address and protocol."""
 
 
-class Mount(ApiModel):
-    """A block device to mount on the device, as upstream Flotta described it."""
-
-    device: Annotated[str, Field(min_length=1, max_length=4096)]
-    """The device to mount (for example /dev/sdb1)."""
-    folder: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^/")]
-    """The absolute path to mount it at."""
-    type: Annotated[str, Field(min_length=1, max_length=64)]
-    """The filesystem type (for example ext4)."""
-    options: Annotated[str, Field(max_length=4096)] = ""
-    """Mount options, comma-separated as for mount -o."""
-
-
 class S3Storage(ApiModel):
     """Upstream Flotta's S3 bucket for syncing workload data. Accepted for compatibility with
     upstream manifests; not acted on (there is no data sync). The EdgeDevice's
@@ -180,7 +135,7 @@ class Storage(ApiModel):
 class DeviceConfiguration(ApiModel):
     """The sections that a set, when the device belongs to one, supplies instead of the device."""
 
-    heartbeat: HeartbeatConfiguration | None = None
+    heartbeat: Annotated[HeartbeatConfiguration, WireField()] | None = None
     """How often the device reports and whether reports carry hardware; unset: every 60
     seconds, with the whole inventory."""
     metrics: MetricsConfiguration | None = None
@@ -188,9 +143,9 @@ class DeviceConfiguration(ApiModel):
     log_collection: dict[str, LogCollectionConfig] | None = None
     """Named log destinations; a workload's logCollection picks one by name, and the device
     then collects that workload's container logs."""
-    os_information: OsInformation | None = None
+    os_information: Annotated[OsInformation, WireField()] | None = None
     """Which rpm-ostree commit the device runs, and whether it upgrades by itself."""
-    mounts: list[Mount] | None = None
+    mounts: list[Annotated[Mount, WireField()]] | None = None
     """Upstream's block devices to mount. Accepted for compatibility and sent to the device,
     whose agent mounts nothing; the EdgeDevice's UnsupportedFields condition names them
     while they are set."""

@@ -12,7 +12,8 @@ knows (``x-kubernetes-preserve-unknown-fields``), for example what a newer devic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import msgspec
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -58,12 +59,40 @@ class WireField:
 def struct_schema(struct: type[msgspec.Struct], *, keep_unknown_fields: bool) -> dict[str, Any]:
     """The JSON Schema of ``struct`` with every referenced struct written in place (a CRD
     schema has no references)."""
-    _, components = described_components([struct])
+    structs, components = described_components([struct])
+    for name, each in structs.items():
+        _declared_enum_order(each, components[name])
     if keep_unknown_fields:
         for component in components.values():
             component["additionalProperties"] = True
     schema: dict[str, Any] = _in_place(components[struct.__name__], components)
     return schema
+
+
+def _declared_enum_order(struct: type[msgspec.Struct], schema: dict[str, Any]) -> None:
+    """List a Literal's values as the source declares them (msgspec sorts them): the order
+    ``kubectl explain`` and the API server's errors print."""
+    for field in msgspec.structs.fields(struct):
+        values = _literal_values(field.type)
+        if not values:
+            continue
+        prop = schema["properties"][field.encode_name]
+        for node in (prop, *prop.get("anyOf", ())):
+            if "enum" in node:
+                node["enum"] = list(values)
+
+
+def _literal_values(annotation: Any) -> tuple[Any, ...]:
+    """The values of a Literal type, also inside Annotated or an optional union."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return get_args(annotation)
+    if origin is Annotated:
+        return _literal_values(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        literals = [_literal_values(arg) for arg in get_args(annotation) if arg is not NoneType]
+        return literals[0] if len(literals) == 1 else ()
+    return ()
 
 
 def _in_place(node: Any, components: dict[str, Any]) -> Any:

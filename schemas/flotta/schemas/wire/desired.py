@@ -17,8 +17,8 @@ SealingAlgorithm = Literal["ECDH-P256+HKDF-SHA256+A256GCM"]
 SEALING_ALGORITHM: SealingAlgorithm = "ECDH-P256+HKDF-SHA256+A256GCM"
 
 
-# The configuration sections an EdgeDevice carries too (flotta.schemas.crd.config), as the
-# device reads them: unknown fields are ignored.
+# The configuration sections an EdgeDevice and an EdgeDeviceSet store as they are (their CRD
+# models hold these structs, flotta.schemas.crd.config): unknown fields are ignored.
 
 
 class HardwareProfile(ApiStruct, frozen=True, kw_only=True):
