@@ -11,7 +11,6 @@ the broker's in-flight window (Receive Maximum) holds the devices back instead o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import secrets
@@ -28,6 +27,7 @@ from flotta.mqtt import (
     settle_future,
 )
 from flotta.operator.errors import TransportError
+from flotta.tasks import TaskSet
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Broker:
             on_disconnected=self._disconnected,
             logger=logger,
         )
-        self._intake: asyncio.Task[None] | None = None
+        self._tasks = TaskSet("operator-broker", until_stopped=True)
 
     @property
     def dropped(self) -> int:
@@ -110,16 +110,13 @@ class Broker:
     async def start(self) -> None:
         """Connect in the background (retried with back-off until ``stop``)."""
         await self._client.start()
-        self._intake = asyncio.create_task(self._take_messages(), name="operator-mqtt-intake")
+        self._tasks.start("intake", self._take_messages())
 
     async def stop(self) -> None:
         """Disconnect (the session stays); pending publishes complete with TransportError."""
+        self._tasks.quiet()  # closing the client ends the intake
         await self._client.close()
-        if self._intake is not None:
-            self._intake.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._intake
-            self._intake = None
+        await self._tasks.stop_all()
         self.connected.clear()
 
     # ---- publishing ----------------------------------------------------------------------
