@@ -63,6 +63,8 @@ SEVERITIES: dict[str, Severity] = {
     "system": Severity.NOTICE,
 }
 RECONNECT = BackoffPolicy(base=0.5, cap=60.0, jitter=0.5)
+# How often to look whether the peer acknowledged every byte: 1 ms, doubling up to 50 ms.
+ACKNOWLEDGEMENT_POLLS = BackoffPolicy(base=0.001, cap=0.05, jitter=0.0)
 _SETTLE_ROUNDS = 3  # loop rounds for a peer's close (read event, then callbacks) to land
 
 
@@ -347,11 +349,10 @@ class _StreamConnection(_Connection):
     async def _acknowledged(self) -> None:
         """Wait until the peer's TCP acknowledged every byte written (the socket's send queue
         is empty); where the kernel cannot say, return at once."""
-        delay = 0.001
+        polls = Backoff(ACKNOWLEDGEMENT_POLLS)
         while self._stream.get_write_buffer_size() > 0 or _unacknowledged(self._fd) > 0:
             self._raise_if_lost()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            await asyncio.sleep(polls.next_delay())
         self._raise_if_lost()
 
 

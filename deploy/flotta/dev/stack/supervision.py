@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from flotta.backoff import BackoffPolicy
 from flotta.child_process import same_code_environment
 from flotta.dev.stack import processes
 from flotta.dev.stack.layout import StackLayout
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 FIRST_DELAY = 1.0  # seconds before the first restart
 MAX_DELAY = 60.0
 STABLE_AFTER = 60.0  # seconds running before the delay starts over
+RESTARTS = BackoffPolicy(base=FIRST_DELAY, cap=MAX_DELAY, stable_after=STABLE_AFTER, jitter=0.0)
 SUPERVISOR = "supervisor"
 
 
@@ -35,14 +37,20 @@ class ProcessHealth:
     restarts: int = 0
     down_since: float | None = None  # monotonic, None while running
     next_attempt: float = 0.0
-    delay: float = FIRST_DELAY
+    attempt: int = 0  # restarts since the process last stayed up
     started: float = 0.0  # monotonic time of the last start
     last_exit: str = ""
+
+    @property
+    def delay(self) -> float:
+        """The wait before the next restart."""
+        return RESTARTS.ceiling(self.attempt)
 
 
 @dataclass
 class RestartPolicy:
-    """Exponential backoff per process: 1, 2, 4 ... 60 s; back to 1 s after a minute up."""
+    """Backoff per process (:data:`RESTARTS`): 1, 2, 4 ... 60 s; back to 1 s after a minute
+    up."""
 
     health: dict[str, ProcessHealth] = field(default_factory=dict)
 
@@ -52,8 +60,8 @@ class RestartPolicy:
         if running:
             if state.down_since is not None:
                 state.down_since = None
-            if now - state.started >= STABLE_AFTER:
-                state.delay = FIRST_DELAY
+            if now - state.started >= RESTARTS.stable_after:
+                state.attempt = 0
             return False
         if state.down_since is None:
             state.down_since = now
@@ -65,13 +73,13 @@ class RestartPolicy:
         state.restarts += 1
         state.started = now
         state.down_since = None
-        state.delay = min(state.delay * 2, MAX_DELAY)
+        state.attempt += 1
 
     def failed_to_start(self, name: str, now: float, reason: str) -> None:
         state = self.health.setdefault(name, ProcessHealth())
         state.last_exit = reason
         state.next_attempt = now + state.delay
-        state.delay = min(state.delay * 2, MAX_DELAY)
+        state.attempt += 1
 
 
 class Supervisor:
@@ -123,6 +131,7 @@ class Supervisor:
         document = {
             name: {
                 **asdict(state),
+                "delay": state.delay,
                 "down_for": None if state.down_since is None else now - state.down_since,
             }
             for name, state in self.policy.health.items()
