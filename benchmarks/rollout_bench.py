@@ -11,11 +11,15 @@ Measured, in one run:
 - good rollout: patch ``rolled``; seconds until ``status.rollout.phase`` is Complete, and until
   every device acknowledged it. Goal: at most 1.5x the fan-out, after subtracting the configured
   waits (none here: simulated devices pass their health gate at once, no approval or pause);
-- bad rollout: every simulated device fails the image (``faults.json``, mode ``exit``, as the
-  agent does: reports the version failed and keeps the previous one); patch ``rolled`` to it;
-  seconds until Halted, and the share of the fleet that ever got the bad revision (goal: at most
-  1 %). Simulated devices fail before they apply, so their time back on the previous version is
-  0 s by construction; the real agent's rollback time is measured by the agent's own tests.
+- bad rollouts: the simulated devices fail a bad image as the agent does (``faults.json``):
+  they apply it (report it applying), run it until it fails, roll back and report it failed
+  and rolled back. Two cases, each with a short health gate in the revision (timeout 20 s):
+  ``exits`` (the container exits 5 s after the apply started) and ``gate timeout`` (the
+  version never becomes healthy: it fails at the gate's timeout). For each, seconds until
+  Halted; the share of the fleet that ever ran the bad version (goal: at most 1 %); and per
+  device that ran it, the seconds from receiving the bad version to the broker's
+  acknowledgement of its report that it rolled back (the simulator's own clock; goal: within
+  the gate's timeout + 5 s).
 
 Results go on top of ``benchmarks/results/rollout.md``.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import shutil
 import sys
@@ -52,6 +57,15 @@ POLICY = {
     "successThreshold": "95%",
     "batchTimeout": "10m",
 }
+HEALTH_GATE = {"stabilizationSeconds": 10, "timeoutSeconds": 20}  # the bad revisions'
+ROLLBACK_GOAL = HEALTH_GATE["timeoutSeconds"] + 5.0
+EXIT_AFTER = 5.0
+# (case, image, fault rule): the simulated devices fail these images
+BAD_CASES = (
+    ("exits", "broken", {"image": "broken", "mode": "exit", "after": EXIT_AFTER}),
+    ("gate timeout", "stuck", {"image": "stuck", "mode": "timeout"}),
+)
+LATE_REPORTS = 5.0  # seconds after the halt for the batch's last devices to receive and fail
 
 
 def rolled(image: str) -> dict[str, Any]:
@@ -147,25 +161,15 @@ async def run(devices: int, args: argparse.Namespace) -> dict[str, Any]:
         result["good_drain_s"] = await stack.settle_writes(args.drain)
         await asyncio.sleep(args.settle)
 
-        # A bad revision: every device that gets it fails it and keeps the previous one.
+        # Bad revisions: every device that gets one runs it until it fails, then rolls back.
         faults = work / "devices" / "faults.json"
-        faults.write_text(json.dumps([{"image": "broken", "mode": "exit"}]))
+        faults.write_text(json.dumps([rule for _, _, rule in BAD_CASES]))
         await asyncio.sleep(2.5)  # the simulator looks at the file every second
-        patch(objects, "rolled", rolled("localhost/flotta/busybox:broken")["spec"])
-        result["halt_s"], halted = await until_phase(objects, "Halted", 3, args.timeout)
-        await asyncio.sleep(5)  # late reports of the batch
-        halted = await asyncio.to_thread(rollout_status, objects)
-        got = sum(
-            halted.get(k) or 0 for k in ("updatedDevices", "updatingDevices", "failedDevices")
-        )
-        result["bad_got"] = got
-        result["bad_share"] = got / devices
-        result["bad_failed"] = halted.get("failedDevices")
-        print(
-            f"  bad rollout: halted after {result['halt_s']:.1f} s; {got} devices "
-            f"({result['bad_share']:.2%}) ever got the bad revision",
-            flush=True,
-        )
+        result["bad"] = []
+        for number, (case, image, _) in enumerate(BAD_CASES, start=3):
+            bad = await bad_rollout(stack, objects, devices, case, image, number, args)
+            result["bad"].append(bad)
+            await asyncio.sleep(args.settle)
     except (TimeoutError, RuntimeError) as exc:
         result["error"] = str(exc)
         print(f"  error: {exc}", flush=True)
@@ -176,37 +180,107 @@ async def run(devices: int, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+async def bad_rollout(
+    stack: fleet.Stack,
+    objects: client.CustomObjectsApi,
+    devices: int,
+    case: str,
+    image: str,
+    revision: int,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Roll out a bad image; how far it got and how long each device that ran it took to be
+    back on the previous version."""
+    result: dict[str, Any] = {"case": case}
+    spec = rolled(f"localhost/flotta/busybox:{image}")["spec"]
+    spec["rolloutPolicy"] = {**POLICY, "healthGate": HEALTH_GATE}
+    start_wall = time.time()
+    patch(objects, "rolled", spec)
+    result["halt_s"], _ = await until_phase(objects, "Halted", revision, args.timeout)
+    halted_at = time.perf_counter()
+    # Every device that received the bad version reports it rolled back, within the goal.
+    while True:
+        runs = stack.simulator_report().rollbacks_since(start_wall)
+        waited = time.perf_counter() - halted_at
+        if waited >= LATE_REPORTS and all(reported for _, reported in runs):
+            break
+        if waited > ROLLBACK_GOAL + 60:
+            break
+        await asyncio.sleep(0.5)
+    status = await asyncio.to_thread(rollout_status, objects)
+    backs = sorted(reported - received for received, reported in runs if reported)
+    result["ran"] = len(runs)
+    result["share"] = len(runs) / devices
+    result["counted"] = sum(
+        status.get(k) or 0 for k in ("updatedDevices", "updatingDevices", "failedDevices")
+    )
+    result["not_back"] = sum(1 for _, reported in runs if not reported)
+    result["back_median_s"] = backs[len(backs) // 2] if backs else None
+    result["back_max_s"] = backs[-1] if backs else None
+    result["over_goal"] = sum(1 for seconds in backs if seconds > ROLLBACK_GOAL)
+    result["load"] = os.getloadavg()
+    print(
+        f"  bad rollout ({case}): halted after {result['halt_s']:.1f} s; {len(runs)} devices "
+        f"({result['share']:.2%}) ran the bad version (the operator counted "
+        f"{result['counted']}); back on the previous version after "
+        f"{fleet.fmt(result['back_median_s'])} s (median), {fleet.fmt(result['back_max_s'])} s "
+        f"(max), {result['over_goal']} over {ROLLBACK_GOAL:.0f} s, {result['not_back']} not "
+        f"back; load average {result['load'][0]:.1f}",
+        flush=True,
+    )
+    return result
+
+
 def report(results: list[dict[str, Any]], where: str) -> str:
     lines = [
         "# Rollout benchmark",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {where}. "
         "`benchmarks/rollout_bench.py`: batches 1 %, 10 %, 50 %, 100 %, threshold 95 %; "
-        "simulated devices pass their health gate at once (no configured waits).",
+        "simulated devices pass a good version's health gate at once (no configured waits).",
         "",
-        "| devices | fan-out s | good rollout s (acked) | ratio (goal <= 1.5) | halt s "
-        "| got the bad revision (goal <= 1 %) |",
-        "|---|---|---|---|---|---|",
+        "| devices | fan-out s | good rollout s (acked) | ratio (goal <= 1.5) |",
+        "|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['devices']} | error: {r['error']} |||||")
+            lines.append(f"| {r['devices']} | error: {r['error']} |||")
             continue
         verdict = "met" if r["ratio"] <= GOAL_RATIO else "missed"
-        bad = "met" if r["bad_share"] <= GOAL_BAD_SHARE else "missed"
         lines.append(
             f"| {r['devices']} | {r['fanout_s']:.2f} | {r['good_s']:.1f} ({r['good_acked_s']:.1f})"
-            f" | {r['ratio']:.1f}x ({verdict}) | {r['halt_s']:.1f} "
-            f"| {r['bad_got']} ({r['bad_share']:.2%}, {bad}) |"
+            f" | {r['ratio']:.1f}x ({verdict}) |"
         )
+    lines += [
+        "",
+        f"Bad versions (health gate: timeout {HEALTH_GATE['timeoutSeconds']} s, stabilisation "
+        f"{HEALTH_GATE['stabilizationSeconds']} s; `exits`: the container exits {EXIT_AFTER:.0f} s "
+        "into the apply; `gate timeout`: never healthy). Back: from the device receiving the "
+        "bad version to the broker acknowledging its report that it rolled back, per device "
+        "that ran it.",
+        "",
+        "| devices | bad version | halt s | ran it (goal <= 1 %) | operator counted "
+        f"| back, median / max s | over {ROLLBACK_GOAL:.0f} s (goal 0) | load average at its end |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for bad in r.get("bad", ()):
+            share = "met" if bad["share"] <= GOAL_BAD_SHARE else "missed"
+            over = bad["over_goal"] + bad["not_back"]
+            lines.append(
+                f"| {r['devices']} | {bad['case']} | {bad['halt_s']:.1f} | {bad['ran']} "
+                f"({bad['share']:.2%}, {share}) | {bad['counted']} "
+                f"| {fleet.fmt(bad['back_median_s'])} / {fleet.fmt(bad['back_max_s'])} "
+                f"| {over} ({'met' if over == 0 else 'missed'}) "
+                f"| {', '.join(f'{x:.1f}' for x in bad['load'])} |"
+            )
     lines += [
         "",
         "The operator reads the devices' status reports while a rollout is under way and "
         "evaluates the rollout as soon as a device's versions change, so a batch starts once "
         "its predecessor's devices report healthy, not once the bridge's rate-limited "
         "EdgeDevice writes reach the API. The good rollout's time runs until "
-        "`status.rollout.phase` says Complete (polled every 0.05 s). Simulated devices fail a "
-        "bad version before applying it, so their time back on the previous version is 0 s.",
+        "`status.rollout.phase` says Complete (polled every 0.05 s).",
     ]
     return "\n".join(lines)
 

@@ -84,9 +84,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fail-mode",
-        choices=("exit", "health-check", "silent"),
+        choices=("exit", "health-check", "timeout", "silent"),
         default="exit",
-        help="how they fail: a container exits, a probe fails, or the device stops reporting",
+        help="how they fail: a container exits, a probe fails, the version never becomes "
+        "healthy (the health gate's timeout), or the device stops reporting",
+    )
+    parser.add_argument(
+        "--fail-after",
+        type=float,
+        default=0.0,
+        help="seconds from the start of the apply to the exit or the failed probe",
     )
     parser.set_defaults(handler=_run)
 
@@ -175,7 +182,14 @@ async def _simulate(args: argparse.Namespace, ids: list[str]) -> None:
 
     faults: tuple[FaultRule, ...] = ()
     if args.fail_image:
-        faults = (FaultRule(image=args.fail_image, share=args.fail_share, mode=args.fail_mode),)
+        faults = (
+            FaultRule(
+                image=args.fail_image,
+                share=args.fail_share,
+                mode=args.fail_mode,
+                after=args.fail_after,
+            ),
+        )
     settings = FleetSettings(
         host=args.mqtt_host,
         port=args.mqtt_port,

@@ -6,10 +6,17 @@ told to fail), heartbeats, and produces numbered metric batches that it keeps wh
 sends when it is back.
 
 Failures can be injected (:class:`FaultRule`): a share of the devices fails a given image or
-version. Such a device does what the agent does when a version fails its health gate: it keeps
-running its last good version, reports the version as ``failed`` (with a reason, the workload
-and container, and ``rolledBack``) and never applies that version again; a newer version is
-applied as usual. In mode ``silent`` it stops reporting instead, as a device that hangs.
+version. Such a device goes through the agent's transaction: it applies the version (reports it
+as ``applyingVersion``), runs it until it fails (after ``after`` seconds for a container that
+exits or a probe that fails; at the health gate's ``timeoutSeconds`` for a version that never
+becomes healthy), then runs its last good version again, reports the version as ``failed``
+(with a reason, the workload and container, and ``rolledBack``) with the events
+``VersionFailed`` and ``VersionRolledBack``, and never applies that version again (unless a
+newer retry token asks, as the agent does); a newer version is applied as usual. The device
+holds no timer: :attr:`SimulatedDevice.transaction` says when the failure is due, and whoever
+runs the device calls :meth:`SimulatedDevice.fail_transaction` then. In mode ``silent`` the
+device stops reporting instead, as a device that hangs. A version without a fault passes its
+health gate at once (the stabilisation period is not simulated).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
+
+import msgspec
 
 from flotta.schemas.codec import decode, encode
 from flotta.schemas.errors import PayloadError
@@ -37,18 +46,21 @@ from flotta.schemas.wire import (
 )
 from flotta.schemas.wire.status import WorkloadPhase
 
-FaultMode = Literal["exit", "health-check", "silent"]
+FaultMode = Literal["exit", "health-check", "timeout", "silent"]
 
 
 @dataclass(frozen=True, slots=True)
 class FaultRule:
     """A share of the devices fails every desired state that runs ``image`` (a substring of a
-    container image) or that has ``version``."""
+    container image) or that has ``version``: ``after`` seconds into the apply (modes ``exit``
+    and ``health-check``; at most the health gate's timeout), or at the gate's timeout (mode
+    ``timeout``: never healthy)."""
 
     image: str = ""
     version: str = ""
     share: float = 1.0
     mode: FaultMode = "exit"
+    after: float = 0.0
 
     def picks(self, device_id: str) -> bool:
         """Whether the device is in the failing share (the same devices every time)."""
@@ -87,6 +99,48 @@ AGENT_VERSION = "flotta-simulator/1"
 
 
 @dataclass(frozen=True, slots=True)
+class Transaction:
+    """A version being applied that will fail: how, and how many seconds after its start."""
+
+    version: str
+    seconds: float
+    failure: VersionFailure  # its time is set when it fails
+
+
+def failing_transaction(
+    rule: FaultRule, workload: str, container: str, desired: DesiredState, now: datetime
+) -> Transaction:
+    gate = next((w.health for w in desired.workloads if w.name == workload), None)
+    timeout = float((gate or desired.configuration.health).timeout_seconds)
+    if rule.mode == "timeout":
+        return Transaction(
+            desired.version,
+            timeout,
+            VersionFailure(
+                version=desired.version,
+                reason="timed-out",
+                workload=workload,
+                message=f"not healthy within {timeout:.0f} s",
+                time=now,
+            ),
+        )
+    exited = rule.mode == "exit"
+    return Transaction(
+        desired.version,
+        min(max(rule.after, 0.0), timeout),
+        VersionFailure(
+            version=desired.version,
+            reason="container-exited" if exited else "health-check-failed",
+            workload=workload,
+            container=container,
+            exit_code=1 if exited else None,
+            message="exited with code 1" if exited else "probe failed: connection refused",
+            time=now,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Outgoing:
     topic: str
     payload: bytes
@@ -104,6 +158,7 @@ class SimulatedDevice:
     failing: set[str] = field(default_factory=set)
     faults: tuple[FaultRule, ...] = ()
     failed: VersionFailure | None = None  # the latest version that failed, never applied again
+    transaction: Transaction | None = None  # a version being applied that will fail
     silent_version: str = ""  # a version that made the device stop reporting (mode silent)
     deregistered: bool = False
     rejected_payloads: int = 0
@@ -135,7 +190,8 @@ class SimulatedDevice:
         return Outgoing(self.topic(DeviceTopic.CONNECTION), encode(state), retain=True)
 
     def on_desired(self, payload: bytes, now: datetime | None = None) -> list[Outgoing]:
-        """Apply a desired state; answer with a status report when anything changed."""
+        """Apply a desired state; answer with a status report when anything changed. A version
+        that will fail leaves :attr:`transaction` set."""
         if not payload:
             return []
         try:
@@ -145,18 +201,32 @@ class SimulatedDevice:
             return []
         if desired.deregister:
             self.deregistered = True
+            self.transaction = None
             self.phases.clear()
             return []
+        now = now or datetime.now(UTC)
         if desired.version == self.applied_version:
             self.silent_version = ""
-            return []
+            if self.transaction is None:
+                return []
+            self.transaction = None  # back to the good version: the apply is abandoned
+            return [self.status(now)]
+        if self.transaction is not None and desired.version == self.transaction.version:
+            return []  # being applied already
         if self.failed is not None and desired.version == self.failed.version:
             return []  # as the agent: a failed version is never applied again
-        now = now or datetime.now(UTC)
         hit = first_hit(self.faults, self.device_id, desired)
         if hit is not None:
-            return self._fail_version(desired.version, *hit, now)
+            rule, workload, container = hit
+            if rule.mode == "silent":
+                self.transaction = None
+                self.silent_version = desired.version
+                return []
+            self.silent_version = ""
+            self.transaction = failing_transaction(rule, workload, container, desired, now)
+            return [self.status(now)]
         self.silent_version = ""
+        self.transaction = None
         self.failed = None  # a newer version applied healthy
         self.heartbeat_seconds = float(desired.configuration.heartbeat.period_seconds)
         wanted = {w.name for w in desired.workloads}
@@ -176,27 +246,41 @@ class SimulatedDevice:
         """Whether the device stopped reporting (an injected ``silent`` fault)."""
         return bool(self.silent_version)
 
-    def _fail_version(
-        self, version: str, rule: FaultRule, workload: str, container: str, now: datetime
-    ) -> list[Outgoing]:
-        if rule.mode == "silent":
-            self.silent_version = version
+    def fail_transaction(self, version: str, now: datetime | None = None) -> list[Outgoing]:
+        """The version being applied fails now: back on the last good version, reported as the
+        agent reports it (nothing when that version is no longer being applied)."""
+        transaction = self.transaction
+        if transaction is None or transaction.version != version:
             return []
-        exited = rule.mode == "exit"
-        self.failed = VersionFailure(
-            version=version,
-            reason="container-exited" if exited else "health-check-failed",
-            workload=workload,
-            container=container,
-            exit_code=1 if exited else None,
-            message="exited with code 1" if exited else "probe failed: connection refused",
-            time=now,
-            rolled_back=True,
+        now = now or datetime.now(UTC)
+        self.transaction = None
+        failure = msgspec.structs.replace(transaction.failure, time=now, rolled_back=True)
+        self.failed = failure
+        where = "".join(
+            part
+            for part in (
+                f" in workload {failure.workload}" if failure.workload else "",
+                f", container {failure.container}" if failure.container else "",
+                f", exit code {failure.exit_code}" if failure.exit_code is not None else "",
+            )
         )
-        where = f"workload {workload}" if workload else "the new version"
+        back_to = self.applied_version or "no workloads"
         return [
             self.status(now),
-            self.event("VersionFailed", f"{where} failed; rolled back", workload, now),
+            self.event(
+                "VersionFailed",
+                f"version {version} failed ({failure.reason}){where}: {failure.message}; "
+                "rolling back",
+                failure.workload,
+                now,
+            ),
+            self.event(
+                "VersionRolledBack",
+                f"rolled back from version {version} to {back_to}",
+                failure.workload,
+                now,
+                type_="Normal",
+            ),
         ]
 
     def fail(self, workload: str, now: datetime | None = None) -> list[Outgoing]:
@@ -215,6 +299,7 @@ class SimulatedDevice:
         report = StatusReport(
             time=now or datetime.now(UTC),
             applied_version=self.applied_version,
+            applying_version=self.transaction.version if self.transaction is not None else "",
             heartbeat_period_seconds=max(1, int(self.heartbeat_seconds)),
             workloads=[WorkloadReport(name=n, phase=p) for n, p in self.phases.items()],
             failed=self.failed,
@@ -228,11 +313,19 @@ class SimulatedDevice:
         """When the next heartbeat is due (monotonic time)."""
         return self.status_sent_at + self.heartbeat_seconds
 
-    def event(self, reason: str, message: str, workload: str, now: datetime) -> Outgoing:
+    def event(
+        self,
+        reason: str,
+        message: str,
+        workload: str,
+        now: datetime,
+        *,
+        type_: Literal["Normal", "Warning"] = "Warning",
+    ) -> Outgoing:
         event = DeviceEvent(
             id=uuid.uuid4().hex,
             time=now,
-            type="Warning",
+            type=type_,
             reason=reason,
             message=message,
             workload=workload,

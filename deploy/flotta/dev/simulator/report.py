@@ -7,7 +7,9 @@ acknowledged a new version once the broker acknowledged the status (or birth) th
 
 Desired-state versions are per device (the device id is part of what is hashed), so the report
 counts times, not versions: how many devices came online, and how many last changed the version
-they report, in each tenth of a second. Each process writes a summary every
+they report, in each tenth of a second; and for each device that failed a version (an injected
+fault), when it received that version and when its report that it rolled back was acknowledged.
+Each process writes a summary every
 ``REPORT_INTERVAL`` seconds; :func:`read_reports` sums those of every process.
 """
 
@@ -32,6 +34,9 @@ class DeviceView:
 
     online_since: float | None  # wall-clock time of its current birth's acknowledgement
     reported_at: float = 0.0  # wall-clock time it first acknowledged its current version (0: none)
+    # the latest version it failed: when it received it, and when the broker acknowledged its
+    # report that it rolled back (0: not yet)
+    rollback: tuple[float, float] | None = None
 
 
 @dataclass(slots=True)
@@ -45,6 +50,13 @@ class FleetReport:
     last_change: float = 0.0  # the latest acknowledgement of a new version
     # the MQTT clients' warnings (failed connection attempts mostly), by kind (mqtt_warnings.py)
     mqtt_warnings: Counter[str] = field(default_factory=Counter)
+    # per device that failed a version: (received, rolled back reported or 0), wall clock
+    rollbacks: list[tuple[float, float]] = field(default_factory=list)
+
+    def rollbacks_since(self, since: float) -> list[tuple[float, float]]:
+        """(received, rolled back reported or 0) of the devices that received the version they
+        failed last after ``since``."""
+        return sorted(r for r in self.rollbacks if r[0] >= since)
 
     def online_since(self, since: float) -> int:
         """Devices online on a connection whose birth was acknowledged after ``since`` (or
@@ -73,6 +85,7 @@ class FleetReport:
                 "last_birth": self.last_birth,
                 "last_change": self.last_change,
                 "mqtt_warnings": dict(self.mqtt_warnings),
+                "rollbacks": self.rollbacks,
             }
         ).encode()
 
@@ -87,6 +100,13 @@ class FleetReport:
         warnings = data.get("mqtt_warnings")
         if isinstance(warnings, dict):
             self.mqtt_warnings.update({str(k): _int(v) for k, v in warnings.items()})
+        rollbacks = data.get("rollbacks")
+        if isinstance(rollbacks, list):
+            self.rollbacks += [
+                (_float(item[0]), _float(item[1]))
+                for item in rollbacks
+                if isinstance(item, list) and len(item) == 2
+            ]
 
 
 def summarise(views: Iterable[DeviceView]) -> FleetReport:
@@ -99,6 +119,8 @@ def summarise(views: Iterable[DeviceView]) -> FleetReport:
             report.last_change = max(report.last_change, view.reported_at)
         else:
             report.unreported += 1
+        if view.rollback is not None:
+            report.rollbacks.append(view.rollback)
         if view.online_since is not None:
             report.online += 1
             births[math.floor(view.online_since * BUCKETS)] += 1

@@ -5,18 +5,22 @@ device id), exactly as the agent does; a device provisioned beforehand (``provis
 that. Keys, certificates and the applied state are kept in the state dir, so a restarted
 simulator resumes the same fleet. A device can be taken offline (its connection dropped, so the
 broker publishes its will) and brought back, one by one or by random churn.
+
+A version a device will fail (``device.py``) runs until its failure is due on a timer of the
+event loop (``call_later``, not a task), which then rolls the device back; the device keeps
+when it received that version and when the broker acknowledged its rolled-back report, for the
+benchmarks' report.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +106,11 @@ class SimulatedFleetDevice:
         self.online_since: float | None = None  # wall clock: its birth was acknowledged
         self.reported_version = ""  # the last applied version the broker acknowledged
         self.reported_at = 0.0  # wall clock: when it did
+        # wall clock: when the device received the latest version it failed, and when the broker
+        # acknowledged the report that it rolled back from it (0: not yet)
+        self.rollback: tuple[float, float] | None = None
+        self._rollback_version = ""  # the version ``rollback`` is about
+        self._failing: asyncio.TimerHandle | None = None  # the failure of the version applying
         self.resumed = device_state.load(self.device, self.directory)
         self._wanted_online = asyncio.Event()
         self._wanted_online.set()
@@ -121,7 +130,9 @@ class SimulatedFleetDevice:
         return self.directory / KEY_NAME
 
     def view(self) -> DeviceView:
-        return DeviceView(self.online_since if self.online else None, self.reported_at)
+        return DeviceView(
+            self.online_since if self.online else None, self.reported_at, self.rollback
+        )
 
     def _reported(self, version: str) -> None:
         """The broker acknowledged a status or birth that reports ``version``."""
@@ -237,6 +248,8 @@ class SimulatedFleetDevice:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._failing is not None:
+                self._failing.cancel()
             self._save()
 
     async def _session(self, stop: asyncio.Event) -> None:
@@ -290,9 +303,8 @@ class SimulatedFleetDevice:
         # one a full period later.
         status = self.device.status()
         self.device.status_sent(time.monotonic())
-        reported = functools.partial(self._answered, applied)
         self.client.publish_callback(
-            status.topic, status.payload, retain=status.retain, done=reported
+            status.topic, status.payload, retain=status.retain, done=self._status_done()
         )
 
     async def _on_disconnected(self, reason: str) -> None:
@@ -309,24 +321,61 @@ class SimulatedFleetDevice:
             # A message queued in the session can arrive with the CONNACK, before the client
             # counts as connected; answering at once would fail.
             await client.wait_connected()
+            received = time.time()
+            before = self.device.transaction
             answers = self.device.on_desired(message.payload)
-            if not answers:
-                continue
-            # Answered through callbacks, not awaited: the next message need not wait for the
-            # broker's acknowledgement of this answer. One that fails is reported again by the
-            # next heartbeat.
-            self.device.status_sent(time.monotonic())
-            reported = functools.partial(self._answered, self.device.applied_version)
-            status, *events = answers
-            client.publish_callback(
-                status.topic, status.payload, retain=status.retain, done=reported
-            )
-            for event in events:
-                client.publish_callback(event.topic, event.payload, done=_ignore)
+            transaction = self.device.transaction
+            if transaction is not before:
+                self._schedule_failure(received)
+            self._answer(answers)
 
-    def _answered(self, version: str, error: MqttError | None) -> None:
-        if error is None:
-            self._reported(version)
+    def _answer(self, answers: list[Outgoing]) -> None:
+        """Send a status and its events. Through callbacks, not awaited: the next message need
+        not wait for the broker's acknowledgement of this answer. One that fails is reported
+        again by the next heartbeat (or status after a connect)."""
+        client = self.client
+        if not answers or client is None or not client.connected:
+            return
+        self.device.status_sent(time.monotonic())
+        status, *events = answers
+        client.publish_callback(
+            status.topic, status.payload, retain=status.retain, done=self._status_done()
+        )
+        for event in events:
+            client.publish_callback(event.topic, event.payload, done=_ignore)
+
+    def _schedule_failure(self, received: float) -> None:
+        """Fail the version the device started to apply when its failure is due."""
+        if self._failing is not None:
+            self._failing.cancel()
+            self._failing = None
+        transaction = self.device.transaction
+        if transaction is None:
+            return
+        self.rollback, self._rollback_version = (received, 0.0), transaction.version
+        self._failing = asyncio.get_running_loop().call_later(
+            transaction.seconds, self._fail, transaction.version
+        )
+
+    def _fail(self, version: str) -> None:
+        self._failing = None
+        self._answer(self.device.fail_transaction(version))
+
+    def _status_done(self) -> Callable[[MqttError | None], None]:
+        """What to note once the broker acknowledged the status the device has now: the
+        version it reports, and that it rolled back."""
+        failed = self.device.failed
+        rolled_back = (
+            failed is not None and failed.rolled_back and failed.version == self._rollback_version
+        )
+        return functools.partial(self._answered, self.device.applied_version, rolled_back)
+
+    def _answered(self, version: str, rolled_back: bool, error: MqttError | None) -> None:
+        if error is not None:
+            return
+        self._reported(version)
+        if rolled_back and self.rollback is not None and not self.rollback[1]:
+            self.rollback = (self.rollback[0], time.time())
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         await asyncio.sleep(random.uniform(0, self.device.heartbeat_seconds))  # noqa: S311
@@ -336,10 +385,13 @@ class SimulatedFleetDevice:
                 await asyncio.sleep(wait)
                 continue
             if self.client is not None and self.client.connected and not self.device.silent:
-                applied = self.device.applied_version
-                with contextlib.suppress(MqttError):
+                done = self._status_done()
+                try:
                     await self._send(self.device.status())
-                    self._reported(applied)
+                except MqttError as exc:
+                    done(exc)
+                else:
+                    done(None)
             self.device.status_sent(time.monotonic())
 
     async def _telemetry(self, stop: asyncio.Event) -> None:
