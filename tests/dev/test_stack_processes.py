@@ -4,7 +4,7 @@ from pathlib import Path
 
 from flotta.dev.stack import processes
 from flotta.dev.stack.layout import StackLayout, write_json
-from flotta.dev.stack.up import agent_command
+from flotta.dev.stack.up import AGENT_ENVIRONMENT, agent_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,3 +56,11 @@ def test_the_stack_runs_the_agent_as_a_device_unit_does(tmp_path: Path) -> None:
     assert stack_argv[0] == sys.executable
     assert stack_argv[1:-1] == unit_argv[1:-1]
     assert stack_argv[-1] == str(tmp_path / "agent.toml")
+    unit_env = dict(
+        item.split("=", 1)
+        for line in unit.splitlines()
+        if line.startswith("Environment=")
+        for item in shlex.split(line.removeprefix("Environment="))
+    )
+    assert unit_env.pop("PYTHONPATH") == "/usr/lib/flotta-agent"  # the stack: its checkout's
+    assert unit_env == AGENT_ENVIRONMENT

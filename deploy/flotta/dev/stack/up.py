@@ -78,6 +78,14 @@ def agent_command(config: Path) -> list[str]:
     return [sys.executable, "-m", "flotta.agent", "run", "--config", str(config)]
 
 
+# The unit's Environment= (MALLOC_ARENA_MAX caps glibc's per-thread heaps: part of the budget).
+AGENT_ENVIRONMENT = {
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+    "MALLOC_ARENA_MAX": "2",
+}
+
+
 def agent_config(
     *,
     state_dir: Path,
@@ -579,7 +587,7 @@ class Stack:
                 podman_url=f"unix://{podman_dir / 'podman.sock'}",
             )
         )
-        self._start("agent", agent_command(config))
+        self._start("agent", agent_command(config), env=AGENT_ENVIRONMENT)
         time.sleep(0.5)
         self._check_alive("agent")
 
