@@ -481,7 +481,6 @@ def permissions() -> list[Permission]:
 # Granted for calls the scenario does not make, and why (each one is in test_rbac.py's table
 # of the calls the code makes).
 NOT_EXERCISED = {
-    ("operator", "apps", "controllerrevisions", "create"): "revisions of a rolloutPolicy",
     ("operator", "apps", "controllerrevisions", "patch"): "revisions of a rolloutPolicy",
     ("operator", "apps", "controllerrevisions", "delete"): "revisions of a rolloutPolicy",
     ("operator", GROUP, "edgedevices", "get"): "read back after a create conflict",
