@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 STATE_DIR ?= .flotta
 DEVICES ?= 50
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): the suite mostly waits on servers, so two share two cores well;
+# the whole-system tests run one after another on one of them (tests/conftest.py).
+TEST_WORKERS ?= 2
 
 IMAGES_ARGS ?=
 
@@ -46,7 +49,7 @@ typecheck: python-env
 check: lint typecheck
 
 test: setup
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 crds: python-env
 	$(BIN)/python -m flotta.schemas.crd_generator deploy/crds
