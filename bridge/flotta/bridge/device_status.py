@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flotta.bridge.hardware import merge_hardware
+from flotta.schemas.crd.common import kube_time
 from flotta.schemas.wire.connection import ConnectionState
 from flotta.schemas.wire.status import StatusReport, UpgradeReport, VersionFailure
 
@@ -191,7 +192,7 @@ def _upgrade(report: UpgradeReport) -> dict[str, Any]:
     if report.last_upgrade_status:
         info["lastUpgradeStatus"] = report.last_upgrade_status
     if report.last_upgrade_time is not None:
-        info["lastUpgradeTime"] = _iso(report.last_upgrade_time)
+        info["lastUpgradeTime"] = kube_time(report.last_upgrade_time)
     return info
 
 
@@ -208,7 +209,7 @@ def _failed(failure: VersionFailure | None) -> dict[str, Any] | None:
         info["exitCode"] = failure.exit_code
     if failure.message:
         info["message"] = failure.message[:1024]
-    info["time"] = _iso(failure.time)
+    info["time"] = kube_time(failure.time)
     info["rolledBack"] = failure.rolled_back
     return info
 
@@ -337,7 +338,7 @@ def _wanted(status: DeviceStatus, context: DeviceContext, offline_reason: str) -
     elif failed.get("version") == desired:
         config = ("ConfigApplied", "False", "VersionFailed", _failure_message(status, failed))
     elif status.waiting_version == desired:
-        opens = f" (opens {_iso(status.window_opens)})" if status.window_opens else ""
+        opens = f" (opens {kube_time(status.window_opens)})" if status.window_opens else ""
         message = f"version {desired} waits for the update window{opens}"
         config = ("ConfigApplied", "False", "WaitingForWindow", message)
     elif status.applying_version == desired:
@@ -445,21 +446,14 @@ def urgent_change(written: DeviceStatus, current: DeviceStatus) -> bool:
     )
 
 
-def _iso(value: datetime) -> str:
-    """RFC 3339 in UTC with whole seconds, as Kubernetes writes times."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 def _workload_api(workload: WorkloadState) -> dict[str, Any]:
     item: dict[str, Any] = {"name": workload.name, "phase": workload.phase}
     if workload.message:
         item["message"] = workload.message
     if workload.last_transition_time is not None:
-        item["lastTransitionTime"] = _iso(workload.last_transition_time)
+        item["lastTransitionTime"] = kube_time(workload.last_transition_time)
     if workload.last_data_upload is not None:
-        item["lastDataUpload"] = _iso(workload.last_data_upload)
+        item["lastDataUpload"] = kube_time(workload.last_data_upload)
     return item
 
 
@@ -469,7 +463,7 @@ def _condition_api(condition: ConditionState) -> dict[str, Any]:
         "status": condition.status,
         "reason": condition.reason,
         "message": condition.message,
-        "lastTransitionTime": _iso(condition.last_transition_time),
+        "lastTransitionTime": kube_time(condition.last_transition_time),
         "observedGeneration": condition.observed_generation,
     }
 
@@ -485,7 +479,7 @@ def status_patch(current: DeviceStatus) -> dict[str, Any]:
         # Absent fields are written as null: a merge patch removes them.
         "applyingVersion": current.applying_version or None,
         "waitingVersion": current.waiting_version or None,
-        "windowOpens": _iso(current.window_opens) if current.window_opens else None,
+        "windowOpens": kube_time(current.window_opens) if current.window_opens else None,
         "failedVersion": current.failed,
         "workloads": [_workload_api(w) for w in current.workloads],
         "conditions": [
@@ -496,7 +490,7 @@ def status_patch(current: DeviceStatus) -> dict[str, Any]:
     if current.phase is not None:
         status["phase"] = current.phase
     if current.last_seen is not None:
-        status["lastSeenTime"] = _iso(current.last_seen)
+        status["lastSeenTime"] = kube_time(current.last_seen)
     if current.hardware is not None:
         status["hardware"] = current.hardware
     if current.upgrade is not None:

@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client as k8s
@@ -18,7 +18,7 @@ from urllib3.exceptions import HTTPError
 
 from flotta.bridge.errors import KubeWriteError
 from flotta.kube_watch import REQUEST_TIMEOUT, CustomObjectWatch, failure
-from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION
+from flotta.schemas.crd.common import API_VERSION, GROUP, VERSION, kube_time
 from flotta.schemas.crd.device import EdgeDevice
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class KubeWriter:
             ) from None
 
     def create_event(self, namespace: str, device: str, uid: str, event: KubeEvent) -> None:
-        stamp = _rfc3339(event.time)
+        stamp = kube_time(event.time)
         body = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -121,10 +121,6 @@ class KubeWriter:
             raise KubeWriteError(
                 f"Event for EdgeDevice {namespace}/{device}", status, detail
             ) from None
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

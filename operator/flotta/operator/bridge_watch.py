@@ -28,7 +28,7 @@ from flotta.operator.errors import TransportError
 from flotta.operator.fleet_cache import Key
 from flotta.operator.leader import lease_expired
 from flotta.rate_limit import TokenBucket
-from flotta.schemas.crd.common import BRIDGE_PRESENCE_LABEL
+from flotta.schemas.crd.common import BRIDGE_PRESENCE_LABEL, kube_time
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def unknown_status(status: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The status patch that marks a device Unknown: the phase, and the bridge's ``Online``
     and ``Ready`` conditions (the other conditions as they are: a merge patch replaces the list
     whole)."""
-    stamp = now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    stamp = kube_time(now)
     conditions = [
         c for c in status.get("conditions") or () if c.get("type") not in ("Online", "Ready")
     ]

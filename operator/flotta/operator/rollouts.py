@@ -60,7 +60,7 @@ from flotta.operator.rollout_revisions import (
 )
 from flotta.operator.version_reports import HeardVersions
 from flotta.operator.workload_status import set_condition
-from flotta.schemas.crd.common import Condition
+from flotta.schemas.crd.common import Condition, kube_time
 from flotta.schemas.crd.device import EdgeDevice, FailedVersion
 from flotta.schemas.crd.rollout import RolloutStatus
 from flotta.schemas.wire.status import VersionFailure
@@ -649,7 +649,7 @@ def _state_of(saved: RolloutStatus) -> RolloutState:
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return kube_time(value)
 
 
 def _failure_api(name: str, failure: Failure) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -17,6 +17,14 @@ WORKLOAD_LABEL_PREFIX = "workload/"
 DEVICE_FINALIZER = "flotta.io/device-cleanup"
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+def kube_time(value: datetime) -> str:
+    """RFC 3339 in UTC with whole seconds and ``Z``, as Kubernetes writes times (a time
+    without a zone is taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 class ObjectMeta(ApiModel):
