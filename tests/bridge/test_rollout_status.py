@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
+
 from flotta.bridge.device_status import (
     DeviceStatus,
     from_api,
@@ -54,6 +56,22 @@ def test_a_failed_version_is_mapped_with_its_reason_and_is_urgent() -> None:
         failed, report(("web", "Running"), applied="v1", failed=FAILURE), CTX, T0 + timedelta(1)
     )
     assert visible_changes(failed, again) == ()
+
+
+def test_a_retry_carries_its_token_and_says_applying_while_under_way() -> None:
+    failed = on_heartbeat(DeviceStatus(), report(applied="v1", failed=FAILURE), CTX, T0)
+    assert "retry" not in (failed.failed or {})
+    assert conditions(failed)["ConfigApplied"] == ("False", "VersionFailed")
+    retried = msgspec.structs.replace(FAILURE, retry=1700000000)
+    retrying = on_heartbeat(
+        failed, report(applied="v1", applying_version="v2", failed=FAILURE), CTX, T0
+    )
+    assert conditions(retrying)["ConfigApplied"] == ("False", "Applying")
+    again = on_heartbeat(retrying, report(applied="v1", failed=retried), CTX, T0)
+    assert again.failed is not None
+    assert again.failed["retry"] == 1700000000
+    assert conditions(again)["ConfigApplied"] == ("False", "VersionFailed")
+    assert "failedVersion" in visible_changes(retrying, again)
 
 
 def test_applying_and_waiting_versions_say_why_the_config_is_not_applied() -> None:

@@ -71,7 +71,12 @@ class Inbox:
             self._write_status()
             return False
         known = state.desired
-        if known is not None and desired.version and desired.version == known.version:
+        if (
+            known is not None
+            and desired.version
+            and desired.version == known.version
+            and desired.retry == known.retry
+        ):
             return False
         try:
             self._store.save(payload)

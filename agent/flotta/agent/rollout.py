@@ -6,7 +6,8 @@ back to the last known good state (online or offline). Decisions are made by
 Only the workloads whose specification differs from the good state's are replaced, and only
 they are gated; a rollback re-applies the good state, which replaces exactly those again with
 their previous specification, re-creates the ones the new version removed and removes the ones
-it added. A version that failed is never applied again; a newer one is.
+it added. A version that failed is not applied again, unless the desired state carries a
+greater retry token than the one it failed under (once per token); a newer one is.
 """
 
 from __future__ import annotations
@@ -108,7 +109,13 @@ class Rollout:
         """One pass; returns what it did and the window it judged by."""
         good_version = self.good.version if self.good is not None else ""
         current = self.window(desired, now)
-        step = next_step(desired.version, good_version, self.record, window_open=current.open)
+        step = next_step(
+            desired.version,
+            good_version,
+            self.record,
+            window_open=current.open,
+            retry=desired.retry,
+        )
         state = self._state
         if step != "wait":
             state.waiting_version, state.window_opens = "", None
@@ -174,14 +181,16 @@ class Rollout:
         if previous is not None and previous.version == version:
             attempts = previous.attempts + (1 if self._resumed else 0)
         self._resumed = False
-        self._save(
-            msgspec.structs.replace(
-                self.record, transaction=Transaction(version=version, attempts=attempts)
-            )
-        )
+        retry = previous.retry if previous is not None and previous.version == version else 0
+        retry = max(retry, desired.retry)
+        transaction = Transaction(version=version, attempts=attempts, retry=retry)
+        self._save(msgspec.structs.replace(self.record, transaction=transaction))
         state.applying_version = version
         state.running = desired
         self._wakeups.heartbeat.set()
+        failed = self.record.failed
+        if attempts == 1 and failed is not None and failed.version == version:
+            log.info("retrying version %s (retry token %d)", version, retry)
         if attempts > MAX_ATTEMPTS:
             message = f"the agent stopped {attempts - 1} times while applying this version"
             await self._roll_back(version, Failure("apply-failed", message=message))
@@ -263,6 +272,7 @@ class Rollout:
         self._wakeups.events.set()
 
     async def _roll_back(self, version: str, failure: Failure) -> None:
+        transaction = self.record.transaction
         failed = VersionFailure(
             version=version,
             reason=failure.reason,
@@ -271,6 +281,7 @@ class Rollout:
             exit_code=failure.exit_code,
             message=failure.message[:4096],
             time=datetime.now(UTC),
+            retry=transaction.retry if transaction is not None else 0,
         )
         self._save(
             RolloutRecord(

@@ -13,6 +13,10 @@ written atomically, in an order that leaves every crash point resumable:
 A restart finds either no transaction (the good state runs, or is made to run) or one to
 resume: ``applying`` is applied and verified again from the start (at most
 :data:`MAX_ATTEMPTS` times, then it counts as failed), ``rolling-back`` is finished.
+
+A failed version is applied again only when the desired state carries a retry token greater
+than the one it failed under (``failed.retry``): once per new token, since the next failure
+records that token. A retry under way is finished even if the token goes away meanwhile.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Transaction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     phase: Literal["applying", "rolling-back"] = "applying"
     attempts: int = 1  # starts of this apply, counting resumptions after a restart
     failure: VersionFailure | None = None  # rolling back: why
+    retry: int = 0  # the desired state's retry token when this apply started
 
 
 class RolloutRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -48,20 +53,27 @@ class RolloutRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
 
 
 def next_step(
-    desired_version: str, good_version: str, record: RolloutRecord, *, window_open: bool
+    desired_version: str,
+    good_version: str,
+    record: RolloutRecord,
+    *,
+    window_open: bool,
+    retry: int = 0,
 ) -> Step:
     """``keep``: run the good state (level-triggered; a transaction of another version is
     dropped); ``wait``: the same, the new version waiting for its window; ``apply``: start or
-    resume the transaction of the desired version; ``rollback``: finish a rollback."""
+    resume the transaction of the desired version; ``rollback``: finish a rollback. ``retry``
+    is the desired state's retry token."""
     transaction = record.transaction
     if transaction is not None and transaction.phase == "rolling-back":
         return "rollback"
     if desired_version == good_version:
         return "keep"
-    if record.failed is not None and desired_version == record.failed.version:
-        return "keep"
     if transaction is not None and transaction.version == desired_version:
-        return "apply"  # started in a window: finished even if the window has closed
+        return "apply"  # started in a window (or on a retry): finished whatever changed since
+    failed = record.failed
+    if failed is not None and desired_version == failed.version and retry <= failed.retry:
+        return "keep"
     return "apply" if window_open else "wait"
 
 

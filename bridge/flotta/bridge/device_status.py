@@ -211,6 +211,8 @@ def _failed(failure: VersionFailure | None) -> dict[str, Any] | None:
         info["message"] = failure.message[:1024]
     info["time"] = kube_time(failure.time)
     info["rolledBack"] = failure.rolled_back
+    if failure.retry:
+        info["retry"] = failure.retry
     return info
 
 
@@ -335,7 +337,7 @@ def _wanted(status: DeviceStatus, context: DeviceContext, offline_reason: str) -
         config = ("ConfigApplied", "Unknown", "NoDesiredVersion", "no desired version yet")
     elif status.applied_version == desired:
         config = ("ConfigApplied", "True", "VersionApplied", f"version {desired} applied")
-    elif failed.get("version") == desired:
+    elif failed.get("version") == desired and not _retrying(status, failed):
         config = ("ConfigApplied", "False", "VersionFailed", _failure_message(status, failed))
     elif status.waiting_version == desired:
         opens = f" (opens {kube_time(status.window_opens)})" if status.window_opens else ""
@@ -359,6 +361,11 @@ def _wanted(status: DeviceStatus, context: DeviceContext, offline_reason: str) -
         listed = ", ".join(f"{w.name}: {w.phase}" for w in not_ready[:10])
         ready = ("WorkloadsReady", "False", "WorkloadsNotReady", listed)
     return [online, config, ready, overall(online, config, ready)]
+
+
+def _retrying(status: DeviceStatus, failed: dict[str, Any]) -> bool:
+    """The device applies again a version it failed and rolled back from (a retry)."""
+    return bool(failed.get("rolledBack")) and status.applying_version == failed.get("version")
 
 
 def _failure_message(status: DeviceStatus, failed: dict[str, Any]) -> str:

@@ -224,10 +224,12 @@ def _described(message: str) -> str:
 
 def content_version(state: DesiredState) -> str:
     """The content hash that identifies a desired state: SHA-256 over its canonical JSON,
-    without the version field itself. Defaults are part of the content (only absent optional
-    fields are left out), so the hash does not depend on which defaults an encoder omits."""
+    without the version field itself and the retry token (a retry changes nothing the device
+    runs). Defaults are part of the content (only absent optional fields are left out), so the
+    hash does not depend on which defaults an encoder omits."""
     document: dict[str, Any] = content_document(state)
     document.pop("version", None)
+    document.pop("retry", None)
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 

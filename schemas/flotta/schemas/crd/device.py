@@ -56,7 +56,8 @@ class UpgradeInformation(ApiModel):
 
 class FailedVersion(ApiModel):
     """A desired version the device tried, found unhealthy and rolled back from, as the
-    device reported it; the device never applies that version again."""
+    device reported it; the device applies that version again only on a retry of the
+    rollout."""
 
     version: Annotated[str, Field(max_length=256)] = ""
     """The version (content hash) that failed."""
@@ -75,6 +76,9 @@ class FailedVersion(ApiModel):
     """When the device found the version failed."""
     rolled_back: bool = False
     """True once the device runs its last known good version (appliedVersion) again."""
+    retry: Annotated[int, Field(ge=0)] = 0
+    """The retry token of the desired state the version failed under; a rollout retried
+    since then (flotta.io/retry-rollout) counts this failure as past."""
 
 
 class CertificateInformation(ApiModel):

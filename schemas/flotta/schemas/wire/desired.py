@@ -1,6 +1,6 @@
 """``flotta/devices/{id}/desired``: everything the device should be and run, retained.
 
-``version`` is a content hash of the rest of the payload (see
+``version`` is a content hash of the rest of the payload but ``retry`` (see
 :func:`flotta.schemas.codec.content_version`): the device compares versions, never contents.
 Secrets travel sealed for the device's key, so the broker's store holds no plain secret.
 """
@@ -11,7 +11,15 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
-from flotta.schemas.wire.common import ApiStruct, KiB, Name, Payload, ShortText, WireStruct
+from flotta.schemas.wire.common import (
+    ApiStruct,
+    Count,
+    KiB,
+    Name,
+    Payload,
+    ShortText,
+    WireStruct,
+)
 
 SealingAlgorithm = Literal["ECDH-P256+HKDF-SHA256+A256GCM"]
 SEALING_ALGORITHM: SealingAlgorithm = "ECDH-P256+HKDF-SHA256+A256GCM"
@@ -242,7 +250,12 @@ class DesiredState(Payload, frozen=True, kw_only=True):
     namespace: ShortText
     """The EdgeDevice's namespace."""
     version: Annotated[str, msgspec.Meta(max_length=80)] = ""
-    """A content hash of the rest: equal versions mean equal contents."""
+    """A content hash of the rest (``retry`` aside): equal versions mean equal contents."""
+    retry: Count = 0
+    """A retry token: when it is greater than the ``retry`` the device's failed version failed
+    under (``failed.retry`` of its status report), the device applies that version once more.
+    Not part of ``version``: a retry changes nothing the device runs. Set by the control
+    plane only for devices that reported the version failed (0, the default, is left out)."""
     deregister: bool = False
     """True: the EdgeDevice was deleted; the device stops its workloads and forgets its
     identity."""

@@ -97,7 +97,8 @@ FailureReason = Literal[
 
 class VersionFailure(WireStruct, frozen=True, kw_only=True):
     """A desired state version the device tried, found unhealthy and rolled back from. The
-    device never applies this version again; a newer version is applied as usual."""
+    device never applies this version again unless a desired state carries a greater
+    ``retry``; a newer version is applied as usual."""
 
     version: ShortText
     """The ``version`` of the desired state that failed."""
@@ -118,6 +119,10 @@ class VersionFailure(WireStruct, frozen=True, kw_only=True):
     """When the device found the version failed."""
     rolled_back: bool = False
     """True once the device runs its last known good version again (``appliedVersion``)."""
+    retry: Count = 0
+    """The desired state's ``retry`` token the version failed under: the device applies the
+    version again once a desired state carries a greater one. A control plane that asked for
+    a greater one counts this failure as past."""
 
     def __post_init__(self) -> None:
         normalise_times(self, "time")
