@@ -1,4 +1,4 @@
-"""The reconnect backoff policy: pure, no broker."""
+"""Retry delays (flotta.backoff): pure, no broker."""
 
 from __future__ import annotations
 
