@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from flotta.dev.simulator import device_state
@@ -139,6 +140,34 @@ def test_a_newer_version_or_the_good_one_ends_the_apply_of_a_failing_one() -> No
     assert decode(StatusReport, newer.payload).applied_version == device.applied_version != good
     assert device.transaction is None
     assert device.failed is None
+
+
+def test_a_failed_version_is_applied_again_once_per_new_retry_token() -> None:
+    device = SimulatedDevice("sim-1", faults=(FaultRule(image="web:broken"),))
+    device.on_desired(desired("web:1"), NOW)
+    good = device.applied_version
+    bad = decode(DesiredState, desired("web:broken"))
+    device.on_desired(encode(bad), NOW)
+    device.fail_transaction(bad.version, NOW)
+    assert device.failed is not None
+    assert device.failed.retry == 0
+
+    def retried(token: int) -> bytes:
+        return encode(msgspec.structs.replace(bad, retry=token))
+
+    [applying] = device.on_desired(retried(1), NOW)  # tried again, and fails again
+    assert decode(StatusReport, applying.payload).applying_version == bad.version
+    [status, *_] = device.fail_transaction(bad.version, NOW)
+    failure = decode(StatusReport, status.payload).failed
+    assert failure is not None
+    assert failure.retry == 1
+    device.faults = ()  # it would run now
+    assert device.on_desired(retried(1), NOW) == []  # but not without a new token
+    assert device.on_desired(encode(bad), NOW) == []
+    assert device.applied_version == good
+    [healthy] = device.on_desired(retried(2), NOW)
+    report = decode(StatusReport, healthy.payload)
+    assert (report.applied_version, report.failed) == (bad.version, None)
 
 
 def test_only_the_chosen_share_fails_the_same_devices_every_time() -> None:

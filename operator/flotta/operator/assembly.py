@@ -62,6 +62,7 @@ class Assembled:
     skipped: tuple[tuple[str, str], ...]  # (workload, reason) left out for this device
     heartbeat_period: int  # seconds: the period this state tells the device to report at
     revisions: tuple[str, ...] = ()  # rollout revisions it carries ("<kind>/<name>=<revision>")
+    retry: int = 0  # the retry token in the payload (not part of the version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +80,10 @@ def assemble(
     secrets: SecretLookup,
     public_key: PublicKey | None,
     seal: Seal,
+    retry: int = 0,
 ) -> Assembled:
-    """Compose the desired state of one device from rendered parts (workloads in any order)."""
+    """Compose the desired state of one device from rendered parts (workloads in any order),
+    with a retry token when ``retry`` is not 0."""
     included: list[_Fragment] = []
     names: list[str] = []
     skipped: list[tuple[str, str]] = []
@@ -125,9 +128,10 @@ def assemble(
     # secrets) left out.
     workloads_json = f',"workloads":[{",".join(f.json for f in included)}]' if included else ""
     secrets_json = f',"secrets":[{",".join(f.json for f in sealed)}]' if sealed else ""
+    retry_json = f',"retry":{int(retry)}' if retry else ""
     payload = (
         f'{{"schemaVersion":{SCHEMA_VERSION},"deviceId":{device_json},'
-        f'"namespace":{namespace_json},"version":"{version}",'
+        f'"namespace":{namespace_json},"version":"{version}"{retry_json},'
         f'"configuration":{configuration.json}{workloads_json}{secrets_json}}}'
     ).encode()
     if len(payload) > DesiredState.MAX_BYTES:
@@ -140,6 +144,7 @@ def assemble(
         tuple(names),
         tuple(skipped),
         configuration.configuration.heartbeat.period_seconds,
+        retry=retry,
     )
 
 

@@ -55,6 +55,7 @@ class DesiredStates:
         configuration = self._configuration(device, key)
         workloads = self._fleet.workloads_of(key)
         revisions: tuple[str, ...] = ()
+        retry = 0
         if self._rollouts is not None:
             workloads, revisions = self._rollouts.choose(key, workloads)
             device_set = self._fleet.device_set(key)
@@ -64,6 +65,7 @@ class DesiredStates:
                 )
                 if chosen is not None:
                     revisions = (chosen, *revisions)
+            retry = self._rollouts.retry_token(key, revisions)
         assembled = assemble(
             key[1],
             namespace,
@@ -72,6 +74,7 @@ class DesiredStates:
             secrets=lambda name: self._fleet.secret(namespace, name),
             public_key=self._public_key(device),
             seal=self._seal,
+            retry=retry,
         )
         return replace(assembled, revisions=revisions) if revisions else assembled
 

@@ -92,6 +92,7 @@ class Reconciler:
             assembled.payload,
             assembled.heartbeat_period,
             assembled.revisions,
+            assembled.retry,
         ):
             # Publish at once while the window has room: assembly and publishing overlap.
             if self._can_send():
@@ -153,7 +154,7 @@ class Reconciler:
         started = context.ledger.start(key)
         if started is None:
             return
-        version, payload = started
+        mark, payload = started
         self._in_flight += 1
         self._idle.clear()
         context.broker.publish_callback(
@@ -161,7 +162,7 @@ class Reconciler:
             payload,
             qos=1,
             retain=True,
-            done=functools.partial(self._published, key, version),
+            done=functools.partial(self._published, key, mark),
         )
 
     async def run_publish(self) -> None:
@@ -179,14 +180,14 @@ class Reconciler:
                 self._send(key)
             self._check_idle()
 
-    def _published(self, key: Key, version: str, error: TransportError | None) -> None:
+    def _published(self, key: Key, mark: str, error: TransportError | None) -> None:
         context = self._context
         self._in_flight -= 1
         self._last_settled = time.monotonic()
         self._capacity.set()
         if error is not None:
             context.metrics.publish_errors.inc()
-            context.ledger.failed(key, version)
+            context.ledger.failed(key, mark)
             logger.debug("publish to %s/%s failed: %s", *key, error)
             # A refused publish is tried again after a pause; after a reconnect everything is
             # queued again anyway.
@@ -195,7 +196,7 @@ class Reconciler:
             self._check_idle()
             return
         context.metrics.publishes.inc()
-        if context.ledger.acknowledged(key, version):
+        if context.ledger.acknowledged(key, mark):
             context.publish.add(key)
         context.device_writes.add(key)
         self._check_idle()
@@ -257,7 +258,7 @@ class Reconciler:
             if (
                 told is not None
                 and entry is not None
-                and entry.published == entry.version
+                and entry.published == entry.mark
                 and self._written.get(key) != told
             ):
                 await context.kube.patch_status("edgedevices", *key, told)

@@ -412,7 +412,8 @@ def _message(
         case "Halted":
             return (
                 f"halted in batch {number} of {total}: {counts.failed} devices failed; no "
-                "further device gets this revision until the spec changes"
+                "further device gets this revision until the spec changes or a retry "
+                "(annotation flotta.io/retry-rollout)"
             )
         case "Paused":
             return f"paused in batch {max(number, 1)} of {total} (spec.rolloutPolicy.paused)"

@@ -18,6 +18,13 @@ Which revision a device gets:
   reached keeps what it runs until this rollout reaches it), else the stable revision (the
   last completed rollout's), else none (a new workload's first rollout).
 
+A retry (a new value of the annotation ``flotta.io/retry-rollout``) gives the rollout a retry
+token, a number that grows from retry to retry (the time of the retry, in seconds): the
+devices that failed the target get it in their desired state (:meth:`Rollouts.retry_token`)
+and apply the version once more; a failure reported under an older token is past (the device
+counts as updating again, from the retry on), and a halted rollout goes on with the batch it
+halted in.
+
 Whether a device runs the target healthy is read from its reports through the versions the
 operator assembled for it: each assembled version remembers the revisions it carries. The
 reports come from the EdgeDevice status (the bridge's writes, the authority after a restart)
@@ -28,6 +35,7 @@ rate-limited writes: a device counts as updated (failed, waiting) when either sa
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -62,7 +70,12 @@ from flotta.operator.version_reports import HeardVersions
 from flotta.operator.workload_status import set_condition
 from flotta.schemas.crd.common import Condition, kube_time
 from flotta.schemas.crd.device import EdgeDevice, FailedVersion
-from flotta.schemas.crd.rollout import RolloutStatus
+from flotta.schemas.crd.rollout import (
+    MAX_RETRY_REQUEST,
+    RETRY_ROLLOUT_ANNOTATION,
+    RolloutStatus,
+    parse_duration,
+)
 from flotta.schemas.wire.status import VersionFailure
 
 logger = logging.getLogger(__name__)
@@ -95,6 +108,8 @@ class Runtime:
     renders_configuration: dict[str, RenderedConfiguration] = field(default_factory=dict)
     conditions: list[Condition] = field(default_factory=list)
     halted_reported: bool = False
+    retry: int = 0  # the latest retry's token; 0: not retried
+    retry_request: str = ""  # the retry annotation's value acted on last
 
     @property
     def owner(self) -> str:
@@ -291,6 +306,7 @@ class Rollouts:
             runtime = self._resume(kind, key, model, target)
         elif runtime.target.name != target.name:
             runtime = self._restart(runtime, target)
+            runtime.retry_request = retry_request(model)
         runtime.effective = current
         self._runtimes[slot] = runtime
         return runtime
@@ -329,6 +345,11 @@ class Rollouts:
                 )
                 state = replace(state, phase="Complete")
             runtime = Runtime(key, target, stable, state, kind=kind)
+            runtime.retry = saved.retry or 0
+            if saved.retry_request is not None:
+                runtime.retry_request = saved.retry_request
+            else:  # written before retries existed: whatever is there now is not new
+                runtime.retry_request = retry_request(model)
         elif saved is None and (
             kind == SET_KIND or (status is not None and status.observed_generation is not None)
         ):
@@ -346,6 +367,8 @@ class Rollouts:
                 )
                 stable = self.revision(key[0], stable_name)
             runtime = self._fresh(kind, key, target, stable)
+        if saved is None or saved.revision_name != target.name:
+            runtime.retry_request = retry_request(model)
         runtime.known = self._initial_known(runtime, runtime.state.start or now)
         if not runtime.complete:
             self._recover_admitted(runtime, runtime.state.batch_start or now)
@@ -399,6 +422,10 @@ class Rollouts:
         target = self._numbered(target)
         runtime = Runtime(key, target, stable, RolloutState(start=now), kind=kind)
         runtime.known = set(self._targets(kind, key))
+        if kind == SET_KIND and target.attempt:
+            # A configuration whose rollout halted before, rolled out again: the devices that
+            # failed it get it once more through a retry token (a workload gets new bytes).
+            runtime.retry = int(now.timestamp())
         return runtime
 
     def _restart(self, runtime: Runtime, target: Revision) -> Runtime:
@@ -440,6 +467,21 @@ class Rollouts:
                 if not runtime.complete:
                     runtime.joined.add(name)
         views = [self._view(runtime, name) for name in targets]
+        request = retry_request(model)
+        if request != runtime.retry_request:
+            runtime.retry_request = request
+            retried = self._retry(runtime, views, policy, now)
+            evaluation.reconcile |= {(key[0], name) for name in retried}
+            number = runtime.target.number
+            evaluation.events.append(
+                (
+                    "Normal",
+                    "RolloutRetried",
+                    f"revision {number}: retried; {len(retried)} devices that failed it try "
+                    "it again",
+                )
+            )
+            views = [self._view(runtime, name) for name in targets]
         was = runtime.state.phase
         if runtime.complete:
             result = None
@@ -473,6 +515,72 @@ class Rollouts:
         evaluation.put = [r for r in self._unwritten.values() if (r.namespace, r.owner) == key]
         evaluation.delete = self._prunable(runtime)
         return evaluation
+
+    def _retry(
+        self, runtime: Runtime, views: list[DeviceView], policy: Any, now: datetime
+    ) -> list[str]:
+        """Retry the rollout: a new token; the devices that failed the target (or did not
+        report in time) count from now on; a halted rollout goes on. Returns those devices."""
+        timeout = parse_duration(policy.batch_timeout)
+        retried = [
+            view.name
+            for view in views
+            if view.admitted_at is not None
+            and (
+                view.progress == "failed"
+                or (view.progress == "updating" and now - view.admitted_at >= timeout)
+            )
+        ]
+        runtime.retry = max(int(now.timestamp()), runtime.retry + 1)
+        for name in retried:
+            if name in runtime.admitted:
+                runtime.admitted[name] = now
+        state = runtime.state
+        if state.phase == "Halted":
+            runtime.state = replace(state, phase="Progressing", batch_start=now)
+        elif not runtime.complete:
+            runtime.state = replace(state, batch_start=now)
+        logger.info(
+            "%s %s/%s: rollout of revision %s retried (token %d), %d devices try again",
+            runtime.kind,
+            *runtime.key,
+            runtime.target.number,
+            runtime.retry,
+            len(retried),
+        )
+        return retried
+
+    def retry_token(self, device: Key, tags: tuple[Tag, ...]) -> int:
+        """The retry token for a device's desired state that carries these revisions: the
+        latest retry of a rollout whose target it carries and failed; 0 for the others (a
+        device that runs the target, or has not had it, needs no token, and an agent older
+        than tokens refuses a desired state with one)."""
+        token = 0
+        for item in tags:
+            owner, revision = item.split("=", 1)
+            kind, name = owner.split("/", 1)
+            runtime = self._runtimes.get((kind, device[0], name))
+            if runtime is None or runtime.retry <= token or revision != runtime.target.name:
+                continue
+            if self._failed_target(device, runtime):
+                token = runtime.retry
+        return token
+
+    def _failed_target(self, key: Key, runtime: Runtime) -> bool:
+        """Whether the device reported a failure of a version that carries the target, under
+        whatever retry token."""
+        entry = self._fleet.devices.get(key)
+        status = entry.status if entry is not None else None
+        heard = self._heard(key[1])
+        book: Mapping[str, frozenset[Tag]] = self._book.get(key, {})
+        wanted = tag(runtime.owner, runtime.target.name)
+        for failed in (
+            status.failed_version if status is not None else None,
+            heard.failed if heard is not None else None,
+        ):
+            if failed is not None and failed.version and wanted in book.get(failed.version, ()):
+                return True
+        return False
 
     def written(self, revision: Revision) -> None:
         key = (revision.namespace, revision.name)
@@ -558,6 +666,7 @@ class Rollouts:
             failed is None
             or not carries(failed.version)
             or (runtime.kind != SET_KIND and failed.workload not in ("", runtime.key[1]))
+            or failed.retry < runtime.retry  # before the latest retry reached the device
         ):
             return None
         return Failure(
@@ -632,8 +741,18 @@ class Rollouts:
             "message": message[:1024],
             "conditions": [c.to_api() for c in runtime.conditions],
             "observedGeneration": model.metadata.generation,
+            "retry": runtime.retry or None,
+            "retryRequest": runtime.retry_request,
         }
         return status
+
+
+def retry_request(model: Any) -> str:
+    """The retry annotation's value on a workload or set (a long one by its SHA-256)."""
+    value = str(model.metadata.annotations.get(RETRY_ROLLOUT_ANNOTATION, ""))
+    if len(value) <= MAX_RETRY_REQUEST:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
 def _state_of(saved: RolloutStatus) -> RolloutState:

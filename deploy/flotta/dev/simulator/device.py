@@ -11,8 +11,9 @@ as ``applyingVersion``), runs it until it fails (after ``after`` seconds for a c
 exits or a probe that fails; at the health gate's ``timeoutSeconds`` for a version that never
 becomes healthy), then runs its last good version again, reports the version as ``failed``
 (with a reason, the workload and container, and ``rolledBack``) with the events
-``VersionFailed`` and ``VersionRolledBack``, and never applies that version again (unless a
-newer retry token asks, as the agent does); a newer version is applied as usual. The device
+``VersionFailed`` and ``VersionRolledBack``, and does not apply that version again unless a
+desired state carries a greater retry token than the one it failed under (as the agent); a
+newer version is applied as usual. The device
 holds no timer: :attr:`SimulatedDevice.transaction` says when the failure is due, and whoever
 runs the device calls :meth:`SimulatedDevice.fail_transaction` then. In mode ``silent`` the
 device stops reporting instead, as a device that hangs. A version without a fault passes its
@@ -110,6 +111,7 @@ class Transaction:
 def failing_transaction(
     rule: FaultRule, workload: str, container: str, desired: DesiredState, now: datetime
 ) -> Transaction:
+    """The apply of ``desired`` that fails as ``rule`` says (under its retry token)."""
     gate = next((w.health for w in desired.workloads if w.name == workload), None)
     timeout = float((gate or desired.configuration.health).timeout_seconds)
     if rule.mode == "timeout":
@@ -122,6 +124,7 @@ def failing_transaction(
                 workload=workload,
                 message=f"not healthy within {timeout:.0f} s",
                 time=now,
+                retry=desired.retry,
             ),
         )
     exited = rule.mode == "exit"
@@ -136,6 +139,7 @@ def failing_transaction(
             exit_code=1 if exited else None,
             message="exited with code 1" if exited else "probe failed: connection refused",
             time=now,
+            retry=desired.retry,
         ),
     )
 
@@ -213,8 +217,13 @@ class SimulatedDevice:
             return [self.status(now)]
         if self.transaction is not None and desired.version == self.transaction.version:
             return []  # being applied already
-        if self.failed is not None and desired.version == self.failed.version:
-            return []  # as the agent: a failed version is never applied again
+        failed = self.failed
+        if (
+            failed is not None
+            and desired.version == failed.version
+            and desired.retry <= failed.retry
+        ):
+            return []  # as the agent: a failed version is applied again only on a retry
         hit = first_hit(self.faults, self.device_id, desired)
         if hit is not None:
             rule, workload, container = hit

@@ -28,6 +28,9 @@ PERCENT_PATTERN = PERCENT.pattern
 CRON_PATTERN = r"^\s*[0-9A-Za-z*?,/\-]+(\s+[0-9A-Za-z*?,/\-]+){4}\s*$"
 MAX_BATCHES = 16
 MAX_FAILURE_SAMPLE = 10
+# On an EdgeWorkload or EdgeDeviceSet: a new value retries its rollout (docs/rollouts.md).
+RETRY_ROLLOUT_ANNOTATION = "flotta.io/retry-rollout"
+MAX_RETRY_REQUEST = 128
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -234,6 +237,12 @@ class RolloutStatus(ApiModel):
     """Progressing (True while devices are getting the revision) and Halted."""
     observed_generation: int | None = None
     """The metadata.generation the rollout follows."""
+    retry: Annotated[int, Field(ge=0)] | None = None
+    """The retry token of the rollout's latest retry, as the devices that failed the
+    revision get it in their desired state; unset: not retried."""
+    retry_request: Annotated[str, Field(max_length=MAX_RETRY_REQUEST)] | None = None
+    """The value of the annotation flotta.io/retry-rollout the rollout acted on last (its
+    SHA-256 when longer than 128 characters); a different value retries the rollout."""
 
 
 class UpdateSchedule(ApiModel):
