@@ -7,18 +7,22 @@ in the payload outside the version, and the ledger publishes it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flotta.operator.assembly import Assembled, assemble, render_configuration
-from flotta.operator.fleet_cache import Key
+from flotta.operator.desired import DesiredStates
+from flotta.operator.fleet_cache import Fleet, Key
 from flotta.operator.ledger import Ledger
 from flotta.operator.rendering import RenderedWorkload, render_workload
+from flotta.operator.rollout_revisions import SET_KIND
 from flotta.operator.rollouts import Evaluation, Rollouts
 from flotta.schemas.codec import content_version, decode, encode
+from flotta.schemas.crd.common import MEMBER_OF_LABEL
 from flotta.schemas.crd.rollout import RETRY_ROLLOUT_ANNOTATION
 from flotta.schemas.wire.desired import DesiredConfiguration, DesiredState, SealedData
-from tests.operator.builders import device, pod_spec, workload
-from tests.operator.test_rollouts import NS, POLICY, World
+from tests.operator.builders import device, device_set, pod_spec, workload
+from tests.operator.test_rollouts import NS, POLICY, T0, World
 
 
 class RetryWorld(World):
@@ -261,3 +265,108 @@ def no_maps(_: str) -> None:
 
 def no_seal(*_: object) -> SealedData:
     raise AssertionError("nothing to seal")
+
+
+class SetWorld:
+    """An EdgeDeviceSet with a rollout policy and members that act on retry tokens."""
+
+    def __init__(self, count: int = 4) -> None:
+        self.fleet = Fleet()
+        self.now = T0
+        self.told: dict[Key, dict[str, str]] = {}
+        self.rollouts = Rollouts(
+            self.fleet, told=lambda key: self.told.get(key, {}), clock=lambda: self.now
+        )
+        self.names = [f"m{i}" for i in range(count)]
+        self.bad_periods: set[int] = set()
+        self.failed: dict[str, tuple[str, int]] = {}
+        self.tokens: dict[str, int] = {}
+        self.desired = DesiredStates(
+            self.fleet, seal=no_seal, public_key=lambda _: None, rollouts=self.rollouts
+        )
+        for name in self.names:
+            self.report(name, {})
+
+    def report(self, name: str, status: dict[str, Any]) -> None:
+        labels = {MEMBER_OF_LABEL: "line"}
+        self.fleet.apply_device(device(name, NS, labels=labels, status=status or None))
+
+    def put(self, period: int, request: str = "") -> None:
+        model = device_set(
+            "line", NS, {"heartbeat": {"periodSeconds": period}, "rolloutPolicy": POLICY}
+        )
+        if request:
+            model.metadata.annotations[RETRY_ROLLOUT_ANNOTATION] = request
+        self.fleet.apply_set(model)
+
+    def step(self) -> str:
+        evaluation = self.rollouts.evaluate((NS, "line"), SET_KIND)
+        assert evaluation is not None
+        self.now += timedelta(seconds=5)
+        for name in self.names:
+            key = (NS, name)
+            built = self.desired.build(key)
+            self.rollouts.record(key, built.version, built.revisions)
+            self.told[key] = dict(t.split("=", 1) for t in built.revisions)
+            self.tokens[name] = built.retry
+            state = decode(DesiredState, built.payload)
+            failed = self.failed.get(name)
+            status: dict[str, Any] = {
+                "phase": "Online",
+                "desiredVersion": built.version,
+                "desiredRevisions": self.told[key],
+            }
+            if failed is not None and failed[0] == built.version and built.retry <= failed[1]:
+                pass
+            elif state.configuration.heartbeat.period_seconds in self.bad_periods:
+                self.failed[name] = (built.version, built.retry)
+            else:
+                self.failed.pop(name, None)
+                status["appliedVersion"] = built.version
+            if name in self.failed:
+                version, token = self.failed[name]
+                status["failedVersion"] = {
+                    "version": version,
+                    "reason": "apply-failed",
+                    "rolledBack": True,
+                    "retry": token,
+                }
+            self.report(name, status)
+        return evaluation.phase
+
+    def run(self, until: str) -> None:
+        for _ in range(20):
+            if self.step() == until:
+                return
+        raise AssertionError(f"not {until}")
+
+
+def test_a_sets_configuration_is_retried_unchanged_and_a_re_roll_retries_by_itself() -> None:
+    world = SetWorld()
+    world.put(30)
+    world.run("Complete")
+    world.bad_periods.add(20)
+    world.put(20)
+    world.run("Halted")
+    failed = set(world.failed)
+    assert len(failed) == 2
+    world.bad_periods.clear()
+    world.put(20, request="again")  # the same configuration, retried
+    world.run("Complete")
+    assert world.failed == {}
+    assert {name for name, token in world.tokens.items() if token} <= failed
+    # Halted again, reverted, then rolled out again unchanged: a token without being asked.
+    world.bad_periods.add(15)
+    world.put(15, request="again")
+    world.run("Halted")
+    world.put(20, request="again")
+    world.run("Complete")  # the revert
+    world.bad_periods.clear()
+    world.put(15, request="again")
+    world.step()
+    evaluation = world.rollouts.evaluate((NS, "line"), SET_KIND)
+    assert evaluation is not None
+    assert evaluation.status is not None
+    assert evaluation.status["retry"] > 0
+    world.run("Complete")
+    assert world.failed == {}
