@@ -61,30 +61,69 @@ def test_a_new_start_time_is_a_restart() -> None:
     assert failure.reason == "crash-loop"
 
 
-def test_a_completed_container_counts_as_healthy() -> None:
+def test_a_completed_container_counts_as_healthy_unless_it_should_run_always() -> None:
     watch = GateWatch({"job": GATE})
-    assert watch.verdict({"job": [container(state="exited", exit_code=0)]}, 1.0).healthy
+    for policy in ("Never", "OnFailure"):
+        done = container(state="exited", exit_code=0, restart_policy=policy)
+        assert watch.verdict({"job": [done]}, 1.0).healthy
+    stopped = container(state="exited", exit_code=0, restart_policy="Always")
+    failure = watch.verdict({"job": [stopped]}, 1.0).failure
+    assert failure is not None
+    assert failure.reason == "container-exited"
+    assert "restartPolicy Always" in failure.message
 
 
-def test_health_checks_run_at_their_period_and_fail_after_retries() -> None:
+def test_health_checks_run_at_their_period_and_pass() -> None:
     watch = GateWatch({"web": GATE})
     probed = container(probe_interval=2.0, probe_retries=2)
     assert watch.probes_due([probed], 0.0) == ["c1"]
-    watch.probed("c1", None, 0.0)  # still starting
+    watch.probed("c1", None, 0.0)  # could not run
     assert watch.probes_due([probed], 1.0) == []
+    assert watch.probes_due([probed], 2.0) == ["c1"]
     assert watch.verdict({"web": [probed]}, 6.0).waiting_for.endswith("not passed yet")
     watch.probed("c1", True, 2.0)
     assert watch.verdict({"web": [probed]}, 6.0).healthy
-    watch.probed("c1", False, 4.0)
-    assert watch.verdict({"web": [probed]}, 6.0).failure is None
-    watch.probed("c1", False, 6.0)
-    failing = container(
-        probe_interval=2.0, probe_retries=2, probe_output="no /tmp/ok", probe_exit_code=1
+    watch.probed("c1", False, 4.0)  # a failure Podman has not counted to its retries yet
+    failing = container(probe_interval=2.0, probe_retries=2, probe_failing_streak=1)
+    verdict = watch.verdict({"web": [failing]}, 6.0)
+    assert (verdict.healthy, verdict.failure) == (False, None)
+    watch.probed("c1", True, 6.0)
+    assert watch.verdict({"web": [probed]}, 6.0).healthy
+
+
+def test_a_failing_check_counts_as_podman_counts_it() -> None:
+    """Failures in the start period are not counted (streak 0): the gate waits, then times
+    out with the probe's output; at ``retries`` counted failures it fails, whatever Podman
+    did to the container then (stopped it, restarted it)."""
+    watch = GateWatch({"web": GATE})
+    starting = container(
+        probe_interval=1.0, probe_retries=2, probe_output="no /tmp/ok", probe_exit_code=1
     )
-    failure = watch.verdict({"web": [failing]}, 6.0).failure
-    assert failure is not None
-    assert failure.reason == "health-check-failed"
-    assert "no /tmp/ok" in failure.message
+    watch.probed("c1", False, 1.0)
+    assert watch.verdict({"web": [starting]}, 5.0).failure is None
+    timed_out = watch.verdict({"web": [starting]}, 30.0).failure
+    assert timed_out is not None
+    assert timed_out.reason == "timed-out"
+    assert "no /tmp/ok" in timed_out.message
+    for after in (
+        {"state": "running"},
+        {"state": "exited", "exit_code": 0},  # stopped by Podman's on-failure action
+        {"state": "exited", "exit_code": 137},
+        {"started_at": "2026-12-07T10:00:09Z"},  # restarted by it
+    ):
+        failed = container(
+            probe_interval=1.0,
+            probe_retries=2,
+            probe_failing_streak=2,
+            probe_output="no /tmp/ok",
+            probe_exit_code=1,
+            **after,
+        )
+        failure = GateWatch({"web": GATE}).verdict({"web": [failed]}, 5.0).failure
+        assert failure is not None, after
+        assert failure.reason == "health-check-failed", after
+        assert "2 times in a row" in failure.message
+        assert "no /tmp/ok" in failure.message
 
 
 def test_per_workload_gates_override_the_default() -> None:

@@ -3,13 +3,19 @@ read; the runtime runs the health checks that :meth:`GateWatch.probes_due` names
 
 A workload passes when every application container runs (or completed with exit code 0 under
 a restart policy that leaves it so) for ``stabilizationSeconds`` without an exit or a restart,
-and its health check passes (Podman 4.3's ``kube play`` makes one of a ``livenessProbe``).
-It fails at the first of: a container exited non-zero or died (``container-exited``), it was
-restarted (``crash-loop``: Podman restarts at once, so a rising restart count or a new start
-time is the loop), its health check failed ``retries`` times in a row
-(``health-check-failed``, with the probe's output), or ``timeoutSeconds`` went by since the
-apply started (``timed-out``). The agent runs the checks itself at the probe's period, so
-they are judged the same with or without systemd timers on the device.
+and its health check passed (Podman 4.3's ``kube play`` makes one of a ``livenessProbe``).
+It fails at the first of: its health check failed ``retries`` times in a row
+(``health-check-failed``, with the probe's output), a container exited non-zero, died, or
+exited at all under ``restartPolicy: Always`` (``container-exited``), it was restarted
+(``crash-loop``: Podman restarts at once, so a rising restart count or a new start time is the
+loop), or ``timeoutSeconds`` went by since the apply started (``timed-out``).
+
+The agent runs the checks itself at the probe's period, so they are judged the same with or
+without systemd timers on the device; the count of failures in a row is Podman's
+(``FailingStreak``: none are counted in the start period, ``initialDelaySeconds``), because
+Podman acts on it: the check that reaches ``retries`` stops the container and restarts it, or
+leaves it stopped. A failed health check comes first, as the exit or restart that follows it
+is its consequence.
 """
 
 from __future__ import annotations
@@ -47,7 +53,6 @@ class GateWatch:
 
     gates: Mapping[str, HealthGate]  # touched workload -> its gate
     first_start: dict[str, str] = field(default_factory=dict)  # container id -> StartedAt
-    streak: dict[str, int] = field(default_factory=dict)  # container id -> failed checks
     passed: dict[str, bool] = field(default_factory=dict)  # container id -> last check passed
     last_probe: dict[str, float] = field(default_factory=dict)  # container id -> when run
 
@@ -64,12 +69,10 @@ class GateWatch:
         return due
 
     def probed(self, container_id: str, passed: bool | None, now: float) -> None:
-        """A check ran: passed, failed, or inconclusive (None: still starting)."""
+        """A check ran: passed, failed, or inconclusive (None: it could not run)."""
         self.last_probe[container_id] = now
-        if passed is None:
-            return
-        self.passed[container_id] = passed
-        self.streak[container_id] = 0 if passed else self.streak.get(container_id, 0) + 1
+        if passed is not None:
+            self.passed[container_id] = passed
 
     def verdict(
         self, observed: Mapping[str, Sequence[ContainerHealth] | None], elapsed: float
@@ -100,11 +103,22 @@ class GateWatch:
         )
 
     def _failure(self, workload: str, container: ContainerHealth) -> Failure | None:
-        cid = container.container_id
-        first = self.first_start.setdefault(cid, container.started_at)
+        first = self.first_start.setdefault(container.container_id, container.started_at)
         exit_code = container.exit_code or None
-        if container.state == "dead" or (container.state == "exited" and container.exit_code):
+        probed = container.probe_interval is not None
+        if probed and container.probe_failing_streak >= max(1, container.probe_retries):
+            return self._probe_failure(
+                workload,
+                container,
+                f"failed its health check {container.probe_failing_streak} times in a row",
+            )
+        exited = container.state == "exited" and (
+            container.exit_code or container.restart_policy == "Always"
+        )
+        if container.state == "dead" or exited:
             detail = container.error or f"exited with code {container.exit_code}"
+            if not container.exit_code and not container.error:
+                detail += " under restartPolicy Always"
             return Failure(
                 "container-exited",
                 workload,
@@ -116,7 +130,7 @@ class GateWatch:
             container.started_at and first and container.started_at != first
         )
         if restarted:
-            if container.probe_interval is not None and container.probe_exit_code:
+            if probed and container.probe_exit_code:
                 return self._probe_failure(workload, container, "was restarted by its probe")
             return Failure(
                 "crash-loop",
@@ -126,8 +140,6 @@ class GateWatch:
                 f"container {container.name} restarted ({container.restart_count} restarts"
                 f", last exit code {container.exit_code})",
             )
-        if self.streak.get(cid, 0) >= max(1, container.probe_retries):
-            return self._probe_failure(workload, container, "failed its health check")
         return None
 
     @staticmethod
@@ -142,13 +154,14 @@ class GateWatch:
 
     def _not_ready(self, container: ContainerHealth, gate: HealthGate) -> str:
         if container.state == "exited":
-            return ""  # completed with exit code 0, and not restarted
+            return ""  # completed with exit code 0 under a policy that leaves it so
         if container.state != "running":
             return container.state
         if (container.running_for or 0.0) < gate.stabilization_seconds:
             return f"running for {container.running_for or 0.0:.0f} s"
         if container.probe_interval is not None and not self.passed.get(container.container_id):
-            return "health check not passed yet"
+            output = container.probe_output.strip()
+            return "health check not passed yet" + (f" ({output[:200]})" if output else "")
         return ""
 
 

@@ -47,6 +47,7 @@ from flotta.agent.runtime.spec import (
     WORKLOAD_LABEL,
     ContainerHealth,
     ContainerState,
+    RestartPolicy,
     RunningWorkload,
     WorkloadSpec,
     WorkloadState,
@@ -64,6 +65,7 @@ IMAGE_ERROR_HINTS = (
     "reading manifest",
 )
 MANIFEST_ERROR_HINTS = ("unable to read yaml", "unmarshal", "invalid pod", "validating")
+PODMAN_RESTART_POLICIES: dict[str, RestartPolicy] = {"always": "Always", "on-failure": "OnFailure"}
 
 
 @dataclass(frozen=True)
@@ -157,8 +159,14 @@ class PodmanRuntime:
         return found
 
     async def run_healthcheck(self, container_id: str) -> bool | None:
-        """Run the container's health check now: passed, failed, or None (still starting,
-        or the container has none)."""
+        """Run the container's health check now: passed, failed, or None (it could not run).
+
+        The answer is this one check's; whether the failures add up to a failed health check
+        is Podman's count (``FailingStreak`` against ``Retries``, none in the start period),
+        which :meth:`health` reads. Podman acts on that count inside this call: ``kube play``
+        gives a liveness probe the on-failure action ``restart``, so the check that reaches
+        the count stops the container and starts it again, or leaves it stopped (the call then
+        fails)."""
         response = await self.client.request(
             "GET", f"/containers/{quote(container_id)}/healthcheck"
         )
@@ -385,6 +393,7 @@ def _container_health(
         interval = max(1.0, _int(check.get("Interval"), 30_000_000_000) / 1e9)
     health = state.get("Health") or state.get("Healthcheck") or {}
     log = health.get("Log") or [{}]
+    restart = str(((inspect.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name"))
     return ContainerHealth(
         name=short_name(pod, str(inspect.get("Name", ""))),
         container_id=str(inspect.get("Id", "")),
@@ -394,8 +403,10 @@ def _container_health(
         started_at=started,
         running_for=running_for,
         error=str(state.get("Error") or ""),
+        restart_policy=PODMAN_RESTART_POLICIES.get(restart, "Never"),
         probe_interval=interval,
         probe_retries=_int(check.get("Retries"), 3) or 3,
+        probe_failing_streak=_int(health.get("FailingStreak"), 0),
         probe_output=str(log[-1].get("Output") or "")[-2048:],
         probe_exit_code=_int(log[-1]["ExitCode"], 0) if "ExitCode" in log[-1] else None,
     )
