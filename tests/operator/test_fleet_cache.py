@@ -168,3 +168,29 @@ def test_configmap_used_by_device_configuration_affects_that_device() -> None:
     fleet.apply_device(device("b"))
     changes = fleet.apply_configmap("fleet", "allow", {"metrics_list.yaml": "names: [x]"})
     assert changes.devices == {("fleet", "a")}
+
+
+def test_a_content_change_names_apart_the_devices_touched_by_it_alone() -> None:
+    fleet = fleet_of(4)
+    fleet.apply_workload(*workload("web", selector={"matchLabels": {"site": "south"}}))
+    changes = fleet.apply_workload(*workload("web", selector={}, annotations={"podman/team": "b"}))
+    assert changes.devices == {("fleet", f"d{i}") for i in range(4)}
+    # d1 and d3 are new targets: they are reconciled whatever a rollout says
+    assert changes.rendered == {("fleet", "web"): {"d0", "d2"}}
+    assert changes.content_only() == {("fleet", "d0"), ("fleet", "d2")}
+
+
+def test_a_device_touched_for_a_reason_of_its_own_is_not_content_only() -> None:
+    fleet = Fleet()
+    fleet.apply_device(device("a", spec={"metrics": {"system": {"allowList": {"name": "cm"}}}}))
+    fleet.apply_device(device("b"))
+    fleet.apply_configmap("fleet", "cm", {"x": "1"})
+    pod = pod_spec(volumeMounts=[{"name": "c", "mountPath": "/c"}])
+    pod["volumes"] = [{"name": "c", "configMap": {"name": "cm"}}]
+    fleet.apply_workload(*workload("web", selector={}, pod=pod))
+    # The ConfigMap changes what both devices run of the workload, and a's own configuration.
+    changes = fleet.apply_configmap("fleet", "cm", {"x": "2"})
+    assert changes.devices == {("fleet", "a"), ("fleet", "b")}
+    assert changes.content_only() == {("fleet", "b")}
+    merged = fleet.apply_device(device("b", labels={"new": "label"})) | changes
+    assert merged.content_only() == set()  # b's labels changed too

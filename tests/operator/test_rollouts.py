@@ -1,7 +1,8 @@
 """Which revision each device gets, over the fleet caches without any server: a first
 rollout from nothing, devices a superseded rollout reached keep its revision, joiners keep the
-stable one, a revert completes at once, a re-roll of halted content gets new bytes, and a
-removed policy gives every device the current revision."""
+stable one, a revert completes at once, a re-roll of halted content gets new bytes, a
+removed policy gives every device the current revision; a change touches only the devices
+whose revision changes, and only a report that may move the rollout asks for an evaluation."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from flotta.operator.fleet_cache import Fleet, Key
 from flotta.operator.rendering import RenderedWorkload
 from flotta.operator.rollout_revisions import RETRY_ANNOTATION
 from flotta.operator.rollouts import Rollouts
+from flotta.operator.version_reports import HeardVersions
 from tests.operator.builders import device, workload
 
 NS = "fleet"
@@ -26,15 +28,20 @@ class World:
         self.fleet = Fleet()
         self.now = T0
         self.told: dict[Key, dict[str, str]] = {}
+        self.heard: dict[str, HeardVersions] = {}  # MQTT status reports
         self.rollouts = Rollouts(
-            self.fleet, told=lambda key: self.told.get(key, {}), clock=lambda: self.now
+            self.fleet,
+            told=lambda key: self.told.get(key, {}),
+            heard=self.heard.get,
+            clock=lambda: self.now,
         )
         self.names = [f"d{i}" for i in range(count)]
         for name in self.names:
             self.fleet.apply_device(device(name, NS, labels={"app": "web"}))
         self.failing: set[str] = set()  # revision names the devices fail
 
-    def put(self, image: str, policy: dict[str, Any] | None = POLICY) -> None:
+    def put(self, image: str, policy: dict[str, Any] | None = POLICY) -> set[str]:
+        """Apply the workload; the devices whose desired state its change touches."""
         extra = {"rolloutPolicy": policy} if policy is not None else {}
         model, pod = workload(
             "web",
@@ -43,7 +50,11 @@ class World:
             pod={"containers": [{"name": "m", "image": image}]},
             extra_spec=extra,
         )
-        self.fleet.apply_workload(model, pod)
+        changes = self.fleet.apply_workload(model, pod)
+        touched = {name for _, name in changes.devices - changes.content_only()}
+        for key, names in changes.rendered.items():
+            touched |= self.rollouts.changed(key, names)
+        return touched
 
     def given(self, name: str) -> RenderedWorkload | None:
         """What the device's desired state carries of the workload now (and it reports)."""
@@ -155,3 +166,53 @@ def test_removing_the_policy_gives_everyone_the_current_revision() -> None:
     assert evaluation.status is None  # status.rollout is removed
     assert len(evaluation.reconcile) == len(world.names)
     assert set(world.images().values()) == {"web:2"}
+
+
+def test_a_change_under_a_policy_touches_only_devices_whose_revision_changes() -> None:
+    world = World()
+    assert world.put("web:1", None) == set(world.names)  # no policy: every target
+    world.images()
+    assert world.put("web:2", None) == set(world.names)
+    world.images()
+    world.put("web:2")
+    world.run("Complete")
+    assert world.put("web:3") == set()  # a new rollout: nobody admitted yet
+    world.step()
+    on_three = {n for n, image in world.images().items() if image == "web:3"}
+    assert len(on_three) == 2
+    assert world.put("web:4", {**POLICY, "paused": True}) == set()  # everyone keeps theirs
+    world.step()
+    assert world.put("web:2") == on_three  # the revert: the devices not on web:2 already
+    assert set(world.images().values()) == {"web:2"}
+
+
+def test_only_a_report_that_may_move_the_rollout_asks_for_an_evaluation() -> None:
+    world = World()
+    world.put("web:1")
+    world.run("Complete")
+    world.put("web:2")
+    evaluation = world.rollouts.evaluate((NS, "web"))
+    assert evaluation is not None
+    batch = sorted(name for _, name in evaluation.reconcile)
+    assert len(batch) == 2
+    outside = next(name for name in world.names if name not in batch)
+    versions = {}
+    for name in world.names:  # the operator assembles their desired states; nobody reports
+        key = (NS, name)
+        _, tags = world.rollouts.choose(key, world.fleet.workloads_of(key))
+        versions[name] = f"v-{name}-{tags}"
+        world.rollouts.record(key, versions[name], tags)
+
+    def report(name: str) -> bool:
+        world.heard[name] = HeardVersions(world.now, applied=versions[name])
+        return world.rollouts.heard_from(name)
+
+    assert not report(outside)  # not in the batch
+    assert not report(batch[0])  # 1 of 2, 100 % needed
+    assert world.rollouts.take_due() == []
+    assert report(batch[1])  # the batch is through
+    assert world.rollouts.take_due() == [("EdgeWorkload", (NS, "web"))]
+    evaluation = world.rollouts.evaluate((NS, "web"))
+    assert evaluation is not None
+    assert evaluation.status is not None
+    assert evaluation.status["currentBatch"] == 2  # the reports alone moved it

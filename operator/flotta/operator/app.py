@@ -197,10 +197,15 @@ class Operator:
             evict=evictor.evict,
             rollouts=rollouts,
         )
+
+        def heard_from(device_id: str) -> None:
+            if rollouts.heard_from(device_id):
+                context.reports_changed.set()
+
         watch = ReportWatch(
             cfg.broker,
             reports,
-            on_change=lambda _device_id: context.reports_changed.set(),
+            on_change=heard_from,
             on_result=lambda result: self.metrics.status_reports.labels(result).inc(),
             # longer than a few rollout ticks: a rollout under way keeps wanting the reports
             linger=max(cfg.report_linger, 3 * ROLLOUT_TICK),

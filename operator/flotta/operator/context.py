@@ -102,7 +102,7 @@ class Context:
     cleanup: WorkQueue[Key] = field(default_factory=WorkQueue)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     reports: ReportEar = field(default_factory=_Deaf)
-    # Set when a device's reported versions changed: the rollouts are evaluated at once.
+    # Set when a spec changed or a report may move a rollout: it is evaluated at once.
     reports_changed: asyncio.Event = field(default_factory=asyncio.Event)
     # Workloads with a rollout policy that changed: a new revision is evaluated at once.
     rollout_kicks: set[Key] = field(default_factory=set)

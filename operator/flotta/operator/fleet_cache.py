@@ -4,7 +4,10 @@ change affects. Pure (no I/O): the watchers feed it, the controller asks it.
 Every ``apply_*``/``delete_*`` returns a :class:`Changes`: the devices whose desired state may
 have changed (to reconcile) and the workloads whose status may have changed. A label change
 on one device retargets that device only; a workload change touches its old and new targets;
-a Secret or ConfigMap change touches the targets of the workloads that read it.
+a Secret or ConfigMap change touches the targets of the workloads that read it. Of the devices
+a workload's new content touches, those it targeted before and after and touched for nothing
+else are named apart (``Changes.rendered``): under a rollout most of them keep what they run,
+and the rollout says which change (``Rollouts.changed``).
 """
 
 from __future__ import annotations
@@ -35,13 +38,36 @@ class Changes:
     devices: set[Key] = field(default_factory=set)
     workloads: set[Key] = field(default_factory=set)  # status (counts, conditions) to refresh
     sets: set[Key] = field(default_factory=set)  # member counts to refresh
+    # Of ``devices``: per workload whose rendered content changed, the device names touched
+    # by that content alone (targeted before and after, nothing else of theirs changed).
+    rendered: dict[Key, set[str]] = field(default_factory=dict)
+
+    def touch(self, keys: Iterable[Key]) -> None:
+        """Devices whose desired state may change for a reason of their own."""
+        keys = set(keys)
+        self.devices |= keys
+        for (namespace, _), names in self.rendered.items():
+            names.difference_update(name for ns, name in keys if ns == namespace)
+
+    def content_only(self) -> set[Key]:
+        """The devices touched by workloads' content alone."""
+        return {(key[0], name) for key, names in self.rendered.items() for name in names}
 
     def __or__(self, other: Changes) -> Changes:
-        return Changes(
-            self.devices | other.devices,
+        merged = Changes(
+            set(self.devices),
             self.workloads | other.workloads,
             self.sets | other.sets,
+            {key: set(names) for key, names in self.rendered.items()},
         )
+        merged.touch(other.devices - other.content_only())
+        own = self.devices - self.content_only()
+        for key, names in other.rendered.items():
+            merged.rendered.setdefault(key, set()).update(
+                name for name in names if (key[0], name) not in own
+            )
+        merged.devices |= other.devices
+        return merged
 
     def __bool__(self) -> bool:
         return bool(self.devices or self.workloads or self.sets)
@@ -318,13 +344,18 @@ class Fleet:
                 or old_effective.secrets != entry.effective.secrets
             )
         )
-        touched = (old_targets ^ new_targets) | (new_targets if changed else set())
+        touched = old_targets ^ new_targets
         # Sealed secret contents may change without the rendered JSON changing.
         if entry.effective is not None and (
             entry.effective.secrets or entry.effective.registry_secret
         ):
             touched |= new_targets
-        return Changes(devices={(namespace, name) for name in touched}, workloads={key})
+        content = (new_targets - touched) if changed else set()
+        return Changes(
+            devices={(namespace, name) for name in touched | content},
+            workloads={key},
+            rendered={key: content} if changed else {},
+        )
 
     # ---- Secrets and ConfigMaps ----------------------------------------------------------
 
@@ -358,11 +389,11 @@ class Fleet:
         )
         for set_key, device_set in self.sets.items():
             if set_key[0] == namespace and name in config_configmaps(device_set.spec):
-                changes.devices |= {(namespace, member) for member in self.members(set_key)}
+                changes.touch((namespace, member) for member in self.members(set_key))
         for device_name in self._by_namespace.get(namespace, ()):
             device = self.devices[(namespace, device_name)]
             if name in config_configmaps(device.spec):
-                changes.devices.add((namespace, device_name))
+                changes.touch([(namespace, device_name)])
         return changes
 
     def _rerender_users(self, namespace: str, workload_names: Iterable[str]) -> Changes:

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -108,6 +108,9 @@ class Plan:
     message: str
     events: tuple[tuple[str, str, str], ...] = ()  # (type, reason, message)
     blocked: int = 0  # members of started batches the disruption budget holds back
+    batch_members: tuple[str, ...] = ()  # of the current batch
+    needed: int = 0  # devices of the current batch that must run the revision healthy
+    outcomes: Mapping[str, Progress] = field(default_factory=dict)  # per device, now
 
 
 def rank(seed: str, device: str) -> int:
@@ -160,14 +163,30 @@ class _Work:
 
     policy: RolloutPolicy
     devices: dict[str, DeviceView]
-    ranks: dict[str, int]
+    ranks: Mapping[str, int]
     batches: list[_Batch]
     now: datetime
     members: list[list[str]] = field(default_factory=list)  # per started batch
     timeout: timedelta = timedelta(0)
+    taken: set[str] = field(default_factory=set)  # members of started batches
+    eligible: list[str] = field(default_factory=list)  # devices batches may take
 
     def __post_init__(self) -> None:
         self.timeout = parse_duration(self.policy.batch_timeout)
+        self.eligible = [
+            name
+            for name, view in self.devices.items()
+            if not view.joined or view.admitted_at is not None
+        ]
+
+    def add_batch(self, members: list[str]) -> None:
+        self.members.append(members)
+        self.taken.update(members)
+
+    def place(self, names: list[str]) -> None:
+        """Devices that joined the current batch after it started."""
+        self.members[-1].extend(names)
+        self.taken.update(names)
 
     def timed_out(self, view: DeviceView) -> bool:
         return view.admitted_at is not None and self.now - view.admitted_at >= self.timeout
@@ -181,20 +200,19 @@ class _Work:
         return view.progress if view.progress != "none" else "updating"
 
     def remaining(self) -> list[str]:
-        taken = {name for members in self.members for name in members}
-        return [
-            name
-            for name, view in self.devices.items()
-            if name not in taken and (not view.joined or view.admitted_at is not None)
-        ]
+        taken = self.taken
+        return [name for name in self.eligible if name not in taken]
 
     def take(self, index: int, cutoff: int) -> list[str]:
-        batch = self.batches[index]
+        selector = self.batches[index].selector
+        ranks = self.ranks
+        taken = self.taken
         return [
             name
-            for name in self.remaining()
-            if self.ranks[name] <= cutoff
-            and (batch.selector is None or batch.selector.matches(self.devices[name].labels))
+            for name in self.eligible
+            if name not in taken
+            and ranks[name] <= cutoff
+            and (selector is None or selector.matches(self.devices[name].labels))
         ]
 
     def start(self, index: int) -> int:
@@ -218,6 +236,11 @@ class _Work:
         return self.ranks[taken[-1]] if taken else -1
 
 
+def ranks_of(seed: str, names: Iterable[str], known: Mapping[str, int]) -> dict[str, int]:
+    """The ranks of ``names``, from ``known`` where it has them."""
+    return {name: known[name] if name in known else rank(seed, name) for name in names}
+
+
 def plan(
     policy: RolloutPolicy,
     state: RolloutState,
@@ -226,10 +249,15 @@ def plan(
     seed: str,
     revision: int,
     now: datetime,
+    ranks: Mapping[str, int] | None = None,
 ) -> Plan:
-    """Evaluate the rollout now: admissions, batch transitions, halt or completion."""
+    """Evaluate the rollout now: admissions, batch transitions, halt or completion.
+    ``ranks``: the devices' ranks for this seed, computed before (missing ones are
+    computed)."""
     views = {view.name: view for view in devices}
-    work = _Work(policy, views, {n: rank(seed, n) for n in views}, batches_of(policy), now)
+    if ranks is None or any(name not in ranks for name in views):
+        ranks = ranks_of(seed, views, ranks or {})
+    work = _Work(policy, views, ranks, batches_of(policy), now)
     events: list[tuple[str, str, str]] = []
     if state.start is None:
         state = replace(state, start=now)
@@ -239,13 +267,12 @@ def plan(
     batch_start = state.batch_start
     batch = min(batch, len(cutoffs) - 1)
     for index, cutoff in enumerate(cutoffs):
-        work.members.append(work.take(index, cutoff))
+        work.add_batch(work.take(index, cutoff))
     admitted = {name for name, view in views.items() if view.admitted_at is not None}
     # Devices that got the revision but fell out of every started batch (their labels
     # changed) still count, in the current batch.
-    placed = {name for members in work.members for name in members}
     if work.members:
-        work.members[-1].extend(sorted(admitted - placed))
+        work.place(sorted(admitted - work.taken))
     threshold = percent(policy.success_threshold)
     total = len(work.batches)
 
@@ -259,7 +286,7 @@ def plan(
     def begin(index: int) -> None:
         cutoff = work.start(index)
         cutoffs.append(cutoff)
-        work.members.append(work.take(index, cutoff))
+        work.add_batch(work.take(index, cutoff))
         size = len(work.members[index])
         message = f"batch {index + 1} of {total} started with {size} devices"
         events.append(("Normal", "BatchStarted", f"{message} (revision {revision})"))
@@ -322,13 +349,14 @@ def plan(
         admitted |= newly
         break
 
-    counts = _counts(work, admitted, batch)
+    outcomes = {name: work.outcome(name, admitted) for name in views}
+    counts = _counts(work, outcomes, batch)
     failures = tuple(
         (name, views[name].failure or Failure(NO_REPORT, message="no healthy report in time"))
-        for name in sorted(views)
-        if work.outcome(name, admitted) == "failed"
+        for name in sorted(name for name, outcome in outcomes.items() if outcome == "failed")
     )[:MAX_FAILURE_SAMPLE]
     new_state = RolloutState(phase, batch, tuple(cutoffs), state.start, batch_start)
+    members = work.members[batch] if 0 <= batch < len(work.members) else []
     return Plan(
         state=new_state,
         admitted=frozenset(admitted),
@@ -339,6 +367,9 @@ def plan(
         message=_message(new_state, counts, total, policy, revision, blocked),
         events=tuple(events),
         blocked=blocked,
+        batch_members=tuple(members),
+        needed=math.ceil(threshold * len(members) / 100 - 1e-9),
+        outcomes=outcomes,
     )
 
 
@@ -383,15 +414,15 @@ def _admit(work: _Work, admitted: set[str]) -> tuple[set[str], int]:
     return newly, blocked
 
 
-def _counts(work: _Work, admitted: set[str], batch: int) -> Counts:
-    outcomes = {name: work.outcome(name, admitted) for name in work.devices}
+def _counts(work: _Work, outcomes: Mapping[str, Progress], batch: int) -> Counts:
     members = work.members[batch] if 0 <= batch < len(work.members) else []
+    tally = Counter(outcomes.values())
     return Counts(
         targeted=len(outcomes),
-        updated=sum(1 for o in outcomes.values() if o == "updated"),
-        updating=sum(1 for o in outcomes.values() if o == "updating"),
-        failed=sum(1 for o in outcomes.values() if o == "failed"),
-        pending=sum(1 for o in outcomes.values() if o in ("none", "waiting")),
+        updated=tally["updated"],
+        updating=tally["updating"],
+        failed=tally["failed"],
+        pending=tally["none"] + tally["waiting"],
         batch_devices=len(members),
         batch_updated=sum(1 for name in members if outcomes[name] == "updated"),
     )

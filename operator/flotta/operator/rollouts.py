@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -53,11 +52,11 @@ from flotta.operator.rollout_plan import (
     DeviceView,
     Failure,
     Plan,
-    Progress,
     RolloutState,
     cutoff_hex,
     cutoff_value,
     plan,
+    rank,
 )
 from flotta.operator.rollout_revisions import (
     SET_KIND,
@@ -66,29 +65,32 @@ from flotta.operator.rollout_revisions import (
     configuration_revision_of,
     revision_of,
 )
+from flotta.operator.rollout_views import (
+    BatchWatch,
+    Book,
+    Tag,
+    Target,
+    Views,
+    booked,
+    booked_oldest,
+    progress,
+    tag,
+)
 from flotta.operator.version_reports import HeardVersions
 from flotta.operator.workload_status import set_condition
 from flotta.schemas.crd.common import Condition, kube_time
-from flotta.schemas.crd.device import EdgeDevice, FailedVersion
 from flotta.schemas.crd.rollout import (
     MAX_RETRY_REQUEST,
     RETRY_ROLLOUT_ANNOTATION,
     RolloutStatus,
     parse_duration,
 )
-from flotta.schemas.wire.status import VersionFailure
 
 logger = logging.getLogger(__name__)
 
-BOOK_SIZE = 4  # assembled versions remembered per device
 HISTORY = 10  # ControllerRevisions kept per workload beyond the stable and target ones
-Tag = str  # "EdgeWorkload/<name>=<revision name>"
 Told = Callable[[Key], Mapping[str, str]]  # device -> {"EdgeWorkload/<name>": revision}
 Heard = Callable[[str], HeardVersions | None]  # device id -> its latest status report's
-
-
-def tag(owner: str, revision: str) -> Tag:
-    return f"{owner}={revision}"
 
 
 @dataclass
@@ -110,6 +112,13 @@ class Runtime:
     halted_reported: bool = False
     retry: int = 0  # the latest retry's token; 0: not retried
     retry_request: str = ""  # the retry annotation's value acted on last
+    ranks: dict[str, int] = field(default_factory=dict)  # of the devices, for this revision
+    views: Views = field(init=False)
+    watch: BatchWatch | None = None  # the current batch, between evaluations
+
+    def __post_init__(self) -> None:
+        workload = self.key[1] if self.kind == WORKLOAD_KIND else ""
+        self.views = Views(Target(tag(self.owner, self.target.name), workload), self.key[0])
 
     @property
     def owner(self) -> str:
@@ -150,8 +159,9 @@ class Rollouts:
         self._revisions: dict[tuple[str, str], Revision] = {}  # (namespace, name)
         self._runtimes: dict[tuple[str, str, str], Runtime] = {}  # (kind, namespace, name)
         self._set_renders: dict[Key, tuple[object, RenderedConfiguration]] = {}
-        self._book: dict[Key, OrderedDict[str, frozenset[Tag]]] = {}
+        self._book: dict[Key, Book] = {}
         self._unwritten: dict[tuple[str, str], Revision] = {}
+        self._due: set[tuple[str, str, str]] = set()  # (kind, *key): reports may move them
 
     # ---- revisions -----------------------------------------------------------------------
 
@@ -224,11 +234,42 @@ class Rollouts:
         return cached, tag(runtime.owner, revision.name)
 
     def _kept(self, runtime: Runtime, told: str) -> Revision | None:
-        if told and told != runtime.target.name:
+        target = runtime.target
+        if told and told != target.name:
             kept = self.revision(runtime.key[0], told)
             if kept is not None:
                 return kept
         return runtime.stable
+
+    def changed(self, key: Key, names: set[str]) -> set[str]:
+        """A workload's content changed: of the devices it targets still (``names``), the ones
+        whose desired state changes with it. Under a rollout the devices it has not admitted
+        keep the revision they were told, and are not assembled again for nothing."""
+        entry = self._fleet.workloads.get(key)
+        if entry is None:
+            return names
+        if entry.model.spec.rollout_policy is None:
+            return names
+        if (WORKLOAD_KIND, *key) not in self._runtimes:
+            return names  # after a start: the first evaluation or reconcile takes it up
+        runtime = self._runtime(WORKLOAD_KIND, key)
+        if runtime is None:
+            return names
+        return {name for name in names if self._moves(runtime, (key[0], name))}
+
+    def _moves(self, runtime: Runtime, device: Key) -> bool:
+        """Whether the revision of the workload the device gets differs from the one it was
+        told last (sealed secrets aside: the fleet touches those devices anyway)."""
+        told = self._told(device).get(runtime.owner)
+        if runtime.complete or device[1] in runtime.admitted:
+            revision: Revision | None = runtime.target
+        else:
+            revision = self._kept(runtime, told or "")
+        if revision is None:
+            return told is not None
+        if revision is runtime.target and revision.attempt:
+            return True  # a retry's bytes: whatever the device was told, they are new
+        return told != revision.name
 
     def _render(
         self, runtime: Runtime, revision: Revision, current: RenderedWorkload
@@ -241,15 +282,40 @@ class Rollouts:
             runtime.renders[revision.name] = cached
         return cached
 
+    def heard_from(self, device_id: str) -> bool:
+        """A device's reported versions changed (its report is in ``heard``): True when a
+        rollout whose current batch it is in may move now (:meth:`take_due`)."""
+        due = False
+        for slot, runtime in self._runtimes.items():
+            watch = runtime.watch
+            if watch is None or device_id not in watch.watched:
+                continue
+            key = (runtime.key[0], device_id)
+            state, _ = progress(
+                runtime.views.target,
+                self._fleet.devices.get(key),
+                self._heard(device_id),
+                self._book.get(key),
+                runtime.retry,
+            )
+            if watch.saw(device_id, state):
+                self._due.add(slot)
+                due = True
+        return due
+
+    def take_due(self) -> list[tuple[str, Key]]:
+        """The rollouts (kind, key) that reports may have moved since the last call."""
+        due, self._due = self._due, set()
+        return [(kind, (namespace, name)) for kind, namespace, name in sorted(due)]
+
     def record(self, device: Key, version: str, tags: tuple[Tag, ...]) -> None:
         """The operator assembled ``version`` for the device, carrying these revisions."""
-        if not tags and device not in self._book:
+        book = self._book.get(device)
+        if not tags and book is None:
             return
-        book = self._book.setdefault(device, OrderedDict())
-        book[version] = frozenset(tags)
-        book.move_to_end(version)
-        while len(book) > BOOK_SIZE:
-            book.popitem(last=False)
+        changed = booked(book, version, frozenset(tags))
+        if changed is not None:
+            self._book[device] = changed
 
     def forget(self, device: Key) -> None:
         self._book.pop(device, None)
@@ -397,11 +463,10 @@ class Rollouts:
             status = device.status if device is not None else None
             if status is None or not status.desired_version or not status.desired_revisions:
                 continue
-            tags = tuple(tag(k, v) for k, v in sorted(status.desired_revisions.items()))
-            book = self._book.setdefault((key[0], name), OrderedDict())
-            if status.desired_version not in book:
-                book[status.desired_version] = frozenset(tags)
-                book.move_to_end(status.desired_version, last=False)
+            tags = frozenset(tag(k, v) for k, v in status.desired_revisions.items())
+            changed = booked_oldest(self._book.get((key[0], name)), status.desired_version, tags)
+            if changed is not None:
+                self._book[(key[0], name)] = changed
 
     def _initial_known(self, runtime: Runtime, start: datetime) -> set[str]:
         key = runtime.key
@@ -466,7 +531,7 @@ class Rollouts:
                 runtime.known.add(name)
                 if not runtime.complete:
                     runtime.joined.add(name)
-        views = [self._view(runtime, name) for name in targets]
+        views = self._views(runtime, targets)
         request = retry_request(model)
         if request != runtime.retry_request:
             runtime.retry_request = request
@@ -481,7 +546,7 @@ class Rollouts:
                     "it again",
                 )
             )
-            views = [self._view(runtime, name) for name in targets]
+            views = self._views(runtime, targets)
         was = runtime.state.phase
         if runtime.complete:
             result = None
@@ -494,6 +559,7 @@ class Rollouts:
                     seed=runtime.target.name,
                     revision=runtime.target.number,
                     now=now,
+                    ranks=self._ranks(runtime, targets),
                 )
             except SelectorError as exc:
                 logger.warning("%s %s/%s: rollout policy: %s", kind, *key, exc)
@@ -509,6 +575,7 @@ class Rollouts:
                 evaluation.reconcile |= {(key[0], n) for n in targets if n not in runtime.admitted}
             if result.state.phase == "Halted" and was != "Halted":
                 self._keep(replace(runtime.target, halted=True))
+            runtime.watch = _watch(result, bool(policy.disruption_budget))
         evaluation.status = self._status(runtime, result, views, model)
         evaluation.phase = runtime.state.phase
         evaluation.batch = runtime.state.batch + 1
@@ -602,82 +669,29 @@ class Rollouts:
             reverse=True,
         )
         keep = {runtime.target.name, runtime.stable.name if runtime.stable else ""}
-        old = [r for r in mine if r.name not in keep]
-        return [r.name for r in old[HISTORY:]]
+        old = [r.name for r in mine if r.name not in keep]
+        return old[HISTORY:]
 
-    def _view(self, runtime: Runtime, name: str) -> DeviceView:
-        key = (runtime.key[0], name)
-        device = self._fleet.devices.get(key)
-        labels = device.metadata.labels if device is not None else {}
-        online = bool(device and device.status and device.status.phase == "Online")
-        progress, failure = self.progress(key, device, runtime)
-        admitted_at = runtime.admitted.get(name)
-        if admitted_at is None and runtime.complete:
-            admitted_at = runtime.state.start
-        return DeviceView(
-            name,
-            labels,
-            online=online,
-            joined=name in runtime.joined,
-            admitted_at=admitted_at,
-            progress=progress if admitted_at is not None else "none",
-            failure=failure,
+    def _views(self, runtime: Runtime, names: list[str]) -> list[DeviceView]:
+        return runtime.views.views(
+            names,
+            devices=self._fleet.devices,
+            heard=self._heard,
+            books=self._book,
+            admitted=runtime.admitted,
+            joined=runtime.joined,
+            admitted_by_default=runtime.state.start if runtime.complete else None,
+            retry=runtime.retry,
         )
-
-    def progress(
-        self, key: Key, device: EdgeDevice | None, runtime: Runtime
-    ) -> tuple[Progress, Failure | None]:
-        """How the device does with the target revision, from its reports: its EdgeDevice
-        status and the status report heard last, whichever says more."""
-        status = device.status if device is not None else None
-        heard = self._heard(key[1])
-        if status is None and heard is None:
-            return "updating", None
-        book: Mapping[str, frozenset[Tag]] = self._book.get(key, {})
-        wanted = tag(runtime.owner, runtime.target.name)
-
-        def carries(version: str) -> bool:
-            return bool(version) and wanted in book.get(version, ())
-
-        if (status is not None and carries(status.applied_version)) or (
-            heard is not None and carries(heard.applied)
-        ):
-            return "updated", None
-        failure = self._failure(runtime, status.failed_version if status else None, carries)
-        if failure is None and heard is not None and heard.failed is not None:
-            failure = self._failure(runtime, heard.failed, carries)
-        if failure is not None:
-            return "failed", failure
-        if (status is not None and carries(status.waiting_version)) or (
-            heard is not None and carries(heard.waiting)
-        ):
-            return "waiting", None
-        return "updating", None
 
     @staticmethod
-    def _failure(
-        runtime: Runtime,
-        failed: FailedVersion | VersionFailure | None,
-        carries: Callable[[str], bool],
-    ) -> Failure | None:
-        # A set's rollout owns any failure of a version that carries it; a workload's only
-        # the failures of that workload or of no workload in particular.
-        if (
-            failed is None
-            or not carries(failed.version)
-            or (runtime.kind != SET_KIND and failed.workload not in ("", runtime.key[1]))
-            or failed.retry < runtime.retry  # before the latest retry reached the device
-        ):
-            return None
-        return Failure(
-            failed.reason,
-            workload=failed.workload,
-            container=failed.container,
-            exit_code=failed.exit_code,
-            message=failed.message,
-            rolled_back=failed.rolled_back,
-            time=failed.time,
-        )
+    def _ranks(runtime: Runtime, names: list[str]) -> dict[str, int]:
+        ranks = runtime.ranks
+        seed = runtime.target.name
+        for name in names:
+            if name not in ranks:
+                ranks[name] = rank(seed, name)
+        return ranks
 
     def _status(
         self,
@@ -753,6 +767,24 @@ def retry_request(model: Any) -> str:
     if len(value) <= MAX_RETRY_REQUEST:
         return value
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def _watch(result: Plan, budget: bool) -> BatchWatch | None:
+    """What of the current batch reports may move, after an evaluation."""
+    phase = result.state.phase
+    if phase not in ("Progressing", "Paused"):
+        return None  # complete, halted, or waiting for an approval (a spec change)
+    watched = frozenset(name for name in result.batch_members if name in result.admitted)
+    outcomes = result.outcomes
+    return BatchWatch(
+        size=len(result.batch_members),
+        needed=result.needed,
+        watched=watched,
+        updated={name for name in watched if outcomes.get(name) == "updated"},
+        failed={name for name in watched if outcomes.get(name) == "failed"},
+        halt_only=phase == "Paused",
+        budget=budget,
+    )
 
 
 def _state_of(saved: RolloutStatus) -> RolloutState:

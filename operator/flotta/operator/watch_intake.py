@@ -49,7 +49,10 @@ class Intake:
 
     def _enqueue(self, changes: Changes) -> None:
         context = self._context
-        context.reconcile.add_all(changes.devices)
+        devices = changes.devices - changes.content_only()
+        for key, names in changes.rendered.items():
+            devices.update((key[0], name) for name in context.rollouts.changed(key, names))
+        context.reconcile.add_all(devices)
         context.workload_status.add_all(changes.workloads)
         context.set_status.add_all(changes.sets)
         for key in changes.workloads:
