@@ -216,3 +216,56 @@ def test_only_a_report_that_may_move_the_rollout_asks_for_an_evaluation() -> Non
     assert evaluation is not None
     assert evaluation.status is not None
     assert evaluation.status["currentBatch"] == 2  # the reports alone moved it
+
+
+def test_a_device_a_superseded_rollout_reached_is_one_more_device_to_update() -> None:
+    world = World()
+    world.put("web:1")
+    world.run("Complete")
+    world.put("web:2")
+    world.step()
+    on_two = {n for n, image in world.images().items() if image == "web:2"}
+    world.put("web:3", {**POLICY, "paused": True})
+    world.step()
+    # Back to web:2: its devices keep it (never sent back to web:1 meanwhile) and are
+    # counted in the batches like the others; the same seed puts them in batch 1 again.
+    assert world.put("web:2", {**POLICY, "paused": True}) == set()
+    evaluation = world.rollouts.evaluate((NS, "web"))
+    assert evaluation is not None
+    assert evaluation.status is not None
+    assert evaluation.status["pendingDevices"] == 6
+    assert evaluation.status["updatedDevices"] == 0
+    assert {n for n, image in world.images().items() if image == "web:2"} == on_two
+    world.put("web:2")
+    evaluation = world.rollouts.evaluate((NS, "web"))
+    assert evaluation is not None
+    assert evaluation.status is not None
+    assert evaluation.reconcile == set()  # batch 1: on_two, nothing to send them
+    evaluation = world.rollouts.evaluate((NS, "web"))  # they run it healthy already
+    assert evaluation is not None
+    assert evaluation.status is not None
+    assert evaluation.status["currentBatch"] == 2
+    assert evaluation.status["updatedDevices"] == 2
+    world.run("Complete")
+    assert set(world.images().values()) == {"web:2"}
+
+
+def test_a_revision_a_device_still_runs_is_never_pruned() -> None:
+    world = World()
+    world.put("web:1")
+    world.run("Complete")
+    world.put("web:2")
+    world.step()
+    second = world.rollouts.evaluate((NS, "web"))
+    assert second is not None
+    assert second.status is not None
+    on_two = {n for n, image in world.images().items() if image == "web:2"}
+    deleted: set[str] = set()
+    for i in range(3, 16):  # superseded before anybody got them
+        world.put(f"web:{i}", {**POLICY, "paused": True})
+        evaluation = world.rollouts.evaluate((NS, "web"))
+        assert evaluation is not None
+        deleted |= set(evaluation.delete)
+    assert len(deleted) >= 2
+    assert second.status["revisionName"] not in deleted
+    assert {n for n, image in world.images().items() if image == "web:2"} == on_two

@@ -15,8 +15,9 @@ Which revision a device gets:
 
 - the target revision once the rollout admitted it (``rollout_plan``), or once complete;
 - otherwise the revision it was told last if that is still kept (a device a former rollout
-  reached keeps what it runs until this rollout reaches it), else the stable revision (the
-  last completed rollout's), else none (a new workload's first rollout).
+  reached keeps what it runs until this rollout reaches it, even when that is this rollout's
+  revision; such a revision is never pruned), else the stable revision (the last completed
+  rollout's), else none (a new workload's first rollout).
 
 A retry (a new value of the annotation ``flotta.io/retry-rollout``) gives the rollout a retry
 token, a number that grows from retry to retry (the time of the retry, in seconds): the
@@ -234,7 +235,13 @@ class Rollouts:
         return cached, tag(runtime.owner, revision.name)
 
     def _kept(self, runtime: Runtime, told: str) -> Revision | None:
+        """What a device the rollout has not admitted gets: the revision it was told last,
+        even the target's (a superseded rollout of the same content reached it: the same
+        bytes), else the stable one. A retry of halted content has new bytes: a device told
+        it before gets the stable revision until its batch."""
         target = runtime.target
+        if told == target.name and target.attempt == 0:
+            return target
         if told and told != target.name:
             kept = self.revision(runtime.key[0], told)
             if kept is not None:
@@ -566,7 +573,8 @@ class Rollouts:
                 return None
             for name in result.newly_admitted:
                 runtime.admitted[name] = now
-                evaluation.reconcile.add((key[0], name))
+                if self._moves(runtime, (key[0], name)):  # not when it runs the target
+                    evaluation.reconcile.add((key[0], name))
             runtime.state = result.state
             evaluation.events.extend(result.events)
             if result.state.phase == "Complete":
@@ -669,8 +677,11 @@ class Rollouts:
             reverse=True,
         )
         keep = {runtime.target.name, runtime.stable.name if runtime.stable else ""}
-        old = [r.name for r in mine if r.name not in keep]
-        return old[HISTORY:]
+        old = [r.name for r in mine if r.name not in keep][HISTORY:]
+        if old:  # a revision a device still runs stays: it keeps it until a batch moves it
+            told = {self._told((namespace, n)).get(runtime.owner) for n in runtime.known}
+            old = [name for name in old if name not in told]
+        return old
 
     def _views(self, runtime: Runtime, names: list[str]) -> list[DeviceView]:
         return runtime.views.views(
