@@ -5,7 +5,9 @@ MQTT, as the agent does. What each device got is read from what the broker deliv
 - a rollout superseded by a new change leaves its devices where they are until the new
   rollout's batches reach them; they are counted in those batches like every other device,
   never sent back to the stable revision meanwhile, and the completed rollout leaves no device
-  on the superseded revision.
+  on the superseded revision;
+- a policy added in the same edit as a change rolls that change out in batches; a policy added
+  alone starts nothing and sends nothing.
 """
 
 from __future__ import annotations
@@ -215,3 +217,43 @@ def test_back_to_a_superseded_revision_its_devices_keep_it(stack: Stack, devices
     approve(stack, "localhost/web:2")
     wait_until(lambda: on(devices, "localhost/web:2") == set(DEVICES), timeout=30)
     wait_until(lambda: rollout(stack).get("phase") == "Complete", timeout=30)
+
+
+def test_a_policy_added_with_a_change_rolls_it_out_and_alone_starts_nothing(
+    stack: Stack, devices: Devices
+) -> None:
+    stack.start_operator()
+    create(stack, "localhost/web:1", None)
+    wait_until(lambda: on(devices, "localhost/web:1") == set(DEVICES), timeout=30)
+
+    # The policy alone: the current revision is the stable one; no device gets anything.
+    marks = devices.counts()
+    change(stack)
+    wait_until(lambda: rollout(stack).get("phase") == "Complete", timeout=30)
+    alone = rollout(stack)
+    assert alone["revision"] == 1
+    assert alone["stableRevisionName"] == alone["revisionName"]
+    assert "BatchStarted" not in events(stack)
+
+    # The policy removed, then added again in the same edit as a new image: batches.
+    stack.objects.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        "edgeworkloads",
+        "web",
+        {"spec": {"rolloutPolicy": None}},
+        _content_type=MERGE,
+    )
+    wait_until(lambda: not rollout(stack), timeout=30)
+    assert devices.since(marks) == {name: [] for name in DEVICES}
+    change(stack, "localhost/web:2", approval={"required": True})
+    wait_until(lambda: rollout(stack).get("phase") == "WaitingForApproval", timeout=30)
+    added = rollout(stack)
+    assert added["stableRevisionName"] == alone["revisionName"]  # web:1, where it starts
+    assert added["currentBatch"] == 1
+    wait_until(lambda: len(on(devices, "localhost/web:2")) == 2, timeout=30)
+    assert len(on(devices, "localhost/web:1")) == 8
+    approve(stack, "localhost/web:2")
+    wait_until(lambda: rollout(stack).get("phase") == "Complete", timeout=30)
+    wait_until(lambda: on(devices, "localhost/web:2") == set(DEVICES), timeout=30)

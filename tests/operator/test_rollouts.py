@@ -14,7 +14,8 @@ from flotta.operator.rendering import RenderedWorkload
 from flotta.operator.rollout_revisions import RETRY_ANNOTATION
 from flotta.operator.rollouts import Rollouts
 from flotta.operator.version_reports import HeardVersions
-from tests.operator.builders import device, workload
+from flotta.schemas.crd.workload import EdgeWorkload
+from tests.operator.builders import device, workload, workload_obj
 
 NS = "fleet"
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -174,8 +175,8 @@ def test_a_change_under_a_policy_touches_only_devices_whose_revision_changes() -
     world.images()
     assert world.put("web:2", None) == set(world.names)
     world.images()
-    world.put("web:2")
-    world.run("Complete")
+    world.put("web:2")  # the policy alone: nothing to roll out
+    assert world.step() == "Complete"
     assert world.put("web:3") == set()  # a new rollout: nobody admitted yet
     world.step()
     on_three = {n for n, image in world.images().items() if image == "web:3"}
@@ -269,3 +270,32 @@ def test_a_revision_a_device_still_runs_is_never_pruned() -> None:
     assert len(deleted) >= 2
     assert second.status["revisionName"] not in deleted
     assert {n for n, image in world.images().items() if image == "web:2"} == on_two
+
+
+def test_a_policy_added_with_a_change_rolls_the_change_out() -> None:
+    world = World()
+    world.put("web:1", None)
+    assert set(world.images().values()) == {"web:1"}
+    world.put("web:2")  # the policy and a new image in one edit
+    assert world.step() == "Progressing"
+    assert sorted(world.images().values()) == ["web:1"] * 4 + ["web:2"] * 2
+    world.run("Complete")
+    assert set(world.images().values()) == {"web:2"}
+
+
+def test_a_workload_created_again_with_a_policy_rolls_out_from_nothing() -> None:
+    world = World()
+
+    def create(uid: str, image: str, extra: dict[str, Any]) -> None:
+        pod = {"containers": [{"name": "m", "image": image}]}
+        obj = workload_obj("web", NS, selector={"matchLabels": {"app": "web"}}, pod=pod)
+        obj["metadata"]["uid"] = uid
+        obj["spec"].update(extra)
+        world.fleet.apply_workload(EdgeWorkload.model_validate(obj), pod)
+
+    create("first", "web:1", {})
+    assert set(world.images().values()) == {"web:1"}
+    world.fleet.delete_workload((NS, "web"))
+    create("second", "web:2", {"rolloutPolicy": POLICY})  # not what the devices ran
+    assert world.step() == "Progressing"
+    assert sorted(world.images().values()) == [""] * 4 + ["web:2"] * 2

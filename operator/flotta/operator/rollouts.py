@@ -163,6 +163,9 @@ class Rollouts:
         self._book: dict[Key, Book] = {}
         self._unwritten: dict[tuple[str, str], Revision] = {}
         self._due: set[tuple[str, str, str]] = set()  # (kind, *key): reports may move them
+        # What workloads without a policy render (with their uid): a policy added with a
+        # change rolls the change out from there.
+        self._plain: dict[Key, tuple[str, RenderedWorkload]] = {}
 
     # ---- revisions -----------------------------------------------------------------------
 
@@ -256,13 +259,22 @@ class Rollouts:
         if entry is None:
             return names
         if entry.model.spec.rollout_policy is None:
+            self._note_plain(key)
             return names
-        if (WORKLOAD_KIND, *key) not in self._runtimes:
+        if (WORKLOAD_KIND, *key) not in self._runtimes and key not in self._plain:
             return names  # after a start: the first evaluation or reconcile takes it up
         runtime = self._runtime(WORKLOAD_KIND, key)
         if runtime is None:
             return names
         return {name for name in names if self._moves(runtime, (key[0], name))}
+
+    def _note_plain(self, key: Key) -> None:
+        entry = self._fleet.workloads.get(key)
+        effective = entry.effective if entry is not None else None
+        if entry is None or effective is None:
+            self._plain.pop(key, None)
+        else:
+            self._plain[key] = (entry.model.metadata.uid, effective)
 
     def _moves(self, runtime: Runtime, device: Key) -> bool:
         """Whether the revision of the workload the device gets differs from the one it was
@@ -369,6 +381,8 @@ class Rollouts:
             self._runtimes.pop(slot, None)
             if kind == SET_KIND:
                 self._set_renders.pop(key, None)
+            else:
+                self._note_plain(key)
             return None
         model, current = source
         runtime = self._runtimes.get(slot)
@@ -399,12 +413,25 @@ class Rollouts:
         self._keep(numbered)
         return numbered
 
+    def _plain_revision(self, plain: RenderedWorkload) -> Revision:
+        """The revision of what devices ran without a policy (its bytes: no retry)."""
+        revision = revision_of(plain)
+        known = self.revision(revision.namespace, revision.name)
+        if known is not None and known.attempt == 0 and not known.halted:
+            return known
+        revision = replace(revision, number=self._next_number(revision))
+        self._keep(revision)
+        return revision
+
     def _resume(self, kind: str, key: Key, model: Any, target: Revision) -> Runtime:
-        """The rollout after an operator start: from status.rollout and the devices'
-        status.desiredRevisions."""
+        """The rollout after an operator start (from status.rollout and the devices'
+        status.desiredRevisions), or of a workload that just got a policy."""
         status = model.status
         saved = status.rollout if status is not None else None
         now = self._clock()
+        uid, plain = self._plain.pop(key, ("", None)) if kind == WORKLOAD_KIND else ("", None)
+        if uid != model.metadata.uid:
+            plain = None  # a workload of that name deleted and created again
         if saved is not None and saved.revision_name == target.name:
             known = self.revision(key[0], target.name)
             target = known if known is not None else replace(target, number=saved.revision or 0)
@@ -423,6 +450,10 @@ class Rollouts:
                 runtime.retry_request = saved.retry_request
             else:  # written before retries existed: whatever is there now is not new
                 runtime.retry_request = retry_request(model)
+        elif plain is not None:
+            # The policy came with this change (or alone): devices run what the workload
+            # rendered without it, and the change rolls out from there.
+            runtime = self._fresh(kind, key, target, self._plain_revision(plain))
         elif saved is None and (
             kind == SET_KIND or (status is not None and status.observed_generation is not None)
         ):
