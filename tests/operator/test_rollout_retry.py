@@ -36,7 +36,7 @@ class RetryWorld(World):
         self.request = ""
         self.bad_images: set[str] = set()  # images the devices fail
 
-    def put(self, image: str, policy: dict[str, Any] | None = POLICY) -> None:
+    def put(self, image: str, policy: dict[str, Any] | None = POLICY) -> set[str]:
         extra = {"rolloutPolicy": policy} if policy is not None else {}
         annotations = {RETRY_ROLLOUT_ANNOTATION: self.request} if self.request else {}
         model, pod = workload(
@@ -47,7 +47,7 @@ class RetryWorld(World):
             extra_spec=extra,
             annotations=annotations,
         )
-        self.fleet.apply_workload(model, pod)
+        return {name for _, name in self.fleet.apply_workload(model, pod).devices}
 
     def given(self, name: str) -> RenderedWorkload | None:
         key = (NS, name)
