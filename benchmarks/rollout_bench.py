@@ -270,7 +270,7 @@ def report(results: list[dict[str, Any]], where: str) -> str:
             lines.append(
                 f"| {r['devices']} | {bad['case']} | {bad['halt_s']:.1f} | {bad['ran']} "
                 f"({bad['share']:.2%}, {share}) | {bad['counted']} "
-                f"| {fleet.fmt(bad['back_median_s'])} / {fleet.fmt(bad['back_max_s'])} "
+                f"| {fleet.fmt(bad['back_median_s'], 2)} / {fleet.fmt(bad['back_max_s'], 2)} "
                 f"| {over} ({'met' if over == 0 else 'missed'}) "
                 f"| {', '.join(f'{x:.1f}' for x in bad['load'])} |"
             )
