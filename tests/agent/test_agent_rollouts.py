@@ -171,10 +171,8 @@ async def test_a_failing_health_check_is_rolled_back_with_the_probe_output(
 ) -> None:
     running = RunningAgent(Agent(agent_config()))
     try:
-        # Podman counts two failures in a row, then stops the container and restarts it or
-        # leaves it stopped (exit code 0: it traps TERM); either way the probe failed. A
-        # check may take long on a loaded machine: a timeout would be a failure without
-        # cat's output.
+        # The agent runs cat through libpod's exec API. A check may take long on a loaded
+        # machine: a timeout would be a failure without cat's output.
         probe = {
             "livenessProbe": {
                 "exec": {"command": ["cat", "/tmp/ok"]},

@@ -5,8 +5,10 @@ from datetime import UTC, datetime
 import pytest
 
 from flotta.agent.health_gate import GateWatch, gates_for
+from flotta.agent.probe_schedule import ProbeResult
 from flotta.agent.rollout_journal import RolloutRecord, Transaction, next_step
 from flotta.agent.runtime import ContainerHealth
+from flotta.schemas.probes import Exec, HttpGet, Probe
 from flotta.schemas.wire import HealthGate, VersionFailure
 
 GATE = HealthGate(stabilization_seconds=5, timeout_seconds=30)
@@ -73,57 +75,68 @@ def test_a_completed_container_counts_as_healthy_unless_it_should_run_always() -
     assert "restartPolicy Always" in failure.message
 
 
-def test_health_checks_run_at_their_period_and_pass() -> None:
-    watch = GateWatch({"web": GATE})
-    probed = container(probe_interval=2.0, probe_retries=2)
-    assert watch.probes_due([probed], 0.0) == ["c1"]
-    watch.probed("c1", None, 0.0)  # could not run
-    assert watch.probes_due([probed], 1.0) == []
-    assert watch.probes_due([probed], 2.0) == ["c1"]
-    assert watch.verdict({"web": [probed]}, 6.0).waiting_for.endswith("not passed yet")
-    watch.probed("c1", True, 2.0)
-    assert watch.verdict({"web": [probed]}, 6.0).healthy
-    watch.probed("c1", False, 4.0)  # a failure Podman has not counted to its retries yet
-    failing = container(probe_interval=2.0, probe_retries=2, probe_failing_streak=1)
-    verdict = watch.verdict({"web": [failing]}, 6.0)
-    assert (verdict.healthy, verdict.failure) == (False, None)
-    watch.probed("c1", True, 6.0)
-    assert watch.verdict({"web": [probed]}, 6.0).healthy
+LIVENESS = Probe("app", "liveness", Exec(("cat", "/tmp/ok")), period=2, failure_threshold=2)
+READINESS = Probe("app", "readiness", HttpGet(8080, "/ready"), period=1, success_threshold=2)
 
 
-def test_a_failing_check_counts_as_podman_counts_it() -> None:
-    """Failures in the start period are not counted (streak 0): the gate waits, then times
-    out with the probe's output; at ``retries`` counted failures it fails, whatever Podman
-    did to the container then (stopped it, restarted it)."""
-    watch = GateWatch({"web": GATE})
-    starting = container(
-        probe_interval=1.0, probe_retries=2, probe_output="no /tmp/ok", probe_exit_code=1
+def test_probes_run_at_their_period_and_gate_the_workload() -> None:
+    watch = GateWatch({"web": GATE}, {"web": {"app": (LIVENESS, READINESS)}})
+    app = container()
+    assert watch.probes_due("web", [app], 0.0) == [(app, READINESS), (app, LIVENESS)]
+    watch.probed("c1", LIVENESS, None, 0.0)  # could not run: tried again a period later
+    watch.probed("c1", READINESS, ProbeResult(True, "HTTP 200 OK"), 0.0)
+    assert watch.probes_due("web", [app], 1.0) == [(app, READINESS)]
+    waiting = watch.verdict({"web": [app]}, 1.0).waiting_for
+    assert "not ready: readiness probe (HTTP GET :8080/ready) succeeded 1 of 2 times" in waiting
+    watch.probed("c1", READINESS, ProbeResult(True), 1.0)
+    waiting = watch.verdict({"web": [app]}, 1.0).waiting_for
+    assert "liveness probe (exec cat /tmp/ok) has not run yet" in waiting
+    assert watch.probes_due("web", [app], 2.0) == [(app, READINESS), (app, LIVENESS)]
+    watch.probed("c1", LIVENESS, ProbeResult(True), 2.0)
+    assert watch.verdict({"web": [app]}, 2.0).healthy
+
+
+def test_a_liveness_probe_fails_the_container_after_its_threshold() -> None:
+    watch = GateWatch({"web": GATE}, {"web": {"app": (LIVENESS,)}})
+    app = container()
+    watch.probes_due("web", [app], 0.0)
+    watch.probed("c1", LIVENESS, ProbeResult(True), 0.0)
+    watch.probed("c1", LIVENESS, ProbeResult(False, "exit code 1: no /tmp/ok"), 2.0)
+    verdict = watch.verdict({"web": [app]}, 2.0)
+    assert (verdict.healthy, verdict.failure) == (False, None)  # 1 of 2: alive, not passing
+    watch.probed("c1", LIVENESS, ProbeResult(False, "exit code 1: no /tmp/ok"), 4.0)
+    failure = watch.verdict({"web": [app]}, 4.0).failure
+    assert failure is not None
+    assert (failure.reason, failure.workload, failure.container) == (
+        "health-check-failed",
+        "web",
+        "app",
     )
-    watch.probed("c1", False, 1.0)
-    assert watch.verdict({"web": [starting]}, 5.0).failure is None
-    timed_out = watch.verdict({"web": [starting]}, 30.0).failure
-    assert timed_out is not None
-    assert timed_out.reason == "timed-out"
-    assert "no /tmp/ok" in timed_out.message
-    for after in (
-        {"state": "running"},
-        {"state": "exited", "exit_code": 0},  # stopped by Podman's on-failure action
-        {"state": "exited", "exit_code": 137},
-        {"started_at": "2026-12-07T10:00:09Z"},  # restarted by it
-    ):
-        failed = container(
-            probe_interval=1.0,
-            probe_retries=2,
-            probe_failing_streak=2,
-            probe_output="no /tmp/ok",
-            probe_exit_code=1,
-            **after,
-        )
-        failure = GateWatch({"web": GATE}).verdict({"web": [failed]}, 5.0).failure
-        assert failure is not None, after
-        assert failure.reason == "health-check-failed", after
-        assert "2 times in a row" in failure.message
-        assert "no /tmp/ok" in failure.message
+    assert failure.message == (
+        "container app: liveness probe (exec cat /tmp/ok) failed 2 times in a row: "
+        "exit code 1: no /tmp/ok"
+    )
+
+
+def test_a_readiness_probe_that_never_passes_times_out_with_its_answer() -> None:
+    watch = GateWatch({"web": GATE}, {"web": {"app": (READINESS,)}})
+    app = container()
+    for second in range(30):
+        watch.probes_due("web", [app], float(second))
+        watch.probed("c1", READINESS, ProbeResult(False, "HTTP 503 Service Unavailable"), second)
+        assert watch.verdict({"web": [app]}, float(second)).failure is None
+    failure = watch.verdict({"web": [app]}, 30.0).failure
+    assert failure is not None
+    assert failure.reason == "timed-out"
+    assert "failed 30 times in a row: HTTP 503 Service Unavailable" in failure.message
+
+
+def test_probes_of_stopped_containers_and_of_other_containers_do_not_run() -> None:
+    watch = GateWatch({"web": GATE}, {"web": {"side": (LIVENESS,)}})
+    assert watch.probes_due("web", [container()], 0.0) == []
+    assert watch.verdict({"web": [container()]}, 5.0).healthy
+    watched = GateWatch({"web": GATE}, {"web": {"app": (LIVENESS,)}})
+    assert watched.probes_due("web", [container(state="paused")], 0.0) == []
 
 
 def test_per_workload_gates_override_the_default() -> None:

@@ -117,6 +117,18 @@ def test_ports_without_host_port_are_not_published() -> None:
     assert container["ports"] == [{"containerPort": 80, "hostPort": 18080}]
 
 
+def test_probes_are_left_to_the_agent() -> None:
+    probes = (
+        "    livenessProbe: {httpGet: {port: 8080, path: /healthz}}\n"
+        "    readinessProbe: {tcpSocket: {port: 8080}}\n"
+        "    startupProbe: {exec: {command: [cat, /tmp/up]}}\n"
+    )
+    pod_yaml = POD.replace("    ports:\n", probes + "    ports:\n", 1)
+    rendered = render(full_spec(pod_yaml=pod_yaml), files_root=FILES)
+    container = documents(rendered.kube_yaml)[-1]["spec"]["containers"][0]
+    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(container)
+
+
 def test_secret_and_configmap_volumes_become_read_only_files() -> None:
     rendered = render(full_spec(), files_root=FILES)
     pod = documents(rendered.kube_yaml)[1]

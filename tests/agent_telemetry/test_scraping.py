@@ -1,7 +1,3 @@
-import asyncio
-import os
-import shutil
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -22,6 +18,7 @@ from flotta.agent.telemetry.scraping import (
 from flotta.schemas.wire import DesiredWorkload
 from flotta.schemas.wire.desired import WorkloadMetricsSettings
 from tests.agent_telemetry.http_server import metrics_endpoint
+from tests.fixtures.netns import namespaced_program
 
 EXPOSITION = b"""\
 # TYPE app_requests_total counter
@@ -182,28 +179,8 @@ server.serve_forever()
 @pytest.fixture
 async def namespaced_server() -> AsyncIterator[tuple[int, int]]:
     """(pid, port) of an HTTP server on the loopback of a fresh network namespace."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs root, unshare and ip to make a network namespace")
-    process = await asyncio.create_subprocess_exec(
-        "unshare",
-        "--net",
-        "--",
-        "sh",
-        "-c",
-        'ip link set lo up && exec "$@"',
-        "sh",
-        sys.executable,
-        "-c",
-        NAMESPACED_SERVER,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        port = int(await asyncio.wait_for(process.stdout.readline(), 10))
-        yield process.pid, port
-    finally:
-        process.kill()
-        await process.wait()
+    async with namespaced_program(NAMESPACED_SERVER) as (pid, port):
+        yield pid, int(port)
 
 
 async def test_scrape_from_inside_the_pods_network_namespace(

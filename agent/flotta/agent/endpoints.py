@@ -1,8 +1,9 @@
-"""Where the telemetry service scrapes a workload: its pod's address (the infra container's
-IP on the Podman network; empty on the host network) and the network namespace of the infra
-container's process, from which the scraper connects (see
-:mod:`flotta.agent.telemetry.netns`). Read for workloads that ask for metrics, on every
-reconcile: a restarted pod gets a new process, and so a new endpoint."""
+"""Where the telemetry service scrapes a workload and the health gate probes it: its pod's
+address (the infra container's IP on the Podman network; empty on the host network) and the
+network namespace of the infra container's process, from which the agent connects (see
+:mod:`flotta.agent.telemetry.netns`). Read for workloads that ask for metrics on every
+reconcile, and by the gate when it probes: a restarted pod gets a new process, and so a new
+endpoint."""
 
 from __future__ import annotations
 
@@ -50,21 +51,22 @@ async def workload_endpoints(
         if workload.metrics is None:
             continue
         try:
-            pod = await runtime.client.call(
-                f"inspecting pod {workload.name}", "GET", f"/pods/{quote(workload.name)}/json"
-            )
-            infra = pod.get("InfraContainerID") if isinstance(pod, dict) else None
-            if not infra:
-                continue
-            inspect = await runtime.client.call(
-                f"inspecting infra container of {workload.name}",
-                "GET",
-                f"/containers/{quote(str(infra))}/json",
-            )
+            endpoint = await workload_endpoint(runtime, workload.name)
         except WorkloadRuntimeError as exc:
             log.info("no metrics endpoint for %s yet: %s", workload.name, exc)
             continue
-        endpoint = pod_endpoint(inspect)
         if endpoint is not None:
             endpoints[workload.name] = endpoint
     return endpoints
+
+
+async def workload_endpoint(runtime: PodmanRuntime, name: str) -> PodEndpoint | None:
+    """The endpoint of the workload's pod; None while its infra container does not run."""
+    pod = await runtime.client.call(f"inspecting pod {name}", "GET", f"/pods/{quote(name)}/json")
+    infra = pod.get("InfraContainerID") if isinstance(pod, dict) else None
+    if not infra:
+        return None
+    inspect = await runtime.client.call(
+        f"inspecting infra container of {name}", "GET", f"/containers/{quote(str(infra))}/json"
+    )
+    return pod_endpoint(inspect)

@@ -1,21 +1,17 @@
 """Is a new version healthy yet, failed, or still to be watched? Pure, given what the runtime
-read; the runtime runs the health checks that :meth:`GateWatch.probes_due` names.
+read and what the probes answered; the runtime runs the probes that
+:meth:`GateWatch.probes_due` names (:mod:`flotta.agent.probing`).
 
 A workload passes when every application container runs (or completed with exit code 0 under
 a restart policy that leaves it so) for ``stabilizationSeconds`` without an exit or a restart,
-and its health check passed (Podman 4.3's ``kube play`` makes one of a ``livenessProbe``).
-It fails at the first of: its health check failed ``retries`` times in a row
-(``health-check-failed``, with the probe's output), a container exited non-zero, died, or
-exited at all under ``restartPolicy: Always`` (``container-exited``), it was restarted
-(``crash-loop``: Podman restarts at once, so a rising restart count or a new start time is the
-loop), or ``timeoutSeconds`` went by since the apply started (``timed-out``).
-
-The agent runs the checks itself at the probe's period, so they are judged the same with or
-without systemd timers on the device; the count of failures in a row is Podman's
-(``FailingStreak``: none are counted in the start period, ``initialDelaySeconds``), because
-Podman acts on it: the check that reaches ``retries`` stops the container and restarts it, or
-leaves it stopped. A failed health check comes first, as the exit or restart that follows it
-is its consequence.
+and its probes let it (:mod:`flotta.agent.probe_schedule`: its startup probe passed, it is
+ready, its liveness probe's latest run succeeded). It fails at the first of: a startup or
+liveness probe failed ``failureThreshold`` times in a row (``health-check-failed``, with the
+probe's answer), a container exited non-zero, died, or exited at all under
+``restartPolicy: Always`` (``container-exited``), it was restarted (``crash-loop``: Podman
+restarts at once, so a rising restart count or a new start time is the loop), or
+``timeoutSeconds`` went by since the apply started (``timed-out``, with what it waited for: a
+readiness probe that never passes ends so, with its latest answer).
 """
 
 from __future__ import annotations
@@ -23,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from flotta.agent.probe_schedule import ContainerProbes, ProbeResult
 from flotta.agent.runtime import ContainerHealth
+from flotta.schemas.probes import Probe
 from flotta.schemas.wire import HealthGate
 from flotta.schemas.wire.status import FailureReason
 
@@ -52,27 +50,31 @@ class GateWatch:
     seconds on the caller's monotonic clock from the start of the apply."""
 
     gates: Mapping[str, HealthGate]  # touched workload -> its gate
+    probes: Mapping[str, Mapping[str, Sequence[Probe]]] = field(default_factory=dict)
+    # ^ workload -> container name -> its probes
     first_start: dict[str, str] = field(default_factory=dict)  # container id -> StartedAt
-    passed: dict[str, bool] = field(default_factory=dict)  # container id -> last check passed
-    last_probe: dict[str, float] = field(default_factory=dict)  # container id -> when run
+    probing: dict[str, ContainerProbes] = field(default_factory=dict)  # container id -> ...
 
-    def probes_due(self, containers: Sequence[ContainerHealth], now: float) -> list[str]:
-        """Containers with a health check whose period has come round."""
+    def probes_due(
+        self, workload: str, containers: Sequence[ContainerHealth], now: float
+    ) -> list[tuple[ContainerHealth, Probe]]:
+        """The running containers' probes whose time has come."""
         due = []
         for container in containers:
-            interval = container.probe_interval
-            if interval is None or container.state != "running":
+            probing = self._probing(workload, container)
+            if probing is None or container.state != "running":
                 continue
-            last = self.last_probe.get(container.container_id)
-            if last is None or now - last >= interval:
-                due.append(container.container_id)
+            for probe in probing.due(container.running_for or 0.0, now):
+                due.append((container, probe))
         return due
 
-    def probed(self, container_id: str, passed: bool | None, now: float) -> None:
-        """A check ran: passed, failed, or inconclusive (None: it could not run)."""
-        self.last_probe[container_id] = now
-        if passed is not None:
-            self.passed[container_id] = passed
+    def probed(
+        self, container_id: str, probe: Probe, result: ProbeResult | None, now: float
+    ) -> None:
+        """A probe ran (``result`` None: it could not be run)."""
+        probing = self.probing.get(container_id)
+        if probing is not None:
+            probing.record(probe, result, now)
 
     def verdict(
         self, observed: Mapping[str, Sequence[ContainerHealth] | None], elapsed: float
@@ -88,7 +90,7 @@ class GateWatch:
                 failure = self._failure(name, container)
                 if failure is not None:
                     return Verdict(failure=failure)
-                why = self._not_ready(container, self.gates[name])
+                why = self._not_ready(name, container, self.gates[name])
                 if why:
                     waiting.setdefault(name, []).append(f"{container.name}: {why}")
         if not waiting:
@@ -102,15 +104,23 @@ class GateWatch:
             waiting_for="; ".join(f"{name}: {', '.join(why)}" for name, why in waiting.items())
         )
 
+    def _probing(self, workload: str, container: ContainerHealth) -> ContainerProbes | None:
+        probing = self.probing.get(container.container_id)
+        if probing is None:
+            probes = self.probes.get(workload, {}).get(container.name)
+            if not probes:
+                return None
+            probing = self.probing[container.container_id] = ContainerProbes(probes)
+        return probing
+
     def _failure(self, workload: str, container: ContainerHealth) -> Failure | None:
         first = self.first_start.setdefault(container.container_id, container.started_at)
-        exit_code = container.exit_code or None
-        probed = container.probe_interval is not None
-        if probed and container.probe_failing_streak >= max(1, container.probe_retries):
-            return self._probe_failure(
-                workload,
-                container,
-                f"failed its health check {container.probe_failing_streak} times in a row",
+        probing = self._probing(workload, container)
+        failed = probing.failure() if probing is not None else None
+        if failed is not None:
+            message = f"container {container.name}: {failed.describe()}"
+            return Failure(
+                "health-check-failed", workload, container.name, message=message[:MAX_MESSAGE]
             )
         exited = container.state == "exited" and (
             container.exit_code or container.restart_policy == "Always"
@@ -130,39 +140,25 @@ class GateWatch:
             container.started_at and first and container.started_at != first
         )
         if restarted:
-            if probed and container.probe_exit_code:
-                return self._probe_failure(workload, container, "was restarted by its probe")
             return Failure(
                 "crash-loop",
                 workload,
                 container.name,
-                exit_code,
+                container.exit_code or None,
                 f"container {container.name} restarted ({container.restart_count} restarts"
                 f", last exit code {container.exit_code})",
             )
         return None
 
-    @staticmethod
-    def _probe_failure(workload: str, container: ContainerHealth, what: str) -> Failure:
-        output = container.probe_output.strip()
-        message = f"container {container.name} {what}"
-        if container.probe_exit_code is not None:
-            message += f" (probe exit code {container.probe_exit_code})"
-        if output:
-            message += f": {output}"
-        return Failure("health-check-failed", workload, container.name, None, message[:MAX_MESSAGE])
-
-    def _not_ready(self, container: ContainerHealth, gate: HealthGate) -> str:
+    def _not_ready(self, workload: str, container: ContainerHealth, gate: HealthGate) -> str:
         if container.state == "exited":
             return ""  # completed with exit code 0 under a policy that leaves it so
         if container.state != "running":
             return container.state
         if (container.running_for or 0.0) < gate.stabilization_seconds:
             return f"running for {container.running_for or 0.0:.0f} s"
-        if container.probe_interval is not None and not self.passed.get(container.container_id):
-            output = container.probe_output.strip()
-            return "health check not passed yet" + (f" ({output[:200]})" if output else "")
-        return ""
+        probing = self._probing(workload, container)
+        return probing.waiting_for() if probing is not None else ""
 
 
 def gates_for(

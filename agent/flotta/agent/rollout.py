@@ -29,6 +29,7 @@ from flotta.agent.desired_store import DesiredStore
 from flotta.agent.errors import StateStoreError
 from flotta.agent.events import EventQueue, new_event
 from flotta.agent.health_gate import Failure, GateWatch, gates_for
+from flotta.agent.probing import probe_due
 from flotta.agent.rollout_journal import (
     GOOD_FILE,
     MAX_ATTEMPTS,
@@ -50,6 +51,7 @@ from flotta.agent.specs import Opener
 from flotta.agent.update_window import ScheduleError, Window, window
 from flotta.schemas.codec import encode
 from flotta.schemas.errors import ContractError
+from flotta.schemas.probes import pod_probes
 from flotta.schemas.wire import DesiredState, VersionFailure
 
 log = logging.getLogger(__name__)
@@ -210,6 +212,12 @@ class Rollout:
             name, message = sorted(converted.failures.items())[0]
             await self._roll_back(version, Failure("apply-failed", name, message=message))
             return
+        probes = {w.name: pod_probes(w.pod_spec) for w in desired.workloads if w.name in touched}
+        for name, found in sorted(probes.items()):
+            if found.problems:
+                message = "; ".join(str(problem) for problem in found.problems)
+                await self._roll_back(version, Failure("apply-failed", name, message=message))
+                return
         outcome = await self._applier.apply(desired, opener, converted)
         state.failures = outcome.failures
         for name in touched:
@@ -226,7 +234,7 @@ class Rollout:
             {workload.name: workload.health for workload in desired.workloads},
             desired.configuration.health,
         )
-        watch = GateWatch(gates)
+        watch = GateWatch(gates, {name: found.by_container for name, found in probes.items()})
         while True:
             if self._state.desired is not desired:
                 log.info("version %s superseded while being verified", version)
@@ -252,14 +260,10 @@ class Rollout:
     ) -> list[ContainerHealth] | None:
         try:
             containers = await self._runtime.health(name)
-            due = watch.probes_due(containers, elapsed)
-            for container_id in due:
-                watch.probed(
-                    container_id, await self._runtime.run_healthcheck(container_id), elapsed
-                )
-            return await self._runtime.health(name) if due else containers
         except WorkloadNotFoundError:
             return None
+        await probe_due(watch, name, containers, elapsed, runtime=self._runtime)
+        return containers
 
     def _commit(self, desired: DesiredState) -> None:
         state, version = self._state, desired.version

@@ -16,6 +16,12 @@ What it changes, and why:
   runtime writes per workload: 4.3 crashes on secret volumes, and keeps configMap volumes as
   named volumes shared by name across pods and never refreshed.
 - an ``export`` hostPath volume (the workload's export dir) is mounted at ``/export``.
+- probes are removed: the agent's health gate runs them (:mod:`flotta.agent.probing`).
+  Podman 4.3 ignores ``startupProbe`` and ``readinessProbe``, and makes of a
+  ``livenessProbe`` a health check that restarts the container when it fails, run by
+  ``/bin/sh`` (the exec command joined with spaces) with ``curl`` for ``httpGet`` (a named
+  port becomes 0, headers are dropped) and ``nc -z`` for ``tcpSocket``, which images often
+  lack.
 ConfigMap documents are passed along, so ``configMapKeyRef``/``configMapRef`` work as usual.
 """
 
@@ -52,6 +58,7 @@ DEFAULT_FILE_MODE = 0o644
 SECRET_PREFIX = "flotta__"  # noqa: S105 (a name prefix)
 MAX_SECRET_NAME = 253
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
+PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
 Document = dict[str, Any]
 
@@ -137,6 +144,8 @@ class _Renderer:
         for path, container in self.containers(pod_spec):
             self.rewrite_env(container, path)
             self.drop_unpublished_ports(container)
+            for probe in PROBES:
+                container.pop(probe, None)
             for mount in container.get("volumeMounts") or []:
                 if isinstance(mount, dict) and mount.get("name") in self.read_only_volumes:
                     mount["readOnly"] = True

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from flotta.agent.runtime.errors import (
     WorkloadRuntimeError,
 )
 from flotta.agent.runtime.libpod import LibpodClient, api_error, quote
-from flotta.agent.runtime.log_frames import LogLine
+from flotta.agent.runtime.log_frames import FrameDecoder, LogFrameError, LogLine
 from flotta.agent.runtime.log_stream import ContainerRef, follow_logs
 from flotta.agent.runtime.manifest import RenderedWorkload, render, secret_prefix
 from flotta.agent.runtime.phases import workload_state
@@ -47,6 +47,7 @@ from flotta.agent.runtime.spec import (
     WORKLOAD_LABEL,
     ContainerHealth,
     ContainerState,
+    ExecResult,
     RestartPolicy,
     RunningWorkload,
     WorkloadSpec,
@@ -65,6 +66,7 @@ IMAGE_ERROR_HINTS = (
     "reading manifest",
 )
 MANIFEST_ERROR_HINTS = ("unable to read yaml", "unmarshal", "invalid pod", "validating")
+JSON = {"Content-Type": "application/json"}
 PODMAN_RESTART_POLICIES: dict[str, RestartPolicy] = {"always": "Always", "on-failure": "OnFailure"}
 
 
@@ -158,22 +160,56 @@ class PodmanRuntime:
                 found.append(_container_health(pod, inspect, now))
         return found
 
-    async def run_healthcheck(self, container_id: str) -> bool | None:
-        """Run the container's health check now: passed, failed, or None (it could not run).
-
-        The answer is this one check's; whether the failures add up to a failed health check
-        is Podman's count (``FailingStreak`` against ``Retries``, none in the start period),
-        which :meth:`health` reads. Podman acts on that count inside this call: ``kube play``
-        gives a liveness probe the on-failure action ``restart``, so the check that reaches
-        the count stops the container and starts it again, or leaves it stopped (the call then
-        fails)."""
-        response = await self.client.request(
-            "GET", f"/containers/{quote(container_id)}/healthcheck"
+    async def exec(
+        self, container_id: str, command: Sequence[str], *, time_limit: float, max_output: int
+    ) -> ExecResult:
+        """Run ``command`` in the container (no shell, no TTY) and wait up to ``time_limit``
+        seconds for it to end; the first ``max_output`` bytes of its output are kept. libpod
+        cannot stop an exec session: a command that does not end in time runs on."""
+        where = f"an exec session in container {container_id[:12]}"
+        created = await self.client.call(
+            f"creating {where}",
+            "POST",
+            f"/containers/{quote(container_id)}/exec",
+            body=json.dumps(
+                {"Cmd": list(command), "AttachStdout": True, "AttachStderr": True}
+            ).encode(),
+            headers=JSON,
         )
-        if response.status != 200:
-            return None
-        status = str((response.json() or {}).get("Status", ""))
-        return {"healthy": True, "unhealthy": False}.get(status)
+        session = quote(str((created or {}).get("Id", "")))
+        output = bytearray()
+        try:
+            async with asyncio.timeout(time_limit):
+                await self._exec_output(session, where, output, max_output)
+        except TimeoutError:
+            return ExecResult(None, output.decode(errors="replace"))
+        inspected = await self.client.call(f"inspecting {where}", "GET", f"/exec/{session}/json")
+        exit_code = (inspected or {}).get("ExitCode")
+        return ExecResult(
+            exit_code if isinstance(exit_code, int) else None, output.decode(errors="replace")
+        )
+
+    async def _exec_output(
+        self, session: str, where: str, output: bytearray, max_output: int
+    ) -> None:
+        start = json.dumps({"Detach": False, "Tty": False}).encode()
+        async with self.client.stream(
+            "POST", f"/exec/{session}/start", body=start, headers=JSON
+        ) as (status, _, chunks):
+            if status != 200:
+                async for chunk in chunks:
+                    output += chunk
+                    if len(output) > max_output:
+                        break
+                message = output.decode(errors="replace")[:max_output]
+                raise PodmanApiError(f"starting {where}", status, message)
+            decoder = FrameDecoder(multiplexed=True)
+            try:
+                async for chunk in chunks:
+                    for _, payload in decoder.feed(chunk):
+                        output += payload[: max(0, max_output - len(output))]
+            except LogFrameError as exc:
+                raise PodmanApiError(f"reading {where}", status, str(exc)) from None
 
     async def pull(self, image: str, *, name: str = "", registry_auth: str | None = None) -> None:
         """Pull ``image`` unless present (ahead of an apply); ImageUnavailableError if not."""
@@ -387,12 +423,6 @@ def _container_health(
     running_for = None
     with contextlib.suppress(ValueError, TypeError):
         running_for = (now - datetime.fromisoformat(started)).total_seconds()
-    check = (inspect.get("Config") or {}).get("Healthcheck") or {}
-    interval = None
-    if check.get("Test") and check["Test"] != ["NONE"]:
-        interval = max(1.0, _int(check.get("Interval"), 30_000_000_000) / 1e9)
-    health = state.get("Health") or state.get("Healthcheck") or {}
-    log = health.get("Log") or [{}]
     restart = str(((inspect.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name"))
     return ContainerHealth(
         name=short_name(pod, str(inspect.get("Name", ""))),
@@ -404,11 +434,6 @@ def _container_health(
         running_for=running_for,
         error=str(state.get("Error") or ""),
         restart_policy=PODMAN_RESTART_POLICIES.get(restart, "Never"),
-        probe_interval=interval,
-        probe_retries=_int(check.get("Retries"), 3) or 3,
-        probe_failing_streak=_int(health.get("FailingStreak"), 0),
-        probe_output=str(log[-1].get("Output") or "")[-2048:],
-        probe_exit_code=_int(log[-1]["ExitCode"], 0) if "ExitCode" in log[-1] else None,
     )
 
 

@@ -82,10 +82,7 @@ class ContainerHealth:
     """An application container as the health gate reads it (``inspect``).
 
     ``restart_policy`` is Podman's for the container, in Kubernetes spelling (Always,
-    OnFailure, Never). ``probe_interval`` is None when the container has no health check (no
-    probe in the pod spec); ``probe_failing_streak`` is Podman's count of failed checks in a
-    row outside the start period (it stops or restarts the container once the count reaches
-    ``probe_retries``); ``probe_output`` and ``probe_exit_code`` are those of its latest check."""
+    OnFailure, Never)."""
 
     name: str
     container_id: str
@@ -96,11 +93,15 @@ class ContainerHealth:
     running_for: float | None = None
     error: str = ""
     restart_policy: RestartPolicy = "Always"
-    probe_interval: float | None = None
-    probe_retries: int = 3
-    probe_failing_streak: int = 0
-    probe_output: str = ""
-    probe_exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """A command run in a container: its exit code (None: it did not end in time, and runs
+    on) and the start of its output, stdout and stderr interleaved."""
+
+    exit_code: int | None
+    output: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,14 @@ published on the host, so a workload's metrics port stays private to the device.
 
 Entering a network namespace needs ``CAP_SYS_ADMIN`` (the agent runs as root; see
 ``agent/packaging/flotta-agent.service``). Without it, :func:`socket_in` raises
-``PermissionError``, and the scraper falls back to the pod's address from the agent's own
-namespace, which works for rootful Podman on the host network stack.
+``PermissionError``, and :func:`open_connection` (what the scraper and the health gate's
+probes use) falls back to the pod's address from the agent's own namespace, which works for
+rootful Podman on the host network stack.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import socket
@@ -95,3 +97,30 @@ def socket_in(netns: str, family: int = socket.AF_INET) -> socket.socket:
     if isinstance(result, BaseException):
         raise result
     return result
+
+
+async def open_connection(
+    host: str, port: int, netns: str = "", *, limit: int = 64 * 1024
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to ``host``:``port`` made from inside the network namespace
+    ``netns`` (empty: the agent's own). Without the right to enter it, the connection is
+    made from the agent's own namespace, and its failure says so."""
+    if not netns:
+        return await asyncio.open_connection(host, port, limit=limit)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = await asyncio.to_thread(socket_in, netns, family)
+    except PermissionError as exc:
+        try:
+            return await asyncio.open_connection(host, port, limit=limit)
+        except OSError as direct:
+            raise OSError(
+                f"{direct}; the pod's network namespace {netns} could not be entered "
+                f"({exc.strerror}: the agent needs CAP_SYS_ADMIN)"
+            ) from None
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock, limit=limit)

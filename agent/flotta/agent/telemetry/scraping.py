@@ -20,16 +20,13 @@ the container when only one container maps to it, and with the workload alone ot
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flotta.agent.telemetry import plain_http
 from flotta.agent.telemetry.errors import ExpositionError, ScrapeError
 from flotta.agent.telemetry.exposition import parse_exposition
-from flotta.agent.telemetry.netns import socket_in
 from flotta.agent.telemetry.samples import Measurement
 from flotta.schemas.wire import DesiredWorkload
 from flotta.schemas.wire.desired import WorkloadMetricsSettings
@@ -37,6 +34,7 @@ from flotta.schemas.wire.desired import WorkloadMetricsSettings
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 SOURCE_LABELS = ("device", "workload", "container")
 POD_LOOPBACK = "127.0.0.1"
+ACCEPT = (("Accept", "text/plain;version=0.0.4"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,73 +181,25 @@ async def http_get(
     max_bytes: int = MAX_RESPONSE_BYTES,
     netns: str = "",
 ) -> bytes:
-    """A plain HTTP/1.0 GET (no chunked encoding to handle); the body of a 200 answer.
+    """The body of a 200 answer to a plain HTTP GET (:mod:`flotta.agent.telemetry.plain_http`).
     ``netns``: connect from inside that network namespace (see the module's docstring)."""
     url = f"http://{host}:{port}{path}"
     try:
-        async with asyncio.timeout(time_limit):
-            reader, writer = await _open(host, port, netns)
-            try:
-                writer.write(
-                    f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n"
-                    "Accept: text/plain;version=0.0.4\r\nAccept-Encoding: identity\r\n\r\n".encode(
-                        "ascii"
-                    )
-                )
-                await writer.drain()
-                head = await reader.readuntil(b"\r\n\r\n")
-                body = await _read_to_end(reader, max_bytes + 1)
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+        answer = await plain_http.get(
+            host,
+            port,
+            path,
+            headers=ACCEPT,
+            time_limit=time_limit,
+            max_bytes=max_bytes,
+            netns=netns,
+        )
     except TimeoutError:
         raise ScrapeError(url, f"no complete answer within {time_limit:g} s") from None
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, UnicodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise ScrapeError(url, str(exc) or type(exc).__name__) from None
-    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-        raise ScrapeError(url, f"not an HTTP answer: {status_line[:80]!r}")
-    if parts[1] != "200":
-        raise ScrapeError(url, f"HTTP status {status_line[len(parts[0]) + 1 :]}")
-    if len(body) > max_bytes:
+    if answer.status != 200:
+        raise ScrapeError(url, f"HTTP status {answer.status} {answer.reason}".rstrip())
+    if not answer.complete:
         raise ScrapeError(url, f"answer is over {max_bytes} bytes")
-    return body
-
-
-async def _read_to_end(reader: asyncio.StreamReader, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await reader.read(min(65536, limit - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-async def _open(
-    host: str, port: int, netns: str
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    limit = 64 * 1024
-    if not netns:
-        return await asyncio.open_connection(host, port, limit=limit)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = await asyncio.to_thread(socket_in, netns, family)
-    except PermissionError as exc:
-        try:
-            return await asyncio.open_connection(host, port, limit=limit)
-        except OSError as direct:
-            raise OSError(
-                f"{direct}; the pod's network namespace {netns} could not be entered "
-                f"({exc.strerror}: the agent needs CAP_SYS_ADMIN)"
-            ) from None
-    try:
-        await asyncio.get_running_loop().sock_connect(sock, (host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return await asyncio.open_connection(sock=sock, limit=limit)
+    return answer.body
