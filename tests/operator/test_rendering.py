@@ -27,13 +27,13 @@ def test_pod_spec_is_kept_as_given() -> None:
 
 def test_probe_and_missing_secret_make_the_workload_invalid() -> None:
     spec = pod_spec(
-        livenessProbe={"exec": {"command": ["true"]}},
+        livenessProbe={"grpc": {"port": 9000}},
         env=[{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}],
     )
     model, raw = workload("web", pod=spec)
     rendered = render_workload(model, raw, secrets=NOTHING, configmaps=NOTHING)
     assert isinstance(rendered, InvalidWorkload)
-    assert any("probes" in p for p in rendered.problems)
+    assert any("gRPC probes" in p for p in rendered.problems)
     assert any("Secret 'db' does not exist" in p for p in rendered.problems)
 
 

@@ -93,3 +93,15 @@ def test_init_containers_have_no_probes_and_other_containers_keep_theirs() -> No
         "initContainers[0].livenessProbe: init containers have none"
     ]
     assert [p.kind for p in found.probes] == ["readiness"]
+
+
+def test_the_crd_refuses_grpc_probes_on_a_real_cluster() -> None:
+    from flotta.dev.kubeapi.cel import check  # the local API's CEL, cel-python
+    from flotta.schemas.crd.registry import kind_spec
+
+    [rule] = [r for r in kind_spec("EdgeWorkload").rules if "grpc" in r.rule]
+    assert rule.path == ("spec", "pod", "spec", "containers", "items")
+    ok = {"name": "app", "livenessProbe": {"tcpSocket": {"port": 80}}}
+    assert check(rule.rule, ok) is True
+    assert check(rule.rule, {"name": "app"}) is True
+    assert check(rule.rule, {"name": "app", "startupProbe": {"grpc": {"port": 9}}}) is False

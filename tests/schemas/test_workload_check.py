@@ -19,6 +19,16 @@ def test_a_runnable_pod_has_no_problems() -> None:
     assert check_pod_spec(spec) == []
 
 
+def test_probes_a_device_runs_are_fine() -> None:
+    probed = container(
+        ports=[{"name": "http", "containerPort": 8080}],
+        startupProbe={"exec": {"command": ["cat", "/tmp/started"]}, "failureThreshold": 30},
+        readinessProbe={"httpGet": {"path": "/ready", "port": "http"}, "successThreshold": 2},
+        livenessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 5},
+    )
+    assert check_pod_spec({"containers": [probed]}) == []
+
+
 def test_container_ports_without_host_port_are_fine() -> None:
     assert check_pod_spec({"containers": [container(ports=[{"containerPort": 8080}])]}) == []
 
@@ -26,15 +36,17 @@ def test_container_ports_without_host_port_are_fine() -> None:
 def test_unsupported_fields_are_named_by_path() -> None:
     spec = {
         "containers": [
-            container(livenessProbe={"exec": {}}),
+            container(livenessProbe={"exec": {}}, readinessProbe={"grpc": {"port": 9}}),
             {"name": "c", "image": "x", "env": [{"name": "N", "valueFrom": {"fieldRef": {}}}]},
         ],
         "volumes": [{"name": "pvc", "persistentVolumeClaim": {"claimName": "x"}}],
     }
     problems = [str(p) for p in check_pod_spec(spec)]
     assert (
-        "spec.pod.spec.containers[0].livenessProbe: probes are not supported on devices" in problems
+        "spec.pod.spec.containers[0].livenessProbe.exec.command: "
+        "must be a non-empty list of strings" in problems
     )
+    assert any(p.startswith("spec.pod.spec.containers[0].readinessProbe.grpc") for p in problems)
     assert any(
         p.startswith("spec.pod.spec.containers[1].name: duplicate container name") for p in problems
     )

@@ -10,10 +10,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flotta.schemas.probes import pod_probes
+
 UNSUPPORTED_CONTAINER_FIELDS = {
-    "livenessProbe": "probes are not supported on devices",
-    "readinessProbe": "probes are not supported on devices",
-    "startupProbe": "probes are not supported on devices",
     "lifecycle": "lifecycle hooks are not supported on devices",
     "volumeDevices": "volumeDevices are not supported on devices",
 }
@@ -41,6 +40,8 @@ def _pod_problems(pod_spec: Mapping[str, Any], base: str) -> Iterator[Problem]:
     containers = pod_spec.get("containers") or []
     if not containers:
         yield Problem(f"{base}.containers", "at least one container is required")
+    for problem in pod_probes(pod_spec).problems:
+        yield Problem(f"{base}.{problem.path}", problem.message)
     seen_names: set[str] = set()
     host_ports: dict[tuple[int, str], str] = {}
     for group in ("initContainers", "containers"):

@@ -106,8 +106,9 @@ class VolumeMount(OpenModel):
 
 
 class Container(OpenModel):
-    """A container of the pod. Probes, lifecycle hooks and volumeDevices are rejected;
-    other core Container fields are passed to Podman as given."""
+    """A container of the pod. Lifecycle hooks, volumeDevices and gRPC probes are rejected;
+    the device's health gate runs the other probes; other core Container fields are passed
+    to Podman as given."""
 
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
     """The container's name, unique in the pod."""

@@ -189,8 +189,10 @@ KINDS: tuple[KindSpec, ...] = (
             ),
             Rule(
                 ("spec", "pod", "spec", "containers", "items"),
-                "!has(self.livenessProbe) && !has(self.readinessProbe) && !has(self.startupProbe)",
-                "probes are not supported on devices",
+                "(!has(self.livenessProbe) || !has(self.livenessProbe.grpc))"
+                " && (!has(self.readinessProbe) || !has(self.readinessProbe.grpc))"
+                " && (!has(self.startupProbe) || !has(self.startupProbe.grpc))",
+                "gRPC probes are not run on devices (use exec, httpGet or tcpSocket)",
             ),
             Rule(
                 ("spec", "pod", "spec", "containers", "items"),
