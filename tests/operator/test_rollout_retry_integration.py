@@ -171,6 +171,8 @@ def test_a_halted_rollout_retried_without_a_spec_change_completes(
         timeout=60,
     )
     wait_until(lambda: len(devices.failed) == 2, timeout=30)
+    # The halt may come with the batch's first failure; the second reaches the status after.
+    wait_until(lambda: rollout(stack).get("failedDevices") == 2, timeout=30)
     halted = rollout(stack)
     assert halted["failedDevices"] == 2
     failed = set(devices.failed)
