@@ -287,13 +287,6 @@ class Rollout:
             time=datetime.now(UTC),
             retry=transaction.retry if transaction is not None else 0,
         )
-        self._save(
-            RolloutRecord(
-                transaction=Transaction(version=version, phase="rolling-back", failure=failed),
-                failed=self.record.failed,
-            )
-        )
-        self._state.failed = failed
         where = "".join(
             part
             for part in (
@@ -308,6 +301,16 @@ class Rollout:
             f"version {version} failed ({failure.reason}){where}: {failure.message}; rolling back",
             workload=failure.workload,
         )
+        # After the event: a run killed once the journal says rolling-back only finishes the
+        # rollback, so the event must be on disk by then (killed before, the version is
+        # applied again and fails again).
+        self._save(
+            RolloutRecord(
+                transaction=Transaction(version=version, phase="rolling-back", failure=failed),
+                failed=self.record.failed,
+            )
+        )
+        self._state.failed = failed
         await self._finish_rollback()
 
     async def _finish_rollback(self) -> None:
