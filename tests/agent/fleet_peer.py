@@ -43,14 +43,19 @@ from tests.fixtures.brokers import ClientCredentials, TestBroker
 
 
 def _settings(
-    broker: TestBroker, creds: ClientCredentials, client_id: str, *, port: int | None = None
+    broker: TestBroker,
+    creds: ClientCredentials,
+    client_id: str,
+    *,
+    port: int | None = None,
+    clean_start: bool = True,
 ) -> MqttSettings:
     return MqttSettings(
         host=broker.host,
         port=broker.port_for(creds.identity) if port is None else port,
         client_id=client_id,
         tls=TlsFiles(creds.ca, creds.cert, creds.key),
-        clean_start=True,
+        clean_start=clean_start,
         reconnect_base=0.1,
         reconnect_cap=0.5,
     )
@@ -72,7 +77,11 @@ class FleetPeer:
         self.enroller = MqttClient(
             _settings(broker, operator, "test-enroller", port=broker.enrolment_port)
         )
-        self.bridge = MqttClient(_settings(broker, broker.bridge(), "test-bridge"))
+        # A persistent session, as the bridge's: what devices send while it reconnects (the
+        # broker restarted, say) is queued for it, not dropped with a clean session.
+        self.bridge = MqttClient(
+            _settings(broker, broker.bridge(), "test-bridge", clean_start=False)
+        )
         self.enrolments: list[EnrolmentRequest] = []
         self.renewals: list[str] = []
         self.statuses: list[StatusReport] = []
