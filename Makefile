@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 STATE_DIR ?= .flotta
 DEVICES ?= 50
 PYTEST_ARGS ?=
-# Test processes (pytest-xdist): the suite mostly waits on servers, so two share two cores well;
-# the whole-system tests run one after another on one of them (tests/conftest.py).
+# Test processes (pytest-xdist): the suite mostly waits on servers, so two share two cores well.
+# The whole-system tests (marker "system", tests/conftest.py) then run alone, one by one.
 TEST_WORKERS ?= 2
 
 IMAGES_ARGS ?=
@@ -49,7 +49,10 @@ typecheck: python-env
 check: lint typecheck
 
 test: setup
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	status=0; \
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not system" $(PYTEST_ARGS) || status=$$?; \
+	$(BIN)/pytest -m system $(PYTEST_ARGS) || status=$$?; \
+	exit $$status
 
 crds: python-env
 	$(BIN)/python -m flotta.schemas.crd_generator deploy/crds

@@ -52,31 +52,30 @@ def _describe(task: asyncio.Task[object]) -> str:
     return f"{task.get_name()} ({getattr(coroutine, '__qualname__', coroutine)!s})"
 
 
-# Under pytest-xdist (``-n``, as ``make test`` runs), the tests that drive whole systems (Podman,
-# the images, the agent packages, the end-to-end stack) share one worker, one after another:
-# they build and use machine-wide things (image stores, the kube network) and are the ones a
-# second heavy neighbour would slow past their deadlines. The rest spread over the workers.
-SERIAL_GROUP = "system"
-SERIAL_MARKERS = ("podman", "images", "e2e")
-SERIAL_FIXTURES = frozenset(
+# The tests that drive whole systems (Podman, the images, the agent packages, the end-to-end
+# stack) carry the ``system`` marker: ``make test`` runs the others on two pytest-xdist
+# workers, then these alone, one after another, as a device would see its machine (Podman's
+# exit handling and the stacks' deadlines are not made for a busy neighbour).
+SYSTEM_MARKERS = ("podman", "images", "e2e")
+SYSTEM_FIXTURES = frozenset(
     {"podman_env", "clean_podman", "images_store", "base_image"}
     | {"control_plane_image", "broker_image"}
 )
-SERIAL_DIRECTORIES = tuple(
+SYSTEM_DIRECTORIES = tuple(
     Path(__file__).resolve().parent / name for name in ("packages", "images", "deploy")
 )
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+@pytest.hookimpl(tryfirst=True)  # before -m selects by the markers added here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parents = Path(str(item.fspath)).parents
         if E2E in parents:
             item.add_marker(pytest.mark.e2e)
-        serial = (
-            any(item.get_closest_marker(name) for name in SERIAL_MARKERS)
-            or any(directory in parents for directory in SERIAL_DIRECTORIES)
-            or not SERIAL_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+        system = (
+            any(item.get_closest_marker(name) for name in SYSTEM_MARKERS)
+            or any(directory in parents for directory in SYSTEM_DIRECTORIES)
+            or not SYSTEM_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
         )
-        if serial:
-            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
+        if system:
+            item.add_marker(pytest.mark.system)
