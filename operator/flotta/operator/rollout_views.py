@@ -204,14 +204,17 @@ class Views:
     ) -> DeviceView:
         labels = device.metadata.labels if device is not None else {}
         online = bool(device and device.status and device.status.phase == "Online")
-        state, failure = progress(self.target, device, heard, book, self._retry)
+        state: Progress = "none"  # until it gets the revision, nothing it reports counts
+        failure = None
+        if admitted_at is not None:
+            state, failure = progress(self.target, device, heard, book, self._retry)
         return DeviceView(
             name,
             labels,
             online=online,
             joined=joined,
             admitted_at=admitted_at,
-            progress=state if admitted_at is not None else "none",
+            progress=state,
             failure=failure,
         )
 
