@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from flotta.schemas.codec import decode, encode
 from flotta.schemas.crd.common import GROUP, VERSION
-from flotta.schemas.errors import PayloadError
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.desired import DesiredState
-from flotta.schemas.wire.status import StatusReport
 from tests.fixtures.brokers import ProbeFactory
 from tests.fixtures.mqtt_probe import MqttProbe
 from tests.operator.builders import pod_spec, workload_obj
 from tests.operator.conftest import NAMESPACE, Stack, add_device, patch_device_status, wait_until
+from tests.operator.mqtt_devices import MqttDevices
 from tests.operator.test_rollout_integration import MERGE, events, get
 
 pytestmark = pytest.mark.slow
@@ -37,47 +34,23 @@ DEVICES = [f"d{i}" for i in range(10)]
 POLICY = {"batches": [{"limit": 2}, {"limit": "50%"}], "successThreshold": "100%"}
 
 
-class Devices:
+class Devices(MqttDevices):
     """Each device applies every desired state it gets and reports it applied over MQTT;
     ``got[name]`` lists the image of the workload ``web`` in each desired state it got, in
     order ("" when the state had none)."""
 
     def __init__(self, probes: dict[str, MqttProbe]) -> None:
-        self.probes = probes
+        super().__init__(probes)
         self.got: dict[str, list[str]] = {name: [] for name in probes}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Devices:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            idle = True
-            for name, probe in self.probes.items():
-                message = probe.next_message(timeout=0)
-                if message is None or not message.payload:
-                    continue
-                idle = False
-                try:
-                    state = decode(DesiredState, message.payload)
-                except PayloadError:
-                    continue
-                images = [
-                    w.pod_spec["containers"][0]["image"] for w in state.workloads if w.name == "web"
-                ]
-                with self._lock:
-                    self.got[name].append(images[0] if images else "")
-                report = StatusReport(time=datetime.now(UTC), applied_version=state.version)
-                probe.publish(device_topic(name, DeviceTopic.STATUS), encode(report), qos=0)
-            if idle:
-                self._stop.wait(0.01)
+    def take(self, name: str, desired: DesiredState) -> None:
+        images = [
+            w.pod_spec["containers"][0]["image"] for w in desired.workloads if w.name == "web"
+        ]
+        with self._lock:
+            self.got[name].append(images[0] if images else "")
+        self.report_applied(name, desired.version)
 
     def runs(self) -> dict[str, str]:
         """The image each device got last."""

@@ -6,7 +6,6 @@ rollout under way the operator stops reading the reports."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,9 +14,8 @@ from typing import Any
 import pytest
 
 from flotta.operator.report_watch import ReportWatch
-from flotta.schemas.codec import decode, encode
+from flotta.schemas.codec import encode
 from flotta.schemas.crd.common import GROUP, VERSION
-from flotta.schemas.errors import PayloadError
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.desired import DesiredState
 from flotta.schemas.wire.status import StatusReport
@@ -31,6 +29,7 @@ from tests.operator.conftest import (
     patch_device_status,
     wait_until,
 )
+from tests.operator.mqtt_devices import MqttDevices
 from tests.operator.test_rollout_integration import get
 
 pytestmark = pytest.mark.slow
@@ -39,41 +38,17 @@ DEVICES = [f"d{i}" for i in range(10)]
 POLICY = {"batches": [{"limit": 1}, {"limit": 2}, {"limit": "50%"}], "successThreshold": "100%"}
 
 
-class ReportingDevices:
+class ReportingDevices(MqttDevices):
     """Each device applies every desired state it gets and reports it over MQTT, as the agent
     does; nothing writes their EdgeDevice statuses."""
 
     def __init__(self, probes: dict[str, MqttProbe]) -> None:
-        self.probes = probes
+        super().__init__(probes)
         self.reports = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> ReportingDevices:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            idle = True
-            for name, probe in self.probes.items():
-                message = probe.next_message(timeout=0)
-                if message is None or not message.payload:
-                    continue
-                idle = False
-                try:
-                    version = decode(DesiredState, message.payload).version
-                except PayloadError:
-                    continue
-                report = StatusReport(time=datetime.now(UTC), applied_version=version)
-                probe.publish(device_topic(name, DeviceTopic.STATUS), encode(report), qos=0)
-                self.reports += 1
-            if idle:
-                self._stop.wait(0.01)
+    def take(self, name: str, desired: DesiredState) -> None:
+        self.report_applied(name, desired.version)
+        self.reports += 1
 
 
 @pytest.fixture

@@ -15,10 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from flotta.schemas.codec import decode, encode
 from flotta.schemas.crd.common import GROUP, VERSION
 from flotta.schemas.crd.rollout import RETRY_ROLLOUT_ANNOTATION
-from flotta.schemas.errors import PayloadError
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.desired import DesiredState
 from flotta.schemas.wire.status import StatusReport, VersionFailure
@@ -26,6 +24,7 @@ from tests.fixtures.brokers import ProbeFactory
 from tests.fixtures.mqtt_probe import MqttProbe
 from tests.operator.builders import pod_spec, workload_obj
 from tests.operator.conftest import NAMESPACE, Stack, add_device, patch_device_status, wait_until
+from tests.operator.mqtt_devices import MqttDevices
 from tests.operator.test_rollout_integration import events, get
 
 pytestmark = pytest.mark.slow
@@ -36,46 +35,20 @@ GOOD, BAD = "localhost/web:1", "localhost/web:flaky"
 MERGE = "application/merge-patch+json"
 
 
-class AgentLikeDevices:
+class AgentLikeDevices(MqttDevices):
     """Each device applies a new desired state unless it failed that version under a retry
     token at least as great (as the agent does), fails it while its image is in ``bad``, and
     reports over MQTT; its EdgeDevice status is written as the bridge would."""
 
     def __init__(self, stack: Stack, probes: dict[str, MqttProbe]) -> None:
+        super().__init__(probes)
         self.stack = stack
-        self.probes = probes
         self.bad: set[str] = set()
         self.applied: dict[str, str] = {}
         self.failed: dict[str, VersionFailure] = {}
         self.tokens: dict[str, set[int]] = {name: set() for name in probes}  # tokens received
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> AgentLikeDevices:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            idle = True
-            for name, probe in self.probes.items():
-                message = probe.next_message(timeout=0)
-                if message is None or not message.payload:
-                    continue
-                idle = False
-                try:
-                    desired = decode(DesiredState, message.payload)
-                except PayloadError:
-                    continue
-                self._take(name, desired)
-            if idle:
-                self._stop.wait(0.01)
-
-    def _take(self, name: str, desired: DesiredState) -> None:
+    def take(self, name: str, desired: DesiredState) -> None:
         self.tokens[name].add(desired.retry)
         failed = self.failed.get(name)
         if desired.version == self.applied.get(name):
@@ -103,7 +76,7 @@ class AgentLikeDevices:
         report = StatusReport(
             time=now, applied_version=self.applied.get(name, ""), failed=self.failed.get(name)
         )
-        self.probes[name].publish(device_topic(name, DeviceTopic.STATUS), encode(report), qos=0)
+        self.report(name, report)
         bridged: dict[str, Any] = {"appliedVersion": self.applied.get(name) or None}
         failure = self.failed.get(name)
         bridged["failedVersion"] = (
