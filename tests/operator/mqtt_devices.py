@@ -13,7 +13,9 @@ from flotta.schemas.errors import PayloadError
 from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.desired import DesiredState
 from flotta.schemas.wire.status import StatusReport
+from tests.fixtures.brokers import ProbeFactory
 from tests.fixtures.mqtt_probe import MqttProbe
+from tests.operator.conftest import Stack, add_device, patch_device_status
 
 
 class MqttDevices:
@@ -54,3 +56,17 @@ class MqttDevices:
                 self.take(name, desired)
             if idle:
                 self._stop.wait(0.01)
+
+
+def online_devices(
+    stack: Stack, mqtt_probes: ProbeFactory, names: list[str]
+) -> dict[str, MqttProbe]:
+    """EdgeDevices labelled ``app: web`` and Online, each with a probe on its desired topic."""
+    probes = {}
+    for name in names:
+        add_device(stack, name, {"app": "web"})
+        patch_device_status(stack, name, {"phase": "Online"})
+        probe = mqtt_probes.connect(stack.broker.device(name), name)
+        probe.subscribe(device_topic(name, DeviceTopic.DESIRED))
+        probes[name] = probe
+    return probes

@@ -19,14 +19,13 @@ from typing import Any
 import pytest
 
 from flotta.schemas.crd.common import GROUP, VERSION
-from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.desired import DesiredState
 from tests.fixtures.brokers import ProbeFactory
 from tests.fixtures.mqtt_probe import MqttProbe
 from tests.operator.builders import pod_spec, workload_obj
-from tests.operator.conftest import NAMESPACE, Stack, add_device, patch_device_status, wait_until
-from tests.operator.mqtt_devices import MqttDevices
-from tests.operator.test_rollout_integration import MERGE, events, get
+from tests.operator.conftest import NAMESPACE, Stack, wait_until
+from tests.operator.mqtt_devices import MqttDevices, online_devices
+from tests.operator.test_rollout_integration import MERGE, events, rollout
 
 pytestmark = pytest.mark.slow
 
@@ -69,21 +68,9 @@ class Devices(MqttDevices):
 
 @pytest.fixture
 def devices(stack: Stack, mqtt_probes: ProbeFactory) -> Iterator[Devices]:
-    probes = {}
-    for name in DEVICES:
-        add_device(stack, name, {"app": "web"})
-        patch_device_status(stack, name, {"phase": "Online"})
-        probe = mqtt_probes.connect(stack.broker.device(name), name)
-        probe.subscribe(device_topic(name, DeviceTopic.DESIRED))
-        probes[name] = probe
+    probes = online_devices(stack, mqtt_probes, DEVICES)
     with Devices(probes) as running:
         yield running
-
-
-def rollout(stack: Stack) -> dict[str, Any]:
-    status = get(stack, "edgeworkloads", "web").get("status") or {}
-    result: dict[str, Any] = status.get("rollout") or {}
-    return result
 
 
 def create(stack: Stack, image: str, policy: dict[str, Any] | None) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -26,11 +25,10 @@ from tests.operator.conftest import (
     NAMESPACE,
     Stack,
     add_device,
-    patch_device_status,
     wait_until,
 )
-from tests.operator.mqtt_devices import MqttDevices
-from tests.operator.test_rollout_integration import get
+from tests.operator.mqtt_devices import MqttDevices, online_devices
+from tests.operator.test_rollout_integration import get, rollout
 
 pytestmark = pytest.mark.slow
 
@@ -53,21 +51,9 @@ class ReportingDevices(MqttDevices):
 
 @pytest.fixture
 def devices(stack: Stack, mqtt_probes: ProbeFactory) -> Iterator[ReportingDevices]:
-    probes = {}
-    for name in DEVICES:
-        add_device(stack, name, {"app": "web"})
-        patch_device_status(stack, name, {"phase": "Online"})
-        probe = mqtt_probes.connect(stack.broker.device(name), name)
-        probe.subscribe(device_topic(name, DeviceTopic.DESIRED))
-        probes[name] = probe
+    probes = online_devices(stack, mqtt_probes, DEVICES)
     with ReportingDevices(probes) as reporting:
         yield reporting
-
-
-def rollout(stack: Stack) -> dict[str, Any]:
-    status = get(stack, "edgeworkloads", "web").get("status") or {}
-    result: dict[str, Any] = status.get("rollout") or {}
-    return result
 
 
 def test_batches_go_through_on_mqtt_reports_without_edgedevice_writes(

@@ -17,15 +17,14 @@ from kubernetes import client
 
 from flotta.schemas.crd.common import GROUP, VERSION
 from flotta.schemas.crd.rollout import RETRY_ROLLOUT_ANNOTATION
-from flotta.schemas.topics import DeviceTopic, device_topic
 from flotta.schemas.wire.desired import DesiredState
 from flotta.schemas.wire.status import StatusReport, VersionFailure
 from tests.fixtures.brokers import ProbeFactory
 from tests.fixtures.mqtt_probe import MqttProbe
 from tests.operator.builders import pod_spec, workload_obj
-from tests.operator.conftest import NAMESPACE, Stack, add_device, patch_device_status, wait_until
-from tests.operator.mqtt_devices import MqttDevices
-from tests.operator.test_rollout_integration import events, get
+from tests.operator.conftest import NAMESPACE, Stack, patch_device_status, wait_until
+from tests.operator.mqtt_devices import MqttDevices, online_devices
+from tests.operator.test_rollout_integration import events, rollout
 
 pytestmark = pytest.mark.slow
 
@@ -96,21 +95,9 @@ class AgentLikeDevices(MqttDevices):
 
 @pytest.fixture
 def devices(stack: Stack, mqtt_probes: ProbeFactory) -> Iterator[AgentLikeDevices]:
-    probes = {}
-    for name in DEVICES:
-        add_device(stack, name, {"app": "web"})
-        patch_device_status(stack, name, {"phase": "Online"})
-        probe = mqtt_probes.connect(stack.broker.device(name), name)
-        probe.subscribe(device_topic(name, DeviceTopic.DESIRED))
-        probes[name] = probe
+    probes = online_devices(stack, mqtt_probes, DEVICES)
     with AgentLikeDevices(stack, probes) as agents:
         yield agents
-
-
-def rollout(stack: Stack) -> dict[str, Any]:
-    status = get(stack, "edgeworkloads", "web").get("status") or {}
-    result: dict[str, Any] = status.get("rollout") or {}
-    return result
 
 
 def patch_workload(stack: Stack, body: dict[str, Any]) -> None:
