@@ -277,7 +277,10 @@ def test_a_named_watch_is_allowed_by_resource_names(
             field_selector="metadata.name=mine",
             timeout_seconds=2,
         )
-        first = next(iter(stream))
+        try:
+            first = next(stream)
+        finally:
+            stream.close()  # the watch's connection, closed now rather than at a later GC
         assert first["object"].metadata.name == "mine"
         with pytest.raises(ApiException) as refused:
             mine.list_namespaced_config_map(kube_namespace)
