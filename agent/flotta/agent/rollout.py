@@ -53,6 +53,7 @@ from flotta.schemas.codec import encode
 from flotta.schemas.errors import ContractError
 from flotta.schemas.probes import pod_probes
 from flotta.schemas.wire import DesiredState, VersionFailure
+from flotta.schemas.wire.status import failure_place
 
 log = logging.getLogger(__name__)
 
@@ -287,14 +288,7 @@ class Rollout:
             time=datetime.now(UTC),
             retry=transaction.retry if transaction is not None else 0,
         )
-        where = "".join(
-            part
-            for part in (
-                f" in workload {failure.workload}" if failure.workload else "",
-                f", container {failure.container}" if failure.container else "",
-                f", exit code {failure.exit_code}" if failure.exit_code is not None else "",
-            )
-        )
+        where = failure_place(failure.workload, failure.container, failure.exit_code)
         log.warning("version %s failed (%s)%s: %s", version, failure.reason, where, failure.message)
         self._warn(
             "VersionFailed",

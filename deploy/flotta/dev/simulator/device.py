@@ -45,7 +45,7 @@ from flotta.schemas.wire import (
     VersionFailure,
     WorkloadReport,
 )
-from flotta.schemas.wire.status import WorkloadPhase
+from flotta.schemas.wire.status import WorkloadPhase, failure_place
 
 FaultMode = Literal["exit", "health-check", "timeout", "silent"]
 
@@ -265,14 +265,7 @@ class SimulatedDevice:
         self.transaction = None
         failure = msgspec.structs.replace(transaction.failure, time=now, rolled_back=True)
         self.failed = failure
-        where = "".join(
-            part
-            for part in (
-                f" in workload {failure.workload}" if failure.workload else "",
-                f", container {failure.container}" if failure.container else "",
-                f", exit code {failure.exit_code}" if failure.exit_code is not None else "",
-            )
-        )
+        where = failure_place(failure.workload, failure.container, failure.exit_code)
         back_to = self.applied_version or "no workloads"
         return [
             self.status(now),

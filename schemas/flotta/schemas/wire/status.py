@@ -170,3 +170,15 @@ class StatusReport(Payload, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         normalise_times(self, "time", "window_opens", "certificate_not_after")
+
+
+def failure_place(workload: str, container: str, exit_code: int | None) -> str:
+    """Where a version failed, as VersionFailed events word it: " in workload W, container C,
+    exit code N" (each part only when known)."""
+    return "".join(
+        (
+            f" in workload {workload}" if workload else "",
+            f", container {container}" if container else "",
+            f", exit code {exit_code}" if exit_code is not None else "",
+        )
+    )
